@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * events.h: the wire contract between the BPF programs and user space.
+ *
+ * Every ring buffer record is one of the structs below and starts with
+ * struct rf_header, whose first byte is the event type. Each struct is
+ * mirrored field for field (same names, same order, _pad fields left out)
+ * by schemas/<signal>.<event>.avsc; test/unit/layout.test.ts compiles this
+ * header with gcc and checks every offset and size against the schema's
+ * "c" annotations, so the two cannot drift apart.
+ *
+ * Rules that keep the layout identical for clang -target bpf and gcc x86_64:
+ * natural alignment, explicit _pad fields, no packed structs, no bitfields.
+ * Build with -Wpadded -Werror (see bpf/Makefile) so implicit padding fails.
+ *
+ * Adding an event: add its type below, its struct, its .avsc, and register
+ * it in collector/signals/registry.ts.
+ */
+#ifndef RINGFLOW_EVENTS_H
+#define RINGFLOW_EVENTS_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define RF_COMM_LEN 16
+
+/* Must line up with EventType in collector/events/types.ts. */
+enum rf_event_type {
+	RF_EV_RUNQ_LATENCY   = 1, /* sched: wake-up or preemption -> switched in */
+	RF_EV_CTX_SWITCH     = 2, /* sched: task switched back in after off-CPU time */
+	RF_EV_BLOCK_RQ       = 3, /* block: request issue -> complete */
+	RF_EV_TCP_CONNECT    = 4, /* tcp: SYN_SENT -> ESTABLISHED */
+	RF_EV_TCP_ACCEPT     = 5, /* tcp: accept()/accept4() returned a connection */
+	RF_EV_TCP_RETRANSMIT = 6, /* tcp: tcp:tcp_retransmit_skb */
+	RF_EV_TCP_DROP       = 7, /* tcp: skb:kfree_skb of a TCP segment */
+	RF_EV_BENCH          = 8, /* bench only: fixed-size record for drain benchmarks */
+	RF_EV_MAX            = 16, /* size of the per-type drop counter array */
+};
+
+/* Common header, 48 bytes. */
+struct rf_header {
+	__u8  type;       /* enum rf_event_type */
+	__u8  _pad0;
+	__u16 cpu;        /* CPU the event was recorded on */
+	__u32 pid;        /* kernel pid = thread id */
+	__u32 tgid;       /* kernel tgid = process id */
+	__u32 uid;
+	__u64 ts_ns;      /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u64 cgroup_id;  /* cgroup v2 id of the task */
+	char  comm[RF_COMM_LEN];
+};
+
+/* How a task came to wait on the run queue. */
+enum rf_runq_kind {
+	RF_RUNQ_WAKEUP     = 0, /* sched_wakeup */
+	RF_RUNQ_WAKEUP_NEW = 1, /* sched_wakeup_new (fork) */
+	RF_RUNQ_PREEMPTED  = 2, /* switched out while still runnable */
+};
+
+/* Header describes the task that waited; emitted when it is switched in. */
+struct rf_runq_event {
+	struct rf_header hdr;
+	__u64 latency_ns;  /* enqueue (wake-up/preemption) -> on CPU */
+	__u32 prev_pid;    /* task it replaced on the CPU */
+	__u8  kind;        /* enum rf_runq_kind */
+	__u8  _pad[3];
+};
+
+/* Header describes the task switched back in; emitted at that switch-in. */
+struct rf_ctx_switch_event {
+	struct rf_header hdr;
+	__u64 off_cpu_ns;  /* switched out -> switched back in */
+	__u32 prev_pid;    /* task it replaced on the CPU */
+	__u8  voluntary;   /* 1 if it left the CPU blocked (prev_state != TASK_RUNNING) */
+	__u8  _pad[3];
+};
+
+enum rf_block_op {
+	RF_BLOCK_READ    = 0,
+	RF_BLOCK_WRITE   = 1,
+	RF_BLOCK_FLUSH   = 2,
+	RF_BLOCK_DISCARD = 3,
+	RF_BLOCK_OTHER   = 4,
+};
+
+/* Header describes the task in whose context the request was issued. */
+struct rf_block_event {
+	struct rf_header hdr;
+	__u64 latency_ns;   /* block_rq_issue -> block_rq_complete */
+	__u64 sector;
+	__u32 bytes;        /* request size at issue */
+	__u32 dev_major;
+	__u32 dev_minor;
+	__u32 queue_depth;  /* requests in flight on the device at issue, this one included */
+	__s32 error;        /* blk_status_t at completion, 0 = ok */
+	__u8  op;           /* enum rf_block_op */
+	__u8  _pad[3];
+};
+
+/* Connection addresses. IPv4 addresses use the first 4 bytes of saddr/daddr. */
+struct rf_tcp_tuple {
+	__u8  saddr[16];
+	__u8  daddr[16];
+	__u16 sport;        /* host byte order */
+	__u16 dport;        /* host byte order */
+	__u16 family;       /* AF_INET (2) or AF_INET6 (10) */
+	__u8  state;        /* TCP state (include/net/tcp_states.h), see each event */
+	__u8  _pad;
+};
+
+/* Header describes the process that called connect(). state = ESTABLISHED. */
+struct rf_tcp_connect_event {
+	struct rf_header hdr;
+	struct rf_tcp_tuple tuple;
+	__u64 latency_ns;   /* SYN_SENT -> ESTABLISHED */
+};
+
+/* Header describes the process that accepted. saddr/sport = local side. */
+struct rf_tcp_accept_event {
+	struct rf_header hdr;
+	struct rf_tcp_tuple tuple;
+	__u32 backlog;      /* sk_ack_backlog of the listener after accept */
+	__u32 max_backlog;  /* sk_max_ack_backlog of the listener */
+};
+
+/* Header describes whatever task was current (often softirq context); state = connection state. */
+struct rf_tcp_retransmit_event {
+	struct rf_header hdr;
+	struct rf_tcp_tuple tuple;
+};
+
+/* Header describes whatever task was current; state = 0 when the socket is unknown. */
+struct rf_tcp_drop_event {
+	struct rf_header hdr;
+	struct rf_tcp_tuple tuple;
+	__u32 reason;       /* enum skb_drop_reason */
+	__u32 _pad2;
+};
+
+/* Benchmarks only: the same size as a typical record, emitted per getpid() of one tgid. */
+struct rf_bench_event {
+	struct rf_header hdr;
+	__u64 seq;
+	__u64 _pad[1];
+};
+
+#endif /* RINGFLOW_EVENTS_H */
