@@ -1,0 +1,254 @@
+/**
+ * `ringflow collect` and `ringflow up`: wire the native session, the
+ * transcoder and a sink into a Collector, and run it until --duration, SIGINT
+ * or SIGTERM.
+ */
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import { FatalError, EXIT } from '../collector/errors.ts';
+import { parseBrokers, parseComm, parseDurationNs, parseIntFlag, parseList } from '../collector/options.ts';
+import { SIGNALS, SIGNAL_NAMES, objectPath, signalByName } from '../collector/signals/registry.ts';
+import { encodeSettings, type Filters } from '../collector/signals/settings.ts';
+import { checkBtf, checkBuilt, checkPrivileges, ensureTracefs, cgroupIdOf } from '../collector/preflight.ts';
+import { Collector, type StatsSnapshot } from '../collector/collector.ts';
+import { createKafkaSink, type Compression } from '../collector/kafka-sink.ts';
+import { createStdoutSink } from '../collector/stdout-sink.ts';
+import { createCodec, bootTimeNs } from '../collector/codec.ts';
+import type { EventSink } from '../collector/sink.ts';
+
+export const COLLECT_HELP = `Usage: ringflow collect [options]
+
+Loads CO-RE eBPF programs, drains their ring buffer in batches, encodes every
+event as Avro (single-object encoding) and produces it to Kafka topics
+ringflow.<signal>.<event>.v1, with a stats record per host every few seconds on
+ringflow.collector.stats.v1. Needs root or CAP_BPF+CAP_PERFMON.
+
+Options:
+  --brokers H:P[,H:P]   Kafka bootstrap brokers (default 127.0.0.1:9092)
+  --signals LIST        comma list of ${SIGNAL_NAMES.join(', ')} or all (default all)
+${SIGNALS.map((s) => `                          ${s.name}: ${s.summary}`).join('\n')}
+  --pid N               only this process (tgid)
+  --uid N               only this user id
+  --comm NAME           only tasks with this command name (exact, <= 15 bytes)
+  --cgroup DIR          only tasks in this cgroup v2 directory
+  --min-latency DUR     omit latency events shorter than DUR (e.g. 1ms, 500us)
+  --duration DUR        stop after DUR (e.g. 30s); default: until Ctrl-C
+  --stdout              print decoded events as JSON lines instead of producing to Kafka
+  --partitions N        partitions of topics the collector creates (default 6)
+  --compression C       gzip or none (default gzip)
+  --ring-mb N           ring buffer size in MiB, a power of two (default 16)
+  --stats-interval DUR  how often to publish the stats record (default 5s)
+  --host NAME           host name carried in every record (default: os.hostname())
+  -q, --quiet           no periodic summary on stderr
+  -h, --help            this help`;
+
+const UP_HELP = `Usage: ringflow up [collect options]
+
+Starts the local Apache Kafka broker (ringflow kafka start) unless --brokers is
+given, then collects into it (see ringflow collect --help). Ctrl-C stops.`;
+
+const OPTIONS = {
+  brokers: { type: 'string' },
+  signals: { type: 'string' },
+  pid: { type: 'string' },
+  uid: { type: 'string' },
+  comm: { type: 'string' },
+  cgroup: { type: 'string' },
+  'min-latency': { type: 'string' },
+  duration: { type: 'string' },
+  stdout: { type: 'boolean' },
+  partitions: { type: 'string' },
+  compression: { type: 'string' },
+  'ring-mb': { type: 'string' },
+  'stats-interval': { type: 'string' },
+  host: { type: 'string' },
+  quiet: { type: 'boolean', short: 'q' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export interface CollectConfig {
+  brokers: string[];
+  signals: string[];
+  filters: Filters;
+  durationMs?: number;
+  stdout: boolean;
+  partitions: number;
+  compression: Compression;
+  ringBytes: number;
+  statsIntervalMs: number;
+  host: string;
+  quiet: boolean;
+}
+
+export const DEFAULT_BROKERS = ['127.0.0.1:9092'];
+
+/** Flags -> config; every bad value is a one-line FatalError (exit 2). */
+export function parseCollectArgs(argv: string[]): CollectConfig & { help: boolean; brokersGiven: boolean } {
+  const { values: v } = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: false });
+  const filters: Filters = {};
+  if (v.pid !== undefined) filters.pid = parseIntFlag('--pid', v.pid, 1, 4194304);
+  if (v.uid !== undefined) filters.uid = parseIntFlag('--uid', v.uid, 0, 0xfffffffe);
+  if (v.comm !== undefined) filters.comm = parseComm(v.comm);
+  if (v.cgroup !== undefined) filters.cgroupId = cgroupIdOf(v.cgroup);
+  if (v['min-latency'] !== undefined) filters.minLatencyNs = parseDurationNs('--min-latency', v['min-latency']);
+  const compression = v.compression ?? 'gzip';
+  if (compression !== 'gzip' && compression !== 'none') {
+    throw new FatalError(`--compression: "${compression}" is not supported; use gzip or none`, { exitCode: EXIT.usage });
+  }
+  const ringMb = v['ring-mb'] === undefined ? 16 : parseIntFlag('--ring-mb', v['ring-mb'], 1, 1024);
+  if ((ringMb & (ringMb - 1)) !== 0) throw new FatalError(`--ring-mb: ${ringMb} is not a power of two`, { exitCode: EXIT.usage });
+  const durationNs = v.duration === undefined ? undefined : parseDurationNs('--duration', v.duration);
+  const statsNs = parseDurationNs('--stats-interval', v['stats-interval'] ?? '5s');
+  if (statsNs < 100_000_000n) throw new FatalError('--stats-interval: must be at least 100ms', { exitCode: EXIT.usage });
+  return {
+    help: v.help ?? false,
+    brokersGiven: v.brokers !== undefined,
+    brokers: v.brokers === undefined ? DEFAULT_BROKERS : parseBrokers(v.brokers),
+    signals: v.signals === undefined ? [...SIGNAL_NAMES] : parseList('--signals', v.signals, SIGNAL_NAMES),
+    filters,
+    ...(durationNs === undefined ? {} : { durationMs: Number(durationNs / 1_000_000n) }),
+    stdout: v.stdout ?? false,
+    partitions: v.partitions === undefined ? 6 : parseIntFlag('--partitions', v.partitions, 1, 1000),
+    compression,
+    ringBytes: ringMb * 1024 * 1024,
+    statsIntervalMs: Number(statsNs / 1_000_000n),
+    host: v.host ?? os.hostname(),
+    quiet: v.quiet ?? false,
+  };
+}
+
+/** Native errors carry op/code; turn the ones a user can fix into one line. */
+function loadError(signal: string, err: unknown): FatalError {
+  const e = err as { message?: string; code?: string; op?: string };
+  const msg = e?.message ?? String(err);
+  if (e?.code === 'EPERM' || e?.code === 'EACCES') {
+    return new FatalError(`loading signal ${signal} was refused by the kernel (${msg}); run as root or with CAP_BPF+CAP_PERFMON (kernel lockdown can also forbid it)`, { exitCode: EXIT.privileges, cause: err });
+  }
+  if (e?.code === 'ENOENT' && e?.op?.includes('attach')) {
+    return new FatalError(`signal ${signal} needs a tracepoint this kernel lacks (${msg}); leave it out with --signals`, { exitCode: EXIT.kernel, cause: err });
+  }
+  return new FatalError(`loading signal ${signal} failed: ${msg}`, { exitCode: EXIT.kernel, cause: err });
+}
+
+function summaryLine(s: StatsSnapshot): string {
+  let read = 0, kd = 0, ud = 0, prod = 0;
+  const parts: string[] = [];
+  for (const e of s.events) {
+    read += e.read; kd += e.kernel_drops; ud += e.user_drops; prod += e.produced;
+    if (e.read > 0) parts.push(`${e.event.replace(/^ringflow\.|\.v1$/g, '')} ${e.read}`);
+  }
+  const secs = Number(s.interval_ns) / 1e9;
+  return `ringflow: ${secs.toFixed(1)}s: read ${read}${parts.length ? ` (${parts.join(', ')})` : ''}, produced ${prod}, kernel drops ${kd}, user drops ${ud}, send errors ${s.send_errors}, pending ${s.pending}`;
+}
+
+export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string) => void; ready?: () => void } = {}): Promise<number> {
+  const log = hooks.log ?? ((l: string) => console.error(l));
+  checkPrivileges();
+  checkBtf();
+  if (cfg.signals.includes('tcp')) ensureTracefs({ log });
+  checkBuilt(cfg.signals);
+
+  // imported here so --help and flag errors work before the addon is built
+  const native = await import('../native/index.ts');
+  const eventTypes = cfg.signals.flatMap((s) => signalByName(s).eventTypes);
+  const codec = createCodec({
+    host: cfg.host,
+    bootTimeNs: bootTimeNs(),
+    dropReasonNames: cfg.signals.includes('tcp') ? native.kernelEnum('skb_drop_reason') : {},
+  });
+  const topics = codec.topicsFor(eventTypes);
+
+  const sink: EventSink = cfg.stdout
+    ? createStdoutSink(process.stdout, (r) => codec.toJsonLine(r.value))
+    : createKafkaSink({
+        brokers: cfg.brokers,
+        clientId: `ringflow-collector-${cfg.host}`,
+        topics: [...topics.values(), codec.statsTopic],
+        partitions: cfg.partitions,
+        compression: cfg.compression,
+        maxBatchRecords: 20000,
+        log,
+      });
+  await sink.start();
+
+  const session = new native.Session({ ringBytes: cfg.ringBytes });
+  let started = false;
+  try {
+    const globals = encodeSettings({ ...cfg.filters, selfTgid: process.pid });
+    for (const s of cfg.signals) {
+      try {
+        session.addObject(objectPath(s), globals);
+      } catch (err) {
+        throw loadError(s, err);
+      }
+    }
+    const collector = new Collector({
+      session,
+      transcoder: codec.transcoder,
+      sink,
+      topics,
+      highWater: 200_000,
+      maxPending: 400_000,
+      statsIntervalMs: cfg.statsIntervalMs,
+      ...(cfg.stdout ? {} : { encodeStats: (s: StatsSnapshot) => codec.encodeStats(s) }),
+      onStats: (s) => {
+        if (!cfg.quiet) log(summaryLine(s));
+      },
+    });
+    collector.start();
+    started = true;
+    if (!cfg.quiet) {
+      log(`ringflow: collecting ${cfg.signals.join(',')} as ${cfg.host} into ${cfg.stdout ? 'stdout' : `Kafka ${cfg.brokers.join(',')}`}; Ctrl-C to stop`);
+    }
+    hooks.ready?.();
+
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        process.off('SIGINT', done);
+        process.off('SIGTERM', done);
+        if (timer) clearTimeout(timer);
+        resolve();
+      };
+      process.on('SIGINT', done);
+      process.on('SIGTERM', done);
+      const timer = cfg.durationMs === undefined ? undefined : setTimeout(done, cfg.durationMs);
+    });
+    const { flushed, final } = await collector.stop(30_000);
+    await sink.close();
+    if (!flushed) {
+      log(`ringflow: stopped with ${final.pending} events not acknowledged by Kafka; they are counted as user drops`);
+      return EXIT.kafka;
+    }
+    return 0;
+  } finally {
+    if (!started) {
+      await session.stop().catch(() => {});
+      await sink.close();
+    }
+  }
+}
+
+export async function collectCommand(argv: string[]): Promise<number> {
+  const cfg = parseCollectArgs(argv);
+  if (cfg.help) {
+    console.log(COLLECT_HELP);
+    return 0;
+  }
+  return runCollector(cfg);
+}
+
+export async function upCommand(argv: string[]): Promise<number> {
+  const cfg = parseCollectArgs(argv);
+  if (cfg.help) {
+    console.log(UP_HELP);
+    return 0;
+  }
+  if (cfg.stdout) throw new FatalError('up: --stdout makes no sense here; use ringflow collect --stdout', { exitCode: EXIT.usage });
+  if (!cfg.brokersGiven) {
+    const { startBroker } = await import('./kafka.ts');
+    const b = await startBroker({ log: (m: string) => console.error(`ringflow: ${m}`) });
+    cfg.brokers = [b.brokers];
+    console.error(`ringflow: Kafka ${b.alreadyRunning ? 'already running' : 'started'} at ${b.brokers}; stop it with "ringflow kafka stop"`);
+  }
+  return runCollector(cfg);
+}

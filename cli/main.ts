@@ -1,0 +1,66 @@
+/**
+ * ringflow's command line. Each command lives in its own module; this file
+ * only dispatches and turns FatalErrors into one line and an exit code.
+ */
+import { FatalError, EXIT } from '../collector/errors.ts';
+
+const USAGE = `ringflow: eBPF observability pipeline (kernel ring buffers -> Avro -> Kafka)
+
+Usage: ringflow COMMAND [options]
+
+Commands:
+  up        start a local Kafka broker (unless --brokers is given) and collect into it
+  collect   load the eBPF programs and publish their events to Kafka (or --stdout)
+  tail      decode a topic's records to JSON lines
+  kafka     run a local Apache Kafka broker: kafka start|stop|status
+
+Run "ringflow COMMAND --help" for a command's options.`;
+
+type Command = (argv: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  collect: async () => (await import('./collect.ts')).collectCommand,
+  up: async () => (await import('./collect.ts')).upCommand,
+  tail: async () => (await import('./tail.ts')).tailCommand,
+  kafka: async () => (await import('./kafka.ts')).kafkaCommand,
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    console.log(USAGE);
+    return cmd === undefined ? EXIT.usage : 0;
+  }
+  const load = COMMANDS[cmd];
+  if (!load) {
+    console.error(`ringflow: unknown command "${cmd}"; run "ringflow --help" for the list`);
+    return EXIT.usage;
+  }
+  return (await load())(rest);
+}
+
+/** One line for errors a user can act on; a stack only for bugs. */
+export function reportError(err: unknown): number {
+  if (err instanceof FatalError) {
+    console.error(`ringflow: ${err.message}`);
+    return err.exitCode;
+  }
+  const e = err as { code?: string; message?: string };
+  if (e?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || e?.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' || e?.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
+    console.error(`ringflow: ${e.message?.split('\n')[0]}; see --help`);
+    return EXIT.usage;
+  }
+  console.error(err);
+  return 1;
+}
+
+if (import.meta.main) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err) => {
+      process.exitCode = reportError(err);
+    },
+  );
+}

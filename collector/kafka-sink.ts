@@ -1,0 +1,226 @@
+/**
+ * Kafka sink: an idempotent kafkajs producer (acks=all) fed in large batches.
+ *
+ * Ordering and idempotence: kafkajs keeps producer sequence numbers per
+ * partition, and the broker keeps only the last 5 batches' metadata per
+ * producer, so exactly one sendBatch is in flight at a time (KIP-98's
+ * max.in.flight=1 for idempotence in this client); throughput comes from
+ * making each request large instead.
+ *
+ * Failure: a failed send is counted, logged once per kind of error, backed off
+ * and retried with the same records, for as long as it takes: records leave
+ * the queue only when acknowledged. Memory stays bounded because the collector
+ * stops draining the kernel ring while pending() is high (see collector.ts).
+ */
+import kafkajs, { type Kafka as KafkaClient, type Producer, type Admin, type TopicMessages, type CompressionTypes as CompressionType } from 'kafkajs';
+
+// kafkajs is CommonJS: under Node's ESM loader only its default export is reliable.
+const { Kafka, CompressionTypes, logLevel } = kafkajs;
+import { FatalError, EXIT } from './errors.ts';
+import type { EventSink, OutRecord, SinkCounters } from './sink.ts';
+
+export type Compression = 'gzip' | 'none';
+
+export interface KafkaSinkOptions {
+  brokers: string[];
+  clientId: string;
+  topics: readonly string[];
+  partitions: number;
+  compression: Compression;
+  /** Records per produce request. */
+  maxBatchRecords: number;
+  log: (line: string) => void;
+  /** How long to keep trying the first connection before giving up. */
+  connectTimeoutMs?: number;
+}
+
+const COMPRESSION: Record<Compression, CompressionType> = {
+  gzip: CompressionTypes.GZIP,
+  none: CompressionTypes.None,
+};
+
+export function describeKafkaError(err: unknown): string {
+  const e = err as { name?: string; message?: string; cause?: { message?: string } };
+  const msg = e?.message ?? String(err);
+  const cause = e?.cause?.message && !msg.includes(e.cause.message) ? ` (${e.cause.message})` : '';
+  return `${e?.name ?? 'Error'}: ${msg}${cause}`;
+}
+
+export function createKafkaClient(brokers: string[], clientId: string, connectTimeoutMs = 5000): KafkaClient {
+  return new Kafka({
+    clientId,
+    brokers,
+    connectionTimeout: Math.min(connectTimeoutMs, 3000),
+    requestTimeout: 30000,
+    // kafkajs logs every failed attempt at ERROR; we report failures ourselves, once per kind.
+    logLevel: process.env.RINGFLOW_KAFKA_LOG === 'debug' ? logLevel.DEBUG : logLevel.NOTHING,
+    retry: { initialRetryTime: 200, maxRetryTime: 2000, retries: 3 },
+  });
+}
+
+/** Connect an admin client or fail with one line naming the brokers and the fix. */
+export async function connectAdmin(kafka: KafkaClient, brokers: string[]): Promise<Admin> {
+  const admin = kafka.admin();
+  try {
+    await admin.connect();
+    await admin.describeCluster();
+    return admin;
+  } catch (err) {
+    await admin.disconnect().catch(() => {});
+    throw new FatalError(
+      `cannot reach Kafka at ${brokers.join(',')} (${describeKafkaError(err)}); start a local broker with "ringflow kafka start" or pass --brokers HOST:PORT`,
+      { exitCode: EXIT.kafka, cause: err, retriable: true },
+    );
+  }
+}
+
+/** Create missing topics; replication is capped by the cluster's size. */
+export async function ensureTopics(admin: Admin, topics: readonly string[], partitions: number): Promise<void> {
+  const cluster = await admin.describeCluster();
+  const replicationFactor = Math.min(3, cluster.brokers.length);
+  const existing = new Set(await admin.listTopics());
+  const missing = topics.filter((t) => !existing.has(t));
+  if (missing.length === 0) return;
+  try {
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: missing.map((topic) => ({ topic, numPartitions: partitions, replicationFactor })),
+    });
+  } catch (err) {
+    // another collector may have created them at the same moment
+    const still = new Set(await admin.listTopics());
+    if (missing.some((t) => !still.has(t))) {
+      throw new FatalError(`cannot create Kafka topics ${missing.join(',')} (${describeKafkaError(err)}); create them or grant CreateTopics`, { exitCode: EXIT.kafka, cause: err });
+    }
+  }
+}
+
+export function createKafkaSink(opts: KafkaSinkOptions): EventSink {
+  const kafka = createKafkaClient(opts.brokers, opts.clientId, opts.connectTimeoutMs);
+  let producer: Producer | undefined;
+  const queue: OutRecord[][] = [];
+  let queueHead = 0; // index into queue[0]
+  let queued = 0;
+  let inFlight: OutRecord[] | null = null;
+  let closed = false;
+  let backoffMs = 0;
+  const counters: SinkCounters = { produced: new Map(), sendErrors: 0 };
+  const progressCbs: (() => void)[] = [];
+  const seenErrors = new Set<string>();
+  let waiters: (() => void)[] = [];
+
+  function take(max: number): OutRecord[] {
+    const out: OutRecord[] = [];
+    while (out.length < max && queue.length > 0) {
+      const chunk = queue[0]!;
+      const n = Math.min(max - out.length, chunk.length - queueHead);
+      for (let i = 0; i < n; i++) out.push(chunk[queueHead + i]!);
+      queueHead += n;
+      if (queueHead >= chunk.length) {
+        queue.shift();
+        queueHead = 0;
+      }
+    }
+    queued -= out.length;
+    return out;
+  }
+
+  function toTopicMessages(records: OutRecord[]): TopicMessages[] {
+    const byTopic = new Map<string, { key: string; value: Buffer }[]>();
+    for (const r of records) {
+      let list = byTopic.get(r.topic);
+      if (!list) byTopic.set(r.topic, (list = []));
+      list.push({ key: r.key, value: r.value });
+    }
+    return [...byTopic].map(([topic, messages]) => ({ topic, messages }));
+  }
+
+  function settle(): void {
+    for (const cb of progressCbs) cb();
+    if (queued === 0 && inFlight === null) {
+      const w = waiters;
+      waiters = [];
+      for (const f of w) f();
+    }
+  }
+
+  function pump(): void {
+    if (closed || inFlight !== null || !producer) return;
+    if (queued === 0) return;
+    const batch = take(opts.maxBatchRecords);
+    inFlight = batch;
+    send(batch);
+  }
+
+  function send(batch: OutRecord[]): void {
+    producer!
+      .sendBatch({ topicMessages: toTopicMessages(batch), acks: -1, compression: COMPRESSION[opts.compression] })
+      .then(
+        () => {
+          for (const r of batch) counters.produced.set(r.type, (counters.produced.get(r.type) ?? 0) + 1);
+          if (backoffMs > 0) opts.log(`kafka: sending again; delivered ${batch.length} held events`);
+          backoffMs = 0;
+          inFlight = null;
+          settle();
+          pump();
+        },
+        (err: unknown) => {
+          counters.sendErrors++;
+          const kind = (err as { name?: string })?.name ?? 'Error';
+          if (!seenErrors.has(kind)) {
+            seenErrors.add(kind);
+            opts.log(`kafka: send failed (${describeKafkaError(err)}); holding ${queued + batch.length} events and retrying`);
+          }
+          if (closed) return;
+          backoffMs = Math.min(Math.max(backoffMs * 2, 200), 5000);
+          setTimeout(() => send(batch), backoffMs).unref?.();
+        },
+      );
+  }
+
+  return {
+    counters,
+    async start() {
+      const admin = await connectAdmin(kafka, opts.brokers);
+      try {
+        await ensureTopics(admin, opts.topics, opts.partitions);
+      } finally {
+        await admin.disconnect();
+      }
+      producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+      try {
+        await producer.connect();
+      } catch (err) {
+        throw new FatalError(`cannot start a Kafka producer on ${opts.brokers.join(',')} (${describeKafkaError(err)})`, { exitCode: EXIT.kafka, cause: err });
+      }
+      pump();
+    },
+    enqueue(records) {
+      if (records.length === 0) return;
+      queue.push(records as OutRecord[]);
+      queued += records.length;
+      pump();
+    },
+    pending() {
+      return queued + (inFlight?.length ?? 0);
+    },
+    onProgress(cb) {
+      progressCbs.push(cb);
+    },
+    flush(timeoutMs) {
+      if (queued === 0 && inFlight === null) return Promise.resolve(true);
+      return new Promise<boolean>((resolve) => {
+        const t = setTimeout(() => resolve(false), timeoutMs);
+        waiters.push(() => {
+          clearTimeout(t);
+          resolve(true);
+        });
+        pump();
+      });
+    },
+    async close() {
+      closed = true;
+      await producer?.disconnect().catch(() => {});
+    },
+  };
+}

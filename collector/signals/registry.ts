@@ -1,0 +1,37 @@
+/**
+ * The one place signals are registered. A signal is one BPF object
+ * (bpf/<name>.bpf.c, built to bpf/.output/<name>.bpf.o) and the event types it
+ * emits; each event type's schema (schemas/<signal>.<event>.avsc) names its
+ * struct, topic and key, so adding a signal is: its .bpf.c, its struct in
+ * bpf/events.h, its .avsc files, and one entry below.
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface SignalDef {
+  readonly name: string;
+  readonly summary: string;
+  /** Event type ids (enum rf_event_type) this signal's object emits. */
+  readonly eventTypes: readonly number[];
+}
+
+export const SIGNALS: readonly SignalDef[] = [
+  { name: 'sched', summary: 'run-queue latency per wake-up/preemption; context switches with off-CPU time', eventTypes: [1, 2] },
+  { name: 'block', summary: 'block I/O request latency, size, operation, device and queue depth', eventTypes: [3] },
+  { name: 'tcp', summary: 'TCP connect latency, accepts, retransmits and drops (with drop reason)', eventTypes: [4, 5, 6, 7] },
+];
+
+export const SIGNAL_NAMES: readonly string[] = SIGNALS.map((s) => s.name);
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const BPF_OUTPUT_DIR = process.env.RINGFLOW_BPF_DIR ?? path.join(REPO_ROOT, 'bpf', '.output');
+
+export function objectPath(name: string): string {
+  return path.join(BPF_OUTPUT_DIR, `${name}.bpf.o`);
+}
+
+export function signalByName(name: string): SignalDef {
+  const s = SIGNALS.find((x) => x.name === name);
+  if (!s) throw new Error(`unknown signal ${name}`);
+  return s;
+}

@@ -1,0 +1,48 @@
+/**
+ * Load-time settings of the BPF programs: the `const volatile` globals declared
+ * in bpf/common.bpf.h, encoded as the bytes the native loader writes into each
+ * object's .rodata before load. Names and sizes must match common.bpf.h; the
+ * loader rejects a name or size it does not find.
+ */
+export interface Filters {
+  /** Only this process (tgid). */
+  pid?: number;
+  uid?: number;
+  comm?: string;
+  /** cgroup v2 id (the inode number of the cgroup's directory). */
+  cgroupId?: bigint;
+  /** Latency events shorter than this are not emitted. */
+  minLatencyNs?: bigint;
+}
+
+export interface LoadSettings extends Filters {
+  /** The collector's own tgid: its own scheduling and I/O are never traced. */
+  selfTgid: number;
+  /** Wake the consumer when this much data is pending (default 1 MiB). */
+  wakeupBytes?: number;
+}
+
+const u32 = (v: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v >>> 0);
+  return b;
+};
+const u64 = (v: bigint): Buffer => {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(v);
+  return b;
+};
+
+export function encodeSettings(s: LoadSettings): Record<string, Buffer> {
+  const comm = Buffer.alloc(16);
+  if (s.comm) comm.write(s.comm, 'utf8');
+  return {
+    rf_filter_tgid: u32(s.pid ?? 0),
+    rf_filter_uid: u32(s.uid ?? 0xffffffff),
+    rf_filter_comm: comm,
+    rf_filter_cgroup_id: u64(s.cgroupId ?? 0n),
+    rf_min_latency_ns: u64(s.minLatencyNs ?? 0n),
+    rf_self_tgid: u32(s.selfTgid),
+    rf_wakeup_bytes: u64(BigInt(s.wakeupBytes ?? 1 << 20)),
+  };
+}

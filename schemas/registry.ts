@@ -1,0 +1,224 @@
+/**
+ * Every schemas/*.avsc, parsed once. Each event schema names its C struct,
+ * event type id, topic and key kind in its top-level "ringflow" attribute and
+ * annotates each C-mirrored field with "c": {offset, type}; this module only
+ * reads those annotations, collector/events/transcode.ts compiles them.
+ *
+ * All Avro longs decode as BigInt (u64 nanosecond times exceed 2^53): see
+ * bigLong below. Encoding accepts a bigint or a safe-integer number.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import avro from 'avsc';
+import { fingerprint64, fingerprintBytes, parsingCanonicalForm } from './rabin.ts';
+
+export type KeyKind = 'process' | 'device' | 'connection' | 'host';
+
+/** C field kinds of the "c" annotation; "u8" with an "enum" map is an enum-backed u8. */
+export type CKind = 'u8' | 'u16' | 'u32' | 's32' | 'u64' | 'comm' | 'inet';
+
+export interface CAnnotation {
+  readonly offset: number;
+  readonly type: CKind;
+  /** inet only: name of the field holding the address family. */
+  readonly family?: string;
+  /** Enum-backed u8: Avro symbol -> C value. Values not listed map to the enum's default symbol. */
+  readonly enum?: Readonly<Record<string, number>>;
+  /** Enum-backed u8: prefix of the C constants in bpf/events.h (checked by the layout test). */
+  readonly cprefix?: string;
+}
+
+export interface FieldSchema {
+  readonly name: string;
+  readonly type: unknown;
+  readonly doc?: string;
+  readonly default?: unknown;
+  readonly c?: CAnnotation;
+  /** Filled by user space from another field, e.g. the drop reason's name. */
+  readonly derived?: { readonly kind: string; readonly from: string };
+  /** Appended by the collector (host, boot_time_ns). */
+  readonly envelope?: boolean;
+}
+
+export interface RecordSchema {
+  readonly type: 'record';
+  readonly name: string;
+  readonly namespace?: string;
+  readonly doc?: string;
+  readonly ringflow: RingflowAttr;
+  readonly fields: readonly FieldSchema[];
+}
+
+export interface RingflowAttr {
+  /** enum rf_event_type value; absent for records with no C struct (collector.stats). */
+  readonly type?: number;
+  /** Name of the rf_event_type constant, e.g. RF_EV_RUNQ_LATENCY. */
+  readonly type_const?: string;
+  readonly struct?: string;
+  /** sizeof(struct). */
+  readonly size?: number;
+  readonly topic: string;
+  readonly key: KeyKind;
+}
+
+export interface RegisteredSchema {
+  /** File stem: "<signal>.<event>", e.g. "sched.runqlat". */
+  readonly id: string;
+  /** Full Avro name, e.g. io.ringflow.sched.RunqLatency. */
+  readonly fullName: string;
+  /** Event type id, or null for records with no C struct. */
+  readonly eventType: number | null;
+  readonly struct: string | null;
+  /** sizeof the C struct; 0 when there is none. */
+  readonly size: number;
+  readonly topic: string;
+  readonly key: KeyKind;
+  /** The .avsc as parsed JSON, custom attributes included. */
+  readonly schema: RecordSchema;
+  readonly type: avro.Type;
+  readonly canonical: string;
+  /** CRC-64-AVRO of the canonical form, unsigned. */
+  readonly fingerprint: bigint;
+  /** The fingerprint as 8 little-endian bytes. */
+  readonly fingerprintBytes: Buffer;
+}
+
+export interface SchemaRegistry {
+  readonly all: readonly RegisteredSchema[];
+  byEventType(type: number): RegisteredSchema | undefined;
+  byTopic(topic: string): RegisteredSchema | undefined;
+  byFingerprint(fp: bigint): RegisteredSchema | undefined;
+  byId(id: string): RegisteredSchema | undefined;
+}
+
+export const SCHEMA_DIR = import.meta.dirname;
+
+const TWO_63 = 1n << 63n;
+
+function isLong(v: unknown): boolean {
+  if (typeof v === 'bigint') return v >= -TWO_63 && v < TWO_63;
+  return typeof v === 'number' && Number.isSafeInteger(v);
+}
+
+/** Zigzag varint bytes of a 64-bit signed value. */
+function encodeLong(v: bigint | number): Buffer {
+  let n = BigInt.asUintN(64, (BigInt(v) << 1n) ^ (BigInt(v) >> 63n));
+  const out: number[] = [];
+  while (n > 0x7fn) {
+    out.push(Number(n & 0x7fn) | 0x80);
+    n >>= 7n;
+  }
+  out.push(Number(n));
+  return Buffer.from(out);
+}
+
+/** Inverse of encodeLong; takes exactly one varint's bytes. */
+function decodeLong(buf: Buffer): bigint {
+  if (buf.length <= 7) { // up to 49 bits: exact in a double
+    let n = 0;
+    let mul = 1;
+    for (let i = 0; i < buf.length; i++) {
+      n += (buf[i]! & 0x7f) * mul;
+      mul *= 128;
+    }
+    return BigInt(n % 2 === 0 ? n / 2 : -(n + 1) / 2);
+  }
+  let n = 0n;
+  let shift = 0n;
+  for (let i = 0; i < buf.length; i++) {
+    n |= BigInt(buf[i]! & 0x7f) << shift;
+    shift += 7n;
+  }
+  n = BigInt.asUintN(64, n);
+  return (n >> 1n) ^ -(n & 1n);
+}
+
+/**
+ * Avro long as BigInt, full 64-bit precision. noUnpack: avsc hands us the raw
+ * varint bytes, which is cheaper than its 8-byte two's complement unpacking.
+ */
+export const bigLong: avro.types.LongType = avro.types.LongType.__with({
+  fromBuffer: decodeLong,
+  toBuffer: encodeLong,
+  fromJSON: (v: unknown) => BigInt(v as bigint | number | string),
+  toJSON: (v: bigint | number) => (typeof v === 'bigint' && (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) ? v.toString() : Number(v)),
+  isValid: isLong,
+  compare: (a: bigint | number, b: bigint | number) => {
+    const x = BigInt(a);
+    const y = BigInt(b);
+    return x === y ? 0 : x < y ? -1 : 1;
+  },
+}, true);
+
+/** Type.forSchema with the BigInt long; a fresh avsc registry each time (it collects named types). */
+export function parseType(schema: unknown): avro.Type {
+  return avro.Type.forSchema(schema as avro.Schema, { registry: { long: bigLong } });
+}
+
+function register(id: string, schema: RecordSchema): RegisteredSchema {
+  const rf = schema.ringflow;
+  if (!rf || typeof rf.topic !== 'string' || typeof rf.key !== 'string') throw new Error(`${id}.avsc: missing "ringflow" {topic, key}`);
+  const canonical = parsingCanonicalForm(schema);
+  const fp = fingerprint64(canonical);
+  const type = parseType(schema);
+  return Object.freeze({
+    id,
+    fullName: type.name ?? schema.name,
+    eventType: rf.type ?? null,
+    struct: rf.struct ?? null,
+    size: rf.size ?? 0,
+    topic: rf.topic,
+    key: rf.key,
+    schema,
+    type,
+    canonical,
+    fingerprint: fp,
+    fingerprintBytes: fingerprintBytes(fp),
+  });
+}
+
+/** Loads and indexes every *.avsc of a directory (the default registry uses schemas/). */
+export function loadRegistry(dir: string = SCHEMA_DIR): SchemaRegistry {
+  const files = fs.readdirSync(dir).filter((f) => f.endsWith('.avsc')).sort();
+  const all = files.map((f) => register(f.slice(0, -'.avsc'.length), JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as RecordSchema));
+  return createRegistry(all);
+}
+
+/** Indexes already registered schemas; throws on a duplicate type id, topic or fingerprint. */
+export function createRegistry(all: readonly RegisteredSchema[]): SchemaRegistry {
+  const types = new Map<number, RegisteredSchema>();
+  const topics = new Map<string, RegisteredSchema>();
+  const fps = new Map<bigint, RegisteredSchema>();
+  const ids = new Map<string, RegisteredSchema>();
+  for (const s of all) {
+    if (s.eventType !== null) {
+      if (types.has(s.eventType)) throw new Error(`event type ${s.eventType} registered twice (${s.id}, ${types.get(s.eventType)!.id})`);
+      types.set(s.eventType, s);
+    }
+    if (topics.has(s.topic)) throw new Error(`topic ${s.topic} registered twice`);
+    topics.set(s.topic, s);
+    if (fps.has(s.fingerprint)) throw new Error(`fingerprint of ${s.id} collides with ${fps.get(s.fingerprint)!.id}`);
+    fps.set(s.fingerprint, s);
+    ids.set(s.id, s);
+  }
+  return Object.freeze({
+    all: Object.freeze([...all]),
+    byEventType: (t: number) => types.get(t),
+    byTopic: (t: string) => topics.get(t),
+    byFingerprint: (fp: bigint) => fps.get(fp),
+    byId: (id: string) => ids.get(id),
+  });
+}
+
+/** Registers one schema given as JSON (tests, tools); not added to any registry. */
+export function registerSchema(id: string, schema: RecordSchema): RegisteredSchema {
+  return register(id, schema);
+}
+
+let defaultRegistry: SchemaRegistry | undefined;
+
+/** The registry of schemas/*.avsc, loaded on first use. */
+export function schemaRegistry(): SchemaRegistry {
+  defaultRegistry ??= loadRegistry();
+  return defaultRegistry;
+}

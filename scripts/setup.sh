@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs what ringflow needs and builds it; quick when everything is in place.
+#   1. Debian packages: clang/llvm (BPF compiler), libbpf/libelf/zlib headers,
+#      bpftool (vmlinux.h), a JDK and Maven (the local Kafka broker)
+#   2. Node.js >= 24 (scripts/node-env.sh) and the npm dependencies
+#   3. bpf/.output/*.bpf.o, the native addon, and the Kafka broker's jars
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+say() { echo "setup: $*" >&2; }
+
+# --- 1. system packages ------------------------------------------------------
+missing=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have clang || missing+=(clang)
+have llvm-strip || missing+=(llvm)
+[ -e /usr/include/bpf/libbpf.h ] || missing+=(libbpf-dev)
+[ -e /usr/include/libelf.h ] || missing+=(libelf-dev)
+[ -e /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+{ have bpftool || [ -x /usr/sbin/bpftool ]; } || missing+=(bpftool)
+have make || missing+=(make)
+have g++ || missing+=(g++)
+have python3 || missing+=(python3)
+have java || missing+=(openjdk-17-jre-headless)
+have mvn || missing+=(maven)
+have npm || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages: ${missing[*]}; install them: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- 2. Node.js 24 and npm dependencies ---------------------------------------
+. "$root/scripts/node-env.sh"
+stamp=node_modules/.ringflow-lock
+want="$(sha256sum package-lock.json | cut -d' ' -f1) $(node --version)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  say "installing npm dependencies"
+  npm ci --no-audit --no-fund --loglevel=error >&2
+  echo "$want" > "$stamp"
+fi
+[ "${1:-}" = "--deps-only" ] && exit 0
+
+# --- 3. builds -----------------------------------------------------------------
+make -s -C bpf >&2
+addon=native/build/Release/ringflow_native.node
+if [ ! -f "$addon" ] || [ -n "$(find native/src native/binding.gyp -newer "$addon" 2>/dev/null | head -1)" ]; then
+  say "building the native addon"
+  (cd native && "$root/node_modules/.bin/node-gyp" rebuild --loglevel=error >&2)
+fi
+if [ -f native/bench/Makefile ]; then make -s -C native/bench >&2; fi
+node --disable-warning=ExperimentalWarning cli/kafka.ts resolve >&2
