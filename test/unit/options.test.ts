@@ -1,0 +1,75 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseDurationNs, parseIntFlag, parseBrokers, parseList, parseComm } from '../../collector/options.ts';
+import { FatalError } from '../../collector/errors.ts';
+import { parseCollectArgs } from '../../cli/collect.ts';
+import { encodeSettings } from '../../collector/signals/settings.ts';
+
+test('durations: units are exact, bare numbers and junk are rejected', () => {
+  const ok: [string, bigint][] = [
+    ['1ms', 1_000_000n],
+    ['250us', 250_000n],
+    ['250µs', 250_000n],
+    ['1.5s', 1_500_000_000n],
+    ['0.001s', 1_000_000n],
+    ['2m', 120_000_000_000n],
+    ['1h', 3_600_000_000_000n],
+    ['7ns', 7n],
+  ];
+  for (const [text, ns] of ok) assert.equal(parseDurationNs('--x', text), ns, text);
+  for (const bad of ['5', 'ms', '1 ms', '-1ms', '1.ms', '1d', '']) {
+    assert.throws(() => parseDurationNs('--min-latency', bad), (e: unknown) => e instanceof FatalError && e.exitCode === 2 && e.message.startsWith('--min-latency:'), bad);
+  }
+});
+
+test('integers: range and syntax', () => {
+  assert.equal(parseIntFlag('--pid', '42', 1, 100), 42);
+  for (const bad of ['0', '101', '-1', '1e3', '4.2', 'x', '']) {
+    assert.throws(() => parseIntFlag('--pid', bad, 1, 100), FatalError, bad);
+  }
+});
+
+test('brokers and lists', () => {
+  assert.deepEqual(parseBrokers('a:1, b.example:9092,[::1]:9093'), ['a:1', 'b.example:9092', '[::1]:9093']);
+  for (const bad of ['', 'nohost', 'a:0', 'a:70000', 'a:b']) assert.throws(() => parseBrokers(bad), FatalError, bad);
+  assert.deepEqual(parseList('--signals', 'tcp,sched,tcp', ['sched', 'block', 'tcp']), ['tcp', 'sched']);
+  assert.deepEqual(parseList('--signals', 'all', ['sched', 'block', 'tcp']), ['sched', 'block', 'tcp']);
+  assert.throws(() => parseList('--signals', 'tcp,nfs', ['sched', 'block', 'tcp']), /unknown "nfs"; choose from sched, block, tcp/);
+});
+
+test('comm must fit the kernel limit', () => {
+  assert.equal(parseComm('postgres'), 'postgres');
+  assert.throws(() => parseComm('a-very-long-command-name'), /15 bytes/);
+  assert.throws(() => parseComm(''), FatalError);
+});
+
+test('collect flags -> config', () => {
+  const c = parseCollectArgs(['--signals', 'tcp', '--pid', '7', '--uid', '0', '--comm', 'curl', '--min-latency', '2ms', '--duration', '30s', '--stdout', '--ring-mb', '64']);
+  assert.deepEqual(c.signals, ['tcp']);
+  assert.deepEqual(c.filters, { pid: 7, uid: 0, comm: 'curl', minLatencyNs: 2_000_000n });
+  assert.equal(c.durationMs, 30_000);
+  assert.equal(c.stdout, true);
+  assert.equal(c.ringBytes, 64 << 20);
+  assert.equal(c.brokersGiven, false);
+  const d = parseCollectArgs([]);
+  assert.deepEqual(d.signals, ['sched', 'block', 'tcp']);
+  assert.deepEqual(d.brokers, ['127.0.0.1:9092']);
+  assert.equal(d.durationMs, undefined);
+  assert.throws(() => parseCollectArgs(['--ring-mb', '3']), /power of two/);
+  assert.throws(() => parseCollectArgs(['--compression', 'lz4']), /gzip or none/);
+  assert.throws(() => parseCollectArgs(['--nope']), { code: 'ERR_PARSE_ARGS_UNKNOWN_OPTION' });
+});
+
+test('load-time settings: names, sizes and values match common.bpf.h', () => {
+  const g = encodeSettings({ selfTgid: 99, pid: 5, comm: 'nginx', minLatencyNs: 1_000_000n });
+  assert.deepEqual(Object.keys(g).sort(), ['rf_filter_cgroup_id', 'rf_filter_comm', 'rf_filter_tgid', 'rf_filter_uid', 'rf_min_latency_ns', 'rf_self_tgid', 'rf_wakeup_bytes']);
+  assert.equal(g.rf_filter_tgid!.readUInt32LE(), 5);
+  assert.equal(g.rf_filter_uid!.readUInt32LE(), 0xffffffff, 'no uid filter = any');
+  assert.equal(g.rf_filter_comm!.length, 16);
+  assert.equal(g.rf_filter_comm!.toString('latin1').replace(/\0+$/, ''), 'nginx');
+  assert.equal(g.rf_min_latency_ns!.readBigUInt64LE(), 1_000_000n);
+  assert.equal(g.rf_self_tgid!.readUInt32LE(), 99);
+  assert.equal(g.rf_wakeup_bytes!.readBigUInt64LE(), 1n << 20n);
+  // every global named here is declared in common.bpf.h with the same size
+  // (the native loader also rejects unknown names and wrong sizes at load)
+});
