@@ -475,7 +475,7 @@ export async function stopBroker(opts: BrokerOptions = {}): Promise<StopResult> 
 
 // ---------------------------------------------------------------- CLI
 
-const USAGE = `usage: ringflow kafka <command> [options]
+const USAGE = `Usage: ringflow kafka <command> [options]
 
 Runs a local single-node Apache Kafka ${KAFKA_VERSION} broker (KRaft) for development.
 
