@@ -197,7 +197,7 @@ test('codec: unknown types, short records and cut-off batches are counted, not t
   const runq = rawRecord(schema('sched.runqlat'), header);
   const short = runq.subarray(0, 63);
   const bench = Buffer.alloc(64);
-  bench[0] = 8; // RF_EV_BENCH: no schema
+  bench[0] = 9; // an event type with no schema
   const bogus = Buffer.alloc(96);
   bogus[0] = 200;
   const longer = Buffer.concat([runq, Buffer.alloc(16, 0xaa)]); // a newer, longer struct still decodes
@@ -215,7 +215,7 @@ test('codec: unknown types, short records and cut-off batches are counted, not t
   assert.equal(transcoder.transcodeBatch(Buffer.concat([buildBatch([runq]), Buffer.alloc(4)]), () => {}).unknown, 1);
   assert.deepEqual(transcoder.transcodeBatch(Buffer.alloc(0), () => assert.fail()), { records: 0, unknown: 0, bytes: 0 });
   assert.equal(transcoder.transcodeRecord(short), null);
-  assert.equal(transcoder.decodeRaw(bench), null);
+  assert.equal(transcoder.decodeRaw(bench), null, 'unknown type');
 });
 
 test('codec: values of a batch stay intact after later batches reuse the slab', () => {

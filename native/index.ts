@@ -1,0 +1,209 @@
+/**
+ * ringflow native layer: a thin typed surface over the ringflow_native addon
+ * (native/src/binding.cc over the plain C core native/src/rf_core.c).
+ *
+ * Batch wire format handed to onBatch (little-endian, see rf_core.h):
+ *
+ *   batch  := record*
+ *   record := u32 length | u32 0 | length bytes (one ring buffer record) | zero pad to 8-byte alignment
+ *
+ * A batch Buffer is backed by native memory that returns to a pool when the
+ * Buffer is garbage collected: copy out what must outlive the callback.
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+export interface SessionOptions {
+  /** rf_events ring size: a power of two >= the page size. Default 16 MiB. */
+  ringBytes?: number;
+  /** ring_buffer__poll timeout; the ring is drained after every poll. Default 10. */
+  pollTimeoutMs?: number;
+  /** A batch is handed over when it would exceed this, or when the ring is empty. Default 1 MiB. */
+  maxBatchBytes?: number;
+  /** Batches queued for JS before the poll thread blocks (and stops draining). Default 8. */
+  maxPendingBatches?: number;
+  /**
+   * Wait on the ring edge-triggered (default true): sleep until the BPF side wakes
+   * us (>= rf_wakeup_bytes pending) or the poll times out, instead of libbpf's
+   * level-triggered epoll, which spins on small drains under load. See README.
+   */
+  edgeTriggered?: boolean;
+}
+
+export interface ObjectInfo {
+  /** File name without `.bpf.o`, e.g. `sched`. */
+  name: string;
+  /** Programs attached, by BPF function name. */
+  programs: string[];
+}
+
+export interface SessionStats {
+  /** Records delivered to onBatch (or queued for it). */
+  records: number;
+  batches: number;
+  /** Batch bytes, framing included. */
+  bytes: number;
+  /** ring_buffer__poll calls. */
+  polls: number;
+  /** Polls that returned because the kernel woke the thread (rf_wakeup_bytes pending). */
+  wakeups?: number;
+}
+
+/**
+ * Every libbpf/bpf syscall failure: message "<op>(<target>): <text> (errno N)".
+ * `errno` is positive (unlike Node's SystemError); `log` holds the last lines
+ * libbpf printed during the failed operation (the verifier log's tail on load).
+ */
+export interface NativeError extends Error {
+  op: string;
+  target?: string;
+  errno: number;
+  code: string;
+  log?: string;
+}
+
+export function isNativeError(e: unknown): e is NativeError {
+  return e instanceof Error && typeof (e as Partial<NativeError>).op === 'string' &&
+    typeof (e as Partial<NativeError>).errno === 'number';
+}
+
+interface NativeSession {
+  addObject(path: string, globals: Record<string, Buffer>): ObjectInfo;
+  start(onBatch: (batch: Buffer) => void): void;
+  pause(): void;
+  resume(): void;
+  stop(): Promise<void>;
+  drops(): bigint[];
+  stats(): SessionStats;
+}
+
+interface NativeModule {
+  Session: new (opts?: SessionOptions) => NativeSession;
+  kernelEnum(name: string): Record<number, string>;
+  EV_MAX: number;
+}
+
+const require = createRequire(import.meta.url);
+const ADDON = fileURLToPath(new URL('./build/Release/ringflow_native.node', import.meta.url));
+
+function loadAddon(): NativeModule {
+  try {
+    return require(ADDON) as NativeModule;
+  } catch (e) {
+    const err = new Error(
+      `ringflow: cannot load the native addon ${ADDON}; build it with ` +
+      '`bash scripts/with-node.sh node-gyp rebuild --directory native`', { cause: e });
+    throw err;
+  }
+}
+
+const native = loadAddon();
+
+/** Length of the per-type drop array (RF_EV_MAX in bpf/events.h). */
+export const EV_MAX: number = native.EV_MAX;
+
+/**
+ * One shared ring buffer (rf_events) and drop array (rf_drops) for any number of
+ * BPF objects, drained by one native thread.
+ */
+export class Session {
+  #n: NativeSession;
+
+  /** Creates rf_events and rf_drops (bpf_map_create). */
+  constructor(opts: SessionOptions = {}) {
+    this.#n = new native.Session(opts);
+  }
+
+  /**
+   * Opens, configures, loads and attaches a BPF object. Its rf_events/rf_drops
+   * maps are replaced by the session's; `globals` sets `const volatile` globals by
+   * name (each Buffer exactly the variable's size; see u32/u64/cstr below).
+   */
+  addObject(path: string, globals: Record<string, Buffer> = {}): ObjectInfo {
+    return this.#n.addObject(path, globals);
+  }
+
+  /** Starts the poll thread; onBatch runs on the JS thread, one call per batch. */
+  start(onBatch: (batch: Buffer) => void): void {
+    this.#n.start(onBatch);
+  }
+
+  /** Stop consuming: the ring fills and the kernel counts drops (backpressure). */
+  pause(): void {
+    this.#n.pause();
+  }
+
+  resume(): void {
+    this.#n.resume();
+  }
+
+  /**
+   * Detaches every program, drains the ring, delivers the remaining batches,
+   * joins the thread and closes everything. Idempotent.
+   */
+  stop(): Promise<void> {
+    return this.#n.stop();
+  }
+
+  /** Records lost because the ring was full, per event type (index = type). Last values after stop(). */
+  drops(): bigint[] {
+    return this.#n.drops();
+  }
+
+  stats(): SessionStats {
+    return this.#n.stats();
+  }
+}
+
+/** Names of a kernel enum by value, from /sys/kernel/btf/vmlinux. */
+export function kernelEnum(name: string): Record<number, string> {
+  return native.kernelEnum(name);
+}
+
+/**
+ * Calls fn(offset, length) for each record of a batch, where offset is where the
+ * record's bytes start in `batch`. No allocation per record.
+ */
+export function forEachRecord(batch: Buffer, fn: (offset: number, length: number) => void): number {
+  let off = 0;
+  let n = 0;
+  while (off + 8 <= batch.length) {
+    const len = batch.readUInt32LE(off);
+    fn(off + 8, len);
+    off += 8 + ((len + 7) & ~7);
+    n++;
+  }
+  return n;
+}
+
+/** Counts the records of a batch. */
+export function countRecords(batch: Buffer): number {
+  let off = 0;
+  let n = 0;
+  while (off + 8 <= batch.length) {
+    off += 8 + ((batch.readUInt32LE(off) + 7) & ~7);
+    n++;
+  }
+  return n;
+}
+
+/** Buffers for `const volatile` globals. */
+export function u32(v: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v >>> 0);
+  return b;
+}
+
+export function u64(v: bigint | number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(BigInt(v));
+  return b;
+}
+
+/** A NUL-padded char array of `size` bytes (the string must leave room for the NUL). */
+export function cstr(s: string, size: number): Buffer {
+  const b = Buffer.alloc(size);
+  const n = b.write(s, 'utf8');
+  if (n >= size) throw new RangeError(`cstr: '${s}' does not fit in ${size} bytes with its NUL`);
+  return b;
+}

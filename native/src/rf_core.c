@@ -1,0 +1,946 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * rf_core.c: libbpf calls, the poll thread and batching (see rf_core.h).
+ *
+ * Why poll + consume: the BPF side (common.bpf.h rf_submit) wakes the consumer
+ * only when >= rf_wakeup_bytes are pending, because a wake-up per record costs
+ * ~1.6 us of kernel time (shared/KERNEL.md). So ring_buffer__poll usually returns
+ * on its timeout with records still in the ring, and we drain them with
+ * ring_buffer__consume. libbpf 1.1 has no ring_buffer__consume_n, so a pause
+ * cuts a drain short by returning an error from the sample callback (libbpf
+ * still advances past the record that was copied).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "rf_core.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+
+#include "../../bpf/events.h"
+
+_Static_assert(RF_CORE_EV_MAX == RF_EV_MAX, "RF_CORE_EV_MAX must equal RF_EV_MAX (bpf/events.h)");
+
+#define ALIGN8(x) (((x) + 7u) & ~(size_t)7u)
+#define REC_HDR 8u
+/* Our sample callback's "stop draining now" code; never a libbpf error. */
+#define RF_CANCEL (-ECANCELED)
+#define POOL_KEEP 16
+
+/* ---------------------------------------------------------------- errors */
+
+void rf_error_clear(rf_error *e)
+{
+	free(e->log);
+	memset(e, 0, sizeof(*e));
+}
+
+const char *rf_errno_name(int err)
+{
+	static __thread char buf[16];
+	const char *n = err > 0 ? strerrorname_np(err) : NULL;
+	if (n)
+		return n;
+	snprintf(buf, sizeof(buf), "E%d", err);
+	return buf;
+}
+
+void rf_error_message(const rf_error *e, char *buf, size_t len)
+{
+	char sbuf[128];
+	const char *text = e->detail[0] ? e->detail : strerror_r(e->err, sbuf, sizeof(sbuf));
+	if (e->target[0])
+		snprintf(buf, len, "%s(%s): %s (errno %d)", e->op, e->target, text, e->err);
+	else
+		snprintf(buf, len, "%s: %s (errno %d)", e->op, text, e->err);
+}
+
+static int set_err(rf_error *e, const char *op, const char *target, int err, const char *detail, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static int set_err(rf_error *e, const char *op, const char *target, int err, const char *detail, ...)
+{
+	if (err < 0)
+		err = -err;
+	if (err == 0)
+		err = EINVAL;
+	if (e) {
+		free(e->log);
+		memset(e, 0, sizeof(*e));
+		snprintf(e->op, sizeof(e->op), "%s", op);
+		snprintf(e->target, sizeof(e->target), "%s", target ? target : "");
+		e->err = err;
+		if (detail) {
+			va_list ap;
+			va_start(ap, detail);
+			vsnprintf(e->detail, sizeof(e->detail), detail, ap);
+			va_end(ap);
+		}
+	}
+	return -err;
+}
+
+/* ------------------------------------------------------- libbpf log capture */
+
+/*
+ * libbpf_set_print is process-wide: keep the last lines of warnings and info in
+ * a ring so a failed load can attach them to its error, and print nothing.
+ * RINGFLOW_LIBBPF_LOG=1 also echoes them to stderr (=debug: debug level too).
+ */
+#define LOG_RING 64
+#define LOG_LINE 512
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char log_ring[LOG_RING][LOG_LINE];
+static uint64_t log_seq; /* lines ever appended */
+static int log_echo;     /* 0 off, 1 info+warn, 2 debug too */
+static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+
+static int rf_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char small[1024], *text = small;
+	va_list ap2;
+	int n;
+
+	if (level == LIBBPF_DEBUG && log_echo < 2)
+		return 0;
+	va_copy(ap2, ap);
+	n = vsnprintf(small, sizeof(small), fmt, ap);
+	if (n >= (int)sizeof(small)) {
+		/* verifier logs arrive in one call and can be long */
+		text = malloc((size_t)n + 1);
+		if (text)
+			vsnprintf(text, (size_t)n + 1, fmt, ap2);
+		else
+			text = small;
+	}
+	va_end(ap2);
+	if (log_echo)
+		fputs(text, stderr);
+
+	pthread_mutex_lock(&log_mu);
+	for (char *p = text; *p;) {
+		char *nl = strchr(p, '\n');
+		size_t l = nl ? (size_t)(nl - p) : strlen(p);
+		if (l > 0) {
+			char *dst = log_ring[log_seq % LOG_RING];
+			size_t c = l < LOG_LINE - 1 ? l : LOG_LINE - 1;
+			memcpy(dst, p, c);
+			dst[c] = '\0';
+			log_seq++;
+		}
+		p += l;
+		if (*p == '\n')
+			p++;
+	}
+	pthread_mutex_unlock(&log_mu);
+	if (text != small)
+		free(text);
+	return 0;
+}
+
+static void log_init(void)
+{
+	const char *v = getenv("RINGFLOW_LIBBPF_LOG");
+	if (v && *v && strcmp(v, "0") != 0)
+		log_echo = strcmp(v, "debug") == 0 ? 2 : 1;
+	libbpf_set_print(rf_libbpf_print);
+}
+
+static uint64_t log_mark(void)
+{
+	uint64_t m;
+	pthread_once(&log_once, log_init);
+	pthread_mutex_lock(&log_mu);
+	m = log_seq;
+	pthread_mutex_unlock(&log_mu);
+	return m;
+}
+
+/* Attach the last RF_CORE_LOG_LINES lines printed since mark to e->log. */
+static void log_attach(rf_error *e, uint64_t mark)
+{
+	size_t len = 0;
+	pthread_mutex_lock(&log_mu);
+	uint64_t from = mark;
+	if (log_seq - from > RF_CORE_LOG_LINES)
+		from = log_seq - RF_CORE_LOG_LINES;
+	if (log_seq - from > LOG_RING)
+		from = log_seq - LOG_RING;
+	for (uint64_t i = from; i < log_seq; i++)
+		len += strlen(log_ring[i % LOG_RING]) + 1;
+	if (len > 0 && (e->log = malloc(len + 1))) {
+		char *p = e->log;
+		for (uint64_t i = from; i < log_seq; i++) {
+			size_t l = strlen(log_ring[i % LOG_RING]);
+			memcpy(p, log_ring[i % LOG_RING], l);
+			p += l;
+			*p++ = '\n';
+		}
+		p[-1] = '\0';
+	}
+	pthread_mutex_unlock(&log_mu);
+}
+
+/* ------------------------------------------------------------ batch pool */
+
+/*
+ * Batches go to JS without a copy (as external Buffers) and come back here when
+ * JS lets go of them; the pool keeps a few so the steady state allocates nothing
+ * and touches no new pages. It outlives its session while batches are out.
+ */
+struct rf_pool {
+	pthread_mutex_t mu;
+	size_t cap;
+	int refs; /* the session + every batch not yet released */
+	int closed;
+	int n_free;
+	rf_batch *free_list[POOL_KEEP];
+};
+
+static struct rf_pool *pool_new(size_t cap)
+{
+	struct rf_pool *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	pthread_mutex_init(&p->mu, NULL);
+	p->cap = cap;
+	p->refs = 1;
+	return p;
+}
+
+static void pool_unref_locked_and_maybe_free(struct rf_pool *p)
+{
+	int last = --p->refs == 0;
+	pthread_mutex_unlock(&p->mu);
+	if (last) {
+		pthread_mutex_destroy(&p->mu);
+		free(p);
+	}
+}
+
+static rf_batch *pool_get(struct rf_pool *p, size_t need)
+{
+	rf_batch *b = NULL;
+	size_t cap = need > p->cap ? need : p->cap;
+
+	pthread_mutex_lock(&p->mu);
+	if (cap == p->cap && p->n_free > 0)
+		b = p->free_list[--p->n_free];
+	p->refs++;
+	pthread_mutex_unlock(&p->mu);
+	if (b) {
+		b->len = 0;
+		return b;
+	}
+	b = malloc(sizeof(*b));
+	if (b)
+		b->data = malloc(cap);
+	if (!b || !b->data) {
+		free(b);
+		pthread_mutex_lock(&p->mu);
+		pool_unref_locked_and_maybe_free(p);
+		return NULL;
+	}
+	b->len = 0;
+	b->cap = cap;
+	b->pool = p;
+	return b;
+}
+
+void rf_batch_release(rf_batch *b)
+{
+	struct rf_pool *p;
+	if (!b)
+		return;
+	p = b->pool;
+	pthread_mutex_lock(&p->mu);
+	if (!p->closed && b->cap == p->cap && p->n_free < POOL_KEEP) {
+		p->free_list[p->n_free++] = b;
+		b = NULL;
+	}
+	pool_unref_locked_and_maybe_free(p);
+	if (b) {
+		free(b->data);
+		free(b);
+	}
+}
+
+static void pool_close(struct rf_pool *p)
+{
+	rf_batch *keep[POOL_KEEP];
+	int n;
+	pthread_mutex_lock(&p->mu);
+	p->closed = 1;
+	n = p->n_free;
+	memcpy(keep, p->free_list, sizeof(keep[0]) * (size_t)n);
+	p->n_free = 0;
+	pool_unref_locked_and_maybe_free(p);
+	for (int i = 0; i < n; i++) {
+		free(keep[i]->data);
+		free(keep[i]);
+	}
+}
+
+/* --------------------------------------------------------------- session */
+
+struct rf_obj {
+	struct bpf_object *obj;
+	struct bpf_link **links;
+	size_t n_links;
+	char file[128];
+};
+
+struct rf_session {
+	rf_options o;
+	int ring_fd;
+	int drops_fd;
+	int ncpus;
+	struct rf_obj *objs;
+	size_t n_objs;
+
+	struct ring_buffer *rb;
+	pthread_t thread;
+	int thread_started;
+	int thread_joined;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int paused;  /* atomics: written by the owner, read by the thread */
+	int stopping;
+	int aborting;
+
+	rf_deliver_fn deliver;
+	rf_done_fn done;
+	void *ctx;
+
+	/* poll thread only */
+	struct rf_pool *pool;
+	rf_batch *cur;
+	uint64_t cur_records;
+	int closed;
+
+	rf_stats st; /* written by the thread with relaxed atomics */
+	uint64_t last_drops[RF_CORE_EV_MAX];
+	int released; /* maps and objects gone */
+};
+
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+#define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
+#define ADD(x, v) __atomic_fetch_add(&(x), (v), __ATOMIC_RELAXED)
+
+rf_session *rf_session_new(const rf_options *opts, rf_error *err)
+{
+	uint64_t mark = log_mark();
+	long page = sysconf(_SC_PAGESIZE);
+	rf_session *s;
+	uint32_t rb = opts->ring_bytes;
+
+	if (rb < (uint32_t)page || (rb & (rb - 1)) != 0) {
+		set_err(err, "rf_session_new", "rf_events", EINVAL,
+			"ringBytes must be a power of two >= %ld, got %u", page, rb);
+		return NULL;
+	}
+	if (opts->max_batch_bytes < 4096) {
+		set_err(err, "rf_session_new", NULL, EINVAL, "maxBatchBytes must be >= 4096, got %u",
+			opts->max_batch_bytes);
+		return NULL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		set_err(err, "rf_session_new", NULL, ENOMEM, NULL);
+		return NULL;
+	}
+	s->o = *opts;
+	s->ring_fd = s->drops_fd = -1;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+
+	s->ncpus = libbpf_num_possible_cpus();
+	if (s->ncpus <= 0) {
+		set_err(err, "libbpf_num_possible_cpus", NULL, s->ncpus, NULL);
+		goto fail;
+	}
+	s->ring_fd = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "rf_events", 0, 0, rb, NULL);
+	if (s->ring_fd < 0) {
+		set_err(err, "bpf_map_create", "rf_events", errno, NULL);
+		log_attach(err, mark);
+		goto fail;
+	}
+	s->drops_fd = bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, "rf_drops", sizeof(uint32_t),
+				     sizeof(uint64_t), RF_EV_MAX, NULL);
+	if (s->drops_fd < 0) {
+		set_err(err, "bpf_map_create", "rf_drops", errno, NULL);
+		log_attach(err, mark);
+		goto fail;
+	}
+	s->pool = pool_new(opts->max_batch_bytes);
+	if (!s->pool) {
+		set_err(err, "rf_session_new", NULL, ENOMEM, NULL);
+		goto fail;
+	}
+	return s;
+fail:
+	if (s->ring_fd >= 0)
+		close(s->ring_fd);
+	if (s->drops_fd >= 0)
+		close(s->drops_fd);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
+	free(s);
+	return NULL;
+}
+
+void rf_object_info_clear(rf_object_info *info)
+{
+	for (size_t i = 0; i < info->n_programs; i++)
+		free(info->programs[i]);
+	free(info->programs);
+	memset(info, 0, sizeof(*info));
+}
+
+static void obj_destroy(struct rf_obj *o)
+{
+	for (size_t i = 0; i < o->n_links; i++)
+		bpf_link__destroy(o->links[i]);
+	free(o->links);
+	o->links = NULL;
+	o->n_links = 0;
+	bpf_object__close(o->obj);
+	o->obj = NULL;
+}
+
+static const struct btf_var_secinfo *rodata_var(const struct btf *btf, const struct btf_type *sec,
+						 const char *name)
+{
+	const struct btf_var_secinfo *vs = btf_var_secinfos(sec);
+	for (int k = 0; k < btf_vlen(sec); k++, vs++) {
+		const struct btf_type *var = btf__type_by_id(btf, vs->type);
+		if (strcmp(btf__name_by_offset(btf, var->name_off), name) == 0)
+			return vs;
+	}
+	return NULL;
+}
+
+static int rodata_has(struct bpf_object *obj, const char *name, size_t size)
+{
+	const struct btf *btf = bpf_object__btf(obj);
+	const struct btf_var_secinfo *vs;
+	int id = btf ? btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC) : -ENOENT;
+	if (id < 0)
+		return 0;
+	vs = rodata_var(btf, btf__type_by_id(btf, (uint32_t)id), name);
+	return vs && vs->size == size;
+}
+
+/* Write globals into a copy of the object's .rodata image, found through its BTF DATASEC. */
+static int set_globals(struct bpf_object *obj, const char *file, const rf_global *g, size_t n,
+		       rf_error *err)
+{
+	struct bpf_map *map, *rodata = NULL;
+	const struct btf *btf = bpf_object__btf(obj);
+	const struct btf_type *sec;
+	const void *init;
+	size_t size;
+	uint8_t *img;
+	int id, r;
+
+	bpf_object__for_each_map(map, obj) {
+		const char *nm = bpf_map__name(map);
+		size_t l = strlen(nm);
+		if (bpf_map__is_internal(map) && l >= 7 && strcmp(nm + l - 7, ".rodata") == 0) {
+			rodata = map;
+			break;
+		}
+	}
+	id = btf ? btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC) : -ENOENT;
+	if (!rodata || id < 0)
+		return set_err(err, "set_global", file, ENOENT,
+			       "no const volatile global '%s': object has no .rodata%s", g[0].name,
+			       btf ? "" : " BTF");
+	sec = btf__type_by_id(btf, (uint32_t)id);
+	init = bpf_map__initial_value(rodata, &size);
+	if (!init)
+		return set_err(err, "bpf_map__initial_value", file, ENOENT, NULL);
+	img = malloc(size);
+	if (!img)
+		return set_err(err, "set_global", file, ENOMEM, NULL);
+	memcpy(img, init, size);
+
+	for (size_t i = 0; i < n; i++) {
+		const struct btf_var_secinfo *hit = rodata_var(btf, sec, g[i].name);
+		if (!hit) {
+			free(img);
+			return set_err(err, "set_global", file, ENOENT,
+				       "no const volatile global '%s' in .rodata", g[i].name);
+		}
+		if (hit->size != g[i].size) {
+			free(img);
+			return set_err(err, "set_global", file, EINVAL,
+				       "global '%s' is %u bytes, got a Buffer of %zu", g[i].name,
+				       hit->size, g[i].size);
+		}
+		if ((size_t)hit->offset + hit->size > size) {
+			free(img);
+			return set_err(err, "set_global", file, EINVAL,
+				       "global '%s' lies outside .rodata (%u+%u > %zu)", g[i].name,
+				       hit->offset, hit->size, size);
+		}
+		memcpy(img + hit->offset, g[i].data, g[i].size);
+	}
+	r = bpf_map__set_initial_value(rodata, img, size);
+	free(img);
+	if (r)
+		return set_err(err, "bpf_map__set_initial_value", file, r, NULL);
+	return 0;
+}
+
+int rf_session_add_object(rf_session *s, const char *path, const rf_global *globals,
+			  size_t n_globals, rf_object_info *info, rf_error *err)
+{
+	uint64_t mark = log_mark();
+	struct rf_obj o = { 0 };
+	struct bpf_program *prog;
+	struct bpf_map *map;
+	const char *base = strrchr(path, '/');
+	char target[512];
+	int r;
+
+	memset(info, 0, sizeof(*info));
+	base = base ? base + 1 : path;
+	snprintf(o.file, sizeof(o.file), "%s", base);
+	if (s->released || LOAD(s->stopping))
+		return set_err(err, "addObject", o.file, ESHUTDOWN, "session is stopped");
+
+	o.obj = bpf_object__open_file(path, NULL);
+	if (!o.obj) {
+		r = set_err(err, "bpf_object__open_file", path, errno, NULL);
+		log_attach(err, mark);
+		return r;
+	}
+	bpf_object__for_each_map(map, o.obj) {
+		const char *nm = bpf_map__name(map);
+		int fd = strcmp(nm, "rf_events") == 0 ? s->ring_fd
+		       : strcmp(nm, "rf_drops") == 0  ? s->drops_fd
+						      : -1;
+		if (fd < 0)
+			continue;
+		r = bpf_map__reuse_fd(map, fd);
+		if (r) {
+			snprintf(target, sizeof(target), "%s/%s", o.file, nm);
+			r = set_err(err, "bpf_map__reuse_fd", target, r, NULL);
+			log_attach(err, mark);
+			goto fail;
+		}
+	}
+	{
+		/*
+		 * rf_wakeup_bytes (common.bpf.h) defaults to 1 MiB: with a smaller ring
+		 * the BPF side would never wake us and the ring would overflow between
+		 * poll timeouts. Unless the caller sets it, wake at a quarter of the ring.
+		 */
+		uint64_t wake = s->o.ring_bytes / 4 < (1u << 20) ? s->o.ring_bytes / 4 : (1u << 20);
+		rf_global all[n_globals + 1];
+		size_t n = n_globals;
+		int have = 0;
+		for (size_t i = 0; i < n_globals; i++) {
+			all[i] = globals[i];
+			have |= strcmp(globals[i].name, "rf_wakeup_bytes") == 0;
+		}
+		if (!have && rodata_has(o.obj, "rf_wakeup_bytes", sizeof(wake)))
+			all[n++] = (rf_global){ "rf_wakeup_bytes", &wake, sizeof(wake) };
+		if (n > 0) {
+			r = set_globals(o.obj, o.file, all, n, err);
+			if (r)
+				goto fail;
+		}
+	}
+	r = bpf_object__load(o.obj);
+	if (r) {
+		r = set_err(err, "bpf_object__load", o.file, r, NULL);
+		log_attach(err, mark);
+		goto fail;
+	}
+
+	bpf_object__for_each_program(prog, o.obj) {
+		struct bpf_link *link, **nl;
+		const char *pn = bpf_program__name(prog);
+		char **np;
+
+		if (!bpf_program__autoload(prog))
+			continue;
+		link = bpf_program__attach(prog);
+		if (!link) {
+			int e = errno;
+			snprintf(target, sizeof(target), "%s/%s", o.file, pn);
+			if (e == EOPNOTSUPP)
+				r = set_err(err, "bpf_program__attach", target, e,
+					    "section '%s' cannot be auto-attached",
+					    bpf_program__section_name(prog));
+			else
+				r = set_err(err, "bpf_program__attach", target, e, NULL);
+			log_attach(err, mark);
+			goto fail;
+		}
+		nl = realloc(o.links, sizeof(*nl) * (o.n_links + 1));
+		np = realloc(info->programs, sizeof(*np) * (info->n_programs + 1));
+		if (nl)
+			o.links = nl;
+		if (np)
+			info->programs = np;
+		if (!nl || !np || !(np[info->n_programs] = strdup(pn))) {
+			bpf_link__destroy(link);
+			r = set_err(err, "addObject", o.file, ENOMEM, NULL);
+			goto fail;
+		}
+		info->n_programs++;
+		o.links[o.n_links++] = link;
+	}
+
+	{
+		struct rf_obj *no = realloc(s->objs, sizeof(*no) * (s->n_objs + 1));
+		if (!no) {
+			r = set_err(err, "addObject", o.file, ENOMEM, NULL);
+			goto fail;
+		}
+		s->objs = no;
+		s->objs[s->n_objs++] = o;
+	}
+	/* "sched.bpf.o" -> "sched" */
+	snprintf(info->name, sizeof(info->name), "%s", o.file);
+	{
+		char *dot = strstr(info->name, ".bpf.o");
+		if (!dot)
+			dot = strrchr(info->name, '.');
+		if (dot && dot != info->name)
+			*dot = '\0';
+	}
+	return 0;
+fail:
+	obj_destroy(&o);
+	rf_object_info_clear(info);
+	return r;
+}
+
+/* ------------------------------------------------------------ poll thread */
+
+static void flush(rf_session *s)
+{
+	rf_batch *b = s->cur;
+	if (!b)
+		return;
+	s->cur = NULL;
+	if (b->len == 0) {
+		rf_batch_release(b);
+		return;
+	}
+	ADD(s->st.records, s->cur_records);
+	ADD(s->st.batches, 1);
+	ADD(s->st.bytes, b->len);
+	s->cur_records = 0;
+	if (s->closed || s->deliver(s->ctx, b) != 0) {
+		s->closed = 1;
+		rf_batch_release(b);
+	}
+}
+
+static int on_sample(void *ctx, void *data, size_t size)
+{
+	rf_session *s = ctx;
+	size_t need = REC_HDR + ALIGN8(size);
+	uint8_t *p;
+
+	if (s->cur && s->cur->len + need > s->cur->cap)
+		flush(s);
+	if (!s->cur) {
+		s->cur = pool_get(s->pool, need);
+		if (!s->cur)
+			return 0; /* out of memory: the record is lost, keep draining */
+	}
+	p = s->cur->data + s->cur->len;
+	((uint32_t *)p)[0] = (uint32_t)size; /* x86_64/arm64: little-endian */
+	((uint32_t *)p)[1] = 0;
+	memcpy(p + REC_HDR, data, size);
+	if (ALIGN8(size) != size)
+		memset(p + REC_HDR + size, 0, ALIGN8(size) - size);
+	s->cur->len += need;
+	s->cur_records++;
+	if (LOAD(s->paused) || LOAD(s->aborting))
+		return RF_CANCEL;
+	return 0;
+}
+
+static void *poll_main(void *arg)
+{
+	rf_session *s = arg;
+	int n;
+
+	while (!LOAD(s->stopping) && !LOAD(s->aborting)) {
+		if (LOAD(s->paused)) {
+			flush(s);
+			pthread_mutex_lock(&s->mu);
+			while (LOAD(s->paused) && !LOAD(s->stopping) && !LOAD(s->aborting))
+				pthread_cond_wait(&s->cv, &s->mu);
+			pthread_mutex_unlock(&s->mu);
+			continue;
+		}
+		n = ring_buffer__poll(s->rb, s->o.poll_timeout_ms);
+		ADD(s->st.polls, 1);
+		if (n > 0)
+			ADD(s->st.wakeups, 1);
+		if (n >= 0 || n == -EINTR)
+			ring_buffer__consume(s->rb);
+		else if (n != RF_CANCEL) /* epoll failed: do not spin, the next poll retries */
+			usleep(1000 * (unsigned)(s->o.poll_timeout_ms > 0 ? s->o.poll_timeout_ms : 1));
+		/* the ring is empty (or we are pausing): hand over the partial batch */
+		flush(s);
+	}
+	if (!LOAD(s->aborting)) {
+		/* final drain: programs are already detached, so this terminates */
+		while (ring_buffer__consume(s->rb) == RF_CANCEL && !LOAD(s->aborting))
+			;
+		flush(s);
+		if (s->done)
+			s->done(s->ctx);
+	} else {
+		rf_batch_release(s->cur);
+		s->cur = NULL;
+	}
+	return NULL;
+}
+
+int rf_session_start(rf_session *s, rf_deliver_fn deliver, rf_done_fn done, void *ctx,
+		     rf_error *err)
+{
+	int r;
+	if (s->released || LOAD(s->stopping))
+		return set_err(err, "start", NULL, ESHUTDOWN, "session is stopped");
+	if (s->thread_started)
+		return set_err(err, "start", NULL, EALREADY, "session already started");
+	s->deliver = deliver;
+	s->done = done;
+	s->ctx = ctx;
+	s->rb = ring_buffer__new(s->ring_fd, on_sample, s, NULL);
+	if (!s->rb)
+		return set_err(err, "ring_buffer__new", "rf_events", errno, NULL);
+	if (s->o.edge_triggered) {
+		/*
+		 * libbpf registers the ring level-triggered: once woken, every later
+		 * epoll_wait returns at once while any byte is pending, so under load the
+		 * thread spins on tiny drains (~20 records each) and steals CPU from the
+		 * producers. Edge-triggered, we sleep until the BPF side's next wake-up
+		 * (>= rf_wakeup_bytes pending) or the poll timeout, then drain it all.
+		 * data.fd = 0 is the ring's index in libbpf's ring_buffer.
+		 */
+		struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.fd = 0 };
+		if (epoll_ctl(ring_buffer__epoll_fd(s->rb), EPOLL_CTL_MOD, s->ring_fd, &ev)) {
+			r = set_err(err, "epoll_ctl", "rf_events", errno, NULL);
+			ring_buffer__free(s->rb);
+			s->rb = NULL;
+			return r;
+		}
+	}
+	r = pthread_create(&s->thread, NULL, poll_main, s);
+	if (r) {
+		ring_buffer__free(s->rb);
+		s->rb = NULL;
+		return set_err(err, "pthread_create", "rf_poll", r, NULL);
+	}
+	pthread_setname_np(s->thread, "rf_poll");
+	s->thread_started = 1;
+	return 0;
+}
+
+int rf_session_running(const rf_session *s)
+{
+	return s->thread_started && !s->thread_joined;
+}
+
+void rf_session_pause(rf_session *s)
+{
+	pthread_mutex_lock(&s->mu);
+	STORE(s->paused, 1);
+	pthread_mutex_unlock(&s->mu);
+}
+
+void rf_session_resume(rf_session *s)
+{
+	pthread_mutex_lock(&s->mu);
+	STORE(s->paused, 0);
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void detach_all(rf_session *s)
+{
+	for (size_t i = 0; i < s->n_objs; i++) {
+		struct rf_obj *o = &s->objs[i];
+		for (size_t k = 0; k < o->n_links; k++)
+			bpf_link__destroy(o->links[k]);
+		o->n_links = 0;
+	}
+}
+
+static void read_drops(rf_session *s, uint64_t out[RF_CORE_EV_MAX], int *errp)
+{
+	uint64_t vals[s->ncpus];
+	*errp = 0;
+	for (uint32_t k = 0; k < RF_EV_MAX; k++) {
+		uint64_t sum = 0;
+		if (bpf_map_lookup_elem(s->drops_fd, &k, vals)) {
+			*errp = errno;
+			return;
+		}
+		for (int c = 0; c < s->ncpus; c++)
+			sum += vals[c];
+		out[k] = sum;
+	}
+}
+
+/* Free everything but the struct; the thread must be gone. */
+static void release_all(rf_session *s)
+{
+	int e;
+	if (s->released)
+		return;
+	s->released = 1;
+	if (s->rb)
+		ring_buffer__free(s->rb);
+	s->rb = NULL;
+	detach_all(s);
+	read_drops(s, s->last_drops, &e);
+	for (size_t i = 0; i < s->n_objs; i++)
+		obj_destroy(&s->objs[i]);
+	free(s->objs);
+	s->objs = NULL;
+	s->n_objs = 0;
+	close(s->ring_fd);
+	close(s->drops_fd);
+	s->ring_fd = s->drops_fd = -1;
+	pool_close(s->pool);
+	s->pool = NULL;
+}
+
+int rf_session_request_stop(rf_session *s)
+{
+	if (s->released)
+		return 0;
+	detach_all(s);
+	pthread_mutex_lock(&s->mu);
+	STORE(s->stopping, 1);
+	STORE(s->paused, 0);
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	return rf_session_running(s);
+}
+
+void rf_session_finish(rf_session *s)
+{
+	if (rf_session_running(s)) {
+		pthread_join(s->thread, NULL);
+		s->thread_joined = 1;
+	}
+	release_all(s);
+}
+
+void rf_session_abort(rf_session *s)
+{
+	detach_all(s);
+	pthread_mutex_lock(&s->mu);
+	STORE(s->aborting, 1);
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	rf_session_finish(s);
+}
+
+void rf_session_free(rf_session *s)
+{
+	if (!s)
+		return;
+	rf_session_abort(s);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
+	free(s);
+}
+
+int rf_session_drops(rf_session *s, uint64_t out[RF_CORE_EV_MAX], rf_error *err)
+{
+	int e;
+	if (s->released) {
+		memcpy(out, s->last_drops, sizeof(s->last_drops));
+		return 0;
+	}
+	read_drops(s, out, &e);
+	if (e)
+		return set_err(err, "bpf_map_lookup_elem", "rf_drops", e, NULL);
+	return 0;
+}
+
+void rf_session_stats(const rf_session *s, rf_stats *out)
+{
+	out->records = __atomic_load_n(&s->st.records, __ATOMIC_RELAXED);
+	out->batches = __atomic_load_n(&s->st.batches, __ATOMIC_RELAXED);
+	out->bytes = __atomic_load_n(&s->st.bytes, __ATOMIC_RELAXED);
+	out->polls = __atomic_load_n(&s->st.polls, __ATOMIC_RELAXED);
+	out->wakeups = __atomic_load_n(&s->st.wakeups, __ATOMIC_RELAXED);
+}
+
+/* ------------------------------------------------------------ kernel BTF */
+
+static pthread_mutex_t vmlinux_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct btf *vmlinux_btf; /* loaded once, kept for the process */
+
+int rf_kernel_enum(const char *name, rf_enum_entry **out, rf_error *err)
+{
+	uint64_t mark = log_mark();
+	const struct btf_type *t;
+	rf_enum_entry *v;
+	int id, n, r;
+
+	*out = NULL;
+	pthread_mutex_lock(&vmlinux_mu);
+	if (!vmlinux_btf) {
+		vmlinux_btf = btf__load_vmlinux_btf();
+		if (!vmlinux_btf) {
+			r = set_err(err, "btf__load_vmlinux_btf", "/sys/kernel/btf/vmlinux", errno, NULL);
+			log_attach(err, mark);
+			pthread_mutex_unlock(&vmlinux_mu);
+			return r;
+		}
+	}
+	pthread_mutex_unlock(&vmlinux_mu);
+
+	id = btf__find_by_name_kind(vmlinux_btf, name, BTF_KIND_ENUM);
+	if (id < 0)
+		id = btf__find_by_name_kind(vmlinux_btf, name, BTF_KIND_ENUM64);
+	if (id < 0)
+		return set_err(err, "btf__find_by_name_kind", "vmlinux", ENOENT,
+			       "no enum '%s' in kernel BTF", name);
+	t = btf__type_by_id(vmlinux_btf, (uint32_t)id);
+	n = btf_vlen(t);
+	v = calloc((size_t)n + 1, sizeof(*v));
+	if (!v)
+		return set_err(err, "rf_kernel_enum", name, ENOMEM, NULL);
+	for (int i = 0; i < n; i++) {
+		if (btf_is_enum(t)) {
+			const struct btf_enum *e = btf_enum(t) + i;
+			v[i].value = btf_kflag(t) ? (int64_t)(int32_t)e->val : (int64_t)(uint32_t)e->val;
+			v[i].name = btf__name_by_offset(vmlinux_btf, e->name_off);
+		} else {
+			const struct btf_enum64 *e = btf_enum64(t) + i;
+			v[i].value = (int64_t)btf_enum64_value(e);
+			v[i].name = btf__name_by_offset(vmlinux_btf, e->name_off);
+		}
+	}
+	*out = v;
+	return n;
+}

@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * rf_core.h: the native core of ringflow, in plain C (no N-API).
+ *
+ * A session owns one BPF ring buffer (rf_events) and one per-CPU drop counter
+ * array (rf_drops). Every BPF object added to it reuses those two maps, so one
+ * poll thread drains every signal. The thread copies records into batches:
+ *
+ *   batch  := record*
+ *   record := u32 length (LE) | u32 0 | length bytes | zero pad to 8-byte alignment
+ *
+ * and hands each batch to a delivery callback when it is full or the ring is
+ * empty. The callback may block (that is the backpressure: a blocked thread
+ * stops draining and the kernel counts drops in rf_drops).
+ *
+ * Threading: every function except the deliver/done callbacks is called from
+ * one "owner" thread (the JS thread). Only the poll thread calls the callbacks.
+ */
+#ifndef RINGFLOW_RF_CORE_H
+#define RINGFLOW_RF_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Size of the per-type drop array; equals RF_EV_MAX in bpf/events.h (checked in rf_core.c). */
+#define RF_CORE_EV_MAX 16
+/* Lines of libbpf output kept for an error's log. */
+#define RF_CORE_LOG_LINES 20
+
+/* What failed, for a JS Error: "<op>(<target>): <detail or strerror> (errno N)". */
+typedef struct rf_error {
+	char op[64];       /* e.g. "bpf_object__load" */
+	char target[256];  /* e.g. "sched.bpf.o" or "sched.bpf.o/handle_switch" */
+	char detail[256];  /* optional text used instead of strerror(err) */
+	int err;           /* positive errno */
+	char *log;         /* malloc'd last lines of libbpf output, or NULL; free with rf_error_clear */
+} rf_error;
+
+void rf_error_clear(rf_error *e);
+/* Formats the message into buf. */
+void rf_error_message(const rf_error *e, char *buf, size_t len);
+/* "EPERM" etc., or "E<n>" when unknown. */
+const char *rf_errno_name(int err);
+
+typedef struct rf_options {
+	uint32_t ring_bytes;       /* power of two, multiple of the page size */
+	int poll_timeout_ms;
+	uint32_t max_batch_bytes;
+	int edge_triggered;        /* epoll the ring EPOLLET (see rf_session_start) */
+} rf_options;
+
+typedef struct rf_stats {
+	uint64_t records;
+	uint64_t batches;
+	uint64_t bytes;    /* record bytes delivered (batch bytes, framing included) */
+	uint64_t polls;    /* ring_buffer__poll calls */
+	uint64_t wakeups;  /* polls that returned because the kernel woke us */
+} rf_stats;
+
+/*
+ * A batch handed to the delivery callback. Ownership passes to the callee, who
+ * must give it back with rf_batch_release (from any thread, any time, even
+ * after the session is destroyed).
+ */
+typedef struct rf_batch rf_batch;
+struct rf_batch {
+	uint8_t *data;
+	size_t len;
+	size_t cap;
+	struct rf_pool *pool;
+};
+void rf_batch_release(rf_batch *b);
+
+/*
+ * Called on the poll thread. Returns 0 when the batch was accepted (ownership
+ * taken), nonzero when delivery is closed (the core releases the batch and
+ * stops delivering).
+ */
+typedef int (*rf_deliver_fn)(void *ctx, rf_batch *batch);
+/* Called on the poll thread once, after the last batch, just before it exits. */
+typedef void (*rf_done_fn)(void *ctx);
+
+typedef struct rf_session rf_session;
+
+/* Creates the shared maps. NULL on failure (err filled). */
+rf_session *rf_session_new(const rf_options *opts, rf_error *err);
+
+typedef struct rf_global {
+	const char *name;
+	const void *data;
+	size_t size;
+} rf_global;
+
+typedef struct rf_object_info {
+	char name[128];
+	char **programs;  /* malloc'd names of attached programs */
+	size_t n_programs;
+} rf_object_info;
+void rf_object_info_clear(rf_object_info *info);
+
+/* Opens, configures, loads and attaches one BPF object. 0 or -errno (err filled). */
+int rf_session_add_object(rf_session *s, const char *path, const rf_global *globals,
+			  size_t n_globals, rf_object_info *info, rf_error *err);
+
+/* Starts the poll thread. 0 or -errno. */
+int rf_session_start(rf_session *s, rf_deliver_fn deliver, rf_done_fn done, void *ctx,
+		     rf_error *err);
+void rf_session_pause(rf_session *s);
+void rf_session_resume(rf_session *s);
+int rf_session_running(const rf_session *s);
+
+/*
+ * Graceful stop, part 1 (owner thread, never blocks): detaches every program so
+ * no new records arrive, then asks the poll thread to drain the ring, deliver
+ * what is left, call done() and exit. Returns 1 if a thread was asked to stop
+ * (wait for done), 0 if none was running.
+ */
+int rf_session_request_stop(rf_session *s);
+/* Graceful stop, part 2: join the thread (after done() was called) and free everything but s. */
+void rf_session_finish(rf_session *s);
+/*
+ * Hard stop (process or worker exit): the thread exits without delivering more.
+ * The caller must first make a blocked deliver() return (e.g. abort the queue).
+ */
+void rf_session_abort(rf_session *s);
+void rf_session_free(rf_session *s);
+
+/* Per-type drop counts summed over all possible CPUs (last values once stopped). */
+int rf_session_drops(rf_session *s, uint64_t out[RF_CORE_EV_MAX], rf_error *err);
+void rf_session_stats(const rf_session *s, rf_stats *out);
+
+typedef struct rf_enum_entry {
+	int64_t value;
+	const char *name;  /* points into the cached vmlinux BTF */
+} rf_enum_entry;
+/* Values of a kernel enum from /sys/kernel/btf/vmlinux. *out is malloc'd. Count or -errno. */
+int rf_kernel_enum(const char *name, rf_enum_entry **out, rf_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RINGFLOW_RF_CORE_H */

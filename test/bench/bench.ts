@@ -1,0 +1,191 @@
+/**
+ * `npm run bench`: one JSON object of throughput figures, each measured in this
+ * run against a reference measured the same way in the same run, so the
+ * ratios mean something on any machine. Not a test: nothing here passes or
+ * fails; the goals are printed beside the figures.
+ *
+ *   drain_ratio          addon events/s delivered to JS / plain C libbpf consumer events/s
+ *                        (same bench.bpf.o, same ring size, same getpid driver)
+ *   encode_events_per_s  raw records -> framed Avro, on real sched batches captured from the kernel
+ *   e2e_events_per_s     ring buffer -> Avro -> Kafka acknowledged (acks=all, idempotent, gzip)
+ *   e2e_ratio            e2e / plain kafkajs producing the same pre-encoded records with the same settings
+ *   cpu_us_per_event     collector process CPU (user+sys) per delivered event in the e2e run
+ *
+ * Needs root. Starts its own Kafka broker on free ports and stops it.
+ */
+import { spawn, execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import os from 'node:os';
+import path from 'node:path';
+import kafkajs from 'kafkajs';
+import { Session, u32 } from '../../native/index.ts';
+import { addonDrain } from '../../native/bench/addon_drain.ts';
+import { createCodec, bootTimeNs } from '../../collector/codec.ts';
+import { createTranscoder, buildBatch } from '../../collector/events/index.ts';
+import { Collector } from '../../collector/collector.ts';
+import { createKafkaSink, createKafkaClient, ensureTopics } from '../../collector/kafka-sink.ts';
+import { encodeSettings } from '../../collector/signals/settings.ts';
+import { objectPath, REPO_ROOT } from '../../collector/signals/registry.ts';
+import { ensureTracefs } from '../../collector/preflight.ts';
+import { ownBroker } from '../support/integration.ts';
+import { KAFKA_VERSION } from '../../cli/kafka.ts';
+
+const { CompressionTypes } = kafkajs;
+const DRIVER = path.join(REPO_ROOT, 'native/build/bench/getpid_driver');
+const C_CONSUMER = path.join(REPO_ROOT, 'native/build/bench/c_consumer');
+const BENCH_OBJ = objectPath('bench');
+const BENCH_TOPIC = 'ringflow.bench.getpid.v1';
+const BENCH_TYPE = 8;
+const log = (m: string) => process.stderr.write(`bench: ${m}\n`);
+
+const DRAIN_N = Number(process.env.BENCH_DRAIN_N ?? 5_000_000);
+const E2E_N = Number(process.env.BENCH_E2E_N ?? 1_000_000);
+const BATCH_RECORDS = 20_000;
+
+function cConsumer(n: number): { events: number; events_per_s: number; drops: number } {
+  const out = execFileSync(C_CONSUMER, [String(n)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  return JSON.parse(out.trim().split('\n').pop()!);
+}
+
+async function drain() {
+  // alternate, best of two each: the first run of either warms caches and the JIT
+  const c = [cConsumer(DRAIN_N), cConsumer(DRAIN_N)];
+  const a = [await addonDrain(DRAIN_N), await addonDrain(DRAIN_N)];
+  const best = <T extends { events_per_s: number }>(xs: T[]) => xs.reduce((p, x) => (x.events_per_s > p.events_per_s ? x : p));
+  const cb = best(c);
+  const ab = best(a);
+  return {
+    drain_ratio: +(ab.events_per_s / cb.events_per_s).toFixed(3),
+    drain_addon_events_per_s: ab.events_per_s,
+    drain_c_events_per_s: cb.events_per_s,
+    drain_events: DRAIN_N,
+    drain_drops: ab.drops + cb.drops,
+    drain_delivered_all: ab.events === DRAIN_N && cb.events === DRAIN_N,
+  };
+}
+
+/** Real sched records: capture batches from the kernel while 4 busy processes contend for 2 cores. */
+async function captureSchedBatches(): Promise<Buffer[]> {
+  const session = new Session({ ringBytes: 64 << 20 });
+  session.addObject(objectPath('sched'), encodeSettings({ selfTgid: process.pid }));
+  const batches: Buffer[] = [];
+  session.start((b) => batches.push(Buffer.from(b)));
+  const busy = Array.from({ length: 4 }, () => spawn('python3', ['-c', 'import time\nt=time.time()+2\nwhile time.time()<t: pass'], { stdio: 'ignore' }));
+  await Promise.all(busy.map((c) => once(c, 'exit')));
+  await session.stop();
+  return batches;
+}
+
+async function encode() {
+  const batches = await captureSchedBatches();
+  const t = createTranscoder({ host: os.hostname(), bootTimeNs: bootTimeNs() });
+  let records = 0;
+  for (const b of batches) records += t.transcodeBatch(b, () => {}).records; // warm-up
+  const perPass = records;
+  let done = 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  while (process.hrtime.bigint() - t0 < 2_000_000_000n) {
+    for (const b of batches) done += t.transcodeBatch(b, () => {}).records;
+  }
+  const cpu = process.cpuUsage(cpu0);
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+  return { encode_events_per_s: Math.round(done / cpuSeconds), encode_sample_records: perPass };
+}
+
+/** The collector's own path: bench.bpf.o -> Session -> Collector -> transcoder -> Kafka sink. */
+async function e2e(brokers: string, n: number) {
+  const child = spawn(DRIVER, [String(n)], { stdio: ['pipe', 'ignore', 'inherit'] });
+  await once(child, 'spawn');
+  const exited = once(child, 'exit');
+  // large enough to hold the whole run: this measures throughput, not loss
+  const session = new Session({ ringBytes: 256 << 20 });
+  session.addObject(BENCH_OBJ, { bench_tgid: u32(child.pid!) });
+  const codec = createCodec({ host: 'bench', bootTimeNs: bootTimeNs(), dropReasonNames: {} });
+  const sink = createKafkaSink({ brokers: [brokers], clientId: 'ringflow-bench', topics: [BENCH_TOPIC], partitions: 6, compression: 'gzip', maxBatchRecords: BATCH_RECORDS, log });
+  await sink.start();
+  const collector = new Collector({
+    session, transcoder: codec.transcoder, sink, topics: new Map([[BENCH_TYPE, BENCH_TOPIC]]),
+    highWater: 200_000, maxPending: 400_000, statsIntervalMs: 0,
+  });
+  const cpu0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  collector.start();
+  child.stdin!.end('g');
+  await exited;
+  const { flushed, final } = await collector.stop(120_000);
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = process.cpuUsage(cpu0);
+  await sink.close();
+  const delivered = sink.counters.produced.get(BENCH_TYPE) ?? 0;
+  const kernelDrops = Number(session.drops()[BENCH_TYPE] ?? 0n);
+  const userDrops = collector.userDrops.get(BENCH_TYPE) ?? 0;
+  return {
+    e2e_events_per_s: Math.round(delivered / seconds),
+    e2e_delivered: delivered,
+    e2e_kernel_drops: kernelDrops,
+    e2e_user_drops: userDrops,
+    e2e_unaccounted: n - delivered - kernelDrops - userDrops,
+    e2e_flushed: flushed && final.pending === 0,
+    cpu_us_per_event: +(((cpu.user + cpu.system) / Math.max(delivered, 1))).toFixed(3),
+  };
+}
+
+/** Plain kafkajs, same settings, same records already encoded: the reference for e2e. */
+async function plainKafkajs(brokers: string, n: number) {
+  const t = createTranscoder({ host: 'bench', bootTimeNs: bootTimeNs() });
+  const raw: Buffer[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = Buffer.alloc(64);
+    r[0] = BENCH_TYPE;
+    r.writeUInt32LE(4242, 4);
+    r.writeUInt32LE(4242, 8);
+    r.write('getpid_driver', 32);
+    r.writeBigUInt64LE(BigInt(i), 48);
+    raw.push(r);
+  }
+  const messages: { key: string; value: Buffer }[] = [];
+  for (let i = 0; i < n; i += 10_000) t.transcodeBatch(buildBatch(raw.slice(i, i + 10_000)), (_s, key, value) => messages.push({ key, value }));
+  const kafka = createKafkaClient([brokers], 'ringflow-bench-plain');
+  const admin = kafka.admin();
+  await admin.connect();
+  await ensureTopics(admin, [BENCH_TOPIC], 6);
+  await admin.disconnect();
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await producer.connect();
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < messages.length; i += BATCH_RECORDS) {
+    await producer.sendBatch({ acks: -1, compression: CompressionTypes.GZIP, topicMessages: [{ topic: BENCH_TOPIC, messages: messages.slice(i, i + BATCH_RECORDS) }] });
+  }
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  await producer.disconnect();
+  return { plain_kafkajs_events_per_s: Math.round(messages.length / seconds) };
+}
+
+async function main() {
+  if (process.getuid?.() !== 0) throw new Error('the benchmark loads BPF programs: run it as root (sudo npm run bench)');
+  ensureTracefs({ log });
+  const out: Record<string, unknown> = {
+    machine: { cpus: os.availableParallelism(), kernel: os.release(), node: process.version, kafka: KAFKA_VERSION },
+  };
+  log(`drain: ${DRAIN_N} events through the C consumer and the addon`);
+  Object.assign(out, await drain());
+  log('encode: transcoding captured sched batches for 2 s');
+  Object.assign(out, await encode());
+  log('e2e: starting a Kafka broker');
+  const k = await ownBroker();
+  try {
+    log(`e2e: warm-up, then ${E2E_N} events through the collector and through plain kafkajs`);
+    await e2e(k.brokers, 100_000);
+    await plainKafkajs(k.brokers, 100_000);
+    const e = await e2e(k.brokers, E2E_N);
+    const p = await plainKafkajs(k.brokers, E2E_N);
+    Object.assign(out, e, p, { e2e_ratio: +(e.e2e_events_per_s / p.plain_kafkajs_events_per_s).toFixed(3), e2e_events: E2E_N });
+  } finally {
+    await k.stop();
+  }
+  out.goals = { drain_ratio: '>= 0.9 with 0 drops', encode_events_per_s: '>= 1000000', e2e_events_per_s: '>= 100000', e2e_ratio: '>= 0.8 with 0 unaccounted' };
+  process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+}
+
+await main();
