@@ -6,7 +6,7 @@
  */
 #include "common.bpf.h"
 
-const volatile __u32 bench_tgid = 0;
+const volatile __u32 bench_tgid = 0; /* 0: match rf_filter_comm instead */
 
 SEC("tracepoint/syscalls/sys_enter_getpid")
 int rf_bench_getpid(void *ctx)
@@ -15,7 +15,8 @@ int rf_bench_getpid(void *ctx)
 	struct rf_bench_event *e;
 	static __u64 seq;
 
-	if ((id >> 32) != bench_tgid)
+	/* one driver by tgid (drain benchmark), or every driver by rf_filter_comm (e2e, many keys) */
+	if (bench_tgid ? (id >> 32) != bench_tgid : (!rf_filter_comm[0] || !rf_current_passes()))
 		return 0;
 	e = rf_reserve(sizeof(*e), RF_EV_BENCH);
 	if (!e)

@@ -80,6 +80,13 @@ export interface CollectConfig {
   quiet: boolean;
 }
 
+/**
+ * Records per produce request. kafkajs's cost per record grows with the records
+ * per partition in one request (measured here: 20000 in one partition ran at
+ * 9.5k records/s, 2000 at 85k/s; 4000-8000 spread over 6 partitions at ~110k/s).
+ */
+export const KAFKA_BATCH_RECORDS = 5000;
+
 export const DEFAULT_BROKERS = ['127.0.0.1:9092'];
 
 /** Flags -> config; every bad value is a one-line FatalError (exit 2). */
@@ -166,7 +173,7 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
         topics: [...topics.values(), codec.statsTopic],
         partitions: cfg.partitions,
         compression: cfg.compression,
-        maxBatchRecords: 20000,
+        maxBatchRecords: KAFKA_BATCH_RECORDS,
         log,
       });
   await sink.start();

@@ -11,7 +11,8 @@
  * absorbs the burst, and once it is full the BPF programs count what they
  * cannot reserve (kernel drops). Memory therefore stays bounded by
  * maxPending + the batches already queued in the addon. Anything handed over
- * past `maxPending` is dropped here and counted (user drops).
+ * past `maxPending` is dropped here and counted (user drops), except on stop,
+ * when the final drain of the ring (bounded by the ring's size) is kept whole.
  */
 import type { EventSink, OutRecord } from './sink.ts';
 
@@ -81,6 +82,9 @@ export class Collector {
   readonly userDrops = new Map<number, number>();
   undecodable = 0;
   private paused = false;
+  /** scratch per-batch counts by event type id (a u8 on the wire) */
+  private readonly perType = new Uint32Array(256);
+  private stopping = false;
   private timer: NodeJS.Timeout | undefined;
   private last: { time: bigint; read: Map<number, number>; user: Map<number, number>; produced: Map<number, number>; kernel: bigint[]; sendErrors: number; undecodable: number };
   private readonly opts: CollectorOptions;
@@ -105,16 +109,19 @@ export class Collector {
 
   private onBatch(batch: Buffer): void {
     const { sink, transcoder } = this.opts;
-    if (sink.pending() >= this.opts.maxPending) {
+    // while stopping, the ring's remaining contents are bounded by its size: take them all
+    if (!this.stopping && sink.pending() >= this.opts.maxPending) {
       // already paused and still over the cap: this batch cannot be held
       countTypes(batch, this.userDrops);
       return;
     }
     const out: OutRecord[] = [];
+    const perType = this.perType.fill(0);
     const res = transcoder.transcodeBatch(batch, (topic, type, key, value) => {
       out.push({ topic, type, key, value });
-      this.read.set(type, (this.read.get(type) ?? 0) + 1);
+      perType[type]!++;
     });
+    for (let t = 0; t < perType.length; t++) if (perType[t]! > 0) this.read.set(t, (this.read.get(t) ?? 0) + perType[t]!);
     this.undecodable += res.unknown;
     sink.enqueue(out);
     if (!this.paused && sink.pending() >= this.opts.highWater) {
@@ -172,6 +179,7 @@ export class Collector {
    */
   async stop(flushTimeoutMs: number): Promise<{ flushed: boolean; final: StatsSnapshot }> {
     if (this.timer) clearInterval(this.timer);
+    this.stopping = true;
     if (this.paused) {
       this.paused = false;
       this.opts.session.resume();

@@ -125,14 +125,32 @@ export function createKafkaSink(opts: KafkaSinkOptions): EventSink {
     return out;
   }
 
+  // an OutRecord already has the key and value kafkajs reads from a message: pass it as is
   function toTopicMessages(records: OutRecord[]): TopicMessages[] {
-    const byTopic = new Map<string, { key: string; value: Buffer }[]>();
+    const byTopic = new Map<string, OutRecord[]>();
     for (const r of records) {
       let list = byTopic.get(r.topic);
       if (!list) byTopic.set(r.topic, (list = []));
-      list.push({ key: r.key, value: r.value });
+      list.push(r);
     }
     return [...byTopic].map(([topic, messages]) => ({ topic, messages }));
+  }
+
+  function countProduced(batch: OutRecord[]): void {
+    let type = -1;
+    let run = 0;
+    const flush = () => {
+      if (run > 0) counters.produced.set(type, (counters.produced.get(type) ?? 0) + run);
+    };
+    for (const r of batch) {
+      if (r.type !== type) {
+        flush();
+        type = r.type;
+        run = 0;
+      }
+      run++;
+    }
+    flush();
   }
 
   function settle(): void {
@@ -157,7 +175,7 @@ export function createKafkaSink(opts: KafkaSinkOptions): EventSink {
       .sendBatch({ topicMessages: toTopicMessages(batch), acks: -1, compression: COMPRESSION[opts.compression] })
       .then(
         () => {
-          for (const r of batch) counters.produced.set(r.type, (counters.produced.get(r.type) ?? 0) + 1);
+          countProduced(batch);
           if (backoffMs > 0) opts.log(`kafka: sending again; delivered ${batch.length} held events`);
           backoffMs = 0;
           inFlight = null;

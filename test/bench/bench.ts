@@ -29,6 +29,7 @@ import { objectPath, REPO_ROOT } from '../../collector/signals/registry.ts';
 import { ensureTracefs } from '../../collector/preflight.ts';
 import { ownBroker } from '../support/integration.ts';
 import { KAFKA_VERSION } from '../../cli/kafka.ts';
+import { KAFKA_BATCH_RECORDS } from '../../cli/collect.ts';
 
 const { CompressionTypes } = kafkajs;
 const DRIVER = path.join(REPO_ROOT, 'native/build/bench/getpid_driver');
@@ -40,7 +41,8 @@ const log = (m: string) => process.stderr.write(`bench: ${m}\n`);
 
 const DRAIN_N = Number(process.env.BENCH_DRAIN_N ?? 5_000_000);
 const E2E_N = Number(process.env.BENCH_E2E_N ?? 1_000_000);
-const BATCH_RECORDS = 20_000;
+const BATCH_RECORDS = KAFKA_BATCH_RECORDS;
+const E2E_DRIVERS = 4;
 
 function cConsumer(n: number): { events: number; events_per_s: number; drops: number } {
   const out = execFileSync(C_CONSUMER, [String(n)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
@@ -95,12 +97,13 @@ async function encode() {
 
 /** The collector's own path: bench.bpf.o -> Session -> Collector -> transcoder -> Kafka sink. */
 async function e2e(brokers: string, n: number) {
-  const child = spawn(DRIVER, [String(n)], { stdio: ['pipe', 'ignore', 'inherit'] });
-  await once(child, 'spawn');
-  const exited = once(child, 'exit');
+  // several driver processes, so events carry several keys as a host's do (one key = one partition)
+  const children = Array.from({ length: E2E_DRIVERS }, () => spawn(DRIVER, [String(n / E2E_DRIVERS)], { stdio: ['pipe', 'ignore', 'inherit'] }));
+  await Promise.all(children.map((c) => once(c, 'spawn')));
+  const exited = Promise.all(children.map((c) => once(c, 'exit')));
   // large enough to hold the whole run: this measures throughput, not loss
   const session = new Session({ ringBytes: 256 << 20 });
-  session.addObject(BENCH_OBJ, { bench_tgid: u32(child.pid!) });
+  session.addObject(BENCH_OBJ, { ...encodeSettings({ selfTgid: process.pid, comm: 'getpid_driver' }), bench_tgid: u32(0) });
   const codec = createCodec({ host: 'bench', bootTimeNs: bootTimeNs(), dropReasonNames: {} });
   const sink = createKafkaSink({ brokers: [brokers], clientId: 'ringflow-bench', topics: [BENCH_TOPIC], partitions: 6, compression: 'gzip', maxBatchRecords: BATCH_RECORDS, log });
   await sink.start();
@@ -111,7 +114,7 @@ async function e2e(brokers: string, n: number) {
   const cpu0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   collector.start();
-  child.stdin!.end('g');
+  for (const c of children) c.stdin!.end('g');
   await exited;
   const { flushed, final } = await collector.stop(120_000);
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -137,9 +140,10 @@ async function plainKafkajs(brokers: string, n: number) {
   const raw: Buffer[] = [];
   for (let i = 0; i < n; i++) {
     const r = Buffer.alloc(64);
+    const tgid = 4242 + (i % E2E_DRIVERS); // the same keys as the e2e run's drivers
     r[0] = BENCH_TYPE;
-    r.writeUInt32LE(4242, 4);
-    r.writeUInt32LE(4242, 8);
+    r.writeUInt32LE(tgid, 4);
+    r.writeUInt32LE(tgid, 8);
     r.write('getpid_driver', 32);
     r.writeBigUInt64LE(BigInt(i), 48);
     raw.push(r);
@@ -168,10 +172,20 @@ async function main() {
   const out: Record<string, unknown> = {
     machine: { cpus: os.availableParallelism(), kernel: os.release(), node: process.version, kafka: KAFKA_VERSION },
   };
-  log(`drain: ${DRAIN_N} events through the C consumer and the addon`);
-  Object.assign(out, await drain());
-  log('encode: transcoding captured sched batches for 2 s');
-  Object.assign(out, await encode());
+  const only = process.env.BENCH_ONLY?.split(',');
+  const want = (part: string) => !only || only.includes(part);
+  if (want('drain')) {
+    log(`drain: ${DRAIN_N} events through the C consumer and the addon`);
+    Object.assign(out, await drain());
+  }
+  if (want('encode')) {
+    log('encode: transcoding captured sched batches for 2 s');
+    Object.assign(out, await encode());
+  }
+  if (!want('e2e')) {
+    process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+    return;
+  }
   log('e2e: starting a Kafka broker');
   const k = await ownBroker();
   try {
