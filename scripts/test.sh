@@ -14,14 +14,19 @@ tsc -p tsconfig.json
 
 state="$(mktemp -d /tmp/ringflow-test.XXXXXX)"
 export RINGFLOW_TEST_STATE="$state"
-export RINGFLOW_TEST_BROKERS="127.0.0.1:29092"
+# free ports, so a broker a developer left running never collides with the suite's
+read -r port cport < <(python3 -c 'import socket
+a, b = socket.socket(), socket.socket()
+a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
+print(a.getsockname()[1], b.getsockname()[1])')
+export RINGFLOW_TEST_BROKERS="127.0.0.1:$port"
 cleanup() {
   node --disable-warning=ExperimentalWarning cli/main.ts kafka stop --state-dir "$state/kafka" >/dev/null 2>&1 || true
   rm -rf "$state"
 }
 trap cleanup EXIT
 echo "test: starting Kafka for the integration tests" >&2
-node --disable-warning=ExperimentalWarning cli/main.ts kafka start --port 29092 --controller-port 29093 --state-dir "$state/kafka" >&2
+node --disable-warning=ExperimentalWarning cli/main.ts kafka start --port "$port" --controller-port "$cport" --state-dir "$state/kafka" >&2
 
 # One file at a time: the BPF tests drive known work on a 2-core machine and
 # count what comes back, so they must not compete with each other.
