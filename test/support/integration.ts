@@ -170,14 +170,17 @@ export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; wrap?: s
 /** Run a command to completion; resolves with its pid and exit code. */
 export function run(cmd: string, args: string[], opts: { input?: string } = {}): Promise<{ pid: number; code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
     child.on('close', (code) => resolve({ pid: child.pid!, code, stdout, stderr }));
-    child.stdin.end(opts.input ?? '');
+    if (opts.input !== undefined) {
+      child.stdin!.on('error', () => {}); // the command may exit without reading it all
+      child.stdin!.end(opts.input);
+    }
   });
 }
 
