@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { type Session, u32 } from '../../native/index.ts';
+import { ensureTracefs } from '../../collector/preflight.ts';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const BENCH_OBJ = `${ROOT}bpf/.output/bench.bpf.o`;
@@ -18,6 +19,7 @@ export const BENCH_RECORD_SIZE = 64;
 export const SEQ_OFFSET = 48;
 
 export function buildPrerequisites(): void {
+  ensureTracefs(); // bench.bpf.o attaches a classic tracepoint (syscalls:sys_enter_getpid)
   execFileSync('make', ['-s', '-C', `${ROOT}native/bench`], { stdio: 'inherit' });
   if (!existsSync(BENCH_OBJ)) execFileSync('make', ['-s', '-C', `${ROOT}bpf`], { stdio: 'inherit' });
 }
