@@ -125,7 +125,7 @@ export function parseCollectArgs(argv: string[]): CollectConfig & { help: boolea
 }
 
 /** Native errors carry op/code; turn the ones a user can fix into one line. */
-function loadError(signal: string, err: unknown): FatalError {
+export function loadError(signal: string, err: unknown): FatalError {
   const e = err as { message?: string; code?: string; op?: string };
   const msg = e?.message ?? String(err);
   if (e?.code === 'EPERM' || e?.code === 'EACCES') {

@@ -97,3 +97,40 @@ describe('Kafka going away mid-run', { timeout: 300_000 }, () => {
     }
   });
 });
+
+describe('a tracepoint missing on this kernel', () => {
+  test('names the signal and the fix, exit 4', async (t) => {
+    if (!rootOrSkip(t)) return;
+    const { execFileSync } = await import('node:child_process');
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const { Session } = await import('../../native/index.ts');
+    const { loadError } = await import('../../cli/collect.ts');
+    const { ensureTracefs } = await import('../../collector/preflight.ts');
+    ensureTracefs();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ringflow-tp-'));
+    const src = path.join(dir, 'missing.bpf.c');
+    fs.writeFileSync(src, 'char LICENSE[] __attribute__((section("license"))) = "GPL";\n' +
+      '__attribute__((section("tracepoint/ringflow_test/no_such_tracepoint"), used)) int missing(void *ctx) { return 0; }\n');
+    execFileSync('clang', ['-O2', '-g', '-target', 'bpf', '-c', src, '-o', path.join(dir, 'missing.bpf.o')]);
+    const session = new Session({ ringBytes: 1 << 16 });
+    try {
+      let err: unknown;
+      try {
+        session.addObject(path.join(dir, 'missing.bpf.o'), {});
+      } catch (e) {
+        err = e;
+      }
+      assert.ok(err, 'attaching to a tracepoint the kernel lacks throws');
+      const fatal = loadError('demo', err);
+      assert.equal(fatal.exitCode, 4);
+      assert.match(fatal.message, /^signal demo needs a tracepoint this kernel lacks \(.*no_such_tracepoint|^signal demo needs a tracepoint this kernel lacks/);
+      assert.match(fatal.message, /leave it out with --signals/);
+      assert.ok(!fatal.message.includes('\n'));
+    } finally {
+      await session.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
