@@ -45,7 +45,8 @@ ${SIGNALS.map((s) => `                          ${s.name}: ${s.summary}`).join('
 const UP_HELP = `Usage: ringflow up [collect options]
 
 Starts the local Apache Kafka broker (ringflow kafka start) unless --brokers is
-given, then collects into it (see ringflow collect --help). Ctrl-C stops.`;
+given, then collects into it (see ringflow collect --help). Ctrl-C stops the
+collector and the broker it started; the broker's data stays in its state dir.`;
 
 const OPTIONS = {
   brokers: { type: 'string' },
@@ -251,11 +252,18 @@ export async function upCommand(argv: string[]): Promise<number> {
     return 0;
   }
   if (cfg.stdout) throw new FatalError('up: --stdout makes no sense here; use ringflow collect --stdout', { exitCode: EXIT.usage });
-  if (!cfg.brokersGiven) {
-    const { startBroker } = await import('./kafka.ts');
-    const b = await startBroker({ log: (m: string) => console.error(`ringflow: ${m}`) });
-    cfg.brokers = [b.brokers];
-    console.error(`ringflow: Kafka ${b.alreadyRunning ? 'already running' : 'started'} at ${b.brokers}; stop it with "ringflow kafka stop"`);
+  if (cfg.brokersGiven) return runCollector(cfg);
+  const { startBroker, stopBroker } = await import('./kafka.ts');
+  const b = await startBroker({ log: (m: string) => console.error(`ringflow: ${m}`) });
+  cfg.brokers = [b.brokers];
+  console.error(`ringflow: Kafka ${b.alreadyRunning ? 'already running' : 'started'} at ${b.brokers}`);
+  try {
+    return await runCollector(cfg);
+  } finally {
+    // Ctrl-C stops everything up started; the data stays in the broker's state dir
+    if (!b.alreadyRunning) {
+      await stopBroker();
+      console.error('ringflow: Kafka stopped; its data stays for the next "ringflow up" or "ringflow kafka start"');
+    }
   }
-  return runCollector(cfg);
 }
