@@ -18,7 +18,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Kafka, logLevel } from 'kafkajs';
+import { Kafka, logLevel } from '../collector/kafkajs.ts';
 
 /** Pinned broker release; keep in sync with <kafka.version> in scripts/kafka/pom.xml. */
 export const KAFKA_VERSION = '3.9.2';

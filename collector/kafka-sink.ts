@@ -12,10 +12,8 @@
  * the queue only when acknowledged. Memory stays bounded because the collector
  * stops draining the kernel ring while pending() is high (see collector.ts).
  */
-import kafkajs, { type Kafka as KafkaClient, type Producer, type Admin, type TopicMessages, type CompressionTypes as CompressionType } from 'kafkajs';
-
-// kafkajs is CommonJS: under Node's ESM loader only its default export is reliable.
-const { Kafka, CompressionTypes, logLevel } = kafkajs;
+import type { Kafka as KafkaClient, Producer, Admin, TopicMessages, CompressionTypes as CompressionType } from 'kafkajs';
+import { Kafka, CompressionTypes, logLevel } from './kafkajs.ts';
 import { FatalError, EXIT } from './errors.ts';
 import type { EventSink, OutRecord, SinkCounters } from './sink.ts';
 

@@ -17,7 +17,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import os from 'node:os';
 import path from 'node:path';
-import kafkajs from 'kafkajs';
+import kafkajs from '../../collector/kafkajs.ts';
 import { Session, u32 } from '../../native/index.ts';
 import { addonDrain } from '../../native/bench/addon_drain.ts';
 import { createCodec, bootTimeNs } from '../../collector/codec.ts';

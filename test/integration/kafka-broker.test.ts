@@ -14,7 +14,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { CompressionTypes, Kafka, logLevel, type Consumer, type EachMessagePayload } from 'kafkajs';
+import type { Consumer, EachMessagePayload } from 'kafkajs';
+import { CompressionTypes, Kafka, logLevel } from '../../collector/kafkajs.ts';
 import { brokerStatus, kafkaCommand, startBroker, stopBroker } from '../../cli/kafka.ts';
 
 function freePort(): Promise<number> {

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
-import kafkajs from 'kafkajs';
+import kafkajs from '../../collector/kafkajs.ts';
 import { decodeRecord } from '../../schemas/index.ts';
 import type { RegisteredSchema } from '../../schemas/index.ts';
 import { REPO_ROOT } from '../../collector/signals/registry.ts';
