@@ -11,23 +11,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { Consumer, EachMessagePayload } from 'kafkajs';
 import { CompressionTypes, Kafka, logLevel } from '../../collector/kafkajs.ts';
 import { brokerStatus, kafkaCommand, startBroker, stopBroker } from '../../cli/kafka.ts';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (addr && typeof addr === 'object' ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
+import { freePort } from '../support/integration.ts';
 
 /** Consume from the beginning of `topic` until `expected` values arrived, then linger briefly for extras. */
 async function consumeAll(
