@@ -57,7 +57,7 @@ export function createCodec(opts: { host: string; bootTimeNs: bigint; dropReason
         events: s.events,
         send_errors: s.send_errors,
         pending: s.pending,
-        ring_bytes: 0,
+        ring_bytes: s.ring_bytes,
       });
       return { topic: STATS_TOPIC, key: opts.host, value, type: 0 };
     },

@@ -22,6 +22,8 @@ export interface SessionLike {
   resume(): void;
   stop(): Promise<void>;
   drops(): bigint[];
+  /** Bytes written to the ring and not yet consumed. */
+  ringPending(): number;
 }
 
 export interface TranscoderLike {
@@ -43,6 +45,7 @@ export interface StatsSnapshot {
   events: StatsEvent[];
   send_errors: number;
   pending: number;
+  ring_bytes: number;
   /** records the transcoder could not decode (unknown type or short record) */
   undecodable: number;
 }
@@ -159,6 +162,7 @@ export class Collector {
       events,
       send_errors: this.opts.sink.counters.sendErrors - this.last.sendErrors,
       pending: this.opts.sink.pending(),
+      ring_bytes: this.opts.session.ringPending(),
       undecodable: this.undecodable - this.last.undecodable,
     };
     this.last = { time, read: new Map(this.read), user: new Map(this.userDrops), produced: new Map(produced), kernel, sendErrors: this.opts.sink.counters.sendErrors, undecodable: this.undecodable };

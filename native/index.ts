@@ -47,6 +47,8 @@ export interface SessionStats {
   polls: number;
   /** Polls that returned because the kernel woke the thread (rf_wakeup_bytes pending). */
   wakeups?: number;
+  /** Bytes in the ring not yet consumed, at the time of the call (0 once stopped). */
+  ringPending: number;
 }
 
 /**
@@ -152,6 +154,11 @@ export class Session {
 
   stats(): SessionStats {
     return this.#n.stats();
+  }
+
+  /** Bytes in the ring not yet consumed (the collector's stats report it). */
+  ringPending(): number {
+    return this.#n.stats().ringPending;
   }
 }
 

@@ -265,6 +265,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     o.Set("bytes", Napi::Number::New(env, static_cast<double>(st.bytes)));
     o.Set("polls", Napi::Number::New(env, static_cast<double>(st.polls)));
     o.Set("wakeups", Napi::Number::New(env, static_cast<double>(st.wakeups)));
+    o.Set("ringPending", Napi::Number::New(env, static_cast<double>(st.ring_pending)));
     return o;
   }
 

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
@@ -305,6 +306,10 @@ struct rf_session {
 	rf_options o;
 	int ring_fd;
 	int drops_fd;
+	/* read-only views of the ring's consumer and producer positions, for ring_pending */
+	const unsigned long *cons_pos;
+	const unsigned long *prod_pos;
+	size_t page_size;
 	int ncpus;
 	struct rf_obj *objs;
 	size_t n_objs;
@@ -337,6 +342,15 @@ struct rf_session {
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
 #define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
 #define ADD(x, v) __atomic_fetch_add(&(x), (v), __ATOMIC_RELAXED)
+
+static void unmap_positions(rf_session *s)
+{
+	if (s->cons_pos)
+		munmap((void *)s->cons_pos, s->page_size);
+	if (s->prod_pos)
+		munmap((void *)s->prod_pos, s->page_size);
+	s->cons_pos = s->prod_pos = NULL;
+}
 
 rf_session *rf_session_new(const rf_options *opts, rf_error *err)
 {
@@ -376,6 +390,26 @@ rf_session *rf_session_new(const rf_options *opts, rf_error *err)
 		log_attach(err, mark);
 		goto fail;
 	}
+	/*
+	 * The first page of a ringbuf map is the consumer position, the second the
+	 * producer's; both may be mapped read-only. libbpf 1.1 has no
+	 * ring__avail_data_size (1.3+), so we read the positions ourselves.
+	 */
+	s->page_size = (size_t)sysconf(_SC_PAGESIZE);
+	{
+		void *c = mmap(NULL, s->page_size, PROT_READ, MAP_SHARED, s->ring_fd, 0);
+		void *p = mmap(NULL, s->page_size, PROT_READ, MAP_SHARED, s->ring_fd, (off_t)s->page_size);
+		if (c == MAP_FAILED || p == MAP_FAILED) {
+			set_err(err, "mmap", "rf_events positions", errno, NULL);
+			if (c != MAP_FAILED)
+				munmap(c, s->page_size);
+			if (p != MAP_FAILED)
+				munmap(p, s->page_size);
+			goto fail;
+		}
+		s->cons_pos = c;
+		s->prod_pos = p;
+	}
 	s->drops_fd = bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, "rf_drops", sizeof(uint32_t),
 				     sizeof(uint64_t), RF_EV_MAX, NULL);
 	if (s->drops_fd < 0) {
@@ -390,6 +424,7 @@ rf_session *rf_session_new(const rf_options *opts, rf_error *err)
 	}
 	return s;
 fail:
+	unmap_positions(s);
 	if (s->ring_fd >= 0)
 		close(s->ring_fd);
 	if (s->drops_fd >= 0)
@@ -823,6 +858,7 @@ static void release_all(rf_session *s)
 	free(s->objs);
 	s->objs = NULL;
 	s->n_objs = 0;
+	unmap_positions(s);
 	close(s->ring_fd);
 	close(s->drops_fd);
 	s->ring_fd = s->drops_fd = -1;
@@ -892,6 +928,12 @@ void rf_session_stats(const rf_session *s, rf_stats *out)
 	out->bytes = __atomic_load_n(&s->st.bytes, __ATOMIC_RELAXED);
 	out->polls = __atomic_load_n(&s->st.polls, __ATOMIC_RELAXED);
 	out->wakeups = __atomic_load_n(&s->st.wakeups, __ATOMIC_RELAXED);
+	out->ring_pending = 0;
+	if (s->cons_pos && s->prod_pos) {
+		unsigned long prod = __atomic_load_n(s->prod_pos, __ATOMIC_ACQUIRE);
+		unsigned long cons = __atomic_load_n(s->cons_pos, __ATOMIC_ACQUIRE);
+		out->ring_pending = prod - cons;
+	}
 }
 
 /* ------------------------------------------------------------ kernel BTF */

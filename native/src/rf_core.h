@@ -59,6 +59,7 @@ typedef struct rf_stats {
 	uint64_t bytes;    /* record bytes delivered (batch bytes, framing included) */
 	uint64_t polls;    /* ring_buffer__poll calls */
 	uint64_t wakeups;  /* polls that returned because the kernel woke us */
+	uint64_t ring_pending; /* bytes written to the ring and not yet consumed, now (0 once stopped) */
 } rf_stats;
 
 /*

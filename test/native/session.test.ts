@@ -96,8 +96,12 @@ describe('Session: draining bench.bpf.o', () => {
     // record it hands our callback when the pause is seen, so that one is kept).
     assert.ok(received <= 1, `received ${received} while paused`);
     const during = session.drops()[RF_EV_BENCH]!;
+    // the full ring: 64 KiB less what could not fit one more 64-byte record (+8 header)
+    const pendingWhilePaused = session.stats().ringPending;
+    assert.ok(pendingWhilePaused > (64 << 10) - 2 * 72 && pendingWhilePaused <= 64 << 10, `ringPending ${pendingWhilePaused}`);
     session.resume();
     await sleep(50);
+    assert.equal(session.stats().ringPending, 0, 'drained after resume');
     await session.stop();
 
     const dropped = session.drops()[RF_EV_BENCH]!;

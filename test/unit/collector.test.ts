@@ -22,6 +22,8 @@ class FakeSession implements SessionLike {
   resume() { this.paused = false; }
   async stop() { this.stopped = true; }
   drops() { return [...this.kernelDrops]; }
+  ringBytes = 0;
+  ringPending() { return this.ringBytes; }
 }
 
 /** Holds records until ack(n) acknowledges the oldest n. */
@@ -112,6 +114,9 @@ test('stats are deltas per event type and account for every record', () => {
     { event: 't3', read: 1, kernel_drops: 0, user_drops: 0, produced: 0 },
   ]);
   assert.equal(s1.pending, 1);
+  assert.equal(s1.ring_bytes, 0);
+  session.ringBytes = 4096;
+  assert.equal(c.snapshot().ring_bytes, 4096, 'ring bytes are read at snapshot time');
   assert.equal(s1.interval_ns, 1_000_000_000n);
   session.kernelDrops[1] = 7n;
   sink.ack(1);
