@@ -12,7 +12,10 @@ Commands:
   up        start a local Kafka broker (unless --brokers is given) and collect into it
   collect   load the eBPF programs and publish their events to Kafka (or --stdout)
   tail      decode a topic's records to JSON lines
+  process   aggregate events into windowed histograms, exactly once, on ringflow.metrics.v1
+  export    ship ringflow.metrics.v1 to an OTLP backend over gRPC
   kafka     run a local Apache Kafka broker: kafka start|stop|status
+  otelcol   run a local OpenTelemetry Collector (OTLP in, JSON file out): otelcol start|stop|status|build
 
 Run "ringflow COMMAND --help" for a command's options.`;
 
@@ -23,6 +26,9 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   up: async () => (await import('./collect.ts')).upCommand,
   tail: async () => (await import('./tail.ts')).tailCommand,
   kafka: async () => (await import('./kafka.ts')).kafkaCommand,
+  process: async () => (await import('./process.ts')).processCommand,
+  export: async () => (await import('../exporter/command.ts')).exportCommand,
+  otelcol: async () => (await import('./otelcol.ts')).otelcolCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -55,3 +55,7 @@ if [ ! -f "$addon" ] || [ -n "$(find native/src native/binding.gyp -newer "$addo
 fi
 if [ -f native/bench/Makefile ]; then make -s -C native/bench >&2; fi
 node --disable-warning=ExperimentalWarning cli/kafka.ts resolve >&2
+# the OpenTelemetry Collector the end-to-end tests ship OTLP to (Go, from the module proxy; cached)
+if ! have go && [ -x /usr/local/go/bin/go ]; then export PATH="/usr/local/go/bin:$PATH"; fi
+have go || { echo "setup: Go (>= 1.26) is needed to build the test OpenTelemetry Collector; install it from go.dev or your distribution" >&2; exit 1; }
+node --disable-warning=ExperimentalWarning cli/otelcol.ts build >&2

@@ -73,8 +73,11 @@ export interface TopicRecord {
 /**
  * Every record of `topic` up to its current end, each decoded with the schema
  * its single-object header names. A record that does not decode throws.
+ * Reads read_committed; since a transactional topic ends in commit markers
+ * that no consumer sees, a partition also counts as read once nothing new
+ * arrived for `quietMs`.
  */
-export async function readTopic(brokers: string, topic: string): Promise<TopicRecord[]> {
+export async function readTopic(brokers: string, topic: string, quietMs = 2500): Promise<TopicRecord[]> {
   const kafka = new Kafka({ clientId: 'ringflow-test-reader', brokers: [brokers], logLevel: logLevel.NOTHING });
   const admin = kafka.admin();
   await admin.connect();
@@ -89,11 +92,23 @@ export async function readTopic(brokers: string, topic: string): Promise<TopicRe
   await consumer.subscribe({ topic, fromBeginning: true });
   let failure: unknown;
   await new Promise<void>((resolve, reject) => {
+    let quiet: NodeJS.Timeout | undefined;
+    const done = () => {
+      clearTimeout(timer);
+      clearTimeout(quiet);
+      resolve();
+    };
+    const rearm = () => {
+      clearTimeout(quiet);
+      quiet = setTimeout(done, quietMs);
+    };
     const timer = setTimeout(() => reject(new Error(`timed out reading ${topic}; still waiting on partitions ${[...remaining.keys()]}`)), 60_000);
+    consumer.on(consumer.events.GROUP_JOIN, rearm);
     consumer
       .run({
         autoCommit: false,
         eachMessage: async ({ partition, message }) => {
+          rearm();
           const high = remaining.get(partition);
           if (high === undefined) return;
           try {
@@ -104,10 +119,7 @@ export async function readTopic(brokers: string, topic: string): Promise<TopicRe
           }
           if (BigInt(message.offset) + 1n >= high) {
             remaining.delete(partition);
-            if (remaining.size === 0) {
-              clearTimeout(timer);
-              resolve();
-            }
+            if (remaining.size === 0) done();
           }
         },
       })

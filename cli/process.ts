@@ -1,0 +1,59 @@
+/**
+ * `ringflow process`: the processor service (see processor/service.ts).
+ */
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import { parseBrokers, parseDurationNs, parseIntFlag } from '../collector/options.ts';
+import { createKafkaClient } from '../collector/kafka-sink.ts';
+import { DEFAULT_BROKERS } from './collect.ts';
+
+const HELP = `Usage: ringflow process [options]
+
+Aggregates the collectors' events into event-time windows of exponential
+histograms and sums, and writes each closed window exactly once to
+ringflow.metrics.v1 (Kafka transactions; read it with read_committed).
+Run several instances to share the partitions.
+
+Options:
+  --brokers H:P[,H:P]  Kafka bootstrap brokers (default 127.0.0.1:9092)
+  --instance ID        this instance's id: stable across restarts (default: host name)
+  --window DUR         tumbling window size (default 10s)
+  --lateness DUR       allowed lateness: a window closes when event time passes its end by this (default 5s)
+  --top-k N            series kept per metric, host and window before folding into "other" (default 100)
+  --partitions N       partitions of topics the processor creates (default 6)
+  -h, --help           this help`;
+
+export async function processCommand(argv: string[]): Promise<number> {
+  const { values: v } = parseArgs({
+    args: argv,
+    options: {
+      brokers: { type: 'string' },
+      instance: { type: 'string' },
+      window: { type: 'string' },
+      lateness: { type: 'string' },
+      'top-k': { type: 'string' },
+      partitions: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (v.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const brokers = v.brokers === undefined ? DEFAULT_BROKERS : parseBrokers(v.brokers);
+  const windowMs = Number(parseDurationNs('--window', v.window ?? '10s') / 1_000_000n);
+  const latenessMs = Number(parseDurationNs('--lateness', v.lateness ?? '5s') / 1_000_000n);
+  const topK = v['top-k'] === undefined ? 100 : parseIntFlag('--top-k', v['top-k'], 1, 100000);
+  const partitions = v.partitions === undefined ? 6 : parseIntFlag('--partitions', v.partitions, 1, 1000);
+  const instanceId = v.instance ?? os.hostname();
+  const { startProcessor } = await import('../processor/service.ts');
+  const log = (l: string) => console.error(l);
+  const p = await startProcessor({ kafka: createKafkaClient(brokers, `ringflow-processor-${instanceId}`), brokers, instanceId, windowMs, latenessMs, topK, partitions, log });
+  log(`ringflow: processing as ${instanceId} on ${brokers.join(',')} (windows ${windowMs / 1000}s, lateness ${latenessMs / 1000}s); Ctrl-C to stop`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await p.stop();
+  return 0;
+}

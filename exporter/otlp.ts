@@ -1,0 +1,391 @@
+/**
+ * ringflow.metrics.v1 points -> OTLP, and one export through the OTLP gRPC exporter.
+ *
+ * Our points are already aggregated (one per series and closed window, written
+ * once by the processor), so there is no MeterProvider here: we build the SDK's
+ * own export model (ResourceMetrics / ScopeMetrics / MetricData) and hand it to
+ * OTLPMetricExporter.export() ourselves.
+ *
+ * Mapping (MetricPoint field -> OTLP):
+ *   attributes["host.name"]      -> Resource attribute host.name (one ResourceMetrics per host)
+ *   other attributes             -> data point attributes; integer conventions (server.port...)
+ *                                   become ints, a folded "other" value stays a string
+ *   name, unit                   -> Metric name and unit, unchanged
+ *   window_start_ns/_end_ns      -> start_time_unix_nano / time_unix_nano (exact ns)
+ *   kind HISTOGRAM + histogram   -> ExponentialHistogram, DELTA: scale, zero_count,
+ *                                   positive {offset, bucket_counts}, negative empty,
+ *                                   count, sum, min, max (min/max omitted when count is 0)
+ *                                   or, with histogramMode 'explicit', a Histogram with the
+ *                                   fixed power-of-two bounds of EXPLICIT_BOUNDS
+ *   kind SUM + sum               -> monotonic Sum of ints, DELTA (each point is one window's total)
+ *   late_events, dropped_inputs, processor: not exported (Kafka-side bookkeeping)
+ * Scope: name "ringflow", version of package.json. Resource: service.name "ringflow"
+ * under OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME (the SDK's env detectors),
+ * under the point's host.name (the observed host, not the exporter's).
+ */
+import { ValueType, diag, DiagLogLevel, type Attributes, type HrTime, type DiagLogger } from '@opentelemetry/api';
+import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
+import { AggregationTemporality, DataPointType } from '@opentelemetry/sdk-metrics';
+import type { ResourceMetrics, MetricData, DataPoint, ExponentialHistogram, Histogram } from '@opentelemetry/sdk-metrics';
+import { detectResources, resourceFromAttributes, resourceAttributesEnvDetector, serviceNameEnvDetector, type Resource } from '@opentelemetry/resources';
+import pkg from '../package.json' with { type: 'json' };
+
+export type HistogramMode = 'exponential' | 'explicit';
+
+export const SCOPE_NAME = 'ringflow';
+export const SCOPE_VERSION: string = pkg.version;
+export const DEFAULT_SERVICE_NAME = 'ringflow';
+
+/** A decoded schemas/metrics.avsc record (longs as BigInt, the enum as its symbol). */
+export interface MetricPoint {
+  name: string;
+  unit: string;
+  kind: 'HISTOGRAM' | 'SUM';
+  attributes: { key: string; value: string }[];
+  window_start_ns: bigint;
+  window_end_ns: bigint;
+  histogram: ExpHistogramRecord | null;
+  sum: bigint | null;
+  late_events: bigint;
+  dropped_inputs: bigint;
+  processor: string;
+}
+
+export interface ExpHistogramRecord {
+  scale: number;
+  zero_count: bigint;
+  positive_offset: number;
+  positive_buckets: bigint[];
+  count: bigint;
+  sum: number;
+  min: number;
+  max: number;
+}
+
+/** Semantic-convention attributes whose values are integers (OTel semconv: server.port is an int). */
+export const INT_ATTRIBUTES: ReadonlySet<string> = new Set(['server.port', 'client.port', 'network.peer.port', 'network.local.port', 'source.port', 'destination.port']);
+
+/**
+ * Bounds of explicit-bucket histograms, by unit. All are powers of two: every
+ * base-2 exponential bucket at scale >= 0 covers (2^(i/2^s), 2^((i+1)/2^s)],
+ * which never straddles a power of two, so the conversion moves whole buckets
+ * and is exact (at negative scales it is exact when the bounds fall on bucket
+ * edges, else a straddling bucket goes to the bound above its upper edge).
+ *   s:   2^-20 .. 2^5 s  (~0.95 us .. 32 s; latencies)
+ *   By:  2^6 .. 2^26 By  (64 B .. 64 MiB; I/O sizes)
+ *   else 2^0 .. 2^30     (1 .. ~1.07e9; counts)
+ */
+export const EXPLICIT_BOUNDS: Readonly<Record<string, readonly number[]>> = {
+  s: powersOfTwo(-20, 5),
+  By: powersOfTwo(6, 26),
+  default: powersOfTwo(0, 30),
+};
+
+function powersOfTwo(from: number, to: number): number[] {
+  const out: number[] = [];
+  for (let k = from; k <= to; k++) out.push(2 ** k);
+  return out;
+}
+
+export function explicitBoundsFor(unit: string): readonly number[] {
+  return EXPLICIT_BOUNDS[unit] ?? EXPLICIT_BOUNDS.default!;
+}
+
+/** Epoch nanoseconds -> [seconds, nanoseconds], exact (no float division). */
+export function nsToHrTime(ns: bigint): HrTime {
+  return [Number(ns / 1_000_000_000n), Number(ns % 1_000_000_000n)];
+}
+
+/** A long as a JS number; counts beyond 2^53 cannot be carried exactly by the SDK's number fields. */
+function toNumber(v: bigint | number): number {
+  return typeof v === 'number' ? v : Number(v);
+}
+
+export function pointAttributes(attrs: readonly { key: string; value: string }[]): { host: string; attributes: Attributes } {
+  let host = '';
+  const attributes: Attributes = {};
+  for (const { key, value } of attrs) {
+    if (key === 'host.name') host = value;
+    else if (INT_ATTRIBUTES.has(key) && /^\d{1,15}$/.test(value)) attributes[key] = Number(value);
+    else attributes[key] = value;
+  }
+  return { host, attributes };
+}
+
+export function toExponential(h: ExpHistogramRecord): ExponentialHistogram {
+  const count = toNumber(h.count);
+  const out: ExponentialHistogram = {
+    count,
+    sum: h.sum,
+    scale: h.scale,
+    zeroCount: toNumber(h.zero_count),
+    positive: { offset: h.positive_offset, bucketCounts: h.positive_buckets.map(toNumber) },
+    negative: { offset: 0, bucketCounts: [] },
+  };
+  if (count > 0) {
+    out.min = h.min;
+    out.max = h.max;
+  }
+  return out;
+}
+
+/**
+ * Moves each exponential bucket's count to the explicit bucket holding it.
+ * Explicit bucket j is (bounds[j-1], bounds[j]] (the last is (bounds[n-1], +inf)),
+ * exponential bucket i is (2^(i/2^s), 2^((i+1)/2^s)]; with bounds 2^k, bucket i
+ * goes to the first j whose bound is >= its upper edge, i.e. the number of k
+ * with k < (i+1)/2^s. Zero values go to the first bucket.
+ */
+export function toExplicit(h: ExpHistogramRecord, bounds: readonly number[]): Histogram {
+  const exps = bounds.map((b) => Math.log2(b));
+  const counts = new Array<number>(bounds.length + 1).fill(0);
+  counts[0]! += toNumber(h.zero_count);
+  const perUnit = 2 ** h.scale; // exact: a power of two
+  h.positive_buckets.forEach((c, i) => {
+    if (c === 0n) return;
+    const upper = h.positive_offset + i + 1; // upper edge is 2^(upper / 2^scale)
+    let j = 0;
+    while (j < exps.length && exps[j]! * perUnit < upper) j++;
+    counts[j]! += toNumber(c);
+  });
+  const count = toNumber(h.count);
+  const out: Histogram = { buckets: { boundaries: [...bounds], counts }, count, sum: h.sum };
+  if (count > 0) {
+    out.min = h.min;
+    out.max = h.max;
+  }
+  return out;
+}
+
+export interface MapOptions {
+  histogramMode: HistogramMode;
+  /** Attributes of every Resource (service.name ...); host.name is added per host. */
+  resource: Attributes;
+}
+
+export interface MappedBatch {
+  /** One per host, in order of first appearance. */
+  resources: { host: string; metrics: ResourceMetrics; points: number }[];
+  /** Points that could not be mapped (kind without its value), with why. */
+  invalid: { point: MetricPoint; reason: string }[];
+}
+
+/** Pure: points -> one ResourceMetrics per host, one MetricData per (name, unit, kind). */
+export function toResourceMetrics(points: readonly MetricPoint[], opts: MapOptions): MappedBatch {
+  const hosts = new Map<string, { metrics: Map<string, MetricData>; points: number }>();
+  const invalid: MappedBatch['invalid'] = [];
+  for (const p of points) {
+    const reason = p.kind === 'HISTOGRAM' ? (p.histogram ? null : 'kind HISTOGRAM without a histogram')
+      : p.kind === 'SUM' ? (p.sum === null || p.sum === undefined ? 'kind SUM without a sum' : null)
+      : `unknown kind ${String(p.kind)}`;
+    if (reason) {
+      invalid.push({ point: p, reason });
+      continue;
+    }
+    const { host, attributes } = pointAttributes(p.attributes);
+    const startTime = nsToHrTime(p.window_start_ns);
+    const endTime = nsToHrTime(p.window_end_ns);
+    let h = hosts.get(host);
+    if (!h) hosts.set(host, (h = { metrics: new Map(), points: 0 }));
+    const id = `${p.kind}\u0000${p.name}\u0000${p.unit}`;
+    let m = h.metrics.get(id);
+    if (p.kind === 'HISTOGRAM') {
+      const descriptor = { name: p.name, description: '', unit: p.unit, valueType: ValueType.DOUBLE };
+      if (opts.histogramMode === 'explicit') {
+        m ??= { descriptor, aggregationTemporality: AggregationTemporality.DELTA, dataPointType: DataPointType.HISTOGRAM, dataPoints: [] };
+        (m.dataPoints as DataPoint<Histogram>[]).push({ startTime, endTime, attributes, value: toExplicit(p.histogram!, explicitBoundsFor(p.unit)) });
+      } else {
+        m ??= { descriptor, aggregationTemporality: AggregationTemporality.DELTA, dataPointType: DataPointType.EXPONENTIAL_HISTOGRAM, dataPoints: [] };
+        (m.dataPoints as DataPoint<ExponentialHistogram>[]).push({ startTime, endTime, attributes, value: toExponential(p.histogram!) });
+      }
+    } else {
+      m ??= {
+        descriptor: { name: p.name, description: '', unit: p.unit, valueType: ValueType.INT },
+        aggregationTemporality: AggregationTemporality.DELTA,
+        dataPointType: DataPointType.SUM,
+        isMonotonic: true,
+        dataPoints: [],
+      };
+      (m.dataPoints as DataPoint<number>[]).push({ startTime, endTime, attributes, value: toNumber(p.sum!) });
+    }
+    h.metrics.set(id, m);
+    h.points++;
+  }
+  const resources = [...hosts].map(([host, h]) => ({
+    host,
+    points: h.points,
+    metrics: {
+      resource: resourceFromAttributes(host === '' ? { ...opts.resource } : { ...opts.resource, 'host.name': host }),
+      scopeMetrics: [{ scope: { name: SCOPE_NAME, version: SCOPE_VERSION }, metrics: [...h.metrics.values()] }],
+    },
+  }));
+  return { resources, invalid };
+}
+
+/**
+ * The Resource attributes every host shares: service.name "ringflow", then
+ * OTEL_RESOURCE_ATTRIBUTES, then OTEL_SERVICE_NAME (the SDK's detectors, later wins).
+ * Reads the environment.
+ */
+export function baseResourceAttributes(): Attributes {
+  const detected: Resource = detectResources({ detectors: [resourceAttributesEnvDetector, serviceNameEnvDetector] });
+  return resourceFromAttributes({ 'service.name': DEFAULT_SERVICE_NAME }).merge(detected).attributes;
+}
+
+// ---- export -----------------------------------------------------------------
+
+/** What the exporter needs of OTLPMetricExporter (tests pass their own). */
+export interface MetricExporterLike {
+  export(metrics: ResourceMetrics, resultCallback: (result: ExportResult) => void): void;
+  shutdown(): Promise<void>;
+}
+
+/** gRPC status codes (grpc/status.h), by number. */
+export const GRPC_STATUS: readonly string[] = [
+  'OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS',
+  'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE',
+  'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED',
+];
+
+/**
+ * Retryable per the OTLP spec's gRPC table (CANCELLED, DEADLINE_EXCEEDED,
+ * ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS), plus codes that say nothing
+ * about the data but about the backend or our configuration: RESOURCE_EXHAUSTED
+ * (throttled), UNAUTHENTICATED / PERMISSION_DENIED (a bad token) and
+ * UNIMPLEMENTED / NOT_FOUND (not an OTLP endpoint). Dropping data because a
+ * header is wrong would lose it all; holding it keeps it in Kafka until fixed.
+ * Errors without a gRPC code (client-side) are held too.
+ */
+const RETRYABLE = new Set([1, 4, 5, 7, 8, 10, 11, 12, 14, 15, 16]);
+
+export type ExportOutcome =
+  | { status: 'success'; rejected: number; message: string }
+  | { status: 'retryable'; kind: string; message: string }
+  | { status: 'failure'; kind: string; message: string };
+
+export function classifyError(err: unknown): { retryable: boolean; kind: string; message: string } {
+  const e = err as { code?: unknown; details?: string; message?: string } | undefined;
+  // grpc-js details can span lines and end in an empty "Resolution note:"
+  const message = String(e?.details || e?.message || err).replace(/\s*\.?\s*Resolution note:\s*$/, '').replace(/\s+/g, ' ').trim();
+  if (typeof e?.code === 'number') {
+    const name = GRPC_STATUS[e.code] ?? `code ${e.code}`;
+    return { retryable: RETRYABLE.has(e.code), kind: name, message: `${name}: ${message}` };
+  }
+  return { retryable: true, kind: (err as Error)?.name ?? 'Error', message };
+}
+
+// Partial success reaches us only as the exporter's diag warning, logged in the
+// same synchronous step as its SUCCESS callback (otlp-export-delegate): a global
+// diag logger notes it and the callback collects it, with nothing in between.
+let partial: { rejectedDataPoints?: number; errorMessage?: string } | null = null;
+const diagListeners = new Set<(line: string) => void>();
+let diagInstalled = false;
+
+function installDiag(): void {
+  if (diagInstalled) return;
+  diagInstalled = true;
+  const seen = new Set<string>();
+  const forward = (level: string) => (message: string, ...args: unknown[]) => {
+    if (message.startsWith('Received Partial Success response')) {
+      try {
+        partial = JSON.parse(String(args[0])) as typeof partial;
+      } catch {
+        partial = { errorMessage: String(args[0]) };
+      }
+      return;
+    }
+    const line = `otlp: ${level}: ${message}${args.length ? ' ' + args.map(String).join(' ') : ''}`;
+    if (seen.has(line)) return;
+    seen.add(line);
+    for (const l of diagListeners) l(line);
+  };
+  const logger: DiagLogger = { error: forward('error'), warn: forward('warning'), info: () => {}, debug: () => {}, verbose: () => {} };
+  diag.setLogger(logger, { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true });
+}
+
+/** Routes the SDK's own warnings (once each) to `log`; returns the undo. */
+export function onSdkWarnings(log: (line: string) => void): () => void {
+  installDiag();
+  diagListeners.add(log);
+  return () => diagListeners.delete(log);
+}
+
+/** One export call as a value: success (maybe with rejected points), retryable or failure. */
+export function exportOnce(exporter: MetricExporterLike, metrics: ResourceMetrics): Promise<ExportOutcome> {
+  installDiag();
+  return new Promise((resolve) => {
+    partial = null;
+    exporter.export(metrics, (result) => {
+      const ps = partial;
+      partial = null;
+      if (result.code === ExportResultCode.SUCCESS) {
+        resolve({ status: 'success', rejected: Number(ps?.rejectedDataPoints ?? 0), message: ps?.errorMessage ?? '' });
+        return;
+      }
+      const c = classifyError(result.error);
+      resolve({ status: c.retryable ? 'retryable' : 'failure', kind: c.kind, message: c.message });
+    });
+  });
+}
+
+// ---- the OTLP gRPC exporter ---------------------------------------------------
+
+export interface OtlpOptions {
+  /** Endpoint, e.g. localhost:4317, http://collector:4317, https://otlp.example:443. */
+  url?: string;
+  /** gRPC metadata added to OTEL_EXPORTER_OTLP_[METRICS_]HEADERS (these win on a clash). */
+  headers?: Record<string, string>;
+  timeoutMillis?: number;
+}
+
+export interface ResolvedEndpoint {
+  /** What we dial, as the user gave it (for messages). */
+  url: string;
+  /** Plaintext gRPC. */
+  insecure: boolean;
+}
+
+function env(name: string): string | undefined {
+  const v = process.env[`OTEL_EXPORTER_OTLP_METRICS_${name}`]?.trim() || process.env[`OTEL_EXPORTER_OTLP_${name}`]?.trim();
+  return v || undefined;
+}
+
+/**
+ * Which endpoint and whether it is plaintext. The SDK alone treats a URL
+ * without a scheme as TLS unless OTEL_EXPORTER_OTLP_INSECURE=true, so a plain
+ * "localhost:4317" would fail its handshake against a local collector; we dial
+ * such an endpoint in plaintext unless TLS is asked for (OTEL_EXPORTER_OTLP_INSECURE=false
+ * or a CA certificate given). http:// is plaintext, https:// is TLS, as in the SDK.
+ */
+export function resolveEndpoint(opts: OtlpOptions = {}): ResolvedEndpoint {
+  const url = (opts.url ?? env('ENDPOINT') ?? 'http://localhost:4317').trim();
+  if (/^https:\/\//i.test(url)) return { url, insecure: false };
+  if (/^http:\/\//i.test(url)) return { url, insecure: true };
+  const insecure = env('INSECURE')?.toLowerCase();
+  if (insecure === 'true') return { url, insecure: true };
+  if (insecure === 'false' || env('CERTIFICATE') !== undefined) return { url, insecure: false };
+  return { url, insecure: true };
+}
+
+/**
+ * An OTLPMetricExporter reading the standard variables itself (headers, timeout,
+ * compression, certificates, client key/cert), with the endpoint and
+ * plaintext choice of resolveEndpoint.
+ */
+export async function createOtlpExporter(opts: OtlpOptions = {}): Promise<{ exporter: MetricExporterLike; endpoint: ResolvedEndpoint }> {
+  const { OTLPMetricExporter } = await import('@opentelemetry/exporter-metrics-otlp-grpc');
+  const { createEmptyMetadata, createInsecureCredentials } = await import('@opentelemetry/otlp-grpc-exporter-base');
+  const endpoint = resolveEndpoint(opts);
+  let metadata;
+  if (opts.headers && Object.keys(opts.headers).length > 0) {
+    metadata = createEmptyMetadata();
+    for (const [k, v] of Object.entries(opts.headers)) metadata.set(k, v);
+  }
+  const exporter = new OTLPMetricExporter({
+    url: endpoint.url,
+    ...(endpoint.insecure && !/^http:\/\//i.test(endpoint.url) ? { credentials: createInsecureCredentials() } : {}),
+    ...(metadata ? { metadata } : {}),
+    ...(opts.timeoutMillis !== undefined ? { timeoutMillis: opts.timeoutMillis } : {}),
+  });
+  return { exporter, endpoint };
+}

@@ -1,0 +1,230 @@
+/**
+ * The exporter service: ringflow.metrics.v1 -> OTLP gRPC, offsets committed
+ * only after the backend accepted.
+ *
+ * Delivery: read_committed (the processor writes through transactions), one
+ * partition batch at a time (kafkajs eachBatch), cut into exports of at most
+ * maxPointsPerExport points, one OTLP request per host in it (one Resource
+ * each). A chunk's offsets are committed once every one of its requests was
+ * accepted (or rejected for good); a request already accepted is not sent
+ * again when another host's request of the chunk is retried.
+ *
+ * Backend down (UNAVAILABLE, DEADLINE_EXCEEDED ...): the same requests are
+ * retried with exponential backoff (initialBackoffMs doubling to maxBackoffMs)
+ * for as long as it takes, from inside eachBatch: kafkajs fetches nothing new
+ * for us meanwhile, so memory holds one batch; we heartbeat so the group keeps
+ * our partitions. Logged once per kind of failure per outage, and once on recovery.
+ *
+ * Rejected for good (INVALID_ARGUMENT ..., or a partial success naming
+ * rejected points): counted, logged once per kind, committed: retrying cannot
+ * make the backend accept the same data.
+ *
+ * At-least-once: an export the backend accepted whose offsets could not be
+ * committed (a rebalance, a crash between the two) is sent again by the next
+ * owner of the partition. Nothing is committed before it was accepted.
+ */
+import type { Kafka, Consumer, EachBatchPayload } from 'kafkajs';
+import { decodeRecord } from '../schemas/index.ts';
+import { describeKafkaError } from '../collector/kafka-sink.ts';
+import {
+  toResourceMetrics, baseResourceAttributes, createOtlpExporter, exportOnce, onSdkWarnings,
+  type HistogramMode, type MetricPoint, type MetricExporterLike, type OtlpOptions, type ResolvedEndpoint,
+} from './otlp.ts';
+
+export const METRICS_TOPIC = 'ringflow.metrics.v1';
+export const DEFAULT_GROUP_ID = 'ringflow-exporter';
+const METRIC_POINT = 'io.ringflow.metrics.MetricPoint';
+
+export interface ExporterOptions {
+  kafka: Kafka;
+  groupId?: string;
+  histogramMode: HistogramMode;
+  log: (line: string) => void;
+  otlp?: OtlpOptions;
+  /** Use this instead of an OTLPMetricExporter built from `otlp` (tests). */
+  exporter?: MetricExporterLike;
+  topic?: string;
+  /** Points per export chunk (each chunk is committed on its own). Default 2000. */
+  maxPointsPerExport?: number;
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+export interface ExporterCounters {
+  /** Points the backend accepted. */
+  exported: number;
+  /** Points the backend refused for good (non-retryable errors, partial success) or we could not map. */
+  rejected: number;
+  /** Export attempts repeated after a retryable failure. */
+  retries: number;
+  /** Records that did not decode (skipped and committed). */
+  undecodable: number;
+}
+
+export interface Exporter {
+  readonly counters: ExporterCounters;
+  readonly endpoint: string;
+  /** Connects and starts consuming; resolves once the consumer runs. */
+  start(): Promise<void>;
+  /** True while exports are failing and being retried. */
+  holding(): boolean;
+  stop(): Promise<void>;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export function createExporter(opts: ExporterOptions): Exporter {
+  const topic = opts.topic ?? METRICS_TOPIC;
+  const groupId = opts.groupId ?? DEFAULT_GROUP_ID;
+  const maxPoints = opts.maxPointsPerExport ?? 2000;
+  const initialBackoff = opts.initialBackoffMs ?? 250;
+  const maxBackoff = opts.maxBackoffMs ?? 5000;
+  const counters: ExporterCounters = { exported: 0, rejected: 0, retries: 0, undecodable: 0 };
+  const log = opts.log;
+  const seenFatal = new Set<string>();
+  let outage: { kinds: Set<string>; since: number; held: number } | null = null;
+  let stopping = false;
+  let wake: (() => void) | null = null;
+  let consumer: Consumer | undefined;
+  let exporter: MetricExporterLike | undefined = opts.exporter;
+  let endpoint: ResolvedEndpoint = { url: opts.otlp?.url ?? '(given exporter)', insecure: true };
+  const resource = baseResourceAttributes();
+  const undoWarnings = onSdkWarnings(log);
+
+  function once(kind: string, line: string): void {
+    if (seenFatal.has(kind)) return;
+    seenFatal.add(kind);
+    log(line);
+  }
+
+  /** Waits ms, or less if stopping; heartbeats on the way. */
+  async function pause(ms: number, heartbeat: () => Promise<void>): Promise<void> {
+    const until = Date.now() + ms;
+    while (!stopping && Date.now() < until) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.min(1000, until - Date.now()));
+        wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      wake = null;
+      await heartbeat().catch(() => {}); // a failed heartbeat shows up as isStale() / a rejoin
+    }
+  }
+
+  /**
+   * Exports one chunk until each host's request is accepted or refused for
+   * good. False when the consumer lost the partition or is stopping: then the
+   * chunk must not be committed.
+   */
+  async function exportChunk(points: MetricPoint[], held: number, p: EachBatchPayload): Promise<boolean> {
+    const mapped = toResourceMetrics(points, { histogramMode: opts.histogramMode, resource });
+    for (const bad of mapped.invalid) {
+      counters.rejected++;
+      once(`invalid:${bad.reason}`, `otlp: skipping points that cannot be mapped (${bad.reason}, e.g. ${bad.point.name}); counted as rejected`);
+    }
+    for (const r of mapped.resources) {
+      let backoff = initialBackoff;
+      for (;;) {
+        if (stopping || !p.isRunning() || p.isStale()) return false;
+        const out = await exportOnce(exporter!, r.metrics);
+        if (out.status === 'success') {
+          counters.exported += r.points - out.rejected;
+          if (out.rejected > 0) {
+            counters.rejected += out.rejected;
+            once(`partial:${out.message}`, `otlp: backend at ${endpoint.url} rejected ${out.rejected} of ${r.points} points (${out.message || 'no reason given'}); counted, not retried`);
+          } else if (out.message) {
+            once(`partial-warning:${out.message}`, `otlp: backend at ${endpoint.url} accepted with a warning: ${out.message}`);
+          }
+          break;
+        }
+        if (out.status === 'failure') {
+          counters.rejected += r.points;
+          once(`failure:${out.kind}`, `otlp: backend at ${endpoint.url} rejected ${r.points} points (${out.message}); counted, not retried`);
+          break;
+        }
+        outage ??= { kinds: new Set(), since: Date.now(), held };
+        if (!outage.kinds.has(out.kind)) {
+          outage.kinds.add(out.kind);
+          log(`otlp: backend at ${endpoint.url} unavailable (${out.message}); holding ${held} points, retrying`);
+        }
+        counters.retries++;
+        await pause(backoff, p.heartbeat);
+        backoff = Math.min(backoff * 2, maxBackoff);
+      }
+    }
+    if (outage) {
+      log(`otlp: backend at ${endpoint.url} accepting again after ${((Date.now() - outage.since) / 1000).toFixed(1)}s; delivering the ${outage.held} held points`);
+      outage = null;
+    }
+    return true;
+  }
+
+  async function eachBatch(p: EachBatchPayload): Promise<void> {
+    const { batch } = p;
+    let chunk: MetricPoint[] = [];
+    let lastOffset: string | null = null;
+    let done = 0; // messages of the batch before this chunk
+    const flush = async (i: number): Promise<boolean> => {
+      if (lastOffset === null) return true;
+      // held: this chunk and the rest of the batch, which waits behind it
+      if (chunk.length > 0 && !(await exportChunk(chunk, batch.messages.length - done, p))) return false;
+      if (stopping || p.isStale()) return false;
+      p.resolveOffset(lastOffset);
+      await consumer!.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(lastOffset) + 1n).toString() }]);
+      chunk = [];
+      lastOffset = null;
+      done = i;
+      return true;
+    };
+    for (let i = 0; i < batch.messages.length; i++) {
+      const m = batch.messages[i]!;
+      if (m.value) {
+        try {
+          const { schema, value } = decodeRecord(m.value);
+          if (schema.fullName !== METRIC_POINT) throw new Error(`a ${schema.fullName} record, not a ${METRIC_POINT}`);
+          chunk.push(value as unknown as MetricPoint);
+        } catch (err) {
+          counters.undecodable++;
+          once(`decode:${(err as Error).message}`, `otlp: ${batch.topic}[${batch.partition}]@${m.offset} does not decode (${(err as Error).message}); skipped`);
+        }
+      }
+      lastOffset = m.offset;
+      if (chunk.length >= maxPoints && !(await flush(i + 1))) return;
+    }
+    await flush(batch.messages.length);
+  }
+
+  return {
+    counters,
+    get endpoint() {
+      return endpoint.url;
+    },
+    holding: () => outage !== null,
+    async start() {
+      if (!exporter) {
+        const created = await createOtlpExporter(opts.otlp);
+        exporter = created.exporter;
+        endpoint = created.endpoint;
+      }
+      consumer = opts.kafka.consumer({ groupId, readUncommitted: false, allowAutoTopicCreation: false });
+      try {
+        await consumer.connect();
+        // a new group starts at the beginning: points written before the first start are exported too
+        await consumer.subscribe({ topic, fromBeginning: true });
+      } catch (err) {
+        await consumer.disconnect().catch(() => {});
+        throw new Error(`export: cannot consume ${topic} (${describeKafkaError(err)})`, { cause: err });
+      }
+      await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch });
+    },
+    async stop() {
+      stopping = true;
+      wake?.();
+      await consumer?.disconnect().catch(() => {});
+      await exporter?.shutdown().catch(() => {});
+      undoWarnings();
+    },
+  };
+}

@@ -1,0 +1,523 @@
+/**
+ * What the processor aggregates (METRICS, the one table) and the per-partition
+ * aggregator that turns decoded events into closed window points.
+ *
+ * Naming follows the OpenTelemetry semantic conventions where they have a
+ * name: attributes host.name, process.command, system.device,
+ * disk.io.direction, server.address, server.port; UCUM units as OTel writes
+ * them (s, By, {switch}, {segment}); latencies in seconds. The conventions
+ * have no run-queue, off-CPU, block-latency or TCP-connect-latency metric,
+ * so the metric names live under `ringflow.`, as do the attributes with no
+ * convention (ringflow.switch.voluntary, ringflow.block.op, ringflow.tcp.state,
+ * ringflow.tcp.drop.reason).
+ *
+ * Attribute values are strings (server.port "443", ringflow.switch.voluntary
+ * "true"), as in ringflow.metrics.v1; an exporter converts conventions that
+ * are typed (server.port is an int). Value strings come from C strings and
+ * never hold NUL, which the series keys use as a separator.
+ */
+import { ExpHistogram, type ExpHistogramJSON, type ExpHistogramOptions } from './histogram.ts';
+import { WindowAssigner, type Window, type WindowAssignerOptions, type WindowAssignerState } from './window.ts';
+
+/** Fields every decoded event has (schemas/*.avsc: Avro longs decode as BigInt). */
+export interface EventBase {
+  readonly host: string;
+  readonly boot_time_ns: bigint;
+  readonly ts_ns: bigint;
+}
+
+export interface RunqlatEvent extends EventBase {
+  readonly comm: string;
+  readonly latency_ns: bigint;
+}
+export interface CswitchEvent extends EventBase {
+  readonly comm: string;
+  readonly off_cpu_ns: bigint;
+  readonly voluntary: number;
+}
+export interface BlockIoEvent extends EventBase {
+  readonly comm: string;
+  readonly latency_ns: bigint;
+  readonly bytes: bigint;
+  readonly dev_major: bigint;
+  readonly dev_minor: bigint;
+  readonly op: string;
+}
+export interface TcpConnectEvent extends EventBase {
+  readonly comm: string;
+  readonly daddr: string;
+  readonly dport: number;
+  readonly latency_ns: bigint;
+}
+export interface TcpRetransmitEvent extends EventBase {
+  readonly state: string;
+}
+export interface TcpDropEvent extends EventBase {
+  readonly reason_name: string;
+}
+
+export type MetricKind = 'histogram' | 'sum';
+export type Attribute = [key: string, value: string];
+
+export interface DimensionDef<E> {
+  readonly key: string;
+  /** The value, or undefined when the attribute does not apply to this event (left out). */
+  get(e: E): string | undefined;
+}
+
+export interface MetricDef<E extends EventBase = EventBase> {
+  /** Input topic. */
+  readonly topic: string;
+  readonly name: string;
+  readonly unit: string;
+  readonly kind: MetricKind;
+  readonly description: string;
+  /** Histogram: the value recorded (finite, >= 0); sum: the amount added (an integer >= 0). */
+  value(e: E): number;
+  /** Sorted by key, unique. */
+  readonly dimensions: readonly DimensionDef<E>[];
+}
+
+/** ns -> s, correctly rounded (a division: 1e-9 is not exact, so multiplying is not). */
+const ns = (v: bigint): number => Number(v) / 1e9;
+
+const hostName = { key: 'host.name', get: (e: EventBase) => e.host }; // semconv (resource)
+const command = { key: 'process.command', get: (e: { comm: string }) => e.comm }; // semconv; comm is the kernel's task name (16 bytes)
+
+const BLOCK_DIRECTION: Record<string, string> = { READ: 'read', WRITE: 'write' };
+
+function metric<E extends EventBase>(d: MetricDef<E>): MetricDef<E> {
+  const keys = d.dimensions.map((x) => x.key);
+  const sorted = [...keys].sort();
+  if (keys.some((k, i) => k !== sorted[i] || keys.indexOf(k) !== i)) throw new Error(`${d.name}: dimensions must be sorted and unique`);
+  return d;
+}
+
+/** Everything the processor aggregates: one row per output metric. */
+export const METRICS: readonly MetricDef[] = [
+  metric<RunqlatEvent>({
+    topic: 'ringflow.sched.runqlat.v1',
+    name: 'ringflow.sched.runqueue.latency',
+    unit: 's',
+    kind: 'histogram',
+    description: 'Time a task waited on a run queue, from wake-up or preemption until it ran.',
+    value: (e) => ns(e.latency_ns),
+    dimensions: [hostName, command],
+  }),
+  metric<CswitchEvent>({
+    topic: 'ringflow.sched.cswitch.v1',
+    name: 'ringflow.sched.offcpu.duration',
+    unit: 's',
+    kind: 'histogram',
+    description: 'Time a task spent off CPU, from being switched out until switched back in.',
+    value: (e) => ns(e.off_cpu_ns),
+    dimensions: [hostName, command],
+  }),
+  metric<CswitchEvent>({
+    topic: 'ringflow.sched.cswitch.v1',
+    name: 'ringflow.sched.context_switches',
+    unit: '{switch}',
+    kind: 'sum',
+    description: 'Context switches: voluntary (the task blocked) or not (it was preempted).',
+    value: () => 1,
+    dimensions: [hostName, command, { key: 'ringflow.switch.voluntary', get: (e) => (e.voluntary ? 'true' : 'false') }],
+  }),
+  metric<BlockIoEvent>({
+    topic: 'ringflow.block.io.v1',
+    name: 'ringflow.block.io.latency',
+    unit: 's',
+    kind: 'histogram',
+    description: 'Block I/O request latency, from issue to completion.',
+    value: (e) => ns(e.latency_ns),
+    dimensions: blockDimensions(),
+  }),
+  metric<BlockIoEvent>({
+    topic: 'ringflow.block.io.v1',
+    name: 'ringflow.block.io.size',
+    unit: 'By',
+    kind: 'sum',
+    description: 'Bytes of block I/O requests completed.',
+    value: (e) => Number(e.bytes),
+    dimensions: blockDimensions(),
+  }),
+  metric<TcpConnectEvent>({
+    topic: 'ringflow.tcp.connect.v1',
+    name: 'ringflow.tcp.connect.duration',
+    unit: 's',
+    kind: 'histogram',
+    description: 'Active TCP connect latency, SYN_SENT to ESTABLISHED.',
+    value: (e) => ns(e.latency_ns),
+    dimensions: [
+      hostName,
+      command,
+      { key: 'server.address', get: (e) => e.daddr }, // semconv
+      { key: 'server.port', get: (e) => String(e.dport) }, // semconv (an int: exporters convert)
+    ],
+  }),
+  metric<TcpRetransmitEvent>({
+    topic: 'ringflow.tcp.retransmit.v1',
+    name: 'ringflow.tcp.retransmits',
+    unit: '{segment}',
+    kind: 'sum',
+    description: 'TCP segments retransmitted, by connection state.',
+    value: () => 1,
+    // values lower-cased like semconv's network.connection.state ("established")
+    dimensions: [hostName, { key: 'ringflow.tcp.state', get: (e) => e.state.toLowerCase() }],
+  }),
+  metric<TcpDropEvent>({
+    topic: 'ringflow.tcp.drop.v1',
+    name: 'ringflow.tcp.drops',
+    unit: '{segment}',
+    kind: 'sum',
+    description: 'TCP packets dropped by the kernel, by drop reason (enum skb_drop_reason name, e.g. NO_SOCKET).',
+    value: () => 1,
+    dimensions: [hostName, { key: 'ringflow.tcp.drop.reason', get: (e) => e.reason_name }],
+  }),
+];
+
+/**
+ * Block I/O: disk.io.direction (semconv: read | write only) for reads and
+ * writes; the other operations have no direction and carry
+ * ringflow.block.op = flush | discard | other instead. Exactly one of the
+ * two is set, so `sum by disk.io.direction` is the data traffic.
+ */
+function blockDimensions(): DimensionDef<BlockIoEvent>[] {
+  return [
+    { key: 'disk.io.direction', get: (e) => BLOCK_DIRECTION[e.op] },
+    hostName,
+    command,
+    { key: 'ringflow.block.op', get: (e) => (BLOCK_DIRECTION[e.op] === undefined ? e.op.toLowerCase() : undefined) },
+    { key: 'system.device', get: (e) => `${e.dev_major}:${e.dev_minor}` }, // semconv; major:minor as /proc/diskstats and lsblk
+  ];
+}
+
+/** One metric series over one closed window. */
+export interface SeriesPoint {
+  name: string;
+  unit: string;
+  kind: MetricKind;
+  /** Inclusive, wall-clock ns since the epoch. */
+  windowStartNs: bigint;
+  /** Exclusive. */
+  windowEndNs: bigint;
+  /** Sorted by key. */
+  attributes: Attribute[];
+  /** Events merged into this point (the cardinality cap ranks by it). */
+  count: number;
+  /** kind 'histogram'. */
+  histogram?: ExpHistogramJSON;
+  /** kind 'sum': total over the window (a delta). */
+  sum?: number;
+  /**
+   * Events of this series that arrived after their own window had closed,
+   * counted here: in the oldest window still open when they arrived (the one
+   * holding the watermark). A point may carry only late events (count 0).
+   */
+  lateEvents: number;
+}
+
+/** Stable identity of a point's series and window: equal iff mergePoints may merge them. */
+export function seriesKey(p: Pick<SeriesPoint, 'name' | 'windowStartNs' | 'windowEndNs' | 'attributes'>): string {
+  return JSON.stringify([p.name, String(p.windowStartNs), String(p.windowEndNs), p.attributes]);
+}
+
+/**
+ * Merges two points of the same series and window (partial aggregates from a
+ * first stage): histograms merge exactly, sums, counts and late events add.
+ * Neither input is modified.
+ */
+export function mergePoints(a: SeriesPoint, b: SeriesPoint, histogram: ExpHistogramOptions = {}): SeriesPoint {
+  if (seriesKey(a) !== seriesKey(b) || a.kind !== b.kind || a.unit !== b.unit) {
+    throw new Error(`mergePoints: different series or kind: ${seriesKey(a)} vs ${seriesKey(b)}`);
+  }
+  const out: SeriesPoint = {
+    name: a.name,
+    unit: a.unit,
+    kind: a.kind,
+    windowStartNs: a.windowStartNs,
+    windowEndNs: a.windowEndNs,
+    attributes: a.attributes.map(([k, v]): Attribute => [k, v]),
+    count: a.count + b.count,
+    lateEvents: a.lateEvents + b.lateEvents,
+  };
+  if (a.kind === 'histogram') {
+    const h = ExpHistogram.fromJSON(a.histogram ?? emptyHistogram(), histogram);
+    h.merge(ExpHistogram.fromJSON(b.histogram ?? emptyHistogram(), histogram));
+    out.histogram = h.toJSON();
+  } else {
+    out.sum = (a.sum ?? 0) + (b.sum ?? 0);
+  }
+  return out;
+}
+
+function emptyHistogram(): ExpHistogramJSON {
+  return new ExpHistogram().toJSON();
+}
+
+export interface TopicEvent {
+  topic: string;
+  /** The decoded record (schemas/*.avsc). */
+  value: EventBase;
+}
+
+export type AddResult = 'ok' | 'late' | 'skipped';
+
+export interface AggregatorCounters {
+  /** Events merged into an open window. */
+  events: number;
+  /** Events whose window had closed: counted in points' lateEvents, not merged. */
+  late: number;
+  /** Events of a topic with no metric. */
+  skipped: number;
+  /** Metric values rejected (histogram value not finite or < 0, sum not a finite number >= 0). */
+  invalid: number;
+}
+
+export interface WindowAggregatorOptions extends WindowAssignerOptions {
+  /** Default METRICS. */
+  metrics?: readonly MetricDef[];
+  histogram?: ExpHistogramOptions;
+}
+
+/** JSON-safe snapshot of a WindowAggregator: BigInts as strings, histograms as JSON. */
+export interface WindowAggregatorState {
+  windows: WindowAssignerState;
+  open: {
+    startNs: string;
+    series: { name: string; attributes: Attribute[]; count: number; lateEvents: number; histogram?: ExpHistogramJSON; sum?: number }[];
+  }[];
+  counters: AggregatorCounters;
+}
+
+interface Series {
+  attributes: Attribute[];
+  count: number;
+  late: number;
+  hist: ExpHistogram | null;
+  sum: number;
+}
+
+interface Compiled {
+  def: MetricDef;
+  index: number;
+  histogram: boolean;
+  dims: readonly DimensionDef<EventBase>[];
+}
+
+interface WindowData {
+  window: Window;
+  /** Per metric index: series by dimension key. */
+  series: Map<string, Series>[];
+}
+
+/**
+ * Aggregates the events of ONE partition into tumbling event-time windows:
+ * create one per assigned partition, so its watermark, state and restore go
+ * with the partition through rebalances. Points of one series and window
+ * coming from several partitions or instances merge with mergePoints.
+ */
+export class WindowAggregator {
+  readonly assigner: WindowAssigner;
+  readonly counters: AggregatorCounters = { events: 0, late: 0, skipped: 0, invalid: 0 };
+  private readonly metrics: readonly Compiled[];
+  private readonly byTopic = new Map<string, Compiled[]>();
+  private readonly histOpts: ExpHistogramOptions;
+  private readonly windows = new Map<Window, WindowData>();
+  private lastWindow: Window | null = null;
+  private lastData: WindowData | null = null;
+
+  constructor(opts: WindowAggregatorOptions = {}) {
+    this.assigner = new WindowAssigner(opts);
+    this.histOpts = opts.histogram ?? {};
+    this.metrics = (opts.metrics ?? METRICS).map((def, index) => ({ def, index, histogram: def.kind === 'histogram', dims: def.dimensions }));
+    for (const m of this.metrics) {
+      let l = this.byTopic.get(m.def.topic);
+      if (!l) this.byTopic.set(m.def.topic, (l = []));
+      l.push(m);
+    }
+  }
+
+  get watermarkNs(): bigint | null {
+    return this.assigner.watermarkNs;
+  }
+
+  /** Whether some metric reads `topic`. */
+  handles(topic: string): boolean {
+    return this.byTopic.has(topic);
+  }
+
+  add(ev: TopicEvent): AddResult {
+    const ms = this.byTopic.get(ev.topic);
+    if (ms === undefined) {
+      this.counters.skipped++;
+      return 'skipped';
+    }
+    const e = ev.value;
+    const w = this.assigner.observe(e.boot_time_ns + e.ts_ns);
+    if (w === null) {
+      const data = this.dataOf(this.assigner.oldestOpen());
+      for (let i = 0; i < ms.length; i++) this.seriesOf(data, ms[i]!, e).late++;
+      this.counters.late++;
+      return 'late';
+    }
+    const data = this.dataOf(w);
+    for (let i = 0; i < ms.length; i++) {
+      const m = ms[i]!;
+      const v = m.def.value(e);
+      if (!(v >= 0 && v < Infinity)) {
+        this.counters.invalid++;
+        continue;
+      }
+      const s = this.seriesOf(data, m, e);
+      s.count++;
+      if (m.histogram) s.hist!.record(v);
+      else s.sum += v;
+    }
+    this.counters.events++;
+    return 'ok';
+  }
+
+  /** Points of every window the watermark has closed since the last call. */
+  advance(): SeriesPoint[] {
+    return this.emit(this.assigner.advance());
+  }
+
+  /** Idle advance by processing time (see WindowAssigner.advanceTo for the caveats). */
+  advanceTo(wallNs: bigint): SeriesPoint[] {
+    return this.emit(this.assigner.advanceTo(wallNs));
+  }
+
+  state(): WindowAggregatorState {
+    return {
+      windows: this.assigner.state(),
+      open: this.assigner.openWindows().map((w) => ({
+        startNs: String(w.startNs),
+        series: this.pointsOf(w).map((p) => {
+          const s: WindowAggregatorState['open'][number]['series'][number] = { name: p.name, attributes: p.attributes, count: p.count, lateEvents: p.lateEvents };
+          if (p.histogram) s.histogram = p.histogram;
+          if (p.sum !== undefined) s.sum = p.sum;
+          return s;
+        }),
+      })),
+      counters: { ...this.counters },
+    };
+  }
+
+  /** A new aggregator continuing from state(); `opts` must name the same metrics and histogram options. */
+  static restore(state: WindowAggregatorState, opts: Omit<WindowAggregatorOptions, 'sizeMs' | 'latenessMs'> = {}): WindowAggregator {
+    const assigner = WindowAssigner.restore(state.windows);
+    const a = new WindowAggregator({
+      ...opts,
+      sizeMs: Number(assigner.sizeNs / 1_000_000n),
+      latenessMs: Number(assigner.latenessNs / 1_000_000n),
+    });
+    (a as { assigner: WindowAssigner }).assigner = assigner;
+    Object.assign(a.counters, state.counters);
+    const byName = new Map(a.metrics.map((m) => [m.def.name, m]));
+    const windows = new Map(assigner.openWindows().map((w) => [String(w.startNs), w]));
+    for (const ow of state.open) {
+      const w = windows.get(ow.startNs);
+      if (!w) throw new Error(`aggregator state: window ${ow.startNs} is not open in the window state`);
+      const data = a.dataOf(w);
+      for (const s of ow.series) {
+        const m = byName.get(s.name);
+        if (!m) throw new Error(`aggregator state: unknown metric ${s.name}`);
+        const values = m.dims.map((d) => s.attributes.find(([k]) => k === d.key)?.[1]);
+        const series = a.seriesFor(data, m, dimensionKey(values), () => s.attributes.map(([k, v]): Attribute => [k, v]));
+        series.count = s.count;
+        series.late = s.lateEvents;
+        if (m.histogram) series.hist = ExpHistogram.fromJSON(s.histogram ?? emptyHistogram(), a.histOpts);
+        else series.sum = s.sum ?? 0;
+      }
+    }
+    return a;
+  }
+
+  private emit(closed: Window[]): SeriesPoint[] {
+    const out: SeriesPoint[] = [];
+    for (const w of closed) {
+      out.push(...this.pointsOf(w));
+      this.windows.delete(w);
+      if (this.lastWindow === w) {
+        this.lastWindow = null;
+        this.lastData = null;
+      }
+    }
+    return out;
+  }
+
+  /** Points of window `w`, by metric (table order) then attributes. */
+  private pointsOf(w: Window): SeriesPoint[] {
+    const data = this.windows.get(w);
+    if (!data) return [];
+    const out: SeriesPoint[] = [];
+    for (const m of this.metrics) {
+      const map = data.series[m.index]!;
+      const keys = [...map.keys()].sort();
+      for (const k of keys) {
+        const s = map.get(k)!;
+        const p: SeriesPoint = {
+          name: m.def.name,
+          unit: m.def.unit,
+          kind: m.def.kind,
+          windowStartNs: w.startNs,
+          windowEndNs: w.endNs,
+          attributes: s.attributes.map(([k, v]): Attribute => [k, v]),
+          count: s.count,
+          lateEvents: s.late,
+        };
+        if (m.histogram) p.histogram = s.hist!.toJSON();
+        else p.sum = s.sum;
+        out.push(p);
+      }
+    }
+    return out;
+  }
+
+  private dataOf(w: Window): WindowData {
+    if (w === this.lastWindow) return this.lastData!;
+    let d = this.windows.get(w);
+    if (!d) {
+      d = { window: w, series: this.metrics.map(() => new Map<string, Series>()) };
+      this.windows.set(w, d);
+    }
+    this.lastWindow = w;
+    this.lastData = d;
+    return d;
+  }
+
+  private seriesOf(data: WindowData, m: Compiled, e: EventBase): Series {
+    const dims = m.dims;
+    // key: each value then NUL; an absent value is U+0001 (C-string values
+    // never hold NUL, nor are they exactly U+0001)
+    let key = '';
+    for (let i = 0; i < dims.length; i++) {
+      const v = dims[i]!.get(e);
+      key += v === undefined ? '\u0001\u0000' : v + '\u0000';
+    }
+    return this.seriesFor(data, m, key, () => {
+      const attrs: Attribute[] = [];
+      for (const d of dims) {
+        const v = d.get(e);
+        if (v !== undefined) attrs.push([d.key, v]);
+      }
+      return attrs;
+    });
+  }
+
+  private seriesFor(data: WindowData, m: Compiled, key: string, attributes: () => Attribute[]): Series {
+    const map = data.series[m.index]!;
+    let s = map.get(key);
+    if (s === undefined) {
+      s = { attributes: attributes(), count: 0, late: 0, hist: m.histogram ? new ExpHistogram(this.histOpts) : null, sum: 0 };
+      map.set(key, s);
+    }
+    return s;
+  }
+}
+
+function dimensionKey(values: readonly (string | undefined)[]): string {
+  let key = '';
+  for (const v of values) key += v === undefined ? '\u0001\u0000' : v + '\u0000';
+  return key;
+}

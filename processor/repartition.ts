@@ -1,0 +1,136 @@
+/**
+ * Stage 1: re-key raw events by (input topic, host) so that stage 2 sees
+ * every series whole. Stateless, so exactly-once is one Kafka transaction per
+ * fetched batch: the re-keyed records, any dead letters, and the consumed
+ * offsets commit together or not at all.
+ *
+ * Records that cannot be decoded (bad magic, unknown schema fingerprint,
+ * truncated or corrupt body) go to ringflow.deadletter.v1 with headers naming
+ * their source topic, partition, offset and the error, and are counted.
+ */
+import type { Kafka, Consumer, Producer, EachBatchPayload, IHeaders } from 'kafkajs';
+import { decodeRecord } from '../schemas/index.ts';
+import { CompressionTypes } from '../collector/kafkajs.ts';
+import { DEADLETTER_TOPIC, EVENT_TOPICS, REPARTITION_GROUP, REPARTITION_TOPIC, STATS_TOPIC, repartitionKey } from './topics.ts';
+
+export interface RepartitionCounters {
+  records: number;
+  deadLetters: number;
+  transactions: number;
+}
+
+export interface OutMessage {
+  topic: string;
+  key: string;
+  value: Buffer;
+  headers?: IHeaders;
+}
+
+/**
+ * One consumed record -> what stage 1 writes for it. Pure, so tests can table it.
+ * A stats record fans out to every event topic it reports on, keyed like those events.
+ */
+export function routeRecord(topic: string, partition: number, offset: string, value: Buffer | null): OutMessage[] {
+  try {
+    if (!value) throw new Error('record has no value');
+    const { schema, value: v } = decodeRecord(value);
+    if (schema.topic !== topic) throw new Error(`record of ${schema.topic} found on ${topic}`);
+    const host = String(v.host);
+    if (topic === STATS_TOPIC) {
+      const events = v.events as { event: string }[];
+      return events
+        .filter((e) => (EVENT_TOPICS as readonly string[]).includes(e.event))
+        .map((e) => ({ topic: REPARTITION_TOPIC, key: repartitionKey(e.event, host), value }));
+    }
+    return [{ topic: REPARTITION_TOPIC, key: repartitionKey(topic, host), value }];
+  } catch (err) {
+    const e = err as { code?: string; message?: string };
+    return [{
+      topic: DEADLETTER_TOPIC,
+      key: `${topic}/${partition}/${offset}`,
+      value: value ?? Buffer.alloc(0),
+      headers: {
+        'ringflow.source.topic': topic,
+        'ringflow.source.partition': String(partition),
+        'ringflow.source.offset': offset,
+        'ringflow.error': `${e.code ? e.code + ': ' : ''}${e.message ?? String(err)}`,
+      },
+    }];
+  }
+}
+
+export interface RepartitionStage {
+  counters: RepartitionCounters;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function createRepartitionStage(opts: { kafka: Kafka; instanceId: string; log: (l: string) => void }): RepartitionStage {
+  const counters: RepartitionCounters = { records: 0, deadLetters: 0, transactions: 0 };
+  let consumer: Consumer | undefined;
+  let producer: Producer | undefined;
+  return {
+    counters,
+    async start() {
+      producer = opts.kafka.producer({
+        transactionalId: `ringflow-repartition-${opts.instanceId}`,
+        idempotent: true,
+        maxInFlightRequests: 1,
+      });
+      await producer.connect();
+      consumer = opts.kafka.consumer({ groupId: REPARTITION_GROUP, readUncommitted: false });
+      await consumer.connect();
+      await consumer.subscribe({ topics: [...EVENT_TOPICS, STATS_TOPIC], fromBeginning: true });
+      await consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) => {
+          if (batch.messages.length === 0 || !isRunning() || isStale()) return;
+          const out: OutMessage[] = [];
+          for (const m of batch.messages) {
+            for (const o of routeRecord(batch.topic, batch.partition, m.offset, m.value)) {
+              if (o.topic === DEADLETTER_TOPIC) {
+                counters.deadLetters++;
+                opts.log(`processor: ${o.headers!['ringflow.source.topic']}[${batch.partition}]@${m.offset} -> dead letter (${o.headers!['ringflow.error']})`);
+              }
+              out.push(o);
+            }
+          }
+          const last = batch.messages[batch.messages.length - 1]!.offset;
+          const tx = await producer!.transaction();
+          try {
+            const byTopic = new Map<string, OutMessage[]>();
+            for (const o of out) {
+              let l = byTopic.get(o.topic);
+              if (!l) byTopic.set(o.topic, (l = []));
+              l.push(o);
+            }
+            if (byTopic.size > 0) {
+              await tx.sendBatch({
+                acks: -1,
+                compression: CompressionTypes.GZIP,
+                topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
+              });
+            }
+            await tx.sendOffsets({
+              consumerGroupId: REPARTITION_GROUP,
+              topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: String(BigInt(last) + 1n) }] }],
+            });
+            await tx.commit();
+          } catch (err) {
+            await tx.abort().catch(() => {});
+            throw err; // kafkajs restarts the consumer from the last committed offsets
+          }
+          counters.records += batch.messages.length;
+          counters.transactions++;
+          resolveOffset(last);
+          await heartbeat();
+        },
+      });
+    },
+    async stop() {
+      await consumer?.disconnect().catch(() => {});
+      await producer?.disconnect().catch(() => {});
+    },
+  };
+}

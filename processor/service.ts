@@ -1,0 +1,53 @@
+/**
+ * The processor: both stages in one process. Run as many instances as there
+ * are partitions to share; each stage is its own consumer group.
+ */
+import type { Kafka } from 'kafkajs';
+import { connectAdmin, ensureTopics } from '../collector/kafka-sink.ts';
+import { createRepartitionStage, type RepartitionStage } from './repartition.ts';
+import { createAggregateStage, type AggregateStage } from './aggregate-stage.ts';
+import { createPartitionState, type PartitionConfig } from './partition.ts';
+import { DEADLETTER_TOPIC, EVENT_TOPICS, METRICS_TOPIC, REPARTITION_TOPIC, STATS_TOPIC } from './topics.ts';
+
+export interface ProcessorOptions extends PartitionConfig {
+  kafka: Kafka;
+  brokers: string[];
+  instanceId: string;
+  partitions: number;
+  idleTickMs?: number;
+  log: (l: string) => void;
+}
+
+export interface Processor {
+  repartition: RepartitionStage;
+  aggregate: AggregateStage;
+  stop(): Promise<void>;
+}
+
+export async function startProcessor(opts: ProcessorOptions): Promise<Processor> {
+  const admin = await connectAdmin(opts.kafka, opts.brokers);
+  try {
+    // inputs too: a processor may start before any collector has created them
+    await ensureTopics(admin, [...EVENT_TOPICS, STATS_TOPIC, REPARTITION_TOPIC, METRICS_TOPIC, DEADLETTER_TOPIC], opts.partitions);
+  } finally {
+    await admin.disconnect();
+  }
+  const repartition = createRepartitionStage({ kafka: opts.kafka, instanceId: opts.instanceId, log: opts.log });
+  const aggregate = createAggregateStage({
+    kafka: opts.kafka,
+    instanceId: opts.instanceId,
+    idleTickMs: opts.idleTickMs ?? 1000,
+    log: opts.log,
+    newState: (partition, checkpoint) => createPartitionState({ ...opts, processorId: opts.instanceId }, partition, checkpoint),
+  });
+  await repartition.start();
+  await aggregate.start();
+  return {
+    repartition,
+    aggregate,
+    async stop() {
+      await repartition.stop();
+      await aggregate.stop();
+    },
+  };
+}

@@ -1,0 +1,129 @@
+/**
+ * The processor on a real Kafka broker: known events in, exact windows out,
+ * exactly once (also across SIGKILL), poison records to the dead-letter topic.
+ * Each test runs its own broker: the processor's consumer groups are global.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { ownBroker, readTopic, runCli, sleep, type CliRun } from '../support/integration.ts';
+import { encodeRecord, schemaRegistry } from '../../schemas/index.ts';
+import { Kafka, logLevel } from '../../collector/kafkajs.ts';
+import { ensureTopics } from '../../collector/kafka-sink.ts';
+import { ExpHistogram } from '../../processor/index.ts';
+
+const RUNQ = 'ringflow.sched.runqlat.v1';
+const STATS = 'ringflow.collector.stats.v1';
+const WINDOW_NS = 2_000_000_000n;
+
+function runq(host: string, comm: string, tsNs: bigint, latencyNs: bigint) {
+  return encodeRecord(schemaRegistry().byTopic(RUNQ)!, {
+    cpu: 0, pid: 42, tgid: 42, uid: 0, ts_ns: tsNs, cgroup_id: 1n, comm, latency_ns: latencyNs, prev_pid: 0, kind: 'WAKEUP', host, boot_time_ns: 0n,
+  });
+}
+
+function stats(host: string, timeNs: bigint, drops: number) {
+  return encodeRecord(schemaRegistry().byTopic(STATS)!, {
+    host, boot_time_ns: 0n, time_ns: timeNs, interval_ns: 1_000_000_000n,
+    events: [{ event: RUNQ, read: 100n, kernel_drops: BigInt(drops), user_drops: 0n, produced: 100n }],
+    send_errors: 0n, pending: 0n, ring_bytes: 0n,
+  });
+}
+
+interface Point { name: string; attrs: Record<string, string>; start: bigint; count: number; late: number; dropped: number; hist: Record<string, unknown> | null }
+
+async function metricPoints(brokers: string): Promise<Point[]> {
+  return (await readTopic(brokers, 'ringflow.metrics.v1')).map((r) => {
+    const v = r.value as Record<string, unknown>;
+    const h = v.histogram as Record<string, unknown> | null;
+    return {
+      name: v.name as string,
+      attrs: Object.fromEntries((v.attributes as { key: string; value: string }[]).map((a) => [a.key, a.value])),
+      start: v.window_start_ns as bigint,
+      count: h ? Number(h.count) : Number(v.sum),
+      late: Number(v.late_events),
+      dropped: Number(v.dropped_inputs),
+      hist: h,
+    };
+  });
+}
+
+describe('processor: exact windows', { timeout: 240_000 }, () => {
+  let k: Awaited<ReturnType<typeof ownBroker>>;
+  let proc: CliRun | undefined;
+  const base = (BigInt(Date.now()) * 1_000_000n / WINDOW_NS) * WINDOW_NS - 20n * WINDOW_NS; // aligned, in the past
+  const W0 = base;
+  const W1 = base + WINDOW_NS;
+
+  before(async () => {
+    k = await ownBroker();
+    const kafka = new Kafka({ clientId: 'it-processor', brokers: [k.brokers], logLevel: logLevel.NOTHING });
+    const admin = kafka.admin();
+    await admin.connect();
+    await ensureTopics(admin, [RUNQ, STATS], 3);
+    await admin.disconnect();
+    const p = kafka.producer();
+    await p.connect();
+    const msgs: { key: string; value: Buffer }[] = [];
+    const add = (host: string, comm: string, start: bigint, n: number, latNs: bigint) => {
+      for (let i = 0; i < n; i++) msgs.push({ key: `${host}/${comm}`, value: runq(host, comm, start + BigInt(i) * 1_000_000n, latNs) });
+    };
+    add('h1', 'a', W0, 100, 1_000_000n);
+    add('h1', 'b', W0, 30, 250_000n);
+    add('h1', 'a', W1, 50, 4_000_000n);
+    add('h2', 'a', W1, 70, 1_000_000n);
+    await p.send({ topic: RUNQ, messages: msgs });
+    await p.send({ topic: STATS, messages: [{ key: 'h1', value: stats('h1', W0 + 500_000_000n, 7) }] });
+    // a poison record: not an Avro single-object record at all
+    await p.send({ topic: RUNQ, messages: [{ key: 'junk', value: Buffer.from('not avro') }] });
+    await p.disconnect();
+
+    proc = runCli(['process', '--brokers', k.brokers, '--window', '2s', '--lateness', '1s', '--partitions', '3', '--instance', 'it-a']);
+    await proc.waitFor(/processing as it-a/);
+    // windows close when the partitions fall idle for the lateness period
+    for (let i = 0; i < 60; i++) {
+      await sleep(1000);
+      const pts = (await metricPoints(k.brokers)).filter((p) => p.name === 'ringflow.sched.runqueue.latency');
+      if (pts.length >= 4) break;
+    }
+    await sleep(2000); // anything extra (a duplicate) would show up by now
+  });
+
+  after(async () => {
+    proc?.child.kill('SIGTERM');
+    if (proc) await proc.exit;
+    await k?.stop();
+  });
+
+  test('each series and window exactly once, with exact counts, histograms and drops', async () => {
+    const pts = (await metricPoints(k.brokers)).filter((p) => p.name === 'ringflow.sched.runqueue.latency');
+    const got = pts.map((p) => `${p.attrs['host.name']}/${p.attrs['process.command']}/${p.start === W0 ? 'W0' : p.start === W1 ? 'W1' : p.start}=${p.count} dropped ${p.dropped}`).sort();
+    assert.deepEqual(got, ['h1/a/W0=100 dropped 7', 'h1/a/W1=50 dropped 0', 'h1/b/W0=30 dropped 7', 'h2/a/W1=70 dropped 0']);
+    const h1a0 = pts.find((p) => p.attrs['host.name'] === 'h1' && p.attrs['process.command'] === 'a' && p.start === W0)!;
+    const expect = new ExpHistogram();
+    expect.record(0.001, 100);
+    assert.deepEqual({ ...h1a0.hist, sum: Number((h1a0.hist!.sum as number).toFixed(9)) }, { ...expect.toJSON(), count: 100n, zero_count: 0n, positive_buckets: expect.toJSON().positive_buckets.map(BigInt), sum: 0.1 });
+    for (const p of pts) assert.equal(p.late, 0);
+  });
+
+  test('a record that cannot be decoded goes to the dead-letter topic with its source', async () => {
+    const kafka = new Kafka({ clientId: 'it-dlq', brokers: [k.brokers], logLevel: logLevel.NOTHING });
+    const c = kafka.consumer({ groupId: `it-dlq-${Date.now()}` });
+    await c.connect();
+    await c.subscribe({ topic: 'ringflow.deadletter.v1', fromBeginning: true });
+    const seen: Record<string, string>[] = [];
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 20_000);
+      void c.run({ eachMessage: async ({ message }) => {
+        seen.push(Object.fromEntries(Object.entries(message.headers ?? {}).map(([a, b]) => [a, String(b)])));
+        clearTimeout(t);
+        resolve();
+      } });
+    });
+    await c.disconnect();
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0]!['ringflow.source.topic'], RUNQ);
+    assert.match(seen[0]!['ringflow.source.offset']!, /^\d+$/);
+    assert.match(seen[0]!['ringflow.error']!, /BAD_MAGIC/);
+    assert.match(proc!.stderr(), /dead letter/);
+  });
+});
