@@ -18,7 +18,7 @@
  */
 import type { Kafka, Consumer, Producer, EachBatchPayload } from 'kafkajs';
 import { CompressionTypes } from '../collector/kafkajs.ts';
-import { AGGREGATE_GROUP, METRICS_TOPIC, REPARTITION_TOPIC } from './topics.ts';
+import { AGGREGATE_GROUP, METRICS_TOPIC, REPARTITION_TOPIC, SESSION_TIMEOUT_MS } from './topics.ts';
 import type { PartitionState } from './partition.ts';
 
 export interface AggregateCounters {
@@ -104,7 +104,7 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
       await admin.connect();
       producer = opts.kafka.producer({ transactionalId: `ringflow-aggregate-${opts.instanceId}`, idempotent: true, maxInFlightRequests: 1 });
       await producer.connect();
-      consumer = opts.kafka.consumer({ groupId: AGGREGATE_GROUP, readUncommitted: false });
+      consumer = opts.kafka.consumer({ groupId: AGGREGATE_GROUP, readUncommitted: false, sessionTimeout: SESSION_TIMEOUT_MS, heartbeatInterval: 1000 });
       await consumer.connect();
       // partitions taken from us lose their in-memory state; their next owner replays from the checkpoint
       consumer.on(consumer.events.GROUP_JOIN, (e) => {

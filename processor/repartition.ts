@@ -11,7 +11,7 @@
 import type { Kafka, Consumer, Producer, EachBatchPayload, IHeaders } from 'kafkajs';
 import { decodeRecord } from '../schemas/index.ts';
 import { CompressionTypes } from '../collector/kafkajs.ts';
-import { DEADLETTER_TOPIC, EVENT_TOPICS, REPARTITION_GROUP, REPARTITION_TOPIC, STATS_TOPIC, repartitionKey } from './topics.ts';
+import { DEADLETTER_TOPIC, EVENT_TOPICS, REPARTITION_GROUP, REPARTITION_TOPIC, SESSION_TIMEOUT_MS, STATS_TOPIC, repartitionKey } from './topics.ts';
 
 export interface RepartitionCounters {
   records: number;
@@ -78,7 +78,7 @@ export function createRepartitionStage(opts: { kafka: Kafka; instanceId: string;
         maxInFlightRequests: 1,
       });
       await producer.connect();
-      consumer = opts.kafka.consumer({ groupId: REPARTITION_GROUP, readUncommitted: false });
+      consumer = opts.kafka.consumer({ groupId: REPARTITION_GROUP, readUncommitted: false, sessionTimeout: SESSION_TIMEOUT_MS, heartbeatInterval: 1000 });
       await consumer.connect();
       await consumer.subscribe({ topics: [...EVENT_TOPICS, STATS_TOPIC], fromBeginning: true });
       await consumer.run({

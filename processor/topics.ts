@@ -31,3 +31,9 @@ export function parseRepartitionKey(key: string): { topic: string; host: string 
   const i = key.indexOf('|');
   return i < 0 ? null : { topic: key.slice(0, i), host: key.slice(i + 1) };
 }
+
+/**
+ * A killed instance's partitions move to the others once its session expires:
+ * 10 s (kafkajs defaults to 30 s) keeps the gap short; the broker's minimum is 6 s.
+ */
+export const SESSION_TIMEOUT_MS = 10_000;

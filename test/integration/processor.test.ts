@@ -127,3 +127,72 @@ describe('processor: exact windows', { timeout: 240_000 }, () => {
     assert.match(proc!.stderr(), /dead letter/);
   });
 });
+
+describe('processor: exactly once across SIGKILL', { timeout: 300_000 }, () => {
+  test('killed mid-stream and restarted, every window is emitted once with exact counts', async () => {
+    const k = await ownBroker();
+    const kafka = new Kafka({ clientId: 'it-processor-kill', brokers: [k.brokers], logLevel: logLevel.NOTHING });
+    const admin = kafka.admin();
+    await admin.connect();
+    await ensureTopics(admin, [RUNQ, STATS], 3);
+    await admin.disconnect();
+    const producer = kafka.producer();
+    await producer.connect();
+    const args = ['process', '--brokers', k.brokers, '--window', '2s', '--lateness', '1s', '--partitions', '3', '--instance', 'it-kill'];
+    let proc = runCli(args);
+    const expected = new Map<string, number>();
+    try {
+      await proc.waitFor(/processing as it-kill/);
+      const t0 = Date.now();
+      let killed = false;
+      let restarted = false;
+      let seq = 0;
+      // 12 s of events stamped with the current time, from 3 hosts x 2 commands
+      while (Date.now() - t0 < 12_000) {
+        const msgs: { key: string; value: Buffer }[] = [];
+        for (const host of ['h1', 'h2', 'h3']) {
+          for (const comm of ['c1', 'c2']) {
+            for (let i = 0; i < 10; i++) {
+              const ts = BigInt(Date.now()) * 1_000_000n + BigInt(seq++ % 1000);
+              msgs.push({ key: `${host}/${comm}`, value: runq(host, comm, ts, 1_000_000n) });
+              const w = `${host}/${comm}/${(ts / WINDOW_NS) * WINDOW_NS}`;
+              expected.set(w, (expected.get(w) ?? 0) + 1);
+            }
+          }
+        }
+        await producer.send({ topic: RUNQ, messages: msgs });
+        if (!killed && Date.now() - t0 > 4_000) {
+          assert.ok((await metricPoints(k.brokers)).length > 0, 'some windows were emitted before the kill');
+          proc.child.kill('SIGKILL');
+          await proc.exit;
+          killed = true;
+        }
+        if (killed && !restarted && Date.now() - t0 > 6_000) {
+          proc = runCli(args);
+          restarted = true;
+        }
+        await sleep(100);
+      }
+      // every window closes once its partition is idle for the lateness
+      const want = [...expected.entries()].map(([w, n]) => `${w}=${n}`).sort();
+      let got: string[] = [];
+      const deadline = Date.now() + 75_000;
+      while (Date.now() < deadline) {
+        await sleep(1000);
+        const pts = (await metricPoints(k.brokers)).filter((p) => p.name === 'ringflow.sched.runqueue.latency');
+        got = pts.map((p) => `${p.attrs['host.name']}/${p.attrs['process.command']}/${p.start}=${p.count}`).sort();
+        if (got.length >= want.length) break;
+      }
+      await sleep(3000);
+      const pts = (await metricPoints(k.brokers)).filter((p) => p.name === 'ringflow.sched.runqueue.latency');
+      got = pts.map((p) => `${p.attrs['host.name']}/${p.attrs['process.command']}/${p.start}=${p.count}`).sort();
+      assert.deepEqual(got, want, 'one point per series and window, each with the exact count');
+      assert.equal(pts.reduce((a, p) => a + p.late, 0), 0, 'no event was late');
+    } finally {
+      await producer.disconnect();
+      proc.child.kill('SIGTERM');
+      await proc.exit;
+      await k.stop();
+    }
+  });
+});
