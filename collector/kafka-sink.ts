@@ -240,3 +240,19 @@ export function createKafkaSink(opts: KafkaSinkOptions): EventSink {
     },
   };
 }
+
+/**
+ * Run a Kafka call again while it fails with an error kafkajs marks retriable
+ * (e.g. NOT_COORDINATOR while a restarted broker loads a group's offsets),
+ * which some admin calls do not retry themselves.
+ */
+export async function retrying<T>(f: () => Promise<T>, attempts = 20, delayMs = 250): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await f();
+    } catch (err) {
+      if (i >= attempts || (err as { retriable?: boolean }).retriable !== true) throw err;
+      await new Promise((r) => setTimeout(r, Math.min(delayMs * i, 2000)));
+    }
+  }
+}

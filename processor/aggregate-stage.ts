@@ -18,6 +18,7 @@
  */
 import type { Kafka, Consumer, Producer, EachBatchPayload } from 'kafkajs';
 import { CompressionTypes } from '../collector/kafkajs.ts';
+import { retrying } from '../collector/kafka-sink.ts';
 import { AGGREGATE_GROUP, METRICS_TOPIC, REPARTITION_TOPIC, SESSION_TIMEOUT_MS } from './topics.ts';
 import type { PartitionState } from './partition.ts';
 
@@ -63,7 +64,7 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
   async function stateFor(partition: number): Promise<PartitionState> {
     let s = states.get(partition);
     if (s) return s;
-    const committed = await admin!.fetchOffsets({ groupId: AGGREGATE_GROUP, topics: [REPARTITION_TOPIC] });
+    const committed = await retrying(() => admin!.fetchOffsets({ groupId: AGGREGATE_GROUP, topics: [REPARTITION_TOPIC] }));
     const p = committed[0]?.partitions.find((x) => x.partition === partition);
     const meta = p && p.offset !== '-1' && p.metadata ? p.metadata : undefined;
     s = opts.newState(partition, meta);

@@ -17,6 +17,7 @@ import type { Consumer, EachMessagePayload } from 'kafkajs';
 import { CompressionTypes, Kafka, logLevel } from '../../collector/kafkajs.ts';
 import { brokerStatus, kafkaCommand, startBroker, stopBroker } from '../../cli/kafka.ts';
 import { freePort } from '../support/integration.ts';
+import { retrying } from '../../collector/kafka-sink.ts';
 
 /** Consume from the beginning of `topic` until `expected` values arrived, then linger briefly for extras. */
 async function consumeAll(
@@ -222,7 +223,8 @@ describe('local Kafka broker (cli/kafka.ts)', { timeout: 180_000 }, () => {
     assert.ok(topics.includes('rf.test.events'));
     const offsets = await admin.fetchTopicOffsets('rf.test.events');
     assert.equal(offsets.reduce((sum, p) => sum + Number(p.high), 0), 1000);
-    const group = await admin.fetchOffsets({ groupId: 'rf-test-group', topics: ['rf.test.events'] });
+    // the coordinator may still be loading the group's offsets right after the restart
+    const group = await retrying(() => admin.fetchOffsets({ groupId: 'rf-test-group', topics: ['rf.test.events'] }));
     assert.equal(group[0]!.partitions.reduce((sum, p) => sum + Number(p.offset), 0), 1000);
     await admin.disconnect();
 
