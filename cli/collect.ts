@@ -39,14 +39,8 @@ ${SIGNALS.map((s) => `                          ${s.name}: ${s.summary}`).join('
   --ring-mb N           ring buffer size in MiB, a power of two (default 16)
   --stats-interval DUR  how often to publish the stats record (default 5s)
   --host NAME           host name carried in every record (default: os.hostname())
-  -q, --quiet           no periodic summary on stderr
+  -q, --quiet           no periodic summary on stderr (the start line is still printed)
   -h, --help            this help`;
-
-const UP_HELP = `Usage: ringflow up [collect options]
-
-Starts the local Apache Kafka broker (ringflow kafka start) unless --brokers is
-given, then collects into it (see ringflow collect --help). Ctrl-C stops the
-collector and the broker it started; the broker's data stays in its state dir.`;
 
 const OPTIONS = {
   brokers: { type: 'string' },
@@ -205,9 +199,8 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
     });
     collector.start();
     started = true;
-    if (!cfg.quiet) {
-      log(`ringflow: collecting ${cfg.signals.join(',')} as ${cfg.host} into ${cfg.stdout ? 'stdout' : `Kafka ${cfg.brokers.join(',')}`}; Ctrl-C to stop`);
-    }
+    // printed even with --quiet: it says the programs are attached (scripts and tests wait for it)
+    log(`ringflow: collecting ${cfg.signals.join(',')} as ${cfg.host} into ${cfg.stdout ? 'stdout' : `Kafka ${cfg.brokers.join(',')}`}; Ctrl-C to stop`);
     hooks.ready?.();
 
     await new Promise<void>((resolve) => {
@@ -243,27 +236,4 @@ export async function collectCommand(argv: string[]): Promise<number> {
     return 0;
   }
   return runCollector(cfg);
-}
-
-export async function upCommand(argv: string[]): Promise<number> {
-  const cfg = parseCollectArgs(argv);
-  if (cfg.help) {
-    console.log(UP_HELP);
-    return 0;
-  }
-  if (cfg.stdout) throw new FatalError('up: --stdout makes no sense here; use ringflow collect --stdout', { exitCode: EXIT.usage });
-  if (cfg.brokersGiven) return runCollector(cfg);
-  const { startBroker, stopBroker } = await import('./kafka.ts');
-  const b = await startBroker({ log: (m: string) => console.error(`ringflow: ${m}`) });
-  cfg.brokers = [b.brokers];
-  console.error(`ringflow: Kafka ${b.alreadyRunning ? 'already running' : 'started'} at ${b.brokers}`);
-  try {
-    return await runCollector(cfg);
-  } finally {
-    // Ctrl-C stops everything up started; the data stays in the broker's state dir
-    if (!b.alreadyRunning) {
-      await stopBroker();
-      console.error('ringflow: Kafka stopped; its data stays for the next "ringflow up" or "ringflow kafka start"');
-    }
-  }
 }

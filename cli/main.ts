@@ -9,7 +9,7 @@ const USAGE = `ringflow: eBPF observability pipeline (kernel ring buffers -> Avr
 Usage: ringflow COMMAND [options]
 
 Commands:
-  up        start a local Kafka broker (unless --brokers is given) and collect into it
+  up        the whole pipeline here: Kafka (unless --brokers), collect, process, export, and a summary per window
   collect   load the eBPF programs and publish their events to Kafka (or --stdout)
   tail      decode a topic's records to JSON lines
   process   aggregate events into windowed histograms, exactly once, on ringflow.metrics.v1
@@ -23,7 +23,7 @@ type Command = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, () => Promise<Command>> = {
   collect: async () => (await import('./collect.ts')).collectCommand,
-  up: async () => (await import('./collect.ts')).upCommand,
+  up: async () => (await import('./up.ts')).upCommand,
   tail: async () => (await import('./tail.ts')).tailCommand,
   kafka: async () => (await import('./kafka.ts')).kafkaCommand,
   process: async () => (await import('./process.ts')).processCommand,

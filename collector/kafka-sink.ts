@@ -72,25 +72,35 @@ export async function connectAdmin(kafka: KafkaClient, brokers: string[]): Promi
   }
 }
 
-/** Create missing topics; replication is capped by the cluster's size. */
+/**
+ * Create missing topics; replication is capped by the cluster's size. Other
+ * ringflow processes may be creating the same topics at the same moment
+ * (`ringflow up` starts them together): "already exists" and "not hosted yet"
+ * just mean look again.
+ */
 export async function ensureTopics(admin: Admin, topics: readonly string[], partitions: number): Promise<void> {
-  const cluster = await admin.describeCluster();
-  const replicationFactor = Math.min(3, cluster.brokers.length);
-  const existing = new Set(await admin.listTopics());
-  const missing = topics.filter((t) => !existing.has(t));
-  if (missing.length === 0) return;
-  try {
-    await admin.createTopics({
-      waitForLeaders: true,
-      topics: missing.map((topic) => ({ topic, numPartitions: partitions, replicationFactor })),
-    });
-  } catch (err) {
-    // another collector may have created them at the same moment
-    const still = new Set(await admin.listTopics());
-    if (missing.some((t) => !still.has(t))) {
-      throw new FatalError(`cannot create Kafka topics ${missing.join(',')} (${describeKafkaError(err)}); create them or grant CreateTopics`, { exitCode: EXIT.kafka, cause: err });
+  let lastErr: unknown;
+  for (let attempt = 0; attempt < 30; attempt++) {
+    const existing = new Set(await admin.listTopics());
+    const missing = topics.filter((t) => !existing.has(t));
+    if (missing.length === 0) return;
+    const cluster = await admin.describeCluster();
+    const replicationFactor = Math.min(3, cluster.brokers.length);
+    try {
+      await admin.createTopics({
+        waitForLeaders: true,
+        topics: missing.map((topic) => ({ topic, numPartitions: partitions, replicationFactor })),
+      });
+      return;
+    } catch (err) {
+      lastErr = err;
+      const e = err as { retriable?: boolean; type?: string; errors?: { type?: string }[] };
+      const benign = e.retriable === true || e.type === 'TOPIC_ALREADY_EXISTS' || (e.errors ?? []).every((x) => x.type === 'TOPIC_ALREADY_EXISTS');
+      if (!benign) break;
+      await new Promise((r) => setTimeout(r, 300));
     }
   }
+  throw new FatalError(`cannot create Kafka topics ${topics.join(',')} (${describeKafkaError(lastErr)}); create them or grant CreateTopics`, { exitCode: EXIT.kafka, cause: lastErr });
 }
 
 export function createKafkaSink(opts: KafkaSinkOptions): EventSink {

@@ -1,0 +1,178 @@
+/**
+ * `ringflow up`: the whole pipeline on one machine. Starts the local Kafka
+ * broker (unless --brokers is given), then the collector, the processor and
+ * the exporter as child processes (each also runs alone for multi-host
+ * deployments), and prints a summary of every closed window. Ctrl-C stops
+ * everything, the broker it started included (its data stays).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { FatalError, EXIT } from '../collector/errors.ts';
+import { parseDurationNs } from '../collector/options.ts';
+import { REPO_ROOT } from '../collector/signals/registry.ts';
+import { createKafkaClient, connectAdmin, ensureTopics } from '../collector/kafka-sink.ts';
+import { decodeRecord } from '../schemas/index.ts';
+import { parseCollectArgs, COLLECT_HELP } from './collect.ts';
+import { summarizeWindow, type SummaryPoint } from './summary.ts';
+import { METRICS_TOPIC } from '../processor/topics.ts';
+
+const UP_HELP = `Usage: ringflow up [collect options] [--window DUR] [--lateness DUR]
+
+Runs the whole pipeline on this machine: the local Apache Kafka broker (unless
+--brokers is given), then the collector, the processor and the exporter, and
+prints a summary of each closed window (worst p99 run-queue, disk and connect
+latencies). OTLP goes to OTEL_EXPORTER_OTLP_ENDPOINT (default localhost:4317);
+when nothing listens there the exporter says so once and the points wait in
+Kafka. Ctrl-C stops everything, including the broker it started (its data
+stays). Each stage also runs alone: ringflow collect | process | export.
+
+  --window DUR     processor window size (default 10s)
+  --lateness DUR   processor allowed lateness (default 5s)
+
+Collect options:
+${COLLECT_HELP.split('\n').slice(COLLECT_HELP.split('\n').findIndex((l) => l.startsWith('Options:')) + 1).join('\n')}`;
+
+/**
+ * A window's points come from several partitions, each closing it on its own
+ * watermark: print a window once no point of it arrived for this long.
+ */
+const SUMMARY_DELAY_MS = 4000;
+
+/** Splits up's own flags from the collector's. */
+export function splitUpArgs(argv: string[]): { window: string; lateness: string; collect: string[] } {
+  const collect: string[] = [];
+  let window = '10s';
+  let lateness = '5s';
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const eq = a.indexOf('=');
+    const flag = eq > 0 ? a.slice(0, eq) : a;
+    if (flag === '--window' || flag === '--lateness') {
+      const val = eq > 0 ? a.slice(eq + 1) : argv[++i];
+      if (val === undefined) throw new FatalError(`${flag}: missing value`, { exitCode: EXIT.usage });
+      parseDurationNs(flag, val);
+      if (flag === '--window') window = val;
+      else lateness = val;
+    } else collect.push(a);
+  }
+  return { window, lateness, collect };
+}
+
+function child(name: string, args: string[]): ChildProcess {
+  const c = spawn(path.join(REPO_ROOT, 'bin', 'ringflow'), args, { stdio: ['ignore', 'inherit', 'pipe'], detached: false });
+  let buf = '';
+  c.stderr!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (line.trim()) process.stderr.write(`[${name}] ${line.replace(/^ringflow: /, '')}\n`);
+    }
+  });
+  return c;
+}
+
+export async function upCommand(argv: string[]): Promise<number> {
+  const { window, lateness, collect } = splitUpArgs(argv);
+  const cfg = parseCollectArgs(collect); // validates the collector's flags before anything starts
+  if (cfg.help) {
+    console.log(UP_HELP);
+    return 0;
+  }
+  if (cfg.stdout) throw new FatalError('up: --stdout makes no sense here; use ringflow collect --stdout', { exitCode: EXIT.usage });
+  let stopBroker: (() => Promise<unknown>) | undefined;
+  let brokers = cfg.brokers;
+  if (!cfg.brokersGiven) {
+    const k = await import('./kafka.ts');
+    const b = await k.startBroker({ log: (m: string) => console.error(`ringflow: ${m}`) });
+    brokers = [b.brokers];
+    console.error(`ringflow: Kafka ${b.alreadyRunning ? 'already running' : 'started'} at ${b.brokers}`);
+    if (!b.alreadyRunning) stopBroker = () => k.stopBroker();
+  }
+  const b = brokers.join(',');
+  const kafka = createKafkaClient(brokers, 'ringflow-up');
+  const admin = await connectAdmin(kafka, brokers);
+  await ensureTopics(admin, [METRICS_TOPIC], 6);
+  await admin.disconnect();
+
+  const children = new Map<string, ChildProcess>([
+    ['collect', child('collect', ['collect', '--brokers', b, '--quiet', ...collect.filter((a, i) => !(a === '--brokers' || collect[i - 1] === '--brokers' || a.startsWith('--brokers=')))])],
+    ['process', child('process', ['process', '--brokers', b, '--window', window, '--lateness', lateness])],
+    ['export', child('export', ['export', '--brokers', b])],
+  ]);
+
+  // the live summary: read the committed points and print each window once it has gone quiet
+  const consumer = kafka.consumer({ groupId: `ringflow-up-${process.pid}-${Date.now()}`, readUncommitted: false });
+  await consumer.connect();
+  await consumer.subscribe({ topic: METRICS_TOPIC, fromBeginning: false });
+  const windows = new Map<bigint, { points: SummaryPoint[]; timer: NodeJS.Timeout }>();
+  await consumer.run({
+    eachMessage: async ({ message }) => {
+      try {
+        const p = decodeRecord(message.value!).value as unknown as SummaryPoint;
+        let w = windows.get(p.window_start_ns);
+        if (!w) {
+          const key = p.window_start_ns;
+          w = { points: [], timer: setTimeout(() => {
+            const done = windows.get(key);
+            windows.delete(key);
+            if (done) console.log(summarizeWindow(done.points));
+          }, SUMMARY_DELAY_MS) };
+          windows.set(key, w);
+        }
+        w.points.push(p);
+      } catch {
+        // the exporter and the processor count bad records; the summary just skips them
+      }
+    },
+  });
+
+  let failed: string | undefined;
+  let stopping = false;
+  const exited = new Promise<void>((resolve) => {
+    for (const [name, c] of children) {
+      c.on('exit', (code, signal) => {
+        children.delete(name);
+        if (!stopping) {
+          failed = `${name} exited (${signal ?? `code ${code}`})`;
+          resolve();
+        }
+        if (children.size === 0) resolve();
+      });
+    }
+  });
+  const stopSignal = new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  console.error(`ringflow: up: collecting, processing (${window} windows) and exporting over ${b}; Ctrl-C to stop`);
+  await Promise.race([stopSignal, exited]);
+  stopping = true;
+  for (const c of children.values()) c.kill('SIGINT');
+  await new Promise<void>((resolve) => {
+    if (children.size === 0) return resolve();
+    const t = setTimeout(() => {
+      for (const c of children.values()) c.kill('SIGKILL');
+      resolve();
+    }, 45_000);
+    const check = setInterval(() => {
+      if (children.size === 0) {
+        clearTimeout(t);
+        clearInterval(check);
+        resolve();
+      }
+    }, 100);
+  });
+  for (const w of windows.values()) clearTimeout(w.timer);
+  await consumer.disconnect().catch(() => {});
+  if (stopBroker) {
+    await stopBroker();
+    console.error('ringflow: Kafka stopped; its data stays for the next "ringflow up" or "ringflow kafka start"');
+  }
+  if (failed) {
+    console.error(`ringflow: up: stopped because ${failed}`);
+    return 1;
+  }
+  return 0;
+}
