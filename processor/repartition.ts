@@ -65,10 +65,78 @@ export interface RepartitionStage {
   stop(): Promise<void>;
 }
 
+/** How often buffered records and offsets are committed (Kafka Streams' commit.interval.ms under EOS). */
+export const COMMIT_INTERVAL_MS = 100;
+/** eachBatch waits for a commit once this many records are buffered. */
+const MAX_BUFFERED = 50_000;
+
 export function createRepartitionStage(opts: { kafka: Kafka; instanceId: string; log: (l: string) => void }): RepartitionStage {
   const counters: RepartitionCounters = { records: 0, deadLetters: 0, transactions: 0 };
   let consumer: Consumer | undefined;
   let producer: Producer | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  /*
+   * One transaction per commit interval for every partition fetched, not one per
+   * partition batch: a transaction costs tens of ms, and doing them one
+   * partition after another delayed some partitions' events by seconds behind
+   * others, which stage 2's watermark then counted as late.
+   */
+  let buffer: OutMessage[] = [];
+  let records = 0;
+  /** topic -> partition -> offset after the last buffered record */
+  let offsets = new Map<string, Map<number, bigint>>();
+  /** topic -> partition -> offset committed (where a failed transaction must resume) */
+  const committed = new Map<string, Map<number, bigint>>();
+  let flushing: Promise<void> = Promise.resolve();
+
+  const flush = (): Promise<void> => {
+    flushing = flushing.then(async () => {
+      if (offsets.size === 0) return;
+      const out = buffer;
+      const offs = offsets;
+      const n = records;
+      buffer = [];
+      offsets = new Map();
+      records = 0;
+      const tx = await producer!.transaction();
+      try {
+        const byTopic = new Map<string, OutMessage[]>();
+        for (const o of out) {
+          let l = byTopic.get(o.topic);
+          if (!l) byTopic.set(o.topic, (l = []));
+          l.push(o);
+        }
+        if (byTopic.size > 0) {
+          await tx.sendBatch({ acks: -1, compression: CompressionTypes.GZIP, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+        }
+        await tx.sendOffsets({
+          consumerGroupId: REPARTITION_GROUP,
+          topics: [...offs].map(([topic, ps]) => ({ topic, partitions: [...ps].map(([partition, offset]) => ({ partition, offset: String(offset) })) })),
+        });
+        await tx.commit();
+      } catch (err) {
+        await tx.abort().catch(() => {});
+        // nothing of this transaction happened: read those partitions again from their last commit
+        for (const [topic, ps] of offs) {
+          for (const partition of ps.keys()) {
+            const at = committed.get(topic)?.get(partition);
+            if (at !== undefined) consumer!.seek({ topic, partition, offset: String(at) });
+          }
+        }
+        opts.log(`processor: repartition commit failed (${(err as Error).message}); re-reading from the last commit`);
+        return;
+      }
+      for (const [topic, ps] of offs) {
+        let m = committed.get(topic);
+        if (!m) committed.set(topic, (m = new Map()));
+        for (const [p, o] of ps) m.set(p, o);
+      }
+      counters.records += n;
+      counters.transactions++;
+    });
+    return flushing;
+  };
+
   return {
     counters,
     async start() {
@@ -81,55 +149,40 @@ export function createRepartitionStage(opts: { kafka: Kafka; instanceId: string;
       consumer = opts.kafka.consumer({ groupId: REPARTITION_GROUP, readUncommitted: false, sessionTimeout: SESSION_TIMEOUT_MS, heartbeatInterval: 1000 });
       await consumer.connect();
       await consumer.subscribe({ topics: [...EVENT_TOPICS, STATS_TOPIC], fromBeginning: true });
+      timer = setInterval(() => void flush(), COMMIT_INTERVAL_MS);
       await consumer.run({
         autoCommit: false,
         eachBatchAutoResolve: false,
         eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) => {
           if (batch.messages.length === 0 || !isRunning() || isStale()) return;
-          const out: OutMessage[] = [];
+          let c = committed.get(batch.topic);
+          if (!c) committed.set(batch.topic, (c = new Map()));
+          // the first record fetched after an assignment sits at the committed offset
+          if (!c.has(batch.partition)) c.set(batch.partition, BigInt(batch.messages[0]!.offset));
           for (const m of batch.messages) {
             for (const o of routeRecord(batch.topic, batch.partition, m.offset, m.value)) {
               if (o.topic === DEADLETTER_TOPIC) {
                 counters.deadLetters++;
                 opts.log(`processor: ${o.headers!['ringflow.source.topic']}[${batch.partition}]@${m.offset} -> dead letter (${o.headers!['ringflow.error']})`);
               }
-              out.push(o);
+              buffer.push(o);
             }
           }
           const last = batch.messages[batch.messages.length - 1]!.offset;
-          const tx = await producer!.transaction();
-          try {
-            const byTopic = new Map<string, OutMessage[]>();
-            for (const o of out) {
-              let l = byTopic.get(o.topic);
-              if (!l) byTopic.set(o.topic, (l = []));
-              l.push(o);
-            }
-            if (byTopic.size > 0) {
-              await tx.sendBatch({
-                acks: -1,
-                compression: CompressionTypes.GZIP,
-                topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
-              });
-            }
-            await tx.sendOffsets({
-              consumerGroupId: REPARTITION_GROUP,
-              topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: String(BigInt(last) + 1n) }] }],
-            });
-            await tx.commit();
-          } catch (err) {
-            await tx.abort().catch(() => {});
-            throw err; // kafkajs restarts the consumer from the last committed offsets
-          }
-          counters.records += batch.messages.length;
-          counters.transactions++;
+          let t = offsets.get(batch.topic);
+          if (!t) offsets.set(batch.topic, (t = new Map()));
+          t.set(batch.partition, BigInt(last) + 1n);
+          records += batch.messages.length;
           resolveOffset(last);
+          if (records >= MAX_BUFFERED) await flush();
           await heartbeat();
         },
       });
     },
     async stop() {
+      if (timer) clearInterval(timer);
       await consumer?.disconnect().catch(() => {});
+      await flush().catch(() => {});
       await producer?.disconnect().catch(() => {});
     },
   };
