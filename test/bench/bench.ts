@@ -30,6 +30,9 @@ import { ensureTracefs } from '../../collector/preflight.ts';
 import { ownBroker } from '../support/integration.ts';
 import { KAFKA_VERSION } from '../../cli/kafka.ts';
 import { KAFKA_BATCH_RECORDS } from '../../cli/collect.ts';
+import { decodeRecord, encodeRecord, schemaRegistry } from '../../schemas/index.ts';
+import { WindowAggregator } from '../../processor/index.ts';
+import { startProcessor } from '../../processor/service.ts';
 
 const { CompressionTypes } = kafkajs;
 const DRIVER = path.join(REPO_ROOT, 'native/build/bench/getpid_driver');
@@ -41,6 +44,8 @@ const log = (m: string) => process.stderr.write(`bench: ${m}\n`);
 
 const DRAIN_N = Number(process.env.BENCH_DRAIN_N ?? 5_000_000);
 const E2E_N = Number(process.env.BENCH_E2E_N ?? 1_000_000);
+const PROCESS_N = Number(process.env.BENCH_PROCESS_N ?? 200_000);
+const RUNQ_TOPIC = 'ringflow.sched.runqlat.v1';
 const BATCH_RECORDS = KAFKA_BATCH_RECORDS;
 const E2E_DRIVERS = 4;
 
@@ -78,8 +83,7 @@ async function captureSchedBatches(): Promise<Buffer[]> {
   return batches;
 }
 
-async function encode() {
-  const batches = await captureSchedBatches();
+async function encode(batches: Buffer[]) {
   const t = createTranscoder({ host: os.hostname(), bootTimeNs: bootTimeNs() });
   let records = 0;
   for (const b of batches) records += t.transcodeBatch(b, () => {}).records; // warm-up
@@ -93,6 +97,80 @@ async function encode() {
   const cpu = process.cpuUsage(cpu0);
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   return { encode_events_per_s: Math.round(done / cpuSeconds), encode_sample_records: perPass };
+}
+
+/** In-memory decode + window assignment + histogram insert, on the captured records as the processor gets them. */
+function aggregate(batches: Buffer[]) {
+  const t = createTranscoder({ host: os.hostname(), bootTimeNs: bootTimeNs() });
+  const framed: Buffer[] = [];
+  for (const b of batches) t.transcodeBatch(b, (s, _k, v) => { if (s.topic === RUNQ_TOPIC) framed.push(Buffer.from(v)); });
+  let done = 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  while (process.hrtime.bigint() - t0 < 2_000_000_000n) {
+    const agg = new WindowAggregator({ sizeMs: 10_000, latenessMs: 5_000 });
+    for (const f of framed) agg.add({ topic: RUNQ_TOPIC, value: decodeRecord(f).value as never });
+    agg.advanceTo(BigInt(Date.now() + 3_600_000) * 1_000_000n);
+    done += framed.length;
+  }
+  const cpu = process.cpuUsage(cpu0);
+  return { aggregate_events_per_s: Math.round(done / ((cpu.user + cpu.system) / 1e6)), aggregate_sample_records: framed.length };
+}
+
+/**
+ * The processor through Kafka (both stages, transactions, exactly once) against
+ * a plain kafkajs consumer that only decodes the same records.
+ */
+async function processThroughKafka(n: number) {
+  const k = await ownBroker();
+  try {
+    const kafka = createKafkaClient([k.brokers], 'ringflow-bench-process');
+    const admin = kafka.admin();
+    await admin.connect();
+    await ensureTopics(admin, [RUNQ_TOPIC], 6);
+    await admin.disconnect();
+    const reg = schemaRegistry().byTopic(RUNQ_TOPIC)!;
+    const now = BigInt(Date.now()) * 1_000_000n;
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    for (let i = 0; i < n; i += KAFKA_BATCH_RECORDS) {
+      const messages = [];
+      for (let j = i; j < Math.min(n, i + KAFKA_BATCH_RECORDS); j++) {
+        const comm = `proc${j % 40}`;
+        // 20 s of event time, in order, so no event is late
+        messages.push({ key: `bench/${comm}`, value: encodeRecord(reg, { cpu: 0, pid: 1, tgid: j % 40, uid: 0, ts_ns: now + BigInt(Math.floor((j / n) * 20e9)), cgroup_id: 1n, comm, latency_ns: BigInt(1000 + (j % 5000)), prev_pid: 0, kind: 'WAKEUP', host: `h${j % 4}`, boot_time_ns: 0n }) });
+      }
+      await producer.sendBatch({ acks: -1, topicMessages: [{ topic: RUNQ_TOPIC, messages }] });
+    }
+    await producer.disconnect();
+
+    // reference: consume and decode only
+    const c = kafka.consumer({ groupId: 'bench-plain-decode' });
+    await c.connect();
+    await c.subscribe({ topic: RUNQ_TOPIC, fromBeginning: true });
+    let seen = 0;
+    const t0 = process.hrtime.bigint();
+    await new Promise<void>((resolve) => {
+      void c.run({ eachBatch: async ({ batch }) => {
+        for (const m of batch.messages) decodeRecord(m.value!);
+        seen += batch.messages.length;
+        if (seen >= n) resolve();
+      } });
+    });
+    const plainS = Number(process.hrtime.bigint() - t0) / 1e9;
+    await c.disconnect();
+
+    const t1 = process.hrtime.bigint();
+    const p = await startProcessor({ kafka, brokers: [k.brokers], instanceId: 'bench', windowMs: 10_000, latenessMs: 5_000, topK: 100, partitions: 6, log });
+    while (p.aggregate.counters.events + p.aggregate.counters.skippedReplay < n) await new Promise((r) => setTimeout(r, 20));
+    const procS = Number(process.hrtime.bigint() - t1) / 1e9;
+    await p.stop();
+    const process_events_per_s = Math.round(n / procS);
+    const plain = Math.round(n / plainS);
+    return { process_events_per_s, plain_decode_events_per_s: plain, process_ratio: +(process_events_per_s / plain).toFixed(3), process_events: n };
+  } finally {
+    await k.stop();
+  }
 }
 
 /** The collector's own path: bench.bpf.o -> Session -> Collector -> transcoder -> Kafka sink. */
@@ -178,9 +256,20 @@ async function main() {
     log(`drain: ${DRAIN_N} events through the C consumer and the addon`);
     Object.assign(out, await drain());
   }
-  if (want('encode')) {
-    log('encode: transcoding captured sched batches for 2 s');
-    Object.assign(out, await encode());
+  if (want('encode') || want('aggregate')) {
+    const batches = await captureSchedBatches();
+    if (want('encode')) {
+      log('encode: transcoding captured sched batches for 2 s');
+      Object.assign(out, await encode(batches));
+    }
+    if (want('aggregate')) {
+      log('aggregate: decode + window + histogram insert of the captured records for 2 s');
+      Object.assign(out, aggregate(batches));
+    }
+  }
+  if (want('process')) {
+    log(`process: ${PROCESS_N} records through the processor (Kafka, transactions) and through a decode-only consumer`);
+    Object.assign(out, await processThroughKafka(PROCESS_N));
   }
   if (!want('e2e')) {
     process.stdout.write(JSON.stringify(out, null, 2) + '\n');
@@ -198,7 +287,10 @@ async function main() {
   } finally {
     await k.stop();
   }
-  out.goals = { drain_ratio: '>= 0.9 with 0 drops', encode_events_per_s: '>= 1000000', e2e_events_per_s: '>= 100000', e2e_ratio: '>= 0.8 with 0 unaccounted' };
+  out.goals = {
+    drain_ratio: '>= 0.9 with 0 drops', encode_events_per_s: '>= 1000000', e2e_events_per_s: '>= 100000', e2e_ratio: '>= 0.8 with 0 unaccounted',
+    aggregate_events_per_s: '>= 1000000', process_ratio: '>= 0.7',
+  };
   process.stdout.write(JSON.stringify(out, null, 2) + '\n');
 }
 
