@@ -1,11 +1,14 @@
 /**
  * `ringflow process`: the processor service (see processor/service.ts).
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { parseBrokers, parseDurationNs, parseIntFlag } from '../collector/options.ts';
 import { createKafkaClient } from '../collector/kafka-sink.ts';
 import { DEFAULT_BROKERS } from './collect.ts';
+import { EXIT, FatalError } from '../collector/errors.ts';
+import type { AlertRule } from '../processor/alerts.ts';
 
 const HELP = `Usage: ringflow process [options]
 
@@ -21,6 +24,8 @@ Options:
   --lateness DUR       allowed lateness: a window closes when event time passes its end by this (default 5s)
   --top-k N            series kept per metric, host and window before folding into "other" (default 100)
   --partitions N       partitions of topics the processor creates (default 6)
+  --rules FILE         alert rules (YAML, see docs/alerts.md): also write FIRING/RESOLVED
+                       records to ringflow.alerts.v1
   -h, --help           this help`;
 
 export async function processCommand(argv: string[]): Promise<number> {
@@ -33,6 +38,7 @@ export async function processCommand(argv: string[]): Promise<number> {
       lateness: { type: 'string' },
       'top-k': { type: 'string' },
       partitions: { type: 'string' },
+      rules: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -46,10 +52,20 @@ export async function processCommand(argv: string[]): Promise<number> {
   const topK = v['top-k'] === undefined ? 100 : parseIntFlag('--top-k', v['top-k'], 1, 100000);
   const partitions = v.partitions === undefined ? 6 : parseIntFlag('--partitions', v.partitions, 1, 1000);
   const instanceId = v.instance ?? os.hostname();
+  let rules: AlertRule[] | undefined;
+  if (v.rules !== undefined) {
+    const { parseRules, RulesError } = await import('../processor/alerts.ts');
+    try {
+      rules = parseRules(fs.readFileSync(v.rules, 'utf8'), v.rules);
+    } catch (err) {
+      if (err instanceof RulesError || (err as NodeJS.ErrnoException).code !== undefined) throw new FatalError(`--rules: ${(err as Error).message}`, { exitCode: EXIT.usage });
+      throw err;
+    }
+  }
   const { startProcessor } = await import('../processor/service.ts');
   const log = (l: string) => console.error(l);
-  const p = await startProcessor({ kafka: createKafkaClient(brokers, `ringflow-processor-${instanceId}`), brokers, instanceId, windowMs, latenessMs, topK, partitions, log });
-  log(`ringflow: processing as ${instanceId} on ${brokers.join(',')} (windows ${windowMs / 1000}s, lateness ${latenessMs / 1000}s); Ctrl-C to stop`);
+  const p = await startProcessor({ kafka: createKafkaClient(brokers, `ringflow-processor-${instanceId}`), brokers, instanceId, windowMs, latenessMs, topK, partitions, rules, log });
+  log(`ringflow: processing as ${instanceId} on ${brokers.join(',')} (windows ${windowMs / 1000}s, lateness ${latenessMs / 1000}s${rules ? `, ${rules.length} alert rules` : ''}); Ctrl-C to stop`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);

@@ -6,6 +6,8 @@ import type { Kafka } from 'kafkajs';
 import { connectAdmin, ensureTopics } from '../collector/kafka-sink.ts';
 import { createRepartitionStage, type RepartitionStage } from './repartition.ts';
 import { createAggregateStage, type AggregateStage } from './aggregate-stage.ts';
+import { createAlertsStage, ALERTS_TOPIC, type AlertsStage } from './alerts-stage.ts';
+import type { AlertRule } from './alerts.ts';
 import { createPartitionState, type PartitionConfig } from './partition.ts';
 import { DEADLETTER_TOPIC, EVENT_TOPICS, METRICS_TOPIC, REPARTITION_TOPIC, STATS_TOPIC } from './topics.ts';
 
@@ -15,12 +17,15 @@ export interface ProcessorOptions extends PartitionConfig {
   instanceId: string;
   partitions: number;
   idleTickMs?: number;
+  /** Alert rules (processor/alerts.ts): when given, the alerts stage runs too. */
+  rules?: readonly AlertRule[];
   log: (l: string) => void;
 }
 
 export interface Processor {
   repartition: RepartitionStage;
   aggregate: AggregateStage;
+  alerts?: AlertsStage;
   stop(): Promise<void>;
 }
 
@@ -28,7 +33,7 @@ export async function startProcessor(opts: ProcessorOptions): Promise<Processor>
   const admin = await connectAdmin(opts.kafka, opts.brokers);
   try {
     // inputs too: a processor may start before any collector has created them
-    await ensureTopics(admin, [...EVENT_TOPICS, STATS_TOPIC, REPARTITION_TOPIC, METRICS_TOPIC, DEADLETTER_TOPIC], opts.partitions);
+    await ensureTopics(admin, [...EVENT_TOPICS, STATS_TOPIC, REPARTITION_TOPIC, METRICS_TOPIC, DEADLETTER_TOPIC, ...(opts.rules ? [ALERTS_TOPIC] : [])], opts.partitions);
   } finally {
     await admin.disconnect();
   }
@@ -40,14 +45,18 @@ export async function startProcessor(opts: ProcessorOptions): Promise<Processor>
     log: opts.log,
     newState: (partition, checkpoint) => createPartitionState({ ...opts, processorId: opts.instanceId }, partition, checkpoint),
   });
+  const alerts = opts.rules ? createAlertsStage({ kafka: opts.kafka, instanceId: opts.instanceId, rules: opts.rules, partitions: opts.partitions, log: opts.log }) : undefined;
   await repartition.start();
   await aggregate.start();
+  await alerts?.start();
   return {
     repartition,
     aggregate,
+    alerts,
     async stop() {
       await repartition.stop();
       await aggregate.stop();
+      await alerts?.stop();
     },
   };
 }

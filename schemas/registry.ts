@@ -12,7 +12,7 @@ import path from 'node:path';
 import avro from 'avsc';
 import { fingerprint64, fingerprintBytes, parsingCanonicalForm } from './rabin.ts';
 
-export type KeyKind = 'process' | 'device' | 'connection' | 'host' | 'series';
+export type KeyKind = 'process' | 'device' | 'connection' | 'host' | 'series' | 'rule';
 
 /** C field kinds of the "c" annotation; "u8" with an "enum" map is an enum-backed u8. */
 export type CKind = 'u8' | 'u16' | 'u32' | 's32' | 'u64' | 'comm' | 'inet';

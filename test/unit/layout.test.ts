@@ -189,7 +189,7 @@ test('topics, namespaces and keys follow the naming scheme', () => {
   const expected: Record<string, string> = {
     'sched.runqlat': 'process', 'sched.cswitch': 'process', 'block.io': 'device',
     'tcp.connect': 'connection', 'tcp.accept': 'connection', 'tcp.retransmit': 'connection', 'tcp.drop': 'connection',
-    'collector.stats': 'host', 'bench.getpid': 'process', metrics: 'series',
+    'collector.stats': 'host', 'bench.getpid': 'process', metrics: 'series', alerts: 'rule',
   };
   assert.deepEqual(registry.all.map((s) => s.id).sort(), Object.keys(expected).sort());
   for (const s of registry.all) {

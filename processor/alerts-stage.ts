@@ -1,0 +1,270 @@
+/**
+ * Alerts stage: evaluates the rules of a rules file (processor/alerts.ts) over
+ * ringflow.metrics.v1 (read_committed) and writes FIRING/RESOLVED records to
+ * ringflow.alerts.v1, exactly once: each transaction carries the alerts and
+ * the consumed offsets, and in every offset's metadata the evaluator state
+ * (JSON: per rule the last evaluated window and per group its consecutive
+ * count and firing flag). The committed offset of a partition is the first
+ * offset still held by an unevaluated window, so a restart re-reads exactly
+ * those points; points of windows already evaluated are skipped as late.
+ *
+ * A rule's group spans series in any partition, so one instance must see all
+ * of them: the group's assignor gives every partition to one member (the
+ * lowest member id); other instances stand by and take over on rebalance.
+ *
+ * Offset metadata is capped by the broker (offset.metadata.max.bytes, 4096 by
+ * default): when the state is larger, only firing groups are kept (counts of
+ * groups not yet firing restart from 0 after a restart); when even that is
+ * too large, no state is stored and a restart starts from empty state. Both
+ * are logged once. See docs/alerts.md.
+ */
+import type { Kafka, Consumer, Producer, EachBatchPayload, PartitionAssigner } from 'kafkajs';
+import kafkajs, { CompressionTypes } from '../collector/kafkajs.ts';
+import { ensureTopics, retrying } from '../collector/kafka-sink.ts';
+import { decodeRecord, encodeRecord, schemaRegistry } from '../schemas/index.ts';
+import { AlertEvaluator, alertKey, type AlertRecord, type AlertRule, type EvaluatorJSON, type MetricPointValue } from './alerts.ts';
+import { METRICS_TOPIC, SESSION_TIMEOUT_MS } from './topics.ts';
+
+export const ALERTS_TOPIC = 'ringflow.alerts.v1';
+export const ALERTS_GROUP = 'ringflow-processor-alerts';
+export const DEFAULT_METADATA_MAX_BYTES = 4096;
+
+export interface AlertsCounters {
+  points: number;
+  undecodable: number;
+  alerts: number;
+  transactions: number;
+}
+
+export interface AlertsStageOptions {
+  kafka: Kafka;
+  instanceId: string;
+  rules: readonly AlertRule[];
+  /** Partitions when the alerts topic is created. */
+  partitions: number;
+  /** Extra windows every partition must pass before a window is evaluated (default 1). */
+  graceWindows?: number;
+  /** When no batch came for idleMs, windows ending before now - flushAfterMs are evaluated (defaults 2000, 30000). */
+  idleMs?: number;
+  flushAfterMs?: number;
+  tickMs?: number;
+  /** The broker's offset.metadata.max.bytes (default 4096). */
+  metadataMaxBytes?: number;
+  log: (l: string) => void;
+  onAlerts?: (alerts: readonly AlertRecord[]) => void;
+}
+
+export interface AlertsStage {
+  counters: AlertsCounters;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** All partitions of every subscribed topic to the member with the lowest id. */
+export const singleOwnerAssigner: PartitionAssigner = ({ cluster }) => ({
+  name: 'RingflowSingleOwner',
+  version: 1,
+  async assign({ members, topics }) {
+    const ids = members.map((m) => m.memberId).sort();
+    const assignment: Record<string, number[]> = {};
+    for (const t of topics) assignment[t] = cluster.findTopicPartitionMetadata(t).map((p) => p.partitionId).sort((a, b) => a - b);
+    const { MemberAssignment } = kafkajs.AssignerProtocol;
+    return ids.map((memberId, i) => ({
+      memberId,
+      memberAssignment: MemberAssignment.encode({ version: 1, assignment: i === 0 ? assignment : {}, userData: Buffer.alloc(0) }),
+    }));
+  },
+  protocol({ topics }) {
+    return { name: 'RingflowSingleOwner', metadata: kafkajs.AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: Buffer.alloc(0) }) };
+  },
+});
+
+export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
+  const counters: AlertsCounters = { points: 0, undecodable: 0, alerts: 0, transactions: 0 };
+  const evalOpts = { processor: opts.instanceId, graceWindows: opts.graceWindows ?? 1 };
+  const maxBytes = opts.metadataMaxBytes ?? DEFAULT_METADATA_MAX_BYTES;
+  const schema = schemaRegistry().byTopic(ALERTS_TOPIC)!;
+  let evaluator: AlertEvaluator | undefined;
+  /** A transaction failed: the consumer's position is past the committed state; seek back before going on. */
+  let rewind = false;
+  let assigned: number[] = [];
+  /** Next offset to read, per partition consumed since the state was restored. */
+  const positions = new Map<number, bigint>();
+  let seq = 0;
+  let lastBatchAt = Date.now();
+  const logged = new Set<string>();
+  const once = (k: string, l: string) => {
+    if (!logged.has(k)) {
+      logged.add(k);
+      opts.log(l);
+    }
+  };
+  let consumer: Consumer | undefined;
+  let producer: Producer | undefined;
+  let admin: ReturnType<Kafka['admin']> | undefined;
+  let tick: NodeJS.Timeout | undefined;
+  let chain: Promise<void> = Promise.resolve();
+  const serial = <T>(f: () => Promise<T>): Promise<T> => {
+    const r = chain.then(f);
+    chain = r.then(() => {}, () => {});
+    return r;
+  };
+
+  /** The evaluator, restored from the last commit when needed; undefined: this batch is stale (rewound). */
+  async function restore(): Promise<AlertEvaluator | undefined> {
+    if (evaluator) return evaluator;
+    const committed = await retrying(() => admin!.fetchOffsets({ groupId: ALERTS_GROUP, topics: [METRICS_TOPIC] }));
+    let best: { seq: number; state: EvaluatorJSON | undefined } | undefined;
+    for (const p of committed[0]?.partitions ?? []) {
+      if (p.offset === '-1' || !p.metadata) continue;
+      try {
+        const m = JSON.parse(p.metadata) as { seq: number; state?: EvaluatorJSON };
+        if (!best || m.seq > best.seq) best = { seq: m.seq, state: m.state };
+      } catch {
+        once('badmeta', `alerts: unreadable state in the offset metadata of ${METRICS_TOPIC}[${p.partition}]; ignored`);
+      }
+    }
+    if (rewind) {
+      for (const p of assigned) {
+        const c = committed[0]?.partitions.find((x) => x.partition === p);
+        consumer!.seek({ topic: METRICS_TOPIC, partition: p, offset: c && c.offset !== '-1' ? c.offset : '0' });
+      }
+      rewind = false;
+      return undefined;
+    }
+    seq = best?.seq ?? 0;
+    if (best && !best.state) opts.log('alerts: the last commit stored no state (too large for offset metadata): starting from empty alert state');
+    evaluator = AlertEvaluator.fromJSON(opts.rules, evalOpts, best?.state);
+    evaluator.setSources(assigned);
+    positions.clear();
+    return evaluator;
+  }
+
+  function metadata(e: AlertEvaluator): string {
+    const full = JSON.stringify({ seq, state: e.toJSON() });
+    if (Buffer.byteLength(full) <= maxBytes) return full;
+    const firing = JSON.stringify({ seq, state: e.toJSON(true) });
+    if (Buffer.byteLength(firing) <= maxBytes) {
+      once('meta:firing', `alerts: state is ${Buffer.byteLength(full)} bytes, over offset.metadata.max.bytes (${maxBytes}): storing firing groups only`);
+      return firing;
+    }
+    once('meta:none', `alerts: state of firing groups alone is ${Buffer.byteLength(firing)} bytes, over ${maxBytes}: storing no state (a restart starts empty)`);
+    return JSON.stringify({ seq });
+  }
+
+  /** One transaction: the alerts, and every consumed partition's offset with the state. */
+  async function commit(e: AlertEvaluator, alerts: AlertRecord[]): Promise<void> {
+    if (positions.size === 0 && alerts.length === 0) return;
+    seq++;
+    const meta = metadata(e);
+    const held = e.minPendingOffsets();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await transact(alerts, held, meta);
+        break;
+      } catch (err) {
+        // a fresh producer's first transactions may meet CONCURRENT_TRANSACTIONS while the
+        // coordinator completes the previous one: the aborted attempt can simply be redone
+        const e = err as { retriable?: boolean; type?: string; name?: string };
+        const retriable = e.retriable === true || e.type === 'CONCURRENT_TRANSACTIONS' || e.name === 'KafkaJSNumberOfRetriesExceeded';
+        if (!retriable || attempt >= 10) {
+          once(`tx:${(err as Error).name}`, `alerts: transaction failed (${(err as Error).message}); re-reading from the last commit`);
+          evaluator = undefined; // restored from the last commit on the next batch
+          rewind = true;
+          throw err;
+        }
+        await new Promise((r) => setTimeout(r, 100 * attempt));
+      }
+    }
+    counters.transactions++;
+    counters.alerts += alerts.length;
+    if (alerts.length > 0) opts.onAlerts?.(alerts);
+  }
+
+  async function transact(alerts: AlertRecord[], held: Map<number, bigint>, meta: string): Promise<void> {
+    const tx = await producer!.transaction();
+    try {
+      if (alerts.length > 0) {
+        await tx.send({ topic: ALERTS_TOPIC, acks: -1, compression: CompressionTypes.GZIP, messages: alerts.map((a) => ({ key: alertKey(a), value: encodeRecord(schema, a) })) });
+      }
+      const partitions = [...positions].map(([partition, next]) => {
+        const h = held.get(partition);
+        return { partition, offset: String(h !== undefined && h < next ? h : next), metadata: meta };
+      });
+      if (partitions.length > 0) await tx.sendOffsets({ consumerGroupId: ALERTS_GROUP, topics: [{ topic: METRICS_TOPIC, partitions: partitions as never }] });
+      await tx.commit();
+    } catch (err) {
+      await tx.abort().catch(() => {});
+      throw err;
+    }
+  }
+
+  return {
+    counters,
+    async start() {
+      admin = opts.kafka.admin();
+      await admin.connect();
+      await ensureTopics(admin, [METRICS_TOPIC, ALERTS_TOPIC], opts.partitions);
+      producer = opts.kafka.producer({ transactionalId: `ringflow-alerts-${opts.instanceId}`, idempotent: true, maxInFlightRequests: 1 });
+      await producer.connect();
+      consumer = opts.kafka.consumer({
+        groupId: ALERTS_GROUP, readUncommitted: false, sessionTimeout: SESSION_TIMEOUT_MS, heartbeatInterval: 1000, partitionAssigners: [singleOwnerAssigner],
+      });
+      await consumer.connect();
+      consumer.on(consumer.events.GROUP_JOIN, (e) => {
+        assigned = [...((e.payload.memberAssignment[METRICS_TOPIC] ?? []) as number[])].sort((a, b) => a - b);
+        evaluator = undefined; // re-read from the committed state
+      });
+      await consumer.subscribe({ topic: METRICS_TOPIC, fromBeginning: true });
+      await consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        eachBatch: (payload: EachBatchPayload) =>
+          serial(async () => {
+            const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
+            if (batch.messages.length === 0 || !isRunning() || isStale()) return;
+            lastBatchAt = Date.now();
+            const e = await restore();
+            if (!e) return;
+            const alerts: AlertRecord[] = [];
+            for (const m of batch.messages) {
+              if (!m.value) continue;
+              let value: MetricPointValue;
+              try {
+                const d = decodeRecord(m.value);
+                if (d.schema.topic !== METRICS_TOPIC) throw new Error(`a ${d.schema.fullName} record`);
+                value = d.value as unknown as MetricPointValue;
+              } catch (err) {
+                counters.undecodable++;
+                once(`decode:${(err as Error).message}`, `alerts: ${batch.topic}[${batch.partition}]@${m.offset} is not a MetricPoint (${(err as Error).message}); skipped`);
+                continue;
+              }
+              counters.points++;
+              alerts.push(...e.add(value, { partition: batch.partition, offset: BigInt(m.offset) }));
+            }
+            positions.set(batch.partition, BigInt(batch.messages[batch.messages.length - 1]!.offset) + 1n);
+            await commit(e, alerts);
+            resolveOffset(batch.messages[batch.messages.length - 1]!.offset);
+            await heartbeat();
+          }),
+      });
+      // the last windows: no later point will come while the metrics stream is idle
+      tick = setInterval(() => {
+        void serial(async () => {
+          if (!evaluator || Date.now() - lastBatchAt < (opts.idleMs ?? 2000)) return;
+          const until = (BigInt(Date.now()) - BigInt(opts.flushAfterMs ?? 30_000)) * 1_000_000n;
+          const before = evaluator.counters.evaluated;
+          const alerts = evaluator.flush(until);
+          if (evaluator.counters.evaluated !== before) await commit(evaluator, alerts);
+        }).catch((err) => opts.log(`alerts: idle flush failed (${(err as Error).message}); will retry`));
+      }, opts.tickMs ?? 1000);
+    },
+    async stop() {
+      if (tick) clearInterval(tick);
+      await consumer?.disconnect().catch(() => {});
+      await chain;
+      await producer?.disconnect().catch(() => {});
+      await admin?.disconnect().catch(() => {});
+    },
+  };
+}
