@@ -11,14 +11,17 @@
  * in its own process group. State (data, logs, pid file) lives in
  * ${RINGFLOW_STATE:-<repo>/.state}/kafka. See docs/kafka.md.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { Kafka, logLevel } from '../collector/kafkajs.ts';
+import { EXIT, FatalError } from '../collector/errors.ts';
+import { parseIntFlag } from '../collector/options.ts';
+import { isAlive, isOwnProcess, killAndWait, portOpen, readPidFile, removePidFile, sleep, spawnDetached, stopDaemon, tail } from './daemon.ts';
 
 /** Pinned broker release; keep in sync with <kafka.version> in scripts/kafka/pom.xml. */
 export const KAFKA_VERSION = '3.9.2';
@@ -199,56 +202,10 @@ export function ensureJarsResolved(opts: { log?: (msg: string) => void; force?: 
 
 // ---------------------------------------------------------------- processes
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    // A zombie (exited, not yet reaped by its parent) still answers kill(0).
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return true;
-  }
-}
-
 /** True when pid is a live JVM running kafka.Kafka (guards against pid reuse). */
 function isBrokerProcess(pid: number): boolean {
-  if (!isAlive(pid)) return false;
-  try {
-    const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    return cmdline.includes('kafka.Kafka');
-  } catch {
-    return true; // no /proc: trust the pid file
-  }
+  return isOwnProcess(pid, (cmdline) => cmdline.includes('kafka.Kafka'));
 }
-
-function readPid(p: Paths): number | null {
-  try {
-    const pid = Number.parseInt(fs.readFileSync(p.pidFile, 'utf8').trim(), 10);
-    return Number.isInteger(pid) && pid > 0 ? pid : null;
-  } catch {
-    return null;
-  }
-}
-
-function portOpen(port: number, timeoutMs = 1000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = net.connect({ host: '127.0.0.1', port });
-    const done = (ok: boolean) => {
-      sock.destroy();
-      resolve(ok);
-    };
-    sock.setTimeout(timeoutMs, () => done(false));
-    sock.once('connect', () => done(true));
-    sock.once('error', () => done(false));
-  });
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Ports recorded in <state>/server.properties by the last start, if any. */
 function configuredPorts(p: Paths): { port?: number; controllerPort?: number } {
@@ -290,14 +247,6 @@ async function brokerAnswers(brokers: string, timeoutMs = 3000): Promise<boolean
     return false;
   } finally {
     await admin.disconnect().catch(() => {});
-  }
-}
-
-function tail(file: string, lines = 15): string {
-  try {
-    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '';
   }
 }
 
@@ -343,7 +292,7 @@ function log4jOpts(p: Paths): string[] {
 
 export async function brokerStatus(opts: BrokerOptions = {}): Promise<BrokerStatus> {
   const p = paths(opts.stateDir);
-  const pid = readPid(p);
+  const pid = readPidFile(p.pidFile);
   if (pid === null || !isBrokerProcess(pid)) return { running: false, pid: null, brokers: null };
   const port = configuredPorts(p).port ?? opts.port ?? DEFAULT_PORT;
   return { running: true, pid, brokers: `127.0.0.1:${port}` };
@@ -355,7 +304,7 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<StartResult
   const previous = configuredPorts(p);
 
   // Already running from this state dir?
-  const existing = readPid(p);
+  const existing = readPidFile(p.pidFile);
   if (existing !== null) {
     if (isBrokerProcess(existing)) {
       const runningPort = previous.port ?? DEFAULT_PORT;
@@ -369,7 +318,7 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<StartResult
       return { brokers, pid: existing, alreadyRunning: true };
     }
     log(`kafka: removing stale pid file ${p.pidFile} (pid ${existing} is gone)`);
-    fs.rmSync(p.pidFile, { force: true });
+    removePidFile(p.pidFile);
   }
 
   const port = checkPort('port', opts.port ?? previous.port ?? DEFAULT_PORT);
@@ -389,9 +338,7 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<StartResult
   renderConfig(p, port, controllerPort);
   formatStorage(java, libs, p);
 
-  const out = fs.openSync(p.stdoutLog, 'a');
-  fs.writeSync(out, `\n--- ringflow: starting Kafka ${KAFKA_VERSION} at ${new Date().toISOString()} ---\n`);
-  const child = spawn(
+  const { pid } = spawnDetached(
     java,
     [
       ...HEAP_OPTS,
@@ -406,22 +353,23 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<StartResult
       'kafka.Kafka',
       p.config,
     ],
-    { cwd: p.stateDir, detached: true, stdio: ['ignore', out, out] },
+    {
+      cwd: p.stateDir,
+      logFile: p.stdoutLog,
+      pidFile: p.pidFile,
+      banner: `\n--- ringflow: starting Kafka ${KAFKA_VERSION} at ${new Date().toISOString()} ---\n`,
+    },
   );
-  fs.closeSync(out);
-  const pid = child.pid;
   if (pid === undefined) {
     throw new Error(`kafka: could not launch ${java} (${tail(p.stdoutLog, 3)})`);
   }
-  child.unref();
-  fs.writeFileSync(p.pidFile, `${pid}\n`);
 
   const brokers = `127.0.0.1:${port}`;
   try {
     await waitReady(brokers, pid, p, READY_TIMEOUT_MS);
   } catch (err) {
     if (isAlive(pid)) await killAndWait(pid, 5_000);
-    fs.rmSync(p.pidFile, { force: true });
+    removePidFile(p.pidFile);
     throw err;
   }
   return { brokers, pid, alreadyRunning: false };
@@ -441,36 +389,9 @@ async function waitReady(brokers: string, pid: number, p: Paths, timeoutMs: numb
   throw new Error(`kafka: broker (pid ${pid}) not ready at ${brokers} after ${timeoutMs / 1000} s; see ${p.logsDir}/server.log`);
 }
 
-async function killAndWait(pid: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  try {
-    process.kill(pid, 'SIGTERM');
-  } catch {
-    return false;
-  }
-  while (Date.now() < deadline) {
-    if (!isAlive(pid)) return false;
-    await sleep(100);
-  }
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    /* already gone */
-  }
-  for (let i = 0; i < 50 && isAlive(pid); i++) await sleep(100);
-  return true;
-}
-
 export async function stopBroker(opts: BrokerOptions = {}): Promise<StopResult> {
   const p = paths(opts.stateDir);
-  const pid = readPid(p);
-  if (pid === null || !isBrokerProcess(pid)) {
-    fs.rmSync(p.pidFile, { force: true });
-    return { stopped: false, pid: null, killed: false };
-  }
-  const killed = await killAndWait(pid, STOP_TIMEOUT_MS);
-  fs.rmSync(p.pidFile, { force: true });
-  return { stopped: true, pid, killed };
+  return stopDaemon(p.pidFile, isBrokerProcess, STOP_TIMEOUT_MS);
 }
 
 // ---------------------------------------------------------------- CLI
@@ -495,51 +416,27 @@ jars: \${RINGFLOW_CACHE:-\${XDG_CACHE_HOME:-~/.cache}/ringflow}/kafka-${KAFKA_VE
 reset: ringflow kafka stop && rm -rf <state-dir>`;
 
 export async function kafkaCommand(argv: string[]): Promise<number> {
-  const opts: BrokerOptions = { log: (msg) => console.error(msg) };
-  let command: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
-    const value = (): string => {
-      const v = inline ?? argv[++i];
-      if (v === undefined || v === '') throw new UsageError(`${flag} needs a value`);
-      return v;
-    };
-    const num = (): number => {
-      const v = value();
-      const n = Number(v);
-      if (!/^\d+$/.test(v) || n < 1 || n > 65535) throw new UsageError(`${flag} must be a port number (1-65535), got '${v}'`);
-      return n;
-    };
-    try {
-      switch (flag) {
-        case '-h':
-        case '--help':
-        case 'help':
-          console.log(USAGE);
-          return 0;
-        case '--port':
-          opts.port = num();
-          break;
-        case '--controller-port':
-          opts.controllerPort = num();
-          break;
-        case '--state-dir':
-          opts.stateDir = path.resolve(value());
-          break;
-        default:
-          if (flag.startsWith('-')) throw new UsageError(`unknown option ${flag}`);
-          if (command !== undefined) throw new UsageError(`unexpected argument '${flag}'`);
-          command = flag;
-      }
-    } catch (err) {
-      if (err instanceof UsageError) {
-        console.error(`kafka: ${err.message}; see 'ringflow kafka --help'`);
-        return 2;
-      }
-      throw err;
-    }
+  const { values: v, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      port: { type: 'string' },
+      'controller-port': { type: 'string' },
+      'state-dir': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (v.help || positionals.includes('help')) {
+    console.log(USAGE);
+    return 0;
   }
+  if (positionals.length > 1) throw new FatalError(`unexpected argument '${positionals[1]}'; see 'ringflow kafka --help'`, { exitCode: EXIT.usage });
+  if (v['state-dir'] === '') throw new FatalError(`--state-dir needs a value; see 'ringflow kafka --help'`, { exitCode: EXIT.usage });
+  const opts: BrokerOptions = { log: (msg) => console.error(msg) };
+  if (v.port !== undefined) opts.port = parseIntFlag('--port', v.port, 1, 65535);
+  if (v['controller-port'] !== undefined) opts.controllerPort = parseIntFlag('--controller-port', v['controller-port'], 1, 65535);
+  if (v['state-dir'] !== undefined) opts.stateDir = path.resolve(v['state-dir']);
+  const command = positionals[0];
 
   const stateDir = paths(opts.stateDir).stateDir;
   try {
@@ -581,8 +478,6 @@ export async function kafkaCommand(argv: string[]): Promise<number> {
   }
 }
 
-class UsageError extends Error {}
-
 const invokedDirectly = process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
 if (invokedDirectly) {
   // kafkajs 2.2.4 passes a negative delay to setTimeout in its request queue
@@ -591,5 +486,6 @@ if (invokedDirectly) {
   process.on('warning', (w) => {
     if (w.name !== 'TimeoutNegativeWarning') console.error(`${w.name}: ${w.message}`);
   });
-  process.exitCode = await kafkaCommand(process.argv.slice(2));
+  const { reportError } = await import('./main.ts');
+  process.exitCode = await kafkaCommand(process.argv.slice(2)).catch(reportError);
 }

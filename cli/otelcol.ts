@@ -17,10 +17,13 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { EXIT, FatalError } from '../collector/errors.ts';
+import { parseIntFlag } from '../collector/options.ts';
+import { freePort, isAlive, isOwnProcess, killAndWait, portOpen, readPidFile, removePidFile, sleep, spawnDetached, stopDaemon, tail } from './daemon.ts';
 
 export const DEFAULT_GRPC_PORT = 4317;
 export const DEFAULT_HTTP_PORT = 4318;
@@ -169,14 +172,6 @@ function checkGo(): string {
   return go;
 }
 
-function tail(file: string, lines = 15): string {
-  try {
-    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '';
-  }
-}
-
 /**
  * Build scripts/otelcol into binaryPath() with Go, unless the stamp shows the
  * cached binary matches the sources. Returns the binary's path.
@@ -224,67 +219,10 @@ export async function ensureOtelcolBuilt(opts: { log?: Log; force?: boolean } = 
 
 // ---------------------------------------------------------------- processes
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    // A zombie (exited, not yet reaped by its parent) still answers kill(0).
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return true;
-  }
-}
-
 /** True when pid is a live otelcol-ringflow (guards against pid reuse). */
 function isCollectorProcess(pid: number): boolean {
-  if (!isAlive(pid)) return false;
-  try {
-    const argv0 = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] ?? '';
-    return path.basename(argv0) === BINARY_NAME;
-  } catch {
-    return true; // no /proc: trust the pid file
-  }
+  return isOwnProcess(pid, (cmdline) => path.basename(cmdline[0] ?? '') === BINARY_NAME);
 }
-
-function readPid(p: Paths): number | null {
-  try {
-    const pid = Number.parseInt(fs.readFileSync(p.pidFile, 'utf8').trim(), 10);
-    return Number.isInteger(pid) && pid > 0 ? pid : null;
-  } catch {
-    return null;
-  }
-}
-
-function portOpen(port: number, timeoutMs = 1000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = net.connect({ host: '127.0.0.1', port });
-    const done = (ok: boolean) => {
-      sock.destroy();
-      resolve(ok);
-    };
-    sock.setTimeout(timeoutMs, () => done(false));
-    sock.once('connect', () => done(true));
-    sock.once('error', () => done(false));
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      srv.close(() => (a && typeof a === 'object' ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function checkPort(name: string, value: number): number {
   if (!Number.isInteger(value) || value < 1 || value > 65535) throw new Error(`otelcol: invalid ${name} ${value}; use 1-65535`);
@@ -362,26 +300,6 @@ async function waitReady(pid: number, grpcPort: number, httpPort: number, p: Pat
   throw new Error(`otelcol: collector (pid ${pid}) not listening on 127.0.0.1:${grpcPort} after ${timeoutMs / 1000} s; see ${p.log}`);
 }
 
-async function killAndWait(pid: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  try {
-    process.kill(pid, 'SIGTERM');
-  } catch {
-    return false;
-  }
-  while (Date.now() < deadline) {
-    if (!isAlive(pid)) return false;
-    await sleep(50);
-  }
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    /* already gone */
-  }
-  for (let i = 0; i < 50 && isAlive(pid); i++) await sleep(100);
-  return true;
-}
-
 function result(p: Paths, grpcPort: number, httpPort: number, pid: number, alreadyRunning: boolean): OtelcolStartResult {
   return {
     endpoint: `localhost:${grpcPort}`,
@@ -397,7 +315,7 @@ function result(p: Paths, grpcPort: number, httpPort: number, pid: number, alrea
 
 export async function otelcolStatus(opts: { stateDir?: string } = {}): Promise<OtelcolStatus> {
   const p = paths(opts.stateDir);
-  const pid = readPid(p);
+  const pid = readPidFile(p.pidFile);
   if (pid === null || !isCollectorProcess(pid)) {
     return { running: false, pid: null, endpoint: null, httpEndpoint: null, outputFile: p.output, stateDir: p.stateDir };
   }
@@ -425,7 +343,7 @@ export async function startOtelcol(opts: OtelcolOptions = {}): Promise<OtelcolSt
   const p = paths(opts.stateDir);
   const previous = configuredPorts(p);
 
-  const existing = readPid(p);
+  const existing = readPidFile(p.pidFile);
   if (existing !== null) {
     if (isCollectorProcess(existing)) {
       const grpcPort = previous.grpcPort ?? DEFAULT_GRPC_PORT;
@@ -439,7 +357,7 @@ export async function startOtelcol(opts: OtelcolOptions = {}): Promise<OtelcolSt
       return result(p, grpcPort, httpPort, existing, true);
     }
     log(`otelcol: removing stale pid file ${p.pidFile} (pid ${existing} is gone)`);
-    fs.rmSync(p.pidFile, { force: true });
+    removePidFile(p.pidFile);
   }
 
   const grpcPort = checkPort('gRPC port', opts.grpcPort ?? previous.grpcPort ?? DEFAULT_GRPC_PORT);
@@ -463,27 +381,21 @@ export async function startOtelcol(opts: OtelcolOptions = {}): Promise<OtelcolSt
 
   fs.mkdirSync(p.stateDir, { recursive: true });
   renderConfig(p, grpcPort, httpPort);
-  const out = fs.openSync(p.log, 'a');
-  const logOffset = fs.fstatSync(out).size;
-  fs.writeSync(out, `\n--- ringflow: starting OpenTelemetry Collector ${otelcolVersion()} at ${new Date().toISOString()} ---\n`);
-  const child = spawn(bin, ['--config', `file:${p.config}`], {
+  const { pid, logOffset } = spawnDetached(bin, ['--config', `file:${p.config}`], {
     cwd: p.stateDir,
-    detached: true,
-    stdio: ['ignore', out, out],
+    logFile: p.log,
+    pidFile: p.pidFile,
+    banner: `\n--- ringflow: starting OpenTelemetry Collector ${otelcolVersion()} at ${new Date().toISOString()} ---\n`,
   });
-  fs.closeSync(out);
-  const pid = child.pid;
   if (pid === undefined) {
     throw new Error(`otelcol: could not launch ${bin}; remove it to force a rebuild (${tail(p.log, 3)})`);
   }
-  child.unref();
-  fs.writeFileSync(p.pidFile, `${pid}\n`);
 
   try {
     await waitReady(pid, grpcPort, httpPort, p, logOffset, READY_TIMEOUT_MS);
   } catch (err) {
-    if (isAlive(pid)) await killAndWait(pid, 5_000);
-    fs.rmSync(p.pidFile, { force: true });
+    if (isAlive(pid)) await killAndWait(pid, 5_000, 50);
+    removePidFile(p.pidFile);
     throw err;
   }
   return result(p, grpcPort, httpPort, pid, false);
@@ -492,14 +404,7 @@ export async function startOtelcol(opts: OtelcolOptions = {}): Promise<OtelcolSt
 /** SIGTERM (the file exporter flushes on shutdown), SIGKILL after 10 s. */
 export async function stopOtelcol(opts: { stateDir?: string } = {}): Promise<OtelcolStopResult> {
   const p = paths(opts.stateDir);
-  const pid = readPid(p);
-  if (pid === null || !isCollectorProcess(pid)) {
-    fs.rmSync(p.pidFile, { force: true });
-    return { stopped: false, pid: null, killed: false };
-  }
-  const killed = await killAndWait(pid, STOP_TIMEOUT_MS);
-  fs.rmSync(p.pidFile, { force: true });
-  return { stopped: true, pid, killed };
+  return stopDaemon(p.pidFile, isCollectorProcess, STOP_TIMEOUT_MS, 50);
 }
 
 // ---------------------------------------------------------------- output
@@ -581,58 +486,30 @@ options:
 binary: \${RINGFLOW_CACHE:-\${XDG_CACHE_HOME:-~/.cache}/ringflow}/otelcol-<version>/otelcol-ringflow
 reset:  ringflow otelcol stop && rm -rf <state-dir>`;
 
-class UsageError extends Error {}
-
 export async function otelcolCommand(argv: string[]): Promise<number> {
-  const opts: OtelcolOptions = { log: (msg) => console.error(msg) };
-  let force = false;
-  let command: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
-    const value = (): string => {
-      const v = inline ?? argv[++i];
-      if (v === undefined || v === '') throw new UsageError(`${flag} needs a value`);
-      return v;
-    };
-    const num = (): number => {
-      const v = value();
-      const n = Number(v);
-      if (!/^\d+$/.test(v) || n < 1 || n > 65535) throw new UsageError(`${flag} must be a port number (1-65535), got '${v}'`);
-      return n;
-    };
-    try {
-      switch (flag) {
-        case '-h':
-        case '--help':
-        case 'help':
-          console.log(USAGE);
-          return 0;
-        case '--grpc-port':
-          opts.grpcPort = num();
-          break;
-        case '--http-port':
-          opts.httpPort = num();
-          break;
-        case '--state-dir':
-          opts.stateDir = path.resolve(value());
-          break;
-        case '--force':
-          force = true;
-          break;
-        default:
-          if (flag.startsWith('-')) throw new UsageError(`unknown option ${flag}`);
-          if (command !== undefined) throw new UsageError(`unexpected argument '${flag}'`);
-          command = flag;
-      }
-    } catch (err) {
-      if (err instanceof UsageError) {
-        console.error(`otelcol: ${err.message}; see 'ringflow otelcol --help'`);
-        return 2;
-      }
-      throw err;
-    }
+  const { values: v, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      'grpc-port': { type: 'string' },
+      'http-port': { type: 'string' },
+      'state-dir': { type: 'string' },
+      force: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (v.help || positionals.includes('help')) {
+    console.log(USAGE);
+    return 0;
   }
+  if (positionals.length > 1) throw new FatalError(`unexpected argument '${positionals[1]}'; see 'ringflow otelcol --help'`, { exitCode: EXIT.usage });
+  if (v['state-dir'] === '') throw new FatalError(`--state-dir needs a value; see 'ringflow otelcol --help'`, { exitCode: EXIT.usage });
+  const opts: OtelcolOptions = { log: (msg) => console.error(msg) };
+  if (v['grpc-port'] !== undefined) opts.grpcPort = parseIntFlag('--grpc-port', v['grpc-port'], 1, 65535);
+  if (v['http-port'] !== undefined) opts.httpPort = parseIntFlag('--http-port', v['http-port'], 1, 65535);
+  if (v['state-dir'] !== undefined) opts.stateDir = path.resolve(v['state-dir']);
+  const force = v.force ?? false;
+  const command = positionals[0];
 
   try {
     switch (command) {
@@ -681,5 +558,6 @@ export async function otelcolCommand(argv: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  process.exitCode = await otelcolCommand(process.argv.slice(2));
+  const { reportError } = await import('./main.ts');
+  process.exitCode = await otelcolCommand(process.argv.slice(2)).catch(reportError);
 }

@@ -16,6 +16,7 @@
  * late in one); everything else is processed as the first time. Readers use
  * read_committed, so a crash between transactions shows no partial output.
  */
+import { createSerial } from './serial.ts';
 import type { Kafka, Consumer, Producer, EachBatchPayload } from 'kafkajs';
 import { CompressionTypes } from '../collector/kafkajs.ts';
 import { retrying } from '../collector/kafka-sink.ts';
@@ -53,13 +54,7 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
   let producer: Producer | undefined;
   let admin: ReturnType<Kafka['admin']> | undefined;
   let tick: NodeJS.Timeout | undefined;
-  // one transaction at a time: the batch handler and the idle tick both emit
-  let chain: Promise<void> = Promise.resolve();
-  const serial = <T>(f: () => Promise<T>): Promise<T> => {
-    const r = chain.then(f);
-    chain = r.then(() => {}, () => {});
-    return r;
-  };
+  const serial = createSerial();
 
   async function stateFor(partition: number): Promise<PartitionState> {
     let s = states.get(partition);
@@ -117,7 +112,7 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
         autoCommit: false,
         eachBatchAutoResolve: false,
         eachBatch: (payload: EachBatchPayload) =>
-          serial(async () => {
+          serial.run(async () => {
             const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
             if (batch.messages.length === 0 || !isRunning() || isStale()) return;
             const s = await stateFor(batch.partition);
@@ -135,7 +130,7 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
       });
       // idle partitions still close their windows, by processing time
       tick = setInterval(() => {
-        void serial(async () => {
+        void serial.run(async () => {
           for (const [partition, s] of states) {
             if (s.advanceIdle(BigInt(Date.now()) * 1_000_000n)) await emit(partition, s, s.position(), false);
           }
@@ -145,7 +140,7 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
     async stop() {
       if (tick) clearInterval(tick);
       await consumer?.disconnect().catch(() => {});
-      await chain;
+      await serial.idle();
       await producer?.disconnect().catch(() => {});
       await admin?.disconnect().catch(() => {});
     },

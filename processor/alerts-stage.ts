@@ -18,6 +18,7 @@
  * too large, no state is stored and a restart starts from empty state. Both
  * are logged once. See docs/alerts.md.
  */
+import { createSerial } from './serial.ts';
 import type { Kafka, Consumer, Producer, EachBatchPayload, PartitionAssigner } from 'kafkajs';
 import kafkajs, { CompressionTypes } from '../collector/kafkajs.ts';
 import { ensureTopics, retrying } from '../collector/kafka-sink.ts';
@@ -103,12 +104,7 @@ export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
   let producer: Producer | undefined;
   let admin: ReturnType<Kafka['admin']> | undefined;
   let tick: NodeJS.Timeout | undefined;
-  let chain: Promise<void> = Promise.resolve();
-  const serial = <T>(f: () => Promise<T>): Promise<T> => {
-    const r = chain.then(f);
-    chain = r.then(() => {}, () => {});
-    return r;
-  };
+  const serial = createSerial();
 
   /** The evaluator, restored from the last commit when needed; undefined: this batch is stale (rewound). */
   async function restore(): Promise<AlertEvaluator | undefined> {
@@ -220,7 +216,7 @@ export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
         autoCommit: false,
         eachBatchAutoResolve: false,
         eachBatch: (payload: EachBatchPayload) =>
-          serial(async () => {
+          serial.run(async () => {
             const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
             if (batch.messages.length === 0 || !isRunning() || isStale()) return;
             lastBatchAt = Date.now();
@@ -250,7 +246,7 @@ export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
       });
       // the last windows: no later point will come while the metrics stream is idle
       tick = setInterval(() => {
-        void serial(async () => {
+        void serial.run(async () => {
           if (!evaluator || Date.now() - lastBatchAt < (opts.idleMs ?? 2000)) return;
           const until = (BigInt(Date.now()) - BigInt(opts.flushAfterMs ?? 30_000)) * 1_000_000n;
           const before = evaluator.counters.evaluated;
@@ -262,7 +258,7 @@ export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
     async stop() {
       if (tick) clearInterval(tick);
       await consumer?.disconnect().catch(() => {});
-      await chain;
+      await serial.idle();
       await producer?.disconnect().catch(() => {});
       await admin?.disconnect().catch(() => {});
     },

@@ -7,16 +7,16 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import net from 'node:net';
 import kafkajs from '../../collector/kafkajs.ts';
 import { decodeRecord } from '../../schemas/index.ts';
 import type { RegisteredSchema } from '../../schemas/index.ts';
 import { REPO_ROOT } from '../../collector/signals/registry.ts';
 import { startBroker, stopBroker } from '../../cli/kafka.ts';
+import { freePort } from '../../cli/daemon.ts';
 
 const { Kafka, logLevel } = kafkajs;
 
-export { REPO_ROOT };
+export { REPO_ROOT, freePort };
 
 /** Privileged tests must run in CI; elsewhere, without root, they say why they cannot. */
 export function rootOrSkip(t: { skip: (msg: string) => void }): boolean {
@@ -24,17 +24,6 @@ export function rootOrSkip(t: { skip: (msg: string) => void }): boolean {
   if (process.env.CI) throw new Error('integration tests need root in CI (CI runs as root)');
   t.skip('needs root (loads BPF programs); run with sudo');
   return false;
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      srv.close(() => (a && typeof a === 'object' ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 /** The suite's broker (scripts/test.sh starts it), or one of our own for a lone test file. */
