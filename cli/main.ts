@@ -4,7 +4,7 @@
  */
 import { FatalError, EXIT } from '../collector/errors.ts';
 
-const USAGE = `ringflow: eBPF observability pipeline (kernel ring buffers -> Avro -> Kafka)
+const USAGE = `ringflow: eBPF observability pipeline (kernel ring buffers -> Avro -> Kafka -> windowed histograms -> OTLP)
 
 Usage: ringflow COMMAND [options]
 
