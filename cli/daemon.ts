@@ -6,6 +6,9 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { REPO_ROOT } from '../collector/signals/registry.ts';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -171,4 +174,18 @@ export function tail(file: string, lines = 15): string {
   } catch {
     return '';
   }
+}
+
+/** Downloads and builds kept between runs: ${RINGFLOW_CACHE:-${XDG_CACHE_HOME:-~/.cache}/ringflow}. */
+export function cacheRoot(): string {
+  const env = process.env;
+  if (env.RINGFLOW_CACHE) return path.resolve(env.RINGFLOW_CACHE);
+  const xdg = env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  return path.join(xdg, 'ringflow');
+}
+
+/** A local service's state directory: ${RINGFLOW_STATE:-<repo>/.state}/<name>. */
+export function stateDirFor(name: string): string {
+  const base = process.env.RINGFLOW_STATE ? path.resolve(process.env.RINGFLOW_STATE) : path.join(REPO_ROOT, '.state');
+  return path.join(base, name);
 }

@@ -14,14 +14,14 @@
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Kafka, logLevel } from '../collector/kafkajs.ts';
 import { EXIT, FatalError } from '../collector/errors.ts';
 import { parseIntFlag } from '../collector/options.ts';
-import { isAlive, isOwnProcess, killAndWait, portOpen, readPidFile, removePidFile, sleep, spawnDetached, stopDaemon, tail } from './daemon.ts';
+import { REPO_ROOT } from '../collector/signals/registry.ts';
+import { cacheRoot, stateDirFor, isAlive, isOwnProcess, killAndWait, portOpen, readPidFile, removePidFile, sleep, spawnDetached, stopDaemon, tail } from './daemon.ts';
 
 /** Pinned broker release; keep in sync with <kafka.version> in scripts/kafka/pom.xml. */
 export const KAFKA_VERSION = '3.9.2';
@@ -32,7 +32,6 @@ const READY_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 30_000;
 const HEAP_OPTS = ['-Xmx512m', '-Xms256m'];
 
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const KAFKA_SCRIPTS = path.join(REPO_ROOT, 'scripts', 'kafka');
 const POM = path.join(KAFKA_SCRIPTS, 'pom.xml');
 
@@ -68,12 +67,7 @@ export interface StopResult {
 
 // ---------------------------------------------------------------- locations
 
-export function cacheRoot(): string {
-  const env = process.env;
-  if (env.RINGFLOW_CACHE) return path.resolve(env.RINGFLOW_CACHE);
-  const xdg = env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-  return path.join(xdg, 'ringflow');
-}
+export { cacheRoot };
 
 /** Directory holding the broker's jars (the classpath is '<libsDir>/*'). */
 export function libsDir(): string {
@@ -81,8 +75,7 @@ export function libsDir(): string {
 }
 
 export function defaultStateDir(): string {
-  const base = process.env.RINGFLOW_STATE ? path.resolve(process.env.RINGFLOW_STATE) : path.join(REPO_ROOT, '.state');
-  return path.join(base, 'kafka');
+  return stateDirFor('kafka');
 }
 
 interface Paths {

@@ -17,13 +17,12 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { EXIT, FatalError } from '../collector/errors.ts';
 import { parseIntFlag } from '../collector/options.ts';
-import { freePort, isAlive, isOwnProcess, killAndWait, portOpen, readPidFile, removePidFile, sleep, spawnDetached, stopDaemon, tail } from './daemon.ts';
+import { REPO_ROOT } from '../collector/signals/registry.ts';
+import { cacheRoot, stateDirFor, freePort, isAlive, isOwnProcess, killAndWait, portOpen, readPidFile, removePidFile, sleep, spawnDetached, stopDaemon, tail } from './daemon.ts';
 
 export const DEFAULT_GRPC_PORT = 4317;
 export const DEFAULT_HTTP_PORT = 4318;
@@ -37,7 +36,6 @@ const READY_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 10_000;
 const FLUSH_INTERVAL = '100ms';
 
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SRC_DIR = path.join(REPO_ROOT, 'scripts', 'otelcol');
 
 type Log = (msg: string) => void;
@@ -83,12 +81,7 @@ export interface OtelcolStopResult {
 
 // ---------------------------------------------------------------- locations
 
-export function cacheRoot(): string {
-  const env = process.env;
-  if (env.RINGFLOW_CACHE) return path.resolve(env.RINGFLOW_CACHE);
-  const xdg = env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-  return path.join(xdg, 'ringflow');
-}
+export { cacheRoot };
 
 /** The collector release scripts/otelcol/go.mod pins (e.g. '0.161.0'). */
 export function otelcolVersion(): string {
@@ -108,8 +101,7 @@ export function binaryPath(): string {
 }
 
 export function defaultStateDir(): string {
-  const base = process.env.RINGFLOW_STATE ? path.resolve(process.env.RINGFLOW_STATE) : path.join(REPO_ROOT, '.state');
-  return path.join(base, 'otelcol');
+  return stateDirFor('otelcol');
 }
 
 interface Paths {

@@ -78,8 +78,10 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
   let pos = -1n;
   let lastEventAt = Date.now();
 
-  function hold(windowStart: bigint, offset: bigint, before: WindowAssignerState): void {
-    if (!holds.has(windowStart)) holds.set(windowStart, { offset, before });
+  function hold(windowStart: bigint, offset: bigint, before: WindowAssignerState | undefined): void {
+    if (holds.has(windowStart)) return;
+    if (!before) throw new Error(`window ${windowStart}: first record held without the assigner's state`);
+    holds.set(windowStart, { offset, before });
   }
 
   /** The window that takes a record for time `ns`: its own, or the oldest open one if that closed. */
@@ -113,8 +115,8 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
       } catch {
         return 'invalid'; // stage 1 only forwards records it could decode
       }
-      const before = agg.assigner.state();
       if (isStats) {
+        const before = agg.assigner.state();
         // a stats record routed for one event topic: the drops reported for it
         const e = (rec.events as { event: string; kernel_drops: bigint; user_drops: bigint }[]).find((x) => x.event === route!.topic);
         const n = e ? Number(e.kernel_drops + e.user_drops) : 0;
@@ -126,10 +128,14 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
         drops.set(k, (drops.get(k) ?? 0) + n);
         return 'ok';
       }
+      const ns = (rec.boot_time_ns as bigint) + (rec.ts_ns as bigint);
+      const own = agg.assigner.windowOf(ns);
+      // the assigner's state is needed only by the first record a window holds (or a late one):
+      // snapshotting it for every record was most of this function's cost
+      const before = agg.assigner.isClosed(own.endNs) || !holds.has(own.startNs) ? agg.assigner.state() : undefined;
       const r = agg.add({ topic: route!.topic, value: rec as unknown as EventBase });
       if (r === 'ok' || r === 'late') {
-        const ns = (rec.boot_time_ns as bigint) + (rec.ts_ns as bigint);
-        const start = r === 'ok' ? agg.assigner.windowOf(ns).startNs : agg.assigner.oldestOpen().startNs;
+        const start = r === 'ok' ? own.startNs : agg.assigner.oldestOpen().startNs;
         hold(start, offset, before);
         return r;
       }
