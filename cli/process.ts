@@ -66,10 +66,14 @@ export async function processCommand(argv: string[]): Promise<number> {
   const log = (l: string) => console.error(l);
   const p = await startProcessor({ kafka: createKafkaClient(brokers, `ringflow-processor-${instanceId}`), brokers, instanceId, windowMs, latenessMs, topK, partitions, rules, log });
   log(`ringflow: processing as ${instanceId} on ${brokers.join(',')} (windows ${windowMs / 1000}s, lateness ${latenessMs / 1000}s${rules ? `, ${rules.length} alert rules` : ''}); Ctrl-C to stop`);
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
+  const fatal = await Promise.race([
+    new Promise<undefined>((resolve) => {
+      process.once('SIGINT', () => resolve(undefined));
+      process.once('SIGTERM', () => resolve(undefined));
+    }),
+    p.failed,
+  ]);
   await p.stop();
+  if (fatal) throw fatal;
   return 0;
 }

@@ -12,7 +12,7 @@
  * the queue only when acknowledged. Memory stays bounded because the collector
  * stops draining the kernel ring while pending() is high (see collector.ts).
  */
-import type { Kafka as KafkaClient, Producer, Admin, TopicMessages, CompressionTypes as CompressionType } from 'kafkajs';
+import type { Kafka as KafkaClient, Producer, Admin, Consumer, TopicMessages, CompressionTypes as CompressionType } from 'kafkajs';
 import { Kafka, CompressionTypes, logLevel } from './kafkajs.ts';
 import { FatalError, EXIT } from './errors.ts';
 import type { EventSink, OutRecord, SinkCounters } from './sink.ts';
@@ -78,12 +78,35 @@ export async function connectAdmin(kafka: KafkaClient, brokers: string[]): Promi
  * (`ringflow up` starts them together): "already exists" and "not hosted yet"
  * just mean look again.
  */
+/**
+ * A topic another client has just created is listed before its partitions
+ * have leaders. A consumer group that joins then is assigned none of its
+ * partitions and, in kafkajs, notices only at the next metadata refresh
+ * (metadataMaxAge, 5 min): wait until every partition has a leader.
+ */
+async function waitForLeaders(admin: Admin, topics: readonly string[], timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let why = '';
+  for (;;) {
+    try {
+      const { topics: meta } = await admin.fetchTopicMetadata({ topics: [...topics] });
+      const waiting = meta.filter((t) => t.partitions.length === 0 || t.partitions.some((p) => p.leader < 0 || p.partitionErrorCode !== 0));
+      if (waiting.length === 0) return;
+      why = `no leader yet for ${waiting.map((t) => t.name).join(',')}`;
+    } catch (err) {
+      why = describeKafkaError(err);
+    }
+    if (Date.now() > deadline) throw new FatalError(`Kafka topics ${topics.join(',')} have no partition leaders after ${timeoutMs / 1000} s (${why}); check the brokers`, { exitCode: EXIT.kafka });
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 export async function ensureTopics(admin: Admin, topics: readonly string[], partitions: number): Promise<void> {
   let lastErr: unknown;
   for (let attempt = 0; attempt < 30; attempt++) {
     const existing = new Set(await admin.listTopics());
     const missing = topics.filter((t) => !existing.has(t));
-    if (missing.length === 0) return;
+    if (missing.length === 0) return await waitForLeaders(admin, topics);
     const cluster = await admin.describeCluster();
     const replicationFactor = Math.min(3, cluster.brokers.length);
     try {
@@ -91,7 +114,7 @@ export async function ensureTopics(admin: Admin, topics: readonly string[], part
         waitForLeaders: true,
         topics: missing.map((topic) => ({ topic, numPartitions: partitions, replicationFactor })),
       });
-      return;
+      return await waitForLeaders(admin, topics);
     } catch (err) {
       lastErr = err;
       const e = err as { retriable?: boolean; type?: string; errors?: { type?: string }[] };
@@ -101,6 +124,33 @@ export async function ensureTopics(admin: Admin, topics: readonly string[], part
     }
   }
   throw new FatalError(`cannot create Kafka topics ${topics.join(',')} (${describeKafkaError(lastErr)}); create them or grant CreateTopics`, { exitCode: EXIT.kafka, cause: lastErr });
+}
+
+/**
+ * Consumers refresh metadata this often (kafkajs default 5 min): a group that
+ * joined while a topic had no partitions yet rejoins within this.
+ */
+export const CONSUMER_METADATA_MAX_AGE_MS = 30_000;
+
+/**
+ * kafkajs restarts a consumer after a retriable crash, but after any other it
+ * disconnects and stays stopped while the process lives on doing nothing,
+ * silently (its own logging is off). Every long-running consumer goes through
+ * this: a restart is said once per kind, a stop becomes `onFatal`, so the
+ * service exits non-zero with one line and a supervisor can restart it.
+ */
+export function superviseConsumer(consumer: Consumer, what: string, log: (l: string) => void, onFatal: (err: FatalError) => void): void {
+  const said = new Set<string>();
+  consumer.on(consumer.events.CRASH, (e) => {
+    const err = e.payload.error;
+    const why = describeKafkaError(err);
+    if (e.payload.restart) {
+      if (!said.has(why)) log(`ringflow: ${what}: consumer restarting after ${why}`);
+      said.add(why);
+      return;
+    }
+    onFatal(new FatalError(`${what}: consumer stopped after ${why}; restart ringflow (the committed position is safe)`, { cause: err }));
+  });
 }
 
 export function createKafkaSink(opts: KafkaSinkOptions): EventSink {

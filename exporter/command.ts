@@ -80,10 +80,11 @@ export async function exportCommand(argv: string[]): Promise<number> {
     throw new FatalError(`export: ${describeKafkaError(err)}`, { exitCode: EXIT.kafka, cause: err });
   }
   log(`ringflow: exporting ${METRICS_TOPIC} from ${brokers.join(',')} to ${exporter.endpoint} (${histogramMode} histograms); Ctrl-C to stop`);
-  await stopSignal();
+  const fatal = await Promise.race([stopSignal().then(() => undefined), exporter.failed]);
   await exporter.stop();
   const c = exporter.counters;
   log(`ringflow: exported ${c.exported} points (${c.rejected} rejected, ${c.retries} retries, ${c.undecodable} undecodable)`);
+  if (fatal) throw fatal;
   return 0;
 }
 

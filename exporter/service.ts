@@ -25,7 +25,8 @@
  */
 import type { Kafka, Consumer, EachBatchPayload } from 'kafkajs';
 import { decodeRecord } from '../schemas/index.ts';
-import { describeKafkaError } from '../collector/kafka-sink.ts';
+import { describeKafkaError, superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../collector/kafka-sink.ts';
+import type { FatalError } from '../collector/errors.ts';
 import {
   toResourceMetrics, baseResourceAttributes, createOtlpExporter, exportOnce, onSdkWarnings,
   type HistogramMode, type MetricPoint, type MetricExporterLike, type OtlpOptions, type ResolvedEndpoint,
@@ -68,12 +69,16 @@ export interface Exporter {
   start(): Promise<void>;
   /** True while exports are failing and being retried. */
   holding(): boolean;
+  /** Resolves when the consumer stopped for good (see superviseConsumer): the exporter cannot go on. */
+  readonly failed: Promise<FatalError>;
   stop(): Promise<void>;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export function createExporter(opts: ExporterOptions): Exporter {
+  let onFatal!: (err: FatalError) => void;
+  const failed = new Promise<FatalError>((resolve) => (onFatal = resolve));
   const topic = opts.topic ?? METRICS_TOPIC;
   const groupId = opts.groupId ?? DEFAULT_GROUP_ID;
   const maxPoints = opts.maxPointsPerExport ?? 2000;
@@ -202,13 +207,15 @@ export function createExporter(opts: ExporterOptions): Exporter {
       return endpoint.url;
     },
     holding: () => outage !== null,
+    failed,
     async start() {
       if (!exporter) {
         const created = await createOtlpExporter(opts.otlp);
         exporter = created.exporter;
         endpoint = created.endpoint;
       }
-      consumer = opts.kafka.consumer({ groupId, readUncommitted: false, allowAutoTopicCreation: false });
+      consumer = opts.kafka.consumer({ groupId, readUncommitted: false, allowAutoTopicCreation: false, metadataMaxAge: CONSUMER_METADATA_MAX_AGE_MS });
+      superviseConsumer(consumer, 'exporter', log, onFatal);
       try {
         await consumer.connect();
         // a new group starts at the beginning: points written before the first start are exported too

@@ -19,7 +19,8 @@
 import { createSerial } from './serial.ts';
 import type { Kafka, Consumer, Producer, EachBatchPayload } from 'kafkajs';
 import { CompressionTypes } from '../collector/kafkajs.ts';
-import { retrying } from '../collector/kafka-sink.ts';
+import { retrying, superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../collector/kafka-sink.ts';
+import type { FatalError } from '../collector/errors.ts';
 import { AGGREGATE_GROUP, METRICS_TOPIC, REPARTITION_TOPIC, SESSION_TIMEOUT_MS } from './topics.ts';
 import type { PartitionState } from './partition.ts';
 
@@ -39,6 +40,8 @@ export interface AggregateStageOptions {
   idleTickMs: number;
   log: (l: string) => void;
   onPoints?: (points: readonly { value: Buffer }[]) => void;
+  /** The consumer stopped for good (see superviseConsumer). */
+  onFatal?: (err: FatalError) => void;
 }
 
 export interface AggregateStage {
@@ -100,8 +103,9 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
       await admin.connect();
       producer = opts.kafka.producer({ transactionalId: `ringflow-aggregate-${opts.instanceId}`, idempotent: true, maxInFlightRequests: 1 });
       await producer.connect();
-      consumer = opts.kafka.consumer({ groupId: AGGREGATE_GROUP, readUncommitted: false, sessionTimeout: SESSION_TIMEOUT_MS, heartbeatInterval: 1000 });
+      consumer = opts.kafka.consumer({ groupId: AGGREGATE_GROUP, readUncommitted: false, metadataMaxAge: CONSUMER_METADATA_MAX_AGE_MS, sessionTimeout: SESSION_TIMEOUT_MS, heartbeatInterval: 1000 });
       await consumer.connect();
+      superviseConsumer(consumer, 'processor stage 2 (aggregate)', opts.log, opts.onFatal ?? (() => {}));
       // partitions taken from us lose their in-memory state; their next owner replays from the checkpoint
       consumer.on(consumer.events.GROUP_JOIN, (e) => {
         const mine = new Set((e.payload.memberAssignment[REPARTITION_TOPIC] ?? []) as number[]);

@@ -21,7 +21,8 @@
 import { createSerial } from './serial.ts';
 import type { Kafka, Consumer, Producer, EachBatchPayload, PartitionAssigner } from 'kafkajs';
 import kafkajs, { CompressionTypes } from '../collector/kafkajs.ts';
-import { ensureTopics, retrying } from '../collector/kafka-sink.ts';
+import { ensureTopics, retrying, superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../collector/kafka-sink.ts';
+import type { FatalError } from '../collector/errors.ts';
 import { decodeRecord, encodeRecord, schemaRegistry } from '../schemas/index.ts';
 import { AlertEvaluator, alertKey, type AlertRecord, type AlertRule, type EvaluatorJSON, type MetricPointValue } from './alerts.ts';
 import { METRICS_TOPIC, SESSION_TIMEOUT_MS } from './topics.ts';
@@ -39,6 +40,8 @@ export interface AlertsCounters {
 
 export interface AlertsStageOptions {
   kafka: Kafka;
+  /** The consumer stopped for good (see superviseConsumer). */
+  onFatal?: (err: FatalError) => void;
   instanceId: string;
   rules: readonly AlertRule[];
   /** Partitions when the alerts topic is created. */
@@ -204,9 +207,10 @@ export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
       producer = opts.kafka.producer({ transactionalId: `ringflow-alerts-${opts.instanceId}`, idempotent: true, maxInFlightRequests: 1 });
       await producer.connect();
       consumer = opts.kafka.consumer({
-        groupId: ALERTS_GROUP, readUncommitted: false, sessionTimeout: SESSION_TIMEOUT_MS, heartbeatInterval: 1000, partitionAssigners: [singleOwnerAssigner],
+        groupId: ALERTS_GROUP, readUncommitted: false, metadataMaxAge: CONSUMER_METADATA_MAX_AGE_MS, sessionTimeout: SESSION_TIMEOUT_MS, heartbeatInterval: 1000, partitionAssigners: [singleOwnerAssigner],
       });
       await consumer.connect();
+      superviseConsumer(consumer, 'processor alerts stage', opts.log, opts.onFatal ?? (() => {}));
       consumer.on(consumer.events.GROUP_JOIN, (e) => {
         assigned = [...((e.payload.memberAssignment[METRICS_TOPIC] ?? []) as number[])].sort((a, b) => a - b);
         evaluator = undefined; // re-read from the committed state

@@ -12,6 +12,8 @@ import type { Kafka, Consumer, Producer, EachBatchPayload, IHeaders } from 'kafk
 import { decodeRecord } from '../schemas/index.ts';
 import { CompressionTypes } from '../collector/kafkajs.ts';
 import { DEADLETTER_TOPIC, EVENT_TOPICS, REPARTITION_GROUP, REPARTITION_TOPIC, SESSION_TIMEOUT_MS, STATS_TOPIC, repartitionKey } from './topics.ts';
+import { superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../collector/kafka-sink.ts';
+import type { FatalError } from '../collector/errors.ts';
 
 export interface RepartitionCounters {
   records: number;
@@ -70,7 +72,7 @@ export const COMMIT_INTERVAL_MS = 100;
 /** eachBatch waits for a commit once this many records are buffered. */
 const MAX_BUFFERED = 50_000;
 
-export function createRepartitionStage(opts: { kafka: Kafka; instanceId: string; log: (l: string) => void }): RepartitionStage {
+export function createRepartitionStage(opts: { kafka: Kafka; instanceId: string; log: (l: string) => void; onFatal?: (err: FatalError) => void }): RepartitionStage {
   const counters: RepartitionCounters = { records: 0, deadLetters: 0, transactions: 0 };
   let consumer: Consumer | undefined;
   let producer: Producer | undefined;
@@ -146,8 +148,9 @@ export function createRepartitionStage(opts: { kafka: Kafka; instanceId: string;
         maxInFlightRequests: 1,
       });
       await producer.connect();
-      consumer = opts.kafka.consumer({ groupId: REPARTITION_GROUP, readUncommitted: false, sessionTimeout: SESSION_TIMEOUT_MS, heartbeatInterval: 1000 });
+      consumer = opts.kafka.consumer({ groupId: REPARTITION_GROUP, readUncommitted: false, metadataMaxAge: CONSUMER_METADATA_MAX_AGE_MS, sessionTimeout: SESSION_TIMEOUT_MS, heartbeatInterval: 1000 });
       await consumer.connect();
+      superviseConsumer(consumer, 'processor stage 1 (repartition)', opts.log, opts.onFatal ?? (() => {}));
       await consumer.subscribe({ topics: [...EVENT_TOPICS, STATS_TOPIC], fromBeginning: true });
       timer = setInterval(() => void flush(), COMMIT_INTERVAL_MS);
       await consumer.run({

@@ -4,6 +4,7 @@
  */
 import type { Kafka } from 'kafkajs';
 import { connectAdmin, ensureTopics } from '../collector/kafka-sink.ts';
+import type { FatalError } from '../collector/errors.ts';
 import { createRepartitionStage, type RepartitionStage } from './repartition.ts';
 import { createAggregateStage, type AggregateStage } from './aggregate-stage.ts';
 import { createAlertsStage, ALERTS_TOPIC, type AlertsStage } from './alerts-stage.ts';
@@ -26,6 +27,8 @@ export interface Processor {
   repartition: RepartitionStage;
   aggregate: AggregateStage;
   alerts?: AlertsStage;
+  /** Resolves when a stage's consumer stopped for good: the service cannot go on. */
+  failed: Promise<FatalError>;
   stop(): Promise<void>;
 }
 
@@ -37,15 +40,18 @@ export async function startProcessor(opts: ProcessorOptions): Promise<Processor>
   } finally {
     await admin.disconnect();
   }
-  const repartition = createRepartitionStage({ kafka: opts.kafka, instanceId: opts.instanceId, log: opts.log });
+  let onFatal!: (err: FatalError) => void;
+  const failed = new Promise<FatalError>((resolve) => (onFatal = resolve));
+  const repartition = createRepartitionStage({ kafka: opts.kafka, instanceId: opts.instanceId, log: opts.log, onFatal });
   const aggregate = createAggregateStage({
     kafka: opts.kafka,
     instanceId: opts.instanceId,
     idleTickMs: opts.idleTickMs ?? 1000,
     log: opts.log,
+    onFatal,
     newState: (partition, checkpoint) => createPartitionState({ ...opts, processorId: opts.instanceId }, partition, checkpoint),
   });
-  const alerts = opts.rules ? createAlertsStage({ kafka: opts.kafka, instanceId: opts.instanceId, rules: opts.rules, partitions: opts.partitions, log: opts.log }) : undefined;
+  const alerts = opts.rules ? createAlertsStage({ kafka: opts.kafka, instanceId: opts.instanceId, rules: opts.rules, partitions: opts.partitions, log: opts.log, onFatal }) : undefined;
   await repartition.start();
   await aggregate.start();
   await alerts?.start();
@@ -53,6 +59,7 @@ export async function startProcessor(opts: ProcessorOptions): Promise<Processor>
     repartition,
     aggregate,
     alerts,
+    failed,
     async stop() {
       await repartition.stop();
       await aggregate.stop();

@@ -44,12 +44,15 @@ function points(file: OtlpFile): Dp[] {
   return out;
 }
 
+/** The last lines `ringflow up` printed: a failure says what the stages said. */
+let upLog: () => string = () => '';
+
 async function waitFor(file: string, what: string, pred: (ps: Dp[]) => boolean, timeoutMs: number): Promise<Dp[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const ps = points(readOtlpFile(file));
     if (pred(ps)) return ps;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; ${ps.length} points so far`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; ${ps.length} points so far; ringflow up said:\n${upLog().split('\n').slice(-80).join('\n')}`);
     await sleep(1000);
   }
 }
@@ -74,6 +77,8 @@ describe('end to end: kernel -> Kafka -> processor -> exporter -> OpenTelemetry 
     up = runCli(['up', '--brokers', k.brokers, '--host', host, '--window', '2s', '--lateness', '3s', '--stats-interval', '1s'], {
       env: { OTEL_EXPORTER_OTLP_ENDPOINT: `localhost:${grpcPort}` },
     });
+    const cli = up;
+    upLog = () => `${cli.stderr()}\n(stdout)\n${cli.stdout()}`;
     await up.waitFor(/\[collect\] collecting sched,block,tcp/);
     await up.waitFor(/\[export\] exporting/);
   });

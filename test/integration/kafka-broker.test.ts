@@ -17,7 +17,7 @@ import type { Consumer, EachMessagePayload } from 'kafkajs';
 import { CompressionTypes, Kafka, logLevel } from '../../collector/kafkajs.ts';
 import { brokerStatus, kafkaCommand, startBroker, stopBroker } from '../../cli/kafka.ts';
 import { freePort } from '../support/integration.ts';
-import { retrying } from '../../collector/kafka-sink.ts';
+import { retrying, ensureTopics } from '../../collector/kafka-sink.ts';
 
 /** Consume from the beginning of `topic` until `expected` values arrived, then linger briefly for extras. */
 async function consumeAll(
@@ -185,6 +185,34 @@ describe('local Kafka broker (cli/kafka.ts)', { timeout: 180_000 }, () => {
     }
     assert.equal(offset, '5');
     await admin.disconnect();
+  });
+
+  test('ensureTopics racing other creators: a group joining right after is assigned every partition', async () => {
+    // as in "ringflow up": one topic exists already, the collector creates the
+    // others at the same moment as the processor, which then joins its group
+    const k = kafka();
+    const admin = k.admin();
+    const other = k.admin();
+    await admin.connect();
+    await other.connect();
+    const topics = Array.from({ length: 6 }, (_, i) => `rf.test.race-${i}`);
+    await ensureTopics(admin, [topics[0]!], 6);
+    await Promise.all([
+      other.createTopics({ topics: topics.slice(1).map((topic) => ({ topic, numPartitions: 6, replicationFactor: 1 })) }).catch(() => {}),
+      ensureTopics(admin, topics, 6),
+    ]);
+    const consumer = k.consumer({ groupId: 'rf-test-race', maxWaitTimeInMs: 200 });
+    const assigned = new Promise<Record<string, number[]>>((resolve) =>
+      consumer.on(consumer.events.GROUP_JOIN, (e) => resolve(e.payload.memberAssignment as Record<string, number[]>)),
+    );
+    await consumer.connect();
+    await consumer.subscribe({ topics, fromBeginning: true });
+    await consumer.run({ eachMessage: async () => {} });
+    const a = await assigned;
+    await consumer.disconnect();
+    await other.disconnect();
+    await admin.disconnect();
+    for (const t of topics) assert.deepEqual([...(a[t] ?? [])].sort(), [0, 1, 2, 3, 4, 5], `${t}: every partition assigned`);
   });
 
   test('CLI status, stop, status', async () => {

@@ -1,0 +1,43 @@
+/**
+ * Privacy rules shared by the HTTP/1 and HTTP/2 parsers: which headers are
+ * kept, and how a request target's query string is redacted.
+ */
+import { NEVER_CAPTURED_HEADERS, type L7ParseOptions } from './types.ts';
+
+/** Longest header value kept; longer values are cut (a bound on memory, not a privacy rule). */
+export const MAX_HEADER_VALUE = 512;
+/** Longest path kept. */
+export const MAX_PATH = 1024;
+
+/**
+ * Adds `name: value` to `out` when the options select it. Secret headers
+ * (authorization, cookie, set-cookie...) are never kept, whatever the list says.
+ * A repeated header keeps its values joined with ', ' (RFC 9110 5.3).
+ */
+export function keepHeader(out: Record<string, string>, name: string, value: string, opts: L7ParseOptions): void {
+  const n = name.toLowerCase();
+  if (NEVER_CAPTURED_HEADERS.has(n) || !opts.headers.includes(n)) return;
+  const v = value.length > MAX_HEADER_VALUE ? value.slice(0, MAX_HEADER_VALUE) : value;
+  out[n] = n in out ? `${out[n]}, ${v}`.slice(0, MAX_HEADER_VALUE) : v;
+}
+
+/**
+ * The request target as it may be stored: the query's values become
+ * `<redacted>` (names stay: they tell what kind of request it was) unless
+ * the options keep them; the fragment is dropped; the result is cut to MAX_PATH.
+ */
+export function redactTarget(target: string, opts: L7ParseOptions): string {
+  let t = target;
+  const hash = t.indexOf('#');
+  if (hash >= 0) t = t.slice(0, hash);
+  const q = t.indexOf('?');
+  if (q >= 0 && !opts.keepQueryValues) {
+    const query = t.slice(q + 1);
+    const redacted = query === '' ? '' : query.split('&').map((kv) => {
+      const eq = kv.indexOf('=');
+      return eq < 0 ? kv : `${kv.slice(0, eq)}=<redacted>`;
+    }).join('&');
+    t = `${t.slice(0, q)}?${redacted}`;
+  }
+  return t.length > MAX_PATH ? t.slice(0, MAX_PATH) : t;
+}
