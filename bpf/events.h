@@ -145,4 +145,91 @@ struct rf_bench_event {
 	__u64 _pad[1];
 };
 
+/*
+ * L7 capture (bpf/l7.bpf.c): one record per socket read/write syscall that
+ * moved data, and one when a tracked connection is closed. Unlike the *_event
+ * structs above, these are not transcoded field by field to Avro: user space
+ * decodes them (collector/l7/capture.ts) and feeds the payload to the L7
+ * parsers, whose output is what is produced. So the type is a constant of its
+ * own, outside enum rf_event_type (which lists the schema-backed events), and
+ * the struct is not named rf_*_event; it still indexes rf_drops.
+ */
+#define RF_EV_L7_CAPTURE      9
+/* Hard maximum of captured payload bytes per record (rf_l7_capture_bytes is clamped to it). */
+#define RF_L7_MAX_CAPTURE     16384
+/* Default of rf_l7_capture_bytes. */
+#define RF_L7_DEFAULT_CAPTURE 4096
+
+/*
+ * These constants and enums line up with collector/l7/capture.ts (L7Kind,
+ * L7Direction, L7Role, L7Syscall, L7_FLAG), checked by test/unit/layout.test.ts.
+ */
+enum rf_l7_kind {
+	RF_L7_KIND_DATA  = 0, /* a syscall moved total_len bytes; payload follows */
+	RF_L7_KIND_CLOSE = 1, /* close() of a tracked connection; captured_len = 0 */
+};
+
+enum rf_l7_direction {
+	RF_L7_EGRESS  = 0, /* the process wrote/sent */
+	RF_L7_INGRESS = 1, /* the process read/received */
+};
+
+enum rf_l7_role {
+	RF_L7_ROLE_UNKNOWN = 0, /* set up before capture started, or never connect()ed (unconnected UDP) */
+	RF_L7_ROLE_CLIENT  = 1, /* the process connect()ed the socket */
+	RF_L7_ROLE_SERVER  = 2, /* the socket came from accept()/accept4() */
+};
+
+enum rf_l7_syscall {
+	RF_L7_SYS_READ     = 1,
+	RF_L7_SYS_WRITE    = 2,
+	RF_L7_SYS_READV    = 3,
+	RF_L7_SYS_WRITEV   = 4,
+	RF_L7_SYS_RECVFROM = 5, /* also recv() */
+	RF_L7_SYS_SENDTO   = 6, /* also send() */
+	RF_L7_SYS_RECVMSG  = 7,
+	RF_L7_SYS_SENDMSG  = 8,
+	RF_L7_SYS_RECVMMSG = 9,  /* one record per message received */
+	RF_L7_SYS_SENDMMSG = 10, /* one record per message sent */
+	RF_L7_SYS_CLOSE    = 11,
+};
+
+/* flags: bits */
+enum rf_l7_flag {
+	RF_L7_F_MIDSTREAM   = 1, /* no connect()/accept() seen: tracked from its first data call, offsets count from there */
+	RF_L7_F_ADDR_MSG    = 2, /* remote address from the call's sockaddr (UDP sendto/recvfrom/msg_name) */
+	RF_L7_F_COPY_FAILED = 4, /* reading the user buffer failed: captured_len is what was copied before */
+	RF_L7_F_IOV_LIMIT   = 8, /* more iovecs than are walked: captured_len < min(total_len, limit) */
+};
+
+/*
+ * Header describes the calling task. Addresses are the socket's: laddr/lport
+ * local, raddr/rport remote (for unconnected UDP the remote is the call's
+ * sockaddr, flag RF_L7_F_ADDR_MSG). IPv4 uses the first 4 bytes of each.
+ * captured_len payload bytes follow the struct (the record is
+ * sizeof(struct rf_l7_capture) + captured_len bytes long). A close record has
+ * kind RF_L7_KIND_CLOSE, direction egress, and the byte totals in
+ * offset (egress) and peer_offset (ingress).
+ */
+struct rf_l7_capture {
+	struct rf_header hdr;
+	__u64 conn_id;      /* unique per (tgid, fd) connection lifetime: random << 32 | sequence */
+	__u64 offset;       /* bytes seen in this direction before this call; close: total egress */
+	__u64 peer_offset;  /* bytes seen in the other direction so far; close: total ingress */
+	__u8  laddr[16];
+	__u8  raddr[16];
+	__u32 fd;
+	__u32 total_len;    /* the syscall's return value (bytes moved); 0 for close */
+	__u32 captured_len; /* payload bytes that follow: <= min(total_len, rf_l7_capture_bytes) */
+	__u16 lport;        /* host byte order */
+	__u16 rport;        /* host byte order */
+	__u16 family;       /* AF_INET (2) or AF_INET6 (10) */
+	__u8  direction;    /* enum rf_l7_direction */
+	__u8  syscall;      /* enum rf_l7_syscall */
+	__u8  role;         /* enum rf_l7_role */
+	__u8  protocol;     /* IPPROTO_TCP (6) or IPPROTO_UDP (17) */
+	__u8  kind;         /* enum rf_l7_kind */
+	__u8  flags;        /* enum rf_l7_flag bits */
+};
+
 #endif /* RINGFLOW_EVENTS_H */

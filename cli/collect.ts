@@ -7,8 +7,10 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { FatalError, EXIT } from '../collector/errors.ts';
 import { parseBrokers, parseComm, parseDurationNs, parseIntFlag, parseList } from '../collector/options.ts';
-import { SIGNALS, SIGNAL_NAMES, objectPath, signalByName } from '../collector/signals/registry.ts';
-import { encodeSettings, type Filters } from '../collector/signals/settings.ts';
+import { SIGNALS, SIGNAL_NAMES, DEFAULT_SIGNALS, objectPath, signalByName } from '../collector/signals/registry.ts';
+import { encodeSettings, encodeL7Settings, type Filters, type L7Settings } from '../collector/signals/settings.ts';
+import { DEFAULT_CAPTURED_HEADERS, NEVER_CAPTURED_HEADERS, type L7ParseOptions } from '../collector/l7/types.ts';
+import { L7_MAX_CAPTURE } from '../collector/l7/capture.ts';
 import { checkBtf, checkBuilt, checkPrivileges, ensureTracefs, cgroupIdOf } from '../collector/preflight.ts';
 import { Collector, type StatsSnapshot } from '../collector/collector.ts';
 import { createKafkaSink, type Compression } from '../collector/kafka-sink.ts';
@@ -25,13 +27,18 @@ ringflow.collector.stats.v1. Needs root or CAP_BPF+CAP_PERFMON.
 
 Options:
   --brokers H:P[,H:P]   Kafka bootstrap brokers (default 127.0.0.1:9092)
-  --signals LIST        comma list of ${SIGNAL_NAMES.join(', ')} or all (default all)
+  --signals LIST        comma list of ${SIGNAL_NAMES.join(', ')} (default ${DEFAULT_SIGNALS.join(',')})
 ${SIGNALS.map((s) => `                          ${s.name}: ${s.summary}`).join('\n')}
   --pid N               only this process (tgid)
   --uid N               only this user id
   --comm NAME           only tasks with this command name (exact, <= 15 bytes)
   --cgroup DIR          only tasks in this cgroup v2 directory
   --min-latency DUR     omit latency events shorter than DUR (e.g. 1ms, 500us)
+  --port N              l7: only sockets with this local or remote port
+  --capture-bytes N     l7: payload bytes copied per syscall (default 4096, max ${L7_MAX_CAPTURE})
+  --headers LIST        l7: header names kept (default ${DEFAULT_CAPTURED_HEADERS.join(',')});
+                          ${[...NEVER_CAPTURED_HEADERS].join(', ')} are never kept
+  --keep-query          l7: keep query-string values (default: redacted)
   --duration DUR        stop after DUR (e.g. 30s); default: until Ctrl-C
   --stdout              print decoded events as JSON lines instead of producing to Kafka
   --partitions N        partitions of topics the collector creates (default 6)
@@ -50,6 +57,10 @@ const OPTIONS = {
   comm: { type: 'string' },
   cgroup: { type: 'string' },
   'min-latency': { type: 'string' },
+  port: { type: 'string' },
+  'capture-bytes': { type: 'string' },
+  headers: { type: 'string' },
+  'keep-query': { type: 'boolean' },
   duration: { type: 'string' },
   stdout: { type: 'boolean' },
   partitions: { type: 'string' },
@@ -73,6 +84,8 @@ export interface CollectConfig {
   statsIntervalMs: number;
   host: string;
   quiet: boolean;
+  l7: L7Settings;
+  l7Parse: L7ParseOptions;
 }
 
 /**
@@ -106,7 +119,7 @@ export function parseCollectArgs(argv: string[]): CollectConfig & { help: boolea
     help: v.help ?? false,
     brokersGiven: v.brokers !== undefined,
     brokers: v.brokers === undefined ? DEFAULT_BROKERS : parseBrokers(v.brokers),
-    signals: v.signals === undefined ? [...SIGNAL_NAMES] : parseList('--signals', v.signals, SIGNAL_NAMES),
+    signals: v.signals === undefined ? [...DEFAULT_SIGNALS] : parseList('--signals', v.signals, SIGNAL_NAMES),
     filters,
     ...(durationNs === undefined ? {} : { durationMs: Number(durationNs / 1_000_000n) }),
     stdout: v.stdout ?? false,
@@ -116,6 +129,14 @@ export function parseCollectArgs(argv: string[]): CollectConfig & { help: boolea
     statsIntervalMs: Number(statsNs / 1_000_000n),
     host: v.host ?? os.hostname(),
     quiet: v.quiet ?? false,
+    l7: {
+      ...(v.port === undefined ? {} : { port: parseIntFlag('--port', v.port, 1, 65535) }),
+      ...(v['capture-bytes'] === undefined ? {} : { captureBytes: parseIntFlag('--capture-bytes', v['capture-bytes'], 0, L7_MAX_CAPTURE) }),
+    },
+    l7Parse: {
+      headers: v.headers === undefined ? DEFAULT_CAPTURED_HEADERS : v.headers.split(',').map((h) => h.trim().toLowerCase()).filter((h) => h !== ''),
+      keepQueryValues: v['keep-query'] ?? false,
+    },
   };
 }
 
@@ -147,7 +168,7 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
   const log = hooks.log ?? ((l: string) => console.error(l));
   checkPrivileges();
   checkBtf();
-  if (cfg.signals.includes('tcp')) ensureTracefs({ log });
+  if (cfg.signals.includes('tcp') || cfg.signals.includes('l7')) ensureTracefs({ log });
   checkBuilt(cfg.signals);
 
   // imported here so --help and flag errors work before the addon is built
@@ -157,6 +178,7 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
     host: cfg.host,
     bootTimeNs: bootTimeNs(),
     dropReasonNames: cfg.signals.includes('tcp') ? native.kernelEnum('skb_drop_reason') : {},
+    ...(cfg.signals.includes('l7') ? { l7: { parse: cfg.l7Parse } } : {}),
   });
   const topics = codec.topicsFor(eventTypes);
 
@@ -179,7 +201,7 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
     const globals = encodeSettings({ ...cfg.filters, selfTgid: process.pid });
     for (const s of cfg.signals) {
       try {
-        session.addObject(objectPath(s), globals);
+        session.addObject(objectPath(s), s === 'l7' ? { ...globals, ...encodeL7Settings(cfg.l7) } : globals);
       } catch (err) {
         throw loadError(s, err);
       }

@@ -6,6 +6,13 @@ import { schemaRegistry, encodeRecord, decodeRecord } from '../schemas/index.ts'
 import { createTranscoder, toJsonLine, type DropReasonNames } from './events/index.ts';
 import type { StatsSnapshot, TranscoderLike } from './collector.ts';
 import type { OutRecord } from './sink.ts';
+import { decodeL7Capture, L7_CAPTURE_TYPE } from './l7/capture.ts';
+import { L7Tracker, type L7TrackerOptions, type L7Output } from './l7/tracker.ts';
+import { createL7Encoder } from './l7/encode.ts';
+
+export const L7_TOPIC = 'ringflow.l7.v1';
+/** How often (in capture time) idle L7 connections are swept. */
+const L7_SWEEP_NS = 1_000_000_000n;
 
 export const STATS_TOPIC = 'ringflow.collector.stats.v1';
 
@@ -22,26 +29,68 @@ export function bootTimeNs(): bigint {
 export interface Codec {
   readonly statsTopic: string;
   readonly transcoder: TranscoderLike;
+  /** Present when L7 parsing is on: its per-connection state and counters. */
+  readonly l7: { readonly tracker: L7Tracker } | undefined;
   topicsFor(eventTypes: readonly number[]): Map<number, string>;
   encodeStats(s: StatsSnapshot): OutRecord;
   toJsonLine(value: Buffer): string;
 }
 
-export function createCodec(opts: { host: string; bootTimeNs: bigint; dropReasonNames: DropReasonNames }): Codec {
+export interface CodecOptions {
+  host: string;
+  bootTimeNs: bigint;
+  dropReasonNames: DropReasonNames;
+  /** L7 captures are parsed per connection (collector/l7/): the tracker's options. */
+  l7?: L7TrackerOptions;
+}
+
+export function createCodec(opts: CodecOptions): Codec {
   const registry = schemaRegistry();
-  const t = createTranscoder({ host: opts.host, bootTimeNs: opts.bootTimeNs, dropReasonNames: opts.dropReasonNames });
+  // L7 captures become parsed messages; they are emitted into the batch being transcoded
+  let emitL7: ((o: L7Output) => void) | undefined;
+  let l7: Codec['l7'];
+  const raw = new Map<number, (batch: Buffer, off: number, len: number) => boolean>();
+  if (opts.l7) {
+    const tracker = new L7Tracker(opts.l7);
+    const enc = createL7Encoder({ host: opts.host, bootTimeNs: opts.bootTimeNs });
+    let lastSweep = 0n;
+    l7 = { tracker };
+    raw.set(L7_CAPTURE_TYPE, (batch, off, len) => {
+      const c = decodeL7Capture(batch, off, len);
+      if (!c) return false;
+      // parsers may keep bytes across records: never pin the native batch
+      c.payload = c.payload.slice();
+      for (const o of tracker.feed(c)) emitL7!(o);
+      if (c.ts_ns - lastSweep >= L7_SWEEP_NS) {
+        lastSweep = c.ts_ns;
+        for (const o of tracker.sweep(c.ts_ns)) emitL7!(o);
+      }
+      return true;
+    });
+    emitL7 = (o) => {
+      const { key, value } = enc.encode(o);
+      currentEmit!(L7_TOPIC, L7_CAPTURE_TYPE, key, value);
+    };
+  }
+  let currentEmit: ((topic: string, type: number, key: string, value: Buffer) => void) | undefined;
+  const t = createTranscoder({ host: opts.host, bootTimeNs: opts.bootTimeNs, dropReasonNames: opts.dropReasonNames, raw });
   const stats = registry.byTopic(STATS_TOPIC);
   if (!stats) throw new Error(`schema for ${STATS_TOPIC} missing from schemas/`);
   return {
     statsTopic: STATS_TOPIC,
     transcoder: {
       transcodeBatch(batch, emit) {
+        currentEmit = emit;
         return t.transcodeBatch(batch, (s, key, value) => emit(s.topic, s.eventType ?? 0, key, value));
       },
     },
     topicsFor(eventTypes) {
       const m = new Map<number, string>();
       for (const type of eventTypes) {
+        if (type === L7_CAPTURE_TYPE) {
+          m.set(type, L7_TOPIC);
+          continue;
+        }
         const s = registry.byEventType(type);
         if (!s) throw new Error(`no schema registered for event type ${type}`);
         m.set(type, s.topic);
@@ -62,6 +111,7 @@ export function createCodec(opts: { host: string; bootTimeNs: bigint; dropReason
       return { topic: STATS_TOPIC, key: opts.host, value, type: 0 };
     },
     toJsonLine: decodeToJsonLine,
+    l7,
   };
 }
 

@@ -24,6 +24,10 @@ have python3 || missing+=(python3)
 have java || missing+=(openjdk-17-jre-headless)
 have mvn || missing+=(maven)
 have npm || missing+=(npm)
+# L7 tests: a real DNS server and client (dnsmasq answers a test zone; dig asks it), curl as an HTTP client
+{ have dnsmasq || [ -x /usr/sbin/dnsmasq ]; } || missing+=(dnsmasq-base)
+have dig || missing+=(dnsutils)
+have curl || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing Debian packages: ${missing[*]}; install them: sudo apt-get install -y ${missing[*]}" >&2

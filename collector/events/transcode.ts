@@ -41,7 +41,15 @@ export interface TranscoderOptions {
   readonly format?: WireFormat;
   /** Default: schemas/*.avsc. */
   readonly registry?: SchemaRegistry;
+  /**
+   * Record types that are not transcoded field by field (L7 captures, parsed
+   * in user space): each such record of a batch is handed here, in order.
+   */
+  readonly raw?: ReadonlyMap<number, RawHandler>;
 }
+
+/** Takes one raw record (batch[off, off + len)); returns false when it could not decode it (counted as unknown). */
+export type RawHandler = (batch: Buffer, off: number, len: number) => boolean;
 
 export type RecordSink = (schema: RegisteredSchema, key: string, value: Buffer) => void;
 
@@ -442,7 +450,8 @@ export function createTranscoder(opts: TranscoderOptions): Transcoder {
       off = rec + ((len + 7) & ~7);
       const enc = len > 0 ? byType[batch[rec]!] : undefined;
       if (enc === undefined || len < enc.size) {
-        unknown++;
+        const h = enc === undefined && len > 0 ? opts.raw?.get(batch[rec]!) : undefined;
+        if (h === undefined || !h(batch, rec, len)) unknown++;
         continue;
       }
       if (pos + enc.maxOut > slab.length) grow(pos + enc.maxOut);

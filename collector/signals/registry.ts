@@ -11,15 +11,24 @@ import { fileURLToPath } from 'node:url';
 export interface SignalDef {
   readonly name: string;
   readonly summary: string;
-  /** Event type ids (enum rf_event_type) this signal's object emits. */
+  /** Event type ids (enum rf_event_type, or RF_EV_L7_CAPTURE) this signal's object emits. */
   readonly eventTypes: readonly number[];
+  /**
+   * Off unless asked for with --signals: l7 hooks every socket read/write on
+   * the host and copies payload bytes, a cost a user should choose.
+   */
+  readonly optIn?: boolean;
 }
 
 export const SIGNALS: readonly SignalDef[] = [
   { name: 'sched', summary: 'run-queue latency per wake-up/preemption; context switches with off-CPU time', eventTypes: [1, 2] },
   { name: 'block', summary: 'block I/O request latency, size, operation, device and queue depth', eventTypes: [3] },
   { name: 'tcp', summary: 'TCP connect latency, accepts, retransmits and drops (with drop reason)', eventTypes: [4, 5, 6, 7] },
+  { name: 'l7', summary: 'HTTP/1.x, HTTP/2 + gRPC and DNS requests and responses parsed from socket syscalls (opt-in)', eventTypes: [9], optIn: true },
 ];
+
+/** What --signals defaults to: every signal that is not opt-in. */
+export const DEFAULT_SIGNALS: readonly string[] = SIGNALS.filter((s) => !s.optIn).map((s) => s.name);
 
 export const SIGNAL_NAMES: readonly string[] = SIGNALS.map((s) => s.name);
 

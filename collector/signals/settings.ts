@@ -33,6 +33,20 @@ const u64 = (v: bigint): Buffer => {
   return b;
 };
 
+/** L7 capture settings: globals only bpf/l7.bpf.c declares. */
+export interface L7Settings {
+  /** Payload bytes copied per syscall (default 4096; at most RF_L7_MAX_CAPTURE). */
+  captureBytes?: number;
+  /** Only sockets with this local or remote port (0 = any). */
+  port?: number;
+}
+
+export function encodeL7Settings(s: L7Settings): Record<string, Buffer> {
+  const port = Buffer.alloc(2);
+  port.writeUInt16LE(s.port ?? 0);
+  return { rf_l7_capture_bytes: u32(s.captureBytes ?? 4096), rf_filter_port: port };
+}
+
 export function encodeSettings(s: LoadSettings): Record<string, Buffer> {
   const comm = Buffer.alloc(16);
   if (s.comm) comm.write(s.comm, 'utf8');

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { schemaRegistry, type CKind, type RegisteredSchema } from '../../schemas/registry.ts';
 import { EventType } from '../../collector/events/types.ts';
+import * as l7 from '../../collector/l7/capture.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 const HEADER = path.join(ROOT, 'bpf', 'events.h');
@@ -189,7 +190,8 @@ test('topics, namespaces and keys follow the naming scheme', () => {
   const expected: Record<string, string> = {
     'sched.runqlat': 'process', 'sched.cswitch': 'process', 'block.io': 'device',
     'tcp.connect': 'connection', 'tcp.accept': 'connection', 'tcp.retransmit': 'connection', 'tcp.drop': 'connection',
-    'collector.stats': 'host', 'bench.getpid': 'process', metrics: 'series', alerts: 'rule',
+    'collector.stats': 'host', 'bench.getpid': 'process', metrics: 'series', alerts: 'rule', l7: 'connection',
+    spans: 'connection',
   };
   assert.deepEqual(registry.all.map((s) => s.id).sort(), Object.keys(expected).sort());
   for (const s of registry.all) {
@@ -197,4 +199,125 @@ test('topics, namespaces and keys follow the naming scheme', () => {
     assert.equal(s.key, expected[s.id]);
     assert.equal(s.schema.namespace, `io.ringflow.${s.id.split('.')[0]}`);
   }
+});
+
+/*
+ * struct rf_l7_capture has no schema: collector/l7/capture.ts decodes it by
+ * hand, so its offsets, constants and enums are checked against the header
+ * here, and a record filled in C with a distinct value per field must decode
+ * to exactly those values (widths and byte order included).
+ */
+const L7_ENUMS: Record<string, { prefix: string; values: Readonly<Record<string, number>> }> = {
+  rf_l7_kind: { prefix: 'RF_L7_KIND_', values: l7.L7Kind },
+  rf_l7_direction: { prefix: 'RF_L7_', values: l7.L7Direction },
+  rf_l7_role: { prefix: 'RF_L7_ROLE_', values: l7.L7Role },
+  rf_l7_syscall: { prefix: 'RF_L7_SYS_', values: l7.L7Syscall },
+  rf_l7_flag: { prefix: 'RF_L7_F_', values: l7.L7_FLAG },
+};
+
+function measureL7(): { out: Map<string, string>; record: Buffer; payload: Buffer } {
+  const members = structs.get('rf_l7_capture');
+  assert.ok(members, 'struct rf_l7_capture is in events.h');
+  const consts = ['RF_EV_L7_CAPTURE', 'RF_L7_MAX_CAPTURE', 'RF_L7_DEFAULT_CAPTURE'];
+  for (const [, e] of Object.entries(L7_ENUMS)) for (const k of Object.keys(e.values)) consts.push(`${e.prefix}${k}`);
+  const lines = [
+    '#include <stddef.h>',
+    '#include <stdio.h>',
+    '#include <string.h>',
+    '#include <linux/types.h>',
+    '#include "events.h"',
+    'int main(void) {',
+    '  struct { struct rf_l7_capture r; unsigned char payload[8]; } b;',
+    '  unsigned char *p = (unsigned char *)&b;',
+    '  printf("size %zu\\n", sizeof(struct rf_l7_capture));',
+  ];
+  // every byte distinct-ish, then fields that must hold meaningful values
+  lines.push('  for (size_t i = 0; i < sizeof(b); i++) p[i] = (unsigned char)(i * 13 + 7);');
+  lines.push('  b.r.hdr.type = RF_EV_L7_CAPTURE;', '  memcpy(b.r.hdr.comm, "curl\\0zzzzzzzzzzz", 16);');
+  lines.push('  b.r.hdr.ts_ns = 0xfedcba9876543210ULL;', '  b.r.conn_id = 0x8000000100000002ULL;');
+  lines.push('  b.r.offset = 0x001fffffffffffffULL;', '  b.r.peer_offset = 4294967296ULL + 5;');
+  lines.push('  b.r.family = 10;', '  b.r.captured_len = 5;', '  memcpy(b.payload, "hello", 5);');
+  for (const m of members) {
+    lines.push(`  printf("field ${m.name} %zu %zu\\n", offsetof(struct rf_l7_capture, ${m.path}), sizeof(((struct rf_l7_capture *)0)->${m.path}));`);
+  }
+  for (const c of consts) lines.push(`  printf("const ${c} %d\\n", (int)${c});`);
+  lines.push('  printf("bytes ");', '  for (size_t i = 0; i < sizeof(b); i++) printf("%02x", p[i]);', '  printf("\\n");');
+  lines.push('  return 0;', '}', '');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rf-layout-l7-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'l7.c'), lines.join('\n'));
+    const cc = spawnSync('gcc', ['-std=gnu11', '-Wall', '-Wpadded', '-Werror', '-I', path.join(ROOT, 'bpf'), '-o', path.join(dir, 'l7'), path.join(dir, 'l7.c')], { encoding: 'utf8' });
+    if (cc.error) throw new Error(`gcc is needed for this test: ${cc.error.message}`);
+    assert.equal(cc.status, 0, `gcc failed:\n${cc.stderr}\n--- generated source ---\n${lines.join('\n')}`);
+    const run = spawnSync(path.join(dir, 'l7'), { encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr);
+    const out = new Map<string, string>();
+    let bytes = '';
+    for (const line of run.stdout.trim().split('\n')) {
+      const p = line.split(' ');
+      if (p[0] === 'bytes') bytes = p[1]!;
+      else out.set(p[0] === 'size' ? 'size' : `${p[0]} ${p[1]}`, p.slice(p[0] === 'size' ? 1 : 2).join(' '));
+    }
+    const all = Buffer.from(bytes, 'hex');
+    const size = Number(out.get('size'));
+    return { out, record: all, payload: all.subarray(size, size + 5) };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('collector/l7/capture.ts: offsets, size and constants match struct rf_l7_capture', () => {
+  const { out } = measureL7();
+  assert.equal(Number(out.get('size')), l7.L7_CAPTURE_SIZE, 'sizeof(struct rf_l7_capture)');
+  const members = structs.get('rf_l7_capture')!.filter((m) => !m.name.startsWith('_pad'));
+  assert.deepEqual(members.map((m) => m.name), Object.keys(l7.L7_OFFSETS), 'L7_OFFSETS names every member, in order');
+  for (const m of members) {
+    const [offset] = out.get(`field ${m.name}`)!.split(' ').map(Number);
+    assert.equal(offset, l7.L7_OFFSETS[m.name as keyof typeof l7.L7_OFFSETS], `offsetof ${m.path}`);
+  }
+  assert.equal(Number(out.get('const RF_EV_L7_CAPTURE')), l7.L7_CAPTURE_TYPE);
+  assert.equal(Number(out.get('const RF_L7_MAX_CAPTURE')), l7.L7_MAX_CAPTURE);
+  assert.equal(Number(out.get('const RF_L7_DEFAULT_CAPTURE')), l7.L7_DEFAULT_CAPTURE);
+  assert.ok(!Object.values(EventType).includes(l7.L7_CAPTURE_TYPE as never), 'RF_EV_L7_CAPTURE is not a schema-backed event type');
+  assert.ok(l7.L7_CAPTURE_TYPE < EventType.MAX, 'RF_EV_L7_CAPTURE indexes rf_drops');
+  for (const [name, e] of Object.entries(L7_ENUMS)) {
+    assert.deepEqual(enums.get(name), Object.keys(e.values).map((k) => `${e.prefix}${k}`), `enum ${name}: same constants, same order`);
+    for (const [k, v] of Object.entries(e.values)) assert.equal(Number(out.get(`const ${e.prefix}${k}`)), v, `${e.prefix}${k}`);
+  }
+});
+
+test('collector/l7/capture.ts: a record filled in C decodes field for field', () => {
+  const { record, payload } = measureL7();
+  const members = structs.get('rf_l7_capture')!.filter((m) => !m.name.startsWith('_pad'));
+  const WIDTH: Record<string, number> = { __u8: 1, __u16: 2, __u32: 4, __u64: 8 };
+  const d = l7.decodeL7Capture(record, 0, record.length);
+  assert.ok(d);
+  const got = d as unknown as Record<string, unknown>;
+  for (const m of members) {
+    if (m.name === 'type') continue; // the decoder checks it rather than returning it
+    const o = l7.L7_OFFSETS[m.name as keyof typeof l7.L7_OFFSETS];
+    let want: unknown;
+    if (m.name === 'comm') want = 'curl';
+    else if (m.array) want = record.subarray(o, o + (d.family === 2 ? 4 : 16)); // addresses: family says how many bytes
+    else if (WIDTH[m.ctype] === 8) want = ['offset', 'peer_offset'].includes(m.name) ? Number(record.readBigUInt64LE(o)) : record.readBigUInt64LE(o);
+    else want = record.readUIntLE(o, WIDTH[m.ctype]!);
+    assert.deepEqual(got[m.name] instanceof Uint8Array ? Buffer.from(got[m.name] as Uint8Array) : got[m.name],
+      want instanceof Uint8Array ? Buffer.from(want) : want, `${m.name} (${m.ctype})`);
+  }
+  assert.equal(d.ts_ns, 0xfedcba9876543210n);
+  assert.equal(d.conn_id, 0x8000000100000002n);
+  assert.equal(d.offset, 2 ** 53 - 1);
+  assert.equal(d.peer_offset, 2 ** 32 + 5);
+  assert.equal(Buffer.from(d.payload).toString(), 'hello');
+  assert.equal(d.payload.buffer, record.buffer, 'payload is a view, not a copy');
+  assert.deepEqual(Buffer.from(d.payload), payload);
+  // not an L7 record, or shorter than it says: null
+  assert.equal(l7.decodeL7Capture(record, 0, l7.L7_CAPTURE_SIZE + 4), null, 'captured_len beyond the record');
+  assert.equal(l7.decodeL7Capture(record, 0, l7.L7_CAPTURE_SIZE - 1), null, 'shorter than the struct');
+  const other = Buffer.from(record);
+  other[0] = EventType.BENCH;
+  assert.equal(l7.decodeL7Capture(other, 0, other.length), null, 'another event type');
+  // at an offset inside a larger buffer (as in a native batch)
+  const framed = Buffer.concat([Buffer.alloc(8), record]);
+  assert.equal(l7.decodeL7Capture(framed, 8, record.length)?.conn_id, 0x8000000100000002n);
 });

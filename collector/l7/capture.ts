@@ -1,0 +1,211 @@
+/**
+ * Raw L7 capture records (bpf/l7.bpf.c) decoded into plain objects: one
+ * record per socket read/write syscall that moved data, or one per close of a
+ * tracked connection. Pure: no state, no copy of the payload.
+ *
+ * Record grammar (little-endian, struct rf_l7_capture in bpf/events.h; the
+ * offsets below are pinned to it by test/unit/layout.test.ts):
+ *
+ *   record  = header capture payload
+ *   header  = struct rf_header                    ; 48 bytes, type = RF_EV_L7_CAPTURE
+ *   capture = conn_id:u64 offset:u64 peer_offset:u64 laddr:16 raddr:16
+ *             fd:u32 total_len:u32 captured_len:u32 lport:u16 rport:u16 family:u16
+ *             direction:u8 syscall:u8 role:u8 protocol:u8 kind:u8 flags:u8
+ *   payload = captured_len bytes                  ; the first bytes the call moved
+ *
+ * A data record's payload is the first min(total_len, limit) bytes of what
+ * the call moved (fewer with L7_FLAG.COPY_FAILED or L7_FLAG.IOV_LIMIT).
+ * `offset` is where those bytes start in the connection's byte stream in
+ * their direction, so offset + total_len of one record is the next record's
+ * offset unless a record was lost (counted in rf_drops[RF_EV_L7_CAPTURE]).
+ * A close record carries the totals: offset = bytes egress, peer_offset =
+ * bytes ingress.
+ */
+
+/** RF_EV_L7_CAPTURE: the record's first byte. */
+export const L7_CAPTURE_TYPE = 9;
+/** sizeof(struct rf_l7_capture): the payload starts here. */
+export const L7_CAPTURE_SIZE = 128;
+/** RF_L7_MAX_CAPTURE: hard maximum of rf_l7_capture_bytes. */
+export const L7_MAX_CAPTURE = 16384;
+/** RF_L7_DEFAULT_CAPTURE: rf_l7_capture_bytes when not set. */
+export const L7_DEFAULT_CAPTURE = 4096;
+
+/** offsetof(struct rf_l7_capture, ...), header fields included. */
+export const L7_OFFSETS = {
+  type: 0,
+  cpu: 2,
+  pid: 4,
+  tgid: 8,
+  uid: 12,
+  ts_ns: 16,
+  cgroup_id: 24,
+  comm: 32,
+  conn_id: 48,
+  offset: 56,
+  peer_offset: 64,
+  laddr: 72,
+  raddr: 88,
+  fd: 104,
+  total_len: 108,
+  captured_len: 112,
+  lport: 116,
+  rport: 118,
+  family: 120,
+  direction: 122,
+  syscall: 123,
+  role: 124,
+  protocol: 125,
+  kind: 126,
+  flags: 127,
+} as const;
+
+/** enum rf_l7_kind */
+export const L7Kind = { DATA: 0, CLOSE: 1 } as const;
+/** enum rf_l7_direction */
+export const L7Direction = { EGRESS: 0, INGRESS: 1 } as const;
+/** enum rf_l7_role */
+export const L7Role = { UNKNOWN: 0, CLIENT: 1, SERVER: 2 } as const;
+/** enum rf_l7_syscall */
+export const L7Syscall = {
+  READ: 1,
+  WRITE: 2,
+  READV: 3,
+  WRITEV: 4,
+  RECVFROM: 5,
+  SENDTO: 6,
+  RECVMSG: 7,
+  SENDMSG: 8,
+  RECVMMSG: 9,
+  SENDMMSG: 10,
+  CLOSE: 11,
+} as const;
+/** enum rf_l7_flag bits */
+export const L7_FLAG = {
+  /** Connection first seen after it was set up: offsets count from then, role unknown. */
+  MIDSTREAM: 1,
+  /** Remote address from the call's sockaddr (UDP sendto/recvfrom/msg_name), not the socket. */
+  ADDR_MSG: 2,
+  /** Reading the user buffer failed: captured_len is what was copied before. */
+  COPY_FAILED: 4,
+  /** More iovecs than the kernel side walks: captured_len < min(total_len, limit). */
+  IOV_LIMIT: 8,
+} as const;
+
+export const IPPROTO_TCP = 6;
+export const IPPROTO_UDP = 17;
+
+export interface L7Capture {
+  // rf_header
+  cpu: number;
+  pid: number;
+  tgid: number;
+  uid: number;
+  /** bpf_ktime_get_ns(): CLOCK_MONOTONIC. */
+  ts_ns: bigint;
+  cgroup_id: bigint;
+  comm: string;
+  // capture
+  /** Unique per (tgid, fd) connection lifetime. */
+  conn_id: bigint;
+  /** Bytes seen in this record's direction before it (close: total egress). */
+  offset: number;
+  /** Bytes seen in the other direction so far (close: total ingress). */
+  peer_offset: number;
+  /** Local address: 4 bytes for AF_INET, 16 for AF_INET6 (views into the record). */
+  laddr: Uint8Array;
+  raddr: Uint8Array;
+  fd: number;
+  /** The syscall's return value: bytes it moved (0 for close). */
+  total_len: number;
+  /** payload.length. */
+  captured_len: number;
+  lport: number;
+  rport: number;
+  /** AF_INET (2) or AF_INET6 (10). */
+  family: number;
+  /** L7Direction */
+  direction: number;
+  /** L7Syscall */
+  syscall: number;
+  /** L7Role */
+  role: number;
+  /** IPPROTO_TCP or IPPROTO_UDP. */
+  protocol: number;
+  /** L7Kind */
+  kind: number;
+  /** L7_FLAG bits. */
+  flags: number;
+  /** The captured bytes: a view into the record, not a copy. */
+  payload: Uint8Array;
+}
+
+function u16(b: Uint8Array, o: number): number {
+  return b[o]! | b[o + 1]! << 8;
+}
+
+function u32(b: Uint8Array, o: number): number {
+  return (b[o]! | b[o + 1]! << 8 | b[o + 2]! << 16 | b[o + 3]! << 24) >>> 0;
+}
+
+function u64(b: Uint8Array, o: number): bigint {
+  return BigInt(u32(b, o)) | BigInt(u32(b, o + 4)) << 32n;
+}
+
+/** A u64 byte count as a number (exact below 2^53, i.e. 8 PiB). */
+function u64n(b: Uint8Array, o: number): number {
+  return u32(b, o + 4) * 4294967296 + u32(b, o);
+}
+
+const UTF8 = new TextDecoder();
+
+/** char[16] up to the first NUL, as UTF-8 (invalid bytes become U+FFFD, as the transcoder does). */
+function comm(b: Uint8Array, o: number): string {
+  let n = 0;
+  let high = 0;
+  while (n < 16 && b[o + n] !== 0) high |= b[o + n++]!;
+  if (high < 128) return String.fromCharCode(...b.subarray(o, o + n));
+  return UTF8.decode(b.subarray(o, o + n));
+}
+
+/**
+ * Decodes the record of `length` bytes at `offset` in `buf` (for a native
+ * batch: the offset and length forEachRecord gives). Returns null when it is
+ * not an L7 capture record, or is shorter than its header and payload say.
+ * `payload`, `laddr` and `raddr` are views into `buf`: copy what must outlive it.
+ */
+export function decodeL7Capture(buf: Uint8Array, offset: number, length: number): L7Capture | null {
+  const o = offset;
+  if (length < L7_CAPTURE_SIZE || o < 0 || o + length > buf.length || buf[o] !== L7_CAPTURE_TYPE) return null;
+  const captured = u32(buf, o + L7_OFFSETS.captured_len);
+  if (captured > length - L7_CAPTURE_SIZE) return null;
+  const family = u16(buf, o + L7_OFFSETS.family);
+  const alen = family === 2 ? 4 : 16;
+  return {
+    cpu: u16(buf, o + L7_OFFSETS.cpu),
+    pid: u32(buf, o + L7_OFFSETS.pid),
+    tgid: u32(buf, o + L7_OFFSETS.tgid),
+    uid: u32(buf, o + L7_OFFSETS.uid),
+    ts_ns: u64(buf, o + L7_OFFSETS.ts_ns),
+    cgroup_id: u64(buf, o + L7_OFFSETS.cgroup_id),
+    comm: comm(buf, o + L7_OFFSETS.comm),
+    conn_id: u64(buf, o + L7_OFFSETS.conn_id),
+    offset: u64n(buf, o + L7_OFFSETS.offset),
+    peer_offset: u64n(buf, o + L7_OFFSETS.peer_offset),
+    laddr: buf.subarray(o + L7_OFFSETS.laddr, o + L7_OFFSETS.laddr + alen),
+    raddr: buf.subarray(o + L7_OFFSETS.raddr, o + L7_OFFSETS.raddr + alen),
+    fd: u32(buf, o + L7_OFFSETS.fd),
+    total_len: u32(buf, o + L7_OFFSETS.total_len),
+    captured_len: captured,
+    lport: u16(buf, o + L7_OFFSETS.lport),
+    rport: u16(buf, o + L7_OFFSETS.rport),
+    family,
+    direction: buf[o + L7_OFFSETS.direction]!,
+    syscall: buf[o + L7_OFFSETS.syscall]!,
+    role: buf[o + L7_OFFSETS.role]!,
+    protocol: buf[o + L7_OFFSETS.protocol]!,
+    kind: buf[o + L7_OFFSETS.kind]!,
+    flags: buf[o + L7_OFFSETS.flags]!,
+    payload: buf.subarray(o + L7_CAPTURE_SIZE, o + L7_CAPTURE_SIZE + captured),
+  };
+}

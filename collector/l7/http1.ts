@@ -1,0 +1,607 @@
+/**
+ * HTTP/1.x parser for captured socket payloads: one StreamParser per direction
+ * of a connection. The responses side learns the request methods from the
+ * requests side, because a response's framing depends on its request (a
+ * response to HEAD has no body, a 2xx to CONNECT opens a tunnel).
+ *
+ * Written by hand, not on http-parser-js (the dependency picked for this job):
+ * version 0.5.10 breaks the rules of collector/l7/types.ts on captured traffic.
+ *  - It hangs. A negative chunk size (`-5`) or a negative Content-Length moves
+ *    its read offset backwards, so `execute()` reads the same bytes forever.
+ *  - It accepts bad framing without an error. `zz` as a chunk size becomes the
+ *    last chunk, and a non-numeric Content-Length swallows the rest of the stream.
+ *  - Its header-size cap gives different results for different splits: the
+ *    count includes body bytes of the previous message read in the same
+ *    `execute()`, and `reinitialize` puts the per-instance limit back to 80 KiB
+ *    after the first message. Chunk-size and trailer lines are buffered without a cap.
+ *  - It cannot skip bytes that were not captured (`gap`) and has no hook for the
+ *    start of a message (start_ns). Both would mean writing to its private
+ *    `state`, `offset` and `body_bytes`.
+ * Working around all of this would mean replacing most of its states. HTTP/1
+ * framing is small enough to state exactly here.
+ *
+ * Grammar (RFC 9112):
+ *   HTTP-message = start-line CRLF *( field-line CRLF ) CRLF [ message-body ]
+ *   request-line = method SP request-target SP "HTTP/1." DIGIT
+ *   status-line  = "HTTP/1." DIGIT SP 3DIGIT [ SP reason-phrase ]
+ *   field-line   = field-name ":" OWS field-value OWS      (obs-fold joined with SP, 5.2)
+ *   chunked-body = *( chunk-size [ chunk-ext ] CRLF chunk-data CRLF )
+ *                  "0" [ chunk-ext ] CRLF *( field-line CRLF ) CRLF
+ * A bare LF also ends a line (RFC 9112 2.2). Empty lines before a start line are skipped.
+ * The body length (RFC 9112 6.3) is decided by the first rule that applies:
+ *   101, or a 2xx response to CONNECT     -> no body; the protocol changes: stop (failed = 'upgrade')
+ *   other 1xx, 204, 304, response to HEAD -> no body
+ *   Transfer-Encoding ending in chunked   -> chunked (it overrides Content-Length)
+ *   any other Transfer-Encoding           -> until close (responses); invalid (requests)
+ *   Content-Length (repeats must agree)   -> that many bytes
+ *   none of these                         -> no body (requests); until close (responses)
+ * A CONNECT request, or a request with `Upgrade` plus `Connection: upgrade`,
+ * is reported and then that direction stops (failed = 'upgrade').
+ *
+ * Loss of sync. After an uncaptured gap the parser knows where it is only if
+ * the gap falls inside a body whose length is known. That includes a close-
+ * delimited body, and the current chunk as long as the gap ends inside it.
+ * In any other case, and on malformed input or a head over MAX_HEAD_BYTES,
+ * the parser stops for good and `failed` gives the reason. If the start line of
+ * the current message was seen, that message is first reported with
+ * truncated = true. The parser does not try to find the next start line:
+ * correlation depends on ordinals, and a skipped message would pair each later
+ * response with the wrong request.
+ *
+ * Informational responses (1xx other than 101) are not reported and use no
+ * ordinal; the final response that follows answers the request. A response
+ * whose request has not been seen (the collector fed the response first, the
+ * requests side stopped, or more than MAX_PENDING_METHODS requests are waiting)
+ * is framed as if it answered a GET. Trailer fields are skipped, not kept.
+ *
+ * Each direction is parsed without waiting for the other. So the requests side
+ * stops at every CONNECT or upgrade request, even one the server then refuses;
+ * requests sent after a refused upgrade are not reported.
+ */
+import { keepHeader, redactTarget } from './headers.ts';
+import { DEFAULT_L7_OPTIONS, type L7Kind, type L7Message, type L7ParseOptions, type StreamParser } from './types.ts';
+
+/** Largest head (start line + fields) or trailer section held; longer ones end the direction. */
+export const MAX_HEAD_BYTES = 16 * 1024;
+/** Longest chunk-size line (size + extensions) accepted. */
+export const MAX_CHUNK_LINE = 1024;
+/** Request methods remembered for responses not yet parsed; the oldest are forgotten past this. */
+export const MAX_PENDING_METHODS = 1024;
+
+export interface Http1StreamParser extends StreamParser {
+  /** Bytes this direction holds in buffers (at most MAX_HEAD_BYTES). */
+  readonly bufferedBytes: number;
+}
+
+const CR = 0x0d;
+const LF = 0x0a;
+const SP = 0x20;
+const EMPTY = new Uint8Array(0);
+/** Buffers above this size are released once a message's head has been parsed. */
+const KEEP_BUFFER = 1024;
+const utf8 = new TextDecoder();
+
+const TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const IS_TOKEN = new Uint8Array(256);
+for (let k = 0; k < TOKEN_CHARS.length; k++) IS_TOKEN[TOKEN_CHARS.charCodeAt(k)] = 1;
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([^\x00-\x20\x7f]+) HTTP\/1\.\d$/;
+const STATUS_LINE = /^HTTP\/1\.\d ([1-9]\d\d)(?: .*)?$/;
+/** At most 12 hex digits keep sizes (and their sums) far below 2^53. */
+const CHUNK_SIZE = /^([0-9A-Fa-f]{1,12})[ \t]*(?:;.*)?$/;
+const CONTENT_LENGTH = /^\d{1,15}$/;
+
+/** Methods that `looksLikeHttp1Request` recognises. The parser itself accepts any token. */
+const SNIFF_METHODS: ReadonlySet<string> = new Set([
+  'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH',
+  'PROPFIND', 'PROPPATCH', 'MKCOL', 'COPY', 'MOVE', 'LOCK', 'UNLOCK', 'SEARCH', 'REPORT', 'PURGE',
+]);
+const SNIFF_SPAN = Math.max(...[...SNIFF_METHODS].map((m) => m.length)) + 1;
+const HTTP1_PREFIX = [0x48, 0x54, 0x54, 0x50, 0x2f, 0x31, 0x2e]; // 'HTTP/1.'
+
+/** Does a direction's first bytes start with a known method and SP? */
+export function looksLikeHttp1Request(b: Uint8Array): boolean {
+  const sp = b.subarray(0, SNIFF_SPAN).indexOf(SP);
+  if (sp < 3) return false;
+  let method = '';
+  for (let k = 0; k < sp; k++) method += String.fromCharCode(b[k]!);
+  return SNIFF_METHODS.has(method);
+}
+
+/** Does a direction's first bytes start with 'HTTP/1.'? */
+export function looksLikeHttp1Response(b: Uint8Array): boolean {
+  return b.length >= HTTP1_PREFIX.length && HTTP1_PREFIX.every((c, k) => b[k] === c);
+}
+
+/** Parsers for the two directions of one connection, sharing the requests' methods. */
+export function createHttp1Connection(opts: L7ParseOptions = DEFAULT_L7_OPTIONS): {
+  requests: Http1StreamParser;
+  responses: Http1StreamParser;
+} {
+  const log = new MethodLog();
+  return { requests: new Http1Direction('REQUEST', opts, log), responses: new Http1Direction('RESPONSE', opts, log) };
+}
+
+/** Request methods by ordinal, from the requests side until the responses side takes them. */
+class MethodLog {
+  private readonly methods = new Map<number, string>();
+
+  record(ordinal: number, method: string): void {
+    this.methods.set(ordinal, method);
+    // Bounded: the responses side may never catch up (one-way capture, or it stopped).
+    if (this.methods.size > MAX_PENDING_METHODS) {
+      const oldest = this.methods.keys().next();
+      if (!oldest.done) this.methods.delete(oldest.value);
+    }
+  }
+
+  take(ordinal: number): string | null {
+    const m = this.methods.get(ordinal);
+    this.methods.delete(ordinal);
+    return m ?? null;
+  }
+}
+
+type State = 'idle' | 'head' | 'sized' | 'close' | 'chunk-size' | 'chunk-data' | 'chunk-crlf' | 'trailers';
+
+interface StartLine {
+  method: string | null;
+  target: string | null;
+  status: number | null;
+}
+
+type Framing = { body: 'none' } | { body: 'sized'; length: number } | { body: 'chunked' } | { body: 'close' } | { error: string };
+
+class Http1Direction implements Http1StreamParser {
+  private readonly kind: L7Kind;
+  private readonly opts: L7ParseOptions;
+  private readonly log: MethodLog;
+  private state: State = 'idle';
+  private failure: string | null = null;
+  private ended = false;
+  /** Ordinal the next reported message gets. */
+  private ordinal = 0;
+  /** Unparsed bytes of the current head or chunk-size line. */
+  private buf: Uint8Array = EMPTY;
+  private bufLen = 0;
+  /** Line scanning across pushes: length of the current line so far, and its last byte (a CR alone is an empty line). */
+  private lineLen = 0;
+  private lineLast = 0;
+  private lineDone = false;
+  private lineEmpty = false;
+  private start: StartLine | null = null;
+  /** The message whose body is being read (null in 'idle' and 'head'). */
+  private msg: L7Message | null = null;
+  /** Bytes left in a sized body or in the current chunk; > 0 in those states. */
+  private remaining = 0;
+  private trailerLen = 0;
+  private sawCR = false;
+  private startTs = 0n;
+  private lastTs = 0n;
+  /** Set once the current message is known to switch protocols when it ends. */
+  private stopAfter: string | null = null;
+
+  constructor(kind: L7Kind, opts: L7ParseOptions, log: MethodLog) {
+    this.kind = kind;
+    this.opts = opts;
+    this.log = log;
+  }
+
+  get failed(): string | null {
+    return this.failure;
+  }
+
+  get bufferedBytes(): number {
+    return this.buf.length;
+  }
+
+  private get stopped(): boolean {
+    return this.failure !== null || this.ended;
+  }
+
+  push(bytes: Uint8Array, ts: bigint): L7Message[] {
+    const out: L7Message[] = [];
+    let i = 0;
+    // Each turn consumes at least one byte or changes state without consuming, so this ends.
+    while (i < bytes.length && !this.stopped) {
+      if (this.state !== 'idle') this.lastTs = ts;
+      switch (this.state) {
+        case 'idle':
+          i = this.stepIdle(bytes, i, ts);
+          break;
+        case 'head':
+          i = this.stepHead(bytes, i, out);
+          break;
+        case 'sized':
+        case 'chunk-data': {
+          const take = Math.min(this.remaining, bytes.length - i);
+          i += take;
+          this.remaining -= take;
+          if (this.remaining === 0) this.bodyDone(out);
+          break;
+        }
+        case 'close':
+          this.msg!.body_bytes += bytes.length - i;
+          i = bytes.length;
+          break;
+        case 'chunk-size':
+          i = this.stepChunkSize(bytes, i, out);
+          break;
+        case 'chunk-crlf':
+          i = this.stepChunkCrlf(bytes, i, out);
+          break;
+        case 'trailers':
+          i = this.stepTrailers(bytes, i, out);
+          break;
+      }
+    }
+    return out;
+  }
+
+  gap(len: number, ts: bigint): L7Message[] {
+    const out: L7Message[] = [];
+    if (this.stopped || !(len > 0)) return out;
+    // The uncaptured bytes belong to the message in progress, so their syscall is its latest.
+    if (this.state !== 'idle') this.lastTs = ts;
+    switch (this.state) {
+      case 'close':
+        this.msg!.body_bytes += len;
+        break;
+      case 'sized':
+      case 'chunk-data': {
+        if (len < this.remaining) {
+          this.remaining -= len;
+          break;
+        }
+        const beyond = len - this.remaining;
+        this.remaining = 0;
+        if (this.state === 'sized') {
+          // The message is whole (its framing was known). The bytes after it are not.
+          this.bodyDone(out);
+          if (beyond > 0 && !this.stopped) this.fail('gap past message end');
+        } else if (beyond === 0) {
+          this.bodyDone(out);
+        } else {
+          this.loseSync('gap across chunk boundary', out);
+        }
+        break;
+      }
+      case 'idle':
+        this.fail('gap between messages');
+        break;
+      case 'head':
+        this.loseSync('gap in headers', out);
+        break;
+      default:
+        this.loseSync('gap in chunked framing', out);
+    }
+    return out;
+  }
+
+  end(_ts: bigint): L7Message[] {
+    const out: L7Message[] = [];
+    if (this.stopped) return out;
+    // end_ns stays the time of the last byte, not of the close (L7Message.end_ns).
+    if (this.state === 'close') this.complete(out);
+    else if (this.state !== 'idle') this.reportTruncated(out);
+    this.ended = true;
+    this.reset();
+    return out;
+  }
+
+  private stepIdle(bytes: Uint8Array, i: number, ts: bigint): number {
+    const b = bytes[i]!;
+    if (b === CR || b === LF) return i + 1;
+    // Fail on the first byte when it cannot start a message (TLS, binary data) instead of buffering 16 KiB of it.
+    if (this.kind === 'REQUEST' ? IS_TOKEN[b] !== 1 : b !== HTTP1_PREFIX[0]) {
+      this.fail('bad start line');
+      return i;
+    }
+    this.startTs = ts;
+    this.state = 'head';
+    this.lineLen = 0;
+    return i;
+  }
+
+  private stepHead(bytes: Uint8Array, i: number, out: L7Message[]): number {
+    const end = this.scanLine(bytes, i);
+    // The cap depends only on the head's length, so every split of the stream fails at the same line.
+    if (this.bufLen + (end - i) > MAX_HEAD_BYTES) {
+      this.loseSync('headers too large', out);
+      return end;
+    }
+    this.append(bytes, i, end);
+    if (!this.lineDone) return end;
+    if (this.start === null) {
+      this.start = this.parseStartLine();
+      if (this.start === null) this.fail('bad start line');
+    } else if (this.lineEmpty) {
+      this.headDone(out);
+    }
+    return end;
+  }
+
+  private stepChunkSize(bytes: Uint8Array, i: number, out: L7Message[]): number {
+    const end = this.scanLine(bytes, i);
+    if (this.bufLen + (end - i) > MAX_CHUNK_LINE) {
+      this.loseSync('chunk size line too long', out);
+      return end;
+    }
+    this.append(bytes, i, end);
+    if (!this.lineDone) return end;
+    const m = CHUNK_SIZE.exec(stripEol(utf8.decode(this.buf.subarray(0, this.bufLen))));
+    this.bufLen = 0;
+    if (m === null) {
+      this.loseSync('bad chunk size', out);
+      return end;
+    }
+    const size = Number.parseInt(m[1]!, 16);
+    const msg = this.msg!;
+    msg.body_bytes += size;
+    if (msg.body_bytes > Number.MAX_SAFE_INTEGER) {
+      this.loseSync('chunked body too large', out);
+    } else if (size === 0) {
+      this.state = 'trailers';
+      this.trailerLen = 0;
+    } else {
+      this.state = 'chunk-data';
+      this.remaining = size;
+    }
+    return end;
+  }
+
+  private stepChunkCrlf(bytes: Uint8Array, i: number, out: L7Message[]): number {
+    const b = bytes[i]!;
+    if (b === LF) {
+      this.state = 'chunk-size';
+    } else if (b === CR && !this.sawCR) {
+      this.sawCR = true;
+    } else {
+      this.loseSync('bad chunk terminator', out);
+    }
+    return i + 1;
+  }
+
+  private stepTrailers(bytes: Uint8Array, i: number, out: L7Message[]): number {
+    // Trailer fields are not kept (RFC 9110 6.5.1: they must not be merged into the headers blindly), only skipped.
+    const end = this.scanLine(bytes, i);
+    this.trailerLen += end - i;
+    if (this.trailerLen > MAX_HEAD_BYTES) this.loseSync('trailers too large', out);
+    else if (this.lineDone && this.lineEmpty) this.complete(out);
+    return end;
+  }
+
+  /** Consumes up to and including the next LF. Sets lineDone, and lineEmpty when the line had nothing but an optional CR. */
+  private scanLine(bytes: Uint8Array, i: number): number {
+    const lf = bytes.indexOf(LF, i);
+    if (lf < 0) {
+      this.lineLen += bytes.length - i;
+      this.lineLast = bytes[bytes.length - 1]!;
+      this.lineDone = false;
+      return bytes.length;
+    }
+    const len = this.lineLen + (lf - i);
+    const last = lf > i ? bytes[lf - 1]! : this.lineLast;
+    this.lineEmpty = len === 0 || (len === 1 && last === CR);
+    this.lineDone = true;
+    this.lineLen = 0;
+    return lf + 1;
+  }
+
+  private append(bytes: Uint8Array, from: number, to: number): void {
+    const need = this.bufLen + (to - from);
+    if (need > this.buf.length) {
+      const grown = new Uint8Array(Math.min(MAX_HEAD_BYTES, Math.max(need, 2 * this.buf.length, 256)));
+      grown.set(this.buf.subarray(0, this.bufLen));
+      this.buf = grown;
+    }
+    this.buf.set(bytes.subarray(from, to), this.bufLen);
+    this.bufLen = need;
+  }
+
+  /** The head buffered so far, as lines without their line ends; the last element is the unfinished line ('' after a LF). */
+  private headLines(): string[] {
+    return utf8.decode(this.buf.subarray(0, this.bufLen)).split('\n').map(stripCr);
+  }
+
+  private parseStartLine(): StartLine | null {
+    const line = this.headLines()[0]!;
+    if (this.kind === 'REQUEST') {
+      const m = REQUEST_LINE.exec(line);
+      return m === null ? null : { method: m[1]!, target: m[2]!, status: null };
+    }
+    const m = STATUS_LINE.exec(line);
+    return m === null ? null : { method: null, target: null, status: Number(m[1]) };
+  }
+
+  private headDone(out: L7Message[]): void {
+    const lines = this.headLines();
+    // [start line, ...fields, '' (the empty line), '' (after its LF)]
+    const fields = parseFields(lines.slice(1, -2), true);
+    if (fields === null) {
+      this.loseSync('bad header line', out);
+      return;
+    }
+    this.bufLen = 0;
+    if (this.buf.length > KEEP_BUFFER) this.buf = EMPTY;
+    const start = this.start!;
+    if (start.status !== null && start.status < 200 && start.status !== 101) {
+      // Informational (RFC 9110 15.2): the final response to the same request is still to come.
+      this.reset();
+      return;
+    }
+    const msg = this.newMessage(start, fields);
+    this.msg = msg;
+    const framing = this.framing(msg, fields);
+    if ('error' in framing) {
+      this.loseSync(framing.error, out);
+    } else if (framing.body === 'none') {
+      this.complete(out);
+    } else if (framing.body === 'sized') {
+      msg.body_bytes = framing.length;
+      this.remaining = framing.length;
+      this.state = 'sized';
+    } else {
+      this.state = framing.body === 'chunked' ? 'chunk-size' : 'close';
+    }
+  }
+
+  /** A message for a start line, taking its ordinal (and, for a response, its request's method). */
+  private newMessage(start: StartLine, fields: readonly (readonly [string, string])[]): L7Message {
+    const headers: Record<string, string> = {};
+    for (const [name, value] of fields) keepHeader(headers, name, value, this.opts);
+    const stream_id = this.ordinal++;
+    if (start.method !== null) this.log.record(stream_id, start.method);
+    return {
+      protocol: 'HTTP1',
+      kind: this.kind,
+      start_ns: this.startTs,
+      end_ns: this.lastTs,
+      stream_id,
+      method: start.method,
+      path: start.target === null ? null : redactTarget(start.target, this.opts),
+      status: start.status,
+      headers,
+      grpc_service: null,
+      grpc_method: null,
+      grpc_status: null,
+      dns_name: null,
+      dns_type: null,
+      dns_rcode: null,
+      dns_answers: null,
+      body_bytes: 0,
+      truncated: false,
+    };
+  }
+
+  private framing(msg: L7Message, fields: readonly (readonly [string, string])[]): Framing {
+    let te: string | null = null;
+    const lengths: string[] = [];
+    const connection: string[] = [];
+    let upgrade = false;
+    for (const [name, value] of fields) {
+      if (name === 'transfer-encoding') te = te === null ? value : `${te},${value}`;
+      else if (name === 'content-length') lengths.push(...value.split(','));
+      else if (name === 'connection') connection.push(...value.toLowerCase().split(',').map((t) => t.trim()));
+      else if (name === 'upgrade') upgrade = true;
+    }
+    if (this.kind === 'REQUEST') {
+      if (msg.method === 'CONNECT' || (upgrade && connection.includes('upgrade'))) this.stopAfter = 'upgrade';
+    } else {
+      const status = msg.status!;
+      const method = this.log.take(msg.stream_id);
+      if (status === 101 || (method === 'CONNECT' && status < 300)) {
+        this.stopAfter = 'upgrade';
+        return { body: 'none' };
+      }
+      if (method === 'HEAD' || status === 204 || status === 304) return { body: 'none' };
+    }
+    if (te !== null) {
+      const codings = te.split(',').map((c) => c.trim().toLowerCase()).filter((c) => c !== '');
+      if (codings.at(-1) === 'chunked') return { body: 'chunked' };
+      // RFC 9112 6.3: a request whose body is not chunked last cannot be delimited.
+      return this.kind === 'REQUEST' ? { error: 'bad transfer-encoding' } : { body: 'close' };
+    }
+    if (lengths.length > 0) {
+      const values = lengths.map((v) => v.trim());
+      if (!values.every((v) => CONTENT_LENGTH.test(v) && v === values[0])) return { error: 'bad content-length' };
+      const n = Number(values[0]);
+      return n === 0 ? { body: 'none' } : { body: 'sized', length: n };
+    }
+    return this.kind === 'REQUEST' ? { body: 'none' } : { body: 'close' };
+  }
+
+  private bodyDone(out: L7Message[]): void {
+    if (this.state === 'sized') {
+      this.complete(out);
+    } else {
+      this.state = 'chunk-crlf';
+      this.sawCR = false;
+    }
+  }
+
+  private complete(out: L7Message[]): void {
+    const msg = this.msg!;
+    msg.end_ns = this.lastTs;
+    out.push(msg);
+    const stop = this.stopAfter;
+    this.reset();
+    if (stop !== null) this.fail(stop);
+  }
+
+  /** Reports the current message, cut short, if its start line was seen. */
+  private reportTruncated(out: L7Message[]): void {
+    let msg = this.msg;
+    if (msg === null && this.state === 'head' && this.start !== null) {
+      const { status } = this.start;
+      if (status !== null && status < 200 && status !== 101) return;
+      // Only whole field lines: a line the cut went through may hold a value cut short.
+      msg = this.newMessage(this.start, parseFields(this.headLines().slice(1, -1), false) ?? []);
+    }
+    if (msg === null) return;
+    msg.truncated = true;
+    msg.end_ns = this.lastTs;
+    out.push(msg);
+  }
+
+  private loseSync(reason: string, out: L7Message[]): void {
+    this.reportTruncated(out);
+    this.fail(reason);
+  }
+
+  private fail(reason: string): void {
+    this.failure = reason;
+    this.reset();
+    this.buf = EMPTY;
+  }
+
+  private reset(): void {
+    this.state = 'idle';
+    this.start = null;
+    this.msg = null;
+    this.stopAfter = null;
+    this.remaining = 0;
+    this.bufLen = 0;
+    this.lineLen = 0;
+  }
+}
+
+function stripCr(line: string): string {
+  return line.endsWith('\r') ? line.slice(0, -1) : line;
+}
+
+function stripEol(line: string): string {
+  return stripCr(line.endsWith('\n') ? line.slice(0, -1) : line);
+}
+
+/**
+ * Field lines as [lower-case name, value]. Strict: any malformed line makes the
+ * head invalid (null), as RFC 9112 5.1 asks. Lenient (a head cut short): malformed lines are skipped.
+ */
+function parseFields(lines: readonly string[], strict: boolean): [string, string][] | null {
+  const fields: [string, string][] = [];
+  for (const line of lines) {
+    if (line.startsWith(' ') || line.startsWith('\t')) {
+      // obs-fold (RFC 9112 5.2): a continuation of the previous value.
+      const last = fields.at(-1);
+      if (last === undefined) {
+        if (strict) return null;
+        continue;
+      }
+      last[1] = `${last[1]} ${trimOws(line)}`;
+      continue;
+    }
+    const colon = line.indexOf(':');
+    const name = colon < 0 ? '' : line.slice(0, colon);
+    if (!TOKEN.test(name)) {
+      if (strict) return null;
+      continue;
+    }
+    fields.push([name.toLowerCase(), trimOws(line.slice(colon + 1))]);
+  }
+  return fields;
+}
+
+function trimOws(s: string): string {
+  return s.replace(/^[ \t]+|[ \t]+$/g, '');
+}

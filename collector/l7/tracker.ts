@@ -1,0 +1,351 @@
+/**
+ * Per-connection L7 state in the collector: raw socket captures in
+ * (collector/l7/capture.ts), parsed requests and responses out.
+ *
+ * A TCP connection is recognised from its first payload bytes in either
+ * direction (an HTTP/1 request or status line, the HTTP/2 client preface, or a
+ * DNS message on port 53); its two directions then feed the protocol's pair of
+ * stream parsers, the requests side and the responses side. Bytes the kernel
+ * saw but did not copy (the capture limit), and records lost on the way (an
+ * offset jump), reach the parser as gaps, never as made-up bytes. UDP
+ * datagrams are parsed one by one (DNS). Memory is bounded: at most
+ * `maxConnections` are tracked (the least recently used is flushed and
+ * dropped, counted) and connections idle for `idleNs` are flushed by sweep().
+ */
+import type { L7Message, L7ParseOptions, StreamParser } from './types.ts';
+import { DEFAULT_L7_OPTIONS } from './types.ts';
+import { L7Direction, L7Kind, L7Role, IPPROTO_TCP, IPPROTO_UDP, type L7Capture } from './capture.ts';
+import { createHttp1Connection, looksLikeHttp1Request, looksLikeHttp1Response } from './http1.ts';
+import { createHttp2Connection, looksLikeHttp2Preface } from './http2.ts';
+import { createDnsTcpParser, looksLikeDns, parseDnsMessage } from './dns.ts';
+import { formatInet } from '../events/inet.ts';
+
+export type Role = 'UNKNOWN' | 'CLIENT' | 'SERVER';
+export type Transport = 'TCP' | 'UDP';
+
+/** Who and where a message was seen: the task of the capture that completed it, and the socket's ends. */
+export interface L7Context {
+  pid: number;
+  tgid: number;
+  uid: number;
+  comm: string;
+  cgroup_id: bigint;
+  conn_id: bigint;
+  role: Role;
+  transport: Transport;
+  local_addr: string;
+  local_port: number;
+  remote_addr: string;
+  remote_port: number;
+}
+
+export interface L7Output {
+  msg: L7Message;
+  ctx: L7Context;
+}
+
+export interface L7TrackerOptions {
+  parse?: L7ParseOptions;
+  /** Connections tracked at once (default 16384). */
+  maxConnections?: number;
+  /** A connection with no capture for this long is flushed and forgotten (default 5 min). */
+  idleNs?: bigint;
+  /** Records of a connection looked at before it is declared not L7 we parse (default 8). */
+  detectRecords?: number;
+}
+
+export interface L7Counters {
+  /** Capture records fed. */
+  records: number;
+  /** Messages produced. */
+  messages: number;
+  /** Connections recognised, by protocol. */
+  recognised: number;
+  /** Connections whose first records were not a protocol we parse: their bytes are skipped. */
+  unrecognised: number;
+  /** Bytes that reached a parser as gaps: capture limit, or lost records (offset jumps). */
+  gapBytes: number;
+  /** Offset jumps: records lost between the kernel and us (dropped in the ring). */
+  lostRecords: number;
+  /** Directions whose parser lost sync and stopped (by reason). */
+  failed: Map<string, number>;
+  /** Connections dropped to stay under maxConnections. */
+  evicted: number;
+  /** UDP datagrams that were not DNS. */
+  otherDatagrams: number;
+}
+
+/** "1.2.3.4" for an IPv4-mapped IPv6 address, so both ends of a dual-stack connection name it alike. */
+export function normalizeAddr(text: string): string {
+  return text.startsWith('::ffff:') && text.indexOf('.') > 0 ? text.slice(7) : text;
+}
+
+/**
+ * The Kafka key of a connection: both ends, in a fixed order, without the host,
+ * so both directions, seen from the client host and from the server host,
+ * land in one partition, in order.
+ */
+export function l7Key(transport: Transport, a: string, pa: number, b: string, pb: number): string {
+  const x = a.includes(':') ? `[${a}]:${pa}` : `${a}:${pa}`;
+  const y = b.includes(':') ? `[${b}]:${pb}` : `${b}:${pb}`;
+  return x <= y ? `${transport.toLowerCase()}/${x}-${y}` : `${transport.toLowerCase()}/${y}-${x}`;
+}
+
+type Proto = 'HTTP1' | 'HTTP2' | 'DNS';
+
+interface Conn {
+  key: bigint;
+  ctx: L7Context;
+  /** Next expected offset per direction (egress, ingress); -1 before the first record. */
+  next: [number, number];
+  /** Parser per direction, once recognised. */
+  parsers: [StreamParser, StreamParser] | null;
+  /** Direction carrying the requests (only with parsers). */
+  reqDir: number;
+  proto: Proto | null;
+  ignored: boolean;
+  looked: number;
+  lastNs: bigint;
+  saidFailed: [boolean, boolean];
+  /**
+   * Records seen before the protocol was recognised, replayed once it is: an
+   * HTTP/2 server writes its SETTINGS before it reads the client's preface.
+   */
+  early: L7Capture[];
+  earlyBytes: number;
+}
+
+const ROLE_NAME: Record<number, Role> = { [L7Role.UNKNOWN]: 'UNKNOWN', [L7Role.CLIENT]: 'CLIENT', [L7Role.SERVER]: 'SERVER' };
+const DNS_PORT = 53;
+/** Bytes of early records kept per connection while its protocol is unknown. */
+const MAX_EARLY_BYTES = 16384;
+
+export class L7Tracker {
+  readonly counters: L7Counters = {
+    records: 0, messages: 0, recognised: 0, unrecognised: 0, gapBytes: 0, lostRecords: 0, failed: new Map(), evicted: 0, otherDatagrams: 0,
+  };
+  private readonly conns = new Map<bigint, Conn>();
+  private readonly opts: L7ParseOptions;
+  private readonly max: number;
+  private readonly idleNs: bigint;
+  private readonly detectRecords: number;
+
+  constructor(o: L7TrackerOptions = {}) {
+    this.opts = o.parse ?? DEFAULT_L7_OPTIONS;
+    this.max = o.maxConnections ?? 16384;
+    this.idleNs = o.idleNs ?? 300_000_000_000n;
+    this.detectRecords = o.detectRecords ?? 8;
+  }
+
+  get size(): number {
+    return this.conns.size;
+  }
+
+  feed(c: L7Capture): L7Output[] {
+    this.counters.records++;
+    if (c.protocol === IPPROTO_UDP) return this.datagram(c);
+    if (c.protocol !== IPPROTO_TCP && c.kind !== L7Kind.CLOSE) return [];
+    let conn = this.conns.get(c.conn_id);
+    if (c.kind === L7Kind.CLOSE) {
+      if (!conn) return [];
+      this.conns.delete(c.conn_id);
+      return this.finish(conn, c.ts_ns);
+    }
+    const out: L7Output[] = [];
+    if (!conn) {
+      if (this.conns.size >= this.max) out.push(...this.evictOldest(c.ts_ns));
+      conn = this.open(c);
+    } else {
+      // most recently used last: Map keeps insertion order, so re-insert
+      this.conns.delete(c.conn_id);
+      this.conns.set(c.conn_id, conn);
+    }
+    conn.lastNs = c.ts_ns;
+    this.refreshTask(conn, c);
+    if (conn.ignored) return out;
+    const dir = c.direction === L7Direction.INGRESS ? 1 : 0;
+    if (!conn.parsers) {
+      if (c.captured_len === 0) return out;
+      if (!this.recognise(conn, c, dir)) {
+        if (++conn.looked >= this.detectRecords) {
+          conn.ignored = true;
+          conn.early = [];
+          this.counters.unrecognised++;
+        } else if (conn.earlyBytes + c.captured_len <= MAX_EARLY_BYTES) {
+          conn.early.push(c);
+          conn.earlyBytes += c.captured_len;
+        }
+        return out;
+      }
+      // parsing starts here; the other direction's early records (sent before
+      // this one was recognised) go first, from where that direction began
+      conn.next[dir] = c.offset;
+      const early = conn.early.filter((e) => e.direction !== c.direction);
+      conn.early = [];
+      conn.earlyBytes = 0;
+      for (const e of early) this.data(conn, e, 1 - dir, out);
+    }
+    this.data(conn, c, dir, out);
+    return out;
+  }
+
+  private data(conn: Conn, c: L7Capture, dir: number, out: L7Output[]): void {
+    const p = conn.parsers![dir]!;
+    const expected = conn.next[dir]!;
+    if (expected >= 0 && c.offset > expected) {
+      this.counters.lostRecords++;
+      this.counters.gapBytes += c.offset - expected;
+      this.collect(conn, p.gap(c.offset - expected, c.ts_ns), out);
+    }
+    if (expected >= 0 && c.offset < expected) return; // already fed (cannot happen unless ids repeat)
+    if (c.captured_len > 0) this.collect(conn, p.push(c.payload, c.ts_ns), out);
+    if (c.total_len > c.captured_len) {
+      this.counters.gapBytes += c.total_len - c.captured_len;
+      this.collect(conn, p.gap(c.total_len - c.captured_len, c.ts_ns), out);
+    }
+    conn.next[dir] = c.offset + c.total_len;
+    this.noteFailure(conn, dir);
+  }
+
+  /** Flushes and forgets connections idle for longer than idleNs (call every few seconds). */
+  sweep(nowNs: bigint): L7Output[] {
+    const out: L7Output[] = [];
+    for (const [id, conn] of this.conns) {
+      if (nowNs - conn.lastNs < this.idleNs) break; // least recently used first: the rest are newer
+      this.conns.delete(id);
+      out.push(...this.finish(conn, nowNs));
+    }
+    return out;
+  }
+
+  /** Flushes every connection (the collector is stopping). */
+  flushAll(nowNs: bigint): L7Output[] {
+    const out: L7Output[] = [];
+    for (const conn of this.conns.values()) out.push(...this.finish(conn, nowNs));
+    this.conns.clear();
+    return out;
+  }
+
+  private open(c: L7Capture): Conn {
+    const conn: Conn = {
+      key: c.conn_id,
+      ctx: {
+        pid: c.pid, tgid: c.tgid, uid: c.uid, comm: c.comm, cgroup_id: c.cgroup_id, conn_id: c.conn_id,
+        role: ROLE_NAME[c.role] ?? 'UNKNOWN',
+        transport: 'TCP',
+        local_addr: normalizeAddr(formatInet(c.laddr, 0, c.family)),
+        local_port: c.lport,
+        remote_addr: normalizeAddr(formatInet(c.raddr, 0, c.family)),
+        remote_port: c.rport,
+      },
+      next: [-1, -1],
+      parsers: null,
+      reqDir: 0,
+      proto: null,
+      ignored: false,
+      looked: 0,
+      lastNs: c.ts_ns,
+      saidFailed: [false, false],
+      early: [],
+      earlyBytes: 0,
+    };
+    this.conns.set(c.conn_id, conn);
+    return conn;
+  }
+
+  /** The task fields follow the latest capture: a message is attributed to the task that completed it. */
+  private refreshTask(conn: Conn, c: L7Capture): void {
+    const x = conn.ctx;
+    if (x.pid === c.pid && x.uid === c.uid && x.comm === c.comm) return;
+    conn.ctx = { ...x, pid: c.pid, tgid: c.tgid, uid: c.uid, comm: c.comm, cgroup_id: c.cgroup_id };
+  }
+
+  private recognise(conn: Conn, c: L7Capture, dir: number): boolean {
+    const b = c.payload;
+    let proto: Proto | null = null;
+    let reqDir = dir;
+    if (looksLikeHttp2Preface(b)) proto = 'HTTP2';
+    else if (looksLikeHttp1Request(b)) proto = 'HTTP1';
+    else if (looksLikeHttp1Response(b)) {
+      proto = 'HTTP1';
+      reqDir = 1 - dir;
+    } else if ((conn.ctx.local_port === DNS_PORT || conn.ctx.remote_port === DNS_PORT) && looksLikeDns(b, true)) {
+      proto = 'DNS';
+      // QR bit of the first message (after the 2-byte length): a query travels from the client
+      reqDir = b.length > 4 && (b[4]! & 0x80) !== 0 ? 1 - dir : dir;
+    }
+    if (!proto) return false;
+    conn.proto = proto;
+    conn.reqDir = reqDir;
+    if (proto === 'DNS') {
+      conn.parsers = [createDnsTcpParser(), createDnsTcpParser()];
+    } else {
+      const pair = proto === 'HTTP2' ? createHttp2Connection(this.opts) : createHttp1Connection(this.opts);
+      conn.parsers = reqDir === 0 ? [pair.requests, pair.responses] : [pair.responses, pair.requests];
+    }
+    if (conn.ctx.role === 'UNKNOWN') conn.ctx = { ...conn.ctx, role: reqDir === 0 ? 'CLIENT' : 'SERVER' };
+    this.counters.recognised++;
+    return true;
+  }
+
+  private collect(conn: Conn, msgs: L7Message[], out: L7Output[]): void {
+    for (const msg of msgs) {
+      out.push({ msg, ctx: conn.ctx });
+      this.counters.messages++;
+    }
+  }
+
+  private noteFailure(conn: Conn, dir: number): void {
+    const why = conn.parsers![dir]!.failed;
+    if (why === null || conn.saidFailed[dir]) return;
+    conn.saidFailed[dir] = true;
+    const k = `${conn.proto}: ${why}`;
+    this.counters.failed.set(k, (this.counters.failed.get(k) ?? 0) + 1);
+  }
+
+  private finish(conn: Conn, ts: bigint): L7Output[] {
+    const out: L7Output[] = [];
+    if (!conn.parsers) return out;
+    // requests first: a response completed by the close answers a request completed before it
+    const order = conn.reqDir === 0 ? [0, 1] : [1, 0];
+    for (const d of order) this.collect(conn, conn.parsers[d]!.end(ts), out);
+    return out;
+  }
+
+  private evictOldest(ts: bigint): L7Output[] {
+    const first = this.conns.entries().next();
+    if (first.done) return [];
+    const [id, conn] = first.value;
+    this.conns.delete(id);
+    this.counters.evicted++;
+    return this.finish(conn, ts);
+  }
+
+  private datagram(c: L7Capture): L7Output[] {
+    if (c.kind === L7Kind.CLOSE || c.captured_len === 0) return [];
+    const local = normalizeAddr(formatInet(c.laddr, 0, c.family));
+    const remote = normalizeAddr(formatInet(c.raddr, 0, c.family));
+    if (!(c.lport === DNS_PORT || c.rport === DNS_PORT || looksLikeDns(c.payload, false))) {
+      this.counters.otherDatagrams++;
+      return [];
+    }
+    const msg = parseDnsMessage(c.payload, c.ts_ns);
+    if (!msg) {
+      this.counters.otherDatagrams++;
+      return [];
+    }
+    if (c.total_len > c.captured_len) msg.truncated = true;
+    const egress = c.direction === L7Direction.EGRESS;
+    // a query sent, or a response received, makes this process the client
+    const client = (msg.kind === 'REQUEST') === egress;
+    this.counters.messages++;
+    return [{
+      msg,
+      ctx: {
+        pid: c.pid, tgid: c.tgid, uid: c.uid, comm: c.comm, cgroup_id: c.cgroup_id, conn_id: c.conn_id,
+        role: client ? 'CLIENT' : 'SERVER', transport: 'UDP',
+        local_addr: local, local_port: c.lport, remote_addr: remote, remote_port: c.rport,
+      },
+    }];
+  }
+}

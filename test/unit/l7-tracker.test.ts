@@ -1,0 +1,149 @@
+/**
+ * The collector's per-connection L7 state (collector/l7/tracker.ts): captures
+ * built by hand, as bpf/l7.bpf.c would fill them, in; parsed messages with
+ * their connection context out.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { L7Tracker, l7Key, normalizeAddr } from '../../collector/l7/tracker.ts';
+import { L7Direction, L7Kind, L7Role, IPPROTO_TCP, IPPROTO_UDP, type L7Capture } from '../../collector/l7/capture.ts';
+import { createL7Encoder } from '../../collector/l7/encode.ts';
+import { decodeRecord } from '../../schemas/index.ts';
+
+const enc = new TextEncoder();
+const v4 = (a: string) => Uint8Array.from(a.split('.').map(Number));
+
+function cap(p: Partial<L7Capture> & { data?: string }): L7Capture {
+  const payload = p.payload ?? enc.encode(p.data ?? '');
+  return {
+    cpu: 0, pid: 100, tgid: 100, uid: 0, ts_ns: 1000n, cgroup_id: 1n, comm: 'curl',
+    conn_id: 7n, offset: 0, peer_offset: 0, laddr: v4('127.0.0.1'), raddr: v4('127.0.0.1'), fd: 3,
+    total_len: payload.length, captured_len: payload.length, lport: 40000, rport: 8080, family: 2,
+    direction: L7Direction.EGRESS, syscall: 2, role: L7Role.CLIENT, protocol: IPPROTO_TCP, kind: L7Kind.DATA, flags: 0,
+    ...p,
+    payload,
+  };
+}
+
+const REQ = 'GET /users/42?token=s3cret HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer hunter2\r\n\r\n';
+const RES = 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nSet-Cookie: sid=hunter3\r\n\r\nhello';
+
+test('HTTP/1 client: request then response, with context, role and a host-free key', () => {
+  const t = new L7Tracker();
+  const out = [
+    ...t.feed(cap({ data: REQ, ts_ns: 10n })),
+    ...t.feed(cap({ data: RES, ts_ns: 20n, direction: L7Direction.INGRESS })),
+  ];
+  assert.deepEqual(out.map((o) => [o.msg.kind, o.msg.method, o.msg.path, o.msg.status, o.msg.start_ns]), [
+    ['REQUEST', 'GET', '/users/42?token=<redacted>', null, 10n],
+    ['RESPONSE', null, null, 200, 20n],
+  ]);
+  assert.equal(out[0]!.ctx.role, 'CLIENT');
+  assert.equal(out[0]!.ctx.remote_port, 8080);
+  assert.equal(t.counters.recognised, 1);
+  const json = JSON.stringify(out, (_k, v) => (typeof v === 'bigint' ? String(v) : v));
+  for (const secret of ['hunter2', 'hunter3', 's3cret']) assert.ok(!json.includes(secret), secret);
+});
+
+test('HTTP/1 server side: requests read (ingress) make the role SERVER when connect/accept was not seen', () => {
+  const t = new L7Tracker();
+  const out = [
+    ...t.feed(cap({ data: REQ, direction: L7Direction.INGRESS, role: L7Role.UNKNOWN })),
+    ...t.feed(cap({ data: RES, direction: L7Direction.EGRESS, role: L7Role.UNKNOWN })),
+  ];
+  assert.deepEqual(out.map((o) => [o.msg.kind, o.ctx.role]), [['REQUEST', 'SERVER'], ['RESPONSE', 'SERVER']]);
+});
+
+test('bytes past the capture limit and lost records reach the parser as gaps, not as bytes', () => {
+  const t = new L7Tracker();
+  const body = 'x'.repeat(10000);
+  const head = `POST /upload HTTP/1.1\r\nContent-Length: ${body.length}\r\n\r\n`;
+  const first = enc.encode(head + body).subarray(0, 4096);
+  let out = t.feed(cap({ payload: first, total_len: head.length + body.length, captured_len: 4096 }));
+  assert.equal(out.length, 1, 'the body was accounted for by the gap');
+  assert.equal(out[0]!.msg.body_bytes, 10000);
+  assert.equal(t.counters.gapBytes, head.length + body.length - 4096);
+  // a record lost in the ring: the next one starts further on
+  const next = head.length + body.length;
+  const req2 = 'GET /a HTTP/1.1\r\n\r\n';
+  out = t.feed(cap({ data: req2, offset: next + 50 }));
+  assert.equal(t.counters.lostRecords, 1);
+  assert.deepEqual(out.map((o) => o.msg.path), [], 'a gap between messages loses sync: nothing is made up');
+});
+
+test('connections that are not HTTP or DNS are given up after a few records; the close frees them', () => {
+  const t = new L7Tracker({ detectRecords: 3 });
+  for (let i = 0; i < 5; i++) assert.deepEqual(t.feed(cap({ data: '\x00\x00\x00\x10kafka', offset: i * 9, conn_id: 9n })), []);
+  assert.equal(t.counters.unrecognised, 1);
+  assert.equal(t.size, 1);
+  t.feed(cap({ kind: L7Kind.CLOSE, conn_id: 9n, data: '' }));
+  assert.equal(t.size, 0);
+});
+
+test('a close flushes a response delimited by the end of the connection', () => {
+  const t = new L7Tracker();
+  t.feed(cap({ data: 'GET / HTTP/1.0\r\n\r\n' }));
+  assert.deepEqual(t.feed(cap({ data: 'HTTP/1.0 200 OK\r\n\r\npartial body', direction: L7Direction.INGRESS })), []);
+  const out = t.feed(cap({ kind: L7Kind.CLOSE, data: '', ts_ns: 99n }));
+  assert.deepEqual(out.map((o) => [o.msg.kind, o.msg.status, o.msg.body_bytes]), [['RESPONSE', 200, 12]]);
+});
+
+test('bounded: the least recently used connection is flushed and dropped past maxConnections', () => {
+  const t = new L7Tracker({ maxConnections: 2 });
+  for (const id of [1n, 2n, 3n]) t.feed(cap({ data: 'GET / HTTP/1.1\r\n\r\n', conn_id: id }));
+  assert.equal(t.size, 2);
+  assert.equal(t.counters.evicted, 1);
+});
+
+test('idle connections are swept', () => {
+  const t = new L7Tracker({ idleNs: 100n });
+  t.feed(cap({ data: 'GET / HTTP/1.1\r\n\r\n', conn_id: 1n, ts_ns: 0n }));
+  t.feed(cap({ data: 'GET / HTTP/1.1\r\n\r\n', conn_id: 2n, ts_ns: 150n }));
+  t.sweep(200n);
+  assert.equal(t.size, 1);
+});
+
+function dnsQuery(id: number, name: string, response = false): Uint8Array {
+  const labels = name.split('.').flatMap((l) => [l.length, ...enc.encode(l)]);
+  return Uint8Array.from([id >> 8, id & 255, response ? 0x81 : 0x01, response ? 0x83 : 0x00, 0, 1, 0, 0, 0, 0, 0, 0, ...labels, 0, 0, 1, 0, 1]);
+}
+
+test('UDP DNS: each datagram is a message; a query sent makes the process the client', () => {
+  const t = new L7Tracker();
+  const q = t.feed(cap({ protocol: IPPROTO_UDP, payload: dnsQuery(0x1234, 'svc.test'), rport: 53, role: L7Role.UNKNOWN }));
+  const r = t.feed(cap({ protocol: IPPROTO_UDP, payload: dnsQuery(0x1234, 'svc.test', true), rport: 53, direction: L7Direction.INGRESS, role: L7Role.UNKNOWN }));
+  assert.deepEqual([...q, ...r].map((o) => [o.msg.kind, o.msg.stream_id, o.msg.dns_name, o.msg.dns_rcode, o.ctx.role, o.ctx.transport]), [
+    ['REQUEST', 0x1234, 'svc.test', null, 'CLIENT', 'UDP'],
+    ['RESPONSE', 0x1234, 'svc.test', 'NXDOMAIN', 'CLIENT', 'UDP'],
+  ]);
+  assert.equal(t.feed(cap({ protocol: IPPROTO_UDP, data: 'not dns at all', rport: 5000 })).length, 0);
+  assert.equal(t.counters.otherDatagrams, 1);
+});
+
+test('keys: both ends in a fixed order, v4-mapped addresses as IPv4, no host', () => {
+  const rows: [string, number, string, number][] = [
+    ['127.0.0.1', 40000, '127.0.0.1', 8080],
+    ['127.0.0.1', 8080, '127.0.0.1', 40000],
+  ];
+  const keys = rows.map(([a, pa, b, pb]) => l7Key('TCP', a, pa, b, pb));
+  assert.equal(keys[0], keys[1]);
+  assert.equal(keys[0], 'tcp/127.0.0.1:40000-127.0.0.1:8080');
+  assert.equal(normalizeAddr('::ffff:10.0.0.1'), '10.0.0.1');
+  assert.equal(normalizeAddr('::1'), '::1');
+  assert.equal(l7Key('UDP', '::1', 53, '::1', 5353), 'udp/[::1]:53-[::1]:5353');
+});
+
+test('encoded records decode with schemas/l7.avsc, secrets absent', () => {
+  const t = new L7Tracker();
+  const e = createL7Encoder({ host: 'h1', bootTimeNs: 5n });
+  const outs = [...t.feed(cap({ data: REQ })), ...t.feed(cap({ data: RES, direction: L7Direction.INGRESS }))];
+  for (const o of outs) {
+    const { key, value } = e.encode(o);
+    assert.equal(key, 'tcp/127.0.0.1:40000-127.0.0.1:8080');
+    const d = decodeRecord(value);
+    assert.equal(d.schema.topic, 'ringflow.l7.v1');
+    assert.equal(d.value.host, 'h1');
+    assert.ok(!value.toString('latin1').includes('hunter'));
+  }
+  assert.equal((decodeRecord(e.encode(outs[0]!).value).value.headers as Record<string, string>).host, 'api');
+});
