@@ -24,7 +24,7 @@
  * owner of the partition. Nothing is committed before it was accepted.
  */
 import type { Kafka, Consumer, EachBatchPayload } from 'kafkajs';
-import { decodeRecord } from '../schemas/index.ts';
+import { decodeCurrent } from '../schemas/index.ts';
 import { describeKafkaError, superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../collector/kafka-sink.ts';
 import type { FatalError } from '../collector/errors.ts';
 import {
@@ -187,7 +187,7 @@ export function createExporter(opts: ExporterOptions): Exporter {
       const m = batch.messages[i]!;
       if (m.value) {
         try {
-          const { schema, value } = decodeRecord(m.value);
+          const { schema, value } = decodeCurrent(m.value);
           if (schema.fullName !== METRIC_POINT) throw new Error(`a ${schema.fullName} record, not a ${METRIC_POINT}`);
           chunk.push(value as unknown as MetricPoint);
         } catch (err) {

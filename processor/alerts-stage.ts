@@ -23,7 +23,7 @@ import type { Kafka, Consumer, Producer, EachBatchPayload, PartitionAssigner } f
 import kafkajs, { CompressionTypes } from '../collector/kafkajs.ts';
 import { ensureTopics, retrying, superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../collector/kafka-sink.ts';
 import type { FatalError } from '../collector/errors.ts';
-import { decodeRecord, encodeRecord, schemaRegistry } from '../schemas/index.ts';
+import { decodeCurrent, encodeRecord, schemaRegistry } from '../schemas/index.ts';
 import { AlertEvaluator, alertKey, type AlertRecord, type AlertRule, type EvaluatorJSON, type MetricPointValue } from './alerts.ts';
 import { METRICS_TOPIC, SESSION_TIMEOUT_MS } from './topics.ts';
 
@@ -231,7 +231,7 @@ export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
               if (!m.value) continue;
               let value: MetricPointValue;
               try {
-                const d = decodeRecord(m.value);
+                const d = decodeCurrent(m.value);
                 if (d.schema.topic !== METRICS_TOPIC) throw new Error(`a ${d.schema.fullName} record`);
                 value = d.value as unknown as MetricPointValue;
               } catch (err) {

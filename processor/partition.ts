@@ -10,7 +10,7 @@
  * time. Windows that had already been emitted (end <= emittedThroughNs) are
  * rebuilt and then suppressed, never emitted twice.
  */
-import { decodeRecord, encodeRecord, schemaRegistry } from '../schemas/index.ts';
+import { decodeCurrent, encodeRecord, schemaRegistry } from '../schemas/index.ts';
 import { METRICS, WindowAggregator, capCardinality, type SeriesPoint, type WindowAssignerState, type EventBase } from './index.ts';
 import { METRICS_TOPIC, STATS_TOPIC, parseRepartitionKey } from './topics.ts';
 
@@ -109,7 +109,7 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
       let isStats: boolean;
       try {
         if (!route) throw new Error(`bad key "${key}"`);
-        const d = decodeRecord(value);
+        const d = decodeCurrent(value); // an older writer version reads as the current one
         rec = d.value;
         isStats = d.schema.topic === STATS_TOPIC;
       } catch {

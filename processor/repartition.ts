@@ -4,12 +4,14 @@
  * fetched batch: the re-keyed records, any dead letters, and the consumed
  * offsets commit together or not at all.
  *
+ * Records of an older writer schema (schemas/history/) are read in the
+ * current schema's shape (decodeCurrent) and forwarded as they are.
  * Records that cannot be decoded (bad magic, unknown schema fingerprint,
  * truncated or corrupt body) go to ringflow.deadletter.v1 with headers naming
  * their source topic, partition, offset and the error, and are counted.
  */
 import type { Kafka, Consumer, Producer, EachBatchPayload, IHeaders } from 'kafkajs';
-import { decodeRecord } from '../schemas/index.ts';
+import { decodeCurrent } from '../schemas/index.ts';
 import { CompressionTypes } from '../collector/kafkajs.ts';
 import { DEADLETTER_TOPIC, EVENT_TOPICS, REPARTITION_GROUP, REPARTITION_TOPIC, SESSION_TIMEOUT_MS, STATS_TOPIC, repartitionKey } from './topics.ts';
 import { superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../collector/kafka-sink.ts';
@@ -35,7 +37,7 @@ export interface OutMessage {
 export function routeRecord(topic: string, partition: number, offset: string, value: Buffer | null): OutMessage[] {
   try {
     if (!value) throw new Error('record has no value');
-    const { schema, value: v } = decodeRecord(value);
+    const { schema, value: v } = decodeCurrent(value);
     if (schema.topic !== topic) throw new Error(`record of ${schema.topic} found on ${topic}`);
     const host = String(v.host);
     if (topic === STATS_TOPIC) {

@@ -4,6 +4,11 @@
  * annotates each C-mirrored field with "c": {offset, type}; this module only
  * reads those annotations, collector/events/transcode.ts compiles them.
  *
+ * schemas/history/<id>.v<N>.avsc are older versions of a current schema,
+ * loaded as writer schemas only: byFingerprint finds them (records of older
+ * collectors still name them), `all` does not list them, and each must be
+ * resolvable by its current schema (wire.ts decodeCurrent).
+ *
  * All Avro longs decode as BigInt (u64 nanosecond times exceed 2^53): see
  * bigLong below. Encoding accepts a bigint or a safe-integer number.
  */
@@ -83,10 +88,22 @@ export interface RegisteredSchema {
   readonly fingerprintBytes: Buffer;
 }
 
+/** An older version of a current schema (schemas/history/<id>.v<N>.avsc): a writer schema only. */
+export interface HistorySchema extends RegisteredSchema {
+  /** N of the file name. */
+  readonly version: number;
+  /** The current schema of the same id, full name and topic, which reads this version's records. */
+  readonly current: RegisteredSchema;
+}
+
 export interface SchemaRegistry {
+  /** The current schemas (schemas/*.avsc). */
   readonly all: readonly RegisteredSchema[];
+  /** Older writer versions (schemas/history/), not in `all`. */
+  readonly history: readonly HistorySchema[];
   byEventType(type: number): RegisteredSchema | undefined;
   byTopic(topic: string): RegisteredSchema | undefined;
+  /** A current schema or a history version (see HistorySchema.current). */
   byFingerprint(fp: bigint): RegisteredSchema | undefined;
   byId(id: string): RegisteredSchema | undefined;
 }
@@ -177,15 +194,52 @@ function register(id: string, schema: RecordSchema): RegisteredSchema {
   });
 }
 
-/** Loads and indexes every *.avsc of a directory (the default registry uses schemas/). */
-export function loadRegistry(dir: string = SCHEMA_DIR): SchemaRegistry {
-  const files = fs.readdirSync(dir).filter((f) => f.endsWith('.avsc')).sort();
-  const all = files.map((f) => register(f.slice(0, -'.avsc'.length), JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as RecordSchema));
-  return createRegistry(all);
+/** True for an older writer version loaded from schemas/history/. */
+export function isHistory(s: RegisteredSchema): s is HistorySchema {
+  return (s as Partial<HistorySchema>).current !== undefined;
 }
 
-/** Indexes already registered schemas; throws on a duplicate type id, topic or fingerprint. */
-export function createRegistry(all: readonly RegisteredSchema[]): SchemaRegistry {
+/**
+ * Registers `schema` as version `version` of `current`: same full name and
+ * topic, and resolvable (every field `current` has and the old one lacks
+ * needs a default); throws otherwise.
+ */
+export function registerHistory(current: RegisteredSchema, version: number, schema: RecordSchema): HistorySchema {
+  const id = `${current.id}.v${version}`;
+  const old = register(id, schema);
+  if (old.fullName !== current.fullName) throw new Error(`history/${id}.avsc: ${old.fullName} is not ${current.fullName}`);
+  if (old.topic !== current.topic) throw new Error(`history/${id}.avsc: topic ${old.topic} is not ${current.topic}`);
+  try {
+    current.type.createResolver(old.type);
+  } catch (err) {
+    throw new Error(`history/${id}.avsc: ${current.id}.avsc cannot read it: ${(err as Error).message}`, { cause: err });
+  }
+  return Object.freeze({ ...old, version, current });
+}
+
+function readSchema(file: string): RecordSchema {
+  return JSON.parse(fs.readFileSync(file, 'utf8')) as RecordSchema;
+}
+
+/** Loads and indexes every *.avsc of a directory and of its history/ (the default registry uses schemas/). */
+export function loadRegistry(dir: string = SCHEMA_DIR): SchemaRegistry {
+  const files = fs.readdirSync(dir).filter((f) => f.endsWith('.avsc')).sort();
+  const all = files.map((f) => register(f.slice(0, -'.avsc'.length), readSchema(path.join(dir, f))));
+  const history: HistorySchema[] = [];
+  const histDir = path.join(dir, 'history');
+  const histFiles = fs.existsSync(histDir) ? fs.readdirSync(histDir).filter((f) => f.endsWith('.avsc')).sort() : [];
+  for (const f of histFiles) {
+    const m = /^(.+)\.v(\d+)\.avsc$/.exec(f);
+    if (!m) throw new Error(`history/${f}: not named <id>.v<N>.avsc`);
+    const current = all.find((s) => s.id === m[1]);
+    if (!current) throw new Error(`history/${f}: no current schema ${m[1]}.avsc`);
+    history.push(registerHistory(current, Number(m[2]), readSchema(path.join(histDir, f))));
+  }
+  return createRegistry(all, history);
+}
+
+/** Indexes already registered schemas; throws on a duplicate type id, topic or fingerprint, or a history version of a schema not in `all`. */
+export function createRegistry(all: readonly RegisteredSchema[], history: readonly HistorySchema[] = []): SchemaRegistry {
   const types = new Map<number, RegisteredSchema>();
   const topics = new Map<string, RegisteredSchema>();
   const fps = new Map<bigint, RegisteredSchema>();
@@ -201,8 +255,14 @@ export function createRegistry(all: readonly RegisteredSchema[]): SchemaRegistry
     fps.set(s.fingerprint, s);
     ids.set(s.id, s);
   }
+  for (const h of history) {
+    if (ids.get(h.current.id) !== h.current) throw new Error(`${h.id}: its current schema ${h.current.id} is not registered`);
+    if (fps.has(h.fingerprint)) throw new Error(`fingerprint of ${h.id} collides with ${fps.get(h.fingerprint)!.id}`);
+    fps.set(h.fingerprint, h);
+  }
   return Object.freeze({
     all: Object.freeze([...all]),
+    history: Object.freeze([...history]),
     byEventType: (t: number) => types.get(t),
     byTopic: (t: string) => topics.get(t),
     byFingerprint: (fp: bigint) => fps.get(fp),

@@ -13,7 +13,7 @@
  * fits the same WireFormat interface; it is not implemented here.
  */
 import type avro from 'avsc';
-import { schemaRegistry, type RegisteredSchema, type SchemaRegistry } from './registry.ts';
+import { schemaRegistry, type HistorySchema, type RegisteredSchema, type SchemaRegistry } from './registry.ts';
 
 export type WireErrorCode = 'BAD_MAGIC' | 'UNKNOWN_SCHEMA' | 'TRUNCATED' | 'BAD_BODY';
 
@@ -148,6 +148,24 @@ export function resolve(reader: avro.Type | RegisteredSchema, writer: avro.Type 
     byWriter.set(w, res);
   }
   return res;
+}
+
+export interface DecodedCurrent extends Decoded {
+  /** The writer schema the header names: `schema` itself, or a history version of it. */
+  readonly writer: RegisteredSchema;
+}
+
+/**
+ * Framed bytes -> the CURRENT schema and the value in its shape. A record of
+ * a current schema decodes as decodeRecord does (no resolution); one written
+ * with an older version (schemas/history/) is resolved into the current
+ * shape, fields it lacks taking their defaults (resolvers cached).
+ */
+export function decodeCurrent(buf: Buffer, format: WireFormat = singleObjectFormat()): DecodedCurrent {
+  const { schema, body } = format.decode(buf);
+  const current = (schema as Partial<HistorySchema>).current;
+  if (current === undefined) return { schema, writer: schema, value: decodeBody(schema.type, body) as Record<string, unknown> };
+  return { schema: current, writer: schema, value: resolve(current, schema).decode(body) };
 }
 
 /** Framed bytes -> value in the reader's shape, whatever registered writer schema the header names. */
