@@ -15,6 +15,25 @@ import { decodeRecord } from '../schemas/index.ts';
 import { parseCollectArgs, COLLECT_HELP } from './collect.ts';
 import { summarizeWindow, type SummaryPoint } from './summary.ts';
 import { METRICS_TOPIC } from '../processor/topics.ts';
+import { ALERTS_TOPIC } from '../processor/alerts-stage.ts';
+
+interface AlertLine {
+  rule: string;
+  state: string;
+  group: { key: string; value: string }[];
+  stat: string;
+  metric: string;
+  value: number;
+  threshold: number;
+  window_end_ns: bigint;
+}
+
+/** One alert transition as a line of the live summary. */
+export function alertLine(a: AlertLine): string {
+  const group = a.group.length ? ` {${a.group.map((g) => `${g.key}=${g.value}`).join(', ')}}` : '';
+  const at = new Date(Number(a.window_end_ns / 1_000_000n)).toISOString().slice(11, 19);
+  return `ALERT ${a.state} ${a.rule}${group}: ${a.stat}(${a.metric}) = ${a.value} (threshold ${a.threshold}) at ${at}`;
+}
 
 const UP_HELP = `Usage: ringflow up [collect options] [--window DUR] [--lateness DUR]
 
@@ -28,6 +47,9 @@ stays). Each stage also runs alone: ringflow collect | process | export.
 
   --window DUR     processor window size (default 10s)
   --lateness DUR   processor allowed lateness (default 5s)
+  --rules FILE     alert rules (YAML, docs/alerts.md): the processor writes
+                   FIRING/RESOLVED records to ringflow.alerts.v1 and each
+                   transition is printed here as it happens
 
 Collect options:
 ${COLLECT_HELP.split('\n').slice(COLLECT_HELP.split('\n').findIndex((l) => l.startsWith('Options:')) + 1).join('\n')}`;
@@ -39,15 +61,19 @@ ${COLLECT_HELP.split('\n').slice(COLLECT_HELP.split('\n').findIndex((l) => l.sta
 const SUMMARY_DELAY_MS = 4000;
 
 /** Splits up's own flags from the collector's. */
-export function splitUpArgs(argv: string[]): { window: string; lateness: string; collect: string[] } {
+export function splitUpArgs(argv: string[]): { window: string; lateness: string; rules?: string; collect: string[] } {
   const collect: string[] = [];
   let window = '10s';
   let lateness = '5s';
+  let rules: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const eq = a.indexOf('=');
     const flag = eq > 0 ? a.slice(0, eq) : a;
-    if (flag === '--window' || flag === '--lateness') {
+    if (flag === '--rules') {
+      rules = eq > 0 ? a.slice(eq + 1) : argv[++i];
+      if (rules === undefined) throw new FatalError('--rules: missing value', { exitCode: EXIT.usage });
+    } else if (flag === '--window' || flag === '--lateness') {
       const val = eq > 0 ? a.slice(eq + 1) : argv[++i];
       if (val === undefined) throw new FatalError(`${flag}: missing value`, { exitCode: EXIT.usage });
       parseDurationNs(flag, val);
@@ -55,7 +81,7 @@ export function splitUpArgs(argv: string[]): { window: string; lateness: string;
       else lateness = val;
     } else collect.push(a);
   }
-  return { window, lateness, collect };
+  return { window, lateness, ...(rules === undefined ? {} : { rules }), collect };
 }
 
 function child(name: string, args: string[]): ChildProcess {
@@ -74,7 +100,7 @@ function child(name: string, args: string[]): ChildProcess {
 }
 
 export async function upCommand(argv: string[]): Promise<number> {
-  const { window, lateness, collect } = splitUpArgs(argv);
+  const { window, lateness, rules, collect } = splitUpArgs(argv);
   const cfg = parseCollectArgs(collect); // validates the collector's flags before anything starts
   if (cfg.help) {
     console.log(UP_HELP);
@@ -93,22 +119,30 @@ export async function upCommand(argv: string[]): Promise<number> {
   const b = brokers.join(',');
   const kafka = createKafkaClient(brokers, 'ringflow-up');
   const admin = await connectAdmin(kafka, brokers);
-  await ensureTopics(admin, [METRICS_TOPIC], 6);
+  await ensureTopics(admin, rules ? [METRICS_TOPIC, ALERTS_TOPIC] : [METRICS_TOPIC], 6);
   await admin.disconnect();
 
   const children = new Map<string, ChildProcess>([
     ['collect', child('collect', ['collect', '--brokers', b, '--quiet', ...collect.filter((a, i) => !(a === '--brokers' || collect[i - 1] === '--brokers' || a.startsWith('--brokers=')))])],
-    ['process', child('process', ['process', '--brokers', b, '--window', window, '--lateness', lateness])],
+    ['process', child('process', ['process', '--brokers', b, '--window', window, '--lateness', lateness, ...(rules ? ['--rules', rules] : [])])],
     ['export', child('export', ['export', '--brokers', b])],
   ]);
 
   // the live summary: read the committed points and print each window once it has gone quiet
   const consumer = kafka.consumer({ groupId: `ringflow-up-${process.pid}-${Date.now()}`, readUncommitted: false });
   await consumer.connect();
-  await consumer.subscribe({ topic: METRICS_TOPIC, fromBeginning: false });
+  await consumer.subscribe({ topics: rules ? [METRICS_TOPIC, ALERTS_TOPIC] : [METRICS_TOPIC], fromBeginning: false });
   const windows = new Map<bigint, { points: SummaryPoint[]; timer: NodeJS.Timeout }>();
   await consumer.run({
-    eachMessage: async ({ message }) => {
+    eachMessage: async ({ topic, message }) => {
+      if (topic === ALERTS_TOPIC) {
+        try {
+          console.log(alertLine(decodeRecord(message.value!).value as unknown as AlertLine));
+        } catch {
+          // counted by the stage that wrote it; the summary just skips it
+        }
+        return;
+      }
       try {
         const p = decodeRecord(message.value!).value as unknown as SummaryPoint;
         let w = windows.get(p.window_start_ns);

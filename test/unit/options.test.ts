@@ -73,3 +73,14 @@ test('load-time settings: names, sizes and values match common.bpf.h', () => {
   // every global named here is declared in common.bpf.h with the same size
   // (the native loader also rejects unknown names and wrong sizes at load)
 });
+
+test('up: --rules goes to the processor; alert transitions print as one line', async () => {
+  const { splitUpArgs, alertLine } = await import('../../cli/up.ts');
+  assert.deepEqual(splitUpArgs(['--rules', 'r.yaml', '--window=2s', '--signals', 'tcp']), { window: '2s', lateness: '5s', rules: 'r.yaml', collect: ['--signals', 'tcp'] });
+  assert.deepEqual(splitUpArgs(['--pid', '1']), { window: '10s', lateness: '5s', collect: ['--pid', '1'] });
+  assert.throws(() => splitUpArgs(['--rules']), /--rules: missing value/);
+  assert.equal(
+    alertLine({ rule: 'slow-runqueue', state: 'FIRING', group: [{ key: 'host.name', value: 'web1' }], stat: 'p99', metric: 'ringflow.sched.runqueue.latency', value: 0.012, threshold: 0.01, window_end_ns: 1_700_000_010_000_000_000n }),
+    'ALERT FIRING slow-runqueue {host.name=web1}: p99(ringflow.sched.runqueue.latency) = 0.012 (threshold 0.01) at 22:13:30',
+  );
+});
