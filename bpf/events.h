@@ -232,4 +232,17 @@ struct rf_l7_capture {
 	__u8  flags;        /* enum rf_l7_flag bits */
 };
 
+/*
+ * Protocol gate of bpf/l7.bpf.c (rf_l7_detect_records): indexes of its per-CPU
+ * counter array rf_l7_gate (__u64 per CPU). Not drops: what the gate keeps out
+ * of the ring is what user space would have thrown away. Lines up with
+ * L7_GATE in collector/l7/capture.ts.
+ */
+enum rf_l7_gate_counter {
+	RF_L7_GATE_ACCEPTED_CONNS = 0, /* TCP connections recognised (HTTP/1, HTTP/2 preface, port 53) */
+	RF_L7_GATE_REJECTED_CONNS = 1, /* TCP connections given up on after rf_l7_detect_records data records */
+	RF_L7_GATE_UDP_SKIPPED    = 2, /* UDP datagrams neither on port 53 nor with a DNS-like header */
+	RF_L7_GATE_NR             = 3,
+};
+
 #endif /* RINGFLOW_EVENTS_H */

@@ -92,6 +92,21 @@ export const L7_FLAG = {
   IOV_LIMIT: 8,
 } as const;
 
+/**
+ * Indexes of bpf/l7.bpf.c's per-CPU counter array rf_l7_gate (enum
+ * rf_l7_gate_counter): its protocol gate's decisions. Not drops.
+ */
+export const L7_GATE = {
+  /** TCP connections recognised (HTTP/1, HTTP/2 preface, port 53): captured in full. */
+  ACCEPTED_CONNS: 0,
+  /** TCP connections given up on after rf_l7_detect_records data records: nothing more captured. */
+  REJECTED_CONNS: 1,
+  /** UDP datagrams neither on port 53 nor with a DNS-like header: not captured. */
+  UDP_SKIPPED: 2,
+} as const;
+/** rf_l7_detect_records default: data records a TCP connection gets to be recognised in. */
+export const L7_DEFAULT_DETECT_RECORDS = 4;
+
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
 

@@ -39,12 +39,22 @@ export interface L7Settings {
   captureBytes?: number;
   /** Only sockets with this local or remote port (0 = any). */
   port?: number;
+  /**
+   * In-kernel protocol gate: data records a TCP connection gets to show
+   * HTTP/1, the HTTP/2 preface or port 53 before it is no longer captured;
+   * UDP only DNS. Default 4; 0 turns the gate off (everything captured).
+   */
+  detectRecords?: number;
 }
 
 export function encodeL7Settings(s: L7Settings): Record<string, Buffer> {
   const port = Buffer.alloc(2);
   port.writeUInt16LE(s.port ?? 0);
-  return { rf_l7_capture_bytes: u32(s.captureBytes ?? 4096), rf_filter_port: port };
+  return {
+    rf_l7_capture_bytes: u32(s.captureBytes ?? 4096),
+    rf_filter_port: port,
+    rf_l7_detect_records: Buffer.from([Math.min(255, Math.max(0, s.detectRecords ?? 4))]),
+  };
 }
 
 export function encodeSettings(s: LoadSettings): Record<string, Buffer> {

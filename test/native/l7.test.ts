@@ -18,7 +18,7 @@ import { Session, forEachRecord, type SessionOptions } from '../../native/index.
 import { encodeL7Settings, encodeSettings, type Filters, type L7Settings } from '../../collector/signals/settings.ts';
 import { ensureTracefs } from '../../collector/preflight.ts';
 import {
-  L7_CAPTURE_TYPE, L7_DEFAULT_CAPTURE, L7_FLAG, L7_MAX_CAPTURE, L7Direction, L7Kind, L7Role, L7Syscall,
+  L7_CAPTURE_TYPE, L7_DEFAULT_CAPTURE, L7_DEFAULT_DETECT_RECORDS, L7_FLAG, L7_GATE, L7_MAX_CAPTURE, L7Direction, L7Kind, L7Role, L7Syscall,
   decodeL7Capture, type L7Capture,
 } from '../../collector/l7/capture.ts';
 import { ROOT } from './helpers.ts';
@@ -101,6 +101,8 @@ interface LogEntry {
   n?: number;
   /** the fd names a new connection from this call on (it was replaced without a close seen) */
   new?: boolean;
+  /** the call's bytes count in the offsets but it has no record (the protocol gate kept it out) */
+  hidden?: boolean;
   /** per-call overrides: the datagram's peer (UDP), extra flags, bytes captured */
   raddr?: string;
   rport?: number;
@@ -125,11 +127,18 @@ interface RunOptions {
   session?: SessionOptions;
   /** Runs once the programs are attached, before the child is released. */
   whileAttached?: () => Promise<void>;
+  /** Runs once the child exited, before the programs are detached. */
+  afterChild?: () => void;
 }
 
-/** The globals the collector gives l7.bpf.o (cli/collect.ts), filtered on the child's tgid. */
+/**
+ * The globals the collector gives l7.bpf.o (cli/collect.ts), filtered on the
+ * child's tgid. The protocol gate is off unless l7 sets detectRecords: most
+ * tests here check the capture mechanics on arbitrary bytes; the gate's own
+ * tests (and the collector) use the default.
+ */
 function settings(pid: number, l7: L7Settings = {}, filters: Filters = {}): Record<string, Buffer> {
-  return { ...encodeSettings({ pid, ...filters, selfTgid: process.pid }), ...encodeL7Settings(l7) };
+  return { ...encodeSettings({ pid, ...filters, selfTgid: process.pid }), ...encodeL7Settings({ detectRecords: 0, ...l7 }) };
 }
 
 /** A deep copy: batch buffers return to a pool after the callback. */
@@ -169,6 +178,7 @@ async function runChild(t: TestContext, script: string, opts: RunOptions = {}): 
   await opts.whileAttached?.();
   child.stdin!.end('g');
   const [code] = await exited;
+  opts.afterChild?.();
   await session.stop();
   assert.equal(code, 0, 'the child script succeeded');
   assert.equal(bad, '', 'only L7 records in the ring, each decodes');
@@ -194,13 +204,25 @@ function assertMatchesLog(run: ChildRun, limit = L7_DEFAULT_CAPTURE): void {
   const { records, log, pid } = run;
   const brief = (r: L7Capture): string => `fd ${r.fd} sys ${r.syscall} kind ${r.kind} len ${r.total_len}`;
   assert.deepEqual(records.map((r) => [r.fd, r.kind === L7Kind.CLOSE ? 'close' : r.syscall]),
-    log.map((e) => [e.fd, e.op === 'close' ? 'close' : SYSCALL[e.op]]), 'one record per logged call, in order');
+    log.filter((e) => !e.hidden).map((e) => [e.fd, e.op === 'close' ? 'close' : SYSCALL[e.op]]),
+    'one record per logged call, in order');
   const bytes = new Map<number, [number, number]>(); // fd -> [egress, ingress]
   const ids = new Map<number, bigint>(); // fd -> conn_id of its current connection
   const seenIds = new Set<bigint>();
-  for (let i = 0; i < log.length; i++) {
-    const e = log[i]!;
-    const r = records[i]!;
+  let i = -1;
+  for (const e of log) {
+    if (e.new) bytes.delete(e.fd);
+    if (e.hidden) {
+      if (e.op === 'close') {
+        ids.delete(e.fd);
+        bytes.delete(e.fd);
+        continue;
+      }
+      if (!bytes.has(e.fd)) bytes.set(e.fd, [0, 0]);
+      bytes.get(e.fd)![INGRESS.has(e.op) ? 1 : 0] += e.n ?? e.data!.length / 2;
+      continue;
+    }
+    const r = records[++i]!;
     const at = `record ${i} (${brief(r)}, log op ${e.op})`;
     assert.equal(r.tgid, pid, `${at}: tgid`);
     assert.equal(r.pid, pid, `${at}: pid`);
@@ -221,7 +243,7 @@ function assertMatchesLog(run: ChildRun, limit = L7_DEFAULT_CAPTURE): void {
       id = r.conn_id;
       ids.set(e.fd, id);
       seenIds.add(id);
-      bytes.set(e.fd, [0, 0]);
+      if (!bytes.has(e.fd)) bytes.set(e.fd, [0, 0]);
     }
     assert.equal(r.conn_id, id, `${at}: conn_id`);
     const b = bytes.get(e.fd)!;
@@ -234,6 +256,7 @@ function assertMatchesLog(run: ChildRun, limit = L7_DEFAULT_CAPTURE): void {
       assert.equal(r.total_len, 0, `${at}: total_len`);
       assert.equal(r.captured_len, 0, `${at}: captured_len`);
       ids.delete(e.fd);
+      bytes.delete(e.fd);
       continue;
     }
     const data = Buffer.from(e.data!, 'hex');
@@ -582,5 +605,186 @@ done()
     assert.equal(run.drops[L7_CAPTURE_TYPE], 20n, '10 sends + 10 receives dropped');
     assert.deepEqual(run.records.map((r) => r.kind), [L7Kind.CLOSE, L7Kind.CLOSE]);
     assert.deepEqual(run.records.map((r) => [r.offset, r.peer_offset]), [[50000, 0], [0, 50000]], 'totals count dropped records too');
+  });
+});
+
+/** The collector's L7 globals (the protocol gate at its default), filtered on the child's tgid. */
+const gated = (pid: number): Record<string, Buffer> =>
+  ({ ...encodeSettings({ pid, selfTgid: process.pid }), ...encodeL7Settings({}) });
+
+/** rf_l7_gate summed over CPUs, of the newest l7.bpf.o loaded (ours: tests run one at a time). */
+function gateCounters(): number[] {
+  const shown = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'show', 'name', 'rf_l7_gate'], { encoding: 'utf8' })) as
+    { id: number } | { id: number }[];
+  const maps = Array.isArray(shown) ? shown : [shown];
+  const id = Math.max(...maps.map((m) => m.id));
+  const dump = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'id', String(id)], { encoding: 'utf8' })) as
+    { formatted?: { key: number; values: { cpu: number; value: number }[] } }[];
+  const out = [0, 0, 0];
+  for (const e of dump) for (const v of e.formatted!.values) { const k = e.formatted!.key; out[k] = (out[k] ?? 0) + Number(v.value); }
+  return out;
+}
+
+/** Marks what the gate keeps out: a TCP fd's data calls after its first `n`, and its close. */
+function hideAfter(log: LogEntry[], fds: number[], n = L7_DEFAULT_DETECT_RECORDS): LogEntry[] {
+  const seen = new Map<number, number>();
+  return log.map((e) => {
+    if (!fds.includes(e.fd)) return e;
+    if (e.op === 'close') return { ...e, hidden: true };
+    const k = (seen.get(e.fd) ?? 0) + 1;
+    seen.set(e.fd, k);
+    return k > n ? { ...e, hidden: true } : e;
+  });
+}
+
+describe('l7.bpf.o: protocol gate (rf_l7_detect_records)', () => {
+  it('a binary TCP protocol: its first rf_l7_detect_records data records, then nothing (no close record)', async (t) => {
+    if (!rootOrSkip(t)) return;
+    let gate: number[] = [];
+    const run = await runChild(t, String.raw`
+srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()
+go()
+c = socket.create_connection(srv.getsockname()); track(c, 1)
+s, _ = srv.accept(); track(s, 2)
+for i in range(10):
+    m = b'\x00\x00\x00\x10kafkaish' + bytes([i]) * 7
+    send(c, m)
+    assert recv_exact(s, len(m)) == m
+    send(s, b'\x00\x00\x00\x04ack' + bytes([i]))
+    recv_exact(c, 8)
+close(c); close(s); srv.close()
+done()
+`, { globals: gated, afterChild: () => { gate = gateCounters(); } });
+    const fds = [...new Set(run.log.map((e) => e.fd))];
+    assert.equal(fds.length, 2);
+    const per = fds.map((fd) => run.records.filter((r) => r.fd === fd));
+    for (const recs of per) {
+      assert.equal(recs.length, L7_DEFAULT_DETECT_RECORDS, 'rf_l7_detect_records data records per connection');
+      assert.ok(recs.every((r) => r.kind === L7Kind.DATA));
+    }
+    assertMatchesLog({ ...run, log: hideAfter(run.log, fds) });
+    assert.equal(gate[L7_GATE.REJECTED_CONNS], 2, 'two rejected connections');
+    assert.equal(gate[L7_GATE.ACCEPTED_CONNS], 0);
+  });
+
+  it('HTTP/1 keep-alive: recognised at its first request, every call captured on both sides', async (t) => {
+    if (!rootOrSkip(t)) return;
+    let gate: number[] = [];
+    const run = await runChild(t, String.raw`
+srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()
+go()
+c = socket.create_connection(srv.getsockname()); track(c, 1)
+s, _ = srv.accept(); track(s, 2)
+for i in range(4):
+    head = b'POST /items/%d HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n' % i
+    send(c, head); send(c, b'body')
+    recv_exact(s, len(head)); recv_exact(s, 4)
+    resp = b'HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n'
+    send(s, resp); send(s, b'ok')
+    recv_exact(c, len(resp)); recv_exact(c, 2)
+close(c); close(s); srv.close()
+done()
+`, { globals: gated, afterChild: () => { gate = gateCounters(); } });
+    assert.ok(run.log.length > 30);
+    assertMatchesLog(run);
+    assert.equal(gate[L7_GATE.ACCEPTED_CONNS], 2);
+    assert.equal(gate[L7_GATE.REJECTED_CONNS], 0);
+  });
+
+  it('HTTP/2: the server writes its binary SETTINGS before it reads the preface; both sides captured in full', async (t) => {
+    if (!rootOrSkip(t)) return;
+    let gate: number[] = [];
+    const run = await runChild(t, String.raw`
+def frame(typ, flags, stream, payload=b''):
+    return len(payload).to_bytes(3, 'big') + bytes([typ, flags]) + stream.to_bytes(4, 'big') + payload
+PREFACE = b'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'
+srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()
+go()
+c = socket.create_connection(srv.getsockname()); track(c, 1)
+s, _ = srv.accept(); track(s, 2)
+# server: SETTINGS first (binary, no signature), then it reads the client's preface
+send(s, frame(4, 0, 0, b'\x00\x03\x00\x00\x00\x64'))
+recv_exact(c, 15)
+send(c, PREFACE + frame(4, 0, 0))
+recv_exact(s, 24 + 9)
+send(s, frame(4, 1, 0)); recv_exact(c, 9)     # SETTINGS ack
+send(c, frame(4, 1, 0)); recv_exact(s, 9)
+for sid in (1, 3, 5):
+    h = frame(1, 5, sid, b'\x82\x86\x84\x41\x8a\xa0\xe4\x1d\x13\x9d\x09\xb8\xf0\x1e\x07')
+    send(c, h); recv_exact(s, len(h))
+    r = frame(1, 4, sid, b'\x88') + frame(0, 1, sid, b'hello')
+    send(s, r); recv_exact(c, len(r))
+close(c); close(s); srv.close()
+done()
+`, { globals: gated, afterChild: () => { gate = gateCounters(); } });
+    assertMatchesLog(run);
+    assert.ok(run.records.filter((r) => r.kind === L7Kind.DATA).length >= 2 * 10);
+    assert.equal(gate[L7_GATE.ACCEPTED_CONNS], 2, 'client at its preface write, server at its preface read');
+    assert.equal(gate[L7_GATE.REJECTED_CONNS], 0);
+  });
+
+  it('UDP: only port 53 or a DNS-like header; TCP on port 53 is accepted whatever its bytes', async (t) => {
+    if (!rootOrSkip(t)) return;
+    let gate: number[] = [];
+    const run = await runChild(t, String.raw`
+go()
+lo = ahex(A4, '127.0.0.1')
+a = socket.socket(A4, socket.SOCK_DGRAM); a.bind(('127.0.0.1', 0)); track(a, 0, flags=1)
+b = socket.socket(A4, socket.SOCK_DGRAM); b.bind(('127.0.0.1', 0)); track(b, 0, flags=1)
+pa, pb = a.getsockname()[1], b.getsockname()[1]
+# not DNS, no port 53: neither end captured (the bytes still count in the totals)
+J = b'\x01\x02\x03\x04 not dns, just bytes'
+a.sendto(J, b.getsockname()); log(a, 'sendto', J, raddr=lo, rport=pb, flags=2, hidden=True)
+d = b.recv(512); log(b, 'recvfrom', d, hidden=True)
+# a DNS query header (QDCOUNT 1, opcode 0) on another port: captured
+Q = bytes.fromhex('123401000001000000000000076578616d706c6504746573740000010001')
+a.sendto(Q, b.getsockname()); log(a, 'sendto', Q, raddr=lo, rport=pb, flags=2)
+d, _ = b.recvfrom(512); log(b, 'recvfrom', d, raddr=lo, rport=pa, flags=2)
+# opcode 2 (STATUS) and QDCOUNT 2: not DNS-like
+for h in ('123410000001000000000000', '123401000002000000000000'):
+    x = bytes.fromhex(h)
+    a.sendto(x, b.getsockname()); log(a, 'sendto', x, raddr=lo, rport=pb, flags=2, hidden=True)
+    d = b.recv(512); log(b, 'recvfrom', d, hidden=True)
+# port 53: captured whatever the bytes
+d53 = socket.socket(A4, socket.SOCK_DGRAM)
+for host in ('127.0.0.1', '127.0.0.153', '127.0.0.253'):
+    try:
+        d53.bind((host, 53)); break
+    except OSError:
+        pass
+track(d53, 0, flags=1)
+c = socket.socket(A4, socket.SOCK_DGRAM); c.connect(d53.getsockname()); track(c, 1)
+send(c, J)
+d, peer = d53.recvfrom(512); log(d53, 'recvfrom', d, raddr=lo, rport=c.getsockname()[1], flags=2)
+# TCP port 53: accepted at its first record, binary bytes and all
+t53 = socket.socket(); t53.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t53.bind((d53.getsockname()[0], 53)); t53.listen()
+tc = socket.create_connection(t53.getsockname()); track(tc, 1)
+ts, _ = t53.accept(); track(ts, 2)
+for i in range(6):
+    send(tc, b'\x00\x05zone' + bytes([i])); recv_exact(ts, 7)
+close(a); close(b); close(d53); close(c); close(tc); close(ts); t53.close()
+done()
+`, { globals: gated, afterChild: () => { gate = gateCounters(); } });
+    assertMatchesLog(run);
+    assert.ok(!run.records.some((r) => Buffer.from(r.payload).includes(Buffer.from('not dns')) && r.lport !== 53 && r.rport !== 53));
+    assert.equal(gate[L7_GATE.UDP_SKIPPED], 6, '3 datagrams, each end');
+    assert.equal(gate[L7_GATE.ACCEPTED_CONNS], 2, 'the TCP port 53 connection, both ends');
+  });
+
+  it('rf_l7_detect_records = 0 turns the gate off: the binary protocol is captured in full', async (t) => {
+    if (!rootOrSkip(t)) return;
+    const run = await runChild(t, String.raw`
+srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()
+go()
+c = socket.create_connection(srv.getsockname()); track(c, 1)
+s, _ = srv.accept(); track(s, 2)
+for i in range(10):
+    send(c, b'\x00\x00\x00\x10kafkaish' + bytes([i]) * 7); recv_exact(s, 19)
+close(c); close(s); srv.close()
+done()
+`, { globals: (pid) => settings(pid, { detectRecords: 0 }) });
+    assertMatchesLog(run);
+    assert.equal(run.records.length, 22);
   });
 });
