@@ -28,6 +28,8 @@ have npm || missing+=(npm)
 { have dnsmasq || [ -x /usr/sbin/dnsmasq ]; } || missing+=(dnsmasq-base)
 have dig || missing+=(dnsutils)
 have curl || missing+=(curl)
+# npm run bench: the HTTP load generator of http_overhead_ratio
+have wrk || missing+=(wrk)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing Debian packages: ${missing[*]}; install them: sudo apt-get install -y ${missing[*]}" >&2

@@ -10,6 +10,7 @@
  *   e2e_events_per_s     ring buffer -> Avro -> Kafka acknowledged (acks=all, idempotent, gzip)
  *   e2e_ratio            e2e / plain kafkajs producing the same pre-encoded records with the same settings
  *   cpu_us_per_event     collector process CPU (user+sys) per delivered event in the e2e run
+ *   l7_parse_messages_per_s, http_overhead_ratio, http_added_p99_ms: see test/bench/l7.ts
  *
  * Needs root. Starts its own Kafka broker on free ports and stops it.
  */
@@ -34,6 +35,7 @@ import { KAFKA_BATCH_RECORDS } from '../../cli/collect.ts';
 import { decodeRecord, encodeRecord, schemaRegistry } from '../../schemas/index.ts';
 import { WindowAggregator } from '../../processor/index.ts';
 import { startProcessor } from '../../processor/service.ts';
+import { l7Parse, httpOverhead } from './l7.ts';
 
 const { CompressionTypes } = kafkajs;
 const DRIVER = path.join(REPO_ROOT, 'native/build/bench/getpid_driver');
@@ -347,6 +349,19 @@ async function main() {
     log(`process: ${PROCESS_N} records through the processor (Kafka, transactions) and through a decode-only consumer`);
     Object.assign(out, await processThroughKafka(PROCESS_N));
   }
+  if (want('l7parse')) {
+    log('l7parse: HTTP/1, HTTP/2 (gRPC) and DNS messages through the collector\'s tracker, 2 s each');
+    Object.assign(out, l7Parse());
+  }
+  if (want('l7overhead')) {
+    log('l7overhead: a node:http server under wrk, 10 s without, with and again without ringflow collect --signals l7');
+    const k = await ownBroker();
+    try {
+      Object.assign(out, await httpOverhead(k.brokers));
+    } finally {
+      await k.stop();
+    }
+  }
   if (!want('e2e')) {
     process.stdout.write(JSON.stringify(out, null, 2) + '\n');
     return;
@@ -365,7 +380,7 @@ async function main() {
   }
   out.goals = {
     drain_ratio: '>= 0.9 with 0 drops', encode_events_per_s: '>= 1000000', e2e_events_per_s: '>= 100000', e2e_ratio: '>= 0.8 with 0 unaccounted',
-    aggregate_events_per_s: '>= 1000000', process_ratio: '>= 0.7', event_to_otlp_p99_s: '<= 2',
+    aggregate_events_per_s: '>= 1000000', process_ratio: '>= 0.7', event_to_otlp_p99_s: '<= 2', http_overhead_ratio: '>= 0.9',
   };
   process.stdout.write(JSON.stringify(out, null, 2) + '\n');
 }

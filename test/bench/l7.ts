@@ -1,0 +1,186 @@
+/**
+ * L7 figures for `npm run bench`:
+ *
+ *   l7_parse_messages_per_s  {http1, http2, dns}: messages parsed per second on one
+ *                            core through the collector's tracker (capture records in,
+ *                            parsed messages out), on synthetic but well-formed traffic
+ *   http_overhead_ratio      requests/s of a local node:http server under wrk with the
+ *                            l7 collector running (into Kafka) / without it, same run;
+ *                            http_added_p99_ms the difference of wrk's p99 latencies
+ */
+import { spawn, execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import path from 'node:path';
+import hpack from 'hpack.js';
+import dnsPacket from 'dns-packet';
+import { L7Tracker } from '../../collector/l7/tracker.ts';
+import { L7Direction, L7Kind, L7Role, IPPROTO_TCP, IPPROTO_UDP, type L7Capture } from '../../collector/l7/capture.ts';
+import { REPO_ROOT } from '../../collector/signals/registry.ts';
+
+const enc = new TextEncoder();
+
+/** Capture records of one connection, as the kernel side would produce them (one record per syscall). */
+class Conn {
+  private off: [number, number] = [0, 0];
+  private readonly recs: L7Capture[] = [];
+  private readonly id: bigint;
+  private readonly proto: number;
+  constructor(id: bigint, proto: number) {
+    this.id = id;
+    this.proto = proto;
+  }
+  push(dir: number, payload: Uint8Array): void {
+    this.recs.push({
+      cpu: 0, pid: 1, tgid: 1, uid: 0, ts_ns: BigInt(this.recs.length), cgroup_id: 1n, comm: 'bench',
+      conn_id: this.id, offset: this.off[dir]!, peer_offset: 0, laddr: Uint8Array.of(127, 0, 0, 1), raddr: Uint8Array.of(127, 0, 0, 1), fd: 3,
+      total_len: payload.length, captured_len: payload.length, lport: 40000, rport: this.proto === IPPROTO_UDP ? 53 : 8080, family: 2,
+      direction: dir, syscall: 2, role: L7Role.CLIENT, protocol: this.proto, kind: L7Kind.DATA, flags: 0, payload,
+    });
+    this.off[dir]! += payload.length;
+  }
+  records(): readonly L7Capture[] {
+    return this.recs;
+  }
+}
+
+function http1Conn(id: bigint, n: number): readonly L7Capture[] {
+  const c = new Conn(id, IPPROTO_TCP);
+  for (let i = 0; i < n; i++) {
+    c.push(L7Direction.EGRESS, enc.encode(`GET /api/users/${i}?page=2 HTTP/1.1\r\nHost: api.example\r\nUser-Agent: bench/1.0\r\nAccept: */*\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n`));
+    c.push(L7Direction.INGRESS, enc.encode(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 27\r\nDate: Thu, 26 Nov 2026 05:00:00 GMT\r\n\r\n{"id":${String(i).padStart(6, '0')},"name":"x"}`));
+  }
+  return c.records();
+}
+
+function frame(type: number, flags: number, stream: number, payload: Uint8Array): Uint8Array {
+  const f = new Uint8Array(9 + payload.length);
+  f[0] = payload.length >> 16; f[1] = (payload.length >> 8) & 255; f[2] = payload.length & 255;
+  f[3] = type; f[4] = flags;
+  new DataView(f.buffer).setUint32(5, stream);
+  f.set(payload, 9);
+  return f;
+}
+
+function block(comp: ReturnType<typeof hpack.compressor.create>, fields: [string, string][]): Uint8Array {
+  comp.write(fields.map(([name, value]) => ({ name, value })));
+  const parts: Buffer[] = [];
+  for (let b = comp.read(); b; b = comp.read()) parts.push(b as Buffer);
+  return new Uint8Array(Buffer.concat(parts));
+}
+
+/** gRPC unary calls on one h2c connection: HEADERS + DATA from the client, HEADERS + DATA + trailers from the server. */
+function http2Conn(id: bigint, n: number): readonly L7Capture[] {
+  const c = new Conn(id, IPPROTO_TCP);
+  const cc = hpack.compressor.create({ table: { maxSize: 4096 } });
+  const sc = hpack.compressor.create({ table: { maxSize: 4096 } });
+  const settings = frame(4, 0, 0, new Uint8Array(0));
+  c.push(L7Direction.EGRESS, new Uint8Array([...enc.encode('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), ...settings]));
+  c.push(L7Direction.INGRESS, settings);
+  const msg = new Uint8Array(5 + 20).fill(7);
+  msg[0] = 0; msg[4] = 20;
+  for (let i = 0; i < n; i++) {
+    const s = 1 + 2 * i;
+    const req = block(cc, [[':method', 'POST'], [':scheme', 'http'], [':path', '/shop.Catalog/GetItem'], [':authority', 'catalog:50051'], ['content-type', 'application/grpc'], ['te', 'trailers'], ['grpc-timeout', '5S']]);
+    c.push(L7Direction.EGRESS, new Uint8Array([...frame(1, 4, s, req), ...frame(0, 1, s, msg)]));
+    const res = block(sc, [[':status', '200'], ['content-type', 'application/grpc']]);
+    const tr = block(sc, [['grpc-status', i % 10 === 0 ? '5' : '0']]);
+    c.push(L7Direction.INGRESS, new Uint8Array([...frame(1, 4, s, res), ...frame(0, 0, s, msg), ...frame(1, 5, s, tr)]));
+  }
+  return c.records();
+}
+
+function dnsConn(id: bigint, n: number): readonly L7Capture[] {
+  const c = new Conn(id, IPPROTO_UDP);
+  for (let i = 0; i < n; i++) {
+    const q = { id: i & 0xffff, type: 'query' as const, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A' as const, name: `svc${i % 50}.ns.svc.cluster.local` }] };
+    c.push(L7Direction.EGRESS, new Uint8Array(dnsPacket.encode(q)));
+    c.push(L7Direction.INGRESS, new Uint8Array(dnsPacket.encode({ ...q, type: 'response', flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE, answers: [{ type: 'A', name: q.questions[0]!.name, ttl: 30, data: '10.0.0.1' }] })));
+  }
+  return c.records();
+}
+
+/** Messages per second through a fresh tracker, feeding the same connection's records again and again for `ms`. */
+function rate(make: (id: bigint) => readonly L7Capture[], ms: number): number {
+  const t = new L7Tracker();
+  let messages = 0;
+  let id = 0n;
+  const t0 = process.hrtime.bigint();
+  const deadline = t0 + BigInt(ms) * 1_000_000n;
+  let now = t0;
+  while (now < deadline) {
+    const recs = make(++id);
+    for (const r of recs) messages += t.feed(r).length;
+    messages += t.feed({ ...recs[0]!, kind: L7Kind.CLOSE, captured_len: 0, total_len: 0, payload: new Uint8Array(0) }).length;
+    now = process.hrtime.bigint();
+  }
+  return Math.round(messages / (Number(now - t0) / 1e9));
+}
+
+export function l7Parse(ms = 2000): Record<string, unknown> {
+  // the records are built once per connection and fed many times: measure parsing, not building
+  const h1 = http1Conn(0n, 500);
+  const h2 = http2Conn(0n, 500);
+  const dns = dnsConn(0n, 500);
+  const reuse = (recs: readonly L7Capture[]) => (id: bigint) => recs.map((r) => ({ ...r, conn_id: id }));
+  return {
+    l7_parse_messages_per_s: {
+      http1: rate(reuse(h1), ms),
+      http2: rate(reuse(h2), ms),
+      dns: rate(reuse(dns), ms),
+    },
+  };
+}
+
+interface WrkResult { rps: number; p99_ms: number }
+
+function parseWrk(out: string): WrkResult {
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+  const m = /\s99%\s+([\d.]+)(us|ms|s)\b/.exec(out);
+  if (!Number.isFinite(rps) || !m) throw new Error(`cannot read wrk's output:\n${out}`);
+  const p99 = Number(m[1]) * (m[2] === 'us' ? 1e-3 : m[2] === 's' ? 1e3 : 1);
+  return { rps, p99_ms: p99 };
+}
+
+function wrk(port: number, seconds: number): WrkResult {
+  const out = execFileSync('wrk', ['-t1', '-c8', `-d${seconds}s`, '--latency', `http://127.0.0.1:${port}/users/42`], { encoding: 'utf8' });
+  return parseWrk(out);
+}
+
+/**
+ * A node:http server under wrk, first alone, then with `ringflow collect
+ * --signals l7` producing into Kafka, then alone again (the baseline is the
+ * mean of the two runs around the collector run, so drift shows less).
+ */
+export async function httpOverhead(brokers: string, seconds = 10): Promise<Record<string, unknown>> {
+  const server = spawn(process.execPath, ['-e', `
+    const http = require('node:http');
+    const s = http.createServer((req, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"id":42,"name":"x"}'); });
+    s.listen(0, '127.0.0.1', () => console.log(s.address().port));
+  `], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const [line] = await once(server.stdout!, 'data') as [Buffer];
+  const port = Number(line.toString().trim());
+  try {
+    wrk(port, 2); // warm-up
+    const before = wrk(port, seconds);
+    const collector = spawn(path.join(REPO_ROOT, 'bin/ringflow'), ['collect', '--signals', 'l7', '--brokers', brokers, '--quiet', '--host', 'bench-l7'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    collector.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    for (let i = 0; i < 300 && !/collecting l7/.test(err); i++) await new Promise((r) => setTimeout(r, 100));
+    if (!/collecting l7/.test(err)) throw new Error(`collector did not start:\n${err}`);
+    const during = wrk(port, seconds);
+    collector.kill('SIGINT');
+    await once(collector, 'exit');
+    const after = wrk(port, seconds);
+    const base = { rps: (before.rps + after.rps) / 2, p99_ms: (before.p99_ms + after.p99_ms) / 2 };
+    return {
+      http_rps_without: Math.round(base.rps),
+      http_rps_with_l7: Math.round(during.rps),
+      http_overhead_ratio: +(during.rps / base.rps).toFixed(3),
+      http_p99_ms_without: +base.p99_ms.toFixed(3),
+      http_p99_ms_with_l7: +during.p99_ms.toFixed(3),
+      http_added_p99_ms: +(during.p99_ms - base.p99_ms).toFixed(3),
+    };
+  } finally {
+    server.kill();
+  }
+}
