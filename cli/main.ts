@@ -13,7 +13,7 @@ Commands:
   collect   load the eBPF programs and publish their events to Kafka (or --stdout)
   tail      decode a topic's records to JSON lines
   process   aggregate events into windowed histograms, exactly once, on ringflow.metrics.v1
-  export    ship ringflow.metrics.v1 to an OTLP backend over gRPC
+  export    ship ringflow.metrics.v1 and ringflow.spans.v1 to an OTLP backend over gRPC
   kafka     run a local Apache Kafka broker: kafka start|stop|status
   otelcol   run a local OpenTelemetry Collector (OTLP in, JSON file out): otelcol start|stop|status|build
 

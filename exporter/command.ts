@@ -1,45 +1,71 @@
 /**
- * `ringflow export`: the exporter service (see exporter/service.ts) until
- * SIGINT or SIGTERM. The lead wires it into cli/main.ts.
+ * `ringflow export`: the exporter services (see exporter/service.ts), one per
+ * signal, until SIGINT or SIGTERM. The lead wires it into cli/main.ts.
  */
 import { parseArgs } from 'node:util';
+import type { Admin } from 'kafkajs';
 import { FatalError, EXIT } from '../collector/errors.ts';
 import { parseBrokers } from '../collector/options.ts';
 import { createKafkaClient, connectAdmin, describeKafkaError } from '../collector/kafka-sink.ts';
 import { DEFAULT_BROKERS } from '../cli/collect.ts';
-import { createExporter, METRICS_TOPIC, DEFAULT_GROUP_ID } from './service.ts';
+import { createExporter, createTraceExporter, METRICS_TOPIC, TRACES_TOPIC, DEFAULT_GROUP_ID, type Exporter } from './service.ts';
 import type { HistogramMode } from './otlp.ts';
+
+export type Signal = 'metrics' | 'traces';
+export const SIGNALS: readonly Signal[] = ['metrics', 'traces'];
+const TOPICS: Readonly<Record<Signal, string>> = { metrics: METRICS_TOPIC, traces: TRACES_TOPIC };
 
 export const EXPORT_HELP = `Usage: ringflow export [options]
 
-Reads the processor's points from ${METRICS_TOPIC} (read_committed) and ships
-them over OTLP gRPC: latency histograms as exponential histograms, counters as
-monotonic sums, both with delta temporality, one Resource per host.name.
+Ships the processor's output over OTLP gRPC, each signal from its topic
+(read_committed), with its own consumer group:
+  metrics  ${METRICS_TOPIC}: latency histograms as exponential histograms,
+           counters as monotonic sums, both with delta temporality, one
+           Resource per host.name
+  traces   ${TRACES_TOPIC}: one span per record, one Resource per
+           (service.name = the observed process, host.name = the observing host)
 Offsets are committed only after the backend accepted; while it is down the
-points stay in Kafka and the export is retried with backoff.
+records stay in Kafka and the export is retried with backoff. A topic that
+does not exist yet is waited for (the processor creates it).
 
 Options:
   --brokers H:P[,H:P]     Kafka bootstrap brokers (default 127.0.0.1:9092)
+  --signals LIST          which signals, comma-separated: metrics, traces
+                          (default metrics,traces)
   --histograms MODE       exponential (default) or explicit: fixed power-of-two
                           bounds (seconds 2^-20..2^5, bytes 2^6..2^26) for
                           backends without exponential histograms
-  --group-id ID           consumer group (default ${DEFAULT_GROUP_ID}); instances
-                          in one group share the partitions
+  --group-id ID           consumer group of metrics (default ${DEFAULT_GROUP_ID});
+                          traces use ID-traces; instances in one group share
+                          the partitions
   -h, --help              this help
 
-Environment (the OpenTelemetry SDK's):
-  OTEL_EXPORTER_OTLP[_METRICS]_ENDPOINT     default http://localhost:4317; host:port
+Environment (the OpenTelemetry SDK's; SIGNAL is METRICS or TRACES, the
+signal's variable wins over the generic one):
+  OTEL_EXPORTER_OTLP[_SIGNAL]_ENDPOINT      default http://localhost:4317; host:port
                                             without a scheme is plaintext unless
                                             OTEL_EXPORTER_OTLP_INSECURE=false or a
                                             CA certificate is set
-  OTEL_EXPORTER_OTLP[_METRICS]_HEADERS      key=value,... (gRPC metadata)
-  OTEL_EXPORTER_OTLP[_METRICS]_INSECURE, _CERTIFICATE, _CLIENT_KEY,
+  OTEL_EXPORTER_OTLP[_SIGNAL]_HEADERS       key=value,... (gRPC metadata)
+  OTEL_EXPORTER_OTLP[_SIGNAL]_INSECURE, _CERTIFICATE, _CLIENT_KEY,
   _CLIENT_CERTIFICATE, _TIMEOUT (ms, default 10000), _COMPRESSION (gzip|none)
-  OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES  Resource (service.name default ringflow)`;
+  OTEL_RESOURCE_ATTRIBUTES                  added to every Resource
+  OTEL_SERVICE_NAME                         service.name of metrics (default
+                                            ringflow); a span's is its process's`;
 
 export function parseHistogramMode(text: string): HistogramMode {
   if (text === 'exponential' || text === 'explicit') return text;
   throw new FatalError(`--histograms: "${text}" is not exponential or explicit`, { exitCode: EXIT.usage });
+}
+
+export function parseSignals(text: string): Signal[] {
+  const out: Signal[] = [];
+  for (const part of text.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+    if (!SIGNALS.includes(part as Signal)) throw new FatalError(`--signals: "${part}" is not ${SIGNALS.join(' or ')}`, { exitCode: EXIT.usage });
+    if (!out.includes(part as Signal)) out.push(part as Signal);
+  }
+  if (out.length === 0) throw new FatalError(`--signals: name at least one of ${SIGNALS.join(', ')}`, { exitCode: EXIT.usage });
+  return out;
 }
 
 export async function exportCommand(argv: string[]): Promise<number> {
@@ -47,6 +73,7 @@ export async function exportCommand(argv: string[]): Promise<number> {
     args: argv,
     options: {
       brokers: { type: 'string' },
+      signals: { type: 'string' },
       histograms: { type: 'string' },
       'group-id': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -57,49 +84,94 @@ export async function exportCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const brokers = v.brokers === undefined ? DEFAULT_BROKERS : parseBrokers(v.brokers);
+  const signals = parseSignals(v.signals ?? SIGNALS.join(','));
   const histogramMode = parseHistogramMode(v.histograms ?? 'exponential');
+  const groupId = v['group-id'];
   const log = (line: string) => console.error(line);
   const kafka = createKafkaClient(brokers, 'ringflow-exporter');
-  const admin = await connectAdmin(kafka, brokers);
+  const make: Record<Signal, () => Exporter> = {
+    metrics: () => createExporter({ kafka, histogramMode, log, ...(groupId ? { groupId } : {}) }),
+    traces: () => createTraceExporter({ kafka, log, ...(groupId ? { groupId: `${groupId}-traces` } : {}) }),
+  };
+  const admin: Admin = await connectAdmin(kafka, brokers);
+  // what ends the command: a signal, or an exporter that cannot go on
+  const stop = stopSignal();
+  let fatal: FatalError | undefined;
+  let onFatal!: () => void;
+  const failed = new Promise<void>((resolve) => (onFatal = resolve));
+  const fail = (err: FatalError) => {
+    fatal ??= err;
+    onFatal();
+  };
+  const over = () => stop.stopped() || fatal !== undefined;
+  const ended = Promise.race([stop.promise, failed]);
+  const running: Exporter[] = [];
+  const waiting = [...signals];
+  const said = new Set<Signal>();
   try {
-    // the processor creates the topic; wait for it rather than create it with other settings
-    let said = false;
-    while (!(await admin.listTopics()).includes(METRICS_TOPIC)) {
-      if (!said) log(`ringflow: waiting for ${METRICS_TOPIC} on ${brokers.join(',')} (start "ringflow process")`);
-      said = true;
-      if (await stopSignal(2000)) return 0;
+    // the processor creates the topics; wait for each rather than create it with
+    // other settings, and export the signals whose topic is there meanwhile
+    while (waiting.length > 0 && !over()) {
+      const topics = await admin.listTopics();
+      for (const signal of [...waiting]) {
+        if (over()) break;
+        if (!topics.includes(TOPICS[signal])) {
+          if (!said.has(signal)) log(`ringflow: waiting for ${TOPICS[signal]} on ${brokers.join(',')} (start "ringflow process")`);
+          said.add(signal);
+          continue;
+        }
+        waiting.splice(waiting.indexOf(signal), 1);
+        const exporter = make[signal]();
+        try {
+          await exporter.start();
+        } catch (err) {
+          await exporter.stop();
+          fail(new FatalError(`export: ${describeKafkaError(err)}`, { exitCode: EXIT.kafka, cause: err }));
+          break;
+        }
+        running.push(exporter);
+        void exporter.failed.then(fail);
+        log(`ringflow: exporting ${exporter.topic} from ${brokers.join(',')} to ${exporter.endpoint}${signal === 'metrics' ? ` (${histogramMode} histograms)` : ''}; Ctrl-C to stop`);
+      }
+      if (waiting.length > 0 && !over()) await Promise.race([sleep(2000), ended]);
     }
+  } catch (err) {
+    // Kafka went away while we waited: stop what runs, then report it
+    await Promise.all(running.map((e) => e.stop()));
+    stop.dispose();
+    throw new FatalError(`export: ${describeKafkaError(err)}`, { exitCode: EXIT.kafka, cause: err });
   } finally {
     await admin.disconnect().catch(() => {});
   }
-  const exporter = createExporter({ kafka, histogramMode, log, ...(v['group-id'] ? { groupId: v['group-id'] } : {}) });
-  try {
-    await exporter.start();
-  } catch (err) {
-    await exporter.stop();
-    throw new FatalError(`export: ${describeKafkaError(err)}`, { exitCode: EXIT.kafka, cause: err });
+  await ended;
+  await Promise.all(running.map((e) => e.stop()));
+  stop.dispose();
+  for (const e of running) {
+    const c = e.counters;
+    log(`ringflow: exported ${c.exported} ${e.unit} (${c.rejected} rejected, ${c.retries} retries, ${c.undecodable} undecodable)`);
   }
-  log(`ringflow: exporting ${METRICS_TOPIC} from ${brokers.join(',')} to ${exporter.endpoint} (${histogramMode} histograms); Ctrl-C to stop`);
-  const fatal = await Promise.race([stopSignal().then(() => undefined), exporter.failed]);
-  await exporter.stop();
-  const c = exporter.counters;
-  log(`ringflow: exported ${c.exported} points (${c.rejected} rejected, ${c.retries} retries, ${c.undecodable} undecodable)`);
   if (fatal) throw fatal;
   return 0;
 }
 
-/** Resolves true on SIGINT/SIGTERM, false after ms (never, without ms). */
-function stopSignal(ms?: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const done = (v: boolean) => {
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+/** Resolves on the first SIGINT/SIGTERM; until dispose(), those no longer end the process. */
+function stopSignal(): { promise: Promise<void>; stopped: () => boolean; dispose: () => void } {
+  let got = false;
+  let onSig!: () => void;
+  const promise = new Promise<void>((resolve) => (onSig = () => {
+    got = true;
+    resolve();
+  }));
+  process.on('SIGINT', onSig);
+  process.on('SIGTERM', onSig);
+  return {
+    promise,
+    stopped: () => got,
+    dispose() {
       process.off('SIGINT', onSig);
       process.off('SIGTERM', onSig);
-      if (t) clearTimeout(t);
-      resolve(v);
-    };
-    const onSig = () => done(true);
-    process.once('SIGINT', onSig);
-    process.once('SIGTERM', onSig);
-    const t = ms === undefined ? undefined : setTimeout(() => done(false), ms);
-  });
+    },
+  };
 }

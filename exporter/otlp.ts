@@ -28,6 +28,7 @@ import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { AggregationTemporality, DataPointType } from '@opentelemetry/sdk-metrics';
 import type { ResourceMetrics, MetricData, DataPoint, ExponentialHistogram, Histogram } from '@opentelemetry/sdk-metrics';
 import { detectResources, resourceFromAttributes, resourceAttributesEnvDetector, serviceNameEnvDetector, type Resource } from '@opentelemetry/resources';
+import type { OTLPGRPCExporterConfigNode } from '@opentelemetry/otlp-grpc-exporter-base';
 import pkg from '../package.json' with { type: 'json' };
 
 export type HistogramMode = 'exponential' | 'explicit';
@@ -62,8 +63,11 @@ export interface ExpHistogramRecord {
   max: number;
 }
 
-/** Semantic-convention attributes whose values are integers (OTel semconv: server.port is an int). */
-export const INT_ATTRIBUTES: ReadonlySet<string> = new Set(['server.port', 'client.port', 'network.peer.port', 'network.local.port', 'source.port', 'destination.port']);
+/** Semantic-convention attributes whose values are integers (OTel semconv: server.port, the HTTP and gRPC status codes are ints). */
+export const INT_ATTRIBUTES: ReadonlySet<string> = new Set([
+  'server.port', 'client.port', 'network.peer.port', 'network.local.port', 'source.port', 'destination.port',
+  'http.response.status_code', 'rpc.grpc.status_code',
+]);
 
 /**
  * Bounds of explicit-bucket histograms, by unit. All are powers of two: every
@@ -234,11 +238,13 @@ export function baseResourceAttributes(): Attributes {
 
 // ---- export -----------------------------------------------------------------
 
-/** What the exporter needs of OTLPMetricExporter (tests pass their own). */
-export interface MetricExporterLike {
-  export(metrics: ResourceMetrics, resultCallback: (result: ExportResult) => void): void;
+/** What the exporter needs of an OTLP exporter of payload T (OTLPMetricExporter, OTLPTraceExporter; tests pass their own). */
+export interface OtlpExporterLike<T> {
+  export(data: T, resultCallback: (result: ExportResult) => void): void;
   shutdown(): Promise<void>;
 }
+
+export type MetricExporterLike = OtlpExporterLike<ResourceMetrics>;
 
 /** gRPC status codes (grpc/status.h), by number. */
 export const GRPC_STATUS: readonly string[] = [
@@ -277,7 +283,7 @@ export function classifyError(err: unknown): { retryable: boolean; kind: string;
 // Partial success reaches us only as the exporter's diag warning, logged in the
 // same synchronous step as its SUCCESS callback (otlp-export-delegate): a global
 // diag logger notes it and the callback collects it, with nothing in between.
-let partial: { rejectedDataPoints?: number; errorMessage?: string } | null = null;
+let partial: { rejectedDataPoints?: number; rejectedSpans?: number; errorMessage?: string } | null = null;
 const diagListeners = new Set<(line: string) => void>();
 let diagInstalled = false;
 
@@ -310,16 +316,16 @@ export function onSdkWarnings(log: (line: string) => void): () => void {
   return () => diagListeners.delete(log);
 }
 
-/** One export call as a value: success (maybe with rejected points), retryable or failure. */
-export function exportOnce(exporter: MetricExporterLike, metrics: ResourceMetrics): Promise<ExportOutcome> {
+/** One export call as a value: success (maybe with rejected points or spans), retryable or failure. */
+export function exportOnce<T>(exporter: OtlpExporterLike<T>, data: T): Promise<ExportOutcome> {
   installDiag();
   return new Promise((resolve) => {
     partial = null;
-    exporter.export(metrics, (result) => {
+    exporter.export(data, (result) => {
       const ps = partial;
       partial = null;
       if (result.code === ExportResultCode.SUCCESS) {
-        resolve({ status: 'success', rejected: Number(ps?.rejectedDataPoints ?? 0), message: ps?.errorMessage ?? '' });
+        resolve({ status: 'success', rejected: Number(ps?.rejectedDataPoints ?? ps?.rejectedSpans ?? 0), message: ps?.errorMessage ?? '' });
         return;
       }
       const c = classifyError(result.error);
@@ -333,7 +339,7 @@ export function exportOnce(exporter: MetricExporterLike, metrics: ResourceMetric
 export interface OtlpOptions {
   /** Endpoint, e.g. localhost:4317, http://collector:4317, https://otlp.example:443. */
   url?: string;
-  /** gRPC metadata added to OTEL_EXPORTER_OTLP_[METRICS_]HEADERS (these win on a clash). */
+  /** gRPC metadata added to OTEL_EXPORTER_OTLP_[<SIGNAL>_]HEADERS (these win on a clash). */
   headers?: Record<string, string>;
   timeoutMillis?: number;
 }
@@ -345,8 +351,11 @@ export interface ResolvedEndpoint {
   insecure: boolean;
 }
 
-function env(name: string): string | undefined {
-  const v = process.env[`OTEL_EXPORTER_OTLP_METRICS_${name}`]?.trim() || process.env[`OTEL_EXPORTER_OTLP_${name}`]?.trim();
+/** Which OTEL_EXPORTER_OTLP_<SIGNAL>_* variables win over the generic ones. */
+export type OtlpSignal = 'METRICS' | 'TRACES';
+
+function env(name: string, signal: OtlpSignal): string | undefined {
+  const v = process.env[`OTEL_EXPORTER_OTLP_${signal}_${name}`]?.trim() || process.env[`OTEL_EXPORTER_OTLP_${name}`]?.trim();
   return v || undefined;
 }
 
@@ -357,13 +366,13 @@ function env(name: string): string | undefined {
  * such an endpoint in plaintext unless TLS is asked for (OTEL_EXPORTER_OTLP_INSECURE=false
  * or a CA certificate given). http:// is plaintext, https:// is TLS, as in the SDK.
  */
-export function resolveEndpoint(opts: OtlpOptions = {}): ResolvedEndpoint {
-  const url = (opts.url ?? env('ENDPOINT') ?? 'http://localhost:4317').trim();
+export function resolveEndpoint(opts: OtlpOptions = {}, signal: OtlpSignal = 'METRICS'): ResolvedEndpoint {
+  const url = (opts.url ?? env('ENDPOINT', signal) ?? 'http://localhost:4317').trim();
   if (/^https:\/\//i.test(url)) return { url, insecure: false };
   if (/^http:\/\//i.test(url)) return { url, insecure: true };
-  const insecure = env('INSECURE')?.toLowerCase();
+  const insecure = env('INSECURE', signal)?.toLowerCase();
   if (insecure === 'true') return { url, insecure: true };
-  if (insecure === 'false' || env('CERTIFICATE') !== undefined) return { url, insecure: false };
+  if (insecure === 'false' || env('CERTIFICATE', signal) !== undefined) return { url, insecure: false };
   return { url, insecure: true };
 }
 
@@ -374,18 +383,28 @@ export function resolveEndpoint(opts: OtlpOptions = {}): ResolvedEndpoint {
  */
 export async function createOtlpExporter(opts: OtlpOptions = {}): Promise<{ exporter: MetricExporterLike; endpoint: ResolvedEndpoint }> {
   const { OTLPMetricExporter } = await import('@opentelemetry/exporter-metrics-otlp-grpc');
+  const { endpoint, config } = await grpcExporterConfig(opts, 'METRICS');
+  return { exporter: new OTLPMetricExporter(config), endpoint };
+}
+
+/**
+ * The constructor options of an OTLP gRPC exporter of `signal` (the exporter
+ * reads the other OTEL_EXPORTER_OTLP_[<SIGNAL>_]* variables itself), with the
+ * endpoint and plaintext choice of resolveEndpoint.
+ */
+export async function grpcExporterConfig(opts: OtlpOptions, signal: OtlpSignal): Promise<{ endpoint: ResolvedEndpoint; config: OTLPGRPCExporterConfigNode }> {
   const { createEmptyMetadata, createInsecureCredentials } = await import('@opentelemetry/otlp-grpc-exporter-base');
-  const endpoint = resolveEndpoint(opts);
+  const endpoint = resolveEndpoint(opts, signal);
   let metadata;
   if (opts.headers && Object.keys(opts.headers).length > 0) {
     metadata = createEmptyMetadata();
     for (const [k, v] of Object.entries(opts.headers)) metadata.set(k, v);
   }
-  const exporter = new OTLPMetricExporter({
+  const config: OTLPGRPCExporterConfigNode = {
     url: endpoint.url,
     ...(endpoint.insecure && !/^http:\/\//i.test(endpoint.url) ? { credentials: createInsecureCredentials() } : {}),
     ...(metadata ? { metadata } : {}),
     ...(opts.timeoutMillis !== undefined ? { timeoutMillis: opts.timeoutMillis } : {}),
-  });
-  return { exporter, endpoint };
+  };
+  return { endpoint, config };
 }

@@ -1,13 +1,16 @@
 /**
- * The exporter service: ringflow.metrics.v1 -> OTLP gRPC, offsets committed
- * only after the backend accepted.
+ * The exporter service: ringflow.metrics.v1 and ringflow.spans.v1 -> OTLP
+ * gRPC, offsets committed only after the backend accepted. One code path for
+ * both signals; a SignalSpec says what differs (topic, record type, mapping,
+ * which OTLP exporter). One consumer group per signal.
  *
  * Delivery: read_committed (the processor writes through transactions), one
- * partition batch at a time (kafkajs eachBatch), cut into exports of at most
- * maxPointsPerExport points, one OTLP request per host in it (one Resource
- * each). A chunk's offsets are committed once every one of its requests was
- * accepted (or rejected for good); a request already accepted is not sent
- * again when another host's request of the chunk is retried.
+ * partition batch at a time (kafkajs eachBatch), cut into chunks of at most
+ * maxPerExport records. A chunk becomes one or more OTLP requests (metrics:
+ * one per host, one Resource each; traces: one, a ResourceSpans per
+ * service.name and host.name). A chunk's offsets are committed once every one
+ * of its requests was accepted (or rejected for good); a request already
+ * accepted is not sent again when another request of the chunk is retried.
  *
  * Backend down (UNAVAILABLE, DEADLINE_EXCEEDED ...): the same requests are
  * retried with exponential backoff (initialBackoffMs doubling to maxBackoffMs)
@@ -16,45 +19,81 @@
  * our partitions. Logged once per kind of failure per outage, and once on recovery.
  *
  * Rejected for good (INVALID_ARGUMENT ..., or a partial success naming
- * rejected points): counted, logged once per kind, committed: retrying cannot
- * make the backend accept the same data.
+ * rejected points or spans): counted, logged once per kind, committed:
+ * retrying cannot make the backend accept the same data.
  *
  * At-least-once: an export the backend accepted whose offsets could not be
  * committed (a rebalance, a crash between the two) is sent again by the next
  * owner of the partition. Nothing is committed before it was accepted.
  */
 import type { Kafka, Consumer, EachBatchPayload } from 'kafkajs';
+import type { ResourceMetrics } from '@opentelemetry/sdk-metrics';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { decodeCurrent } from '../schemas/index.ts';
 import { describeKafkaError, superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../collector/kafka-sink.ts';
 import type { FatalError } from '../collector/errors.ts';
+import { SPANS_TOPIC } from '../processor/spans.ts';
 import {
   toResourceMetrics, baseResourceAttributes, createOtlpExporter, exportOnce, onSdkWarnings,
-  type HistogramMode, type MetricPoint, type MetricExporterLike, type OtlpOptions, type ResolvedEndpoint,
+  type HistogramMode, type MetricPoint, type MetricExporterLike, type OtlpExporterLike, type OtlpOptions, type ResolvedEndpoint,
 } from './otlp.ts';
+import { toReadableSpans, createOtlpTraceExporter, type SpanRecord, type SpanExporterLike } from './traces.ts';
 
 export const METRICS_TOPIC = 'ringflow.metrics.v1';
+export const TRACES_TOPIC = SPANS_TOPIC;
 export const DEFAULT_GROUP_ID = 'ringflow-exporter';
-const METRIC_POINT = 'io.ringflow.metrics.MetricPoint';
+export const DEFAULT_TRACES_GROUP_ID = 'ringflow-exporter-traces';
 
-export interface ExporterOptions {
+/** What differs between signals. */
+export interface SignalSpec<R, P> {
+  /** 'metrics', 'traces'. */
+  readonly signal: string;
+  readonly topic: string;
+  readonly groupId: string;
+  /** Full name of the topic's Avro record; any other record is skipped as undecodable. */
+  readonly recordName: string;
+  /** What one record is called in messages: 'points', 'spans'. */
+  readonly unit: string;
+  /** Names the consumer in superviseConsumer's messages. */
+  readonly consumerName: string;
+  readonly maxPerExport: number;
+  /** Pure: one chunk -> the requests that carry it (items: records in each), and the records that cannot be mapped. */
+  map(records: R[]): { requests: { items: number; payload: P }[]; invalid: { reason: string; example: string }[] };
+  createExporter(otlp: OtlpOptions | undefined): Promise<{ exporter: OtlpExporterLike<P>; endpoint: ResolvedEndpoint }>;
+}
+
+/** What every signal's exporter takes. */
+export interface ServiceOptions<P> {
   kafka: Kafka;
   groupId?: string;
-  histogramMode: HistogramMode;
   log: (line: string) => void;
   otlp?: OtlpOptions;
-  /** Use this instead of an OTLPMetricExporter built from `otlp` (tests). */
-  exporter?: MetricExporterLike;
+  /** Use this instead of an OTLP exporter built from `otlp` (tests). */
+  exporter?: OtlpExporterLike<P>;
   topic?: string;
-  /** Points per export chunk (each chunk is committed on its own). Default 2000. */
-  maxPointsPerExport?: number;
+  /** Records per export chunk (each chunk is committed on its own). */
+  maxPerExport?: number;
   initialBackoffMs?: number;
   maxBackoffMs?: number;
 }
 
+export interface ExporterOptions extends ServiceOptions<ResourceMetrics> {
+  histogramMode: HistogramMode;
+  exporter?: MetricExporterLike;
+  /** Points per export chunk. Default 2000. */
+  maxPointsPerExport?: number;
+}
+
+export interface TraceExporterOptions extends ServiceOptions<ReadableSpan[]> {
+  exporter?: SpanExporterLike;
+  /** Spans per export chunk (and per request). Default 1000. */
+  maxSpansPerExport?: number;
+}
+
 export interface ExporterCounters {
-  /** Points the backend accepted. */
+  /** Points or spans the backend accepted. */
   exported: number;
-  /** Points the backend refused for good (non-retryable errors, partial success) or we could not map. */
+  /** Points or spans the backend refused for good (non-retryable errors, partial success) or we could not map. */
   rejected: number;
   /** Export attempts repeated after a retryable failure. */
   retries: number;
@@ -63,6 +102,11 @@ export interface ExporterCounters {
 }
 
 export interface Exporter {
+  /** 'metrics' or 'traces'. */
+  readonly signal: string;
+  readonly topic: string;
+  /** What one record is called: 'points', 'spans'. */
+  readonly unit: string;
   readonly counters: ExporterCounters;
   readonly endpoint: string;
   /** Connects and starts consuming; resolves once the consumer runs. */
@@ -74,14 +118,60 @@ export interface Exporter {
   stop(): Promise<void>;
 }
 
+/** ringflow.metrics.v1 -> OTLP metrics. */
+export function createExporter(opts: ExporterOptions): Exporter {
+  const resource = baseResourceAttributes();
+  const spec: SignalSpec<MetricPoint, ResourceMetrics> = {
+    signal: 'metrics',
+    topic: opts.topic ?? METRICS_TOPIC,
+    groupId: opts.groupId ?? DEFAULT_GROUP_ID,
+    recordName: 'io.ringflow.metrics.MetricPoint',
+    unit: 'points',
+    consumerName: 'exporter',
+    maxPerExport: opts.maxPerExport ?? opts.maxPointsPerExport ?? 2000,
+    map(points) {
+      const mapped = toResourceMetrics(points, { histogramMode: opts.histogramMode, resource });
+      return {
+        requests: mapped.resources.map((r) => ({ items: r.points, payload: r.metrics })),
+        invalid: mapped.invalid.map((b) => ({ reason: b.reason, example: b.point.name })),
+      };
+    },
+    createExporter: createOtlpExporter,
+  };
+  return createSignalExporter(spec, opts);
+}
+
+/** ringflow.spans.v1 -> OTLP traces. */
+export function createTraceExporter(opts: TraceExporterOptions): Exporter {
+  const resource = baseResourceAttributes();
+  const spec: SignalSpec<SpanRecord, ReadableSpan[]> = {
+    signal: 'traces',
+    topic: opts.topic ?? TRACES_TOPIC,
+    groupId: opts.groupId ?? DEFAULT_TRACES_GROUP_ID,
+    recordName: 'io.ringflow.spans.Span',
+    unit: 'spans',
+    consumerName: 'trace exporter',
+    maxPerExport: opts.maxPerExport ?? opts.maxSpansPerExport ?? 1000,
+    map(records) {
+      const mapped = toReadableSpans(records, { resource });
+      return {
+        requests: mapped.spans.length > 0 ? [{ items: mapped.spans.length, payload: mapped.spans }] : [],
+        invalid: mapped.invalid.map((b) => ({ reason: b.reason, example: `${b.span.name} ${b.span.span_id}` })),
+      };
+    },
+    createExporter: createOtlpTraceExporter,
+  };
+  return createSignalExporter(spec, opts);
+}
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-export function createExporter(opts: ExporterOptions): Exporter {
+/** The delivery logic every signal shares (see the top of this file). */
+export function createSignalExporter<R, P>(spec: SignalSpec<R, P>, opts: ServiceOptions<P>): Exporter {
   let onFatal!: (err: FatalError) => void;
   const failed = new Promise<FatalError>((resolve) => (onFatal = resolve));
-  const topic = opts.topic ?? METRICS_TOPIC;
-  const groupId = opts.groupId ?? DEFAULT_GROUP_ID;
-  const maxPoints = opts.maxPointsPerExport ?? 2000;
+  const { topic, groupId, unit } = spec;
+  const maxPerExport = spec.maxPerExport;
   const initialBackoff = opts.initialBackoffMs ?? 250;
   const maxBackoff = opts.maxBackoffMs ?? 5000;
   const counters: ExporterCounters = { exported: 0, rejected: 0, retries: 0, undecodable: 0 };
@@ -91,9 +181,8 @@ export function createExporter(opts: ExporterOptions): Exporter {
   let stopping = false;
   let wake: (() => void) | null = null;
   let consumer: Consumer | undefined;
-  let exporter: MetricExporterLike | undefined = opts.exporter;
+  let exporter: OtlpExporterLike<P> | undefined = opts.exporter;
   let endpoint: ResolvedEndpoint = { url: opts.otlp?.url ?? '(given exporter)', insecure: true };
-  const resource = baseResourceAttributes();
   const undoWarnings = onSdkWarnings(log);
 
   function once(kind: string, line: string): void {
@@ -119,40 +208,40 @@ export function createExporter(opts: ExporterOptions): Exporter {
   }
 
   /**
-   * Exports one chunk until each host's request is accepted or refused for
+   * Exports one chunk until each of its requests is accepted or refused for
    * good. False when the consumer lost the partition or is stopping: then the
    * chunk must not be committed.
    */
-  async function exportChunk(points: MetricPoint[], held: number, p: EachBatchPayload): Promise<boolean> {
-    const mapped = toResourceMetrics(points, { histogramMode: opts.histogramMode, resource });
+  async function exportChunk(records: R[], held: number, p: EachBatchPayload): Promise<boolean> {
+    const mapped = spec.map(records);
     for (const bad of mapped.invalid) {
       counters.rejected++;
-      once(`invalid:${bad.reason}`, `otlp: skipping points that cannot be mapped (${bad.reason}, e.g. ${bad.point.name}); counted as rejected`);
+      once(`invalid:${bad.reason}`, `otlp: skipping ${unit} that cannot be mapped (${bad.reason}, e.g. ${bad.example}); counted as rejected`);
     }
-    for (const r of mapped.resources) {
+    for (const r of mapped.requests) {
       let backoff = initialBackoff;
       for (;;) {
         if (stopping || !p.isRunning() || p.isStale()) return false;
-        const out = await exportOnce(exporter!, r.metrics);
+        const out = await exportOnce(exporter!, r.payload);
         if (out.status === 'success') {
-          counters.exported += r.points - out.rejected;
+          counters.exported += r.items - out.rejected;
           if (out.rejected > 0) {
             counters.rejected += out.rejected;
-            once(`partial:${out.message}`, `otlp: backend at ${endpoint.url} rejected ${out.rejected} of ${r.points} points (${out.message || 'no reason given'}); counted, not retried`);
+            once(`partial:${out.message}`, `otlp: backend at ${endpoint.url} rejected ${out.rejected} of ${r.items} ${unit} (${out.message || 'no reason given'}); counted, not retried`);
           } else if (out.message) {
             once(`partial-warning:${out.message}`, `otlp: backend at ${endpoint.url} accepted with a warning: ${out.message}`);
           }
           break;
         }
         if (out.status === 'failure') {
-          counters.rejected += r.points;
-          once(`failure:${out.kind}`, `otlp: backend at ${endpoint.url} rejected ${r.points} points (${out.message}); counted, not retried`);
+          counters.rejected += r.items;
+          once(`failure:${out.kind}`, `otlp: backend at ${endpoint.url} rejected ${r.items} ${unit} (${out.message}); counted, not retried`);
           break;
         }
         outage ??= { kinds: new Set(), since: Date.now(), held };
         if (!outage.kinds.has(out.kind)) {
           outage.kinds.add(out.kind);
-          log(`otlp: backend at ${endpoint.url} unavailable (${out.message}); holding ${held} points, retrying`);
+          log(`otlp: backend at ${endpoint.url} unavailable (${out.message}); holding ${held} ${unit}, retrying`);
         }
         counters.retries++;
         await pause(backoff, p.heartbeat);
@@ -160,7 +249,7 @@ export function createExporter(opts: ExporterOptions): Exporter {
       }
     }
     if (outage) {
-      log(`otlp: backend at ${endpoint.url} accepting again after ${((Date.now() - outage.since) / 1000).toFixed(1)}s; delivering the ${outage.held} held points`);
+      log(`otlp: backend at ${endpoint.url} accepting again after ${((Date.now() - outage.since) / 1000).toFixed(1)}s; delivering the ${outage.held} held ${unit}`);
       outage = null;
     }
     return true;
@@ -168,7 +257,7 @@ export function createExporter(opts: ExporterOptions): Exporter {
 
   async function eachBatch(p: EachBatchPayload): Promise<void> {
     const { batch } = p;
-    let chunk: MetricPoint[] = [];
+    let chunk: R[] = [];
     let lastOffset: string | null = null;
     let done = 0; // messages of the batch before this chunk
     const flush = async (i: number): Promise<boolean> => {
@@ -188,20 +277,23 @@ export function createExporter(opts: ExporterOptions): Exporter {
       if (m.value) {
         try {
           const { schema, value } = decodeCurrent(m.value);
-          if (schema.fullName !== METRIC_POINT) throw new Error(`a ${schema.fullName} record, not a ${METRIC_POINT}`);
-          chunk.push(value as unknown as MetricPoint);
+          if (schema.fullName !== spec.recordName) throw new Error(`a ${schema.fullName} record, not a ${spec.recordName}`);
+          chunk.push(value as unknown as R);
         } catch (err) {
           counters.undecodable++;
           once(`decode:${(err as Error).message}`, `otlp: ${batch.topic}[${batch.partition}]@${m.offset} does not decode (${(err as Error).message}); skipped`);
         }
       }
       lastOffset = m.offset;
-      if (chunk.length >= maxPoints && !(await flush(i + 1))) return;
+      if (chunk.length >= maxPerExport && !(await flush(i + 1))) return;
     }
     await flush(batch.messages.length);
   }
 
   return {
+    signal: spec.signal,
+    topic,
+    unit,
     counters,
     get endpoint() {
       return endpoint.url;
@@ -210,15 +302,15 @@ export function createExporter(opts: ExporterOptions): Exporter {
     failed,
     async start() {
       if (!exporter) {
-        const created = await createOtlpExporter(opts.otlp);
+        const created = await spec.createExporter(opts.otlp);
         exporter = created.exporter;
         endpoint = created.endpoint;
       }
       consumer = opts.kafka.consumer({ groupId, readUncommitted: false, allowAutoTopicCreation: false, metadataMaxAge: CONSUMER_METADATA_MAX_AGE_MS });
-      superviseConsumer(consumer, 'exporter', log, onFatal);
+      superviseConsumer(consumer, spec.consumerName, log, onFatal);
       try {
         await consumer.connect();
-        // a new group starts at the beginning: points written before the first start are exported too
+        // a new group starts at the beginning: records written before the first start are exported too
         await consumer.subscribe({ topic, fromBeginning: true });
       } catch (err) {
         await consumer.disconnect().catch(() => {});
