@@ -15,6 +15,9 @@ const HELP = `Usage: ringflow process [options]
 Aggregates the collectors' events into event-time windows of exponential
 histograms and sums, and writes each closed window exactly once to
 ringflow.metrics.v1 (Kafka transactions; read it with read_committed).
+Pairs the L7 requests and responses of ringflow.l7.v1 into spans, written
+exactly once to ringflow.spans.v1, and aggregates those into RED metrics
+(http.server.request.duration, rpc.client.duration, dns.lookup.duration...).
 Run several instances to share the partitions.
 
 Options:
@@ -23,6 +26,8 @@ Options:
   --window DUR         tumbling window size (default 10s)
   --lateness DUR       allowed lateness: a window closes when event time passes its end by this (default 5s)
   --top-k N            series kept per metric, host and window before folding into "other" (default 100)
+  --span-timeout DUR   a request with no response this long (event time) becomes an
+                       ERROR span, error.type=timeout (default 30s)
   --partitions N       partitions of topics the processor creates (default 6)
   --rules FILE         alert rules (YAML, see docs/alerts.md): also write FIRING/RESOLVED
                        records to ringflow.alerts.v1
@@ -38,6 +43,7 @@ export async function processCommand(argv: string[]): Promise<number> {
       lateness: { type: 'string' },
       'top-k': { type: 'string' },
       partitions: { type: 'string' },
+      'span-timeout': { type: 'string' },
       rules: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -51,6 +57,8 @@ export async function processCommand(argv: string[]): Promise<number> {
   const latenessMs = Number(parseDurationNs('--lateness', v.lateness ?? '5s') / 1_000_000n);
   const topK = v['top-k'] === undefined ? 100 : parseIntFlag('--top-k', v['top-k'], 1, 100000);
   const partitions = v.partitions === undefined ? 6 : parseIntFlag('--partitions', v.partitions, 1, 1000);
+  const spanTimeoutNs = parseDurationNs('--span-timeout', v['span-timeout'] ?? '30s');
+  if (spanTimeoutNs <= 0n) throw new FatalError('--span-timeout must be > 0', { exitCode: EXIT.usage });
   const instanceId = v.instance ?? os.hostname();
   let rules: AlertRule[] | undefined;
   if (v.rules !== undefined) {
@@ -64,8 +72,8 @@ export async function processCommand(argv: string[]): Promise<number> {
   }
   const { startProcessor } = await import('../processor/service.ts');
   const log = (l: string) => console.error(l);
-  const p = await startProcessor({ kafka: createKafkaClient(brokers, `ringflow-processor-${instanceId}`), brokers, instanceId, windowMs, latenessMs, topK, partitions, rules, log });
-  log(`ringflow: processing as ${instanceId} on ${brokers.join(',')} (windows ${windowMs / 1000}s, lateness ${latenessMs / 1000}s${rules ? `, ${rules.length} alert rules` : ''}); Ctrl-C to stop`);
+  const p = await startProcessor({ kafka: createKafkaClient(brokers, `ringflow-processor-${instanceId}`), brokers, instanceId, windowMs, latenessMs, topK, partitions, spanTimeoutNs, rules, log });
+  log(`ringflow: processing as ${instanceId} on ${brokers.join(',')} (windows ${windowMs / 1000}s, lateness ${latenessMs / 1000}s, span timeout ${Number(spanTimeoutNs / 1_000_000n) / 1000}s${rules ? `, ${rules.length} alert rules` : ''}); Ctrl-C to stop`);
   const fatal = await Promise.race([
     new Promise<undefined>((resolve) => {
       process.once('SIGINT', () => resolve(undefined));

@@ -9,7 +9,9 @@
  * have no run-queue, off-CPU, block-latency or TCP-connect-latency metric,
  * so the metric names live under `ringflow.`, as do the attributes with no
  * convention (ringflow.switch.voluntary, ringflow.block.op, ringflow.tcp.state,
- * ringflow.tcp.drop.reason).
+ * ringflow.tcp.drop.reason). The RED metrics of spans (ringflow.spans.v1) do
+ * have conventions: http.{server,client}.request.duration, rpc.{server,client}.duration
+ * and dns.lookup.duration, with the conventions' attributes.
  *
  * Attribute values are strings (server.port "443", ringflow.switch.voluntary
  * "true"), as in ringflow.metrics.v1; an exporter converts conventions that
@@ -18,6 +20,7 @@
  */
 import { ExpHistogram, type ExpHistogramJSON, type ExpHistogramOptions } from './histogram.ts';
 import { WindowAssigner, type Window, type WindowAssignerOptions, type WindowAssignerState } from './window.ts';
+import { SPANS_TOPIC } from './topics.ts';
 
 /** Fields every decoded event has (schemas/*.avsc: Avro longs decode as BigInt). */
 export interface EventBase {
@@ -56,6 +59,26 @@ export interface TcpDropEvent extends EventBase {
   readonly reason_name: string;
 }
 
+/**
+ * A ringflow.spans.v1 record (schemas/spans.avsc) as a metric event
+ * (spanEvent): its event time is its end, when the request's duration is
+ * known (OpenTelemetry instruments record it then too).
+ */
+export interface SpanEvent extends EventBase {
+  readonly kind: 'INTERNAL' | 'SERVER' | 'CLIENT';
+  readonly protocol: 'UNKNOWN' | 'HTTP1' | 'HTTP2' | 'GRPC' | 'DNS';
+  readonly start_ns: bigint;
+  readonly end_ns: bigint;
+  readonly service_name: string;
+  /** Semantic-convention attributes as text (processor/spans.ts). */
+  readonly attributes: Readonly<Record<string, string>>;
+}
+
+/** A decoded span record -> its metric event: ts_ns = end_ns on an epoch "boot" (spans carry wall-clock times). */
+export function spanEvent(rec: Record<string, unknown>): SpanEvent {
+  return { ...(rec as unknown as SpanEvent), boot_time_ns: 0n, ts_ns: rec.end_ns as bigint };
+}
+
 export type MetricKind = 'histogram' | 'sum';
 export type Attribute = [key: string, value: string];
 
@@ -74,6 +97,8 @@ export interface MetricDef<E extends EventBase = EventBase> {
   readonly description: string;
   /** Histogram: the value recorded (finite, >= 0); sum: the amount added (an integer >= 0). */
   value(e: E): number;
+  /** Whether this event counts for this metric at all (default: every event of the topic). */
+  accept?(e: E): boolean;
   /** Sorted by key, unique. */
   readonly dimensions: readonly DimensionDef<E>[];
 }
@@ -85,6 +110,17 @@ const hostName = { key: 'host.name', get: (e: EventBase) => e.host }; // semconv
 const command = { key: 'process.command', get: (e: { comm: string }) => e.comm }; // semconv; comm is the kernel's task name (16 bytes)
 
 const BLOCK_DIRECTION: Record<string, string> = { READ: 'read', WRITE: 'write' };
+
+const spanSeconds = (e: SpanEvent): number => ns(e.end_ns - e.start_ns);
+const spanMillis = (e: SpanEvent): number => Number(e.end_ns - e.start_ns) / 1e6;
+const isHttp = (e: SpanEvent): boolean => e.protocol === 'HTTP1' || e.protocol === 'HTTP2';
+/**
+ * A request whose response the capture missed (ringflow.response.missed) has
+ * no duration: its span ends with the request. Left out rather than counted
+ * with a made-up one; a request with no response at all (a timeout) counts,
+ * with error.type=timeout and the timeout as its duration.
+ */
+const measured = (e: SpanEvent): boolean => e.attributes['ringflow.response.missed'] === undefined;
 
 function metric<E extends EventBase>(d: MetricDef<E>): MetricDef<E> {
   const keys = d.dimensions.map((x) => x.key);
@@ -173,6 +209,63 @@ export const METRICS: readonly MetricDef[] = [
     value: () => 1,
     dimensions: [hostName, { key: 'ringflow.tcp.drop.reason', get: (e) => e.reason_name }],
   }),
+  // RED metrics from spans: one duration histogram per kind of exchange. Its
+  // count is the Requests, its count where error.type is set the Errors, its
+  // buckets the Duration (as the semantic conventions intend: no separate counters).
+  metric<SpanEvent>({
+    topic: SPANS_TOPIC,
+    name: 'http.server.request.duration',
+    unit: 's',
+    kind: 'histogram',
+    description: 'Duration of HTTP server requests.',
+    value: spanSeconds,
+    accept: (e) => e.kind === 'SERVER' && isHttp(e) && measured(e),
+    dimensions: spanDimensions(['error.type', 'http.request.method', 'http.response.status_code', 'http.route', 'network.protocol.version', 'url.scheme']),
+  }),
+  metric<SpanEvent>({
+    topic: SPANS_TOPIC,
+    name: 'http.client.request.duration',
+    unit: 's',
+    kind: 'histogram',
+    description: 'Duration of HTTP client requests.',
+    value: spanSeconds,
+    accept: (e) => e.kind === 'CLIENT' && isHttp(e) && measured(e),
+    dimensions: spanDimensions(['error.type', 'http.request.method', 'http.response.status_code', 'network.protocol.version', 'server.address', 'server.port', 'url.template']),
+  }),
+  // RPC: the v1.37 conventions, whose attribute names processor/spans.ts uses
+  // (rpc.system, rpc.service, rpc.grpc.status_code); they define these two
+  // metrics in milliseconds (the stable rpc.*.call.duration, in s, goes with
+  // rpc.system.name and rpc.response.status_code instead)
+  metric<SpanEvent>({
+    topic: SPANS_TOPIC,
+    name: 'rpc.server.duration',
+    unit: 'ms',
+    kind: 'histogram',
+    description: 'Duration of inbound RPCs.',
+    value: spanMillis,
+    accept: (e) => e.kind === 'SERVER' && e.protocol === 'GRPC' && measured(e),
+    dimensions: spanDimensions(['error.type', 'rpc.grpc.status_code', 'rpc.method', 'rpc.service', 'rpc.system', 'server.address', 'server.port']),
+  }),
+  metric<SpanEvent>({
+    topic: SPANS_TOPIC,
+    name: 'rpc.client.duration',
+    unit: 'ms',
+    kind: 'histogram',
+    description: 'Duration of outbound RPCs.',
+    value: spanMillis,
+    accept: (e) => e.kind === 'CLIENT' && e.protocol === 'GRPC' && measured(e),
+    dimensions: spanDimensions(['error.type', 'rpc.grpc.status_code', 'rpc.method', 'rpc.service', 'rpc.system', 'server.address', 'server.port']),
+  }),
+  metric<SpanEvent>({
+    topic: SPANS_TOPIC,
+    name: 'dns.lookup.duration',
+    unit: 's',
+    kind: 'histogram',
+    description: 'Duration of DNS queries, as the client saw them.',
+    value: spanSeconds,
+    accept: (e) => e.kind === 'CLIENT' && e.protocol === 'DNS' && measured(e),
+    dimensions: spanDimensions(['dns.question.name', 'error.type']),
+  }),
 ];
 
 /**
@@ -189,6 +282,18 @@ function blockDimensions(): DimensionDef<BlockIoEvent>[] {
     { key: 'ringflow.block.op', get: (e) => (BLOCK_DIRECTION[e.op] === undefined ? e.op.toLowerCase() : undefined) },
     { key: 'system.device', get: (e) => `${e.dev_major}:${e.dev_minor}` }, // semconv; major:minor as /proc/diskstats and lsblk
   ];
+}
+
+/**
+ * The span's own attributes named in `keys` (each present only when the span
+ * has it: error.type only on errors), plus host.name and service.name (the
+ * observed process: its comm), sorted. Routes are already templates
+ * (spans.ts routeOf), and the cardinality cap folds whatever exceeds top-K.
+ */
+function spanDimensions(keys: readonly string[]): DimensionDef<SpanEvent>[] {
+  const dims: DimensionDef<SpanEvent>[] = keys.map((key) => ({ key, get: (e: SpanEvent) => e.attributes[key] }));
+  dims.push(hostName, { key: 'service.name', get: (e) => e.service_name });
+  return dims.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
 
 /** One metric series over one closed window. */
@@ -356,13 +461,14 @@ export class WindowAggregator {
     const w = this.assigner.observe(e.boot_time_ns + e.ts_ns);
     if (w === null) {
       const data = this.dataOf(this.assigner.oldestOpen());
-      for (let i = 0; i < ms.length; i++) this.seriesOf(data, ms[i]!, e).late++;
+      for (let i = 0; i < ms.length; i++) if (ms[i]!.def.accept?.(e) !== false) this.seriesOf(data, ms[i]!, e).late++;
       this.counters.late++;
       return 'late';
     }
     const data = this.dataOf(w);
     for (let i = 0; i < ms.length; i++) {
       const m = ms[i]!;
+      if (m.def.accept !== undefined && !m.def.accept(e)) continue;
       const v = m.def.value(e);
       if (!(v >= 0 && v < Infinity)) {
         this.counters.invalid++;

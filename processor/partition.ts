@@ -9,15 +9,27 @@
  * decision (window, late or not, oldest open window) exactly as the first
  * time. Windows that had already been emitted (end <= emittedThroughNs) are
  * rebuilt and then suppressed, never emitted twice.
+ *
+ * Two lanes, each its own aggregator and watermark: the collectors' events,
+ * and the spans the spans stage derives from ringflow.l7.v1. Spans reach us
+ * only once the correlator's watermark passed them (its lateness + link delay
+ * behind the l7 records), so on one watermark with live events nearly every
+ * span would be late. Each lane checkpoints its assigner state before its own
+ * first held record and the offset it resumes at; the commit is the lowest
+ * of the lanes' holds, and on replay a lane skips its records below its own
+ * resume offset (their effect is in its restored state or emitted windows).
  */
 import { decodeCurrent, encodeRecord, schemaRegistry } from '../schemas/index.ts';
 import { METRICS, WindowAggregator, capCardinality, type SeriesPoint, type WindowAssignerState, type EventBase } from './index.ts';
-import { METRICS_TOPIC, STATS_TOPIC, parseRepartitionKey } from './topics.ts';
+import { spanEvent } from './aggregate.ts';
+import { METRICS_TOPIC, SPANS_TOPIC, STATS_TOPIC, parseRepartitionKey } from './topics.ts';
 
 export interface PartitionConfig {
   windowMs: number;
   latenessMs: number;
   topK: number;
+  /** How far span end times trail the clock when they reach stage 2 (default DEFAULT_SPAN_LAG_MS). */
+  spanLagMs?: number;
 }
 
 export interface EncodedPoint {
@@ -44,13 +56,19 @@ export interface PartitionState {
   checkpoint(): string;
 }
 
-interface Checkpoint {
-  v: 1;
-  /** Assigner state as of the committed offset. */
+type LaneId = 'events' | 'spans';
+
+interface LaneCheckpoint {
+  /** Assigner state as of `from`. */
   windows: WindowAssignerState;
   /** Windows ending at or before this were emitted. */
   emittedThroughNs: string;
+  /** This lane's records below this offset are in `windows` already: skipped on replay. */
+  from: string;
 }
+
+/** v1: one lane (events), resuming at the committed offset. */
+type Checkpoint = { v: 1; windows: WindowAssignerState; emittedThroughNs: string } | { v: 2; lanes: Partial<Record<LaneId, LaneCheckpoint>> };
 
 interface Hold {
   offset: bigint;
@@ -59,18 +77,41 @@ interface Hold {
 
 /** How far behind the wall clock an idle partition's events may still be arriving. */
 export const IDLE_GRACE_NS = 5_000_000_000n;
+/**
+ * How far behind the wall clock spans may still be arriving, beyond
+ * IDLE_GRACE_NS, by default: a span leaves the spans stage once the l7
+ * watermark (its lateness, or the idle grace for a quiet partition) passed its
+ * end + the link delay (2 s).
+ */
+export const DEFAULT_SPAN_LAG_MS = 7_000;
 
 const metricTopic = new Map(METRICS.map((m) => [m.name, m.topic]));
 
 export function createPartitionState(cfg: PartitionConfig & { processorId: string }, partition: number, checkpoint: string | undefined): PartitionState {
   const metrics = schemaRegistry().byTopic(METRICS_TOPIC)!;
   const cp = checkpoint ? (JSON.parse(checkpoint) as Checkpoint) : undefined;
-  const agg = cp
-    ? WindowAggregator.restore({ windows: cp.windows, open: [], counters: { events: 0, late: 0, skipped: 0, invalid: 0 } })
-    : new WindowAggregator({ sizeMs: cfg.windowMs, latenessMs: cfg.latenessMs });
-  let emittedThrough = cp ? BigInt(cp.emittedThroughNs) : -1n;
-  /** window start -> first offset it needs, and the assigner state just before that offset */
-  const holds = new Map<bigint, Hold>();
+  const saved: Partial<Record<LaneId, LaneCheckpoint>> =
+    cp === undefined ? {} : cp.v === 1 ? { events: { windows: cp.windows, emittedThroughNs: cp.emittedThroughNs, from: '0' } } : cp.lanes;
+  const spanLagNs = BigInt(cfg.spanLagMs ?? DEFAULT_SPAN_LAG_MS) * 1_000_000n;
+
+  interface Lane {
+    readonly agg: WindowAggregator;
+    /** window start -> first offset it needs, and the assigner state just before that offset */
+    readonly holds: Map<bigint, Hold>;
+    emittedThrough: bigint;
+    readonly from: bigint;
+    readonly idleGraceNs: bigint;
+  }
+  function lane(id: LaneId, idleGraceNs: bigint): Lane {
+    const defs = METRICS.filter((m) => (m.topic === SPANS_TOPIC) === (id === 'spans'));
+    const c = saved[id];
+    const agg = c
+      ? WindowAggregator.restore({ windows: c.windows, open: [], counters: { events: 0, late: 0, skipped: 0, invalid: 0 } }, { metrics: defs })
+      : new WindowAggregator({ sizeMs: cfg.windowMs, latenessMs: cfg.latenessMs, metrics: defs });
+    return { agg, holds: new Map(), emittedThrough: c ? BigInt(c.emittedThroughNs) : -1n, from: c ? BigInt(c.from) : 0n, idleGraceNs };
+  }
+  const lanes: Record<LaneId, Lane> = { events: lane('events', IDLE_GRACE_NS), spans: lane('spans', IDLE_GRACE_NS + spanLagNs) };
+  const laneList = [lanes.events, lanes.spans];
   /** `${topic}|${host}|${windowStart}` -> events the collectors reported dropped */
   const drops = new Map<string, number>();
   let closed: SeriesPoint[] = [];
@@ -78,26 +119,32 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
   let pos = -1n;
   let lastEventAt = Date.now();
 
-  function hold(windowStart: bigint, offset: bigint, before: WindowAssignerState | undefined): void {
-    if (holds.has(windowStart)) return;
+  function hold(l: Lane, windowStart: bigint, offset: bigint, before: WindowAssignerState | undefined): void {
+    if (l.holds.has(windowStart)) return;
     if (!before) throw new Error(`window ${windowStart}: first record held without the assigner's state`);
-    holds.set(windowStart, { offset, before });
+    l.holds.set(windowStart, { offset, before });
   }
 
   /** The window that takes a record for time `ns`: its own, or the oldest open one if that closed. */
-  function targetWindow(ns: bigint): bigint {
+  function targetWindow(agg: WindowAggregator, ns: bigint): bigint {
     const w = agg.assigner.windowOf(ns);
     if (!agg.assigner.isClosed(w.endNs)) return w.startNs;
     return agg.assigner.oldestOpen().startNs;
   }
 
-  function collect(points: SeriesPoint[]): void {
+  function collect(l: Lane, points: SeriesPoint[]): void {
     for (const p of points) {
       // already emitted before a restart: rebuilt from the replay, not written again
-      if (p.windowEndNs > emittedThrough) closed.push(p);
+      if (p.windowEndNs > l.emittedThrough) closed.push(p);
     }
-    const open = new Set(agg.assigner.openWindows().map((w) => w.startNs));
-    for (const start of [...holds.keys()]) if (!open.has(start)) holds.delete(start);
+    const open = new Set(l.agg.assigner.openWindows().map((w) => w.startNs));
+    for (const start of [...l.holds.keys()]) if (!open.has(start)) l.holds.delete(start);
+  }
+
+  function firstHold(l: Lane): Hold | undefined {
+    let first: Hold | undefined;
+    for (const h of l.holds.values()) if (!first || h.offset < first.offset) first = h;
+    return first;
   }
 
   return {
@@ -115,6 +162,10 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
       } catch {
         return 'invalid'; // stage 1 only forwards records it could decode
       }
+      const l = route!.topic === SPANS_TOPIC && !isStats ? lanes.spans : lanes.events;
+      // replay: this lane's state already holds this record
+      if (offset < l.from) return 'replayed';
+      const agg = l.agg;
       if (isStats) {
         const before = agg.assigner.state();
         // a stats record routed for one event topic: the drops reported for it
@@ -122,27 +173,28 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
         const n = e ? Number(e.kernel_drops + e.user_drops) : 0;
         if (agg.assigner.watermarkNs === null && n === 0) return 'ok';
         const t = rec.time_ns as bigint;
-        const start = agg.assigner.watermarkNs === null ? agg.assigner.windowOf(t).startNs : targetWindow(t);
-        hold(start, offset, before);
+        const start = agg.assigner.watermarkNs === null ? agg.assigner.windowOf(t).startNs : targetWindow(agg, t);
+        hold(l, start, offset, before);
         const k = `${route!.topic}|${route!.host}|${start}`;
         drops.set(k, (drops.get(k) ?? 0) + n);
         return 'ok';
       }
-      const ns = (rec.boot_time_ns as bigint) + (rec.ts_ns as bigint);
+      const ev = l === lanes.spans ? spanEvent(rec) : (rec as unknown as EventBase);
+      const ns = ev.boot_time_ns + ev.ts_ns;
       const own = agg.assigner.windowOf(ns);
       // the assigner's state is needed only by the first record a window holds (or a late one):
       // snapshotting it for every record was most of this function's cost
-      const before = agg.assigner.isClosed(own.endNs) || !holds.has(own.startNs) ? agg.assigner.state() : undefined;
-      const r = agg.add({ topic: route!.topic, value: rec as unknown as EventBase });
+      const before = agg.assigner.isClosed(own.endNs) || !l.holds.has(own.startNs) ? agg.assigner.state() : undefined;
+      const r = agg.add({ topic: route!.topic, value: ev });
       if (r === 'ok' || r === 'late') {
         const start = r === 'ok' ? own.startNs : agg.assigner.oldestOpen().startNs;
-        hold(start, offset, before);
+        hold(l, start, offset, before);
         return r;
       }
       return 'invalid';
     },
     advance() {
-      collect(agg.advance());
+      for (const l of laneList) collect(l, l.agg.advance());
     },
     advanceIdle(wallNs) {
       // only a partition that has been quiet for a lateness period is moved by the clock
@@ -150,8 +202,9 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
       lastIdleCheck = wallNs;
       const before = closed.length;
       // the clock runs ahead of events still on their way (ring poll, produce, stage 1's
-      // transaction): only assume event time has reached now - IDLE_GRACE
-      collect(agg.advanceTo(wallNs - IDLE_GRACE_NS));
+      // transaction; for spans also the correlator's wait): only assume event time has
+      // reached now - the lane's grace
+      for (const l of laneList) collect(l, l.agg.advanceTo(wallNs - l.idleGraceNs));
       return closed.length > before;
     },
     takeClosed() {
@@ -160,7 +213,8 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
       closed = [];
       const out: EncodedPoint[] = [];
       for (const p of points) {
-        if (p.windowEndNs > emittedThrough) emittedThrough = p.windowEndNs;
+        const l = metricTopic.get(p.name) === SPANS_TOPIC ? lanes.spans : lanes.events;
+        if (p.windowEndNs > l.emittedThrough) l.emittedThrough = p.windowEndNs;
         const host = p.attributes.find(([k]) => k === 'host.name')?.[1] ?? '';
         const start = p.windowStartNs;
         const dropped = drops.get(`${metricTopic.get(p.name)}|${host}|${start}`) ?? 0;
@@ -180,26 +234,27 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
         out.push({ key: `${p.name}|${p.attributes.map(([k, v]) => `${k}=${v}`).join(',')}`, value });
       }
       // drop counts of windows no longer open are no longer needed
-      const open = new Set(agg.assigner.openWindows().map((w) => String(w.startNs)));
+      const open = new Set(lanes.events.agg.assigner.openWindows().map((w) => String(w.startNs)));
       for (const k of [...drops.keys()]) if (!open.has(k.slice(k.lastIndexOf('|') + 1))) drops.delete(k);
       return out;
     },
     minOpenOffset() {
       let min: bigint | null = null;
-      for (const h of holds.values()) if (min === null || h.offset < min) min = h.offset;
+      for (const l of laneList) for (const h of l.holds.values()) if (min === null || h.offset < min) min = h.offset;
       return min;
     },
     position() {
       return pos;
     },
     checkpoint() {
-      let first: Hold | undefined;
-      for (const h of holds.values()) if (!first || h.offset < first.offset) first = h;
-      const c: Checkpoint = {
-        v: 1,
-        windows: first ? first.before : agg.assigner.state(),
-        emittedThroughNs: String(emittedThrough),
-      };
+      const c: Checkpoint = { v: 2, lanes: {} };
+      for (const id of ['events', 'spans'] as const) {
+        const l = lanes[id];
+        const first = firstHold(l);
+        // no window open: the state now, and every record so far is in it
+        const from = first ? first.offset : pos > l.from ? pos : l.from;
+        c.lanes[id] = { windows: first ? first.before : l.agg.assigner.state(), emittedThroughNs: String(l.emittedThrough), from: String(from) };
+      }
       return JSON.stringify(c);
     },
   };

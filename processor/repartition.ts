@@ -48,19 +48,24 @@ export function routeRecord(topic: string, partition: number, offset: string, va
     }
     return [{ topic: REPARTITION_TOPIC, key: repartitionKey(topic, host), value }];
   } catch (err) {
-    const e = err as { code?: string; message?: string };
-    return [{
-      topic: DEADLETTER_TOPIC,
-      key: `${topic}/${partition}/${offset}`,
-      value: value ?? Buffer.alloc(0),
-      headers: {
-        'ringflow.source.topic': topic,
-        'ringflow.source.partition': String(partition),
-        'ringflow.source.offset': offset,
-        'ringflow.error': `${e.code ? e.code + ': ' : ''}${e.message ?? String(err)}`,
-      },
-    }];
+    return [deadLetter(topic, partition, offset, value, err)];
   }
+}
+
+/** The dead letter of a record that could not be processed: its bytes, and headers naming its source and the error. */
+export function deadLetter(topic: string, partition: number, offset: string, value: Buffer | null, err: unknown): OutMessage {
+  const e = err as { code?: string; message?: string };
+  return {
+    topic: DEADLETTER_TOPIC,
+    key: `${topic}/${partition}/${offset}`,
+    value: value ?? Buffer.alloc(0),
+    headers: {
+      'ringflow.source.topic': topic,
+      'ringflow.source.partition': String(partition),
+      'ringflow.source.offset': offset,
+      'ringflow.error': `${e.code ? e.code + ': ' : ''}${e.message ?? String(err)}`,
+    },
+  };
 }
 
 export interface RepartitionStage {

@@ -1,6 +1,7 @@
 /**
- * The processor: both stages in one process. Run as many instances as there
- * are partitions to share; each stage is its own consumer group.
+ * The processor: its stages in one process (repartition, aggregate, spans;
+ * alerts with rules). Run as many instances as there are partitions to share;
+ * each stage is its own consumer group.
  */
 import type { Kafka } from 'kafkajs';
 import { connectAdmin, ensureTopics } from '../collector/kafka-sink.ts';
@@ -9,8 +10,9 @@ import { createRepartitionStage, type RepartitionStage } from './repartition.ts'
 import { createAggregateStage, type AggregateStage } from './aggregate-stage.ts';
 import { createAlertsStage, ALERTS_TOPIC, type AlertsStage } from './alerts-stage.ts';
 import type { AlertRule } from './alerts.ts';
-import { createPartitionState, type PartitionConfig } from './partition.ts';
-import { DEADLETTER_TOPIC, EVENT_TOPICS, METRICS_TOPIC, REPARTITION_TOPIC, STATS_TOPIC } from './topics.ts';
+import { createPartitionState, IDLE_GRACE_NS, type PartitionConfig } from './partition.ts';
+import { createSpansStage, DEFAULT_SPAN_LINK_DELAY_NS, DEFAULT_SPAN_TIMEOUT_NS, type SpansStage } from './spans-stage.ts';
+import { DEADLETTER_TOPIC, EVENT_TOPICS, L7_TOPIC, METRICS_TOPIC, REPARTITION_TOPIC, SPANS_TOPIC, STATS_TOPIC } from './topics.ts';
 
 export interface ProcessorOptions extends PartitionConfig {
   kafka: Kafka;
@@ -18,6 +20,10 @@ export interface ProcessorOptions extends PartitionConfig {
   instanceId: string;
   partitions: number;
   idleTickMs?: number;
+  /** Spans stage: a request with no response this long becomes an ERROR span (default 30 s). */
+  spanTimeoutNs?: bigint;
+  /** Spans stage: how long a completed span waits for its other side (default 2 s). */
+  spanLinkDelayNs?: bigint;
   /** Alert rules (processor/alerts.ts): when given, the alerts stage runs too. */
   rules?: readonly AlertRule[];
   log: (l: string) => void;
@@ -26,6 +32,7 @@ export interface ProcessorOptions extends PartitionConfig {
 export interface Processor {
   repartition: RepartitionStage;
   aggregate: AggregateStage;
+  spans: SpansStage;
   alerts?: AlertsStage;
   /** Resolves when a stage's consumer stopped for good: the service cannot go on. */
   failed: Promise<FatalError>;
@@ -36,33 +43,51 @@ export async function startProcessor(opts: ProcessorOptions): Promise<Processor>
   const admin = await connectAdmin(opts.kafka, opts.brokers);
   try {
     // inputs too: a processor may start before any collector has created them
-    await ensureTopics(admin, [...EVENT_TOPICS, STATS_TOPIC, REPARTITION_TOPIC, METRICS_TOPIC, DEADLETTER_TOPIC, ...(opts.rules ? [ALERTS_TOPIC] : [])], opts.partitions);
+    await ensureTopics(admin, [...new Set([...EVENT_TOPICS, STATS_TOPIC, L7_TOPIC, SPANS_TOPIC, REPARTITION_TOPIC, METRICS_TOPIC, DEADLETTER_TOPIC, ...(opts.rules ? [ALERTS_TOPIC] : [])])], opts.partitions);
   } finally {
     await admin.disconnect();
   }
   let onFatal!: (err: FatalError) => void;
   const failed = new Promise<FatalError>((resolve) => (onFatal = resolve));
   const repartition = createRepartitionStage({ kafka: opts.kafka, instanceId: opts.instanceId, log: opts.log, onFatal });
+  const latenessNs = BigInt(opts.latenessMs) * 1_000_000n;
+  const spanLinkDelayNs = opts.spanLinkDelayNs ?? DEFAULT_SPAN_LINK_DELAY_NS;
+  // spans reach stage 2 once the correlator's watermark (lateness, or the idle grace) passed their end + the link delay
+  const lagNs = (latenessNs > IDLE_GRACE_NS ? latenessNs : IDLE_GRACE_NS) + spanLinkDelayNs;
+  const spanLagMs = opts.spanLagMs ?? Number(lagNs / 1_000_000n);
   const aggregate = createAggregateStage({
     kafka: opts.kafka,
     instanceId: opts.instanceId,
     idleTickMs: opts.idleTickMs ?? 1000,
     log: opts.log,
     onFatal,
-    newState: (partition, checkpoint) => createPartitionState({ ...opts, processorId: opts.instanceId }, partition, checkpoint),
+    newState: (partition, checkpoint) => createPartitionState({ ...opts, spanLagMs, processorId: opts.instanceId }, partition, checkpoint),
+  });
+  const spans = createSpansStage({
+    kafka: opts.kafka,
+    instanceId: opts.instanceId,
+    timeoutNs: opts.spanTimeoutNs ?? DEFAULT_SPAN_TIMEOUT_NS,
+    linkDelayNs: spanLinkDelayNs,
+    latenessNs,
+    idleTickMs: opts.idleTickMs ?? 1000,
+    log: opts.log,
+    onFatal,
   });
   const alerts = opts.rules ? createAlertsStage({ kafka: opts.kafka, instanceId: opts.instanceId, rules: opts.rules, partitions: opts.partitions, log: opts.log, onFatal }) : undefined;
   await repartition.start();
   await aggregate.start();
+  await spans.start();
   await alerts?.start();
   return {
     repartition,
     aggregate,
+    spans,
     alerts,
     failed,
     async stop() {
       await repartition.stop();
       await aggregate.stop();
+      await spans.stop();
       await alerts?.stop();
     },
   };

@@ -4,11 +4,20 @@ export const STATS_TOPIC = 'ringflow.collector.stats.v1';
 export const REPARTITION_TOPIC = 'ringflow.processor.repartition.v1';
 export const METRICS_TOPIC = 'ringflow.metrics.v1';
 export const DEADLETTER_TOPIC = 'ringflow.deadletter.v1';
+/** Parsed L7 requests and responses (schemas/l7.avsc): the spans stage's input. */
+export const L7_TOPIC = 'ringflow.l7.v1';
+/** Spans built from them (schemas/spans.avsc, processor/spans.ts): the spans stage's output, read_committed. */
+export const SPANS_TOPIC = 'ringflow.spans.v1';
 
 export const REPARTITION_GROUP = 'ringflow-processor-repartition';
 export const AGGREGATE_GROUP = 'ringflow-processor-aggregate';
+export const SPANS_GROUP = 'ringflow-processor-spans';
 
-/** Event topics the processor aggregates (see processor/aggregate.ts for what each becomes). */
+/**
+ * Topics the processor aggregates (see processor/aggregate.ts for what each
+ * becomes): the collectors' event topics, and the spans the spans stage
+ * derives from ringflow.l7.v1 (RED metrics), re-keyed by stage 1 like the rest.
+ */
 export const EVENT_TOPICS = [
   'ringflow.sched.runqlat.v1',
   'ringflow.sched.cswitch.v1',
@@ -16,6 +25,7 @@ export const EVENT_TOPICS = [
   'ringflow.tcp.connect.v1',
   'ringflow.tcp.retransmit.v1',
   'ringflow.tcp.drop.v1',
+  SPANS_TOPIC,
 ] as const;
 
 /**

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { METRICS, WindowAggregator, mergePoints, seriesKey, type SeriesPoint, type TopicEvent } from '../../processor/aggregate.ts';
+import { METRICS, WindowAggregator, mergePoints, seriesKey, spanEvent, type SeriesPoint, type TopicEvent } from '../../processor/aggregate.ts';
 import { ExpHistogram } from '../../processor/histogram.ts';
 
 const S = 1_000_000_000n;
@@ -26,6 +26,81 @@ const blockIo = (op: string, bytes: bigint, latencyNs: bigint): TopicEvent => ({
 });
 const tcp = { saddr: '10.0.0.1', daddr: '10.0.0.2', sport: 40000, dport: 443, family: 2 };
 
+/** A decoded ringflow.spans.v1 record (schemas/spans.avsc) as the processor's stage 2 sees it, ending 1 s after BOOT. */
+function span(kind: string, protocol: string, durNs: bigint, attributes: Record<string, string>, status = 'UNSET'): TopicEvent {
+  const end = BOOT + 1n * S;
+  const rec = {
+    trace_id: '0af7651916cd43dd8448eb211c80319c', span_id: 'b7ad6b7169203331', parent_span_id: null, trace_state: null, trace_flags: 1,
+    name: 'x', kind, start_ns: end - durNs, end_ns: end, status, status_message: null,
+    attributes: { 'host.name': 'h1', 'service.name': 'api', 'network.peer.address': '10.0.0.9', 'process.pid': '7', ...attributes },
+    service_name: 'api', host: 'h1', protocol,
+  };
+  return { topic: 'ringflow.spans.v1', value: spanEvent(rec) };
+}
+
+/** Spans in, RED histograms out: requests = the count, errors = the count where error.type is set. */
+function spanCases(): { name: string; ev: TopicEvent; want: [string, [string, string][], number][] }[] {
+  const hs: [string, string][] = [['host.name', 'h1'], ['service.name', 'api']];
+  const sorted = (a: [string, string][]): [string, string][] => [...a, ...hs].sort(([x], [y]) => (x < y ? -1 : 1));
+  return [
+    {
+      name: 'HTTP server span',
+      ev: span('SERVER', 'HTTP1', 25_000_000n, { 'http.request.method': 'GET', 'http.route': '/users/{id}', 'http.response.status_code': '200', 'url.path': '/users/42', 'url.scheme': 'http', 'client.address': '10.0.0.9', 'server.port': '8080' }),
+      want: [['http.server.request.duration', sorted([['http.request.method', 'GET'], ['http.response.status_code', '200'], ['http.route', '/users/{id}'], ['url.scheme', 'http']]), 0.025]],
+    },
+    {
+      name: 'HTTP/2 server error: error.type',
+      ev: span('SERVER', 'HTTP2', 1_000_000n, { 'http.request.method': 'POST', 'http.route': '/orders', 'http.response.status_code': '503', 'error.type': '503', 'network.protocol.version': '2', 'url.scheme': 'http' }, 'ERROR'),
+      want: [['http.server.request.duration', sorted([['error.type', '503'], ['http.request.method', 'POST'], ['http.response.status_code', '503'], ['http.route', '/orders'], ['network.protocol.version', '2'], ['url.scheme', 'http']]), 0.001]],
+    },
+    {
+      name: 'HTTP client span',
+      ev: span('CLIENT', 'HTTP1', 30_000_000n, { 'http.request.method': 'GET', 'url.template': '/users/{id}', 'url.full': 'http://users:8080/users/42', 'http.response.status_code': '404', 'error.type': '404', 'server.address': 'users', 'server.port': '8080' }, 'ERROR'),
+      want: [['http.client.request.duration', sorted([['error.type', '404'], ['http.request.method', 'GET'], ['http.response.status_code', '404'], ['server.address', 'users'], ['server.port', '8080'], ['url.template', '/users/{id}']]), 0.03]],
+    },
+    {
+      name: 'HTTP client timeout: no status code, error.type=timeout',
+      ev: span('CLIENT', 'HTTP1', 30n * S, { 'http.request.method': 'GET', 'url.template': '/slow', 'error.type': 'timeout', 'server.address': '10.0.0.2', 'server.port': '80' }, 'ERROR'),
+      want: [['http.client.request.duration', sorted([['error.type', 'timeout'], ['http.request.method', 'GET'], ['server.address', '10.0.0.2'], ['server.port', '80'], ['url.template', '/slow']]), 30]],
+    },
+    {
+      name: 'HTTP response missed by the capture: no duration, no metric',
+      ev: span('SERVER', 'HTTP1', 1000n, { 'http.request.method': 'GET', 'http.route': '/', 'ringflow.response.missed': 'true' }),
+      want: [],
+    },
+    {
+      name: 'HTTP span of unknown role (INTERNAL): no metric',
+      ev: span('INTERNAL', 'HTTP1', 1000n, { 'http.request.method': 'GET' }),
+      want: [],
+    },
+    {
+      name: 'gRPC server error',
+      ev: span('SERVER', 'GRPC', 2_500_000n, { 'rpc.system': 'grpc', 'rpc.service': 'helloworld.Greeter', 'rpc.method': 'SayHello', 'rpc.grpc.status_code': '13', 'error.type': 'INTERNAL', 'server.address': '10.0.0.1', 'server.port': '50051', 'network.protocol.version': '2' }, 'ERROR'),
+      want: [['rpc.server.duration', sorted([['error.type', 'INTERNAL'], ['rpc.grpc.status_code', '13'], ['rpc.method', 'SayHello'], ['rpc.service', 'helloworld.Greeter'], ['rpc.system', 'grpc'], ['server.address', '10.0.0.1'], ['server.port', '50051']]), 2.5]],
+    },
+    {
+      name: 'gRPC client ok',
+      ev: span('CLIENT', 'GRPC', 4_000_000n, { 'rpc.system': 'grpc', 'rpc.service': 'helloworld.Greeter', 'rpc.method': 'SayHello', 'rpc.grpc.status_code': '0', 'server.address': 'greeter', 'server.port': '50051' }),
+      want: [['rpc.client.duration', sorted([['rpc.grpc.status_code', '0'], ['rpc.method', 'SayHello'], ['rpc.service', 'helloworld.Greeter'], ['rpc.system', 'grpc'], ['server.address', 'greeter'], ['server.port', '50051']]), 4]],
+    },
+    {
+      name: 'DNS client lookup',
+      ev: span('CLIENT', 'DNS', 800_000n, { 'dns.question.name': 'example.com', 'dns.question.type': 'A', 'dns.response_code': 'NOERROR', 'server.address': '10.0.0.53', 'server.port': '53' }),
+      want: [['dns.lookup.duration', sorted([['dns.question.name', 'example.com']]), 0.0008]],
+    },
+    {
+      name: 'DNS SERVFAIL',
+      ev: span('CLIENT', 'DNS', 1_000_000n, { 'dns.question.name': 'bad.example', 'dns.response_code': 'SERVFAIL', 'error.type': 'SERVFAIL' }, 'ERROR'),
+      want: [['dns.lookup.duration', sorted([['dns.question.name', 'bad.example'], ['error.type', 'SERVFAIL']]), 0.001]],
+    },
+    {
+      name: 'DNS seen from the server (a resolver): not a lookup',
+      ev: span('SERVER', 'DNS', 1_000_000n, { 'dns.question.name': 'example.com' }),
+      want: [],
+    },
+  ];
+}
+
 const points = (ps: readonly SeriesPoint[]): string[] => ps.map((p) => `${p.name} ${p.attributes.map(([k, v]) => `${k}=${v}`).join(',')}`);
 
 test('aggregate: the METRICS table (names, units, kinds, sorted dimensions per topic)', () => {
@@ -38,6 +113,11 @@ test('aggregate: the METRICS table (names, units, kinds, sorted dimensions per t
     ['ringflow.tcp.connect.v1', 'ringflow.tcp.connect.duration', 's', 'histogram', ['host.name', 'process.command', 'server.address', 'server.port']],
     ['ringflow.tcp.retransmit.v1', 'ringflow.tcp.retransmits', '{segment}', 'sum', ['host.name', 'ringflow.tcp.state']],
     ['ringflow.tcp.drop.v1', 'ringflow.tcp.drops', '{segment}', 'sum', ['host.name', 'ringflow.tcp.drop.reason']],
+    ['ringflow.spans.v1', 'http.server.request.duration', 's', 'histogram', ['error.type', 'host.name', 'http.request.method', 'http.response.status_code', 'http.route', 'network.protocol.version', 'service.name', 'url.scheme']],
+    ['ringflow.spans.v1', 'http.client.request.duration', 's', 'histogram', ['error.type', 'host.name', 'http.request.method', 'http.response.status_code', 'network.protocol.version', 'server.address', 'server.port', 'service.name', 'url.template']],
+    ['ringflow.spans.v1', 'rpc.server.duration', 'ms', 'histogram', ['error.type', 'host.name', 'rpc.grpc.status_code', 'rpc.method', 'rpc.service', 'rpc.system', 'server.address', 'server.port', 'service.name']],
+    ['ringflow.spans.v1', 'rpc.client.duration', 'ms', 'histogram', ['error.type', 'host.name', 'rpc.grpc.status_code', 'rpc.method', 'rpc.service', 'rpc.system', 'server.address', 'server.port', 'service.name']],
+    ['ringflow.spans.v1', 'dns.lookup.duration', 's', 'histogram', ['dns.question.name', 'error.type', 'host.name', 'service.name']],
   ];
   assert.deepEqual(METRICS.map((m) => [m.topic, m.name, m.unit, m.kind, m.dimensions.map((d) => d.key)]), want);
   for (const m of METRICS) assert.deepEqual(m.dimensions.map((d) => d.key), [...m.dimensions.map((d) => d.key)].sort(), m.name);
@@ -98,7 +178,7 @@ test('aggregate: each topic becomes its metrics, values and attributes (table)',
       want: [['ringflow.tcp.drops', [['host.name', 'h2'], ['ringflow.tcp.drop.reason', 'NO_SOCKET']], 1]],
     },
   ];
-  for (const c of cases) {
+  for (const c of [...cases, ...spanCases()]) {
     const a = new WindowAggregator();
     assert.equal(a.add(c.ev), 'ok', c.name);
     const got = a.advanceTo(BOOT + 100n * S);
@@ -237,4 +317,64 @@ test('aggregate: seriesKey is stable and distinguishes name, window and attribut
   }
   assert.deepEqual(mergePoints(p, { ...p, count: 3, sum: 5, lateEvents: 0 }), { ...p, count: 5, sum: 7, lateEvents: 1 });
   assert.equal(p.sum, 2, 'inputs are not modified');
+});
+
+test('aggregate: stage 2 keeps spans in their own lane: not late behind live events, and a restart mid-stream emits the same points once', async () => {
+  const { createPartitionState } = await import('../../processor/partition.ts');
+  const { encodeRecord, decodeRecord, schemaRegistry } = await import('../../schemas/index.ts');
+  const reg = schemaRegistry();
+  const cfg = { windowMs: 2000, latenessMs: 0, topK: 100, processorId: 'u' }; // lateness 0: the final idle close needs no quiet period
+  const T = BOOT + 100n * S;
+  const runqRec = (ts: bigint) => encodeRecord(reg.byTopic('ringflow.sched.runqlat.v1')!, {
+    cpu: 0, pid: 1, tgid: 1, uid: 0, ts_ns: ts, cgroup_id: 1n, comm: 'a', latency_ns: 1000n, prev_pid: 0, kind: 'WAKEUP', host: 'h1', boot_time_ns: 0n,
+  });
+  const spanRec = (end: bigint) => encodeRecord(reg.byTopic('ringflow.spans.v1')!, {
+    trace_id: '0af7651916cd43dd8448eb211c80319c', span_id: 'b7ad6b7169203331', parent_span_id: null, trace_state: null, trace_flags: 1,
+    name: 'GET /', kind: 'SERVER', start_ns: end - 1_000_000n, end_ns: end, status: 'UNSET', status_message: null,
+    attributes: { 'http.request.method': 'GET', 'http.route': '/', 'http.response.status_code': '200' }, service_name: 'api', host: 'h1', protocol: 'HTTP1',
+  });
+  // live events at T + i/10 s; spans trailing them by 8 s (the correlator's lateness + link delay)
+  const input: [string, Buffer][] = [];
+  for (let i = 0; i < 100; i++) {
+    input.push(['ringflow.sched.runqlat.v1|h1', runqRec(T + BigInt(i) * 100_000_000n)]);
+    input.push(['ringflow.spans.v1|h1', spanRec(T - 8n * S + BigInt(i) * 100_000_000n)]);
+  }
+  type Out = { name: string; start: bigint; count: number; late: number };
+  const decode = (v: Buffer): Out => {
+    const r = decodeRecord(v).value as Record<string, unknown>;
+    const h = r.histogram as { count: bigint } | null;
+    return { name: r.name as string, start: r.window_start_ns as bigint, count: Number(h!.count), late: Number(r.late_events) };
+  };
+  /** Runs the input through states as the aggregate stage does, crashing (state lost) after each offset in `crashAt`. */
+  const run = (crashAt: number[]): Out[] => {
+    const out: Out[] = [];
+    let committed = { offset: 0, meta: undefined as string | undefined };
+    let s = createPartitionState(cfg, 0, undefined);
+    let at = 0;
+    const crashes = [...crashAt];
+    while (at < input.length) {
+      s.add(input[at]![0], input[at]![1], BigInt(at));
+      at++;
+      s.advance();
+      const pts = s.takeClosed();
+      // a transaction per 5 records (or with points)
+      if (pts.length > 0 || at % 5 === 0) {
+        out.push(...pts.map((p) => decode(p.value)));
+        committed = { offset: Number(s.minOpenOffset() ?? BigInt(at)), meta: s.checkpoint() };
+      }
+      if (crashes[0] === at) {
+        crashes.shift();
+        s = createPartitionState(cfg, 0, committed.meta);
+        at = committed.offset;
+      }
+    }
+    if (s.advanceIdle(T + 1000n * S)) out.push(...s.takeClosed().map((p) => decode(p.value)));
+    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : Number(a.start - b.start)));
+  };
+  const once = run([]);
+  const spans = once.filter((p) => p.name === 'http.server.request.duration');
+  assert.equal(spans.reduce((a, p) => a + p.count, 0), 100, 'every span counted');
+  assert.equal(once.reduce((a, p) => a + p.late, 0), 0, 'no span and no event late');
+  assert.equal(once.filter((p) => p.name === 'ringflow.sched.runqueue.latency').reduce((a, p) => a + p.count, 0), 100);
+  for (const crashAt of [[7], [33, 34], [50, 120, 151], [199]]) assert.deepEqual(run(crashAt), once, `crash after ${crashAt}`);
 });

@@ -1,0 +1,232 @@
+/**
+ * The spans stage: ringflow.l7.v1 -> ringflow.spans.v1, exactly once.
+ *
+ * The l7 records are keyed by connection, so both sides of an exchange seen
+ * on one host, and every request with its response, share a partition: one
+ * SpanCorrelator (processor/spans.ts) per assigned partition pairs them,
+ * links server spans to their client spans and times requests out.
+ *
+ * Exactly once, as the aggregate stage does it: the correlator's state lives
+ * in memory, and each transaction commits, with the spans it produced, the
+ * consumer offset = the first record a waiting request or span still needs
+ * (minPendingOffset) and in that offset's metadata the correlator's
+ * checkpoint. A restart (SIGKILL included) re-reads from there, re-executes
+ * every decision identically (ids are hashes of the input, the watermark and
+ * its idle raises are in the checkpoint) and suppresses the spans already
+ * emitted. Records that do not decode, or are of another schema, go to
+ * ringflow.deadletter.v1 in the same transaction, with stage 1's headers;
+ * the metadata also says how far records were read, so a replay does not
+ * dead-letter a record twice.
+ *
+ * A partition gone quiet (no record for the lateness period) is advanced by
+ * the clock, IDLE_GRACE_NS behind it as the aggregate stage does, so that
+ * its last requests time out and its last spans end their link wait.
+ */
+import type { Kafka, Consumer, Producer, EachBatchPayload } from 'kafkajs';
+import { CompressionTypes } from '../collector/kafkajs.ts';
+import { retrying, superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../collector/kafka-sink.ts';
+import type { FatalError } from '../collector/errors.ts';
+import { decodeCurrent } from '../schemas/index.ts';
+import { createSerial } from './serial.ts';
+import { SpanCorrelator, encodeSpan, type L7Record, type Span, type SpanCounters } from './spans.ts';
+import { deadLetter, type OutMessage } from './repartition.ts';
+import { IDLE_GRACE_NS } from './partition.ts';
+import { DEADLETTER_TOPIC, L7_TOPIC, SESSION_TIMEOUT_MS, SPANS_GROUP, SPANS_TOPIC } from './topics.ts';
+
+export const DEFAULT_SPAN_TIMEOUT_NS = 30_000_000_000n;
+export const DEFAULT_SPAN_LINK_DELAY_NS = 2_000_000_000n;
+
+export interface SpansStageCounters {
+  /** l7 records read (dead letters included; a replay's re-reads too). */
+  records: number;
+  spans: number;
+  deadLetters: number;
+  transactions: number;
+}
+
+export interface SpansStageOptions {
+  kafka: Kafka;
+  instanceId: string;
+  /** A request with no response this long (event time) becomes an ERROR span. */
+  timeoutNs?: bigint;
+  /** How long a completed span waits for its counterpart (server/client) before it is emitted. */
+  linkDelayNs?: bigint;
+  /** The correlator's watermark trails the newest record by this (the processor's --lateness). */
+  latenessNs: bigint;
+  /** How often quiet partitions are advanced by the clock. */
+  idleTickMs: number;
+  log: (l: string) => void;
+  onSpans?: (spans: readonly Span[]) => void;
+  onFatal?: (err: FatalError) => void;
+}
+
+export interface SpansStage {
+  counters: SpansStageCounters;
+  /** The correlators' counters, summed over the partitions held now. */
+  correlators(): SpanCounters;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Offset-commit metadata: the correlator's checkpoint, and the offset after the last record read. */
+interface Metadata {
+  v: 1;
+  /** Records below this were read (dead letters written) before the commit. */
+  read: string;
+  spans: string;
+}
+
+interface PartitionSpans {
+  c: SpanCorrelator;
+  /** Offset after the last record read. */
+  next: bigint;
+  /** Records below this were dead-lettered (if bad) before the checkpoint this state came from. */
+  deadFrom: bigint;
+  /** The offset last committed (null: none by this instance). */
+  committed: bigint | null;
+  lastEventAt: number;
+}
+
+export function createSpansStage(opts: SpansStageOptions): SpansStage {
+  const counters: SpansStageCounters = { records: 0, spans: 0, deadLetters: 0, transactions: 0 };
+  const states = new Map<number, PartitionSpans>();
+  const timeoutNs = opts.timeoutNs ?? DEFAULT_SPAN_TIMEOUT_NS;
+  const linkDelayNs = opts.linkDelayNs ?? DEFAULT_SPAN_LINK_DELAY_NS;
+  const latenessMs = Number(opts.latenessNs / 1_000_000n);
+  let consumer: Consumer | undefined;
+  let producer: Producer | undefined;
+  let admin: ReturnType<Kafka['admin']> | undefined;
+  let tick: NodeJS.Timeout | undefined;
+  const serial = createSerial();
+
+  async function stateFor(partition: number): Promise<PartitionSpans> {
+    let s = states.get(partition);
+    if (s) return s;
+    const committed = await retrying(() => admin!.fetchOffsets({ groupId: SPANS_GROUP, topics: [L7_TOPIC] }));
+    const p = committed[0]?.partitions.find((x) => x.partition === partition);
+    let meta: Metadata | undefined;
+    if (p && p.offset !== '-1' && p.metadata) {
+      try {
+        meta = JSON.parse(p.metadata) as Metadata;
+        if (meta.v !== 1) throw new Error(`unknown version ${String(meta.v)}`);
+      } catch (err) {
+        // not ours (or a future version): the committed offset alone is all we can use
+        opts.log(`processor: spans: ${L7_TOPIC}[${partition}]: ignoring the commit's metadata (${(err as Error).message})`);
+        meta = undefined;
+      }
+    }
+    const c = new SpanCorrelator({ timeoutNs, linkDelayNs, latenessNs: opts.latenessNs, checkpoint: meta?.spans });
+    s = { c, next: -1n, deadFrom: meta ? BigInt(meta.read) : 0n, committed: p && p.offset !== '-1' ? BigInt(p.offset) : null, lastEventAt: Date.now() };
+    states.set(partition, s);
+    return s;
+  }
+
+  /** One transaction: `spans` and `dead`, and the commit of what `s` still needs with its checkpoint. Skipped when there is nothing new. */
+  async function emit(partition: number, s: PartitionSpans, spans: readonly Span[], dead: readonly OutMessage[]): Promise<void> {
+    const commitOffset = s.c.minPendingOffset() ?? s.next;
+    if (spans.length === 0 && dead.length === 0 && commitOffset === s.committed) return;
+    const meta: Metadata = { v: 1, read: String(s.next), spans: s.c.checkpoint() };
+    const tx = await producer!.transaction();
+    try {
+      const topicMessages: { topic: string; messages: { key: string; value: Buffer; headers?: OutMessage['headers'] }[] }[] = [];
+      if (spans.length > 0) topicMessages.push({ topic: SPANS_TOPIC, messages: spans.map(encodeSpan) });
+      if (dead.length > 0) topicMessages.push({ topic: DEADLETTER_TOPIC, messages: dead.map((d) => ({ key: d.key, value: d.value, headers: d.headers })) });
+      if (topicMessages.length > 0) await tx.sendBatch({ acks: -1, compression: CompressionTypes.GZIP, topicMessages });
+      await tx.sendOffsets({
+        consumerGroupId: SPANS_GROUP,
+        topics: [{ topic: L7_TOPIC, partitions: [{ partition, offset: String(commitOffset), metadata: JSON.stringify(meta) } as never] }],
+      });
+      await tx.commit();
+    } catch (err) {
+      await tx.abort().catch(() => {});
+      // the spans are lost with this state: drop it and read again from the last commit
+      // (the idle tick's failures included, which no consumer restart would rewind)
+      states.delete(partition);
+      consumer?.seek({ topic: L7_TOPIC, partition, offset: String(s.committed ?? 0n) });
+      throw err;
+    }
+    s.committed = commitOffset;
+    counters.spans += spans.length;
+    counters.deadLetters += dead.length;
+    counters.transactions++;
+    if (spans.length > 0) opts.onSpans?.(spans);
+  }
+
+  return {
+    counters,
+    correlators() {
+      const sum: Record<string, number> = {};
+      for (const s of states.values()) for (const [k, v] of Object.entries(s.c.counters)) sum[k] = (sum[k] ?? 0) + v;
+      return sum as unknown as SpanCounters;
+    },
+    async start() {
+      admin = opts.kafka.admin();
+      await admin.connect();
+      producer = opts.kafka.producer({ transactionalId: `ringflow-spans-${opts.instanceId}`, idempotent: true, maxInFlightRequests: 1 });
+      await producer.connect();
+      consumer = opts.kafka.consumer({ groupId: SPANS_GROUP, readUncommitted: false, metadataMaxAge: CONSUMER_METADATA_MAX_AGE_MS, sessionTimeout: SESSION_TIMEOUT_MS, heartbeatInterval: 1000 });
+      await consumer.connect();
+      superviseConsumer(consumer, 'processor spans stage', opts.log, opts.onFatal ?? (() => {}));
+      // partitions taken from us lose their correlator; their next owner replays from the checkpoint
+      consumer.on(consumer.events.GROUP_JOIN, (e) => {
+        const mine = new Set((e.payload.memberAssignment[L7_TOPIC] ?? []) as number[]);
+        for (const p of [...states.keys()]) if (!mine.has(p)) states.delete(p);
+      });
+      await consumer.subscribe({ topic: L7_TOPIC, fromBeginning: true });
+      await consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        eachBatch: (payload: EachBatchPayload) =>
+          serial.run(async () => {
+            const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
+            if (batch.messages.length === 0 || !isRunning() || isStale()) return;
+            const s = await stateFor(batch.partition);
+            const dead: OutMessage[] = [];
+            for (const m of batch.messages) {
+              const offset = BigInt(m.offset);
+              let rec: L7Record;
+              try {
+                if (!m.value) throw new Error('record has no value');
+                const d = decodeCurrent(m.value); // an older writer version reads as the current one
+                if (d.schema.topic !== L7_TOPIC) throw new Error(`record of ${d.schema.topic} found on ${L7_TOPIC}`);
+                rec = d.value as unknown as L7Record;
+              } catch (err) {
+                // below deadFrom: dead-lettered before the checkpoint we replay from
+                if (offset >= s.deadFrom && offset >= s.next) {
+                  const o = deadLetter(L7_TOPIC, batch.partition, m.offset, m.value, err);
+                  opts.log(`processor: ${L7_TOPIC}[${batch.partition}]@${m.offset} -> dead letter (${o.headers!['ringflow.error']})`);
+                  dead.push(o);
+                }
+                if (offset + 1n > s.next) s.next = offset + 1n;
+                continue;
+              }
+              s.c.add(rec, offset);
+              if (offset + 1n > s.next) s.next = offset + 1n;
+            }
+            counters.records += batch.messages.length;
+            s.lastEventAt = Date.now();
+            await emit(batch.partition, s, s.c.advance(), dead);
+            resolveOffset(batch.messages[batch.messages.length - 1]!.offset);
+            await heartbeat();
+          }),
+      });
+      // quiet partitions: their last requests time out and their last spans end their wait by the clock
+      tick = setInterval(() => {
+        void serial.run(async () => {
+          const wm = BigInt(Date.now()) * 1_000_000n - IDLE_GRACE_NS;
+          for (const [partition, s] of states) {
+            if (s.c.size === 0 || Date.now() - s.lastEventAt < latenessMs) continue;
+            await emit(partition, s, s.c.advance(wm), []);
+          }
+        }).catch((err) => opts.log(`processor: spans: idle advance failed (${(err as Error).message}); will retry`));
+      }, opts.idleTickMs);
+    },
+    async stop() {
+      if (tick) clearInterval(tick);
+      await consumer?.disconnect().catch(() => {});
+      await serial.idle();
+      await producer?.disconnect().catch(() => {});
+      await admin?.disconnect().catch(() => {});
+    },
+  };
+}
