@@ -53,6 +53,8 @@ export interface AggregateStage {
 export function createAggregateStage(opts: AggregateStageOptions): AggregateStage {
   const counters: AggregateCounters = { events: 0, points: 0, transactions: 0, skippedReplay: 0 };
   const states = new Map<number, PartitionState>();
+  /** Per partition, the offset last committed (or read back at restore): where a failed transaction rewinds to. */
+  const committedAt = new Map<number, bigint>();
   let consumer: Consumer | undefined;
   let producer: Producer | undefined;
   let admin: ReturnType<Kafka['admin']> | undefined;
@@ -65,6 +67,7 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
     const committed = await retrying(() => admin!.fetchOffsets({ groupId: AGGREGATE_GROUP, topics: [REPARTITION_TOPIC] }));
     const p = committed[0]?.partitions.find((x) => x.partition === partition);
     const meta = p && p.offset !== '-1' && p.metadata ? p.metadata : undefined;
+    committedAt.set(partition, p && p.offset !== '-1' ? BigInt(p.offset) : 0n);
     s = opts.newState(partition, meta);
     states.set(partition, s);
     return s;
@@ -87,10 +90,13 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
       await tx.commit();
     } catch (err) {
       await tx.abort().catch(() => {});
-      // the points are lost with this state: drop it, the restart re-reads from the last commit
+      // the points are lost with this state: drop it and read again from the last commit
+      // (a failure in the idle tick is no consumer crash: nothing else would rewind)
       states.delete(partition);
+      consumer?.seek({ topic: REPARTITION_TOPIC, partition, offset: String(committedAt.get(partition) ?? 0n) });
       throw err;
     }
+    committedAt.set(partition, commitOffset);
     counters.points += points.length;
     counters.transactions++;
     opts.onPoints?.(points);

@@ -80,6 +80,8 @@ export interface L7Record {
   readonly pid: bigint;
   readonly tgid: bigint;
   readonly comm: string;
+  /** Executable name (schemas/l7.avsc); empty when the collector could not read it. */
+  readonly process_name?: string;
   readonly conn_id: bigint;
   readonly role: Role;
   readonly transport: 'UNKNOWN' | 'TCP' | 'UDP';
@@ -102,6 +104,11 @@ export interface L7Record {
   readonly dns_rcode: string | null;
   readonly body_bytes: bigint;
   readonly truncated: boolean;
+}
+
+/** The process's executable name, else its thread's comm (records from before process_name existed). */
+function serviceName(r: L7Record): string {
+  return r.process_name || r.comm;
 }
 
 export type SpanKind = 'INTERNAL' | 'SERVER' | 'CLIENT';
@@ -935,7 +942,7 @@ function buildSpan(req: L7Record, resp: L7Record | null, outcome: Outcome, timeo
   }
   if (errorType !== null) set('error.type', errorType);
   if (req.truncated || resp?.truncated) set('ringflow.truncated', 'true');
-  set('service.name', req.comm);
+  set('service.name', serviceName(req));
   set('host.name', req.host);
   set('process.pid', req.tgid);
 
@@ -960,7 +967,7 @@ function buildSpan(req: L7Record, resp: L7Record | null, outcome: Outcome, timeo
     status,
     status_message: message,
     attributes,
-    service_name: req.comm,
+    service_name: serviceName(req),
     host: req.host,
     protocol: grpc ? 'GRPC' : req.protocol,
   };

@@ -26,6 +26,7 @@ export function createL7Encoder(opts: { host: string; bootTimeNs: bigint; format
         tgid: c.tgid,
         uid: c.uid,
         comm: c.comm,
+        process_name: c.process_name,
         cgroup_id: c.cgroup_id,
         conn_id: BigInt.asIntN(64, c.conn_id),
         role: c.role,

@@ -29,6 +29,8 @@ export interface L7Context {
   tgid: number;
   uid: number;
   comm: string;
+  /** Executable name of the process (see L7TrackerOptions.processName). */
+  process_name: string;
   cgroup_id: bigint;
   conn_id: bigint;
   role: Role;
@@ -52,6 +54,11 @@ export interface L7TrackerOptions {
   idleNs?: bigint;
   /** Records of a connection looked at before it is declared not L7 we parse (default 8). */
   detectRecords?: number;
+  /**
+   * The executable name of a process, by tgid (default: none). The collector
+   * reads /proc/<tgid>/exe: a thread's comm is often a runtime's name for it.
+   */
+  processName?: (tgid: number) => string;
 }
 
 export interface L7Counters {
@@ -135,7 +142,10 @@ export class L7Tracker {
     this.max = o.maxConnections ?? 16384;
     this.idleNs = o.idleNs ?? 300_000_000_000n;
     this.detectRecords = o.detectRecords ?? 8;
+    this.processName = o.processName ?? (() => '');
   }
+
+  private readonly processName: (tgid: number) => string;
 
   get size(): number {
     return this.conns.size;
@@ -230,7 +240,7 @@ export class L7Tracker {
     const conn: Conn = {
       key: c.conn_id,
       ctx: {
-        pid: c.pid, tgid: c.tgid, uid: c.uid, comm: c.comm, cgroup_id: c.cgroup_id, conn_id: c.conn_id,
+        pid: c.pid, tgid: c.tgid, uid: c.uid, comm: c.comm, process_name: this.processName(c.tgid), cgroup_id: c.cgroup_id, conn_id: c.conn_id,
         role: ROLE_NAME[c.role] ?? 'UNKNOWN',
         transport: 'TCP',
         local_addr: normalizeAddr(formatInet(c.laddr, 0, c.family)),
@@ -257,7 +267,7 @@ export class L7Tracker {
   private refreshTask(conn: Conn, c: L7Capture): void {
     const x = conn.ctx;
     if (x.pid === c.pid && x.uid === c.uid && x.comm === c.comm) return;
-    conn.ctx = { ...x, pid: c.pid, tgid: c.tgid, uid: c.uid, comm: c.comm, cgroup_id: c.cgroup_id };
+    conn.ctx = { ...x, pid: c.pid, tgid: c.tgid, uid: c.uid, comm: c.comm, cgroup_id: c.cgroup_id, ...(c.tgid === x.tgid ? {} : { process_name: this.processName(c.tgid) }) };
   }
 
   private recognise(conn: Conn, c: L7Capture, dir: number): boolean {
@@ -342,7 +352,7 @@ export class L7Tracker {
     return [{
       msg,
       ctx: {
-        pid: c.pid, tgid: c.tgid, uid: c.uid, comm: c.comm, cgroup_id: c.cgroup_id, conn_id: c.conn_id,
+        pid: c.pid, tgid: c.tgid, uid: c.uid, comm: c.comm, process_name: this.processName(c.tgid), cgroup_id: c.cgroup_id, conn_id: c.conn_id,
         role: client ? 'CLIENT' : 'SERVER', transport: 'UDP',
         local_addr: local, local_port: c.lport, remote_addr: remote, remote_port: c.rport,
       },

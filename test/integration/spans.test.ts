@@ -13,7 +13,7 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { testBrokers, readTopic, runCli, sleep, type CliRun } from '../support/integration.ts';
+import { ownBroker, readTopic, runCli, sleep, type CliRun } from '../support/integration.ts';
 import { decodeRecord, encodeRecord, schemaRegistry } from '../../schemas/index.ts';
 import { Kafka, logLevel } from '../../collector/kafkajs.ts';
 import { ensureTopics } from '../../collector/kafka-sink.ts';
@@ -152,7 +152,7 @@ function red(points: readonly Point[], hosts: readonly string[]): Record<string,
 }
 
 describe('spans stage: l7 records -> spans and RED metrics, exactly once', { timeout: 120_000 }, () => {
-  let broker: Awaited<ReturnType<typeof testBrokers>>;
+  let broker: Awaited<ReturnType<typeof ownBroker>>;
   let kafka: InstanceType<typeof Kafka>;
   let w: ReturnType<typeof watch>;
   let proc: CliRun | undefined;
@@ -161,7 +161,9 @@ describe('spans stage: l7 records -> spans and RED metrics, exactly once', { tim
   const args = () => ['process', '--brokers', broker.brokers, '--window', '2s', '--lateness', '1s', '--span-timeout', '2s', '--partitions', '3', '--instance', `it-spans-${RUN}`];
 
   before(async () => {
-    broker = await testBrokers();
+    // a broker of its own: the event times here are 40 s in the past, and real l7 records
+    // another test left on a shared broker would move the partitions' watermarks past them
+    broker = await ownBroker();
     kafka = new Kafka({ clientId: 'it-spans', brokers: [broker.brokers], logLevel: logLevel.NOTHING });
     const admin = kafka.admin();
     await admin.connect();

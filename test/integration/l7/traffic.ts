@@ -22,7 +22,12 @@ const server = http.createServer((req, res) => {
     res.end(body);
   };
   if (url.pathname.startsWith('/users/')) return send(200, `user ${url.pathname.slice(7)}`);
-  if (url.pathname === '/slow') return void setTimeout(() => send(200, 'slow'), SLOW_MS);
+  if (url.pathname === '/slow') {
+    // libuv's timers count from the loop's cached time and can fire a little early: check the clock
+    const t0 = process.hrtime.bigint();
+    const done = () => (process.hrtime.bigint() - t0 >= BigInt(SLOW_MS) * 1_000_000n ? send(200, 'slow') : setTimeout(done, 1));
+    return void setTimeout(done, SLOW_MS);
+  }
   if (url.pathname === '/boom') return send(500, 'boom');
   send(404, 'not found');
 });
