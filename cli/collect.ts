@@ -39,6 +39,8 @@ ${SIGNALS.map((s) => `                          ${s.name}: ${s.summary}`).join('
   --headers LIST        l7: header names kept (default ${DEFAULT_CAPTURED_HEADERS.join(',')});
                           ${[...NEVER_CAPTURED_HEADERS].join(', ')} are never kept
   --keep-query          l7: keep query-string values (default: redacted)
+  --exclude-pid LIST    l7: processes whose traffic is not parsed (ringflow up passes its own
+                          processor and exporter, so their OTLP exports do not become spans)
   --duration DUR        stop after DUR (e.g. 30s); default: until Ctrl-C
   --stdout              print decoded events as JSON lines instead of producing to Kafka
   --partitions N        partitions of topics the collector creates (default 6)
@@ -61,6 +63,7 @@ const OPTIONS = {
   'capture-bytes': { type: 'string' },
   headers: { type: 'string' },
   'keep-query': { type: 'boolean' },
+  'exclude-pid': { type: 'string' },
   duration: { type: 'string' },
   stdout: { type: 'boolean' },
   partitions: { type: 'string' },
@@ -86,6 +89,7 @@ export interface CollectConfig {
   quiet: boolean;
   l7: L7Settings;
   l7Parse: L7ParseOptions;
+  l7Exclude: number[];
 }
 
 /**
@@ -133,6 +137,7 @@ export function parseCollectArgs(argv: string[]): CollectConfig & { help: boolea
       ...(v.port === undefined ? {} : { port: parseIntFlag('--port', v.port, 1, 65535) }),
       ...(v['capture-bytes'] === undefined ? {} : { captureBytes: parseIntFlag('--capture-bytes', v['capture-bytes'], 0, L7_MAX_CAPTURE) }),
     },
+    l7Exclude: v['exclude-pid'] === undefined ? [] : v['exclude-pid'].split(',').map((p) => parseIntFlag('--exclude-pid', p.trim(), 1, 4194304)),
     l7Parse: {
       headers: v.headers === undefined ? DEFAULT_CAPTURED_HEADERS : v.headers.split(',').map((h) => h.trim().toLowerCase()).filter((h) => h !== ''),
       keepQueryValues: v['keep-query'] ?? false,
@@ -178,7 +183,7 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
     host: cfg.host,
     bootTimeNs: bootTimeNs(),
     dropReasonNames: cfg.signals.includes('tcp') ? native.kernelEnum('skb_drop_reason') : {},
-    ...(cfg.signals.includes('l7') ? { l7: { parse: cfg.l7Parse } } : {}),
+    ...(cfg.signals.includes('l7') ? { l7: { parse: cfg.l7Parse, ignoreTgids: new Set(cfg.l7Exclude) } } : {}),
   });
   const topics = codec.topicsFor(eventTypes);
 

@@ -122,10 +122,16 @@ export async function upCommand(argv: string[]): Promise<number> {
   await ensureTopics(admin, rules ? [METRICS_TOPIC, ALERTS_TOPIC] : [METRICS_TOPIC], 6);
   await admin.disconnect();
 
+  // the processor and the exporter first: the collector leaves their traffic out
+  // (bin/ringflow execs node, so these pids are theirs), else with --signals l7 the
+  // exporter's own OTLP calls would come back as spans
+  const processor = child('process', ['process', '--brokers', b, '--window', window, '--lateness', lateness, ...(rules ? ['--rules', rules] : [])]);
+  const exporter = child('export', ['export', '--brokers', b]);
+  const own = [processor.pid, exporter.pid].filter((p): p is number => p !== undefined).join(',');
   const children = new Map<string, ChildProcess>([
-    ['collect', child('collect', ['collect', '--brokers', b, '--quiet', ...collect.filter((a, i) => !(a === '--brokers' || collect[i - 1] === '--brokers' || a.startsWith('--brokers=')))])],
-    ['process', child('process', ['process', '--brokers', b, '--window', window, '--lateness', lateness, ...(rules ? ['--rules', rules] : [])])],
-    ['export', child('export', ['export', '--brokers', b])],
+    ['collect', child('collect', ['collect', '--brokers', b, '--quiet', ...(own ? ['--exclude-pid', own] : []), ...collect.filter((a, i) => !(a === '--brokers' || collect[i - 1] === '--brokers' || a.startsWith('--brokers=')))])],
+    ['process', processor],
+    ['export', exporter],
   ]);
 
   // the live summary: read the committed points and print each window once it has gone quiet

@@ -59,6 +59,8 @@ export interface L7TrackerOptions {
    * reads /proc/<tgid>/exe: a thread's comm is often a runtime's name for it.
    */
   processName?: (tgid: number) => string;
+  /** Processes whose captures are skipped (ringflow up: its own processor and exporter). */
+  ignoreTgids?: ReadonlySet<number>;
 }
 
 export interface L7Counters {
@@ -143,7 +145,10 @@ export class L7Tracker {
     this.idleNs = o.idleNs ?? 300_000_000_000n;
     this.detectRecords = o.detectRecords ?? 8;
     this.processName = o.processName ?? (() => '');
+    this.ignore = o.ignoreTgids ?? new Set();
   }
+
+  private readonly ignore: ReadonlySet<number>;
 
   private readonly processName: (tgid: number) => string;
 
@@ -153,6 +158,7 @@ export class L7Tracker {
 
   feed(c: L7Capture): L7Output[] {
     this.counters.records++;
+    if (this.ignore.has(c.tgid)) return [];
     if (c.protocol === IPPROTO_UDP) return this.datagram(c);
     if (c.protocol !== IPPROTO_TCP && c.kind !== L7Kind.CLOSE) return [];
     let conn = this.conns.get(c.conn_id);

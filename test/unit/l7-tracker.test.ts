@@ -157,3 +157,10 @@ test('process_name: the executable, not the thread name (Node names its main thr
   const [o] = t.feed(cap({ data: REQ, comm: 'MainThread' }));
   assert.deepEqual([o!.ctx.comm, o!.ctx.process_name], ['MainThread', 'node']);
 });
+
+test('ignoreTgids: a process left out (ringflow up\'s own exporter) yields nothing', () => {
+  const t = new L7Tracker({ ignoreTgids: new Set([100]) });
+  assert.deepEqual(t.feed(cap({ data: REQ })), []);
+  assert.equal(t.size, 0);
+  assert.equal(new L7Tracker().feed(cap({ data: REQ })).length, 1);
+});
