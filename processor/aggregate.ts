@@ -22,7 +22,16 @@ import { ExpHistogram, type ExpHistogramJSON, type ExpHistogramOptions } from '.
 import { WindowAssigner, type Window, type WindowAssignerOptions, type WindowAssignerState } from './window.ts';
 import { SPANS_TOPIC } from './topics.ts';
 
-/** Fields every decoded event has (schemas/*.avsc: Avro longs decode as BigInt). */
+/**
+ * Fields every decoded event has (schemas/*.avsc: Avro longs decode as BigInt).
+ *
+ * Stage 2 decodes the collectors' events with processor/fast-decode.ts, which
+ * hands longs below 2^52 over as numbers and passes the event time to
+ * WindowAggregator.addAt itself: the value, accept and dimension functions
+ * of METRICS rows for event topics must read longs only through Number(),
+ * String() or a template literal (same result for both), never BigInt
+ * arithmetic. test/unit/aggregate-fast.test.ts checks the two paths agree.
+ */
 export interface EventBase {
   readonly host: string;
   readonly boot_time_ns: bigint;
@@ -413,7 +422,18 @@ interface WindowData {
   window: Window;
   /** Per metric index: series by dimension key. */
   series: Map<string, Series>[];
+  /**
+   * Per metric index: the same series by dimension value, one Map level per
+   * dimension (undefined for an absent value). A lookup cache in front of
+   * `series`: building the NUL-joined key for every event and hashing it (a
+   * fresh concatenated string each time) was the aggregator's largest cost;
+   * the values' own hashes are computed once per string. Filled on a miss
+   * from `series`, which stays the source of truth (point order, restore).
+   */
+  byValue: ValueTrie[];
 }
+
+interface ValueTrie extends Map<string | undefined, ValueTrie | Series> {}
 
 /**
  * Aggregates the events of ONE partition into tumbling event-time windows:
@@ -452,13 +472,21 @@ export class WindowAggregator {
   }
 
   add(ev: TopicEvent): AddResult {
-    const ms = this.byTopic.get(ev.topic);
+    return this.addAt(ev.topic, ev.value, ev.value.boot_time_ns + ev.value.ts_ns);
+  }
+
+  /**
+   * add() with the event time (boot_time_ns + ts_ns) computed by the caller:
+   * for events from processor/fast-decode.ts, whose longs may be numbers
+   * (the METRICS table reads them only through Number() and templates).
+   */
+  addAt(topic: string, e: EventBase, eventNs: bigint): AddResult {
+    const ms = this.byTopic.get(topic);
     if (ms === undefined) {
       this.counters.skipped++;
       return 'skipped';
     }
-    const e = ev.value;
-    const w = this.assigner.observe(e.boot_time_ns + e.ts_ns);
+    const w = this.assigner.observe(eventNs);
     if (w === null) {
       const data = this.dataOf(this.assigner.oldestOpen());
       for (let i = 0; i < ms.length; i++) if (ms[i]!.def.accept?.(e) !== false) this.seriesOf(data, ms[i]!, e).late++;
@@ -584,7 +612,7 @@ export class WindowAggregator {
     if (w === this.lastWindow) return this.lastData!;
     let d = this.windows.get(w);
     if (!d) {
-      d = { window: w, series: this.metrics.map(() => new Map<string, Series>()) };
+      d = { window: w, series: this.metrics.map(() => new Map<string, Series>()), byValue: this.metrics.map((): ValueTrie => new Map()) };
       this.windows.set(w, d);
     }
     this.lastWindow = w;
@@ -593,6 +621,23 @@ export class WindowAggregator {
   }
 
   private seriesOf(data: WindowData, m: Compiled, e: EventBase): Series {
+    const dims = m.dims;
+    const n = dims.length;
+    if (n === 0) return this.seriesByKey(data, m, e);
+    let node = data.byValue[m.index]!;
+    for (let i = 0; i < n - 1; i++) {
+      const v = dims[i]!.get(e);
+      let next = node.get(v) as ValueTrie | undefined;
+      if (next === undefined) node.set(v, (next = new Map()));
+      node = next;
+    }
+    const v = dims[n - 1]!.get(e);
+    let s = node.get(v) as Series | undefined;
+    if (s === undefined) node.set(v, (s = this.seriesByKey(data, m, e)));
+    return s;
+  }
+
+  private seriesByKey(data: WindowData, m: Compiled, e: EventBase): Series {
     const dims = m.dims;
     // key: each value then NUL; an absent value is U+0001 (C-string values
     // never hold NUL, nor are they exactly U+0001)

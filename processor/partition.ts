@@ -22,6 +22,7 @@
 import { decodeCurrent, encodeRecord, schemaRegistry } from '../schemas/index.ts';
 import { METRICS, WindowAggregator, capCardinality, type SeriesPoint, type WindowAssignerState, type EventBase } from './index.ts';
 import { spanEvent } from './aggregate.ts';
+import { createFastDecoder, eventTimeNs } from './fast-decode.ts';
 import { METRICS_TOPIC, SPANS_TOPIC, STATS_TOPIC, parseRepartitionKey } from './topics.ts';
 
 export interface PartitionConfig {
@@ -118,6 +119,9 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
   let lastIdleCheck = -1n;
   let pos = -1n;
   let lastEventAt = Date.now();
+  // collectors' events take the fast decoder (no avsc, no BigInt per long: see
+  // fast-decode.ts); spans, stats and anything it declines take decodeCurrent
+  const fast = createFastDecoder();
 
   function hold(l: Lane, windowStart: bigint, offset: bigint, before: WindowAssignerState | undefined): void {
     if (l.holds.has(windowStart)) return;
@@ -154,11 +158,20 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
       const route = parseRepartitionKey(key);
       let rec: Record<string, unknown>;
       let isStats: boolean;
+      // event time of a fast-decoded record (its longs may be numbers); null: rec is avsc's
+      let fastNs: bigint | null = null;
       try {
         if (!route) throw new Error(`bad key "${key}"`);
-        const d = decodeCurrent(value); // an older writer version reads as the current one
-        rec = d.value;
-        isStats = d.schema.topic === STATS_TOPIC;
+        const f = route.topic === SPANS_TOPIC ? null : fast.decode(value);
+        if (f !== null && f.schema.topic !== STATS_TOPIC) {
+          rec = f.value;
+          isStats = false;
+          fastNs = eventTimeNs(rec);
+        } else {
+          const d = decodeCurrent(value); // an older writer version reads as the current one
+          rec = d.value;
+          isStats = d.schema.topic === STATS_TOPIC;
+        }
       } catch {
         return 'invalid'; // stage 1 only forwards records it could decode
       }
@@ -180,12 +193,12 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
         return 'ok';
       }
       const ev = l === lanes.spans ? spanEvent(rec) : (rec as unknown as EventBase);
-      const ns = ev.boot_time_ns + ev.ts_ns;
+      const ns = fastNs ?? ev.boot_time_ns + ev.ts_ns;
       const own = agg.assigner.windowOf(ns);
       // the assigner's state is needed only by the first record a window holds (or a late one):
       // snapshotting it for every record was most of this function's cost
       const before = agg.assigner.isClosed(own.endNs) || !l.holds.has(own.startNs) ? agg.assigner.state() : undefined;
-      const r = agg.add({ topic: route!.topic, value: ev });
+      const r = agg.addAt(route!.topic, ev, ns);
       if (r === 'ok' || r === 'late') {
         const start = r === 'ok' ? own.startNs : agg.assigner.oldestOpen().startNs;
         hold(l, start, offset, before);
