@@ -111,6 +111,7 @@ describe('L7 end to end: ringflow up --signals l7 -> OpenTelemetry Collector tra
     traffic.stdin!.write('go\n');
     assert.equal((await lines.next()).value, 'done');
     assert.match((await run('dig', [`@${DNS_ADDR}`, 'svc.ringflow.test', 'A', '+tries=1', '+time=2'])).stdout, /10\.1\.2\.3/);
+    assert.match((await run('dig', [`@${DNS_ADDR}`, 'nope.ringflow.test', 'AAAA', '+tries=1', '+time=2'])).stdout, /NXDOMAIN/);
 
     const onPort = (s: Span, port: number) => s.attrs['server.port'] === port || s.attrs['network.peer.port'] === port;
     const http = (ss: Span[]) => ss.filter((s) => onPort(s, httpPort) && s.attrs['http.request.method'] !== undefined);
@@ -120,8 +121,8 @@ describe('L7 end to end: ringflow up --signals l7 -> OpenTelemetry Collector tra
       spans = spansIn(outputFile);
       const h = http(spans);
       const g = spans.filter((s) => s.attrs['rpc.system'] === 'grpc' && onPort(s, grpcPort));
-      const d = spans.filter((s) => s.attrs['dns.question.name'] === 'svc.ringflow.test');
-      if (h.length >= 14 && g.length >= 4 && d.length >= 1) break;
+      const d = spans.filter((s) => String(s.attrs['dns.question.name'] ?? '').endsWith('.ringflow.test') && s.kind === CLIENT);
+      if (h.length >= 14 && g.length >= 4 && d.length >= 2) break;
       if (Date.now() > deadline) {
         throw new Error(`timed out: ${h.length} HTTP, ${g.length} gRPC, ${d.length} DNS spans; ringflow up said:\n${up!.stderr().split('\n').slice(-60).join('\n')}`);
       }
@@ -175,9 +176,12 @@ describe('L7 end to end: ringflow up --signals l7 -> OpenTelemetry Collector tra
     ].sort());
     assert.equal(g.find((s) => s.kind === CLIENT && s.name.endsWith('/Fail'))!.status, ERROR);
 
-    // DNS: dig's query to dnsmasq
-    const d = spans.filter((s) => s.attrs['dns.question.name'] === 'svc.ringflow.test' && s.kind === CLIENT);
-    assert.deepEqual(d.map((s) => s.name), ['DNS A']);
+    // DNS: dig's queries to dnsmasq, names and response codes (NXDOMAIN is an answer, not an error)
+    const d = spans.filter((s) => String(s.attrs['dns.question.name'] ?? '').endsWith('.ringflow.test') && s.kind === CLIENT);
+    assert.deepEqual(d.map((s) => [s.name, s.attrs['dns.question.name'], s.attrs['dns.response_code'], s.status]).sort(), [
+      ['DNS A', 'svc.ringflow.test', 'NOERROR', 0],
+      ['DNS AAAA', 'nope.ringflow.test', 'NXDOMAIN', 0],
+    ]);
 
     // RED metrics: server request durations per route, exact counts
     let red = 0;
