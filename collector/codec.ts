@@ -106,6 +106,12 @@ export function createCodec(opts: CodecOptions): Codec {
         currentEmit = emit;
         return t.transcodeBatch(batch, (s, key, value) => emit(s.topic, s.eventType ?? 0, key, value));
       },
+      finish(emit) {
+        if (!l7) return;
+        currentEmit = emit;
+        // CLOCK_MONOTONIC now, as bpf_ktime_get_ns() counts: the end of what is still open
+        for (const o of l7.tracker.flushAll(process.hrtime.bigint())) emitL7!(o);
+      },
     },
     topicsFor(eventTypes) {
       const m = new Map<number, string>();

@@ -29,6 +29,8 @@ export interface SessionLike {
 export interface TranscoderLike {
   /** Calls emit once per decodable record; returns how many records the batch held that it could not decode. */
   transcodeBatch(batch: Buffer, emit: (topic: string, type: number, key: string, value: Buffer) => void): { records: number; unknown: number };
+  /** Once the ring is drained on stop: emit what per-connection state still holds (L7 messages a close would have completed). */
+  finish?(emit: (topic: string, type: number, key: string, value: Buffer) => void): void;
 }
 
 export interface StatsEvent {
@@ -189,6 +191,14 @@ export class Collector {
       this.opts.session.resume();
     }
     await this.opts.session.stop();
+    if (this.opts.transcoder.finish) {
+      const out: OutRecord[] = [];
+      this.opts.transcoder.finish((topic, type, key, value) => {
+        out.push({ topic, type, key, value });
+        this.read.set(type, (this.read.get(type) ?? 0) + 1);
+      });
+      this.opts.sink.enqueue(out);
+    }
     let flushed = await this.opts.sink.flush(flushTimeoutMs);
     const final = this.snapshot();
     if (!flushed) {

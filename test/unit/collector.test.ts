@@ -133,3 +133,23 @@ test('stop drains the session, and what the sink could not deliver is reported a
   assert.equal(flushed, false);
   assert.deepEqual(final.events.map((e) => [e.event, e.read, e.produced, e.user_drops]), [['t1', 2, 1, 1], ['t3', 1, 0, 1]]);
 });
+
+test('stop: after the ring is drained, what per-connection state still holds is emitted, counted and flushed', async () => {
+  const session = new FakeSession();
+  const sink = new FakeSink();
+  sink.flush = async () => { sink.ack(sink.held.length); return true; }; // Kafka takes everything
+  const delivered: string[] = [];
+  const ack = sink.ack.bind(sink);
+  sink.ack = (n) => { delivered.push(...sink.held.slice(0, n).map((r) => r.value.toString('latin1'))); ack(n); };
+  const c = new Collector({
+    session, sink,
+    transcoder: { ...transcoder, finish(emit) { emit('t3', 3, 'k', Buffer.from('held')); } },
+    topics: new Map([[1, 't1'], [3, 't3']]), highWater: 100, maxPending: 200, statsIntervalMs: 0,
+  });
+  c.start();
+  session.onBatch!(buildBatch([rec(3)]));
+  const { flushed, final } = await c.stop(1000);
+  assert.equal(flushed, true);
+  assert.equal(delivered.at(-1), 'held', 'emitted after the ring, before the flush');
+  assert.deepEqual(final.events.map((e) => [e.event, e.read, e.produced]), [['t1', 0, 0], ['t3', 2, 2]]);
+});
