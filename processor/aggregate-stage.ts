@@ -24,7 +24,11 @@ import type { FatalError } from '../collector/errors.ts';
 import { AGGREGATE_GROUP, METRICS_TOPIC, REPARTITION_TOPIC, SESSION_TIMEOUT_MS } from './topics.ts';
 import type { PartitionState } from './partition.ts';
 
+/** How often the points closed by the batches read are committed, for every partition in one transaction (as stage 1). */
+export const COMMIT_INTERVAL_MS = 100;
+
 export interface AggregateCounters {
+  /** Events taken (a partial aggregate counts its events). */
   events: number;
   points: number;
   transactions: number;
@@ -59,12 +63,28 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
   let producer: Producer | undefined;
   let admin: ReturnType<Kafka['admin']> | undefined;
   let tick: NodeJS.Timeout | undefined;
+  let flushTimer: NodeJS.Timeout | undefined;
   const serial = createSerial();
 
+  /**
+   * The group's committed offsets and checkpoints, fetched once for every
+   * partition when the first one assigned to us needs its state (one round
+   * trip, not one per partition: that delayed the first batches). Valid
+   * until the assignment changes or a commit of ours fails (only partitions
+   * with no state read it; a state is dropped only then).
+   */
+  let committedOffsets: Promise<Awaited<ReturnType<ReturnType<Kafka['admin']>['fetchOffsets']>>> | undefined;
   async function stateFor(partition: number): Promise<PartitionState> {
     let s = states.get(partition);
     if (s) return s;
-    const committed = await retrying(() => admin!.fetchOffsets({ groupId: AGGREGATE_GROUP, topics: [REPARTITION_TOPIC] }));
+    committedOffsets ??= retrying(() => admin!.fetchOffsets({ groupId: AGGREGATE_GROUP, topics: [REPARTITION_TOPIC] }));
+    let committed;
+    try {
+      committed = await committedOffsets;
+    } catch (err) {
+      committedOffsets = undefined;
+      throw err;
+    }
     const p = committed[0]?.partitions.find((x) => x.partition === partition);
     const meta = p && p.offset !== '-1' && p.metadata ? p.metadata : undefined;
     committedAt.set(partition, p && p.offset !== '-1' ? BigInt(p.offset) : 0n);
@@ -74,10 +94,21 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
   }
 
   /** Emit what `s` closed, committing its checkpoint with the points. */
-  async function emit(partition: number, s: PartitionState, nextOffset: bigint, force: boolean): Promise<void> {
-    const points = s.takeClosed();
-    if (points.length === 0 && !force) return;
-    const commitOffset = s.minOpenOffset() ?? nextOffset;
+  function emit(partition: number, s: PartitionState, nextOffset: bigint, force: boolean): Promise<void> {
+    return emitMany([{ partition, s, nextOffset }], force);
+  }
+
+  /**
+   * Emit what the states closed, in one transaction: every partition's points
+   * with its offset (the first one an open window still needs) and, in its
+   * metadata, its checkpoint. One transaction for all of them, not one per
+   * partition: a transaction costs tens to hundreds of ms on a loaded broker.
+   */
+  async function emitMany(list: { partition: number; s: PartitionState; nextOffset: bigint }[], force: boolean): Promise<void> {
+    const parts = list.map((e) => ({ ...e, points: e.s.takeClosed() })).filter((e) => force || e.points.length > 0);
+    if (parts.length === 0) return;
+    const commits = parts.map((e) => ({ partition: e.partition, offset: e.s.minOpenOffset() ?? e.nextOffset, metadata: e.s.checkpoint() }));
+    const points = parts.flatMap((e) => e.points);
     const tx = await producer!.transaction();
     try {
       if (points.length > 0) {
@@ -85,21 +116,33 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
       }
       await tx.sendOffsets({
         consumerGroupId: AGGREGATE_GROUP,
-        topics: [{ topic: REPARTITION_TOPIC, partitions: [{ partition, offset: String(commitOffset), metadata: s.checkpoint() } as never] }],
+        topics: [{ topic: REPARTITION_TOPIC, partitions: commits.map((c) => ({ partition: c.partition, offset: String(c.offset), metadata: c.metadata }) as never) }],
       });
       await tx.commit();
     } catch (err) {
       await tx.abort().catch(() => {});
-      // the points are lost with this state: drop it and read again from the last commit
-      // (a failure in the idle tick is no consumer crash: nothing else would rewind)
-      states.delete(partition);
-      consumer?.seek({ topic: REPARTITION_TOPIC, partition, offset: String(committedAt.get(partition) ?? 0n) });
+      // the points are lost with these states: drop them and read again from the last commit
+      // (a failure in a timer is no consumer crash: nothing else would rewind)
+      committedOffsets = undefined;
+      for (const { partition, s } of parts) {
+        if (states.get(partition) === s) states.delete(partition);
+        consumer?.seek({ topic: REPARTITION_TOPIC, partition, offset: String(committedAt.get(partition) ?? 0n) });
+      }
       throw err;
     }
-    committedAt.set(partition, commitOffset);
+    for (const c of commits) committedAt.set(c.partition, c.offset);
     counters.points += points.length;
     counters.transactions++;
     opts.onPoints?.(points);
+  }
+
+  /** Partitions read since the last flush: partition -> its state then and the offset after its last record. */
+  let pending = new Map<number, { s: PartitionState; nextOffset: bigint }>();
+  /** Emits what the batches read since the last call closed (run in `serial`). */
+  async function flushPending(): Promise<void> {
+    const list = [...pending].map(([partition, e]) => ({ partition, ...e })).filter((e) => states.get(e.partition) === e.s); // revoked since: not ours to commit
+    pending = new Map();
+    await emitMany(list, false);
   }
 
   return {
@@ -116,6 +159,7 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
       consumer.on(consumer.events.GROUP_JOIN, (e) => {
         const mine = new Set((e.payload.memberAssignment[REPARTITION_TOPIC] ?? []) as number[]);
         for (const p of [...states.keys()]) if (!mine.has(p)) states.delete(p);
+        committedOffsets = undefined;
       });
       await consumer.subscribe({ topic: REPARTITION_TOPIC, fromBeginning: true });
       await consumer.run({
@@ -128,16 +172,22 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
             const s = await stateFor(batch.partition);
             for (const m of batch.messages) {
               const r = s.add(m.key?.toString() ?? '', m.value!, BigInt(m.offset));
-              if (r === 'replayed') counters.skippedReplay++;
-              else counters.events++;
+              // a partial aggregate of stage 1 stands for its events
+              if (r === 'replayed') counters.skippedReplay += s.lastEvents();
+              else counters.events += s.lastEvents();
             }
             const next = BigInt(batch.messages[batch.messages.length - 1]!.offset) + 1n;
             s.advance();
-            await emit(batch.partition, s, next, false);
+            // emitted by the next flush, with the other partitions' points: one transaction per interval
+            pending.set(batch.partition, { s, nextOffset: next });
             resolveOffset(batch.messages[batch.messages.length - 1]!.offset);
             await heartbeat();
           }),
       });
+      flushTimer = setInterval(() => {
+        if (pending.size === 0) return;
+        void serial.run(flushPending).catch((err) => opts.log(`processor: aggregate commit failed (${(err as Error).message}); re-reading from the last commit`));
+      }, COMMIT_INTERVAL_MS);
       // idle partitions still close their windows, by processing time
       tick = setInterval(() => {
         void serial.run(async () => {
@@ -149,7 +199,9 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
     },
     async stop() {
       if (tick) clearInterval(tick);
+      if (flushTimer) clearInterval(flushTimer);
       await consumer?.disconnect().catch(() => {});
+      await serial.run(flushPending).catch(() => {});
       await serial.idle();
       await producer?.disconnect().catch(() => {});
       await admin?.disconnect().catch(() => {});

@@ -398,7 +398,16 @@ export interface WindowAggregatorState {
   windows: WindowAssignerState;
   open: {
     startNs: string;
-    series: { name: string; attributes: Attribute[]; count: number; lateEvents: number; histogram?: ExpHistogramJSON; sum?: number }[];
+    series: {
+      name: string;
+      attributes: Attribute[];
+      count: number;
+      lateEvents: number;
+      histogram?: ExpHistogramJSON;
+      /** The histogram's exact sum (ExpHistogram.sumParts): restored exactly, so later records sum as without the restore. */
+      sumParts?: number[];
+      sum?: number;
+    }[];
   }[];
   counters: AggregatorCounters;
 }
@@ -511,6 +520,62 @@ export class WindowAggregator {
     return 'ok';
   }
 
+  /**
+   * Merges a partial aggregate of stage 1 (processor/partial.ts): every event
+   * of one topic and host in one window, from one stage-1 transaction.
+   * Lateness is decided for the partial as a whole, as it would be for each
+   * of its events judged against the watermark before it: its window closed
+   * -> each series counts its events late (in the oldest open window) and
+   * nothing is merged; else everything merges. Then the watermark advances
+   * by its latest event (observing the max decides both: its own window is
+   * the partial's). Throws on a partial that does not fit this aggregator
+   * (other window size, unknown metric or attributes).
+   */
+  addPartial(p: PartialWindow): AddResult {
+    const ms = this.byTopic.get(p.topic);
+    if (ms === undefined) {
+      this.counters.skipped += p.events;
+      return 'skipped';
+    }
+    const own = this.assigner.windowOf(p.maxEventNs);
+    if (own.startNs !== p.windowStartNs || own.endNs !== p.windowEndNs || p.minEventNs < own.startNs || p.minEventNs > p.maxEventNs) {
+      throw new RangeError(`partial of window [${p.windowStartNs}, ${p.windowEndNs}) (events ${p.minEventNs}..${p.maxEventNs}) does not fit windows of ${this.assigner.sizeNs} ns`);
+    }
+    // everything checked before anything changes
+    const defs = p.series.map((s) => {
+      const m = ms.find((x) => x.def.name === s.name);
+      if (m === undefined) throw new RangeError(`partial: metric ${s.name} does not read ${p.topic}`);
+      if (m.histogram !== (s.histogram !== undefined)) throw new RangeError(`partial: metric ${s.name} is a ${m.def.kind}`);
+      if (!(Number.isInteger(s.count) && s.count >= 0 && s.events >= s.count)) throw new RangeError(`partial: ${s.name}: count ${s.count} of ${s.events} events`);
+      return m;
+    });
+    const keys = p.series.map((s, i) => attributesKey(defs[i]!, s.attributes));
+    const w = this.assigner.observe(p.maxEventNs);
+    if (w === null) {
+      const data = this.dataOf(this.assigner.oldestOpen());
+      for (let i = 0; i < p.series.length; i++) {
+        const s = p.series[i]!;
+        if (s.events > 0) this.seriesByAttributes(data, defs[i]!, keys[i]!, s.attributes).late += s.events;
+      }
+      this.counters.late += p.events;
+      return 'late';
+    }
+    const data = this.dataOf(w);
+    for (let i = 0; i < p.series.length; i++) {
+      const s = p.series[i]!;
+      const m = defs[i]!;
+      this.counters.invalid += s.events - s.count;
+      // every value invalid: the per-event path would not have created the series either
+      if (s.count === 0) continue;
+      const series = this.seriesByAttributes(data, m, keys[i]!, s.attributes);
+      series.count += s.count;
+      if (m.histogram) series.hist!.merge(s.histogram!);
+      else series.sum += s.sum ?? 0;
+    }
+    this.counters.events += p.events;
+    return 'ok';
+  }
+
   /** Points of every window the watermark has closed since the last call. */
   advance(): SeriesPoint[] {
     return this.emit(this.assigner.advance());
@@ -526,9 +591,10 @@ export class WindowAggregator {
       windows: this.assigner.state(),
       open: this.assigner.openWindows().map((w) => ({
         startNs: String(w.startNs),
-        series: this.pointsOf(w).map((p) => {
+        series: this.pointsOf(w, true).map((p) => {
           const s: WindowAggregatorState['open'][number]['series'][number] = { name: p.name, attributes: p.attributes, count: p.count, lateEvents: p.lateEvents };
           if (p.histogram) s.histogram = p.histogram;
+          if (p.sumParts) s.sumParts = p.sumParts;
           if (p.sum !== undefined) s.sum = p.sum;
           return s;
         }),
@@ -560,7 +626,11 @@ export class WindowAggregator {
         const series = a.seriesFor(data, m, dimensionKey(values), () => s.attributes.map(([k, v]): Attribute => [k, v]));
         series.count = s.count;
         series.late = s.lateEvents;
-        if (m.histogram) series.hist = ExpHistogram.fromJSON(s.histogram ?? emptyHistogram(), a.histOpts);
+        if (m.histogram) {
+          // the exact sum when the state has it (else the rounded one: states written before it)
+          series.hist = ExpHistogram.fromJSON(s.sumParts ? { ...(s.histogram ?? emptyHistogram()), sum: 0 } : (s.histogram ?? emptyHistogram()), a.histOpts);
+          if (s.sumParts) series.hist.addSumParts(s.sumParts);
+        }
         else series.sum = s.sum ?? 0;
       }
     }
@@ -581,10 +651,12 @@ export class WindowAggregator {
   }
 
   /** Points of window `w`, by metric (table order) then attributes. */
-  private pointsOf(w: Window): SeriesPoint[] {
+  private pointsOf(w: Window, withSumParts: true): (SeriesPoint & { sumParts?: number[] })[];
+  private pointsOf(w: Window): SeriesPoint[];
+  private pointsOf(w: Window, withSumParts = false): (SeriesPoint & { sumParts?: number[] })[] {
     const data = this.windows.get(w);
     if (!data) return [];
-    const out: SeriesPoint[] = [];
+    const out: (SeriesPoint & { sumParts?: number[] })[] = [];
     for (const m of this.metrics) {
       const map = data.series[m.index]!;
       const keys = [...map.keys()].sort();
@@ -600,8 +672,10 @@ export class WindowAggregator {
           count: s.count,
           lateEvents: s.late,
         };
-        if (m.histogram) p.histogram = s.hist!.toJSON();
-        else p.sum = s.sum;
+        if (m.histogram) {
+          p.histogram = s.hist!.toJSON();
+          if (withSumParts) (p as SeriesPoint & { sumParts?: number[] }).sumParts = s.hist!.sumParts();
+        } else p.sum = s.sum;
         out.push(p);
       }
     }
@@ -656,6 +730,11 @@ export class WindowAggregator {
     });
   }
 
+  /** The series of `attributes` (as a point or partial names them: sorted, absent dimensions left out). */
+  private seriesByAttributes(data: WindowData, m: Compiled, key: string, attributes: readonly Attribute[]): Series {
+    return this.seriesFor(data, m, key, () => attributes.map(([k, v]): Attribute => [k, v]));
+  }
+
   private seriesFor(data: WindowData, m: Compiled, key: string, attributes: () => Attribute[]): Series {
     const map = data.series[m.index]!;
     let s = map.get(key);
@@ -667,8 +746,177 @@ export class WindowAggregator {
   }
 }
 
+/** The series key of `attributes` (sorted, absent dimensions left out) under metric `m`; throws if they are not its dimensions. */
+function attributesKey(m: Compiled, attributes: readonly Attribute[]): string {
+  const values = m.dims.map((d) => attributes.find(([k]) => k === d.key)?.[1]);
+  let n = 0;
+  for (const v of values) if (v !== undefined) n++;
+  if (n !== attributes.length) throw new RangeError(`${m.def.name}: attributes ${JSON.stringify(attributes)} are not its dimensions`);
+  return dimensionKey(values);
+}
+
 function dimensionKey(values: readonly (string | undefined)[]): string {
   let key = '';
   for (const v of values) key += v === undefined ? '\u0001\u0000' : v + '\u0000';
   return key;
+}
+
+/** One series of a PartialWindow. */
+export interface PartialSeries {
+  /** Metric name (a METRICS row of the partial's topic). */
+  name: string;
+  /** Sorted by key, as the point will carry them. */
+  attributes: Attribute[];
+  /** Values merged: events the metric accepted with a valid value. */
+  count: number;
+  /** Events the metric accepted, valid value or not: what the series counts late if the partial is late. */
+  events: number;
+  /** Histogram metrics: the values. */
+  histogram?: ExpHistogram;
+  /** Sum metrics: their total. */
+  sum?: number;
+}
+
+/**
+ * A partial aggregate: what the events of one input topic from one host in
+ * one window add to stage 2's windows (WindowAggregator.addPartial). Stage 1
+ * builds one per (topic, host, window) from the records of a transaction.
+ */
+export interface PartialWindow {
+  topic: string;
+  host: string;
+  windowStartNs: bigint;
+  windowEndNs: bigint;
+  /** Events of the topic in the window, whether a metric took them or not (they all move the watermark). */
+  events: number;
+  minEventNs: bigint;
+  maxEventNs: bigint;
+  /** Every series some event touched, by metric (table order) then first event. */
+  series: PartialSeries[];
+}
+
+interface PartialGroup {
+  readonly pw: PartialWindow;
+  /** Per metric of the topic (index in byTopic's list): series by dimension key. */
+  readonly series: Map<string, PartialSeries>[];
+}
+
+/**
+ * Stage 1's side of pre-aggregation: groups events by (topic, host, window)
+ * into PartialWindows, with the METRICS table's accept, value and dimension
+ * functions and the window assignment WindowAggregator uses, without any
+ * watermark (lateness is stage 2's decision, per partial). Events of topics
+ * no metric reads are not taken (add returns false).
+ */
+export class PartialAggregator {
+  private readonly sizeNs: bigint;
+  private readonly histOpts: ExpHistogramOptions;
+  private readonly byTopic = new Map<string, MetricDef[]>();
+  private groups = new Map<string, PartialGroup>();
+  private last: PartialGroup | null = null;
+  private n = 0;
+  private nSeries = 0;
+
+  constructor(opts: { sizeMs: number; metrics?: readonly MetricDef[]; histogram?: ExpHistogramOptions }) {
+    this.sizeNs = new WindowAssigner({ sizeMs: opts.sizeMs }).sizeNs;
+    this.histOpts = opts.histogram ?? {};
+    for (const m of opts.metrics ?? METRICS) {
+      let l = this.byTopic.get(m.topic);
+      if (!l) this.byTopic.set(m.topic, (l = []));
+      l.push(m);
+    }
+  }
+
+  handles(topic: string): boolean {
+    return this.byTopic.has(topic);
+  }
+
+  /** Events added since the last take(). */
+  get size(): number {
+    return this.n;
+  }
+
+  /** Series held (what take() will carry). */
+  get series(): number {
+    return this.nSeries;
+  }
+
+  /** Adds one event (time `eventNs`, as WindowAggregator.addAt takes it); false if no metric reads `topic`. */
+  add(topic: string, host: string, e: EventBase, eventNs: bigint): boolean {
+    const defs = this.byTopic.get(topic);
+    if (defs === undefined) return false;
+    let g = this.last;
+    if (g === null || g.pw.topic !== topic || g.pw.host !== host || eventNs < g.pw.windowStartNs || eventNs >= g.pw.windowEndNs) {
+      const r = eventNs % this.sizeNs;
+      const start = eventNs - (r < 0n ? r + this.sizeNs : r);
+      const key = `${topic}\u0000${host}\u0000${start}`;
+      g = this.groups.get(key) ?? null;
+      if (g === null) {
+        g = {
+          pw: { topic, host, windowStartNs: start, windowEndNs: start + this.sizeNs, events: 0, minEventNs: eventNs, maxEventNs: eventNs, series: [] },
+          series: defs.map(() => new Map()),
+        };
+        this.groups.set(key, g);
+      }
+      this.last = g;
+    }
+    const pw = g.pw;
+    pw.events++;
+    this.n++;
+    if (eventNs < pw.minEventNs) pw.minEventNs = eventNs;
+    if (eventNs > pw.maxEventNs) pw.maxEventNs = eventNs;
+    for (let i = 0; i < defs.length; i++) {
+      const d = defs[i]!;
+      if (d.accept !== undefined && !d.accept(e)) continue;
+      const dims = d.dimensions;
+      let key = '';
+      for (let j = 0; j < dims.length; j++) {
+        const v = dims[j]!.get(e);
+        key += v === undefined ? '\u0001\u0000' : v + '\u0000';
+      }
+      const map = g.series[i]!;
+      let s = map.get(key);
+      if (s === undefined) {
+        const attributes: Attribute[] = [];
+        for (const x of dims) {
+          const v = x.get(e);
+          if (v !== undefined) attributes.push([x.key, v]);
+        }
+        s = { name: d.name, attributes, count: 0, events: 0 };
+        if (d.kind === 'histogram') s.histogram = new ExpHistogram(this.histOpts);
+        else s.sum = 0;
+        map.set(key, s);
+        this.nSeries++;
+      }
+      s.events++;
+      const v = d.value(e);
+      if (!(v >= 0 && v < Infinity)) continue;
+      s.count++;
+      if (s.histogram !== undefined) s.histogram.record(v);
+      else s.sum! += v;
+    }
+    return true;
+  }
+
+  /**
+   * The partials of everything added since the last call, by window start
+   * (then in the order their first events came); then starts afresh. Earlier
+   * windows first: stage 2 judges each partial against the watermark the
+   * ones before it moved, and a later window's partial would otherwise make
+   * an earlier one of the same transaction late although none of its events
+   * was (with disorder below the lateness).
+   */
+  take(): PartialWindow[] {
+    const out: PartialWindow[] = [];
+    for (const g of this.groups.values()) {
+      for (const m of g.series) for (const s of m.values()) g.pw.series.push(s);
+      out.push(g.pw);
+    }
+    out.sort((a, b) => (a.windowStartNs < b.windowStartNs ? -1 : a.windowStartNs > b.windowStartNs ? 1 : 0));
+    this.groups = new Map();
+    this.last = null;
+    this.n = 0;
+    this.nSeries = 0;
+    return out;
+  }
 }

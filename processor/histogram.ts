@@ -18,7 +18,11 @@
  * merging them, in any grouping and order, gives bucket for bucket (and scale,
  * count, zero_count, min, max) what recording them all into one gives. The
  * final scale is the largest one at which all values fit, whatever the order.
- * `sum` is a float sum and may differ in the last bits with the order.
+ * `sum` is exact too: the running sum is kept as non-overlapping double
+ * partials (Shewchuk's algorithm, as Python's math.fsum) and read as their
+ * correctly rounded total, so it does not depend on the order or grouping of
+ * records and merges either (stage 1's partial aggregates rely on this: see
+ * processor/partial.ts).
  *
  * index20 follows the spec's reference mapping: the IEEE exponent for the
  * power-of-two part (exact at powers of two, which map to the bucket they
@@ -137,7 +141,6 @@ export class ExpHistogram {
   scale: number;
   zeroCount = 0;
   count = 0;
-  sum = 0;
   min = Infinity;
   max = -Infinity;
   // buckets low..high live in a ring: index i at slot mod(i, counts.length);
@@ -145,6 +148,23 @@ export class ExpHistogram {
   private counts: Float64Array;
   private low = 0;
   private high = -1; // high < low: no buckets
+  /** The exact sum of the values: non-overlapping doubles, increasing magnitude (see the header). */
+  private parts: number[] = [];
+
+  /** Sum of the values, correctly rounded from the exact sum. */
+  get sum(): number {
+    return fsumParts(this.parts);
+  }
+
+  /** The exact sum as non-overlapping doubles (their exact total is the sum): what a partial aggregate carries. */
+  sumParts(): number[] {
+    return this.parts.slice();
+  }
+
+  /** Adds an exact sum given as doubles (sumParts() of another histogram) to this one's sum. */
+  addSumParts(parts: readonly number[]): void {
+    for (const x of parts) addPart(this.parts, x);
+  }
 
   constructor(opts: ExpHistogramOptions = {}) {
     this.maxSize = opts.maxSize ?? DEFAULT_MAX_SIZE;
@@ -162,7 +182,7 @@ export class ExpHistogram {
     if (!(value >= 0) || value === Infinity) throw new RangeError(`histogram value must be finite and >= 0, got ${value}`);
     if (!(count > 0) || !Number.isInteger(count)) throw new RangeError(`count must be a positive integer, got ${count}`);
     this.count += count;
-    this.sum += value * count;
+    addPart(this.parts, value * count);
     if (value < this.min) this.min = value;
     if (value > this.max) this.max = value;
     if (value === 0) {
@@ -190,7 +210,7 @@ export class ExpHistogram {
   merge(other: ExpHistogram): this {
     if (other.count === 0) return this;
     this.count += other.count;
-    this.sum += other.sum;
+    this.addSumParts(other.parts);
     this.zeroCount += other.zeroCount;
     if (other.min < this.min) this.min = other.min;
     if (other.max > this.max) this.max = other.max;
@@ -273,7 +293,9 @@ export class ExpHistogram {
   }
 
   clone(): ExpHistogram {
-    return ExpHistogram.fromJSON(this.toJSON(), { maxSize: this.maxSize, maxScale: this.maxScale });
+    const h = ExpHistogram.fromJSON(this.toJSON(), { maxSize: this.maxSize, maxScale: this.maxScale });
+    h.parts = this.parts.slice();
+    return h;
   }
 
   toJSON(): ExpHistogramJSON {
@@ -306,7 +328,7 @@ export class ExpHistogram {
     }
     if (total !== j.count) throw new RangeError(`count ${j.count} != zero_count + buckets (${total})`);
     h.count = j.count;
-    h.sum = j.sum;
+    if (j.sum !== 0) h.parts.push(j.sum);
     h.zeroCount = j.zero_count;
     h.min = j.count === 0 ? Infinity : j.min;
     h.max = j.count === 0 ? -Infinity : j.max;
@@ -386,4 +408,49 @@ function capacityFor(span: number, maxSize: number, current: number): number {
   let c = Math.max(8, current);
   while (c < span) c *= 2;
   return Math.min(c, maxSize) < span ? span : Math.min(c, maxSize);
+}
+
+/**
+ * Adds `x` to the exact sum held in `parts` (Shewchuk, "Adaptive Precision
+ * Floating-Point Arithmetic", grow-expansion with zero elimination): each
+ * step is a TwoSum, so nothing is rounded away.
+ */
+function addPart(parts: number[], x: number): void {
+  let i = 0;
+  for (let j = 0; j < parts.length; j++) {
+    let y = parts[j]!;
+    if (Math.abs(x) < Math.abs(y)) {
+      const t = x;
+      x = y;
+      y = t;
+    }
+    const hi = x + y;
+    const lo = y - (hi - x);
+    if (lo !== 0) parts[i++] = lo;
+    x = hi;
+  }
+  parts.length = i;
+  parts.push(x);
+}
+
+/** The correctly rounded (half to even) value of the exact sum held in `parts` (math.fsum's final step). */
+function fsumParts(parts: readonly number[]): number {
+  let n = parts.length;
+  if (n === 0) return 0;
+  let hi = parts[--n]!;
+  let lo = 0;
+  while (n > 0) {
+    const x = hi;
+    const y = parts[--n]!;
+    hi = x + y;
+    lo = y - (hi - x);
+    if (lo !== 0) break;
+  }
+  // halfway case: the rest of the partials says which way to round
+  if (n > 0 && ((lo < 0 && parts[n - 1]! < 0) || (lo > 0 && parts[n - 1]! > 0))) {
+    const y = lo * 2;
+    const x = hi + y;
+    if (y === x - hi) hi = x;
+  }
+  return hi;
 }

@@ -3,7 +3,7 @@ export { ExpHistogram, index20, mapToIndex, lowerBoundary, MAX_SCALE, MIN_SCALE,
 export type { ExpHistogramJSON, ExpHistogramOptions } from './histogram.ts';
 export { WindowAssigner, DEFAULT_WINDOW_MS, DEFAULT_LATENESS_MS } from './window.ts';
 export type { Window, WindowAssignerOptions, WindowAssignerState } from './window.ts';
-export { METRICS, WindowAggregator, mergePoints, seriesKey } from './aggregate.ts';
+export { METRICS, WindowAggregator, PartialAggregator, mergePoints, seriesKey } from './aggregate.ts';
 export type {
   AddResult,
   AggregatorCounters,
@@ -14,6 +14,8 @@ export type {
   EventBase,
   MetricDef,
   MetricKind,
+  PartialSeries,
+  PartialWindow,
   RunqlatEvent,
   SeriesPoint,
   TcpConnectEvent,

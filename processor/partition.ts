@@ -10,6 +10,10 @@
  * time. Windows that had already been emitted (end <= emittedThroughNs) are
  * rebuilt and then suppressed, never emitted twice.
  *
+ * Records are stage 1's partial aggregates (processor/partial.ts: merged
+ * whole, late or not as a whole; WindowAggregator.addPartial), raw events
+ * (from a stage 1 of an older version: a rolling upgrade) and stats records.
+ *
  * Two lanes, each its own aggregator and watermark: the collectors' events,
  * and the spans the spans stage derives from ringflow.l7.v1. Spans reach us
  * only once the correlator's watermark passed them (its lateness + link delay
@@ -21,7 +25,8 @@
  */
 import { decodeCurrent, encodeRecord, schemaRegistry } from '../schemas/index.ts';
 import { METRICS, WindowAggregator, capCardinality, type SeriesPoint, type WindowAssignerState, type EventBase } from './index.ts';
-import { spanEvent } from './aggregate.ts';
+import { spanEvent, type PartialWindow } from './aggregate.ts';
+import { isPartial, partialOf } from './partial.ts';
 import { createFastDecoder, eventTimeNs } from './fast-decode.ts';
 import { METRICS_TOPIC, SPANS_TOPIC, STATS_TOPIC, parseRepartitionKey } from './topics.ts';
 
@@ -31,6 +36,15 @@ export interface PartitionConfig {
   topK: number;
   /** How far span end times trail the clock when they reach stage 2 (default DEFAULT_SPAN_LAG_MS). */
   spanLagMs?: number;
+  /**
+   * How long a partition must have received nothing before the clock closes
+   * its windows (default latenessMs). The service uses at least the idle
+   * grace (5 s): after a restart stage 2 is through its backlog of partials
+   * long before stage 1 has committed its own backlog (its first transaction
+   * waits for the fenced one), and closing by the clock meanwhile would make
+   * those events late.
+   */
+  idleQuietMs?: number;
 }
 
 export interface EncodedPoint {
@@ -41,8 +55,10 @@ export interface EncodedPoint {
 export type AddOutcome = 'ok' | 'late' | 'replayed' | 'invalid';
 
 export interface PartitionState {
-  /** One record of the repartition topic at `offset`. */
+  /** One record of the repartition topic at `offset`: an event, a partial aggregate of stage 1, or a stats record. */
   add(key: string, value: Buffer, offset: bigint): AddOutcome;
+  /** Events the last add() stood for: a partial's events, else 1. */
+  lastEvents(): number;
   /** Close windows by event time. */
   advance(): void;
   /** Close windows by processing time when the partition is idle; true if any closed. */
@@ -119,6 +135,7 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
   let lastIdleCheck = -1n;
   let pos = -1n;
   let lastEventAt = Date.now();
+  let lastEvents = 1;
   // collectors' events take the fast decoder (no avsc, no BigInt per long: see
   // fast-decode.ts); spans, stats and anything it declines take decodeCurrent
   const fast = createFastDecoder();
@@ -155,9 +172,11 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
     add(key, value, offset) {
       pos = offset + 1n;
       lastEventAt = Date.now();
+      lastEvents = 1;
       const route = parseRepartitionKey(key);
       let rec: Record<string, unknown>;
       let isStats: boolean;
+      let partial: PartialWindow | null = null;
       // event time of a fast-decoded record (its longs may be numbers); null: rec is avsc's
       let fastNs: bigint | null = null;
       try {
@@ -171,6 +190,11 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
           const d = decodeCurrent(value); // an older writer version reads as the current one
           rec = d.value;
           isStats = d.schema.topic === STATS_TOPIC;
+          if (isPartial(d)) {
+            partial = partialOf(rec);
+            lastEvents = partial.events;
+            if (partial.topic !== route.topic || partial.host !== route.host) throw new Error(`partial of ${partial.topic}|${partial.host} keyed ${key}`);
+          }
         }
       } catch {
         return 'invalid'; // stage 1 only forwards records it could decode
@@ -192,6 +216,21 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
         drops.set(k, (drops.get(k) ?? 0) + n);
         return 'ok';
       }
+      if (partial !== null) {
+        // as for an event: the assigner's state before the first partial a window holds, or a late one
+        const before = agg.assigner.isClosed(partial.windowEndNs) || !l.holds.has(partial.windowStartNs) ? agg.assigner.state() : undefined;
+        let r;
+        try {
+          r = agg.addPartial(partial);
+        } catch {
+          return 'invalid'; // another window size, metric or dimensions: nothing was changed
+        }
+        if (r === 'ok' || r === 'late') {
+          hold(l, r === 'ok' ? partial.windowStartNs : agg.assigner.oldestOpen().startNs, offset, before);
+          return r;
+        }
+        return 'invalid';
+      }
       const ev = l === lanes.spans ? spanEvent(rec) : (rec as unknown as EventBase);
       const ns = fastNs ?? ev.boot_time_ns + ev.ts_ns;
       const own = agg.assigner.windowOf(ns);
@@ -206,12 +245,15 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
       }
       return 'invalid';
     },
+    lastEvents() {
+      return lastEvents;
+    },
     advance() {
       for (const l of laneList) collect(l, l.agg.advance());
     },
     advanceIdle(wallNs) {
       // only a partition that has been quiet for a lateness period is moved by the clock
-      if (Date.now() - lastEventAt < cfg.latenessMs || wallNs === lastIdleCheck) return false;
+      if (Date.now() - lastEventAt < (cfg.idleQuietMs ?? cfg.latenessMs) || wallNs === lastIdleCheck) return false;
       lastIdleCheck = wallNs;
       const before = closed.length;
       // the clock runs ahead of events still on their way (ring poll, produce, stage 1's

@@ -1,11 +1,20 @@
 /**
- * Stage 1: re-key raw events by (input topic, host) so that stage 2 sees
- * every series whole. Stateless, so exactly-once is one Kafka transaction per
- * fetched batch: the re-keyed records, any dead letters, and the consumed
- * offsets commit together or not at all.
+ * Stage 1: re-key events by (input topic, host) so that stage 2 sees every
+ * series whole, pre-aggregated: the events of each transaction become one
+ * partial aggregate per (topic, host, window) (processor/partial.ts), so
+ * stage 2 reads a record per series and window and transaction instead of
+ * one per event. No state outlives a transaction, so exactly-once is one
+ * Kafka transaction per commit interval: the partials (a deterministic
+ * function of the records consumed since the last one), the re-keyed stats
+ * records, any dead letters, and the consumed offsets commit together or not
+ * at all; an aborted transaction is re-read and rebuilt the same.
+ *
+ * Without a window size (windowMs) it forwards every record unchanged, as
+ * before pre-aggregation; stage 2 takes both.
  *
  * Records of an older writer schema (schemas/history/) are read in the
- * current schema's shape (decodeCurrent) and forwarded as they are.
+ * current schema's shape (decodeCurrent) and aggregated as current ones
+ * (stats records: forwarded as they are).
  * Records that cannot be decoded (bad magic, unknown schema fingerprint,
  * truncated or corrupt body) go to ringflow.deadletter.v1 with headers naming
  * their source topic, partition, offset and the error, and are counted.
@@ -13,7 +22,10 @@
 import type { Kafka, Consumer, Producer, EachBatchPayload, IHeaders } from 'kafkajs';
 import { decodeCurrent } from '../schemas/index.ts';
 import { CompressionTypes } from '../collector/kafkajs.ts';
-import { DEADLETTER_TOPIC, EVENT_TOPICS, REPARTITION_GROUP, REPARTITION_TOPIC, SESSION_TIMEOUT_MS, STATS_TOPIC, repartitionKey } from './topics.ts';
+import { DEADLETTER_TOPIC, EVENT_TOPICS, REPARTITION_GROUP, REPARTITION_TOPIC, SESSION_TIMEOUT_MS, SPANS_TOPIC, STATS_TOPIC, repartitionKey } from './topics.ts';
+import { PartialAggregator, spanEvent, type EventBase } from './aggregate.ts';
+import { createFastDecoder, eventTimeNs, type FastDecoder } from './fast-decode.ts';
+import { encodePartial } from './partial.ts';
 import { superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../collector/kafka-sink.ts';
 import type { FatalError } from '../collector/errors.ts';
 
@@ -21,6 +33,8 @@ export interface RepartitionCounters {
   records: number;
   deadLetters: number;
   transactions: number;
+  /** Partial aggregates written (each standing for one or more events). */
+  partials: number;
 }
 
 export interface OutMessage {
@@ -76,11 +90,44 @@ export interface RepartitionStage {
 
 /** How often buffered records and offsets are committed (Kafka Streams' commit.interval.ms under EOS). */
 export const COMMIT_INTERVAL_MS = 100;
-/** eachBatch waits for a commit once this many records are buffered. */
+/**
+ * eachBatch waits for a commit once this many messages are buffered for it:
+ * records forwarded as they are, and partial aggregates (series kept). Events
+ * pre-aggregated into series already held cost nothing more, so a commit in
+ * flight does not stop the consumption of the next ones.
+ */
 const MAX_BUFFERED = 50_000;
 
-export function createRepartitionStage(opts: { kafka: Kafka; instanceId: string; log: (l: string) => void; onFatal?: (err: FatalError) => void }): RepartitionStage {
-  const counters: RepartitionCounters = { records: 0, deadLetters: 0, transactions: 0 };
+/**
+ * One consumed event record -> its event for the METRICS table and its time,
+ * checked as routeRecord checks it (throws where routeRecord dead-letters).
+ * Collectors' events take the fast decoder (see fast-decode.ts); spans and
+ * anything it declines take decodeCurrent.
+ */
+export function eventOf(fast: FastDecoder, topic: string, value: Buffer | null): { host: string; ev: EventBase; ns: bigint } {
+  if (!value) throw new Error('record has no value');
+  const f = topic === SPANS_TOPIC ? null : fast.decode(value);
+  if (f !== null) {
+    if (f.schema.topic !== topic) throw new Error(`record of ${f.schema.topic} found on ${topic}`);
+    return { host: String(f.value.host), ev: f.value as unknown as EventBase, ns: eventTimeNs(f.value) };
+  }
+  const { schema, value: v } = decodeCurrent(value);
+  if (schema.topic !== topic) throw new Error(`record of ${schema.topic} found on ${topic}`);
+  const ev = topic === SPANS_TOPIC ? spanEvent(v) : (v as unknown as EventBase);
+  return { host: String(v.host), ev, ns: ev.boot_time_ns + ev.ts_ns };
+}
+
+export function createRepartitionStage(opts: {
+  kafka: Kafka;
+  instanceId: string;
+  /** Stage 2's window size (--window): when set, events are pre-aggregated per window; else forwarded unchanged. */
+  windowMs?: number;
+  log: (l: string) => void;
+  onFatal?: (err: FatalError) => void;
+}): RepartitionStage {
+  const counters: RepartitionCounters = { records: 0, deadLetters: 0, transactions: 0, partials: 0 };
+  const partials = opts.windowMs === undefined ? undefined : new PartialAggregator({ sizeMs: opts.windowMs });
+  const fast = createFastDecoder();
   let consumer: Consumer | undefined;
   let producer: Producer | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -101,7 +148,10 @@ export function createRepartitionStage(opts: { kafka: Kafka; instanceId: string;
   const flush = (): Promise<void> => {
     flushing = flushing.then(async () => {
       if (offsets.size === 0) return;
-      const out = buffer;
+      // partials first: what stage 1 forwarded before them, it consumed before them
+      const parts = partials?.take() ?? [];
+      const out = parts.map((p): OutMessage => ({ topic: REPARTITION_TOPIC, key: repartitionKey(p.topic, p.host), value: encodePartial(p) }));
+      for (const o of buffer) out.push(o);
       const offs = offsets;
       const n = records;
       buffer = [];
@@ -125,8 +175,14 @@ export function createRepartitionStage(opts: { kafka: Kafka; instanceId: string;
         await tx.commit();
       } catch (err) {
         await tx.abort().catch(() => {});
-        // nothing of this transaction happened: read those partitions again from their last commit
-        for (const [topic, ps] of offs) {
+        // nothing of this transaction happened: read those partitions again from their last commit;
+        // what was consumed since it started follows them, so it is dropped too (else read twice)
+        partials?.take();
+        buffer = [];
+        records = 0;
+        const since = offsets;
+        offsets = new Map();
+        for (const [topic, ps] of [...offs, ...since]) {
           for (const partition of ps.keys()) {
             const at = committed.get(topic)?.get(partition);
             if (at !== undefined) consumer!.seek({ topic, partition, offset: String(at) });
@@ -141,6 +197,7 @@ export function createRepartitionStage(opts: { kafka: Kafka; instanceId: string;
         for (const [p, o] of ps) m.set(p, o);
       }
       counters.records += n;
+      counters.partials += parts.length;
       counters.transactions++;
     });
     return flushing;
@@ -169,7 +226,20 @@ export function createRepartitionStage(opts: { kafka: Kafka; instanceId: string;
           if (!c) committed.set(batch.topic, (c = new Map()));
           // the first record fetched after an assignment sits at the committed offset
           if (!c.has(batch.partition)) c.set(batch.partition, BigInt(batch.messages[0]!.offset));
+          const pre = partials !== undefined && batch.topic !== STATS_TOPIC && partials.handles(batch.topic);
           for (const m of batch.messages) {
+            if (pre) {
+              let e: ReturnType<typeof eventOf> | undefined;
+              try {
+                e = eventOf(fast, batch.topic, m.value);
+              } catch {
+                // not an event we can read: dead-lettered as routeRecord does it
+              }
+              if (e !== undefined) {
+                partials.add(batch.topic, e.host, e.ev, e.ns);
+                continue;
+              }
+            }
             for (const o of routeRecord(batch.topic, batch.partition, m.offset, m.value)) {
               if (o.topic === DEADLETTER_TOPIC) {
                 counters.deadLetters++;
@@ -184,7 +254,7 @@ export function createRepartitionStage(opts: { kafka: Kafka; instanceId: string;
           t.set(batch.partition, BigInt(last) + 1n);
           records += batch.messages.length;
           resolveOffset(last);
-          if (records >= MAX_BUFFERED) await flush();
+          if (buffer.length + (partials?.series ?? 0) >= MAX_BUFFERED) await flush();
           await heartbeat();
         },
       });

@@ -49,7 +49,7 @@ export async function startProcessor(opts: ProcessorOptions): Promise<Processor>
   }
   let onFatal!: (err: FatalError) => void;
   const failed = new Promise<FatalError>((resolve) => (onFatal = resolve));
-  const repartition = createRepartitionStage({ kafka: opts.kafka, instanceId: opts.instanceId, log: opts.log, onFatal });
+  const repartition = createRepartitionStage({ kafka: opts.kafka, instanceId: opts.instanceId, windowMs: opts.windowMs, log: opts.log, onFatal });
   const latenessNs = BigInt(opts.latenessMs) * 1_000_000n;
   const spanLinkDelayNs = opts.spanLinkDelayNs ?? DEFAULT_SPAN_LINK_DELAY_NS;
   // spans reach stage 2 once the correlator's watermark (lateness, or the idle grace) passed their end + the link delay
@@ -61,7 +61,7 @@ export async function startProcessor(opts: ProcessorOptions): Promise<Processor>
     idleTickMs: opts.idleTickMs ?? 1000,
     log: opts.log,
     onFatal,
-    newState: (partition, checkpoint) => createPartitionState({ ...opts, spanLagMs, processorId: opts.instanceId }, partition, checkpoint),
+    newState: (partition, checkpoint) => createPartitionState({ ...opts, spanLagMs, idleQuietMs: opts.idleQuietMs ?? Math.max(opts.latenessMs, Number(IDLE_GRACE_NS / 1_000_000n)), processorId: opts.instanceId }, partition, checkpoint),
   });
   const spans = createSpansStage({
     kafka: opts.kafka,
@@ -74,10 +74,8 @@ export async function startProcessor(opts: ProcessorOptions): Promise<Processor>
     onFatal,
   });
   const alerts = opts.rules ? createAlertsStage({ kafka: opts.kafka, instanceId: opts.instanceId, rules: opts.rules, partitions: opts.partitions, log: opts.log, onFatal }) : undefined;
-  await repartition.start();
-  await aggregate.start();
-  await spans.start();
-  await alerts?.start();
+  // independent consumer groups and producers: connecting and joining them one after another only added up
+  await Promise.all([repartition.start(), aggregate.start(), spans.start(), alerts?.start()]);
   return {
     repartition,
     aggregate,
