@@ -48,7 +48,8 @@ const log = (m: string) => process.stderr.write(`bench: ${m}\n`);
 
 const DRAIN_N = Number(process.env.BENCH_DRAIN_N ?? 5_000_000);
 const E2E_N = Number(process.env.BENCH_E2E_N ?? 1_000_000);
-const PROCESS_N = Number(process.env.BENCH_PROCESS_N ?? 200_000);
+// large enough that both sides are timed at their steady rate, not their start-up
+const PROCESS_N = Number(process.env.BENCH_PROCESS_N ?? 500_000);
 const RUNQ_TOPIC = 'ringflow.sched.runqlat.v1';
 const BATCH_RECORDS = KAFKA_BATCH_RECORDS;
 const E2E_DRIVERS = 4;
@@ -157,12 +158,14 @@ async function processThroughKafka(n: number) {
     }
     await producer.disconnect();
 
-    // reference: consume and decode only
+    // reference: consume and decode only. Both sides are timed from before
+    // they connect (the processor's start connects its clients and joins its
+    // groups) to their last record.
+    const t0 = process.hrtime.bigint();
     const c = kafka.consumer({ groupId: 'bench-plain-decode' });
     await c.connect();
     await c.subscribe({ topic: RUNQ_TOPIC, fromBeginning: true });
     let seen = 0;
-    const t0 = process.hrtime.bigint();
     await new Promise<void>((resolve) => {
       void c.run({ eachBatch: async ({ batch }) => {
         for (const m of batch.messages) decodeRecord(m.value!);
