@@ -44,7 +44,7 @@ ${SIGNALS.map((s) => `                          ${s.name}: ${s.summary}`).join('
   --duration DUR        stop after DUR (e.g. 30s); default: until Ctrl-C
   --stdout              print decoded events as JSON lines instead of producing to Kafka
   --partitions N        partitions of topics the collector creates (default 6)
-  --compression C       gzip or none (default gzip)
+  --compression C       zstd, gzip or none (default zstd)
   --ring-mb N           ring buffer size in MiB, a power of two (default 16)
   --stats-interval DUR  how often to publish the stats record (default 5s)
   --host NAME           host name carried in every record (default: os.hostname())
@@ -110,9 +110,9 @@ export function parseCollectArgs(argv: string[]): CollectConfig & { help: boolea
   if (v.comm !== undefined) filters.comm = parseComm(v.comm);
   if (v.cgroup !== undefined) filters.cgroupId = cgroupIdOf(v.cgroup);
   if (v['min-latency'] !== undefined) filters.minLatencyNs = parseDurationNs('--min-latency', v['min-latency']);
-  const compression = v.compression ?? 'gzip';
-  if (compression !== 'gzip' && compression !== 'none') {
-    throw new FatalError(`--compression: "${compression}" is not supported; use gzip or none`, { exitCode: EXIT.usage });
+  const compression = v.compression ?? 'zstd';
+  if (compression !== 'zstd' && compression !== 'gzip' && compression !== 'none') {
+    throw new FatalError(`--compression: "${compression}" is not supported; use zstd, gzip or none`, { exitCode: EXIT.usage });
   }
   const ringMb = v['ring-mb'] === undefined ? 16 : parseIntFlag('--ring-mb', v['ring-mb'], 1, 1024);
   if ((ringMb & (ringMb - 1)) !== 0) throw new FatalError(`--ring-mb: ${ringMb} is not a power of two`, { exitCode: EXIT.usage });

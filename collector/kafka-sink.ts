@@ -13,11 +13,11 @@
  * stops draining the kernel ring while pending() is high (see collector.ts).
  */
 import type { Kafka as KafkaClient, Producer, Admin, Consumer, TopicMessages, CompressionTypes as CompressionType } from 'kafkajs';
-import { Kafka, CompressionTypes, logLevel } from './kafkajs.ts';
+import { Kafka, CompressionTypes, logLevel, createPartitioner } from './kafkajs.ts';
 import { FatalError, EXIT } from './errors.ts';
 import type { EventSink, OutRecord, SinkCounters } from './sink.ts';
 
-export type Compression = 'gzip' | 'none';
+export type Compression = 'zstd' | 'gzip' | 'none';
 
 export interface KafkaSinkOptions {
   brokers: string[];
@@ -33,6 +33,7 @@ export interface KafkaSinkOptions {
 }
 
 const COMPRESSION: Record<Compression, CompressionType> = {
+  zstd: CompressionTypes.ZSTD,
   gzip: CompressionTypes.GZIP,
   none: CompressionTypes.None,
 };
@@ -263,7 +264,7 @@ export function createKafkaSink(opts: KafkaSinkOptions): EventSink {
       } finally {
         await admin.disconnect();
       }
-      producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+      producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner });
       try {
         await producer.connect();
       } catch (err) {

@@ -18,7 +18,7 @@
  */
 import { createSerial } from './serial.ts';
 import type { Kafka, Consumer, Producer, EachBatchPayload } from 'kafkajs';
-import { CompressionTypes } from '../collector/kafkajs.ts';
+import { CompressionTypes, createPartitioner } from '../collector/kafkajs.ts';
 import { retrying, superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../collector/kafka-sink.ts';
 import type { FatalError } from '../collector/errors.ts';
 import { AGGREGATE_GROUP, METRICS_TOPIC, REPARTITION_TOPIC, SESSION_TIMEOUT_MS } from './topics.ts';
@@ -150,7 +150,7 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
     async start() {
       admin = opts.kafka.admin();
       await admin.connect();
-      producer = opts.kafka.producer({ transactionalId: `ringflow-aggregate-${opts.instanceId}`, idempotent: true, maxInFlightRequests: 1 });
+      producer = opts.kafka.producer({ transactionalId: `ringflow-aggregate-${opts.instanceId}`, idempotent: true, maxInFlightRequests: 1, createPartitioner });
       await producer.connect();
       consumer = opts.kafka.consumer({ groupId: AGGREGATE_GROUP, readUncommitted: false, metadataMaxAge: CONSUMER_METADATA_MAX_AGE_MS, sessionTimeout: SESSION_TIMEOUT_MS, heartbeatInterval: 1000 });
       await consumer.connect();

@@ -20,7 +20,7 @@
  */
 import { createSerial } from './serial.ts';
 import type { Kafka, Consumer, Producer, EachBatchPayload, PartitionAssigner } from 'kafkajs';
-import kafkajs, { CompressionTypes } from '../collector/kafkajs.ts';
+import kafkajs, { CompressionTypes, createPartitioner } from '../collector/kafkajs.ts';
 import { ensureTopics, retrying, superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../collector/kafka-sink.ts';
 import type { FatalError } from '../collector/errors.ts';
 import { decodeCurrent, encodeRecord, schemaRegistry } from '../schemas/index.ts';
@@ -204,7 +204,7 @@ export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
       admin = opts.kafka.admin();
       await admin.connect();
       await ensureTopics(admin, [METRICS_TOPIC, ALERTS_TOPIC], opts.partitions);
-      producer = opts.kafka.producer({ transactionalId: `ringflow-alerts-${opts.instanceId}`, idempotent: true, maxInFlightRequests: 1 });
+      producer = opts.kafka.producer({ transactionalId: `ringflow-alerts-${opts.instanceId}`, idempotent: true, maxInFlightRequests: 1, createPartitioner });
       await producer.connect();
       consumer = opts.kafka.consumer({
         groupId: ALERTS_GROUP, readUncommitted: false, metadataMaxAge: CONSUMER_METADATA_MAX_AGE_MS, sessionTimeout: SESSION_TIMEOUT_MS, heartbeatInterval: 1000, partitionAssigners: [singleOwnerAssigner],

@@ -21,7 +21,7 @@
  */
 import type { Kafka, Consumer, Producer, EachBatchPayload, IHeaders } from 'kafkajs';
 import { decodeCurrent } from '../schemas/index.ts';
-import { CompressionTypes } from '../collector/kafkajs.ts';
+import { CompressionTypes, createPartitioner } from '../collector/kafkajs.ts';
 import { DEADLETTER_TOPIC, EVENT_TOPICS, REPARTITION_GROUP, REPARTITION_TOPIC, SESSION_TIMEOUT_MS, SPANS_TOPIC, STATS_TOPIC, repartitionKey } from './topics.ts';
 import { PartialAggregator, spanEvent, type EventBase } from './aggregate.ts';
 import { createFastDecoder, eventTimeNs, type FastDecoder } from './fast-decode.ts';
@@ -210,6 +210,7 @@ export function createRepartitionStage(opts: {
         transactionalId: `ringflow-repartition-${opts.instanceId}`,
         idempotent: true,
         maxInFlightRequests: 1,
+        createPartitioner,
       });
       await producer.connect();
       consumer = opts.kafka.consumer({ groupId: REPARTITION_GROUP, readUncommitted: false, metadataMaxAge: CONSUMER_METADATA_MAX_AGE_MS, sessionTimeout: SESSION_TIMEOUT_MS, heartbeatInterval: 1000 });

@@ -23,7 +23,7 @@
  * its last requests time out and its last spans end their link wait.
  */
 import type { Kafka, Consumer, Producer, EachBatchPayload } from 'kafkajs';
-import { CompressionTypes } from '../collector/kafkajs.ts';
+import { CompressionTypes, createPartitioner } from '../collector/kafkajs.ts';
 import { retrying, superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../collector/kafka-sink.ts';
 import type { FatalError } from '../collector/errors.ts';
 import { decodeCurrent } from '../schemas/index.ts';
@@ -162,7 +162,7 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
     async start() {
       admin = opts.kafka.admin();
       await admin.connect();
-      producer = opts.kafka.producer({ transactionalId: `ringflow-spans-${opts.instanceId}`, idempotent: true, maxInFlightRequests: 1 });
+      producer = opts.kafka.producer({ transactionalId: `ringflow-spans-${opts.instanceId}`, idempotent: true, maxInFlightRequests: 1, createPartitioner });
       await producer.connect();
       consumer = opts.kafka.consumer({ groupId: SPANS_GROUP, readUncommitted: false, metadataMaxAge: CONSUMER_METADATA_MAX_AGE_MS, sessionTimeout: SESSION_TIMEOUT_MS, heartbeatInterval: 1000 });
       await consumer.connect();
