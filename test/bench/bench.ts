@@ -7,7 +7,7 @@
  *   drain_ratio          addon events/s delivered to JS / plain C libbpf consumer events/s
  *                        (same bench.bpf.o, same ring size, same getpid driver)
  *   encode_events_per_s  raw records -> framed Avro, on real sched batches captured from the kernel
- *   e2e_events_per_s     ring buffer -> Avro -> Kafka acknowledged (acks=all, idempotent, gzip)
+ *   e2e_events_per_s     ring buffer -> Avro -> Kafka acknowledged (acks=all, idempotent, zstd)
  *   e2e_ratio            e2e / plain kafkajs producing the same pre-encoded records with the same settings
  *   cpu_us_per_event     collector process CPU (user+sys) per delivered event in the e2e run
  *   l7_parse_messages_per_s, http_overhead_ratio, http_added_p99_ms: see test/bench/l7.ts
@@ -39,6 +39,7 @@ import { startProcessor } from '../../processor/service.ts';
 import { l7Parse, httpOverhead } from './l7.ts';
 
 const { CompressionTypes } = kafkajs;
+const { createPartitioner } = await import('../../collector/kafkajs.ts');
 const DRIVER = path.join(REPO_ROOT, 'native/build/bench/getpid_driver');
 const C_CONSUMER = path.join(REPO_ROOT, 'native/build/bench/c_consumer');
 const BENCH_OBJ = objectPath('bench');
@@ -270,7 +271,7 @@ async function e2e(brokers: string, n: number) {
   const session = new Session({ ringBytes: 256 << 20 });
   session.addObject(BENCH_OBJ, { ...encodeSettings({ selfTgid: process.pid, comm: 'getpid_driver' }), bench_tgid: u32(0) });
   const codec = createCodec({ host: 'bench', bootTimeNs: bootTimeNs(), dropReasonNames: {} });
-  const sink = createKafkaSink({ brokers: [brokers], clientId: 'ringflow-bench', topics: [BENCH_TOPIC], partitions: 6, compression: 'gzip', maxBatchRecords: BATCH_RECORDS, log });
+  const sink = createKafkaSink({ brokers: [brokers], clientId: 'ringflow-bench', topics: [BENCH_TOPIC], partitions: 6, compression: 'zstd', maxBatchRecords: BATCH_RECORDS, log });
   await sink.start();
   const collector = new Collector({
     session, transcoder: codec.transcoder, sink, topics: new Map([[BENCH_TYPE, BENCH_TOPIC]]),
@@ -320,11 +321,12 @@ async function plainKafkajs(brokers: string, n: number) {
   await admin.connect();
   await ensureTopics(admin, [BENCH_TOPIC], 6);
   await admin.disconnect();
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  // the collector's settings, its partitioner included (the same partitions as kafkajs's, faster): the ratio is the pipeline's cost
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner });
   await producer.connect();
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < messages.length; i += BATCH_RECORDS) {
-    await producer.sendBatch({ acks: -1, compression: CompressionTypes.GZIP, topicMessages: [{ topic: BENCH_TOPIC, messages: messages.slice(i, i + BATCH_RECORDS) }] });
+    await producer.sendBatch({ acks: -1, compression: CompressionTypes.ZSTD, topicMessages: [{ topic: BENCH_TOPIC, messages: messages.slice(i, i + BATCH_RECORDS) }] });
   }
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   await producer.disconnect();
