@@ -174,13 +174,28 @@ function u64n(b: Uint8Array, o: number): number {
 
 const UTF8 = new TextDecoder();
 
+/** The last command name decoded and its bytes: records come in runs from one process, so most decodes are repeats. */
+const lastCommBytes = new Uint8Array(16);
+let lastCommLength = -1;
+let lastComm = '';
+
 /** char[16] up to the first NUL, as UTF-8 (invalid bytes become U+FFFD, as the transcoder does). */
 function comm(b: Uint8Array, o: number): string {
   let n = 0;
   let high = 0;
-  while (n < 16 && b[o + n] !== 0) high |= b[o + n++]!;
-  if (high < 128) return String.fromCharCode(...b.subarray(o, o + n));
-  return UTF8.decode(b.subarray(o, o + n));
+  let same = true;
+  while (n < 16 && b[o + n] !== 0) {
+    const c = b[o + n]!;
+    high |= c;
+    if (c !== lastCommBytes[n]) same = false;
+    n++;
+  }
+  if (same && n === lastCommLength) return lastComm;
+  const s = high < 128 ? String.fromCharCode(...b.subarray(o, o + n)) : UTF8.decode(b.subarray(o, o + n));
+  lastCommBytes.fill(0).set(b.subarray(o, o + n));
+  lastCommLength = n;
+  lastComm = s;
+  return s;
 }
 
 /**

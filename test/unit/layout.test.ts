@@ -320,4 +320,12 @@ test('collector/l7/capture.ts: a record filled in C decodes field for field', ()
   // at an offset inside a larger buffer (as in a native batch)
   const framed = Buffer.concat([Buffer.alloc(8), record]);
   assert.equal(l7.decodeL7Capture(framed, 8, record.length)?.conn_id, 0x8000000100000002n);
+  // command names one after another (the decoder reuses the previous one's string when the bytes repeat)
+  const co = l7.L7_OFFSETS.comm;
+  for (const name of ['curl', 'cur', 'curl', 'curlx', 'curl', 'é-ü', 'é-ü', 'sixteen_bytes_xy', 'sixteen_bytes_xz', '', 'curl']) {
+    const r = Buffer.from(record);
+    r.fill(0, co, co + 16);
+    Buffer.from(name).copy(r, co);
+    assert.equal(l7.decodeL7Capture(r, 0, r.length)?.comm, name.slice(0, 16));
+  }
 });
