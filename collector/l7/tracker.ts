@@ -78,6 +78,12 @@ export interface L7Counters {
   lostRecords: number;
   /** Directions whose parser lost sync and stopped (by reason). */
   failed: Map<string, number>;
+  /** HTTP/1 connections that lost sync at lost records and waited for the next start lines (see `resync`). */
+  resyncs: number;
+  /** Of those, the times both directions found their start lines again and parsing went on. */
+  resynced: number;
+  /** Bytes skipped while waiting for a start line. */
+  resyncSkippedBytes: number;
   /** Connections dropped to stay under maxConnections. */
   evicted: number;
   /** UDP datagrams that were not DNS. */
@@ -122,6 +128,18 @@ interface Conn {
    */
   early: L7Capture[];
   earlyBytes: number;
+  /**
+   * HTTP/1 after records were lost (an offset jump the parser could not
+   * bridge): both directions skip bytes until a capture begins with a start
+   * line. Syscalls usually carry whole messages, so one soon does. First the
+   * request direction (a request line: fresh parsers from there, at offset
+   * reqAt), then the response direction, with a status line sent or read
+   * after that request began (its peer offset is past reqAt): a response to a
+   * request from before the loss is never paired with one after it. Without
+   * this, a burst of ring drops left a keep-alive connection dark for the
+   * rest of its life.
+   */
+  resync: { reqAt: number | null } | null;
 }
 
 const ROLE_NAME: Record<number, Role> = { [L7Role.UNKNOWN]: 'UNKNOWN', [L7Role.CLIENT]: 'CLIENT', [L7Role.SERVER]: 'SERVER' };
@@ -132,6 +150,7 @@ const MAX_EARLY_BYTES = 16384;
 export class L7Tracker {
   readonly counters: L7Counters = {
     records: 0, messages: 0, recognised: 0, unrecognised: 0, gapBytes: 0, lostRecords: 0, failed: new Map(), evicted: 0, otherDatagrams: 0,
+    resyncs: 0, resynced: 0, resyncSkippedBytes: 0,
   };
   private readonly conns = new Map<bigint, Conn>();
   private readonly opts: L7ParseOptions;
@@ -197,6 +216,11 @@ export class L7Tracker {
       // this one was recognised) go first, from where that direction began
       conn.next[dir] = c.offset;
       const early = conn.early.filter((e) => e.direction !== c.direction);
+      // The other direction had sent peer_offset bytes when this record was
+      // captured; what it sends from now on starts there. So a lost first
+      // record of it (a server's first response) shows as a gap, as any other
+      // loss does, instead of the next one being taken for it.
+      conn.next[1 - dir] = early.reduce((m, e) => Math.min(m, e.offset), c.peer_offset);
       conn.early = [];
       conn.earlyBytes = 0;
       for (const e of early) this.data(conn, e, 1 - dir, out);
@@ -206,12 +230,22 @@ export class L7Tracker {
   }
 
   private data(conn: Conn, c: L7Capture, dir: number, out: L7Output[]): void {
+    if (conn.resync !== null && !this.resynced(conn, c, dir)) return;
     const p = conn.parsers![dir]!;
     const expected = conn.next[dir]!;
     if (expected >= 0 && c.offset > expected) {
       this.counters.lostRecords++;
       this.counters.gapBytes += c.offset - expected;
+      const wasFailed = p.failed !== null;
       this.collect(conn, p.gap(c.offset - expected, c.ts_ns), out);
+      // this gap lost it (not an upgrade or a bad start line from before)
+      if (conn.proto === 'HTTP1' && !wasFailed && p.failed !== null) {
+        this.noteFailure(conn, dir);
+        conn.resync = { reqAt: null };
+        this.counters.resyncs++;
+        if (!this.resynced(conn, c, dir)) return;
+        return this.data(conn, c, dir, out);
+      }
     }
     if (expected >= 0 && c.offset < expected) return; // already fed (cannot happen unless ids repeat)
     if (c.captured_len > 0) this.collect(conn, p.push(c.payload, c.ts_ns), out);
@@ -221,6 +255,35 @@ export class L7Tracker {
     }
     conn.next[dir] = c.offset + c.total_len;
     this.noteFailure(conn, dir);
+  }
+
+  /**
+   * While an HTTP/1 connection resyncs (Conn.resync): true when capture `c`
+   * is where its direction starts again (the parsers and offsets are set for
+   * it to be fed as usual); false when it is skipped.
+   */
+  private resynced(conn: Conn, c: L7Capture, dir: number): boolean {
+    const r = conn.resync!;
+    const skip = () => {
+      conn.next[dir] = c.offset + c.total_len;
+      this.counters.resyncSkippedBytes += c.total_len;
+      return false;
+    };
+    if (dir === conn.reqDir) {
+      if (r.reqAt !== null) return true;
+      if (c.captured_len === 0 || !looksLikeHttp1Request(c.payload)) return skip();
+      const pair = createHttp1Connection(this.opts);
+      conn.parsers = conn.reqDir === 0 ? [pair.requests, pair.responses] : [pair.responses, pair.requests];
+      conn.saidFailed = [false, false];
+      r.reqAt = c.offset;
+      conn.next[dir] = c.offset;
+      return true;
+    }
+    if (r.reqAt === null || !(c.peer_offset > r.reqAt) || c.captured_len === 0 || !looksLikeHttp1Response(c.payload)) return skip();
+    conn.resync = null;
+    conn.next[dir] = c.offset;
+    this.counters.resynced++;
+    return true;
   }
 
   /** Flushes and forgets connections idle for longer than idleNs (call every few seconds). */
@@ -264,6 +327,7 @@ export class L7Tracker {
       saidFailed: [false, false],
       early: [],
       earlyBytes: 0,
+      resync: null,
     };
     this.conns.set(c.conn_id, conn);
     return conn;

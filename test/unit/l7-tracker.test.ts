@@ -66,9 +66,89 @@ test('bytes past the capture limit and lost records reach the parser as gaps, no
   // a record lost in the ring: the next one starts further on
   const next = head.length + body.length;
   const req2 = 'GET /a HTTP/1.1\r\n\r\n';
-  out = t.feed(cap({ data: req2, offset: next + 50 }));
+  out = t.feed(cap({ data: 'xx' + req2, offset: next + 50 }));
   assert.equal(t.counters.lostRecords, 1);
   assert.deepEqual(out.map((o) => o.msg.path), [], 'a gap between messages loses sync: nothing is made up');
+  // a syscall that begins with a request line starts the requests again (resync)
+  out = t.feed(cap({ data: req2, offset: next + 50 + 2 + req2.length }));
+  assert.deepEqual(out.map((o) => o.msg.path), ['/a']);
+  assert.equal(t.counters.resyncs, 1);
+});
+
+/**
+ * A keep-alive HTTP/1 connection of 6 exchanges, seen from one side; `lose`
+ * drops capture records (as a full ring would) by index: request i is record
+ * 2i, its response 2i + 1 (split: each message is two records, request i
+ * 4i and 4i + 1, its response 4i + 2 and 4i + 3). Offsets and peer offsets
+ * as the kernel fills them.
+ */
+function keepAlive(side: 'client' | 'server', lose: number[], split = false) {
+  const t = new L7Tracker();
+  const reqDir = side === 'client' ? L7Direction.EGRESS : L7Direction.INGRESS;
+  const resDir = side === 'client' ? L7Direction.INGRESS : L7Direction.EGRESS;
+  let tx = 0;
+  let rx = 0;
+  const out = [];
+  let n = 0;
+  for (let i = 0; i < 6; i++) {
+    const body = `r${i}`;
+    const parts: [number, string][] = [
+      [reqDir, `GET /item/${i} HTTP/1.1\r\nHost: a\r\n\r\n`],
+      [resDir, `HTTP/1.1 ${400 + i} Err\r\nContent-Length: ${body.length}\r\n\r\n${body}`],
+    ];
+    for (const [direction, text] of parts) {
+      // split: each message in two syscalls, so a loss can fall inside one
+      const chunks = split ? [text.slice(0, 9), text.slice(9)] : [text];
+      for (const chunk of chunks) {
+        const egress = direction === L7Direction.EGRESS;
+        const offset = egress ? tx : rx;
+        const peer_offset = egress ? rx : tx;
+        if (egress) tx += chunk.length;
+        else rx += chunk.length;
+        if (lose.includes(n)) {
+          n++;
+          continue;
+        }
+        n++;
+        out.push(...t.feed(cap({ data: chunk, direction, offset, peer_offset, role: L7Role.UNKNOWN })));
+      }
+    }
+  }
+  return { t, got: out.map((o) => (o.msg.kind === 'REQUEST' ? o.msg.path : o.msg.status)) };
+}
+
+test('HTTP/1 resync after lost records: both directions restart at start lines, responses never paired across the loss', () => {
+  const cases: { name: string; side: 'client' | 'server'; lose: number[]; split?: boolean; want: (string | number)[]; resyncs: number }[] = [
+    { name: 'nothing lost', side: 'server', lose: [], want: ['/item/0', 400, '/item/1', 401, '/item/2', 402, '/item/3', 403, '/item/4', 404, '/item/5', 405], resyncs: 0 },
+    { name: 'a whole exchange lost', side: 'server', lose: [4, 5], want: ['/item/0', 400, '/item/1', 401, '/item/3', 403, '/item/4', 404, '/item/5', 405], resyncs: 1 },
+    // /item/2's response is lost; /item/3 was sent before the gap showed, so 403 could answer either: it is
+    // skipped, both stay unanswered, and pairing starts again with the next request
+    { name: 'a response lost', side: 'client', lose: [5], want: ['/item/0', 400, '/item/1', 401, '/item/2', '/item/3', '/item/4', 404, '/item/5', 405], resyncs: 1 },
+    // the server's response to the lost request is written before the next request shows the loss: it goes out
+    // alone (the spans stage counts it unmatched), and pairing goes on from /item/3
+    { name: 'a request lost', side: 'server', lose: [4], want: ['/item/0', 400, '/item/1', 401, 402, '/item/3', 403, '/item/4', 404, '/item/5', 405], resyncs: 1 },
+    // the second half of request 2 lost: no request 2; its response goes out alone; /item/3 starts again
+    { name: 'half a request lost', side: 'client', lose: [9], split: true, want: ['/item/0', 400, '/item/1', 401, 402, '/item/3', 403, '/item/4', 404, '/item/5', 405], resyncs: 1 },
+    { name: 'two losses', side: 'server', lose: [1, 8], want: ['/item/0', '/item/1', '/item/2', 402, '/item/3', 403, 404, '/item/5', 405], resyncs: 2 },
+    // the first response lost: seen as a loss too (the response direction starts at the request's peer offset)
+    { name: 'the first response lost', side: 'client', lose: [1], want: ['/item/0', '/item/1', '/item/2', 402, '/item/3', 403, '/item/4', 404, '/item/5', 405], resyncs: 1 },
+  ];
+  for (const c of cases) {
+    const { t, got } = keepAlive(c.side, c.lose, c.split);
+    assert.deepEqual(got, c.want, `${c.name}: ${JSON.stringify(got)}`);
+    assert.equal(t.counters.resyncs, c.resyncs, `${c.name}: resyncs`);
+    assert.equal(t.counters.resynced, c.resyncs, `${c.name}: each resync found its start lines`);
+  }
+});
+
+test('HTTP/1 resync: an upgraded connection (101) is not resynced by a later gap', () => {
+  const t = new L7Tracker();
+  t.feed(cap({ data: 'GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n' }));
+  const res = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n';
+  t.feed(cap({ data: res, direction: L7Direction.INGRESS, peer_offset: 60 }));
+  const out = t.feed(cap({ data: 'HTTP/1.1 200 OK\r\n\r\n', direction: L7Direction.INGRESS, offset: res.length + 100, peer_offset: 60 }));
+  assert.deepEqual(out, []);
+  assert.equal(t.counters.resyncs, 0);
 });
 
 test('connections that are not HTTP or DNS are given up after a few records; the close frees them', () => {
