@@ -6,7 +6,11 @@
  *                            parsed messages out), on synthetic but well-formed traffic
  *   http_overhead_ratio      requests/s of a local node:http server under wrk with the
  *                            l7 collector running (into Kafka) / without it, same run;
- *                            http_added_p99_ms the difference of wrk's p99 latencies
+ *                            http_added_p99_ms the difference of wrk's p99 latencies;
+ *                            with what the collector read and what the kernel dropped
+ *   http_overhead_capture_ratio  the same with only the kernel side running
+ *                            (l7-capture.ts: BPF programs + the addon's drain, records
+ *                            discarded): how much of the overhead is the kernel's
  */
 import { spawn, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -141,15 +145,26 @@ function parseWrk(out: string): WrkResult {
   return { rps, p99_ms: p99 };
 }
 
+const wrkArgs = (port: number, seconds: number) => ['-t1', '-c8', `-d${seconds}s`, '--latency', `http://127.0.0.1:${port}/users/42`];
+
 function wrk(port: number, seconds: number): WrkResult {
-  const out = execFileSync('wrk', ['-t1', '-c8', `-d${seconds}s`, '--latency', `http://127.0.0.1:${port}/users/42`], { encoding: 'utf8' });
+  return parseWrk(execFileSync('wrk', wrkArgs(port, seconds), { encoding: 'utf8' }));
+}
+
+/** wrk without blocking this process's event loop (a child's stderr is being read meanwhile). */
+async function wrkAsync(port: number, seconds: number): Promise<WrkResult> {
+  const child = spawn('wrk', wrkArgs(port, seconds), { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  await once(child, 'exit');
   return parseWrk(out);
 }
 
 /**
- * A node:http server under wrk, first alone, then with `ringflow collect
- * --signals l7` producing into Kafka, then alone again (the baseline is the
- * mean of the two runs around the collector run, so drift shows less).
+ * A node:http server under wrk: alone, with `ringflow collect --signals l7`
+ * producing into Kafka, alone, with only the kernel side (l7-capture.ts),
+ * alone again (the baseline is the mean of the three runs alone, so drift
+ * shows less).
  */
 export async function httpOverhead(brokers: string, seconds = 10): Promise<Record<string, unknown>> {
   const server = spawn(process.execPath, ['-e', `
@@ -162,16 +177,33 @@ export async function httpOverhead(brokers: string, seconds = 10): Promise<Recor
   try {
     wrk(port, 2); // warm-up
     const before = wrk(port, seconds);
-    const collector = spawn(path.join(REPO_ROOT, 'bin/ringflow'), ['collect', '--signals', 'l7', '--brokers', brokers, '--quiet', '--host', 'bench-l7'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const collector = spawn(path.join(REPO_ROOT, 'bin/ringflow'), ['collect', '--signals', 'l7', '--brokers', brokers, '--stats-interval', '1s', '--host', 'bench-l7'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     collector.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     for (let i = 0; i < 300 && !/collecting l7/.test(err); i++) await new Promise((r) => setTimeout(r, 100));
     if (!/collecting l7/.test(err)) throw new Error(`collector did not start:\n${err}`);
-    const during = wrk(port, seconds);
+    const during = await wrkAsync(port, seconds);
     collector.kill('SIGINT');
     await once(collector, 'exit');
+    // the collector's stats lines: what it parsed into messages and what the kernel could not hand it
+    const sum = (re: RegExp) => [...err.matchAll(re)].reduce((a, m) => a + Number(m[1]), 0);
     const after = wrk(port, seconds);
-    const base = { rps: (before.rps + after.rps) / 2, p99_ms: (before.p99_ms + after.p99_ms) / 2 };
+
+    // the kernel side alone
+    const capture = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', path.join(REPO_ROOT, 'test/bench/l7-capture.ts')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let cerr = '';
+    let cout = '';
+    capture.stderr!.on('data', (d: Buffer) => (cerr += d.toString()));
+    capture.stdout!.on('data', (d: Buffer) => (cout += d.toString()));
+    for (let i = 0; i < 300 && !/capturing/.test(cerr); i++) await new Promise((r) => setTimeout(r, 100));
+    if (!/capturing/.test(cerr)) throw new Error(`l7-capture did not start:\n${cerr}`);
+    const captureOnly = await wrkAsync(port, seconds);
+    capture.kill('SIGINT');
+    await once(capture, 'exit');
+    const captured = JSON.parse(cout.trim() || '{}') as { records?: number; kernel_drops?: number };
+    const last = wrk(port, seconds);
+
+    const base = { rps: (before.rps + after.rps + last.rps) / 3, p99_ms: (before.p99_ms + after.p99_ms + last.p99_ms) / 3 };
     return {
       http_rps_without: Math.round(base.rps),
       http_rps_with_l7: Math.round(during.rps),
@@ -179,6 +211,12 @@ export async function httpOverhead(brokers: string, seconds = 10): Promise<Recor
       http_p99_ms_without: +base.p99_ms.toFixed(3),
       http_p99_ms_with_l7: +during.p99_ms.toFixed(3),
       http_added_p99_ms: +(during.p99_ms - base.p99_ms).toFixed(3),
+      http_l7_messages_parsed: sum(/read (\d+) \(/g),
+      http_l7_kernel_drops: sum(/kernel drops (\d+)/g),
+      http_rps_with_capture_only: Math.round(captureOnly.rps),
+      http_overhead_capture_ratio: +(captureOnly.rps / base.rps).toFixed(3),
+      http_capture_only_records: captured.records ?? null,
+      http_capture_only_kernel_drops: captured.kernel_drops ?? null,
     };
   } finally {
     server.kill();
