@@ -17,6 +17,7 @@ import { createKafkaSink, type Compression } from '../collector/kafka-sink.ts';
 import { createStdoutSink } from '../collector/stdout-sink.ts';
 import { createCodec, bootTimeNs } from '../collector/codec.ts';
 import type { EventSink } from '../collector/sink.ts';
+import type { L7Counters } from '../collector/l7/tracker.ts';
 
 export const COLLECT_HELP = `Usage: ringflow collect [options]
 
@@ -169,6 +170,24 @@ function summaryLine(s: StatsSnapshot): string {
   return `ringflow: ${secs.toFixed(1)}s: read ${read}${parts.length ? ` (${parts.join(', ')})` : ''}, produced ${prod}, kernel drops ${kd}, user drops ${ud}, send errors ${s.send_errors}, pending ${s.pending}`;
 }
 
+/**
+ * The L7 tracker's counters since the previous line: captures in, messages
+ * out, and what went missing on the way (records the ring lost, HTTP/1
+ * connections that had to resync, parser directions that stopped for good).
+ * Loss inside the L7 stream would otherwise show only as fewer messages.
+ */
+export function l7SummaryPart(now: L7Counters, prev: L7CountersSnapshot): string {
+  const failed = [...now.failed.values()].reduce((a, n) => a + n, 0);
+  return `; l7: captures ${now.records - prev.records}, messages ${now.messages - prev.messages}, records lost ${now.lostRecords - prev.lostRecords}, ` +
+    `HTTP/1 resyncs ${now.resyncs - prev.resyncs}, parsers stopped ${failed - prev.failed}`;
+}
+
+export interface L7CountersSnapshot { records: number; messages: number; lostRecords: number; resyncs: number; failed: number }
+
+export function l7CountersSnapshot(c: L7Counters): L7CountersSnapshot {
+  return { records: c.records, messages: c.messages, lostRecords: c.lostRecords, resyncs: c.resyncs, failed: [...c.failed.values()].reduce((a, n) => a + n, 0) };
+}
+
 export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string) => void; ready?: () => void } = {}): Promise<number> {
   const log = hooks.log ?? ((l: string) => console.error(l));
   checkPrivileges();
@@ -211,6 +230,7 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
         throw loadError(s, err);
       }
     }
+    let l7Prev: L7CountersSnapshot = { records: 0, messages: 0, lostRecords: 0, resyncs: 0, failed: 0 };
     const collector = new Collector({
       session,
       transcoder: codec.transcoder,
@@ -221,7 +241,11 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
       statsIntervalMs: cfg.statsIntervalMs,
       ...(cfg.stdout ? {} : { encodeStats: (s: StatsSnapshot) => codec.encodeStats(s) }),
       onStats: (s) => {
-        if (!cfg.quiet) log(summaryLine(s));
+        if (cfg.quiet) return;
+        const tracker = codec.l7?.tracker;
+        if (!tracker) return log(summaryLine(s));
+        log(summaryLine(s) + l7SummaryPart(tracker.counters, l7Prev));
+        l7Prev = l7CountersSnapshot(tracker.counters);
       },
     });
     collector.start();

@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseDurationNs, parseIntFlag, parseBrokers, parseList, parseComm } from '../../collector/options.ts';
 import { FatalError } from '../../collector/errors.ts';
-import { parseCollectArgs } from '../../cli/collect.ts';
+import { parseCollectArgs, l7SummaryPart, l7CountersSnapshot } from '../../cli/collect.ts';
+import { L7Tracker } from '../../collector/l7/tracker.ts';
 import { encodeSettings } from '../../collector/signals/settings.ts';
 
 test('durations: units are exact, bare numbers and junk are rejected', () => {
@@ -83,4 +84,15 @@ test('up: --rules goes to the processor; alert transitions print as one line', a
     alertLine({ rule: 'slow-runqueue', state: 'FIRING', group: [{ key: 'host.name', value: 'web1' }], stat: 'p99', metric: 'ringflow.sched.runqueue.latency', value: 0.012, threshold: 0.01, window_end_ns: 1_700_000_010_000_000_000n }),
     'ALERT FIRING slow-runqueue {host.name=web1}: p99(ringflow.sched.runqueue.latency) = 0.012 (threshold 0.01) at 22:13:30',
   );
+});
+
+test("collect's L7 summary: the tracker's counters since the previous line", () => {
+  const t = new L7Tracker();
+  const prev = l7CountersSnapshot(t.counters);
+  Object.assign(t.counters, { records: 120, messages: 40, lostRecords: 3, resyncs: 2 });
+  t.counters.failed.set('HTTP2: gap', 1);
+  assert.equal(l7SummaryPart(t.counters, prev), '; l7: captures 120, messages 40, records lost 3, HTTP/1 resyncs 2, parsers stopped 1');
+  const next = l7CountersSnapshot(t.counters);
+  t.counters.records += 5;
+  assert.equal(l7SummaryPart(t.counters, next), '; l7: captures 5, messages 0, records lost 0, HTTP/1 resyncs 0, parsers stopped 0');
 });
