@@ -13,23 +13,14 @@ import { METRICS, WindowAggregator, type EventBase, type SeriesPoint } from '../
 import { createFastDecoder, eventTimeNs, type FastDecoder } from '../../processor/fast-decode.ts';
 import { decodeCurrent, encodeRecord, schemaRegistry, type RegisteredSchema } from '../../schemas/index.ts';
 import { SPANS_TOPIC } from '../../processor/topics.ts';
+import { mulberry32 } from '../support/prng.ts';
 
 const reg = schemaRegistry();
 const EVENT_TOPICS = [...new Set(METRICS.map((m) => m.topic))].filter((t) => t !== SPANS_TOPIC);
 const CURRENT = EVENT_TOPICS.map((t) => reg.byTopic(t)!);
 const WRITERS: RegisteredSchema[] = [...CURRENT, ...reg.history.filter((h) => EVENT_TOPICS.includes(h.topic))];
 
-/** Deterministic PRNG (mulberry32), so a failure reproduces. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 const TWO_63 = 1n << 63n;
 /** Longs around every boundary the decoders treat differently: varint lengths, 2^53, 2^63 (u64 as signed). */

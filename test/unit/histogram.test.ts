@@ -7,6 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ExpHistogram, MAX_SCALE, lowerBoundary, mapToIndex, type ExpHistogramJSON } from '../../processor/histogram.ts';
+import { mulberry32 } from '../support/prng.ts';
 
 // --- exact reference ------------------------------------------------------
 
@@ -51,17 +52,7 @@ function nextDown(v: number): number {
   return dv.getFloat64(0);
 }
 
-/** mulberry32: a small seeded PRNG, so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = mulberry32;
 
 /** Latency-like values: log-uniform over [lo, hi] seconds, some zeros. */
 function latencies(rnd: () => number, n: number, lo = 1e-7, hi = 1): number[] {

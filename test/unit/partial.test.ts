@@ -15,6 +15,7 @@ import { eventOf } from '../../processor/repartition.ts';
 import { createFastDecoder } from '../../processor/fast-decode.ts';
 import { decodeRecord, encodeRecord, schemaRegistry } from '../../schemas/index.ts';
 import { repartitionKey, SPANS_TOPIC } from '../../processor/topics.ts';
+import { mulberry32 } from '../support/prng.ts';
 
 const reg = schemaRegistry();
 const S = 1_000_000_000n;
@@ -23,17 +24,7 @@ const RUNQ = 'ringflow.sched.runqlat.v1';
 const CSW = 'ringflow.sched.cswitch.v1';
 const BIO = 'ringflow.block.io.v1';
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 interface Rec {
   topic: string;
