@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -599,7 +600,20 @@ int rf_session_add_object(rf_session *s, const char *path, const rf_global *glob
 				goto fail;
 		}
 	}
-	r = bpf_object__load(o.obj);
+	/*
+	 * The verifier gives up with EAGAIN whenever a signal is pending for this
+	 * thread, and libbpf retries only a few times: under a profiler (V8's
+	 * --cpu-prof sends SIGPROF every millisecond) loading l7.bpf.o never
+	 * succeeded. Signals stay blocked for the load and are delivered after it
+	 * (Ctrl-C during a load takes effect when it ends).
+	 */
+	{
+		sigset_t all, old;
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		r = bpf_object__load(o.obj);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
 	if (r) {
 		r = set_err(err, "bpf_object__load", o.file, r, NULL);
 		log_attach(err, mark);

@@ -229,6 +229,31 @@ describe('Session: errors', () => {
 });
 
 describe('Session: lifecycle', () => {
+  it("loads while a profiler's SIGPROF hits the thread every millisecond (the verifier gives up on a pending signal)", () => {
+    // the largest object: its verification takes many milliseconds; before signals were blocked around
+    // bpf_object__load it failed here every time with EAGAIN
+    const dir = mkdtempSync(join(tmpdir(), 'ringflow-prof-'));
+    try {
+      const script = join(dir, 'load.ts');
+      writeFileSync(script, [
+        `import { Session } from ${JSON.stringify(join(ROOT, 'native/index.ts'))};`,
+        `import { encodeSettings, encodeL7Settings } from ${JSON.stringify(join(ROOT, 'collector/signals/settings.ts'))};`,
+        `import { objectPath } from ${JSON.stringify(join(ROOT, 'collector/signals/registry.ts'))};`,
+        'const s = new Session({});',
+        "const info = s.addObject(objectPath('l7'), { ...encodeSettings({ selfTgid: process.pid }), ...encodeL7Settings({}) });",
+        'console.log(`loaded ${info.name}, ${info.programs.length} programs`);',
+        'await s.stop();',
+      ].join('\n'));
+      for (let i = 0; i < 2; i++) {
+        const out = execFileSync(process.execPath, ['--disable-warning=ExperimentalWarning', '--cpu-prof', `--cpu-prof-dir=${dir}`, script], { encoding: 'utf8' });
+        assert.match(out, /^loaded l7, \d+ programs/);
+      }
+      assert.ok(readdirSync(dir).some((f) => f.endsWith('.cpuprofile')), 'the profiler ran');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('stop() is idempotent, before and after start, and concurrent calls all resolve', async (t) => {
     const idle = open(t, { ringBytes: 64 << 10 });
     await idle.stop();
