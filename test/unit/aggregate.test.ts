@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { METRICS, WindowAggregator, mergePoints, seriesKey, spanEvent, type SeriesPoint, type TopicEvent } from '../../processor/aggregate.ts';
 import { ExpHistogram } from '../../processor/histogram.ts';
+import { replayWithCrashes } from '../support/replay.ts';
 
 const S = 1_000_000_000n;
 const BOOT = 1_764_000_000n * S; // boot wall time: a multiple of 10 s
@@ -347,28 +348,8 @@ test('aggregate: stage 2 keeps spans in their own lane: not late behind live eve
   };
   /** Runs the input through states as the aggregate stage does, crashing (state lost) after each offset in `crashAt`. */
   const run = (crashAt: number[]): Out[] => {
-    const out: Out[] = [];
-    let committed = { offset: 0, meta: undefined as string | undefined };
-    let s = createPartitionState(cfg, 0, undefined);
-    let at = 0;
-    const crashes = [...crashAt];
-    while (at < input.length) {
-      s.add(input[at]![0], input[at]![1], BigInt(at));
-      at++;
-      s.advance();
-      const pts = s.takeClosed();
-      // a transaction per 5 records (or with points)
-      if (pts.length > 0 || at % 5 === 0) {
-        out.push(...pts.map((p) => decode(p.value)));
-        committed = { offset: Number(s.minOpenOffset() ?? BigInt(at)), meta: s.checkpoint() };
-      }
-      if (crashes[0] === at) {
-        crashes.shift();
-        s = createPartitionState(cfg, 0, committed.meta);
-        at = committed.offset;
-      }
-    }
-    if (s.advanceIdle(T + 1000n * S)) out.push(...s.takeClosed().map((p) => decode(p.value)));
+    // a transaction per 5 records (or with points)
+    const out = replayWithCrashes((cp) => createPartitionState(cfg, 0, cp), input, crashAt, 5, T + 1000n * S).map(decode);
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : Number(a.start - b.start)));
   };
   const once = run([]);

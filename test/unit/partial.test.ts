@@ -16,6 +16,7 @@ import { createFastDecoder } from '../../processor/fast-decode.ts';
 import { decodeRecord, encodeRecord, schemaRegistry } from '../../schemas/index.ts';
 import { repartitionKey, SPANS_TOPIC } from '../../processor/topics.ts';
 import { mulberry32 } from '../support/prng.ts';
+import { replayWithCrashes } from '../support/replay.ts';
 
 const reg = schemaRegistry();
 const S = 1_000_000_000n;
@@ -237,27 +238,8 @@ test('partial: raw events and partials mix on the repartition topic (rolling upg
   // the aggregate stage's protocol with crashes: commit minOpenOffset() with checkpoint() every few records
   const input = stage1(recs, () => 1 + Math.floor(r() * 50), cfg.windowMs);
   const run = (crashAt: number[]): Point[] => {
-    const out: Point[] = [];
-    let committed = { offset: 0, meta: undefined as string | undefined };
-    let s = createPartitionState({ ...cfg, topK: 1000, processorId: 'u' }, 0, undefined);
-    let at = 0;
-    const crashes = [...crashAt];
-    while (at < input.length) {
-      s.add(input[at]![0], input[at]![1], BigInt(at));
-      at++;
-      s.advance();
-      const pts = s.takeClosed();
-      if (pts.length > 0 || at % 3 === 0) {
-        out.push(...pts.map((p) => decodeRecord(p.value).value as Point));
-        committed = { offset: Number(s.minOpenOffset() ?? BigInt(at)), meta: s.checkpoint() };
-      }
-      if (crashes[0] === at) {
-        crashes.shift();
-        s = createPartitionState({ ...cfg, topK: 1000, processorId: 'u' }, 0, committed.meta);
-        at = committed.offset;
-      }
-    }
-    if (s.advanceIdle(T0 + 100_000n * S)) out.push(...s.takeClosed().map((p) => decodeRecord(p.value).value as Point));
+    const out = replayWithCrashes((cp) => createPartitionState({ ...cfg, topK: 1000, processorId: 'u' }, 0, cp), input, crashAt, 3, T0 + 100_000n * S)
+      .map((v) => decodeRecord(v).value as Point);
     const key = (p: Point) => JSON.stringify([p.name, String(p.window_start_ns), p.attributes]);
     return out.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
   };
