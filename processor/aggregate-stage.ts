@@ -18,10 +18,11 @@
  */
 import { createSerial } from './serial.ts';
 import type { Kafka, Consumer, Producer, EachBatchPayload } from 'kafkajs';
-import { CompressionTypes, createPartitioner } from '../collector/kafkajs.ts';
-import { retrying, superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../collector/kafka-sink.ts';
+import { CompressionTypes } from '../collector/kafkajs.ts';
+import { retrying } from '../collector/kafka-sink.ts';
+import { connectStageClients } from './stage-clients.ts';
 import type { FatalError } from '../collector/errors.ts';
-import { AGGREGATE_GROUP, METRICS_TOPIC, REPARTITION_TOPIC, SESSION_TIMEOUT_MS } from './topics.ts';
+import { AGGREGATE_GROUP, METRICS_TOPIC, REPARTITION_TOPIC } from './topics.ts';
 import type { PartitionState } from './partition.ts';
 
 /** How often the points closed by the batches read are committed, for every partition in one transaction (as stage 1). */
@@ -148,13 +149,10 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
   return {
     counters,
     async start() {
-      admin = opts.kafka.admin();
-      await admin.connect();
-      producer = opts.kafka.producer({ transactionalId: `ringflow-aggregate-${opts.instanceId}`, idempotent: true, maxInFlightRequests: 1, createPartitioner });
-      await producer.connect();
-      consumer = opts.kafka.consumer({ groupId: AGGREGATE_GROUP, readUncommitted: false, metadataMaxAge: CONSUMER_METADATA_MAX_AGE_MS, sessionTimeout: SESSION_TIMEOUT_MS, heartbeatInterval: 1000 });
-      await consumer.connect();
-      superviseConsumer(consumer, 'processor stage 2 (aggregate)', opts.log, opts.onFatal ?? (() => {}));
+      ({ admin, producer, consumer } = await connectStageClients({
+        kafka: opts.kafka, transactionalId: `ringflow-aggregate-${opts.instanceId}`, groupId: AGGREGATE_GROUP,
+        name: 'processor stage 2 (aggregate)', log: opts.log, ...(opts.onFatal ? { onFatal: opts.onFatal } : {}),
+      }));
       // partitions taken from us lose their in-memory state; their next owner replays from the checkpoint
       consumer.on(consumer.events.GROUP_JOIN, (e) => {
         const mine = new Set((e.payload.memberAssignment[REPARTITION_TOPIC] ?? []) as number[]);

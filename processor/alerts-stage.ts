@@ -20,12 +20,13 @@
  */
 import { createSerial } from './serial.ts';
 import type { Kafka, Consumer, Producer, EachBatchPayload, PartitionAssigner } from 'kafkajs';
-import kafkajs, { CompressionTypes, createPartitioner } from '../collector/kafkajs.ts';
-import { ensureTopics, retrying, superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../collector/kafka-sink.ts';
+import kafkajs, { CompressionTypes } from '../collector/kafkajs.ts';
+import { ensureTopics, retrying } from '../collector/kafka-sink.ts';
+import { connectStageClients } from './stage-clients.ts';
 import type { FatalError } from '../collector/errors.ts';
 import { decodeCurrent, encodeRecord, schemaRegistry } from '../schemas/index.ts';
 import { AlertEvaluator, alertKey, type AlertRecord, type AlertRule, type EvaluatorJSON, type MetricPointValue } from './alerts.ts';
-import { METRICS_TOPIC, SESSION_TIMEOUT_MS } from './topics.ts';
+import { METRICS_TOPIC } from './topics.ts';
 
 export const ALERTS_TOPIC = 'ringflow.alerts.v1';
 export const ALERTS_GROUP = 'ringflow-processor-alerts';
@@ -201,16 +202,11 @@ export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
   return {
     counters,
     async start() {
-      admin = opts.kafka.admin();
-      await admin.connect();
+      ({ admin, producer, consumer } = await connectStageClients({
+        kafka: opts.kafka, transactionalId: `ringflow-alerts-${opts.instanceId}`, groupId: ALERTS_GROUP,
+        name: 'processor alerts stage', log: opts.log, ...(opts.onFatal ? { onFatal: opts.onFatal } : {}), partitionAssigners: [singleOwnerAssigner],
+      }));
       await ensureTopics(admin, [METRICS_TOPIC, ALERTS_TOPIC], opts.partitions);
-      producer = opts.kafka.producer({ transactionalId: `ringflow-alerts-${opts.instanceId}`, idempotent: true, maxInFlightRequests: 1, createPartitioner });
-      await producer.connect();
-      consumer = opts.kafka.consumer({
-        groupId: ALERTS_GROUP, readUncommitted: false, metadataMaxAge: CONSUMER_METADATA_MAX_AGE_MS, sessionTimeout: SESSION_TIMEOUT_MS, heartbeatInterval: 1000, partitionAssigners: [singleOwnerAssigner],
-      });
-      await consumer.connect();
-      superviseConsumer(consumer, 'processor alerts stage', opts.log, opts.onFatal ?? (() => {}));
       consumer.on(consumer.events.GROUP_JOIN, (e) => {
         assigned = [...((e.payload.memberAssignment[METRICS_TOPIC] ?? []) as number[])].sort((a, b) => a - b);
         evaluator = undefined; // re-read from the committed state

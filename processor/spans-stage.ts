@@ -23,15 +23,16 @@
  * its last requests time out and its last spans end their link wait.
  */
 import type { Kafka, Consumer, Producer, EachBatchPayload } from 'kafkajs';
-import { CompressionTypes, createPartitioner } from '../collector/kafkajs.ts';
-import { retrying, superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../collector/kafka-sink.ts';
+import { CompressionTypes } from '../collector/kafkajs.ts';
+import { retrying } from '../collector/kafka-sink.ts';
+import { connectStageClients } from './stage-clients.ts';
 import type { FatalError } from '../collector/errors.ts';
 import { decodeCurrent } from '../schemas/index.ts';
 import { createSerial } from './serial.ts';
 import { SpanCorrelator, encodeSpan, type L7Record, type Span, type SpanCounters } from './spans.ts';
 import { deadLetter, type OutMessage } from './repartition.ts';
 import { IDLE_GRACE_NS } from './partition.ts';
-import { DEADLETTER_TOPIC, L7_TOPIC, SESSION_TIMEOUT_MS, SPANS_GROUP, SPANS_TOPIC } from './topics.ts';
+import { DEADLETTER_TOPIC, L7_TOPIC, SPANS_GROUP, SPANS_TOPIC } from './topics.ts';
 
 export const DEFAULT_SPAN_TIMEOUT_NS = 30_000_000_000n;
 export const DEFAULT_SPAN_LINK_DELAY_NS = 2_000_000_000n;
@@ -160,13 +161,10 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
       return sum as unknown as SpanCounters;
     },
     async start() {
-      admin = opts.kafka.admin();
-      await admin.connect();
-      producer = opts.kafka.producer({ transactionalId: `ringflow-spans-${opts.instanceId}`, idempotent: true, maxInFlightRequests: 1, createPartitioner });
-      await producer.connect();
-      consumer = opts.kafka.consumer({ groupId: SPANS_GROUP, readUncommitted: false, metadataMaxAge: CONSUMER_METADATA_MAX_AGE_MS, sessionTimeout: SESSION_TIMEOUT_MS, heartbeatInterval: 1000 });
-      await consumer.connect();
-      superviseConsumer(consumer, 'processor spans stage', opts.log, opts.onFatal ?? (() => {}));
+      ({ admin, producer, consumer } = await connectStageClients({
+        kafka: opts.kafka, transactionalId: `ringflow-spans-${opts.instanceId}`, groupId: SPANS_GROUP,
+        name: 'processor spans stage', log: opts.log, ...(opts.onFatal ? { onFatal: opts.onFatal } : {}),
+      }));
       // partitions taken from us lose their correlator; their next owner replays from the checkpoint
       consumer.on(consumer.events.GROUP_JOIN, (e) => {
         const mine = new Set((e.payload.memberAssignment[L7_TOPIC] ?? []) as number[]);
