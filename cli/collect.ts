@@ -176,10 +176,10 @@ function summaryLine(s: StatsSnapshot): string {
  * connections that had to resync, parser directions that stopped for good).
  * Loss inside the L7 stream would otherwise show only as fewer messages.
  */
-export function l7SummaryPart(now: L7Counters, prev: L7CountersSnapshot): string {
-  const failed = [...now.failed.values()].reduce((a, n) => a + n, 0);
+export function l7SummaryPart(counters: L7Counters, prev: L7CountersSnapshot): string {
+  const now = l7CountersSnapshot(counters);
   return `; l7: captures ${now.records - prev.records}, messages ${now.messages - prev.messages}, records lost ${now.lostRecords - prev.lostRecords}, ` +
-    `HTTP/1 resyncs ${now.resyncs - prev.resyncs}, parsers stopped ${failed - prev.failed}`;
+    `HTTP/1 resyncs ${now.resyncs - prev.resyncs}, parsers stopped ${now.failed - prev.failed}`;
 }
 
 export interface L7CountersSnapshot { records: number; messages: number; lostRecords: number; resyncs: number; failed: number }

@@ -712,22 +712,7 @@ export class WindowAggregator {
   }
 
   private seriesByKey(data: WindowData, m: Compiled, e: EventBase): Series {
-    const dims = m.dims;
-    // key: each value then NUL; an absent value is U+0001 (C-string values
-    // never hold NUL, nor are they exactly U+0001)
-    let key = '';
-    for (let i = 0; i < dims.length; i++) {
-      const v = dims[i]!.get(e);
-      key += v === undefined ? '\u0001\u0000' : v + '\u0000';
-    }
-    return this.seriesFor(data, m, key, () => {
-      const attrs: Attribute[] = [];
-      for (const d of dims) {
-        const v = d.get(e);
-        if (v !== undefined) attrs.push([d.key, v]);
-      }
-      return attrs;
-    });
+    return this.seriesFor(data, m, eventKey(m.dims, e), () => eventAttributes(m.dims, e));
   }
 
   /** The series of `attributes` (as a point or partial names them: sorted, absent dimensions left out). */
@@ -755,10 +740,34 @@ function attributesKey(m: Compiled, attributes: readonly Attribute[]): string {
   return dimensionKey(values);
 }
 
+/**
+ * A series' key: each dimension value then NUL; an absent value is U+0001
+ * (C-string values never hold NUL, nor are they exactly U+0001).
+ */
 function dimensionKey(values: readonly (string | undefined)[]): string {
   let key = '';
   for (const v of values) key += v === undefined ? '\u0001\u0000' : v + '\u0000';
   return key;
+}
+
+/** dimensionKey of event `e`'s values, without an array in between (hot path). */
+function eventKey(dims: readonly DimensionDef<EventBase>[], e: EventBase): string {
+  let key = '';
+  for (let i = 0; i < dims.length; i++) {
+    const v = dims[i]!.get(e);
+    key += v === undefined ? '\u0001\u0000' : v + '\u0000';
+  }
+  return key;
+}
+
+/** Event `e`'s attributes under `dims`, absent dimensions left out. */
+function eventAttributes(dims: readonly DimensionDef<EventBase>[], e: EventBase): Attribute[] {
+  const attrs: Attribute[] = [];
+  for (const d of dims) {
+    const v = d.get(e);
+    if (v !== undefined) attrs.push([d.key, v]);
+  }
+  return attrs;
 }
 
 /** One series of a PartialWindow. */
@@ -868,21 +877,11 @@ export class PartialAggregator {
     for (let i = 0; i < defs.length; i++) {
       const d = defs[i]!;
       if (d.accept !== undefined && !d.accept(e)) continue;
-      const dims = d.dimensions;
-      let key = '';
-      for (let j = 0; j < dims.length; j++) {
-        const v = dims[j]!.get(e);
-        key += v === undefined ? '\u0001\u0000' : v + '\u0000';
-      }
+      const key = eventKey(d.dimensions, e);
       const map = g.series[i]!;
       let s = map.get(key);
       if (s === undefined) {
-        const attributes: Attribute[] = [];
-        for (const x of dims) {
-          const v = x.get(e);
-          if (v !== undefined) attributes.push([x.key, v]);
-        }
-        s = { name: d.name, attributes, count: 0, events: 0 };
+        s = { name: d.name, attributes: eventAttributes(d.dimensions, e), count: 0, events: 0 };
         if (d.kind === 'histogram') s.histogram = new ExpHistogram(this.histOpts);
         else s.sum = 0;
         map.set(key, s);

@@ -243,8 +243,7 @@ export class L7Tracker {
         this.noteFailure(conn, dir);
         conn.resync = { reqAt: null };
         this.counters.resyncs++;
-        if (!this.resynced(conn, c, dir)) return;
-        return this.data(conn, c, dir, out);
+        return this.data(conn, c, dir, out); // this record may be where it starts again
       }
     }
     if (expected >= 0 && c.offset < expected) return; // already fed (cannot happen unless ids repeat)

@@ -8,7 +8,7 @@
  * Spawned by l7.ts; prints "capturing" when attached and, on SIGINT, one JSON
  * line {records, kernel_drops}.
  */
-import { Session } from '../../native/index.ts';
+import { Session, countRecords } from '../../native/index.ts';
 import { encodeSettings, encodeL7Settings } from '../../collector/signals/settings.ts';
 import { objectPath } from '../../collector/signals/registry.ts';
 import { L7_CAPTURE_TYPE } from '../../collector/l7/capture.ts';
@@ -17,8 +17,7 @@ const session = new Session({});
 session.addObject(objectPath('l7'), { ...encodeSettings({ selfTgid: process.pid }), ...encodeL7Settings({}) });
 let records = 0;
 session.start((batch) => {
-  // the addon's framing: u32 length, u32 reserved, the record padded to 8 bytes
-  for (let o = 0; o + 8 <= batch.length; o += 8 + ((batch.readUInt32LE(o) + 7) & ~7)) records++;
+  records += countRecords(batch);
 });
 process.stderr.write('capturing\n');
 process.once('SIGINT', () => {
