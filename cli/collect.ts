@@ -182,6 +182,16 @@ export function l7SummaryPart(counters: L7Counters, prev: L7CountersSnapshot): s
     `HTTP/1 resyncs ${now.resyncs - prev.resyncs}, parsers stopped ${now.failed - prev.failed}`;
 }
 
+/**
+ * The collector process's own CPU over a summary interval, in % of one core
+ * (user + system, all its threads): what observing costs the host, next to
+ * what was observed.
+ */
+export function cpuSummaryPart(cpuUs: number, intervalNs: bigint): string {
+  const secs = Number(intervalNs) / 1e9;
+  return `, cpu ${secs > 0 ? Math.round(cpuUs / 1e4 / secs) : 0}%`;
+}
+
 export interface L7CountersSnapshot { records: number; messages: number; lostRecords: number; resyncs: number; failed: number }
 
 export function l7CountersSnapshot(c: L7Counters): L7CountersSnapshot {
@@ -231,6 +241,7 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
       }
     }
     let l7Prev: L7CountersSnapshot = { records: 0, messages: 0, lostRecords: 0, resyncs: 0, failed: 0 };
+    let cpuPrev = process.cpuUsage();
     const collector = new Collector({
       session,
       transcoder: codec.transcoder,
@@ -241,10 +252,13 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
       statsIntervalMs: cfg.statsIntervalMs,
       ...(cfg.stdout ? {} : { encodeStats: (s: StatsSnapshot) => codec.encodeStats(s) }),
       onStats: (s) => {
+        const cpu = process.cpuUsage(cpuPrev);
+        cpuPrev = process.cpuUsage();
         if (cfg.quiet) return;
+        const line = summaryLine(s) + cpuSummaryPart(cpu.user + cpu.system, s.interval_ns);
         const tracker = codec.l7?.tracker;
-        if (!tracker) return log(summaryLine(s));
-        log(summaryLine(s) + l7SummaryPart(tracker.counters, l7Prev));
+        if (!tracker) return log(line);
+        log(line + l7SummaryPart(tracker.counters, l7Prev));
         l7Prev = l7CountersSnapshot(tracker.counters);
       },
     });

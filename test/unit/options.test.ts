@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseDurationNs, parseIntFlag, parseBrokers, parseList, parseComm } from '../../collector/options.ts';
 import { FatalError } from '../../collector/errors.ts';
-import { parseCollectArgs, l7SummaryPart, l7CountersSnapshot } from '../../cli/collect.ts';
+import { parseCollectArgs, l7SummaryPart, l7CountersSnapshot, cpuSummaryPart } from '../../cli/collect.ts';
 import { L7Tracker } from '../../collector/l7/tracker.ts';
 import { encodeSettings } from '../../collector/signals/settings.ts';
 
@@ -95,4 +95,13 @@ test("collect's L7 summary: the tracker's counters since the previous line", () 
   const next = l7CountersSnapshot(t.counters);
   t.counters.records += 5;
   assert.equal(l7SummaryPart(t.counters, next), '; l7: captures 5, messages 0, records lost 0, HTTP/1 resyncs 0, parsers stopped 0');
+});
+
+test("collect's summary: its own CPU over the interval, in % of one core", () => {
+  for (const [cpuUs, intervalNs, want] of [
+    [870_000, 1_000_000_000n, ', cpu 87%'],
+    [3_000_000, 2_000_000_000n, ', cpu 150%'], // two threads busy
+    [4_000, 10_000_000_000n, ', cpu 0%'],
+    [5_000, 0n, ', cpu 0%'],
+  ] as const) assert.equal(cpuSummaryPart(cpuUs, intervalNs), want);
 });
