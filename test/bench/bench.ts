@@ -384,7 +384,7 @@ async function main() {
     Object.assign(out, l7Parse());
   }
   if (want('l7overhead')) {
-    log('l7overhead: a node:http server under wrk, 10 s without, with and again without ringflow collect --signals l7');
+    log('l7overhead: a node:http server under wrk, 10 s each: alone, with ringflow collect --signals l7, alone, with the kernel side only, with a CPU burner using what the collector used, alone');
     const k = await ownBroker();
     try {
       Object.assign(out, await httpOverhead(k.brokers));

@@ -11,9 +11,17 @@
  *   http_overhead_capture_ratio  the same with only the kernel side running
  *                            (l7-capture.ts: BPF programs + the addon's drain, records
  *                            discarded): how much of the overhead is the kernel's
+ *   http_overhead_cpu_reference_ratio  the same with, instead of ringflow, a process
+ *                            that only burns as much CPU as the collector used during
+ *                            its run (http_collector_cpu_cores): what that much CPU
+ *                            costs the server here whatever it is spent on
+ *   http_l7_collector_cpu_us_per_message  the collector's CPU (its stats lines) per
+ *                            L7 message over its whole run; http_host_cpu_cores_* the
+ *                            machine's busy cores (/proc/stat) without and with it
  */
 import { spawn, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
+import fs from 'node:fs';
 import path from 'node:path';
 import hpack from 'hpack.js';
 import dnsPacket from 'dns-packet';
@@ -151,6 +159,47 @@ function wrk(port: number, seconds: number): WrkResult {
   return parseWrk(execFileSync('wrk', wrkArgs(port, seconds), { encoding: 'utf8' }));
 }
 
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/** CPU seconds (user + system, all threads) a live process has used. */
+function procCpuSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // after "pid (comm) ": state is field 3, utime 14, stime 15
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+}
+
+/** Busy CPU seconds of the whole machine so far (/proc/stat: all but idle and iowait). */
+function hostBusySeconds(): number {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  return (f.reduce((a, n) => a + n, 0) - f[3]! - f[4]!) / CLK_TCK;
+}
+
+/** wrk while measuring the host's busy cores over its run. */
+async function wrkMeasured(port: number, seconds: number): Promise<WrkResult & { host_cores: number }> {
+  const h0 = hostBusySeconds();
+  const t0 = performance.now();
+  const r = await wrkAsync(port, seconds);
+  return { ...r, host_cores: (hostBusySeconds() - h0) / ((performance.now() - t0) / 1000) };
+}
+
+/**
+ * Processes that do nothing but use `cores` of CPU between them (each busy for
+ * its share of every 10 ms), as the collector did, for the reference ratio.
+ */
+function burn(cores: number): () => void {
+  const n = Math.max(1, Math.ceil(cores));
+  const kids = Array.from({ length: n }, () => spawn(process.execPath, ['-e', `
+    const duty = ${Math.min(1, cores / n)};
+    for (;;) {
+      const t = performance.now();
+      while (performance.now() - t < 10 * duty);
+      if (duty < 1) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10 * (1 - duty));
+    }
+  `], { stdio: 'ignore' }));
+  return () => kids.forEach((k) => k.kill('SIGKILL'));
+}
+
 /** wrk without blocking this process's event loop (a child's stderr is being read meanwhile). */
 async function wrkAsync(port: number, seconds: number): Promise<WrkResult> {
   const child = spawn('wrk', wrkArgs(port, seconds), { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -176,17 +225,23 @@ export async function httpOverhead(brokers: string, seconds = 10): Promise<Recor
   const port = Number(line.toString().trim());
   try {
     wrk(port, 2); // warm-up
-    const before = wrk(port, seconds);
+    const before = await wrkMeasured(port, seconds);
     const collector = spawn(path.join(REPO_ROOT, 'bin/ringflow'), ['collect', '--signals', 'l7', '--brokers', brokers, '--stats-interval', '1s', '--host', 'bench-l7'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     collector.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     for (let i = 0; i < 300 && !/collecting l7/.test(err); i++) await new Promise((r) => setTimeout(r, 100));
     if (!/collecting l7/.test(err)) throw new Error(`collector did not start:\n${err}`);
-    const during = await wrkAsync(port, seconds);
+    // bin/ringflow execs node: the pid is the collector's
+    const cpu0 = procCpuSeconds(collector.pid!);
+    const t0 = performance.now();
+    const during = await wrkMeasured(port, seconds);
+    const collectorCores = (procCpuSeconds(collector.pid!) - cpu0) / ((performance.now() - t0) / 1000);
     collector.kill('SIGINT');
     await once(collector, 'exit');
-    // the collector's stats lines: what it parsed into messages and what the kernel could not hand it
+    // the collector's stats lines: what it parsed into messages, what the kernel could not hand it, its CPU
     const sum = (re: RegExp) => [...err.matchAll(re)].reduce((a, m) => a + Number(m[1]), 0);
+    const cpuSeconds = [...err.matchAll(/ringflow: ([\d.]+)s: .*?, cpu (\d+)%/g)].reduce((a, m) => a + Number(m[1]) * Number(m[2]) / 100, 0);
+    const parsed = sum(/read (\d+) \(/g);
     const after = wrk(port, seconds);
 
     // the kernel side alone
@@ -201,6 +256,15 @@ export async function httpOverhead(brokers: string, seconds = 10): Promise<Recor
     capture.kill('SIGINT');
     await once(capture, 'exit');
     const captured = JSON.parse(cout.trim() || '{}') as { records?: number; kernel_drops?: number };
+
+    // the reference: as much CPU as the collector used, spent on nothing
+    const stopBurning = burn(collectorCores);
+    let reference: WrkResult;
+    try {
+      reference = await wrkAsync(port, seconds);
+    } finally {
+      stopBurning();
+    }
     const last = wrk(port, seconds);
 
     const base = { rps: (before.rps + after.rps + last.rps) / 3, p99_ms: (before.p99_ms + after.p99_ms + last.p99_ms) / 3 };
@@ -211,12 +275,18 @@ export async function httpOverhead(brokers: string, seconds = 10): Promise<Recor
       http_p99_ms_without: +base.p99_ms.toFixed(3),
       http_p99_ms_with_l7: +during.p99_ms.toFixed(3),
       http_added_p99_ms: +(during.p99_ms - base.p99_ms).toFixed(3),
-      http_l7_messages_parsed: sum(/read (\d+) \(/g),
+      http_l7_messages_parsed: parsed,
       http_l7_kernel_drops: sum(/kernel drops (\d+)/g),
+      http_l7_collector_cpu_us_per_message: parsed > 0 ? +(cpuSeconds * 1e6 / parsed).toFixed(2) : null,
+      http_collector_cpu_cores: +collectorCores.toFixed(2),
+      http_host_cpu_cores_without: +before.host_cores.toFixed(2),
+      http_host_cpu_cores_with_l7: +during.host_cores.toFixed(2),
       http_rps_with_capture_only: Math.round(captureOnly.rps),
       http_overhead_capture_ratio: +(captureOnly.rps / base.rps).toFixed(3),
       http_capture_only_records: captured.records ?? null,
       http_capture_only_kernel_drops: captured.kernel_drops ?? null,
+      http_rps_with_cpu_reference: Math.round(reference.rps),
+      http_overhead_cpu_reference_ratio: +(reference.rps / base.rps).toFixed(3),
     };
   } finally {
     server.kill();
