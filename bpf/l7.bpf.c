@@ -227,6 +227,23 @@ struct rf_l7_scratch {
 	__u8 data[2 * RF_L7_MAX_CAPTURE];
 };
 
+/*
+ * rf_l7_emit's record header and tuple, off the stack: the verifier adds the
+ * stack of a global function to its caller's, and 512 bytes for both together
+ * is tight (recvmmsg's loop plus rf_l7_emit measured 544 on kernel 6.18.44).
+ */
+struct rf_l7_emit_scratch {
+	struct rf_l7_capture r;
+	struct rf_l7_tuple t;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rf_l7_emit_scratch);
+} rf_l7_emit_scratch SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -621,16 +638,21 @@ static __always_inline bool rf_l7_dns_header(__u8 *data, struct rf_l7_call *c)
 __noinline int rf_l7_emit(struct rf_l7_call *c)
 {
 	struct rf_l7_scratch *s = rf_l7_scratch_get();
-	struct rf_l7_capture r;
+	struct rf_l7_emit_scratch *e;
+	struct rf_l7_capture *r;
+	struct rf_l7_tuple *t;
 	struct bpf_dynptr dp;
 	struct rf_l7_key k;
 	struct rf_l7_conn *st;
-	struct rf_l7_tuple t;
+	__u32 zero = 0;
 	__u32 limit = rf_l7_capture_bytes, want;
 	__u64 off, peer, flags, captured;
 
-	if (!c || !s)
+	e = bpf_map_lookup_elem(&rf_l7_emit_scratch, &zero);
+	if (!c || !s || !e)
 		return 0;
+	r = &e->r;
+	t = &e->t;
 	k.tgid = bpf_get_current_pid_tgid() >> 32;
 	k.fd = c->fd;
 	st = bpf_map_lookup_elem(&rf_l7_conns, &k);
@@ -638,17 +660,17 @@ __noinline int rf_l7_emit(struct rf_l7_call *c)
 	if (st && st->sk != c->sk)
 		st = NULL;
 	if (st)
-		t = st->t;
+		*t = st->t;
 	else
-		rf_l7_sock_tuple(&t, (struct sock *)c->sk, c->protocol);
-	rf_l7_put_tuple(&r, &t);
-	r.flags = 0;
+		rf_l7_sock_tuple(t, (struct sock *)c->sk, c->protocol);
+	rf_l7_put_tuple(r, t);
+	r->flags = 0;
 	if (c->protocol == IPPROTO_UDP)
-		rf_l7_msg_addr(&r, c->addr, c->addrlen);
-	if (!rf_l7_port_ok(r.lport, r.rport))
+		rf_l7_msg_addr(r, c->addr, c->addrlen);
+	if (!rf_l7_port_ok(r->lport, r->rport))
 		return 0;
 	if (!st)
-		st = rf_l7_conn_start(c->fd, c->sk, &t, RF_L7_ROLE_UNKNOWN, RF_L7_F_MIDSTREAM);
+		st = rf_l7_conn_start(c->fd, c->sk, t, RF_L7_ROLE_UNKNOWN, RF_L7_F_MIDSTREAM);
 	if (!st)
 		return 0;
 	/* rejected since sys_enter parked the call (another thread decided), or one of several mmsg messages */
@@ -664,23 +686,23 @@ __noinline int rf_l7_emit(struct rf_l7_call *c)
 		__sync_fetch_and_add(&st->rx, c->bytes);
 	}
 	/* UDP: DNS datagrams only (counted in the offsets above all the same) */
-	if (rf_l7_detect_records && c->protocol == IPPROTO_UDP && r.lport != RF_L7_DNS_PORT &&
-	    r.rport != RF_L7_DNS_PORT && !rf_l7_dns_header(s->data, c)) {
+	if (rf_l7_detect_records && c->protocol == IPPROTO_UDP && r->lport != RF_L7_DNS_PORT &&
+	    r->rport != RF_L7_DNS_PORT && !rf_l7_dns_header(s->data, c)) {
 		rf_l7_gate_count(RF_L7_GATE_UDP_SKIPPED);
 		return 0;
 	}
 
-	rf_fill_current(&r.hdr, RF_EV_L7_CAPTURE, bpf_ktime_get_ns());
-	r.conn_id = st->id;
-	r.offset = off;
-	r.peer_offset = peer;
-	r.fd = c->fd;
-	r.total_len = c->bytes;
-	r.direction = c->direction;
-	r.syscall = c->sys;
-	r.role = st->role;
-	r.kind = RF_L7_KIND_DATA;
-	r.flags |= st->flags;
+	rf_fill_current(&r->hdr, RF_EV_L7_CAPTURE, bpf_ktime_get_ns());
+	r->conn_id = st->id;
+	r->offset = off;
+	r->peer_offset = peer;
+	r->fd = c->fd;
+	r->total_len = c->bytes;
+	r->direction = c->direction;
+	r->syscall = c->sys;
+	r->role = st->role;
+	r->kind = RF_L7_KIND_DATA;
+	r->flags |= st->flags;
 
 	if (limit > RF_L7_MAX_CAPTURE)
 		limit = RF_L7_MAX_CAPTURE;
@@ -690,18 +712,18 @@ __noinline int rf_l7_emit(struct rf_l7_call *c)
 	/* MSG_TRUNC: a datagram's return value can exceed the buffer it was given */
 	if (!c->iovcnt && c->buflen < want)
 		want = c->buflen;
-	captured = rf_l7_copy(s->data, c->buf, c->iov, c->iovcnt, want, &r.flags);
+	captured = rf_l7_copy(s->data, c->buf, c->iov, c->iovcnt, want, &r->flags);
 	barrier_var(captured);
 	if (captured > RF_L7_MAX_CAPTURE)
 		captured = RF_L7_MAX_CAPTURE;
-	r.captured_len = captured;
+	r->captured_len = captured;
 
 	/* TCP undecided: this record goes out; it may decide the connection */
 	if (rf_l7_detect_records && c->protocol == IPPROTO_TCP && st->gate == RF_L7_GATE_UNDECIDED) {
 		__u8 h[16];
 
 		rf_l7_head(h, s->data, captured);
-		if (r.lport == RF_L7_DNS_PORT || r.rport == RF_L7_DNS_PORT || rf_l7_signature(h)) {
+		if (r->lport == RF_L7_DNS_PORT || r->rport == RF_L7_DNS_PORT || rf_l7_signature(h)) {
 			st->gate = RF_L7_GATE_ACCEPTED;
 			rf_l7_gate_count(RF_L7_GATE_ACCEPTED_CONNS);
 		} else if (++st->looked >= rf_l7_detect_records) {
@@ -711,13 +733,13 @@ __noinline int rf_l7_emit(struct rf_l7_call *c)
 	}
 
 	/* the reservation must be released even when it failed */
-	if (bpf_ringbuf_reserve_dynptr(&rf_events, sizeof(r) + captured, 0, &dp)) {
+	if (bpf_ringbuf_reserve_dynptr(&rf_events, sizeof(*r) + captured, 0, &dp)) {
 		bpf_ringbuf_discard_dynptr(&dp, BPF_RB_NO_WAKEUP);
 		rf_count_drop(RF_EV_L7_CAPTURE);
 		return 0;
 	}
-	bpf_dynptr_write(&dp, 0, &r, sizeof(r), 0);
-	bpf_dynptr_write(&dp, sizeof(r), s->data, captured, 0);
+	bpf_dynptr_write(&dp, 0, r, sizeof(*r), 0);
+	bpf_dynptr_write(&dp, sizeof(*r), s->data, captured, 0);
 	/* wake-up batching as in rf_submit */
 	flags = BPF_RB_NO_WAKEUP;
 	if (bpf_ringbuf_query(&rf_events, BPF_RB_AVAIL_DATA) >= rf_wakeup_bytes)
