@@ -59,7 +59,7 @@
  * requests sent after a refused upgrade are not reported.
  */
 import { keepHeader, redactTarget } from './headers.ts';
-import { DEFAULT_L7_OPTIONS, type L7Kind, type L7Message, type L7ParseOptions, type StreamParser } from './types.ts';
+import { DEFAULT_L7_OPTIONS, NEVER_CAPTURED_HEADERS, type L7Kind, type L7Message, type L7ParseOptions, type StreamParser } from './types.ts';
 
 /** Largest head (start line + fields) or trailer section held; longer ones end the direction. */
 export const MAX_HEAD_BYTES = 16 * 1024;
@@ -80,16 +80,36 @@ const EMPTY = new Uint8Array(0);
 /** Buffers above this size are released once a message's head has been parsed. */
 const KEEP_BUFFER = 1024;
 const utf8 = new TextDecoder();
+/** For header values: a value's leading U+FEFF is data, not a byte-order mark. */
+const utf8Value = new TextDecoder('utf-8', { ignoreBOM: true });
+const COLON = 0x3a;
+const HT = 0x09;
 
 const TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const IS_TOKEN = new Uint8Array(256);
 for (let k = 0; k < TOKEN_CHARS.length; k++) IS_TOKEN[TOKEN_CHARS.charCodeAt(k)] = 1;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([^\x00-\x20\x7f]+) HTTP\/1\.\d$/;
 const STATUS_LINE = /^HTTP\/1\.\d ([1-9]\d\d)(?: .*)?$/;
 /** At most 12 hex digits keep sizes (and their sums) far below 2^53. */
 const CHUNK_SIZE = /^([0-9A-Fa-f]{1,12})[ \t]*(?:;.*)?$/;
 const CONTENT_LENGTH = /^\d{1,15}$/;
+
+/** Fields framing needs (RFC 9112 6), whatever the captured list says. */
+const FRAMING_FIELDS = ['transfer-encoding', 'content-length', 'connection', 'upgrade'];
+const wantedByOpts = new WeakMap<L7ParseOptions, ReadonlySet<string>>();
+
+/**
+ * The field names a head's parse keeps: framing's and the captured ones. Every
+ * other value is checked for syntax but never decoded (most of a head's bytes).
+ */
+function wantedFields(opts: L7ParseOptions): ReadonlySet<string> {
+  let w = wantedByOpts.get(opts);
+  if (w === undefined) {
+    w = new Set([...FRAMING_FIELDS, ...opts.headers.map((h) => h.toLowerCase()).filter((h) => !NEVER_CAPTURED_HEADERS.has(h))]);
+    wantedByOpts.set(opts, w);
+  }
+  return w;
+}
 
 /** Methods that `looksLikeHttp1Request` recognises. The parser itself accepts any token. */
 const SNIFF_METHODS: ReadonlySet<string> = new Set([
@@ -156,6 +176,7 @@ class Http1Direction implements Http1StreamParser {
   private readonly kind: L7Kind;
   private readonly opts: L7ParseOptions;
   private readonly log: MethodLog;
+  private readonly wanted: ReadonlySet<string>;
   private state: State = 'idle';
   private failure: string | null = null;
   private ended = false;
@@ -185,6 +206,7 @@ class Http1Direction implements Http1StreamParser {
     this.kind = kind;
     this.opts = opts;
     this.log = log;
+    this.wanted = wantedFields(opts);
   }
 
   get failed(): string | null {
@@ -399,13 +421,13 @@ class Http1Direction implements Http1StreamParser {
     this.bufLen = need;
   }
 
-  /** The head buffered so far, as lines without their line ends; the last element is the unfinished line ('' after a LF). */
-  private headLines(): string[] {
-    return utf8.decode(this.buf.subarray(0, this.bufLen)).split('\n').map(stripCr);
+  /** End of the start line in the buffer: just past its LF. */
+  private startLineEnd(): number {
+    return this.buf.subarray(0, this.bufLen).indexOf(LF) + 1;
   }
 
   private parseStartLine(): StartLine | null {
-    const line = this.headLines()[0]!;
+    const line = stripEol(utf8.decode(this.buf.subarray(0, this.startLineEnd())));
     if (this.kind === 'REQUEST') {
       const m = REQUEST_LINE.exec(line);
       return m === null ? null : { method: m[1]!, target: m[2]!, status: null };
@@ -415,9 +437,7 @@ class Http1Direction implements Http1StreamParser {
   }
 
   private headDone(out: L7Message[]): void {
-    const lines = this.headLines();
-    // [start line, ...fields, '' (the empty line), '' (after its LF)]
-    const fields = parseFields(lines.slice(1, -2), true);
+    const fields = parseFields(this.buf, this.startLineEnd(), this.bufLen, true, this.wanted);
     if (fields === null) {
       this.loseSync('bad header line', out);
       return;
@@ -536,7 +556,7 @@ class Http1Direction implements Http1StreamParser {
       const { status } = this.start;
       if (status !== null && status < 200 && status !== 101) return;
       // Only whole field lines: a line the cut went through may hold a value cut short.
-      msg = this.newMessage(this.start, parseFields(this.headLines().slice(1, -1), false) ?? []);
+      msg = this.newMessage(this.start, parseFields(this.buf, this.startLineEnd(), this.bufLen, false, this.wanted) ?? []);
     }
     if (msg === null) return;
     msg.truncated = true;
@@ -575,33 +595,64 @@ function stripEol(line: string): string {
 }
 
 /**
- * Field lines as [lower-case name, value]. Strict: any malformed line makes the
- * head invalid (null), as RFC 9112 5.1 asks. Lenient (a head cut short): malformed lines are skipped.
+ * The complete field lines in buf[from, to) up to the empty line that ends a
+ * head, as [lower-case name, value] for the names in `wanted` (the other lines
+ * are checked, not kept). Strict: any malformed line makes the head invalid
+ * (null), as RFC 9112 5.1 asks. Lenient (a head cut short): malformed lines
+ * are skipped, and so is a line not yet ended (it may hold a value cut short).
+ * Works on bytes: every delimiter (LF, CR, ':', SP, HT) is ASCII, so no UTF-8
+ * sequence spans one, and only kept values are decoded.
  */
-function parseFields(lines: readonly string[], strict: boolean): [string, string][] | null {
+function parseFields(buf: Uint8Array, from: number, to: number, strict: boolean, wanted: ReadonlySet<string>): [string, string][] | null {
   const fields: [string, string][] = [];
-  for (const line of lines) {
-    if (line.startsWith(' ') || line.startsWith('\t')) {
-      // obs-fold (RFC 9112 5.2): a continuation of the previous value.
-      const last = fields.at(-1);
-      if (last === undefined) {
+  // obs-fold (RFC 9112 5.2) continues the previous well-formed field line, kept or not.
+  let previous: [string, string] | null = null;
+  let seenField = false;
+  for (let s = from; s < to;) {
+    const lf = buf.subarray(s, to).indexOf(LF);
+    if (lf < 0) break;
+    let e = s + lf;
+    const next = e + 1;
+    if (e > s && buf[e - 1] === CR) e--;
+    if (e === s) break; // the empty line
+    const first = buf[s]!;
+    if (first === SP || first === HT) {
+      if (!seenField) {
         if (strict) return null;
-        continue;
+      } else if (previous !== null) {
+        previous[1] = `${previous[1]} ${decodeTrimmed(buf, s, e)}`;
       }
-      last[1] = `${last[1]} ${trimOws(line)}`;
+      s = next;
       continue;
     }
-    const colon = line.indexOf(':');
-    const name = colon < 0 ? '' : line.slice(0, colon);
-    if (!TOKEN.test(name)) {
+    let name = '';
+    let colon = s;
+    for (; colon < e; colon++) {
+      const c = buf[colon]!;
+      if (IS_TOKEN[c] !== 1) break;
+      name += String.fromCharCode(c >= 0x41 && c <= 0x5a ? c | 0x20 : c);
+    }
+    if (colon === s || colon === e || buf[colon] !== COLON) {
       if (strict) return null;
+      s = next;
       continue;
     }
-    fields.push([name.toLowerCase(), trimOws(line.slice(colon + 1))]);
+    seenField = true;
+    previous = null;
+    if (wanted.has(name)) {
+      previous = [name, decodeTrimmed(buf, colon + 1, e)];
+      fields.push(previous);
+    }
+    s = next;
   }
   return fields;
 }
 
-function trimOws(s: string): string {
-  return s.replace(/^[ \t]+|[ \t]+$/g, '');
+/** buf[from, to) as UTF-8 without leading or trailing SP and HT (OWS). */
+function decodeTrimmed(buf: Uint8Array, from: number, to: number): string {
+  let a = from;
+  let b = to;
+  while (a < b && (buf[a] === SP || buf[a] === HT)) a++;
+  while (b > a && (buf[b - 1] === SP || buf[b - 1] === HT)) b--;
+  return a === b ? '' : utf8Value.decode(buf.subarray(a, b));
 }
