@@ -155,19 +155,25 @@ export function encodeLong(v: bigint | number): Buffer {
 
 /** |v| < 2^52: its zigzag value is < 2^53, exact in a double. */
 function encodeSmallLong(v: number): Buffer {
-  const s = LONG_SCRATCH;
-  let i = 0;
-  let z = v >= 0 ? v * 2 : -v * 2 - 1;
-  while (z >= 0x80000000) {
-    s[i++] = (z % 128) | 0x80;
-    z = Math.floor(z / 128);
+  return LONG_VIEWS[writeVarint(LONG_SCRATCH, 0, v >= 0 ? v * 2 : -v * 2 - 1)]!;
+}
+
+/**
+ * Writes n, a non-negative integer held exactly by a double (a zigzag value
+ * below 2^53), as a varint at out[pos]; returns the position after it. Shared
+ * with the collector's generated encoders (collector/events/transcode.ts).
+ */
+export function writeVarint(out: Uint8Array, pos: number, n: number): number {
+  while (n >= 4294967296) {
+    out[pos++] = (n % 128) | 128;
+    n = Math.floor(n / 128);
   }
-  while (z > 0x7f) {
-    s[i++] = (z & 0x7f) | 0x80;
-    z >>>= 7;
+  while (n > 127) {
+    out[pos++] = (n & 127) | 128;
+    n >>>= 7;
   }
-  s[i++] = z;
-  return LONG_VIEWS[i]!;
+  out[pos++] = n;
+  return pos;
 }
 
 /** Inverse of encodeLong; takes exactly one varint's bytes. */

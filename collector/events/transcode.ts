@@ -22,7 +22,7 @@
  * of a batch the used part is copied into one fresh buffer and each value
  * handed to the sink is a view of it (kafkajs may hold them long after).
  */
-import { schemaRegistry, type CAnnotation, type FieldSchema, type RegisteredSchema, type SchemaRegistry } from '../../schemas/registry.ts';
+import { schemaRegistry, writeVarint, type CAnnotation, type FieldSchema, type RegisteredSchema, type SchemaRegistry } from '../../schemas/registry.ts';
 import { singleObjectFormat, type WireFormat } from '../../schemas/wire.ts';
 import { BATCH_RECORD_PREFIX } from './types.ts';
 import { formatEndpoint, formatInet } from './inet.ts';
@@ -85,20 +85,6 @@ const DROP_REASON_PREFIX = 'SKB_DROP_REASON_';
 
 // ---- encoding primitives shared by the generated encoders ----
 
-/** Zigzag-encoded value as a varint; n is a non-negative integer held exactly by a double. */
-function wNum(out: Buffer, pos: number, n: number): number {
-  while (n >= 4294967296) {
-    out[pos++] = (n % 128) | 128;
-    n = Math.floor(n / 128);
-  }
-  while (n > 127) {
-    out[pos++] = (n & 127) | 128;
-    n >>>= 7;
-  }
-  out[pos++] = n;
-  return pos;
-}
-
 /** A u64 given as 32-bit halves, reinterpreted as a signed Avro long, as a zigzag varint. */
 function wU64(out: Buffer, pos: number, lo: number, hi: number): number {
   const sign = -(hi >>> 31); // 0 or -1 (all ones)
@@ -146,7 +132,7 @@ function wAscii(out: Buffer, pos: number, str: string): number {
 function avroString(str: string): Buffer {
   const body = Buffer.from(str, 'utf8');
   const out = Buffer.allocUnsafe(body.length + 10);
-  const pos = wNum(out, 0, body.length * 2);
+  const pos = writeVarint(out, 0, body.length * 2);
   body.copy(out, pos);
   return out.subarray(0, pos + body.length);
 }
@@ -338,7 +324,7 @@ function compile(schema: RegisteredSchema, sh: Shared): Compiled {
   body.push('return pos;');
 
   const helpers: Record<string, unknown> = {
-    wNum, wU64, wComm, wAscii, inet: formatInet, connKey: connectionKey, reasonBytes: sh.reasonBytes,
+    wNum: writeVarint, wU64, wComm, wAscii, inet: formatInet, connKey: connectionKey, reasonBytes: sh.reasonBytes,
     st: sh.state, HDR: hdr, ENV: envBytes, PFX: `${sh.host}/`, HOST: sh.host,
   };
   for (const [name, table] of Object.entries(enums)) helpers[`E_${name}`] = table;
