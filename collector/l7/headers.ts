@@ -9,6 +9,21 @@ export const MAX_HEADER_VALUE = 512;
 /** Longest path kept. */
 export const MAX_PATH = 1024;
 
+const capturedByOpts = new WeakMap<L7ParseOptions, ReadonlySet<string>>();
+
+/**
+ * The header names the options capture, lower-case, the secret ones taken out;
+ * computed once per options object (every kept field of every message asks).
+ */
+export function capturedHeaders(opts: L7ParseOptions): ReadonlySet<string> {
+  let c = capturedByOpts.get(opts);
+  if (c === undefined) {
+    c = new Set(opts.headers.map((h) => h.toLowerCase()).filter((h) => !NEVER_CAPTURED_HEADERS.has(h)));
+    capturedByOpts.set(opts, c);
+  }
+  return c;
+}
+
 /**
  * Adds `name: value` to `out` when the options select it. Secret headers
  * (authorization, cookie, set-cookie...) are never kept, whatever the list says.
@@ -16,7 +31,7 @@ export const MAX_PATH = 1024;
  */
 export function keepHeader(out: Record<string, string>, name: string, value: string, opts: L7ParseOptions): void {
   const n = name.toLowerCase();
-  if (NEVER_CAPTURED_HEADERS.has(n) || !opts.headers.includes(n)) return;
+  if (!capturedHeaders(opts).has(n)) return;
   const v = value.length > MAX_HEADER_VALUE ? value.slice(0, MAX_HEADER_VALUE) : value;
   out[n] = n in out ? `${out[n]}, ${v}`.slice(0, MAX_HEADER_VALUE) : v;
 }

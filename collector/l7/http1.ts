@@ -58,8 +58,8 @@
  * stops at every CONNECT or upgrade request, even one the server then refuses;
  * requests sent after a refused upgrade are not reported.
  */
-import { keepHeader, redactTarget } from './headers.ts';
-import { DEFAULT_L7_OPTIONS, NEVER_CAPTURED_HEADERS, type L7Kind, type L7Message, type L7ParseOptions, type StreamParser } from './types.ts';
+import { capturedHeaders, keepHeader, redactTarget } from './headers.ts';
+import { DEFAULT_L7_OPTIONS, type L7Kind, type L7Message, type L7ParseOptions, type StreamParser } from './types.ts';
 
 /** Largest head (start line + fields) or trailer section held; longer ones end the direction. */
 export const MAX_HEAD_BYTES = 16 * 1024;
@@ -105,7 +105,7 @@ const wantedByOpts = new WeakMap<L7ParseOptions, ReadonlySet<string>>();
 function wantedFields(opts: L7ParseOptions): ReadonlySet<string> {
   let w = wantedByOpts.get(opts);
   if (w === undefined) {
-    w = new Set([...FRAMING_FIELDS, ...opts.headers.map((h) => h.toLowerCase()).filter((h) => !NEVER_CAPTURED_HEADERS.has(h))]);
+    w = new Set([...FRAMING_FIELDS, ...capturedHeaders(opts)]);
     wantedByOpts.set(opts, w);
   }
   return w;
