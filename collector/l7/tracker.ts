@@ -121,6 +121,8 @@ interface Conn {
   ignored: boolean;
   looked: number;
   lastNs: bigint;
+  /** lastNs when the connection last moved to the end of the LRU order. */
+  movedNs: bigint;
   saidFailed: [boolean, boolean];
   /**
    * Records seen before the protocol was recognised, replayed once it is: an
@@ -156,12 +158,15 @@ export class L7Tracker {
   private readonly opts: L7ParseOptions;
   private readonly max: number;
   private readonly idleNs: bigint;
+  /** How stale the LRU order may get: sweep() flushes a connection at most this late. */
+  private readonly moveNs: bigint;
   private readonly detectRecords: number;
 
   constructor(o: L7TrackerOptions = {}) {
     this.opts = o.parse ?? DEFAULT_L7_OPTIONS;
     this.max = o.maxConnections ?? 16384;
     this.idleNs = o.idleNs ?? 300_000_000_000n;
+    this.moveNs = this.idleNs / 64n;
     this.detectRecords = o.detectRecords ?? 8;
     this.processName = o.processName ?? (() => '');
     this.ignore = o.ignoreTgids ?? new Set();
@@ -190,10 +195,14 @@ export class L7Tracker {
     if (!conn) {
       if (this.conns.size >= this.max) out.push(...this.evictOldest(c.ts_ns));
       conn = this.open(c);
-    } else {
-      // most recently used last: Map keeps insertion order, so re-insert
+    } else if (c.ts_ns - conn.movedNs > this.moveNs) {
+      // least recently used first: Map keeps insertion order, so re-insert.
+      // Only now and then: a delete and a set of a bigint key per record were
+      // a visible part of feed(), and an order right to within moveNs is
+      // all eviction and sweep() need.
       this.conns.delete(c.conn_id);
       this.conns.set(c.conn_id, conn);
+      conn.movedNs = c.ts_ns;
     }
     conn.lastNs = c.ts_ns;
     this.refreshTask(conn, c);
@@ -289,7 +298,9 @@ export class L7Tracker {
   sweep(nowNs: bigint): L7Output[] {
     const out: L7Output[] = [];
     for (const [id, conn] of this.conns) {
-      if (nowNs - conn.lastNs < this.idleNs) break; // least recently used first: the rest are newer
+      // least recently used first: the rest were used later (or at most moveNs
+      // earlier, flushed by a later sweep)
+      if (nowNs - conn.lastNs < this.idleNs) break;
       this.conns.delete(id);
       out.push(...this.finish(conn, nowNs));
     }
@@ -323,6 +334,7 @@ export class L7Tracker {
       ignored: false,
       looked: 0,
       lastNs: c.ts_ns,
+      movedNs: c.ts_ns,
       saidFailed: [false, false],
       early: [],
       earlyBytes: 0,

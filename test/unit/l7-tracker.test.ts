@@ -175,6 +175,21 @@ test('bounded: the least recently used connection is flushed and dropped past ma
   assert.equal(t.counters.evicted, 1);
 });
 
+test('bounded: a connection used since is kept; the order is kept to within idleNs / 64', () => {
+  const t = new L7Tracker({ maxConnections: 2 }); // idle 300 s: order to within ~4.7 s
+  const s = 1_000_000_000n;
+  t.feed(cap({ data: 'GET / HTTP/1.1\r\n\r\n', conn_id: 1n, ts_ns: 0n }));
+  t.feed(cap({ data: 'GET / HTTP/1.1\r\n\r\n', conn_id: 2n, ts_ns: 1n * s }));
+  t.feed(cap({ data: 'GET / HTTP/1.1\r\n\r\n', conn_id: 1n, ts_ns: 10n * s }));
+  t.feed(cap({ data: 'GET / HTTP/1.1\r\n\r\n', conn_id: 3n, ts_ns: 11n * s }));
+  assert.equal(t.counters.evicted, 1);
+  // 2 went, 1 and 3 stay: closing each of them shrinks the table
+  for (const [id, size] of [[2n, 2], [1n, 1], [3n, 0]] as const) {
+    t.feed(cap({ kind: L7Kind.CLOSE, data: '', conn_id: id, ts_ns: 12n * s }));
+    assert.equal(t.size, size, `after closing ${id}`);
+  }
+});
+
 test('idle connections are swept', () => {
   const t = new L7Tracker({ idleNs: 100n });
   t.feed(cap({ data: 'GET / HTTP/1.1\r\n\r\n', conn_id: 1n, ts_ns: 0n }));
