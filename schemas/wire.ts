@@ -103,12 +103,23 @@ export interface Decoded {
   readonly value: Record<string, unknown>;
 }
 
+/**
+ * Header and body are written into this buffer, then copied out once: avsc's
+ * toBuffer allocates a zero-filled buffer per value and framing it copied it
+ * again (with the L7 collector's ~45 k messages/s, ~1/10 of its CPU). Grows
+ * to the largest record seen.
+ */
+let scratch = Buffer.allocUnsafe(4096);
+
 /** Value -> framed bytes (header + Avro body), via avsc: for records built in JS such as collector.stats. */
 export function encodeRecord(schema: RegisteredSchema, value: unknown, format: WireFormat = singleObjectFormat()): Buffer {
-  const body = schema.type.toBuffer(value);
-  const out = Buffer.allocUnsafe(format.headerSize(schema) + body.length);
-  body.copy(out, format.writeHeader(schema, out, 0));
-  return out;
+  let end = schema.type.encode(value, scratch, format.writeHeader(schema, scratch, 0));
+  if (end < 0) {
+    // avsc returns minus the bytes it lacked
+    scratch = Buffer.allocUnsafe(2 * (scratch.length - end));
+    end = schema.type.encode(value, scratch, format.writeHeader(schema, scratch, 0));
+  }
+  return Buffer.from(scratch.subarray(0, end));
 }
 
 /** Framed bytes -> writer schema and the value decoded with it (longs as BigInt, enums as symbols). */

@@ -102,6 +102,27 @@ test('wire: single-object round trip (avsc encoder and the transcoder)', () => {
   assert.equal(decodeRecord(rec.value).value.kind, 'WAKEUP_NEW');
 });
 
+test('wire: encodeRecord past its scratch buffer, and every result its own bytes', () => {
+  const s = byId('collector.stats');
+  const norm = (v: Record<string, unknown>) => ({ ...v, events: (v.events as object[]).map((e) => ({ ...e })) });
+  // 3000 events is ~150 KB: more than the scratch buffer holds, so it grows once
+  const sizes = [1, 3000, 2, 5000, 1];
+  const values = sizes.map((n, i) => ({
+    ...stats, host: `h${i}`,
+    events: Array.from({ length: n }, (_, k) => ({ ...stats.events[0]!, event: `ringflow.e${k}.v1`, read: BigInt(k) })),
+  }));
+  const bufs = values.map((v) => encodeRecord(s, v));
+  // decoded after all were encoded: a later record never overwrote an earlier one
+  bufs.forEach((b, i) => {
+    assert.deepEqual(norm(decodeRecord(b).value), values[i], `record ${i}`);
+    assert.deepEqual(b.subarray(0, 10), Buffer.concat([Buffer.from([0xc3, 0x01]), s.fingerprintBytes]));
+  });
+  assert.ok(bufs[1]!.length > 64 * 1024, String(bufs[1]!.length));
+  // a value avsc refuses throws, as before, and the next record is whole
+  assert.throws(() => encodeRecord(s, { ...stats, pending: 'x' }));
+  assert.deepEqual(norm(decodeRecord(encodeRecord(s, stats)).value), stats);
+});
+
 /** The Avro spec's long encoding, bit by bit in BigInt: the reference encodeLong's fast paths must match. */
 function referenceLong(v: bigint): number[] {
   let n = BigInt.asUintN(64, (v << 1n) ^ (v >> 63n));
