@@ -122,7 +122,16 @@ describe('end to end: kernel -> Kafka -> processor -> exporter -> OpenTelemetry 
         const n = BigInt(r.value.late_events as bigint | number);
         if (n > 0n) late.set(String(r.value.name), (late.get(String(r.value.name)) ?? 0n) + n);
       }
-      err.message = `${err.message}\nlate events in ringflow.metrics.v1: ${late.size ? [...late].map(([m, n]) => `${m} ${n}`).join(', ') : 'none'}`;
+      // and what the collector read and lost, per event topic, from its stats records
+      const got = new Map<string, [bigint, bigint, bigint]>();
+      for (const r of await readTopic(k!.brokers, 'ringflow.collector.stats.v1').catch(() => [])) {
+        for (const e of r.value.events as { event: string; read: bigint; kernel_drops: bigint; user_drops: bigint }[]) {
+          const [a, b, c] = got.get(e.event) ?? [0n, 0n, 0n];
+          got.set(e.event, [a + BigInt(e.read), b + BigInt(e.kernel_drops), c + BigInt(e.user_drops)]);
+        }
+      }
+      err.message = `${err.message}\nlate events in ringflow.metrics.v1: ${late.size ? [...late].map(([m, n]) => `${m} ${n}`).join(', ') : 'none'}`
+        + `\ncollector stats (read/kernel drops/user drops): ${[...got].map(([e, [a, b, c]]) => `${e} ${a}/${b}/${c}`).join(', ')}`;
       throw err;
     });
     await sleep(5000); // a duplicate would show by now
