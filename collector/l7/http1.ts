@@ -94,22 +94,8 @@ const STATUS_LINE = /^HTTP\/1\.\d ([1-9]\d\d)(?: .*)?$/;
 const CHUNK_SIZE = /^([0-9A-Fa-f]{1,12})[ \t]*(?:;.*)?$/;
 const CONTENT_LENGTH = /^\d{1,15}$/;
 
-/** Fields framing needs (RFC 9112 6), whatever the captured list says. */
-const FRAMING_FIELDS = ['transfer-encoding', 'content-length', 'connection', 'upgrade'];
-const wantedByOpts = new WeakMap<L7ParseOptions, ReadonlySet<string>>();
-
-/**
- * The field names a head's parse keeps: framing's and the captured ones. Every
- * other value is checked for syntax but never decoded (most of a head's bytes).
- */
-function wantedFields(opts: L7ParseOptions): ReadonlySet<string> {
-  let w = wantedByOpts.get(opts);
-  if (w === undefined) {
-    w = new Set([...FRAMING_FIELDS, ...capturedHeaders(opts)]);
-    wantedByOpts.set(opts, w);
-  }
-  return w;
-}
+/** Fields framing needs (RFC 9112 6), kept whatever the captured list says. */
+const FRAMING_FIELDS: ReadonlySet<string> = new Set(['transfer-encoding', 'content-length', 'connection', 'upgrade']);
 
 /** Methods that `looksLikeHttp1Request` recognises. The parser itself accepts any token. */
 const SNIFF_METHODS: ReadonlySet<string> = new Set([
@@ -176,7 +162,8 @@ class Http1Direction implements Http1StreamParser {
   private readonly kind: L7Kind;
   private readonly opts: L7ParseOptions;
   private readonly log: MethodLog;
-  private readonly wanted: ReadonlySet<string>;
+  /** Captured header names (headers.ts): with FRAMING_FIELDS, the fields a head's parse keeps. */
+  private readonly captured: ReadonlySet<string>;
   private state: State = 'idle';
   private failure: string | null = null;
   private ended = false;
@@ -206,7 +193,7 @@ class Http1Direction implements Http1StreamParser {
     this.kind = kind;
     this.opts = opts;
     this.log = log;
-    this.wanted = wantedFields(opts);
+    this.captured = capturedHeaders(opts);
   }
 
   get failed(): string | null {
@@ -421,9 +408,9 @@ class Http1Direction implements Http1StreamParser {
     this.bufLen = need;
   }
 
-  /** End of the start line in the buffer: just past its LF. */
+  /** End of the (complete) start line in the buffer: just past its LF. */
   private startLineEnd(): number {
-    return this.buf.subarray(0, this.bufLen).indexOf(LF) + 1;
+    return this.buf.indexOf(LF) + 1;
   }
 
   private parseStartLine(): StartLine | null {
@@ -437,7 +424,7 @@ class Http1Direction implements Http1StreamParser {
   }
 
   private headDone(out: L7Message[]): void {
-    const fields = parseFields(this.buf, this.startLineEnd(), this.bufLen, true, this.wanted);
+    const fields = parseFields(this.buf, this.startLineEnd(), this.bufLen, true, this.captured);
     if (fields === null) {
       this.loseSync('bad header line', out);
       return;
@@ -556,7 +543,7 @@ class Http1Direction implements Http1StreamParser {
       const { status } = this.start;
       if (status !== null && status < 200 && status !== 101) return;
       // Only whole field lines: a line the cut went through may hold a value cut short.
-      msg = this.newMessage(this.start, parseFields(this.buf, this.startLineEnd(), this.bufLen, false, this.wanted) ?? []);
+      msg = this.newMessage(this.start, parseFields(this.buf, this.startLineEnd(), this.bufLen, false, this.captured) ?? []);
     }
     if (msg === null) return;
     msg.truncated = true;
@@ -596,22 +583,21 @@ function stripEol(line: string): string {
 
 /**
  * The complete field lines in buf[from, to) up to the empty line that ends a
- * head, as [lower-case name, value] for the names in `wanted` (the other lines
- * are checked, not kept). Strict: any malformed line makes the head invalid
+ * head, as [lower-case name, value] for framing's fields and the `captured`
+ * ones (the other lines are checked, not kept). Strict: any malformed line makes the head invalid
  * (null), as RFC 9112 5.1 asks. Lenient (a head cut short): malformed lines
  * are skipped, and so is a line not yet ended (it may hold a value cut short).
  * Works on bytes: every delimiter (LF, CR, ':', SP, HT) is ASCII, so no UTF-8
  * sequence spans one, and only kept values are decoded.
  */
-function parseFields(buf: Uint8Array, from: number, to: number, strict: boolean, wanted: ReadonlySet<string>): [string, string][] | null {
+function parseFields(buf: Uint8Array, from: number, to: number, strict: boolean, captured: ReadonlySet<string>): [string, string][] | null {
   const fields: [string, string][] = [];
   // obs-fold (RFC 9112 5.2) continues the previous well-formed field line, kept or not.
   let previous: [string, string] | null = null;
   let seenField = false;
   for (let s = from; s < to;) {
-    const lf = buf.subarray(s, to).indexOf(LF);
-    if (lf < 0) break;
-    let e = s + lf;
+    let e = buf.indexOf(LF, s);
+    if (e < 0 || e >= to) break;
     const next = e + 1;
     if (e > s && buf[e - 1] === CR) e--;
     if (e === s) break; // the empty line
@@ -639,7 +625,7 @@ function parseFields(buf: Uint8Array, from: number, to: number, strict: boolean,
     }
     seenField = true;
     previous = null;
-    if (wanted.has(name)) {
+    if (FRAMING_FIELDS.has(name) || captured.has(name)) {
       previous = [name, decodeTrimmed(buf, colon + 1, e)];
       fields.push(previous);
     }

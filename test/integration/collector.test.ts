@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { rootOrSkip, testBrokers, readTopic, listTopics, runCli, run, sleep, TCP_DRIVER, type CliRun, type TopicRecord } from '../support/integration.ts';
+import { rootOrSkip, testBrokers, readTopic, listTopics, collectorStatsTotals, runCli, run, sleep, TCP_DRIVER, type CliRun, type TopicRecord } from '../support/integration.ts';
 import { schemaRegistry } from '../../schemas/index.ts';
 
 const N_CONNECTS = 25;
@@ -137,14 +137,7 @@ describe('collector: kernel -> Avro -> Kafka', { timeout: 300_000 }, () => {
     if (!rootOrSkip(t)) return;
     const stats = ofTopic('ringflow.collector.stats.v1');
     assert.ok(stats.length >= 2, 'periodic plus final stats');
-    const sum = new Map<string, { read: number; produced: number; kernel: number; user: number }>();
-    for (const s of stats) {
-      for (const e of s.value.events as { event: string; read: bigint; produced: bigint; kernel_drops: bigint; user_drops: bigint }[]) {
-        const a = sum.get(e.event) ?? { read: 0, produced: 0, kernel: 0, user: 0 };
-        a.read += Number(e.read); a.produced += Number(e.produced); a.kernel += Number(e.kernel_drops); a.user += Number(e.user_drops);
-        sum.set(e.event, a);
-      }
-    }
+    const sum = collectorStatsTotals(stats);
     for (const [topic, a] of sum) {
       assert.equal(a.user, 0, `${topic}: no user drops`);
       assert.equal(a.produced, a.read, `${topic}: everything read was acknowledged`);

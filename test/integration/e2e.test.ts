@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { rootOrSkip, ownBroker, freePort, runCli, run, sleep, readTopic, TCP_DRIVER, type CliRun } from '../support/integration.ts';
+import { rootOrSkip, ownBroker, freePort, runCli, run, sleep, readTopic, collectorStatsTotals, TCP_DRIVER, type CliRun } from '../support/integration.ts';
 import { startOtelcol, stopOtelcol, readOtlpFile, type OtlpFile } from '../../cli/otelcol.ts';
 
 const N_CONNECTS = 20;
@@ -55,6 +55,22 @@ async function waitFor(file: string, what: string, pred: (ps: Dp[]) => boolean, 
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; ${ps.length} points so far${seen(ps)}; ringflow up said:\n${upLog().split('\n').slice(-80).join('\n')}`);
     await sleep(1000);
   }
+}
+
+/**
+ * For a timeout: the events ringflow.metrics.v1 counted late per metric (OTLP
+ * does not carry late_events) and what the collector read and dropped per
+ * topic, so a failure tells lateness, loss and absence apart.
+ */
+async function pipelineDiagnosis(brokers: string): Promise<string> {
+  const late = new Map<string, bigint>();
+  for (const r of await readTopic(brokers, 'ringflow.metrics.v1').catch(() => [])) {
+    const n = BigInt(r.value.late_events as bigint | number);
+    if (n > 0n) late.set(String(r.value.name), (late.get(String(r.value.name)) ?? 0n) + n);
+  }
+  const stats = collectorStatsTotals(await readTopic(brokers, 'ringflow.collector.stats.v1').catch(() => []));
+  return `\nlate events in ringflow.metrics.v1: ${late.size ? [...late].map(([m, n]) => `${m} ${n}`).join(', ') : 'none'}`
+    + `\ncollector stats (read/kernel drops/user drops): ${[...stats].map(([e, a]) => `${e} ${a.read}/${a.kernel}/${a.user}`).join(', ')}`;
 }
 
 const connectsTo = (ps: Dp[], port: number) =>
@@ -109,29 +125,14 @@ describe('end to end: kernel -> Kafka -> processor -> exporter -> OpenTelemetry 
     const busy = 'import time\nt=time.time()+1.5\nwhile time.time()<t: pass';
     await Promise.all(Array.from({ length: 4 }, () => new Promise((r) => spawn('python3', ['-c', busy], { stdio: 'ignore' }).on('close', r))));
 
-    const ddWrites = (ps: Dp[]) => ps.filter((p) => p.metric === 'ringflow.block.io.latency' && p.attrs['process.command'] === 'dd' && p.attrs['disk.io.direction'] === 'write').reduce((a, p) => a + p.count, 0);
+    const isDdWrite = (p: Dp) => p.attrs['process.command'] === 'dd' && p.attrs['disk.io.direction'] === 'write';
+    const ddWrites = (ps: Dp[]) => ps.filter((p) => p.metric === 'ringflow.block.io.latency' && isDdWrite(p)).reduce((a, p) => a + p.count, 0);
     const python3Runq = (ps: Dp[]) => ps.filter((p) => p.metric === 'ringflow.sched.runqueue.latency' && p.attrs['process.command'] === 'python3').length;
     const ps = await waitFor(outputFile, `${N_CONNECTS} connects to port ${port}, ${M_WRITES} dd writes and python3 run-queue points`,
       (ps) => connectsTo(ps, port) >= N_CONNECTS && ddWrites(ps) >= M_WRITES && python3Runq(ps) > 0, 120_000,
       (ps) => ` (connects ${connectsTo(ps, port)}, dd writes ${ddWrites(ps)}, python3 run-queue points ${python3Runq(ps)})`,
     ).catch(async (err: Error) => {
-      // events that reached the processor after their window closed are counted
-      // in ringflow.metrics.v1's late_events, which OTLP does not carry: say so
-      const late = new Map<string, bigint>();
-      for (const r of await readTopic(k!.brokers, 'ringflow.metrics.v1').catch(() => [])) {
-        const n = BigInt(r.value.late_events as bigint | number);
-        if (n > 0n) late.set(String(r.value.name), (late.get(String(r.value.name)) ?? 0n) + n);
-      }
-      // and what the collector read and lost, per event topic, from its stats records
-      const got = new Map<string, [bigint, bigint, bigint]>();
-      for (const r of await readTopic(k!.brokers, 'ringflow.collector.stats.v1').catch(() => [])) {
-        for (const e of r.value.events as { event: string; read: bigint; kernel_drops: bigint; user_drops: bigint }[]) {
-          const [a, b, c] = got.get(e.event) ?? [0n, 0n, 0n];
-          got.set(e.event, [a + BigInt(e.read), b + BigInt(e.kernel_drops), c + BigInt(e.user_drops)]);
-        }
-      }
-      err.message = `${err.message}\nlate events in ringflow.metrics.v1: ${late.size ? [...late].map(([m, n]) => `${m} ${n}`).join(', ') : 'none'}`
-        + `\ncollector stats (read/kernel drops/user drops): ${[...got].map(([e, [a, b, c]]) => `${e} ${a}/${b}/${c}`).join(', ')}`;
+      err.message += await pipelineDiagnosis(k!.brokers);
       throw err;
     });
     await sleep(5000); // a duplicate would show by now
@@ -150,7 +151,6 @@ describe('end to end: kernel -> Kafka -> processor -> exporter -> OpenTelemetry 
     }
     // block I/O: dd's direct writes, exact count and bytes
     // (dd also reads its own pages in when it starts: only its writes are known exactly)
-    const isDdWrite = (p: Dp) => p.attrs['process.command'] === 'dd' && p.attrs['disk.io.direction'] === 'write';
     const ddLat = points(readOtlpFile(outputFile)).filter((p) => p.metric === 'ringflow.block.io.latency' && isDdWrite(p));
     assert.equal(ddLat.reduce((a, p) => a + p.count, 0), M_WRITES);
     const ddBytes = points(readOtlpFile(outputFile)).filter((p) => p.metric === 'ringflow.block.io.size' && isDdWrite(p));

@@ -119,6 +119,21 @@ export async function readTopic(brokers: string, topic: string, quietMs = 2500):
   return out;
 }
 
+export interface StatsTotals { read: number; produced: number; kernel: number; user: number }
+
+/** ringflow.collector.stats.v1 records summed per event topic: what the collector read, produced and dropped. */
+export function collectorStatsTotals(stats: readonly TopicRecord[]): Map<string, StatsTotals> {
+  const sum = new Map<string, StatsTotals>();
+  for (const s of stats) {
+    for (const e of s.value.events as { event: string; read: bigint; produced: bigint; kernel_drops: bigint; user_drops: bigint }[]) {
+      const a = sum.get(e.event) ?? { read: 0, produced: 0, kernel: 0, user: 0 };
+      a.read += Number(e.read); a.produced += Number(e.produced); a.kernel += Number(e.kernel_drops); a.user += Number(e.user_drops);
+      sum.set(e.event, a);
+    }
+  }
+  return sum;
+}
+
 export async function listTopics(brokers: string): Promise<string[]> {
   const kafka = new Kafka({ clientId: 'ringflow-test-admin', brokers: [brokers], logLevel: logLevel.NOTHING });
   const admin = kafka.admin();

@@ -31,7 +31,7 @@ interface Frame { readonly section: string; readonly stack: number; readonly cal
  * the functions it calls (a BPF-to-BPF call is `call -1` with an R_BPF_64_32
  * relocation naming the callee; helper calls carry no relocation).
  */
-export function framesOf(disassembly: string): Map<string, Frame> {
+function framesOf(disassembly: string): Map<string, Frame> {
   const frames = new Map<string, { section: string; stack: number; calls: Set<string> }>();
   let section = '';
   let current: { section: string; stack: number; calls: Set<string> } | null = null;
@@ -62,7 +62,7 @@ export function framesOf(disassembly: string): Map<string, Frame> {
 const round32 = (n: number) => Math.ceil(Math.max(n, 1) / 32) * 32;
 
 /** The deepest chain from `name`: [bytes as the verifier counts them, the chain]. */
-export function chainDepth(frames: Map<string, Frame>, name: string, seen: readonly string[] = []): [number, string[]] {
+function chainDepth(frames: Map<string, Frame>, name: string, seen: readonly string[] = []): [number, string[]] {
   const f = frames.get(name);
   if (f === undefined) throw new Error(`call to ${name}, which the disassembly does not define`);
   if (seen.includes(name)) throw new Error(`recursion through ${[...seen, name].join(' -> ')}`);
@@ -77,7 +77,7 @@ export function chainDepth(frames: Map<string, Frame>, name: string, seen: reado
 }
 
 /** Every program (a function outside .text) with its deepest chain. */
-export function programDepths(disassembly: string): { program: string; bytes: number; chain: string[] }[] {
+function programDepths(disassembly: string): { program: string; bytes: number; chain: string[] }[] {
   const frames = framesOf(disassembly);
   return [...frames].filter(([, f]) => f.section !== '.text').map(([program]) => {
     const [bytes, chain] = chainDepth(frames, program);
