@@ -5,8 +5,8 @@
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { FatalError, EXIT } from '../collector/errors.ts';
-import { parseBrokers, parseComm, parseDurationNs, parseIntFlag, parseList } from '../collector/options.ts';
+import { FatalError, EXIT } from '../common/errors.ts';
+import { parseBrokers, parseComm, parseDurationNs, parseIntFlag, parseList } from '../common/options.ts';
 import { SIGNALS, SIGNAL_NAMES, DEFAULT_SIGNALS, objectPath, signalByName } from '../collector/signals/registry.ts';
 import { encodeSettings, encodeL7Settings, type Filters, type L7Settings } from '../collector/signals/settings.ts';
 import { DEFAULT_CAPTURED_HEADERS, NEVER_CAPTURED_HEADERS, type L7ParseOptions } from '../collector/l7/types.ts';

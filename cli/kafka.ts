@@ -17,9 +17,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Kafka, logLevel } from '../collector/kafkajs.ts';
-import { EXIT, FatalError } from '../collector/errors.ts';
-import { parseIntFlag } from '../collector/options.ts';
+import { Kafka, logLevel } from '../kafka/kafkajs.ts';
+import { EXIT, FatalError } from '../common/errors.ts';
+import { parseIntFlag } from '../common/options.ts';
 import { REPO_ROOT } from '../collector/signals/registry.ts';
 import { cacheRoot, stateDirFor, isAlive, isOwnProcess, killAndWait, portOpen, readPidFile, removePidFile, sleep, spawnDetached, stopDaemon, tail } from './daemon.ts';
 

@@ -2,7 +2,7 @@
  * ringflow's command line. Each command lives in its own module; this file
  * only dispatches and turns FatalErrors into one line and an exit code.
  */
-import { FatalError, EXIT } from '../collector/errors.ts';
+import { FatalError, EXIT } from '../common/errors.ts';
 
 const USAGE = `ringflow: eBPF observability pipeline (kernel ring buffers -> Avro -> Kafka -> windowed histograms -> OTLP)
 

@@ -19,8 +19,8 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { EXIT, FatalError } from '../collector/errors.ts';
-import { parseIntFlag } from '../collector/options.ts';
+import { EXIT, FatalError } from '../common/errors.ts';
+import { parseIntFlag } from '../common/options.ts';
 import { REPO_ROOT } from '../collector/signals/registry.ts';
 import { cacheRoot, stateDirFor, freePort, isAlive, isOwnProcess, killAndWait, portOpen, readPidFile, removePidFile, sleep, spawnDetached, stopDaemon, tail } from './daemon.ts';
 

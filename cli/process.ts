@@ -4,10 +4,10 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { parseBrokers, parseDurationNs, parseIntFlag } from '../collector/options.ts';
-import { createKafkaClient } from '../collector/kafka-sink.ts';
+import { parseBrokers, parseDurationNs, parseIntFlag } from '../common/options.ts';
+import { createKafkaClient } from '../kafka/client.ts';
 import { DEFAULT_BROKERS } from './collect.ts';
-import { EXIT, FatalError } from '../collector/errors.ts';
+import { EXIT, FatalError } from '../common/errors.ts';
 import type { AlertRule } from '../processor/alerts.ts';
 
 const HELP = `Usage: ringflow process [options]

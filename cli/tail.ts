@@ -3,9 +3,9 @@
  * schema its single-object header names (so it works across schema versions).
  */
 import { parseArgs } from 'node:util';
-import { FatalError, EXIT } from '../collector/errors.ts';
-import { parseBrokers, parseIntFlag, parseDurationNs } from '../collector/options.ts';
-import { createKafkaClient, connectAdmin, describeKafkaError } from '../collector/kafka-sink.ts';
+import { FatalError, EXIT } from '../common/errors.ts';
+import { parseBrokers, parseIntFlag, parseDurationNs } from '../common/options.ts';
+import { createKafkaClient, connectAdmin, describeKafkaError } from '../kafka/client.ts';
 import { DEFAULT_BROKERS } from './collect.ts';
 import { decodeToJsonLine } from '../collector/codec.ts';
 

@@ -7,10 +7,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { FatalError, EXIT } from '../collector/errors.ts';
-import { parseDurationNs } from '../collector/options.ts';
+import { FatalError, EXIT } from '../common/errors.ts';
+import { parseDurationNs } from '../common/options.ts';
 import { REPO_ROOT } from '../collector/signals/registry.ts';
-import { createKafkaClient, connectAdmin, ensureTopics } from '../collector/kafka-sink.ts';
+import { createKafkaClient, connectAdmin, ensureTopics } from '../kafka/client.ts';
 import { decodeRecord } from '../schemas/index.ts';
 import { parseCollectArgs, COLLECT_HELP } from './collect.ts';
 import { summarizeWindow, type SummaryPoint } from './summary.ts';

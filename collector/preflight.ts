@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { FatalError, EXIT } from './errors.ts';
+import { FatalError, EXIT } from '../common/errors.ts';
 import { objectPath, REPO_ROOT } from './signals/registry.ts';
 
 const CAP_SYS_ADMIN = 21n;

@@ -4,9 +4,9 @@
  */
 import { parseArgs } from 'node:util';
 import type { Admin } from 'kafkajs';
-import { FatalError, EXIT } from '../collector/errors.ts';
-import { parseBrokers } from '../collector/options.ts';
-import { createKafkaClient, connectAdmin, describeKafkaError } from '../collector/kafka-sink.ts';
+import { FatalError, EXIT } from '../common/errors.ts';
+import { parseBrokers } from '../common/options.ts';
+import { createKafkaClient, connectAdmin, describeKafkaError } from '../kafka/client.ts';
 import { DEFAULT_BROKERS } from '../cli/collect.ts';
 import { createExporter, createTraceExporter, METRICS_TOPIC, TRACES_TOPIC, DEFAULT_GROUP_ID, type Exporter } from './service.ts';
 import type { HistogramMode } from './otlp.ts';

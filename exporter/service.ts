@@ -30,8 +30,8 @@ import type { Kafka, Consumer, EachBatchPayload } from 'kafkajs';
 import type { ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { decodeCurrent } from '../schemas/index.ts';
-import { describeKafkaError, superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../collector/kafka-sink.ts';
-import type { FatalError } from '../collector/errors.ts';
+import { describeKafkaError, superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../kafka/client.ts';
+import type { FatalError } from '../common/errors.ts';
 import { SPANS_TOPIC } from '../processor/spans.ts';
 import {
   toResourceMetrics, baseResourceAttributes, createOtlpExporter, exportOnce, onSdkWarnings,

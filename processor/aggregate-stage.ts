@@ -18,10 +18,10 @@
  */
 import { createSerial } from './serial.ts';
 import type { Kafka, Consumer, Producer, EachBatchPayload } from 'kafkajs';
-import { CompressionTypes } from '../collector/kafkajs.ts';
-import { retrying } from '../collector/kafka-sink.ts';
+import { CompressionTypes } from '../kafka/kafkajs.ts';
+import { retrying } from '../kafka/client.ts';
 import { connectStageClients } from './stage-clients.ts';
-import type { FatalError } from '../collector/errors.ts';
+import type { FatalError } from '../common/errors.ts';
 import { AGGREGATE_GROUP, METRICS_TOPIC, REPARTITION_TOPIC } from './topics.ts';
 import type { PartitionState } from './partition.ts';
 

@@ -20,10 +20,10 @@
  */
 import { createSerial } from './serial.ts';
 import type { Kafka, Consumer, Producer, EachBatchPayload, PartitionAssigner } from 'kafkajs';
-import kafkajs, { CompressionTypes } from '../collector/kafkajs.ts';
-import { ensureTopics, retrying } from '../collector/kafka-sink.ts';
+import kafkajs, { CompressionTypes } from '../kafka/kafkajs.ts';
+import { ensureTopics, retrying } from '../kafka/client.ts';
 import { connectStageClients } from './stage-clients.ts';
-import type { FatalError } from '../collector/errors.ts';
+import type { FatalError } from '../common/errors.ts';
 import { decodeCurrent, encodeRecord, schemaRegistry } from '../schemas/index.ts';
 import { AlertEvaluator, alertKey, type AlertRecord, type AlertRule, type EvaluatorJSON, type MetricPointValue } from './alerts.ts';
 import { METRICS_TOPIC } from './topics.ts';

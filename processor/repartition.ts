@@ -21,13 +21,13 @@
  */
 import type { Kafka, Consumer, Producer, EachBatchPayload, IHeaders } from 'kafkajs';
 import { decodeCurrent } from '../schemas/index.ts';
-import { CompressionTypes, createPartitioner } from '../collector/kafkajs.ts';
+import { CompressionTypes, createPartitioner } from '../kafka/kafkajs.ts';
 import { DEADLETTER_TOPIC, EVENT_TOPICS, REPARTITION_GROUP, REPARTITION_TOPIC, SESSION_TIMEOUT_MS, SPANS_TOPIC, STATS_TOPIC, repartitionKey } from './topics.ts';
 import { PartialAggregator, spanEvent, type EventBase } from './aggregate.ts';
 import { createFastDecoder, eventTimeNs, type FastDecoder } from './fast-decode.ts';
 import { encodePartial } from './partial.ts';
-import { superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../collector/kafka-sink.ts';
-import type { FatalError } from '../collector/errors.ts';
+import { superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../kafka/client.ts';
+import type { FatalError } from '../common/errors.ts';
 
 export interface RepartitionCounters {
   records: number;

@@ -4,8 +4,8 @@
  * each stage is its own consumer group.
  */
 import type { Kafka } from 'kafkajs';
-import { connectAdmin, ensureTopics } from '../collector/kafka-sink.ts';
-import type { FatalError } from '../collector/errors.ts';
+import { connectAdmin, ensureTopics } from '../kafka/client.ts';
+import type { FatalError } from '../common/errors.ts';
 import { createRepartitionStage, type RepartitionStage } from './repartition.ts';
 import { createAggregateStage, type AggregateStage } from './aggregate-stage.ts';
 import { createAlertsStage, ALERTS_TOPIC, type AlertsStage } from './alerts-stage.ts';

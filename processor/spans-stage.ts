@@ -23,10 +23,10 @@
  * its last requests time out and its last spans end their link wait.
  */
 import type { Kafka, Consumer, Producer, EachBatchPayload } from 'kafkajs';
-import { CompressionTypes } from '../collector/kafkajs.ts';
-import { retrying } from '../collector/kafka-sink.ts';
+import { CompressionTypes } from '../kafka/kafkajs.ts';
+import { retrying } from '../kafka/client.ts';
 import { connectStageClients } from './stage-clients.ts';
-import type { FatalError } from '../collector/errors.ts';
+import type { FatalError } from '../common/errors.ts';
 import { decodeCurrent } from '../schemas/index.ts';
 import { createSerial } from './serial.ts';
 import { SpanCorrelator, encodeSpan, type L7Record, type Span, type SpanCounters } from './spans.ts';

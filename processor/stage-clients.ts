@@ -8,9 +8,9 @@
  * fails.
  */
 import type { Kafka, Consumer, Producer, Admin, PartitionAssigner } from 'kafkajs';
-import { createPartitioner } from '../collector/kafkajs.ts';
-import { superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../collector/kafka-sink.ts';
-import type { FatalError } from '../collector/errors.ts';
+import { createPartitioner } from '../kafka/kafkajs.ts';
+import { superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../kafka/client.ts';
+import type { FatalError } from '../common/errors.ts';
 import { SESSION_TIMEOUT_MS } from './topics.ts';
 
 export interface StageClients {

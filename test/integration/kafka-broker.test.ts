@@ -14,10 +14,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Consumer, EachMessagePayload } from 'kafkajs';
-import { CompressionTypes, Kafka, logLevel } from '../../collector/kafkajs.ts';
+import { CompressionTypes, Kafka, logLevel } from '../../kafka/kafkajs.ts';
 import { brokerStatus, kafkaCommand, startBroker, stopBroker } from '../../cli/kafka.ts';
 import { freePort } from '../support/integration.ts';
-import { retrying, ensureTopics } from '../../collector/kafka-sink.ts';
+import { retrying, ensureTopics } from '../../kafka/client.ts';
 
 /** Consume from the beginning of `topic` until `expected` values arrived, then linger briefly for extras. */
 async function consumeAll(

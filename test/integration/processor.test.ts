@@ -7,8 +7,8 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { ownBroker, readTopic, runCli, sleep, type CliRun } from '../support/integration.ts';
 import { encodeRecord, schemaRegistry } from '../../schemas/index.ts';
-import { Kafka, logLevel } from '../../collector/kafkajs.ts';
-import { ensureTopics } from '../../collector/kafka-sink.ts';
+import { Kafka, logLevel } from '../../kafka/kafkajs.ts';
+import { ensureTopics } from '../../kafka/client.ts';
 import { ExpHistogram } from '../../processor/index.ts';
 
 const RUNQ = 'ringflow.sched.runqlat.v1';

@@ -15,8 +15,8 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { ownBroker, readTopic, runCli, sleep, type CliRun } from '../support/integration.ts';
 import { decodeRecord, encodeRecord, schemaRegistry } from '../../schemas/index.ts';
-import { Kafka, logLevel } from '../../collector/kafkajs.ts';
-import { ensureTopics } from '../../collector/kafka-sink.ts';
+import { Kafka, logLevel } from '../../kafka/kafkajs.ts';
+import { ensureTopics } from '../../kafka/client.ts';
 import { l7Key } from '../../collector/l7/tracker.ts';
 
 const L7 = 'ringflow.l7.v1';

@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import kafkajs from '../../collector/kafkajs.ts';
+import kafkajs from '../../kafka/kafkajs.ts';
 import { startOtelcol, stopOtelcol, readOtlpFile } from '../../cli/otelcol.ts';
 import { encodeSpan, type Span } from '../../processor/spans.ts';
 import { createTraceExporter } from '../../exporter/service.ts';

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import kafkajs from '../../collector/kafkajs.ts';
+import kafkajs from '../../kafka/kafkajs.ts';
 import { decodeRecord } from '../../schemas/index.ts';
 import type { RegisteredSchema } from '../../schemas/index.ts';
 import { REPO_ROOT } from '../../collector/signals/registry.ts';

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { gzipSync, zstdCompressSync } from 'node:zlib';
-import { groupMessagesPerPartition, groupingPatched, Partitioners, CompressionTypes, zstdCodec, gzipCodec } from '../../collector/kafkajs.ts';
+import { groupMessagesPerPartition, groupingPatched, Partitioners, CompressionTypes, zstdCodec, gzipCodec } from '../../kafka/kafkajs.ts';
 
 test("kafkajs's producer uses the linear per-partition grouping", () => {
   assert.equal(groupingPatched, true);

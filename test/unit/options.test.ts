@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseDurationNs, parseIntFlag, parseBrokers, parseList, parseComm } from '../../collector/options.ts';
-import { FatalError } from '../../collector/errors.ts';
+import { parseDurationNs, parseIntFlag, parseBrokers, parseList, parseComm } from '../../common/options.ts';
+import { FatalError } from '../../common/errors.ts';
 import { parseCollectArgs, l7SummaryPart, l7CountersSnapshot, cpuSummaryPart } from '../../cli/collect.ts';
 import { L7Tracker } from '../../collector/l7/tracker.ts';
 import { encodeSettings } from '../../collector/signals/settings.ts';

@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import fc from 'fast-check';
-import { murmur2, createRingflowPartitioner } from '../../collector/partitioner.ts';
-import { Partitioners } from '../../collector/kafkajs.ts';
+import { murmur2, createRingflowPartitioner } from '../../kafka/partitioner.ts';
+import { Partitioners } from '../../kafka/kafkajs.ts';
 
 const require = createRequire(import.meta.url);
 /** kafkajs's own (Java-compatible) murmur2, on 64-bit Longs: the reference. */

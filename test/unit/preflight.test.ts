@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { effectiveCaps, canLoadBpf, checkPrivileges, checkBtf, ensureTracefs } from '../../collector/preflight.ts';
-import { FatalError } from '../../collector/errors.ts';
+import { FatalError } from '../../common/errors.ts';
 
 const status = (capEff: string) => `Name:\tnode\nCapInh:\t0000000000000000\nCapEff:\t${capEff}\nCapBnd:\t000001ffffffffff\n`;
 
