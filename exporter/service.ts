@@ -19,7 +19,8 @@
  * our partitions. Logged once per kind of failure per outage, and once on recovery.
  *
  * Rejected for good (INVALID_ARGUMENT ..., or a partial success naming
- * rejected points or spans): counted, logged once per kind, committed:
+ * rejected points or spans): counted, logged once per kind (again every
+ * minute with a count while it recurs: exporter/log-once.ts), committed:
  * retrying cannot make the backend accept the same data.
  *
  * At-least-once: an export the backend accepted whose offsets could not be
@@ -37,6 +38,7 @@ import {
   toResourceMetrics, baseResourceAttributes, createOtlpExporter, exportOnce, onSdkWarnings,
   type HistogramMode, type MetricPoint, type MetricExporterLike, type OtlpExporterLike, type OtlpOptions, type ResolvedEndpoint,
 } from './otlp.ts';
+import { createLogOnce } from './log-once.ts';
 import { toReadableSpans, createOtlpTraceExporter, type SpanRecord, type SpanExporterLike } from './traces.ts';
 
 export const METRICS_TOPIC = 'ringflow.metrics.v1';
@@ -176,7 +178,8 @@ export function createSignalExporter<R, P>(spec: SignalSpec<R, P>, opts: Service
   const maxBackoff = opts.maxBackoffMs ?? 5000;
   const counters: ExporterCounters = { exported: 0, rejected: 0, retries: 0, undecodable: 0 };
   const log = opts.log;
-  const seenFatal = new Set<string>();
+  // bounded, and a fault that keeps happening is said again (with a count) every minute
+  const once = createLogOnce(opts.log);
   let outage: { kinds: Set<string>; since: number; held: number } | null = null;
   let stopping = false;
   let wake: (() => void) | null = null;
@@ -184,12 +187,6 @@ export function createSignalExporter<R, P>(spec: SignalSpec<R, P>, opts: Service
   let exporter: OtlpExporterLike<P> | undefined = opts.exporter;
   let endpoint: ResolvedEndpoint = { url: opts.otlp?.url ?? '(given exporter)', insecure: true };
   const undoWarnings = onSdkWarnings(log);
-
-  function once(kind: string, line: string): void {
-    if (seenFatal.has(kind)) return;
-    seenFatal.add(kind);
-    log(line);
-  }
 
   /** Waits ms, or less if stopping; heartbeats on the way. */
   async function pause(ms: number, heartbeat: () => Promise<void>): Promise<void> {
