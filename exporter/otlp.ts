@@ -18,7 +18,16 @@
  *                                   or, with histogramMode 'explicit', a Histogram with the
  *                                   fixed power-of-two bounds of EXPLICIT_BOUNDS
  *   kind SUM + sum               -> monotonic Sum of ints, DELTA (each point is one window's total)
- *   late_events, dropped_inputs, processor: not exported (Kafka-side bookkeeping)
+ *   late_events > 0              -> a point of DROPPED_METRIC (monotonic delta Sum of ints):
+ *                                   the series' attributes + reason "late" + signal = the
+ *                                   metric's name, same window; late events are drops
+ *   a point carrying no data     -> not exported as data: a HISTOGRAM with count 0, or a SUM
+ *                                   of 0 with late events (stage 2 opens a series in the oldest
+ *                                   open window to count its late events; the point exists for
+ *                                   them, and they go out as DROPPED_METRIC)
+ *   dropped_inputs, processor: not exported (dropped_inputs repeats the collector's drops on
+ *                                   every series of the topic; stage 2 writes them once per
+ *                                   reason as DROPPED_METRIC points of their own)
  * Scope: name "ringflow", version of package.json. Resource: service.name "ringflow"
  * under OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME (the SDK's env detectors),
  * under the point's host.name (the observed host, not the exporter's).
@@ -36,6 +45,13 @@ export type HistogramMode = 'exponential' | 'explicit';
 export const SCOPE_NAME = 'ringflow';
 export const SCOPE_VERSION: string = pkg.version;
 export const DEFAULT_SERVICE_NAME = 'ringflow';
+/**
+ * Every drop of every kind goes out as this counter (a delta Sum of events),
+ * with attributes `reason` (late, the collector's kernel/user drops, invalid
+ * values ...) and `signal` (the metric or topic that lost them).
+ */
+export const DROPPED_METRIC = 'ringflow.dropped';
+export const DROPPED_UNIT = '{event}';
 
 /** A decoded schemas/metrics.avsc record (longs as BigInt, the enum as its symbol). */
 export interface MetricPoint {
@@ -186,34 +202,34 @@ export function toResourceMetrics(points: readonly MetricPoint[], opts: MapOptio
       invalid.push({ point: p, reason });
       continue;
     }
+    const late = toNumber(p.late_events ?? 0n);
+    const empty = p.kind === 'HISTOGRAM' ? toNumber(p.histogram!.count) === 0 : toNumber(p.sum!) === 0 && late > 0;
+    if (empty && late === 0) continue; // nothing to say: no data, no drop
     const { host, attributes } = pointAttributes(p.attributes);
     const startTime = nsToHrTime(p.window_start_ns);
     const endTime = nsToHrTime(p.window_end_ns);
     let h = hosts.get(host);
     if (!h) hosts.set(host, (h = { metrics: new Map(), points: 0 }));
+    h.points++;
+    if (late > 0) {
+      addSum(h.metrics, DROPPED_METRIC, DROPPED_UNIT, { startTime, endTime, attributes: { ...attributes, reason: 'late', signal: p.name }, value: late });
+    }
+    if (empty) continue;
+    if (p.kind === 'SUM') {
+      addSum(h.metrics, p.name, p.unit, { startTime, endTime, attributes, value: toNumber(p.sum!) });
+      continue;
+    }
     const id = `${p.kind}\u0000${p.name}\u0000${p.unit}`;
     let m = h.metrics.get(id);
-    if (p.kind === 'HISTOGRAM') {
-      const descriptor = { name: p.name, description: '', unit: p.unit, valueType: ValueType.DOUBLE };
-      if (opts.histogramMode === 'explicit') {
-        m ??= { descriptor, aggregationTemporality: AggregationTemporality.DELTA, dataPointType: DataPointType.HISTOGRAM, dataPoints: [] };
-        (m.dataPoints as DataPoint<Histogram>[]).push({ startTime, endTime, attributes, value: toExplicit(p.histogram!, explicitBoundsFor(p.unit)) });
-      } else {
-        m ??= { descriptor, aggregationTemporality: AggregationTemporality.DELTA, dataPointType: DataPointType.EXPONENTIAL_HISTOGRAM, dataPoints: [] };
-        (m.dataPoints as DataPoint<ExponentialHistogram>[]).push({ startTime, endTime, attributes, value: toExponential(p.histogram!) });
-      }
+    const descriptor = { name: p.name, description: '', unit: p.unit, valueType: ValueType.DOUBLE };
+    if (opts.histogramMode === 'explicit') {
+      m ??= { descriptor, aggregationTemporality: AggregationTemporality.DELTA, dataPointType: DataPointType.HISTOGRAM, dataPoints: [] };
+      (m.dataPoints as DataPoint<Histogram>[]).push({ startTime, endTime, attributes, value: toExplicit(p.histogram!, explicitBoundsFor(p.unit)) });
     } else {
-      m ??= {
-        descriptor: { name: p.name, description: '', unit: p.unit, valueType: ValueType.INT },
-        aggregationTemporality: AggregationTemporality.DELTA,
-        dataPointType: DataPointType.SUM,
-        isMonotonic: true,
-        dataPoints: [],
-      };
-      (m.dataPoints as DataPoint<number>[]).push({ startTime, endTime, attributes, value: toNumber(p.sum!) });
+      m ??= { descriptor, aggregationTemporality: AggregationTemporality.DELTA, dataPointType: DataPointType.EXPONENTIAL_HISTOGRAM, dataPoints: [] };
+      (m.dataPoints as DataPoint<ExponentialHistogram>[]).push({ startTime, endTime, attributes, value: toExponential(p.histogram!) });
     }
     h.metrics.set(id, m);
-    h.points++;
   }
   const resources = [...hosts].map(([host, h]) => ({
     host,
@@ -224,6 +240,23 @@ export function toResourceMetrics(points: readonly MetricPoint[], opts: MapOptio
     },
   }));
   return { resources, invalid };
+}
+
+/** Adds a point to the monotonic delta Sum of ints (name, unit) of `metrics`. */
+function addSum(metrics: Map<string, MetricData>, name: string, unit: string, point: DataPoint<number>): void {
+  const id = `SUM\u0000${name}\u0000${unit}`;
+  let m = metrics.get(id);
+  if (!m) {
+    m = {
+      descriptor: { name, description: '', unit, valueType: ValueType.INT },
+      aggregationTemporality: AggregationTemporality.DELTA,
+      dataPointType: DataPointType.SUM,
+      isMonotonic: true,
+      dataPoints: [],
+    };
+    metrics.set(id, m);
+  }
+  (m.dataPoints as DataPoint<number>[]).push(point);
 }
 
 /**

@@ -11,7 +11,7 @@ import { AggregationTemporality, DataPointType } from '@opentelemetry/sdk-metric
 import type { ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import { encodeRecord, decodeRecord, schemaRegistry } from '../../schemas/index.ts';
 import {
-  toResourceMetrics, toExplicit, nsToHrTime, explicitBoundsFor, baseResourceAttributes, resolveEndpoint, classifyError, exportOnce,
+  toResourceMetrics, toExplicit, toExponential, DROPPED_METRIC, nsToHrTime, explicitBoundsFor, baseResourceAttributes, resolveEndpoint, classifyError, exportOnce,
   SCOPE_VERSION, type MetricPoint, type ExpHistogramRecord,
 } from '../../exporter/otlp.ts';
 
@@ -73,14 +73,6 @@ test('histogram and sum points -> exact OTLP data', () => {
           attributes: { 'process.command': 'nginx' },
           value: { count: 8, sum: 0.0123, scale: 3, zeroCount: 1, positive: { offset: -80, bucketCounts: [2, 0, 5] }, negative: { offset: 0, bucketCounts: [] }, min: 0, max: 0.00125 },
         }]);
-      },
-    },
-    {
-      name: 'empty histogram: no min/max',
-      in: point({ histogram: hist({ zero_count: 0n, positive_offset: 0, positive_buckets: [], count: 0n, sum: 0, min: 0, max: 0 }) }),
-      check(rm) {
-        const v = rm.scopeMetrics[0]!.metrics[0]!.dataPoints[0]!.value;
-        assert.deepEqual(v, { count: 0, sum: 0, scale: 3, zeroCount: 0, positive: { offset: 0, bucketCounts: [] }, negative: { offset: 0, bucketCounts: [] } });
       },
     },
     {
@@ -250,4 +242,57 @@ test('exportOnce: success, partial success (from the SDK warning), failures as v
   assert.deepEqual(await exportOnce(stub((cb) => cb({ code: ExportResultCode.FAILED, error: unavailable })), rm), { status: 'retryable', kind: 'UNAVAILABLE', message: 'UNAVAILABLE: No connection established' });
   const invalid = Object.assign(new Error('3 INVALID_ARGUMENT: bad'), { code: 3, details: 'bad' });
   assert.deepEqual(await exportOnce(stub((cb) => cb({ code: ExportResultCode.FAILED, error: invalid })), rm), { status: 'failure', kind: 'INVALID_ARGUMENT', message: 'INVALID_ARGUMENT: bad' });
+});
+
+test('toExponential: a histogram with count 0 has no min/max', () => {
+  const v = toExponential(hist({ zero_count: 0n, positive_offset: 0, positive_buckets: [], count: 0n, sum: 0, min: 0, max: 0 }));
+  assert.deepEqual(v, { count: 0, sum: 0, scale: 3, zeroCount: 0, positive: { offset: 0, bucketCounts: [] }, negative: { offset: 0, bucketCounts: [] } });
+});
+
+test('late events go out as ringflow.dropped{reason=late, signal=metric}; points without data are not exported as data', () => {
+  const empty = hist({ zero_count: 0n, positive_offset: 0, positive_buckets: [], count: 0n, sum: 0, min: 0, max: 0 });
+  const attrs = [{ key: 'host.name', value: 'h1' }, { key: 'process.command', value: 'nginx' }];
+  const sumOf = (over: Partial<MetricPoint>) => point({ name: 'ringflow.sched.context_switches', unit: '{switch}', kind: 'SUM', histogram: null, ...over });
+  const cases: { name: string; in: MetricPoint[]; out: [string, unknown][] }[] = [
+    { name: 'empty histogram, nothing late: nothing at all', in: [point({ histogram: empty })], out: [] },
+    {
+      name: 'empty histogram with late events: only the drop counter',
+      in: [point({ histogram: empty, late_events: 307n })],
+      out: [[DROPPED_METRIC, { 'process.command': 'nginx', reason: 'late', signal: 'ringflow.sched.runqueue.latency', value: 307 }]],
+    },
+    {
+      name: 'histogram with data and late events: both',
+      in: [point({ late_events: 2n })],
+      out: [
+        [DROPPED_METRIC, { 'process.command': 'nginx', reason: 'late', signal: 'ringflow.sched.runqueue.latency', value: 2 }],
+        ['ringflow.sched.runqueue.latency', { 'process.command': 'nginx', value: 8 }],
+      ],
+    },
+    {
+      name: 'a sum of 0 that exists for its late events: only the drop counter',
+      in: [sumOf({ sum: 0n, late_events: 5n })],
+      out: [[DROPPED_METRIC, { 'process.command': 'nginx', reason: 'late', signal: 'ringflow.sched.context_switches', value: 5 }]],
+    },
+    { name: 'a sum of 0 with nothing late is data (a delta of 0)', in: [sumOf({ sum: 0n })], out: [['ringflow.sched.context_switches', { 'process.command': 'nginx', value: 0 }]] },
+  ];
+  for (const c of cases) {
+    const out = toResourceMetrics(c.in.map((p) => roundTrip({ ...p, attributes: attrs })), { histogramMode: 'exponential', resource: RESOURCE });
+    assert.equal(out.invalid.length, 0, c.name);
+    const got: [string, unknown][] = [];
+    for (const r of out.resources) {
+      for (const m of r.metrics.scopeMetrics[0]!.metrics) {
+        if (m.descriptor.name === DROPPED_METRIC) {
+          assert.equal(m.dataPointType, DataPointType.SUM, c.name);
+          assert.equal((m as { isMonotonic?: boolean }).isMonotonic, true, c.name);
+          assert.equal(m.descriptor.unit, '{event}', c.name);
+        }
+        for (const d of m.dataPoints) {
+          assert.deepEqual([d.startTime, d.endTime], [nsToHrTime(T0), nsToHrTime(T1)], c.name);
+          const v = d.value as number | { count: number };
+          got.push([m.descriptor.name, { ...d.attributes, value: typeof v === 'number' ? v : v.count }]);
+        }
+      }
+    }
+    assert.deepEqual(got, c.out, c.name);
+  }
 });
