@@ -34,6 +34,8 @@ export interface AggregateCounters {
   points: number;
   transactions: number;
   skippedReplay: number;
+  /** Partitions whose committed checkpoint could not be used (started empty from the committed offset). */
+  checkpointsIgnored: number;
 }
 
 export interface AggregateStageOptions {
@@ -56,7 +58,7 @@ export interface AggregateStage {
 }
 
 export function createAggregateStage(opts: AggregateStageOptions): AggregateStage {
-  const counters: AggregateCounters = { events: 0, points: 0, transactions: 0, skippedReplay: 0 };
+  const counters: AggregateCounters = { events: 0, points: 0, transactions: 0, skippedReplay: 0, checkpointsIgnored: 0 };
   const states = new Map<number, PartitionState>();
   /** Per partition, the offset last committed (or read back at restore): where a failed transaction rewinds to. */
   const committedAt = new Map<number, bigint>();
@@ -90,6 +92,11 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
     const meta = p && p.offset !== '-1' && p.metadata ? p.metadata : undefined;
     committedAt.set(partition, p && p.offset !== '-1' ? BigInt(p.offset) : 0n);
     s = opts.newState(partition, meta);
+    if (s.restoreError !== null) {
+      // not a checkpoint of ours: throwing here would re-read this batch forever
+      counters.checkpointsIgnored++;
+      opts.log(`processor: aggregate: ${REPARTITION_TOPIC}[${partition}]: ignoring the commit's checkpoint (${s.restoreError}); starting empty from offset ${committedAt.get(partition)}`);
+    }
     states.set(partition, s);
     return s;
   }

@@ -71,6 +71,13 @@ export interface PartitionState {
   position(): bigint;
   /** Offset-commit metadata to store with the commit of `minOpenOffset() ?? position()`. */
   checkpoint(): string;
+  /**
+   * Why the checkpoint given at creation was ignored (unreadable, or a state
+   * the aggregator refuses), or null. The state then starts empty from the
+   * committed offset: windows emitted before may be emitted again, which beats
+   * throwing on every batch and re-reading the same one forever.
+   */
+  readonly restoreError: string | null;
 }
 
 type LaneId = 'events' | 'spans';
@@ -104,11 +111,45 @@ export const DEFAULT_SPAN_LAG_MS = 7_000;
 
 const metricTopic = new Map(METRICS.map((m) => [m.name, m.topic]));
 
+/**
+ * Offset-commit metadata -> the lanes' checkpoints ({} for none). Throws on
+ * anything that is not a checkpoint of ours: text another tool committed, a
+ * future version, a truncated value. Pure; table-tested.
+ */
+export function parseCheckpoint(text: string | undefined): Partial<Record<LaneId, LaneCheckpoint>> {
+  if (text === undefined || text === '') return {};
+  let cp: Checkpoint;
+  try {
+    cp = JSON.parse(text) as Checkpoint;
+  } catch (err) {
+    throw new Error(`unreadable checkpoint (${(err as Error).message})`);
+  }
+  if (cp === null || typeof cp !== 'object') throw new Error('checkpoint is not an object');
+  if (cp.v === 1) {
+    if (typeof cp.windows !== 'object' || cp.windows === null || typeof cp.emittedThroughNs !== 'string') throw new Error('checkpoint v1 without its window state');
+    return { events: { windows: cp.windows, emittedThroughNs: cp.emittedThroughNs, from: '0' } };
+  }
+  if (cp.v === 2) {
+    if (typeof cp.lanes !== 'object' || cp.lanes === null) throw new Error('checkpoint v2 without lanes');
+    for (const [id, l] of Object.entries(cp.lanes)) {
+      if (id !== 'events' && id !== 'spans') throw new Error(`checkpoint: unknown lane ${id}`);
+      if (!l || typeof l.windows !== 'object' || l.windows === null || typeof l.emittedThroughNs !== 'string' || typeof l.from !== 'string') throw new Error(`checkpoint: lane ${id} incomplete`);
+      if (!/^-?\d+$/.test(l.emittedThroughNs) || !/^\d+$/.test(l.from)) throw new Error(`checkpoint: lane ${id} has a bad number`);
+    }
+    return cp.lanes;
+  }
+  throw new Error(`checkpoint of unknown version ${String((cp as { v?: unknown }).v)}`);
+}
+
 export function createPartitionState(cfg: PartitionConfig & { processorId: string }, partition: number, checkpoint: string | undefined): PartitionState {
   const metrics = schemaRegistry().byTopic(METRICS_TOPIC)!;
-  const cp = checkpoint ? (JSON.parse(checkpoint) as Checkpoint) : undefined;
-  const saved: Partial<Record<LaneId, LaneCheckpoint>> =
-    cp === undefined ? {} : cp.v === 1 ? { events: { windows: cp.windows, emittedThroughNs: cp.emittedThroughNs, from: '0' } } : cp.lanes;
+  let restoreError: string | null = null;
+  let saved: Partial<Record<LaneId, LaneCheckpoint>> = {};
+  try {
+    saved = parseCheckpoint(checkpoint);
+  } catch (err) {
+    restoreError = (err as Error).message;
+  }
   const spanLagNs = BigInt(cfg.spanLagMs ?? DEFAULT_SPAN_LAG_MS) * 1_000_000n;
 
   interface Lane {
@@ -127,7 +168,15 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
       : new WindowAggregator({ sizeMs: cfg.windowMs, latenessMs: cfg.latenessMs, metrics: defs });
     return { agg, holds: new Map(), emittedThrough: c ? BigInt(c.emittedThroughNs) : -1n, from: c ? BigInt(c.from) : 0n, idleGraceNs };
   }
-  const lanes: Record<LaneId, Lane> = { events: lane('events', IDLE_GRACE_NS), spans: lane('spans', IDLE_GRACE_NS + spanLagNs) };
+  let lanes: Record<LaneId, Lane>;
+  try {
+    lanes = { events: lane('events', IDLE_GRACE_NS), spans: lane('spans', IDLE_GRACE_NS + spanLagNs) };
+  } catch (err) {
+    // well-formed JSON the window assigner refuses (another window size, a start off the grid, ...)
+    restoreError = `window state: ${(err as Error).message}`;
+    saved = {};
+    lanes = { events: lane('events', IDLE_GRACE_NS), spans: lane('spans', IDLE_GRACE_NS + spanLagNs) };
+  }
   const laneList = [lanes.events, lanes.spans];
   /** `${topic}|${host}|${windowStart}` -> events the collectors reported dropped */
   const drops = new Map<string, number>();
@@ -169,6 +218,7 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
   }
 
   return {
+    restoreError,
     add(key, value, offset) {
       pos = offset + 1n;
       lastEventAt = Date.now();
