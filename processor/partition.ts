@@ -183,7 +183,10 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
   let closed: SeriesPoint[] = [];
   let lastIdleCheck = -1n;
   let pos = -1n;
-  let lastEventAt = Date.now();
+  // per lane, when it last received an event or partial: stats records do not count (the
+  // collectors send one every 5 s, which kept a partition from ever being quiet, so a quiet
+  // series' last window waited for an unrelated event), nor does the other lane
+  const lastEventAt = new Map<object, number>(laneList.map((l) => [l, Date.now()]));
   let lastEvents = 1;
   // collectors' events take the fast decoder (no avsc, no BigInt per long: see
   // fast-decode.ts); spans, stats and anything it declines take decodeCurrent
@@ -221,7 +224,6 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
     restoreError,
     add(key, value, offset) {
       pos = offset + 1n;
-      lastEventAt = Date.now();
       lastEvents = 1;
       const route = parseRepartitionKey(key);
       let rec: Record<string, unknown>;
@@ -251,6 +253,7 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
       }
       const l = route!.topic === SPANS_TOPIC && !isStats ? lanes.spans : lanes.events;
       // replay: this lane's state already holds this record
+      if (!isStats) lastEventAt.set(l, Date.now());
       if (offset < l.from) return 'replayed';
       const agg = l.agg;
       if (isStats) {
@@ -302,14 +305,15 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
       for (const l of laneList) collect(l, l.agg.advance());
     },
     advanceIdle(wallNs) {
-      // only a partition that has been quiet for a lateness period is moved by the clock
-      if (Date.now() - lastEventAt < (cfg.idleQuietMs ?? cfg.latenessMs) || wallNs === lastIdleCheck) return false;
+      // only a lane that has been quiet for a lateness period is moved by the clock
+      const quiet = laneList.filter((l) => Date.now() - lastEventAt.get(l)! >= (cfg.idleQuietMs ?? cfg.latenessMs));
+      if (quiet.length === 0 || wallNs === lastIdleCheck) return false;
       lastIdleCheck = wallNs;
       const before = closed.length;
       // the clock runs ahead of events still on their way (ring poll, produce, stage 1's
       // transaction; for spans also the correlator's wait): only assume event time has
       // reached now - the lane's grace
-      for (const l of laneList) collect(l, l.agg.advanceTo(wallNs - l.idleGraceNs));
+      for (const l of quiet) collect(l, l.agg.advanceTo(wallNs - l.idleGraceNs));
       return closed.length > before;
     },
     takeClosed() {
