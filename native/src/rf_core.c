@@ -944,9 +944,16 @@ void rf_session_stats(const rf_session *s, rf_stats *out)
 	out->wakeups = __atomic_load_n(&s->st.wakeups, __ATOMIC_RELAXED);
 	out->ring_pending = 0;
 	if (s->cons_pos && s->prod_pos) {
-		unsigned long prod = __atomic_load_n(s->prod_pos, __ATOMIC_ACQUIRE);
+		/*
+		 * Consumer first: the poll thread moves it up to the producer position
+		 * it saw, so a producer position read after it is never behind it.
+		 * Read the other way round, the consumer could pass the producer
+		 * snapshot and prod - cons wrapped to ~2^64 (issue 9, crash 1). The
+		 * clamp keeps that true even if the kernel's order ever differs.
+		 */
 		unsigned long cons = __atomic_load_n(s->cons_pos, __ATOMIC_ACQUIRE);
-		out->ring_pending = prod - cons;
+		unsigned long prod = __atomic_load_n(s->prod_pos, __ATOMIC_ACQUIRE);
+		out->ring_pending = prod > cons ? prod - cons : 0;
 	}
 }
 
