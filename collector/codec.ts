@@ -65,6 +65,8 @@ export interface CodecOptions {
   dropReasonNames: DropReasonNames;
   /** L7 captures are parsed per connection (collector/l7/): the tracker's options. */
   l7?: L7TrackerOptions;
+  /** Where a record that throws is reported (once per kind). */
+  log?: (line: string) => void;
 }
 
 export function createCodec(opts: CodecOptions): Codec {
@@ -73,6 +75,17 @@ export function createCodec(opts: CodecOptions): Codec {
   let emitL7: ((o: L7Output) => void) | undefined;
   let l7: Codec['l7'];
   const raw = new Map<number, (batch: Buffer, off: number, len: number) => boolean>();
+  // Losses by DropReason (collector.ts): one capture or message that throws is
+  // counted and skipped, the rest of its batch goes on.
+  const drops = new Map<string, number>();
+  const reported = new Set<string>();
+  const lose = (reason: 'l7_tracker_error' | 'l7_encode_error', err: unknown): void => {
+    drops.set(reason, (drops.get(reason) ?? 0) + 1);
+    if (reported.has(reason)) return; // one line per kind; the count goes on in the stats
+    reported.add(reason);
+    const e = err as { stack?: string; message?: string };
+    (opts.log ?? ((l: string) => console.error(l)))(`ringflow: collector: ${reason}: ${e?.stack ?? e?.message ?? String(err)} (counted in the stats as drop_reasons ${reason}; further ones are counted only)`);
+  };
   if (opts.l7) {
     const tracker = new L7Tracker({ processName: procExeNames(), ...opts.l7 });
     const enc = createL7Encoder({ host: opts.host, bootTimeNs: opts.bootTimeNs });
@@ -83,16 +96,28 @@ export function createCodec(opts: CodecOptions): Codec {
       if (!c) return false;
       // parsers may keep bytes across records: never pin the native batch
       c.payload = c.payload.slice();
-      for (const o of tracker.feed(c)) emitL7!(o);
-      if (c.ts_ns - lastSweep >= L7_SWEEP_NS) {
-        lastSweep = c.ts_ns;
-        for (const o of tracker.sweep(c.ts_ns)) emitL7!(o);
+      let outs: L7Output[];
+      try {
+        outs = tracker.feed(c);
+        if (c.ts_ns - lastSweep >= L7_SWEEP_NS) {
+          lastSweep = c.ts_ns;
+          outs = outs.concat(tracker.sweep(c.ts_ns));
+        }
+      } catch (err) {
+        lose('l7_tracker_error', err);
+        return true; // decoded, and counted as lost: not also undecodable
       }
+      for (const o of outs) emitL7!(o);
       return true;
     });
     emitL7 = (o) => {
-      const { key, value } = enc.encode(o);
-      currentEmit!(L7_TOPIC, L7_CAPTURE_TYPE, key, value);
+      let kv: { key: string; value: Buffer };
+      try {
+        kv = enc.encode(o);
+      } catch (err) {
+        return lose('l7_encode_error', err);
+      }
+      currentEmit!(L7_TOPIC, L7_CAPTURE_TYPE, kv.key, kv.value);
     };
   }
   let currentEmit: ((topic: string, type: number, key: string, value: Buffer) => void) | undefined;
@@ -102,6 +127,10 @@ export function createCodec(opts: CodecOptions): Codec {
   return {
     statsTopic: STATS_TOPIC,
     transcoder: {
+      drops,
+      get parseFailures() {
+        return l7?.tracker.counters.failed;
+      },
       transcodeBatch(batch, emit) {
         currentEmit = emit;
         return t.transcodeBatch(batch, (s, key, value) => emit(s.topic, s.eventType ?? 0, key, value));
@@ -136,6 +165,10 @@ export function createCodec(opts: CodecOptions): Codec {
         send_errors: s.send_errors,
         pending: s.pending,
         ring_bytes: s.ring_bytes,
+        undecodable: s.undecodable,
+        drop_reasons: s.drop_reasons,
+        l7_parse_failures: s.l7_parse_failures,
+        clamped: s.clamped,
       });
       return { topic: STATS_TOPIC, key: opts.host, value, type: 0 };
     },

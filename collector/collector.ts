@@ -16,6 +16,43 @@
  */
 import type { EventSink, OutRecord } from './sink.ts';
 
+/**
+ * Why records were lost in user space: a fixed set, so the stats record and
+ * the summary line stay bounded whatever the input (no numbers, no free text).
+ * - backpressure: handed over while the sink already held maxPending records
+ * - unacknowledged_at_stop: still unacknowledged when stop's flush timed out
+ * - undecodable: unknown type or short record (the transcoder's `unknown`)
+ * - transcode_error: a batch's transcoder threw; the records it had not emitted
+ * - l7_tracker_error / l7_encode_error: one L7 capture or message threw (codec.ts)
+ * - too_large_dead_lettered / rejected_dead_lettered: refused by Kafka for
+ *   their topic, written to the dead-letter topic instead (kafka-sink.ts)
+ * - too_large / rejected: refused by Kafka and not even dead-lettered
+ * - stats_error: a stats record that could not be built or sent
+ */
+export const DROP_REASONS = [
+  'backpressure', 'unacknowledged_at_stop', 'undecodable', 'transcode_error', 'l7_tracker_error', 'l7_encode_error',
+  'too_large_dead_lettered', 'rejected_dead_lettered', 'too_large', 'rejected', 'stats_error',
+] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
+
+export interface ReasonCount {
+  reason: string;
+  count: number;
+}
+
+/**
+ * A counter for the stats record: a non-negative safe integer. Anything else
+ * (a wrapped unsigned difference, NaN, a bigint past 2^53) cannot be right:
+ * it is clamped into range and `onClamp` counts it, rather than letting the
+ * Avro encoder throw in a timer (issue 9: `invalid "long": 18446744073709488000`).
+ */
+export function clampCount(v: number | bigint, onClamp: () => void): number {
+  const n = typeof v === 'bigint' ? (v >= 0n && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v < 0n ? -1 : Infinity) : v;
+  if (Number.isSafeInteger(n) && n >= 0) return n;
+  onClamp();
+  return n > 0 ? Number.MAX_SAFE_INTEGER : 0;
+}
+
 export interface SessionLike {
   start(onBatch: (batch: Buffer) => void): void;
   pause(): void;
@@ -31,6 +68,10 @@ export interface TranscoderLike {
   transcodeBatch(batch: Buffer, emit: (topic: string, type: number, key: string, value: Buffer) => void): { records: number; unknown: number };
   /** Once the ring is drained on stop: emit what per-connection state still holds (L7 messages a close would have completed). */
   finish?(emit: (topic: string, type: number, key: string, value: Buffer) => void): void;
+  /** Records it lost, by DropReason (cumulative), e.g. one L7 capture whose parser threw. */
+  readonly drops?: ReadonlyMap<string, number>;
+  /** L7 parser directions stopped, by fixed reason (cumulative). */
+  readonly parseFailures?: ReadonlyMap<string, number>;
 }
 
 export interface StatsEvent {
@@ -50,6 +91,12 @@ export interface StatsSnapshot {
   ring_bytes: number;
   /** records the transcoder could not decode (unknown type or short record) */
   undecodable: number;
+  /** Records lost in user space over the interval, by DropReason (only reasons with a count). */
+  drop_reasons: ReasonCount[];
+  /** L7 parser directions that stopped over the interval, by fixed reason (see l7/tracker.ts). */
+  l7_parse_failures: ReasonCount[];
+  /** Stats values over the interval that could not be right and were clamped (see clampCount). */
+  clamped: number;
 }
 
 export interface CollectorOptions {
@@ -65,6 +112,8 @@ export interface CollectorOptions {
   encodeStats?: (s: StatsSnapshot) => OutRecord;
   onStats?: (s: StatsSnapshot) => void;
   wallClockNs?: () => bigint;
+  /** Where errors caught in callbacks and timers are reported (once per kind, then at 10, 100, ... repeats). */
+  log?: (line: string) => void;
 }
 
 /** Walks a native batch ([u32 len][u32 0][record][pad to 8])*, yielding each record's type byte. */
@@ -82,34 +131,85 @@ export function countTypes(batch: Buffer, into: Map<number, number>): number {
   return n;
 }
 
+/** Sums cumulative reason counters from several sources into `into`. */
+function addReasons(into: Map<string, number>, from: ReadonlyMap<string, number> | undefined): void {
+  if (from) for (const [k, v] of from) into.set(k, (into.get(k) ?? 0) + v);
+}
+
+/** now - prev per reason, only the reasons that moved. */
+function reasonDeltas(now: ReadonlyMap<string, number>, prev: ReadonlyMap<string, number>): ReasonCount[] {
+  const out: ReasonCount[] = [];
+  for (const [reason, n] of now) {
+    const d = n - (prev.get(reason) ?? 0);
+    if (d !== 0) out.push({ reason, count: d });
+  }
+  return out;
+}
+
+type Emit = (topic: string, type: number, key: string, value: Buffer) => void;
+
 export class Collector {
   readonly read = new Map<number, number>();
   readonly userDrops = new Map<number, number>();
+  /** The collector's own losses by DropReason (the transcoder and the sink count theirs). */
+  readonly drops = new Map<string, number>();
   undecodable = 0;
+  /** Stats values clamped (see clampCount). */
+  clamped = 0;
   private paused = false;
   /** scratch per-batch counts by event type id (a u8 on the wire) */
   private readonly perType = new Uint32Array(256);
   private stopping = false;
   private timer: NodeJS.Timeout | undefined;
-  private last: { time: bigint; read: Map<number, number>; user: Map<number, number>; produced: Map<number, number>; kernel: bigint[]; sendErrors: number; undecodable: number };
+  private last: { time: bigint; read: Map<number, number>; user: Map<number, number>; produced: Map<number, number>; kernel: bigint[]; sendErrors: number; undecodable: number; drops: Map<string, number>; parse: Map<string, number>; clamped: number; sinkLost: Map<number, number> };
   private readonly opts: CollectorOptions;
   private readonly lowWater: number;
   private readonly now: () => bigint;
+  private readonly errorsByKind = new Map<string, number>();
 
   constructor(opts: CollectorOptions) {
     this.opts = opts;
     this.lowWater = Math.floor(opts.highWater / 2);
     this.now = opts.wallClockNs ?? (() => BigInt(Date.now()) * 1_000_000n);
-    this.last = { time: this.now(), read: new Map(), user: new Map(), produced: new Map(), kernel: [], sendErrors: 0, undecodable: 0 };
-    opts.sink.onProgress(() => this.maybeResume());
+    this.last = { time: this.now(), read: new Map(), user: new Map(), produced: new Map(), kernel: [], sendErrors: 0, undecodable: 0, drops: new Map(), parse: new Map(), clamped: 0, sinkLost: new Map() };
+    opts.sink.onProgress(() => this.guard('resume', () => this.maybeResume()));
   }
 
   start(): void {
     this.last.kernel = this.opts.session.drops();
-    this.opts.session.start((batch) => this.onBatch(batch));
+    // a throw here would reach the addon's callback and become an uncaughtException: never let one out
+    this.opts.session.start((batch) => this.guard('batch', () => this.onBatch(batch)));
     if (this.opts.statsIntervalMs > 0) {
-      this.timer = setInterval(() => this.publishStats(), this.opts.statsIntervalMs);
+      this.timer = setInterval(() => this.guard('stats', () => this.publishStats()), this.opts.statsIntervalMs);
     }
+  }
+
+  /** Errors caught in a callback or timer, by where they happened. */
+  errors(): ReadonlyMap<string, number> {
+    return this.errorsByKind;
+  }
+
+  /**
+   * Runs f; a throw is counted and reported with its cause the first time for
+   * its kind, then again at 10, 100, 1000... repeats, so a persistent fault
+   * stays visible without a line per batch.
+   */
+  private guard(where: string, f: () => void): void {
+    try {
+      f();
+    } catch (err) {
+      const n = (this.errorsByKind.get(where) ?? 0) + 1;
+      this.errorsByKind.set(where, n);
+      if (where === 'stats') this.countDrop('stats_error', 1);
+      if (n === 1 || Number.isInteger(Math.log10(n))) {
+        const e = err as { stack?: string; message?: string };
+        (this.opts.log ?? ((l: string) => console.error(l)))(`ringflow: collector: error in ${where} callback (${n} so far; counted, going on): ${e?.stack ?? e?.message ?? String(err)}`);
+      }
+    }
+  }
+
+  private countDrop(reason: DropReason, n: number): void {
+    if (n > 0) this.drops.set(reason, (this.drops.get(reason) ?? 0) + n);
   }
 
   private onBatch(batch: Buffer): void {
@@ -117,17 +217,43 @@ export class Collector {
     // while stopping, the ring's remaining contents are bounded by its size: take them all
     if (!this.stopping && sink.pending() >= this.opts.maxPending) {
       // already paused and still over the cap: this batch cannot be held
-      countTypes(batch, this.userDrops);
+      this.countDrop('backpressure', countTypes(batch, this.userDrops));
       return;
     }
     const out: OutRecord[] = [];
     const perType = this.perType.fill(0);
-    const res = transcoder.transcodeBatch(batch, (topic, type, key, value) => {
+    const emit: Emit = (topic, type, key, value) => {
       out.push({ topic, type, key, value });
       perType[type]!++;
-    });
+    };
+    try {
+      const res = transcoder.transcodeBatch(batch, emit);
+      this.undecodable += res.unknown;
+    } catch (err) {
+      // The transcoder guards each record it can; this is the last line: what
+      // was emitted before the throw is kept, the batch's other records are
+      // counted as lost (per type, as read and user-dropped) and the error reported.
+      const inBatch = new Map<number, number>();
+      countTypes(batch, inBatch);
+      let lost = 0;
+      for (const [type, n] of inBatch) {
+        const l = Math.max(0, n - perType[type]!);
+        if (l === 0) continue;
+        lost += l;
+        // like backpressure drops: user-dropped, not read (read + user_drops = what left the ring)
+        this.userDrops.set(type, (this.userDrops.get(type) ?? 0) + l);
+      }
+      this.countDrop('transcode_error', lost);
+      this.afterBatch(out);
+      throw err;
+    }
+    this.afterBatch(out);
+  }
+
+  private afterBatch(out: OutRecord[]): void {
+    const { sink } = this.opts;
+    const perType = this.perType;
     for (let t = 0; t < perType.length; t++) if (perType[t]! > 0) this.read.set(t, (this.read.get(t) ?? 0) + perType[t]!);
-    this.undecodable += res.unknown;
     sink.enqueue(out);
     if (!this.paused && sink.pending() >= this.opts.highWater) {
       this.paused = true;
@@ -142,32 +268,56 @@ export class Collector {
     }
   }
 
-  /** Deltas since the previous snapshot. */
+  /** Every loss by reason, cumulative: the collector's, the transcoder's and the sink's. */
+  private allDrops(): Map<string, number> {
+    const m = new Map<string, number>();
+    addReasons(m, this.drops);
+    if (this.undecodable > 0) m.set('undecodable', this.undecodable);
+    addReasons(m, this.opts.transcoder.drops);
+    addReasons(m, this.opts.sink.counters.drops);
+    return m;
+  }
+
+  /** Deltas since the previous snapshot; every number is a non-negative safe integer (clampCount). */
   snapshot(): StatsSnapshot {
     const time = this.now();
+    const c = (v: number | bigint) => clampCount(v, () => this.clamped++);
     const kernel = this.opts.session.drops();
     const produced = this.opts.sink.counters.produced;
+    // read but refused by the destination (dead-lettered or dropped): user drops of their type
+    const sinkLost = this.opts.sink.counters.lost ?? new Map<number, number>();
     const events: StatsEvent[] = [];
     for (const [type, topic] of this.opts.topics) {
-      const d = (m: Map<number, number>, prev: Map<number, number>) => (m.get(type) ?? 0) - (prev.get(type) ?? 0);
+      const d = (m: Map<number, number>, prev: Map<number, number>) => c((m.get(type) ?? 0) - (prev.get(type) ?? 0));
       events.push({
         event: topic,
         read: d(this.read, this.last.read),
-        kernel_drops: Number((kernel[type] ?? 0n) - (this.last.kernel[type] ?? 0n)),
-        user_drops: d(this.userDrops, this.last.user),
+        kernel_drops: c((kernel[type] ?? 0n) - (this.last.kernel[type] ?? 0n)),
+        user_drops: c(d(this.userDrops, this.last.user) + d(sinkLost, this.last.sinkLost)),
         produced: d(produced, this.last.produced),
       });
     }
+    const drops = this.allDrops();
+    const parse = new Map(this.opts.transcoder.parseFailures ?? []);
     const snap: StatsSnapshot = {
       time_ns: time,
       interval_ns: time - this.last.time,
       events,
-      send_errors: this.opts.sink.counters.sendErrors - this.last.sendErrors,
-      pending: this.opts.sink.pending(),
-      ring_bytes: this.opts.session.ringPending(),
-      undecodable: this.undecodable - this.last.undecodable,
+      send_errors: c(this.opts.sink.counters.sendErrors - this.last.sendErrors),
+      pending: c(this.opts.sink.pending()),
+      ring_bytes: c(this.opts.session.ringPending()),
+      undecodable: c(this.undecodable - this.last.undecodable),
+      drop_reasons: reasonDeltas(drops, this.last.drops).map((r) => ({ reason: r.reason, count: c(r.count) })),
+      l7_parse_failures: reasonDeltas(parse, this.last.parse).map((r) => ({ reason: r.reason, count: c(r.count) })),
+      clamped: 0,
     };
-    this.last = { time, read: new Map(this.read), user: new Map(this.userDrops), produced: new Map(produced), kernel, sendErrors: this.opts.sink.counters.sendErrors, undecodable: this.undecodable };
+    if (snap.interval_ns < 0n) {
+      // the wall clock stepped back: an interval cannot be negative
+      this.clamped++;
+      snap.interval_ns = 0n;
+    }
+    snap.clamped = this.clamped - this.last.clamped;
+    this.last = { time, read: new Map(this.read), user: new Map(this.userDrops), produced: new Map(produced), kernel, sendErrors: this.opts.sink.counters.sendErrors, undecodable: this.undecodable, drops, parse, clamped: this.clamped, sinkLost: new Map(sinkLost) };
     return snap;
   }
 
@@ -191,29 +341,35 @@ export class Collector {
       this.opts.session.resume();
     }
     await this.opts.session.stop();
-    if (this.opts.transcoder.finish) {
+    const finish = this.opts.transcoder.finish;
+    if (finish) {
       const out: OutRecord[] = [];
-      this.opts.transcoder.finish((topic, type, key, value) => {
+      this.guard('finish', () => finish.call(this.opts.transcoder, (topic, type, key, value) => {
         out.push({ topic, type, key, value });
         this.read.set(type, (this.read.get(type) ?? 0) + 1);
-      });
+      }));
       this.opts.sink.enqueue(out);
     }
     let flushed = await this.opts.sink.flush(flushTimeoutMs);
     const final = this.snapshot();
     if (!flushed) {
-      // what is still pending is lost with this process: say so in the last record
       // what the sink still holds dies with this process: count it, per type, as user drops
       const produced = this.opts.sink.counters.produced;
+      let lostAll = 0;
       for (const [type, topic] of this.opts.topics) {
-        const lost = (this.read.get(type) ?? 0) - (produced.get(type) ?? 0);
+        const lost = (this.read.get(type) ?? 0) - (produced.get(type) ?? 0) - (this.opts.sink.counters.lost?.get(type) ?? 0);
         const e = final.events.find((x) => x.event === topic);
-        if (e && lost > 0) e.user_drops += lost;
+        if (e && lost > 0) {
+          e.user_drops += lost;
+          lostAll += lost;
+        }
       }
+      if (lostAll > 0) final.drop_reasons.push({ reason: 'unacknowledged_at_stop', count: lostAll });
     }
-    this.opts.onStats?.(final);
+    this.guard('stats', () => this.opts.onStats?.(final));
     if (this.opts.encodeStats) {
-      this.opts.sink.enqueue([this.opts.encodeStats(final)]);
+      const enc = this.opts.encodeStats;
+      this.guard('stats', () => this.opts.sink.enqueue([enc(final)]));
       flushed = (await this.opts.sink.flush(Math.min(flushTimeoutMs, 5000))) && flushed;
     }
     return { flushed, final };

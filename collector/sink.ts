@@ -14,8 +14,12 @@ export interface OutRecord {
 export interface SinkCounters {
   /** Records acknowledged by the destination, per event type id. */
   readonly produced: Map<number, number>;
-  /** Failed send attempts (each is retried; none of these is a loss). */
+  /** Failed send attempts (retriable ones are retried: none of these is by itself a loss). */
   sendErrors: number;
+  /** Records refused by the destination and not delivered to their topic, by DropReason (collector.ts). */
+  readonly drops?: Map<string, number>;
+  /** The same records per event type id, so the stats count them as that type's user drops. */
+  readonly lost?: Map<number, number>;
 }
 
 export interface EventSink {

@@ -82,6 +82,7 @@ const stats = {
   host: 'h1', boot_time_ns: 1_700_000_000_000_000_000n, time_ns: 1_732_000_000_000_000_001n, interval_ns: 10_000_000_000n,
   events: [{ event: 'ringflow.tcp.drop.v1', read: 5n, kernel_drops: 0n, user_drops: 1n, produced: 4n }],
   send_errors: 0n, pending: 3n, ring_bytes: 2n ** 40n,
+  undecodable: 0n, drop_reasons: [], l7_parse_failures: [], clamped: 0n,
 };
 
 test('wire: single-object round trip (avsc encoder and the transcoder)', () => {
