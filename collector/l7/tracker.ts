@@ -76,7 +76,7 @@ export interface L7Counters {
   gapBytes: number;
   /** Offset jumps: records lost between the kernel and us (dropped in the ring). */
   lostRecords: number;
-  /** Directions whose parser lost sync and stopped (by reason). */
+  /** Directions whose parser lost sync and stopped, by "<protocol>: <failureReason>" (a bounded set of keys). */
   failed: Map<string, number>;
   /** HTTP/1 connections that lost sync at lost records and waited for the next start lines (see `resync`). */
   resyncs: number;
@@ -390,7 +390,7 @@ export class L7Tracker {
     const why = conn.parsers![dir]!.failed;
     if (why === null || conn.saidFailed[dir]) return;
     conn.saidFailed[dir] = true;
-    const k = `${conn.proto}: ${why}`;
+    const k = `${conn.proto}: ${failureReason(why)}`;
     this.counters.failed.set(k, (this.counters.failed.get(k) ?? 0) + 1);
   }
 
@@ -440,3 +440,41 @@ export class L7Tracker {
     }];
   }
 }
+
+/**
+ * Parser failure texts that are already fixed strings (http1.ts, http2.ts,
+ * dns.ts): kept as they are.
+ */
+const FIXED_FAILURES: ReadonlySet<string> = new Set([
+  // HTTP/1
+  'upgrade', 'gap past message end', 'gap across chunk boundary', 'gap between messages', 'gap in headers',
+  'gap in chunked framing', 'bad start line', 'headers too large', 'chunk size line too long', 'bad chunk size',
+  'chunked body too large', 'bad chunk terminator', 'trailers too large', 'bad header line',
+  'bad transfer-encoding', 'bad content-length',
+  // HTTP/2
+  'CONTINUATION without HEADERS', 'bad gap length', 'frame larger than SETTINGS_MAX_FRAME_SIZE', 'gap across frames',
+  'gap in connection preface', 'header block interrupted', 'header block too large', 'hpack desync',
+  'malformed frame (SETTINGS_MAX_FRAME_SIZE)', 'malformed frame (padding)', 'no SETTINGS preface', 'no connection preface',
+]);
+
+/** Failure texts that carry numbers or an error's message: their fixed reason. */
+const FAILURE_PATTERNS: readonly [RegExp, string][] = [
+  [/^message \d+ \(\d+ bytes\) is not DNS/, 'not DNS'],
+  [/^a gap of \d+ bytes covered a length prefix/, 'gap over a length prefix'],
+  [/^malformed frame \(type \d+\)$/, 'malformed frame'],
+  [/^hpack: /, 'hpack error'],
+  [/^internal error: /, 'internal error'],
+];
+
+/**
+ * A parser's failure text -> a reason from a fixed set, so the counters keyed
+ * by it (and the stats record's l7_parse_failures) stay bounded: texts with
+ * counts, lengths or error messages in them would make one key per
+ * connection. Pure; anything not listed here is 'other'.
+ */
+export function failureReason(why: string): string {
+  if (FIXED_FAILURES.has(why)) return why;
+  for (const [re, reason] of FAILURE_PATTERNS) if (re.test(why)) return reason;
+  return 'other';
+}
+
