@@ -366,6 +366,55 @@ interface CheckpointV1 {
   raises: [string, string][];
 }
 
+/**
+ * One observer's waiting HTTP/1 requests in ordinal order. Requests leave it
+ * almost always at the head (answered, missed, timed out in order), but a
+ * deep pipelined backlog made Array#indexOf + splice quadratic: removal here
+ * is lazy (an item leaves once marked done, `Pending.done`) and the array is
+ * only compacted when its dead head outweighs the rest.
+ */
+class PendingQueue {
+  private items: Pending[] = [];
+  private head = 0;
+
+  push(p: Pending): void {
+    this.items.push(p);
+  }
+
+  /** Drops done items at both ends; call after marking one done. */
+  trim(): void {
+    const items = this.items;
+    while (this.head < items.length && items[this.head]!.done) this.head++;
+    while (items.length > this.head && items[items.length - 1]!.done) items.pop();
+    if (this.head === items.length) {
+      this.items = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= items.length) {
+      this.items = items.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  first(): Pending | undefined {
+    return this.items[this.head];
+  }
+
+  last(): Pending | undefined {
+    return this.items.length > this.head ? this.items[this.items.length - 1] : undefined;
+  }
+
+  get empty(): boolean {
+    return this.head >= this.items.length;
+  }
+
+  /** The waiting (not done) requests, in order. */
+  live(): Pending[] {
+    const out: Pending[] = [];
+    for (let i = this.head; i < this.items.length; i++) if (!this.items[i]!.done) out.push(this.items[i]!);
+    return out;
+  }
+}
+
 /** A binary min-heap. */
 class Heap<T> {
   private a: T[] = [];
@@ -457,7 +506,7 @@ export class SpanCorrelator {
   private readonly pending = new Map<number, Pending>();
   private readonly byKey = new Map<string, Pending[]>();
   /** HTTP/1 waiting requests per observer, by ordinal. */
-  private readonly h1 = new Map<string, Pending[]>();
+  private readonly h1 = new Map<string, PendingQueue>();
   private readonly deadlines = new Heap<Pending>((a, b) => a.deadlineNs < b.deadlineNs || (a.deadlineNs === b.deadlineNs && a.seq < b.seq));
   /** Completed spans waiting out linkDelay, in completion order. */
   private readonly completed = new Map<number, Completed>();
@@ -613,8 +662,9 @@ export class SpanCorrelator {
     if (family === 'h1') {
       const q = this.h1.get(obs);
       // the ordinal went back: a new parse of the connection; the waiting requests will get no answer
-      if (q && q.length > 0 && q[q.length - 1]!.rec.stream_id >= rec.stream_id) {
-        for (const p of [...q]) this.complete(p, null, 'missed', wallStart(rec), offset);
+      const tail = q?.last();
+      if (q && tail && tail.rec.stream_id >= rec.stream_id) {
+        for (const p of q.live()) this.complete(p, null, 'missed', wallStart(rec), offset);
       }
     }
     while (this.pending.size + this.completed.size >= this.maxPending) this.evictOne();
@@ -629,7 +679,7 @@ export class SpanCorrelator {
     list.push(p);
     if (family === 'h1') {
       let q = this.h1.get(obs);
-      if (!q) this.h1.set(obs, (q = []));
+      if (!q) this.h1.set(obs, (q = new PendingQueue()));
       q.push(p);
     }
     this.deadlines.push(p);
@@ -645,8 +695,8 @@ export class SpanCorrelator {
     if (family === 'h1') {
       const q = this.h1.get(obs);
       // responses come in request order: earlier requests still waiting lost theirs
-      while (q && q.length > 0 && q[0]!.rec.stream_id < rec.stream_id) this.complete(q[0]!, null, 'missed', startNs, offset);
-      const head = this.h1.get(obs)?.[0];
+      for (let h = q?.first(); h !== undefined && h.rec.stream_id < rec.stream_id; h = q!.first()) this.complete(h, null, 'missed', startNs, offset);
+      const head = this.h1.get(obs)?.first();
       if (head && head.rec.stream_id === rec.stream_id && head.startNs <= startNs) match = head;
     } else {
       match = this.byKey.get(matchKey(family, obs, rec))?.find((p) => p.startNs <= startNs);
@@ -667,9 +717,8 @@ export class SpanCorrelator {
     if (p.family === 'h1') {
       const q = this.h1.get(p.obs);
       if (q) {
-        const i = q.indexOf(p);
-        if (i >= 0) q.splice(i, 1);
-        if (q.length === 0) this.h1.delete(p.obs);
+        q.trim(); // p is done: gone from the ends at once, from the middle when the ends reach it
+        if (q.empty) this.h1.delete(p.obs);
       }
     }
   }
