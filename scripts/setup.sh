@@ -30,6 +30,8 @@ have dig || missing+=(dnsutils)
 have curl || missing+=(curl)
 # npm run bench: the HTTP load generator of http_overhead_ratio
 have wrk || missing+=(wrk)
+# the soak (test/soak): a gRPC client and server that are not grpc-js, for Debian's own python3
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || missing+=(python3-grpcio)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing Debian packages: ${missing[*]}; install them: sudo apt-get install -y ${missing[*]}" >&2
