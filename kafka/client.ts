@@ -4,8 +4,8 @@
  * collector's producer (collector/kafka-sink.ts) and the processor's and
  * exporter's consumers all connect through here.
  */
-import type { Kafka as KafkaClient, Admin, Consumer } from 'kafkajs';
-import { Kafka, logLevel } from './kafkajs.ts';
+import type { Kafka as KafkaClient, Admin, Consumer, IHeaders, CompressionTypes } from 'kafkajs';
+import kafkajs, { Kafka, logLevel } from './kafkajs.ts';
 import { FatalError, EXIT } from '../common/errors.ts';
 export function describeKafkaError(err: unknown): string {
   const e = err as { name?: string; message?: string; cause?: { message?: string } };
@@ -137,4 +137,191 @@ export async function retrying<T>(f: () => Promise<T>, attempts = 20, delayMs = 
       await new Promise((r) => setTimeout(r, Math.min(delayMs * i, 2000)));
     }
   }
+}
+
+// ---------------------------------------------------------------------------
+// Producing within the broker's limits
+
+/** A record to produce: what kafkajs's sendBatch takes, with the key and value as the stages build them. */
+export interface OutRecord {
+  key: string | Buffer | null;
+  value: Buffer;
+  headers?: IHeaders;
+}
+
+export interface TopicRecords {
+  topic: string;
+  messages: OutRecord[];
+}
+
+/** A record that alone exceeds its topic's limit: it can never be produced as it is. */
+export interface Oversized {
+  topic: string;
+  message: OutRecord;
+  /** Its size in a record batch (an upper bound, before compression). */
+  bytes: number;
+  limit: number;
+}
+
+/**
+ * Kafka's record batch (v2) header is 61 bytes; a record adds at most 5-byte
+ * varints for its length, offset and key/value lengths, a 10-byte timestamp
+ * delta, an attributes byte and a header count: 40 is an upper bound.
+ */
+const BATCH_OVERHEAD = 61;
+const RECORD_OVERHEAD = 40;
+/** The broker's default message.max.bytes (and a topic's max.message.bytes): 1 MiB + 12. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 1_048_588;
+/**
+ * Bytes of records per produce request across all its topics: the broker
+ * refuses a request above socket.request.max.bytes (100 MiB by default), and a
+ * transaction's requests go one at a time anyway; 16 MiB keeps each one short.
+ */
+export const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
+
+const strBytes = (s: string | Buffer | null | undefined): number => (s == null ? 0 : typeof s === 'string' ? Buffer.byteLength(s) : s.length);
+
+/** An upper bound on a record's size inside a record batch, before compression. */
+export function recordBytes(m: OutRecord): number {
+  let n = RECORD_OVERHEAD + strBytes(m.key) + m.value.length;
+  if (m.headers) {
+    for (const [k, v] of Object.entries(m.headers)) {
+      for (const x of Array.isArray(v) ? v : [v]) n += 10 + Buffer.byteLength(k) + strBytes(x as string | Buffer | undefined);
+    }
+  }
+  return n;
+}
+
+/**
+ * What one batch of a topic may hold: its limit less the batch header and a
+ * margin for compression that does not shrink (gzip and zstd add a few bytes
+ * per block to incompressible data).
+ */
+export function batchBudget(limit: number): number {
+  return Math.floor(limit * 0.98) - BATCH_OVERHEAD - 64;
+}
+
+/**
+ * Splits a transaction's records into produce requests that the broker will
+ * take: per topic at most its limit (max.message.bytes) per request, so each
+ * partition's batch is too, and at most `maxRequestBytes` in all. Order is
+ * kept (records go to requests in order, requests are sent in order), so each
+ * partition's records stay in order. A record that alone exceeds its topic's
+ * budget is returned in `oversized`, in no request. Pure; table-tested.
+ */
+export function planRequests(
+  topicMessages: readonly TopicRecords[],
+  limitOf: (topic: string) => number,
+  maxRequestBytes = MAX_REQUEST_BYTES,
+): { requests: TopicRecords[][]; oversized: Oversized[] } {
+  const requests: TopicRecords[][] = [];
+  const oversized: Oversized[] = [];
+  let cur = new Map<string, TopicRecords>();
+  let curBytes = new Map<string, number>();
+  let total = 0;
+  const close = (): void => {
+    if (cur.size > 0) requests.push([...cur.values()]);
+    cur = new Map();
+    curBytes = new Map();
+    total = 0;
+  };
+  for (const { topic, messages } of topicMessages) {
+    const limit = limitOf(topic);
+    const budget = batchBudget(limit);
+    for (const m of messages) {
+      const b = recordBytes(m);
+      if (b > budget) {
+        oversized.push({ topic, message: m, bytes: b, limit });
+        continue;
+      }
+      if ((curBytes.get(topic) ?? 0) + b > budget || total + b > maxRequestBytes) close();
+      let t = cur.get(topic);
+      if (!t) cur.set(topic, (t = { topic, messages: [] }));
+      t.messages.push(m);
+      curBytes.set(topic, (curBytes.get(topic) ?? 0) + b);
+      total += b;
+    }
+  }
+  close();
+  return { requests, oversized };
+}
+
+/**
+ * The topics' max.message.bytes (the broker's message.max.bytes unless the
+ * topic overrides it), read from the broker with describeConfigs. Until read,
+ * or when the broker will not say (no DescribeConfigs permission), Kafka's
+ * default. `refresh()` reads them again: after a MESSAGE_TOO_LARGE the
+ * limit may have been lowered since.
+ */
+export class MessageLimits {
+  private readonly limits = new Map<string, number>();
+  private said = false;
+  private readonly admin: Admin;
+  private readonly topics: readonly string[];
+  private readonly log: (l: string) => void;
+  constructor(admin: Admin, topics: readonly string[], log: (l: string) => void) {
+    this.admin = admin;
+    this.topics = topics;
+    this.log = log;
+  }
+
+  limitOf = (topic: string): number => this.limits.get(topic) ?? DEFAULT_MAX_MESSAGE_BYTES;
+
+  async refresh(): Promise<void> {
+    try {
+      const r = await retrying(() =>
+        this.admin.describeConfigs({
+          includeSynonyms: false,
+          resources: this.topics.map((name) => ({ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: ['max.message.bytes'] })),
+        }),
+      );
+      for (const res of r.resources) {
+        const e = res.configEntries.find((c) => c.configName === 'max.message.bytes');
+        const n = e ? Number(e.configValue) : NaN;
+        if (res.errorCode === 0 && Number.isSafeInteger(n) && n > 0) this.limits.set(res.resourceName, n);
+      }
+    } catch (err) {
+      if (!this.said) this.log(`ringflow: cannot read max.message.bytes of ${this.topics.join(',')} (${describeKafkaError(err)}); assuming ${DEFAULT_MAX_MESSAGE_BYTES} bytes`);
+      this.said = true;
+    }
+  }
+}
+
+/** Whether a produce failed because a batch or a record was over the broker's limit. */
+export function isTooLarge(err: unknown): boolean {
+  const seen = new Set<unknown>();
+  for (let e = err as { type?: string; cause?: unknown; originalError?: unknown } | undefined; e && !seen.has(e); e = (e.cause ?? e.originalError) as typeof e) {
+    seen.add(e);
+    if (e.type === 'MESSAGE_TOO_LARGE' || e.type === 'RECORD_LIST_TOO_LARGE') return true;
+  }
+  return false;
+}
+
+/** What sendWithinLimits needs of a transaction (or producer). */
+export interface BatchSender {
+  sendBatch(batch: { acks?: number; compression?: CompressionTypes; topicMessages: { topic: string; messages: OutRecord[] }[] }): Promise<unknown>;
+}
+
+/**
+ * Sends a transaction's records in as many produce requests as the topics'
+ * limits need (several sendBatch calls inside one transaction commit or abort
+ * together). A record that alone is over its topic's limit is handed to
+ * `replace` (e.g. a dead letter naming it, truncated), which is sent instead
+ * if it fits, and is returned either way: the caller counts it. Returns the
+ * number of requests sent.
+ */
+export async function sendWithinLimits(
+  tx: BatchSender,
+  topicMessages: readonly TopicRecords[],
+  o: { limitOf: (topic: string) => number; compression: CompressionTypes; replace?: (x: Oversized) => TopicRecords | null },
+): Promise<{ requests: number; oversized: Oversized[] }> {
+  const plan = planRequests(topicMessages, o.limitOf);
+  let requests = plan.requests;
+  if (plan.oversized.length > 0 && o.replace) {
+    const repl = plan.oversized.map(o.replace).filter((x): x is TopicRecords => x !== null);
+    // a replacement that is itself too large is dropped (it is counted with its record)
+    requests = [...requests, ...planRequests(repl, o.limitOf).requests];
+  }
+  for (const topicMessages of requests) await tx.sendBatch({ acks: -1, compression: o.compression, topicMessages });
+  return { requests: requests.length, oversized: plan.oversized };
 }
