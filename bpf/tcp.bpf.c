@@ -10,10 +10,16 @@
  * - RF_EV_TCP_DROP: tp_btf/kfree_skb (a drop reason since 5.17; consume_skb
  *   takes the non-drop frees), TCP segments only.
  *
- * Retransmits and drops mostly happen in softirq or timer context, so current
- * is whatever task the CPU interrupted: their header says so, and the task
- * filters are NOT applied to them (they are host-wide; filtering on an
- * unrelated current task would keep a random subset).
+ * Retransmits and drops mostly happen in softirq or timer context, where
+ * current is whatever task the CPU interrupted. So each socket is attributed to
+ * its owner in process context (rf_tcp_owners: connect() at SYN_SENT, listen()
+ * at LISTEN, accept() for both the new socket and its listener; forgotten at
+ * TCP_CLOSE), and a retransmit or drop of a known socket carries its owner's
+ * header and passes or fails the task filters as its owner. A socket the
+ * collector never saw in process context (set up before it started, or a
+ * segment with no socket, such as NO_SOCKET drops) cannot be attributed: its
+ * record carries the current task, is left out whenever a task filter is set,
+ * and is counted in rf_tcp_unattributed either way.
  */
 #include "common.bpf.h"
 #include <bpf/bpf_endian.h>
@@ -36,6 +42,43 @@ struct {
 	__type(value, struct rf_connect_start);
 } rf_tcp_connects SEC(".maps");
 
+/* The process a socket belongs to, recorded in process context. */
+struct rf_tcp_owner {
+	__u32 pid;
+	__u32 tgid;
+	__u32 uid;
+	__u8  passes;   /* the task filters (load-time constants) let this owner through */
+	__u8  _pad[3];
+	__u64 cgroup_id;
+	char  comm[RF_COMM_LEN];
+};
+
+/* LRU: an owner evicted on a host with more sockets than this is counted as unattributed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* struct sock * */
+	__type(value, struct rf_tcp_owner);
+} rf_tcp_owners SEC(".maps");
+
+/*
+ * Retransmits (index 0) and drops (index 1) of sockets with no known owner,
+ * per CPU: emitted with the current task when no task filter is set, left out
+ * when one is. Read with bpftool map dump name rf_tcp_unattrib.
+ */
+enum rf_tcp_unattributed_index {
+	RF_TCP_UNATTR_RETRANSMIT = 0,
+	RF_TCP_UNATTR_DROP       = 1,
+	RF_TCP_UNATTR_NR         = 2,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RF_TCP_UNATTR_NR);
+	__type(key, __u32);
+	__type(value, __u64);
+} rf_tcp_unattributed SEC(".maps");
+
 /* Listening fd of an accept() in progress, keyed by pid_tgid. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -43,6 +86,64 @@ struct {
 	__type(key, __u64);
 	__type(value, __u32);
 } rf_tcp_accepts SEC(".maps");
+
+/* Any task filter set (the self filter aside). */
+static __always_inline bool rf_task_filtered(void)
+{
+	return rf_filter_tgid || rf_filter_uid != 0xffffffff || rf_filter_comm[0] ||
+	       rf_filter_cgroup_id;
+}
+
+/* Record current as the owner of sk; only in process context. */
+static __always_inline void rf_tcp_own(__u64 sk, __u64 flags)
+{
+	struct rf_tcp_owner o = {};
+	__u64 id = bpf_get_current_pid_tgid();
+
+	o.pid = (__u32)id;
+	o.tgid = id >> 32;
+	o.uid = (__u32)bpf_get_current_uid_gid();
+	o.cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(o.comm, sizeof(o.comm));
+	o.passes = rf_ids_pass(o.tgid, o.uid, o.cgroup_id) && rf_comm_matches(o.comm);
+	bpf_map_update_elem(&rf_tcp_owners, &sk, &o, flags);
+}
+
+/*
+ * Who a softirq-context event of sk belongs to: its owner (NULL when unknown,
+ * counted). Returns false when the event must not be emitted.
+ */
+static __always_inline bool rf_tcp_attribute(__u64 sk, __u32 unattr_index,
+					     struct rf_tcp_owner **owner)
+{
+	struct rf_tcp_owner *o = sk ? bpf_map_lookup_elem(&rf_tcp_owners, &sk) : NULL;
+	__u64 *n;
+
+	*owner = o;
+	if (o)
+		return o->passes; /* includes the collector itself (rf_ids_pass) */
+	n = bpf_map_lookup_elem(&rf_tcp_unattributed, &unattr_index);
+	if (n)
+		*n += 1; /* per-CPU slot */
+	if (rf_task_filtered())
+		return false;
+	return !(rf_self_tgid && (bpf_get_current_pid_tgid() >> 32) == rf_self_tgid);
+}
+
+/* Header of the socket's owner; the CPU and time are the event's. */
+static __always_inline void rf_fill_owner(struct rf_header *h, const struct rf_tcp_owner *o,
+					  __u8 type, __u64 ts)
+{
+	h->type = type;
+	h->_pad0 = 0;
+	h->cpu = bpf_get_smp_processor_id();
+	h->pid = o->pid;
+	h->tgid = o->tgid;
+	h->uid = o->uid;
+	h->ts_ns = ts;
+	h->cgroup_id = o->cgroup_id;
+	__builtin_memcpy(h->comm, o->comm, RF_COMM_LEN);
+}
 
 static __always_inline void rf_tuple_zero(struct rf_tcp_tuple *t)
 {
@@ -79,10 +180,20 @@ int rf_tcp_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	if (ctx->protocol != IPPROTO_TCP)
 		return 0;
 
-	/* connect(): filters apply to the connecting process */
+	/* listen() runs in its caller's context: the listener's owner */
+	if (newstate == TCP_LISTEN) {
+		rf_tcp_own(sk, BPF_ANY);
+		return 0;
+	}
+	/* the socket is gone (time-wait lives on in a socket of its own) */
+	if (newstate == TCP_CLOSE)
+		bpf_map_delete_elem(&rf_tcp_owners, &sk);
+
+	/* connect(): filters apply to the connecting process, the socket's owner */
 	if (newstate == TCP_SYN_SENT) {
 		struct rf_connect_start init;
 
+		rf_tcp_own(sk, BPF_ANY);
 		if (!rf_current_passes())
 			return 0;
 		init.ts = bpf_ktime_get_ns();
@@ -160,13 +271,16 @@ static __always_inline bool rf_sock_tuple(struct sock *sk, struct rf_tcp_tuple *
 	return true;
 }
 
-/* Remember the listening fd; filters apply to the accepting process. */
+/*
+ * Remember the listening fd of every accept(), filtered or not: the accepted
+ * socket gets its owner at exit; filters apply to the accept record there.
+ */
 static __always_inline int rf_accept_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 fd = (__u32)ctx->args[0];
 
-	if (!rf_current_passes())
+	if (rf_self_tgid && (id >> 32) == rf_self_tgid)
 		return 0;
 	bpf_map_update_elem(&rf_tcp_accepts, &id, &fd, BPF_ANY);
 	return 0;
@@ -193,6 +307,14 @@ static __always_inline int rf_accept_exit(struct trace_event_raw_sys_exit *ctx)
 	sk = rf_fd_to_sock(task, (__u32)ret);
 	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0; /* unix, sctp, mptcp... */
+	lsk = rf_fd_to_sock(task, listen_fd);
+
+	/* the accepted socket is the acceptor's; a listener set up before we started is too */
+	rf_tcp_own((__u64)sk, BPF_ANY);
+	if (lsk)
+		rf_tcp_own((__u64)lsk, BPF_NOEXIST);
+	if (!rf_current_passes())
+		return 0;
 
 	e = rf_reserve(sizeof(*e), RF_EV_TCP_ACCEPT);
 	if (!e)
@@ -203,7 +325,6 @@ static __always_inline int rf_accept_exit(struct trace_event_raw_sys_exit *ctx)
 	}
 	rf_fill_current(&e->hdr, RF_EV_TCP_ACCEPT, bpf_ktime_get_ns());
 	/* the accepted socket's own backlog is always 0: report the listener's */
-	lsk = rf_fd_to_sock(task, listen_fd);
 	e->backlog = lsk ? BPF_CORE_READ(lsk, sk_ack_backlog) : 0;
 	e->max_backlog = lsk ? BPF_CORE_READ(lsk, sk_max_ack_backlog) : 0;
 	rf_submit(e);
@@ -238,14 +359,18 @@ SEC("tracepoint/tcp/tcp_retransmit_skb")
 int rf_tcp_retransmit(struct trace_event_raw_tcp_retransmit_skb *ctx)
 {
 	struct rf_tcp_retransmit_event *e;
+	struct rf_tcp_owner *o;
 
-	/* the task filters are not applied: see the top of the file */
-	if (rf_self_tgid && (bpf_get_current_pid_tgid() >> 32) == rf_self_tgid)
+	/* the owner's filters and header: see the top of the file */
+	if (!rf_tcp_attribute((__u64)ctx->skaddr, RF_TCP_UNATTR_RETRANSMIT, &o))
 		return 0;
 	e = rf_reserve(sizeof(*e), RF_EV_TCP_RETRANSMIT);
 	if (!e)
 		return 0;
-	rf_fill_current(&e->hdr, RF_EV_TCP_RETRANSMIT, bpf_ktime_get_ns());
+	if (o)
+		rf_fill_owner(&e->hdr, o, RF_EV_TCP_RETRANSMIT, bpf_ktime_get_ns());
+	else
+		rf_fill_current(&e->hdr, RF_EV_TCP_RETRANSMIT, bpf_ktime_get_ns());
 	rf_tuple_zero(&e->tuple);
 	e->tuple.family = ctx->family;
 	e->tuple.sport = ctx->sport; /* ntohs done by the tracepoint */
@@ -330,16 +455,30 @@ int BPF_PROG(rf_tcp_kfree_skb, struct sk_buff *skb, void *location,
 {
 	struct rf_tcp_tuple t;
 	struct rf_tcp_drop_event *e;
+	struct rf_tcp_owner *o;
+	__u64 sk;
 
-	/* the task filters are not applied: see the top of the file */
-	if (rf_self_tgid && (bpf_get_current_pid_tgid() >> 32) == rf_self_tgid)
-		return 0;
 	if (!rf_skb_tcp_tuple(skb, &t))
+		return 0;
+	/*
+	 * The socket: the skb's owner on output; on input the socket it was
+	 * looked up to, which newer kernels pass to kfree_skb as rx_sk. The
+	 * argument and the classic event's rx_sk field came in together:
+	 * where the field is missing the check is 0 and ctx[3] is never read.
+	 */
+	sk = (__u64)BPF_CORE_READ(skb, sk);
+	if (!sk && bpf_core_field_exists(struct trace_event_raw_kfree_skb, rx_sk))
+		sk = ctx[3];
+	/* the owner's filters and header: see the top of the file */
+	if (!rf_tcp_attribute(sk, RF_TCP_UNATTR_DROP, &o))
 		return 0;
 	e = rf_reserve(sizeof(*e), RF_EV_TCP_DROP);
 	if (!e)
 		return 0;
-	rf_fill_current(&e->hdr, RF_EV_TCP_DROP, bpf_ktime_get_ns());
+	if (o)
+		rf_fill_owner(&e->hdr, o, RF_EV_TCP_DROP, bpf_ktime_get_ns());
+	else
+		rf_fill_current(&e->hdr, RF_EV_TCP_DROP, bpf_ktime_get_ns());
 	e->tuple = t;
 	e->reason = reason;
 	e->_pad2 = 0;
