@@ -84,7 +84,7 @@ enum rf_block_op {
 	RF_BLOCK_OTHER   = 4,
 };
 
-/* Header describes the task in whose context the request was issued. */
+/* Header describes the task that submitted the request (block_io_start), else the one that issued it. */
 struct rf_block_event {
 	struct rf_header hdr;
 	__u64 latency_ns;   /* block_rq_issue -> block_rq_complete */
@@ -124,13 +124,20 @@ struct rf_tcp_accept_event {
 	__u32 max_backlog;  /* sk_max_ack_backlog of the listener */
 };
 
-/* Header describes whatever task was current (often softirq context); state = connection state. */
+/*
+ * Header describes the socket's owner (the process that connected, listened or
+ * accepted it) when known, else whatever task was current (often softirq
+ * context; see bpf/tcp.bpf.c). state = connection state.
+ */
 struct rf_tcp_retransmit_event {
 	struct rf_header hdr;
 	struct rf_tcp_tuple tuple;
 };
 
-/* Header describes whatever task was current; state = 0 when the socket is unknown. */
+/*
+ * Header describes the socket's owner when known, else whatever task was
+ * current (see bpf/tcp.bpf.c); state = 0 when the socket is unknown.
+ */
 struct rf_tcp_drop_event {
 	struct rf_header hdr;
 	struct rf_tcp_tuple tuple;

@@ -22,8 +22,21 @@ export interface SignalDef {
 
 export const SIGNALS: readonly SignalDef[] = [
   { name: 'sched', summary: 'run-queue latency per wake-up/preemption; context switches with off-CPU time', eventTypes: [1, 2] },
-  { name: 'block', summary: 'block I/O request latency, size, operation, device and queue depth', eventTypes: [3] },
-  { name: 'tcp', summary: 'TCP connect latency, accepts, retransmits and drops (with drop reason)', eventTypes: [4, 5, 6, 7] },
+  {
+    name: 'block',
+    summary: 'block I/O request latency, size, operation, device and queue depth, attributed to the submitting task; ' +
+      'requests whose completion or issue was missed are counted as kernel drops, never reported stale',
+    eventTypes: [3],
+  },
+  {
+    name: 'tcp',
+    // retransmits and drops happen in softirq: filters and pid/comm are the socket owner's (bpf/tcp.bpf.c)
+    summary: 'TCP connect latency, accepts, retransmits and drops (with drop reason); retransmits and drops are ' +
+      "attributed to the socket's owner (connect/listen/accept seen by the collector) and filtered as it; " +
+      'with --pid/--uid/--comm/--cgroup, those of sockets set up before the collector started or with no socket ' +
+      '(e.g. NO_SOCKET drops) are left out and counted (rf_tcp_unattributed)',
+    eventTypes: [4, 5, 6, 7],
+  },
   { name: 'l7', summary: 'HTTP/1.x, HTTP/2 + gRPC and DNS requests and responses parsed from socket syscalls (opt-in)', eventTypes: [9], optIn: true },
 ];
 
