@@ -26,7 +26,7 @@ import { DEADLETTER_TOPIC, EVENT_TOPICS, REPARTITION_GROUP, REPARTITION_TOPIC, S
 import { PartialAggregator, spanEvent, type EventBase } from './aggregate.ts';
 import { createFastDecoder, eventTimeNs, type FastDecoder } from './fast-decode.ts';
 import { encodePartial } from './partial.ts';
-import { superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../kafka/client.ts';
+import { superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS, type Oversized } from '../kafka/client.ts';
 import type { FatalError } from '../common/errors.ts';
 
 export interface RepartitionCounters {
@@ -78,6 +78,34 @@ export function deadLetter(topic: string, partition: number, offset: string, val
       'ringflow.source.partition': String(partition),
       'ringflow.source.offset': offset,
       'ringflow.error': `${e.code ? e.code + ': ' : ''}${e.message ?? String(err)}`,
+    },
+  };
+}
+
+/** Bytes of an oversized record kept in its dead letter (the dead-letter topic has a limit too). */
+export const OVERSIZED_KEEP_BYTES = 1024;
+
+/**
+ * The dead letter of a record a stage built that alone is over its topic's
+ * max.message.bytes: it can never be produced, and retrying would stop the
+ * stage on the same input forever. Its first bytes, and headers saying what
+ * it was, how large, the limit, and (when known) the input it came from.
+ */
+export function oversizedDeadLetter(o: Oversized, source?: { topic: string; partition: number; offset?: string }): OutMessage {
+  const key = o.message.key === null ? '' : o.message.key.toString();
+  const kept = Math.min(o.message.value.length, OVERSIZED_KEEP_BYTES);
+  return {
+    topic: DEADLETTER_TOPIC,
+    key: `${o.topic}/oversized/${key}`,
+    value: o.message.value.subarray(0, kept),
+    headers: {
+      ...(source ? { 'ringflow.source.topic': source.topic, 'ringflow.source.partition': String(source.partition) } : {}),
+      ...(source?.offset !== undefined ? { 'ringflow.source.offset': source.offset } : {}),
+      'ringflow.reason': 'oversized',
+      'ringflow.error': `MESSAGE_TOO_LARGE: a record of ${o.bytes} bytes for ${o.topic}, over its max.message.bytes (${o.limit}); its first ${kept} bytes kept`,
+      'ringflow.target.topic': o.topic,
+      'ringflow.target.key': key.slice(0, 256),
+      'ringflow.value.bytes': String(o.message.value.length),
     },
   };
 }

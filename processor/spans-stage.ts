@@ -24,13 +24,14 @@
  */
 import type { Kafka, Consumer, Producer, EachBatchPayload } from 'kafkajs';
 import { CompressionTypes } from '../kafka/kafkajs.ts';
-import { retrying } from '../kafka/client.ts';
+import { MessageLimits, isTooLarge, retrying, sendWithinLimits } from '../kafka/client.ts';
+import { FailureReporter } from './failures.ts';
 import { connectStageClients } from './stage-clients.ts';
 import type { FatalError } from '../common/errors.ts';
 import { decodeCurrent } from '../schemas/index.ts';
 import { createSerial } from './serial.ts';
 import { SpanCorrelator, encodeSpan, type L7Record, type Span, type SpanCounters } from './spans.ts';
-import { deadLetter, type OutMessage } from './repartition.ts';
+import { deadLetter, oversizedDeadLetter, type OutMessage } from './repartition.ts';
 import { IDLE_GRACE_NS } from './partition.ts';
 import { DEADLETTER_TOPIC, L7_TOPIC, SPANS_GROUP, SPANS_TOPIC } from './topics.ts';
 
@@ -43,6 +44,12 @@ export interface SpansStageCounters {
   spans: number;
   deadLetters: number;
   transactions: number;
+  /** Spans alone over ringflow.spans.v1's max.message.bytes: dead-lettered (first bytes), not emitted. */
+  oversized: number;
+  /** Records the correlator threw on (a bug, or a record it cannot take): dead-lettered, the rest of the batch goes on. */
+  failedRecords: number;
+  /** Partitions whose committed metadata could not be used (started from the committed offset alone). */
+  checkpointsIgnored: number;
 }
 
 export interface SpansStageOptions {
@@ -89,7 +96,9 @@ interface PartitionSpans {
 }
 
 export function createSpansStage(opts: SpansStageOptions): SpansStage {
-  const counters: SpansStageCounters = { records: 0, spans: 0, deadLetters: 0, transactions: 0 };
+  const counters: SpansStageCounters = { records: 0, spans: 0, deadLetters: 0, transactions: 0, oversized: 0, failedRecords: 0, checkpointsIgnored: 0 };
+  const failures = new FailureReporter({ what: 'processor: spans', log: opts.log, ...(opts.onFatal ? { onFatal: opts.onFatal } : {}) });
+  let limits: MessageLimits | undefined;
   const states = new Map<number, PartitionSpans>();
   const timeoutNs = opts.timeoutNs ?? DEFAULT_SPAN_TIMEOUT_NS;
   const linkDelayNs = opts.linkDelayNs ?? DEFAULT_SPAN_LINK_DELAY_NS;
@@ -106,17 +115,23 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
     const committed = await retrying(() => admin!.fetchOffsets({ groupId: SPANS_GROUP, topics: [L7_TOPIC] }));
     const p = committed[0]?.partitions.find((x) => x.partition === partition);
     let meta: Metadata | undefined;
+    let c: SpanCorrelator | undefined;
     if (p && p.offset !== '-1' && p.metadata) {
       try {
         meta = JSON.parse(p.metadata) as Metadata;
-        if (meta.v !== 1) throw new Error(`unknown version ${String(meta.v)}`);
+        if (meta === null || typeof meta !== 'object' || meta.v !== 1) throw new Error(`unknown version ${String((meta as { v?: unknown } | null)?.v)}`);
+        if (!/^\d+$/.test(String(meta.read))) throw new Error('no read offset');
+        c = new SpanCorrelator({ timeoutNs, linkDelayNs, latenessNs: opts.latenessNs, checkpoint: meta.spans });
       } catch (err) {
-        // not ours (or a future version): the committed offset alone is all we can use
+        // not ours (or a future version, or a checkpoint the correlator refuses): the committed
+        // offset alone is all we can use; throwing here would re-read this batch forever
+        counters.checkpointsIgnored++;
         opts.log(`processor: spans: ${L7_TOPIC}[${partition}]: ignoring the commit's metadata (${(err as Error).message})`);
         meta = undefined;
+        c = undefined;
       }
     }
-    const c = new SpanCorrelator({ timeoutNs, linkDelayNs, latenessNs: opts.latenessNs, checkpoint: meta?.spans });
+    c ??= new SpanCorrelator({ timeoutNs, linkDelayNs, latenessNs: opts.latenessNs });
     s = { c, next: -1n, deadFrom: meta ? BigInt(meta.read) : 0n, committed: p && p.offset !== '-1' ? BigInt(p.offset) : null, lastEventAt: Date.now() };
     states.set(partition, s);
     return s;
@@ -127,12 +142,23 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
     const commitOffset = s.c.minPendingOffset() ?? s.next;
     if (spans.length === 0 && dead.length === 0 && commitOffset === s.committed) return;
     const meta: Metadata = { v: 1, read: String(s.next), spans: s.c.checkpoint() };
+    let oversized = 0;
     const tx = await producer!.transaction();
     try {
       const topicMessages: { topic: string; messages: { key: string; value: Buffer; headers?: OutMessage['headers'] }[] }[] = [];
       if (spans.length > 0) topicMessages.push({ topic: SPANS_TOPIC, messages: spans.map(encodeSpan) });
       if (dead.length > 0) topicMessages.push({ topic: DEADLETTER_TOPIC, messages: dead.map((d) => ({ key: d.key, value: d.value, headers: d.headers })) });
-      if (topicMessages.length > 0) await tx.sendBatch({ acks: -1, compression: CompressionTypes.GZIP, topicMessages });
+      // one fetched batch's spans can be far over the broker's limit for one request (33 k
+      // requests/s did it): as many requests as the limits need, in this one transaction
+      const sent = await sendWithinLimits(tx, topicMessages, {
+        limitOf: limits!.limitOf,
+        compression: CompressionTypes.GZIP,
+        replace: (o) => ({ topic: DEADLETTER_TOPIC, messages: [oversizedDeadLetter(o, { topic: L7_TOPIC, partition })] }),
+      });
+      oversized = sent.oversized.length;
+      for (const o of sent.oversized) {
+        opts.log(`processor: spans: ${L7_TOPIC}[${partition}]: a ${o.bytes}-byte record for ${o.topic} is over its max.message.bytes (${o.limit}) -> dead letter (first bytes)`);
+      }
       await tx.sendOffsets({
         consumerGroupId: SPANS_GROUP,
         topics: [{ topic: L7_TOPIC, partitions: [{ partition, offset: String(commitOffset), metadata: JSON.stringify(meta) } as never] }],
@@ -144,10 +170,13 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
       // (the idle tick's failures included, which no consumer restart would rewind)
       states.delete(partition);
       consumer?.seek({ topic: L7_TOPIC, partition, offset: String(s.committed ?? 0n) });
+      // the topic's limit may have been lowered since we read it
+      if (isTooLarge(err)) await limits!.refresh();
       throw err;
     }
     s.committed = commitOffset;
-    counters.spans += spans.length;
+    counters.oversized += oversized;
+    counters.spans += spans.length - oversized;
     counters.deadLetters += dead.length;
     counters.transactions++;
     if (spans.length > 0) opts.onSpans?.(spans);
@@ -165,6 +194,8 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
         kafka: opts.kafka, transactionalId: `ringflow-spans-${opts.instanceId}`, groupId: SPANS_GROUP,
         name: 'processor spans stage', log: opts.log, ...(opts.onFatal ? { onFatal: opts.onFatal } : {}),
       }));
+      limits = new MessageLimits(admin, [SPANS_TOPIC, DEADLETTER_TOPIC], opts.log);
+      await limits.refresh();
       // partitions taken from us lose their correlator; their next owner replays from the checkpoint
       consumer.on(consumer.events.GROUP_JOIN, (e) => {
         const mine = new Set((e.payload.memberAssignment[L7_TOPIC] ?? []) as number[]);
@@ -198,12 +229,32 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
                 if (offset + 1n > s.next) s.next = offset + 1n;
                 continue;
               }
-              s.c.add(rec, offset);
+              try {
+                s.c.add(rec, offset);
+              } catch (err) {
+                // a record the correlator cannot take must not stop the partition: it is
+                // dead-lettered (once: below deadFrom it was before the checkpoint) and the rest goes on
+                counters.failedRecords++;
+                if (offset >= s.deadFrom && offset >= s.next) {
+                  const o = deadLetter(L7_TOPIC, batch.partition, m.offset, m.value, err);
+                  o.headers!['ringflow.reason'] = 'correlator';
+                  const n = counters.failedRecords;
+                  if (n === 1 || (n % 10 === 0 && /^10*$/.test(String(n)))) opts.log(`processor: spans: ${L7_TOPIC}[${batch.partition}]@${m.offset}: the correlator failed (${(err as Error).message}) -> dead letter (${n} so far)`);
+                  dead.push(o);
+                }
+              }
               if (offset + 1n > s.next) s.next = offset + 1n;
             }
             counters.records += batch.messages.length;
             s.lastEventAt = Date.now();
-            await emit(batch.partition, s, s.c.advance(), dead);
+            try {
+              await emit(batch.partition, s, s.c.advance(), dead);
+              failures.ok('commit');
+            } catch (err) {
+              // emit rewound this partition to its last commit: the next fetch re-reads it
+              failures.failed('commit', err);
+              return;
+            }
             resolveOffset(batch.messages[batch.messages.length - 1]!.offset);
             await heartbeat();
           }),
@@ -216,7 +267,8 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
             if (s.c.size === 0 || Date.now() - s.lastEventAt < latenessMs) continue;
             await emit(partition, s, s.c.advance(wm), []);
           }
-        }).catch((err) => opts.log(`processor: spans: idle advance failed (${(err as Error).message}); will retry`));
+          failures.ok('idle advance');
+        }).catch((err) => failures.failed('idle advance', err));
       }, opts.idleTickMs);
     },
     async stop() {
