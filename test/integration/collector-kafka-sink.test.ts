@@ -1,0 +1,143 @@
+/**
+ * The collector's Kafka sink against a real broker (issue 9, part A):
+ * requests stay under the topic's max.message.bytes, a record over it alone
+ * goes to the dead-letter topic (or is dropped when even that refuses it),
+ * counted either way; a broker outage is retried, reported with the real
+ * number of records delivered once the queue drains, and a second outage is
+ * reported again.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { Kafka, logLevel } from '../../kafka/kafkajs.ts';
+import { createKafkaSink, DEADLETTER_TOPIC } from '../../collector/kafka-sink.ts';
+import type { OutRecord } from '../../collector/sink.ts';
+import { ownBroker, testBrokers, sleep } from '../support/integration.ts';
+import { startBroker, stopBroker } from '../../cli/kafka.ts';
+
+interface Got { key: string; value: Buffer; headers: Record<string, string> }
+
+/** Every record of `topic` (raw bytes), read until `want` match or the timeout. */
+async function readRaw(brokers: string, topic: string, want: (all: Got[]) => boolean, timeoutMs = 30_000): Promise<Got[]> {
+  const kafka = new Kafka({ clientId: 'it-sink-reader', brokers: [brokers], logLevel: logLevel.NOTHING });
+  const consumer = kafka.consumer({ groupId: `it-sink-${process.pid}-${Date.now()}-${Math.random()}` });
+  const got: Got[] = [];
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
+        got.push({ key: String(message.key), value: message.value!, headers });
+      },
+    });
+    const deadline = Date.now() + timeoutMs;
+    while (!want(got) && Date.now() < deadline) await sleep(200);
+    await sleep(500); // anything more than wanted shows up too
+    return got;
+  } finally {
+    await consumer.disconnect();
+  }
+}
+
+const rec = (topic: string, key: string, bytes: number, type = 1): OutRecord => ({ topic, key, type, value: crypto.randomBytes(bytes) });
+
+describe('collector Kafka sink: broker size limits and the dead-letter topic', { timeout: 240_000 }, () => {
+  let brokers = '';
+  let stop = async () => {};
+  before(async () => ({ brokers, stop } = await testBrokers()));
+  after(async () => stop());
+
+  test('requests are cut under max.message.bytes; one record over it is dead-lettered, one over every limit dropped; all counted', async () => {
+    const topic = `it-sink-small-${process.pid}-${Date.now()}`;
+    const kafka = new Kafka({ clientId: 'it-sink-admin', brokers: [brokers], logLevel: logLevel.NOTHING });
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 3, replicationFactor: 1, configEntries: [{ name: 'max.message.bytes', value: '8192' }] }] });
+    await admin.disconnect();
+
+    const lines: string[] = [];
+    const sink = createKafkaSink({ brokers: [brokers], clientId: 'it-sink', topics: [topic], partitions: 3, compression: 'zstd', maxBatchRecords: 20_000, log: (l) => lines.push(l) });
+    await sink.start();
+    try {
+      assert.equal(sink.limits().perTopic.get(topic), 8192, 'max.message.bytes read from the topic');
+      assert.equal(sink.limits().partitions.get(topic), 3);
+      // incompressible, so compression cannot save an oversized request
+      const small = Array.from({ length: 300 }, (_, i) => rec(topic, `k${i % 10}`, 1000));
+      const overTopic = rec(topic, 'big', 20_000, 2); // over the topic's limit, under the dead-letter topic's
+      const overAll = rec(topic, 'huge', 1_200_000, 3); // over Kafka's default limit: the dead-letter topic refuses it too
+      sink.enqueue(small.slice(0, 150));
+      sink.enqueue([overTopic]);
+      sink.enqueue(small.slice(150));
+      sink.enqueue([overAll]);
+      assert.equal(await sink.flush(90_000), true, `flushed; log: ${lines.join(' | ')}`);
+
+      assert.equal(sink.counters.produced.get(1), 300);
+      assert.deepEqual(Object.fromEntries(sink.counters.drops!), { too_large_dead_lettered: 1, too_large: 1 });
+      assert.deepEqual(Object.fromEntries(sink.counters.lost!), { 2: 1, 3: 1 });
+      assert.equal(lines.filter((l) => /written to ringflow\.deadletter\.v1/.test(l)).length, 1, lines.join('\n'));
+      assert.equal(lines.filter((l) => /could not be dead-lettered.*dropped and counted as too_large/.test(l)).length, 1, lines.join('\n'));
+
+      const got = await readRaw(brokers, topic, (a) => a.length >= 300);
+      assert.equal(got.length, 300, 'each small record once, none of the oversized');
+      assert.deepEqual(new Set(got.map((g) => g.value.toString('hex'))), new Set(small.map((r) => r.value.toString('hex'))));
+
+      const letters = (await readRaw(brokers, DEADLETTER_TOPIC, (a) => a.some((g) => g.headers['ringflow.source.topic'] === topic)))
+        .filter((g) => g.headers['ringflow.source.topic'] === topic);
+      assert.equal(letters.length, 1);
+      assert.deepEqual(letters[0]!.value, overTopic.value);
+      assert.equal(letters[0]!.headers['ringflow.reason'], 'too_large');
+      assert.equal(letters[0]!.headers['ringflow.source.key'], 'big');
+      assert.match(letters[0]!.headers['ringflow.error']!, /MESSAGE_TOO_LARGE|RECORD_LIST_TOO_LARGE/);
+    } finally {
+      await sink.close();
+    }
+  });
+});
+
+describe('collector Kafka sink: broker outages', { timeout: 300_000 }, () => {
+  test('retried until Kafka is back; the drain line counts every record delivered since the outage began; a second outage is reported again', async () => {
+    const k = await ownBroker();
+    const opts = { stateDir: k.stateDir, port: k.port, controllerPort: k.controllerPort };
+    const topic = `it-sink-outage-${process.pid}`;
+    const lines: string[] = [];
+    const sink = createKafkaSink({ brokers: [k.brokers], clientId: 'it-sink-outage', topics: [topic], partitions: 2, compression: 'zstd', maxBatchRecords: 20_000, log: (l) => lines.push(l), backoffMs: { min: 100, max: 1000 } });
+    const waitLine = async (re: RegExp, from: number, ms = 60_000) => {
+      const deadline = Date.now() + ms;
+      while (!lines.slice(from).some((l) => re.test(l))) {
+        if (Date.now() > deadline) throw new Error(`no line ${re} in: ${lines.join(' | ')}`);
+        await sleep(100);
+      }
+      return lines.slice(from).find((l) => re.test(l))!;
+    };
+    try {
+      await sink.start();
+      sink.enqueue(Array.from({ length: 10 }, (_, i) => rec(topic, `k${i}`, 100)));
+      assert.equal(await sink.flush(30_000), true);
+
+      for (const [round, chunks] of [[1, [5, 200, 295]], [2, [7]]] as const) {
+        const from = lines.length;
+        await stopBroker({ stateDir: k.stateDir });
+        // the first chunk is taken into a request that fails; the rest wait behind it
+        let n = 0;
+        for (const c of chunks) {
+          sink.enqueue(Array.from({ length: c }, (_, i) => rec(topic, `k${i}`, 100)));
+          n += c;
+          await sleep(300);
+        }
+        await waitLine(/kafka: send failed/, from);
+        assert.equal(sink.pending(), n);
+        await startBroker(opts);
+        assert.equal(await sink.flush(90_000), true, `round ${round} flushed: ${lines.join(' | ')}`);
+        const drained = await waitLine(/sending again; delivered/, from);
+        assert.match(drained, new RegExp(`delivered ${n} events since the outage began`), `round ${round}`);
+      }
+      assert.equal(sink.counters.produced.get(1), 10 + 5 + 200 + 295 + 7);
+      assert.ok(sink.counters.sendErrors >= 2);
+    } finally {
+      await sink.close();
+      await k.stop();
+    }
+  });
+});
