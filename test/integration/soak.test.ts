@@ -11,13 +11,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rootOrSkip } from '../support/integration.ts';
-import { runSoak } from '../soak/soak.ts';
+import { runSoak, FAULTS, type Fault } from '../soak/soak.ts';
 
 const LOAD_MS = Number(process.env.RINGFLOW_SOAK_LOAD_MS ?? 100_000);
+/** A comma list of faults (processor,exporter,broker,backend), '' for none; default all. */
+const ONLY = process.env.RINGFLOW_SOAK_FAULTS;
+const faults = ONLY === undefined ? FAULTS : ONLY.split(',').filter(Boolean) as Fault[];
 
 test('soak: mixed third-party load and faults, known work conserved at the OTLP end', { timeout: LOAD_MS + 330_000 }, async (t) => {
   if (!rootOrSkip(t)) return;
-  const r = await runSoak({ loadMs: LOAD_MS, drainMs: 90_000, faults: false, log: (l) => t.diagnostic(l) });
+  const r = await runSoak({ loadMs: LOAD_MS, drainMs: 90_000, faults, log: (l) => t.diagnostic(l) });
   // the summary goes out whatever the verdict: per signal expected, seen, duplicates, drops
   for (const l of r.summary.split('\n')) t.diagnostic(l);
   assert.deepEqual(r.failures, [], `${r.summary}\nlogs and the OTLP file: ${r.workDir}`);

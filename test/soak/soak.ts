@@ -18,7 +18,7 @@
  * (collector stats drops, late events in ringflow.metrics.v1, drop metrics at
  * OTLP). A stage that exits when the soak did not kill it is a failure.
  *
- *   node test/soak/soak.ts [--duration 30m] [--no-faults] [--keep]
+ *   node test/soak/soak.ts [--duration 30m] [--faults processor,exporter,broker,backend | --no-faults] [--keep]
  * (npm run soak -- --duration 30m). The CI entry is test/integration/soak.test.ts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -49,11 +49,15 @@ export interface SoakOptions {
   loadMs: number;
   /** How long to wait after the load for the known work to arrive. */
   drainMs?: number;
-  faults?: boolean;
+  /** Which faults to inject (default all of FAULTS); [] for load alone. */
+  faults?: readonly Fault[];
   /** Keep the work directory (logs, OTLP file) for a look afterwards. */
   keep?: boolean;
   log?: (line: string) => void;
 }
+
+export const FAULTS = ['processor', 'exporter', 'broker', 'backend'] as const;
+export type Fault = typeof FAULTS[number];
 
 export interface SignalResult {
   signal: string;
@@ -118,8 +122,12 @@ class Stage {
     this.log = log;
   }
 
+  /** While this resolves later (the broker deliberately down), a crashed stage waits to restart. */
+  holdRestart: () => Promise<void> = async () => {};
+
   start(): void {
     this.expectExit = false;
+    this.tail = [];
     const child = spawn(path.join(REPO_ROOT, 'bin', 'ringflow'), this.args(), { env: { ...process.env, ...this.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     fs.appendFileSync(this.logFile, `--- ${new Date().toISOString()} start ${this.name} pid ${child.pid}\n`);
@@ -135,11 +143,12 @@ class Stage {
       child.on('exit', (code, signal) => {
         out.end(`--- ${new Date().toISOString()} exit ${code ?? signal}\n`);
         if (!this.expectExit) {
-          const why = `${this.name} exited on its own (${signal ?? `code ${code}`}); its last lines:\n  ${this.tail.slice(-15).join('\n  ')}`;
+          const why = `${new Date().toISOString().slice(11, 19)} ${this.name} exited on its own (${signal ?? `code ${code}`}); its last lines:\n    ${this.tail.slice(-12).join('\n    ')}`;
           this.crashes.push(why);
           this.log(`CRASH ${why}`);
-          // keep the soak going so the rest is still measured; the crash fails it
-          setTimeout(() => { if (this.child === child) this.start(); }, 1000);
+          // keep the soak going so the rest is still measured (the crash fails it); a stage started
+          // while the soak holds the broker down would only say "cannot reach Kafka" and exit
+          void sleep(1000).then(() => this.holdRestart()).then(() => { if (this.child === child) this.start(); });
         }
         resolve();
       });
@@ -191,7 +200,7 @@ async function countOf(p: { child: ChildProcess; next: () => Promise<string> }):
 
 export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`soak: ${l}\n`));
-  const faults = opts.faults ?? true;
+  const faults = new Set<Fault>(opts.faults ?? FAULTS);
   const drainMs = opts.drainMs ?? 120_000;
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ringflow-soak-'));
   const ioDir = fs.mkdtempSync(path.join('/var/tmp', 'ringflow-soak-')); // O_DIRECT needs a real block device, not tmpfs
@@ -229,6 +238,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     ], env, stageLog('collect'), say);
     collector.start();
     const stages = [collector, processor, exporter];
+    let brokerBack: Promise<void> = Promise.resolve();
+    for (const s of stages) s.holdRestart = () => brokerBack;
     cleanups.push(async () => { for (const s of stages) await s.stop('SIGKILL'); });
     await collector.waitFor(/collecting sched,block,tcp,l7/, 90_000);
     await exporter.waitFor(/exporting/, 90_000);
@@ -310,25 +321,34 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     // ---- faults: one cycle per up to 2 minutes of load, each fault in its own slot
     const faultLog: string[] = [];
     const faultLoop = (async () => {
-      if (!faults) return;
+      if (faults.size === 0) return;
       const cycle = Math.min(opts.loadMs, 120_000);
       for (let start = Date.now(); start + cycle <= loadEnd + 1000; start += cycle) {
         const slot = async (frac: number) => { const w = start + cycle * frac - Date.now(); if (w > 0) await sleep(w); };
         const note = (l: string) => { faultLog.push(`${at()} ${l}`); say(`fault: ${l}`); };
         await slot(0.1);
-        note('SIGKILL processor');
-        await processor.restart();
+        if (faults.has('processor')) {
+          note('SIGKILL processor');
+          await processor.restart();
+        }
         await slot(0.25);
-        note('SIGKILL exporter');
-        await exporter.restart();
+        if (faults.has('exporter')) {
+          note('SIGKILL exporter');
+          await exporter.restart();
+        }
         await slot(0.4);
-        note('broker stop');
-        await stopBroker({ stateDir: broker.stateDir });
-        await sleep(3000);
-        await startBroker({ stateDir: broker.stateDir, port: broker.port, controllerPort: broker.controllerPort });
-        note('broker started again');
+        if (faults.has('broker')) {
+          note('broker stop');
+          let back = () => {};
+          brokerBack = new Promise((r) => (back = r));
+          await stopBroker({ stateDir: broker.stateDir });
+          await sleep(3000);
+          await startBroker({ stateDir: broker.stateDir, port: broker.port, controllerPort: broker.controllerPort });
+          back();
+          note('broker started again');
+        }
         await slot(0.65);
-        const pid = (await otelcolStatus({ stateDir: otelDir })).pid;
+        const pid = faults.has('backend') ? (await otelcolStatus({ stateDir: otelDir })).pid : null;
         if (pid) {
           note('SIGSTOP OpenTelemetry Collector');
           process.kill(pid, 'SIGSTOP');
@@ -461,7 +481,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     // ---- the summary
     const pad = (v: string | number, n: number) => String(v).padStart(n);
     const lines = [
-      `soak: ${(opts.loadMs / 1000).toFixed(0)} s of load${faults ? `, faults: ${faultLog.join('; ')}` : ', no faults'}`,
+      `soak: ${(opts.loadMs / 1000).toFixed(0)} s of load${faults.size ? `, faults: ${faultLog.join('; ')}` : ', no faults'}`,
       `known work: ${JSON.stringify({ ...known, httpServed: served.http, grpcServed: served.grpc })}`,
       `${'signal (metric points; spans)'.padEnd(28)} ${pad('expected', 9)} ${pad('seen', 9)} ${pad('dups', 6)}  verdict; counters`,
       ...signals.map((s) => {
@@ -501,7 +521,15 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     console.error('soak: needs root (loads BPF programs); run with sudo');
     process.exit(2);
   }
-  const r = await runSoak({ loadMs, faults: !argv.includes('--no-faults'), keep: argv.includes('--keep') });
+  const only = flag('--faults');
+  const faults = argv.includes('--no-faults') ? [] : only === undefined ? FAULTS : only.split(',').filter(Boolean) as Fault[];
+  for (const f of faults) {
+    if (!FAULTS.includes(f)) {
+      console.error(`soak: --faults: unknown fault "${f}"; use a comma list of ${FAULTS.join(', ')}`);
+      process.exit(2);
+    }
+  }
+  const r = await runSoak({ loadMs, faults, keep: argv.includes('--keep') });
   console.log(r.summary);
   if (r.failures.length) console.log(`logs and the OTLP file: ${r.workDir}`);
   process.exit(r.failures.length ? 1 : 0);
