@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { parseBrokers, parseDurationNs, parseIntFlag } from '../common/options.ts';
+import { parseBrokers, parseDurationInRange, parseDurationMs, parseIntFlag } from '../common/options.ts';
 import { createKafkaClient } from '../kafka/client.ts';
 import { DEFAULT_BROKERS } from './collect.ts';
 import { EXIT, FatalError } from '../common/errors.ts';
@@ -33,6 +33,12 @@ Options:
                        records to ringflow.alerts.v1
   -h, --help           this help`;
 
+/** Bounds of the duration flags, checked before anything connects (up checks them too). */
+export const DAY_MS = 86_400_000;
+export const WINDOW_MIN_MS = 100;
+export const parseWindowMs = (text: string): number => parseDurationMs('--window', text, WINDOW_MIN_MS, DAY_MS);
+export const parseLatenessMs = (text: string): number => parseDurationMs('--lateness', text, 0, DAY_MS);
+
 export async function processCommand(argv: string[]): Promise<number> {
   const { values: v } = parseArgs({
     args: argv,
@@ -53,12 +59,11 @@ export async function processCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const brokers = v.brokers === undefined ? DEFAULT_BROKERS : parseBrokers(v.brokers);
-  const windowMs = Number(parseDurationNs('--window', v.window ?? '10s') / 1_000_000n);
-  const latenessMs = Number(parseDurationNs('--lateness', v.lateness ?? '5s') / 1_000_000n);
+  const windowMs = parseWindowMs(v.window ?? '10s');
+  const latenessMs = parseLatenessMs(v.lateness ?? '5s');
   const topK = v['top-k'] === undefined ? 100 : parseIntFlag('--top-k', v['top-k'], 1, 100000);
   const partitions = v.partitions === undefined ? 6 : parseIntFlag('--partitions', v.partitions, 1, 1000);
-  const spanTimeoutNs = parseDurationNs('--span-timeout', v['span-timeout'] ?? '30s');
-  if (spanTimeoutNs <= 0n) throw new FatalError('--span-timeout must be > 0', { exitCode: EXIT.usage });
+  const spanTimeoutNs = parseDurationInRange('--span-timeout', v['span-timeout'] ?? '30s', 1_000_000n, BigInt(DAY_MS) * 1_000_000n);
   const instanceId = v.instance ?? os.hostname();
   let rules: AlertRule[] | undefined;
   if (v.rules !== undefined) {

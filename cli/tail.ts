@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { FatalError, EXIT } from '../common/errors.ts';
-import { parseBrokers, parseIntFlag, parseDurationNs } from '../common/options.ts';
+import { parseBrokers, parseIntFlag, parseDurationMs } from '../common/options.ts';
 import { createKafkaClient, connectAdmin, describeKafkaError } from '../kafka/client.ts';
 import { DEFAULT_BROKERS } from './collect.ts';
 import { decodeToJsonLine } from '../collector/codec.ts';
@@ -46,7 +46,7 @@ export async function tailCommand(argv: string[]): Promise<number> {
   const topic = topicName(positionals[0]!);
   const brokers = v.brokers === undefined ? DEFAULT_BROKERS : parseBrokers(v.brokers);
   const max = v.max === undefined ? Infinity : parseIntFlag('--max', v.max, 1, Number.MAX_SAFE_INTEGER);
-  const idleMs = v.timeout === undefined ? undefined : Number(parseDurationNs('--timeout', v.timeout) / 1_000_000n);
+  const idleMs = v.timeout === undefined ? undefined : parseDurationMs('--timeout', v.timeout, 1);
 
   const kafka = createKafkaClient(brokers, 'ringflow-tail');
   const admin = await connectAdmin(kafka, brokers);

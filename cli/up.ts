@@ -8,11 +8,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { FatalError, EXIT } from '../common/errors.ts';
-import { parseDurationNs } from '../common/options.ts';
 import { REPO_ROOT } from '../collector/signals/registry.ts';
 import { createKafkaClient, connectAdmin, ensureTopics } from '../kafka/client.ts';
 import { decodeRecord } from '../schemas/index.ts';
 import { parseCollectArgs, COLLECT_HELP } from './collect.ts';
+import { parseLatenessMs, parseWindowMs } from './process.ts';
 import { summarizeWindow, type SummaryPoint } from './summary.ts';
 import { METRICS_TOPIC } from '../processor/topics.ts';
 import { ALERTS_TOPIC } from '../processor/alerts-stage.ts';
@@ -76,9 +76,14 @@ export function splitUpArgs(argv: string[]): { window: string; lateness: string;
     } else if (flag === '--window' || flag === '--lateness') {
       const val = eq > 0 ? a.slice(eq + 1) : argv[++i];
       if (val === undefined) throw new FatalError(`${flag}: missing value`, { exitCode: EXIT.usage });
-      parseDurationNs(flag, val);
-      if (flag === '--window') window = val;
-      else lateness = val;
+      // checked here, before the broker and three children start, with process's own bounds
+      if (flag === '--window') {
+        parseWindowMs(val);
+        window = val;
+      } else {
+        parseLatenessMs(val);
+        lateness = val;
+      }
     } else collect.push(a);
   }
   return { window, lateness, ...(rules === undefined ? {} : { rules }), collect };

@@ -1,7 +1,9 @@
 /**
- * Parsing of the collector's option values. Pure functions: every bad value
- * becomes a FatalError whose message names the flag, the value and what is accepted.
+ * Parsing of the CLI's option values. Pure functions (tgidOf reads /proc, and
+ * parsePid takes it as a parameter): every bad value becomes a FatalError whose
+ * message names the flag, the value and what is accepted, with exit code EXIT.usage.
  */
+import fs from 'node:fs';
 import { FatalError, EXIT } from './errors.ts';
 
 const DURATION_UNITS: Record<string, bigint> = {
@@ -73,4 +75,68 @@ export function parseList(flag: string, text: string, known: readonly string[]):
     }
   }
   return [...new Set(items)];
+}
+
+/** Longest timer Node keeps as given (2^31-1 ms); a longer one fires after 1 ms with a warning. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+const fmtNs = (ns: bigint): string => {
+  for (const [unit, scale] of [['h', 3_600_000_000_000n], ['m', 60_000_000_000n], ['s', 1_000_000_000n], ['ms', 1_000_000n], ['us', 1_000n]] as const) {
+    if (ns >= scale && ns % scale === 0n) return `${ns / scale}${unit}`;
+  }
+  return `${ns}ns`;
+};
+
+/**
+ * A duration that must lie in [minNs, maxNs]: a zero window or a timer
+ * longer than Node can arm is refused here, as one line, before anything
+ * connects, instead of failing later deep inside a stage.
+ */
+export function parseDurationInRange(flag: string, text: string, minNs: bigint, maxNs: bigint): bigint {
+  const ns = parseDurationNs(flag, text);
+  if (ns < minNs || ns > maxNs) {
+    throw new FatalError(`${flag}: ${text.trim()} is out of range; expected ${minNs === 0n ? '0' : fmtNs(minNs)}..${fmtNs(maxNs)}`, { exitCode: EXIT.usage });
+  }
+  return ns;
+}
+
+/** A duration for a millisecond timer: in range and a whole number of milliseconds. */
+export function parseDurationMs(flag: string, text: string, minMs: number, maxMs: number = MAX_TIMER_MS): number {
+  const ns = parseDurationInRange(flag, text, BigInt(minMs) * 1_000_000n, BigInt(maxMs) * 1_000_000n);
+  if (ns % 1_000_000n !== 0n) {
+    throw new FatalError(`${flag}: ${text.trim()} is not a whole number of milliseconds`, { exitCode: EXIT.usage });
+  }
+  return Number(ns / 1_000_000n);
+}
+
+/** The task ids of Linux: 1..PID_MAX_LIMIT (4194304). */
+export const PID_MAX = 4_194_304;
+
+/** What /proc says about a pid: its status file's Tgid, or undefined when no such task exists. */
+export function tgidOf(pid: number, procRoot = '/proc'): number | undefined {
+  let status: string;
+  try {
+    status = fs.readFileSync(`${procRoot}/${pid}/status`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const m = /^Tgid:\s*(\d+)$/m.exec(status);
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * --pid filters on the kernel's tgid. A pid with no process behind it, or a
+ * thread id, is accepted by the kernel filter and then matches nothing, and
+ * the collector would run silently forever: refuse both here.
+ */
+export function parsePid(flag: string, text: string, tgid: (pid: number) => number | undefined = tgidOf): number {
+  const pid = parseIntFlag(flag, text, 1, PID_MAX);
+  const owner = tgid(pid);
+  if (owner === undefined) {
+    throw new FatalError(`${flag}: no process ${pid} is running (the filter would match nothing); check the pid with: ps -p ${pid}`, { exitCode: EXIT.usage });
+  }
+  if (owner !== pid) {
+    throw new FatalError(`${flag}: ${pid} is a thread of process ${owner}; the filter takes a process id: ${flag} ${owner}`, { exitCode: EXIT.usage });
+  }
+  return pid;
 }

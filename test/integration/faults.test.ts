@@ -5,6 +5,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { rootOrSkip, ownBroker, readTopic, runCli, run, sleep, TCP_DRIVER } from '../support/integration.ts';
 import { startBroker, stopBroker } from '../../cli/kafka.ts';
 
@@ -16,11 +17,36 @@ function oneLine(stderr: string): string {
   return lines[0]!;
 }
 
-describe('bad input', { timeout: 120_000 }, () => {
+/** A thread of this test process that is not its main thread (V8 and libuv start several). */
+function aThreadId(): number {
+  const tid = fs.readdirSync('/proc/self/task').map(Number).find((t) => t !== process.pid);
+  assert.ok(tid, 'this process has a second thread');
+  return tid;
+}
+
+describe('bad input', { timeout: 180_000 }, () => {
+  // 127.0.0.1:1 refuses connections: a flag checked only after connecting would
+  // end as "cannot reach Kafka" (exit 5) instead of its own line (exit 2)
+  const nowhere = ['--brokers', '127.0.0.1:1'];
   const cases: [string, string[], number, RegExp][] = [
     ['unknown signal', ['collect', '--signals', 'sched,nfs'], 2, /unknown "nfs"; choose from sched, block, tcp/],
     ['bad duration', ['collect', '--min-latency', '10'], 2, /--min-latency: "10" is not a duration/],
     ['bad pid', ['collect', '--pid', 'x'], 2, /--pid: "x" is not a whole number/],
+    // pids are below pid_max, which is at most 4194304: this one never exists
+    ['pid of no process', ['collect', '--stdout', '--pid', '4194304'], 2, /--pid: no process 4194304 is running/],
+    ['pid of no process (up)', ['up', ...nowhere, '--pid', '4194304'], 2, /--pid: no process 4194304 is running/],
+    ['pid of a thread', ['collect', '--stdout', '--pid', String(aThreadId())], 2, new RegExp(`--pid: \\d+ is a thread of process ${process.pid}; the filter takes a process id: --pid ${process.pid}`)],
+    ['comm longer than the kernel keeps', ['collect', '--stdout', '--comm', 'sixteen-chars-xx'], 2, /--comm: "sixteen-chars-xx" must be 1\.\.15 bytes/],
+    ['zero window (process)', ['process', ...nowhere, '--window', '0s'], 2, /--window: 0s is out of range; expected 100ms\.\.24h/],
+    ['zero window (up)', ['up', ...nowhere, '--window', '0s'], 2, /--window: 0s is out of range; expected 100ms\.\.24h/],
+    ['window not whole milliseconds', ['process', ...nowhere, '--window', '100500us'], 2, /--window: 100500us is not a whole number of milliseconds/],
+    ['negative window', ['process', ...nowhere, '--window=-1s'], 2, /--window: "-1s" is not a duration/],
+    ['lateness beyond a day', ['up', ...nowhere, '--lateness', '25h'], 2, /--lateness: 25h is out of range; expected 0\.\.24h/],
+    ['zero span timeout', ['process', ...nowhere, '--span-timeout', '0s'], 2, /--span-timeout: 0s is out of range; expected 1ms\.\.24h/],
+    ['zero duration', ['collect', '--stdout', '--duration', '0s'], 2, /--duration: 0s is out of range; expected 1ms\.\./],
+    ['zero tail timeout', ['tail', 'tcp.connect', ...nowhere, '--timeout', '0s'], 2, /--timeout: 0s is out of range; expected 1ms\.\./],
+    ['port out of range', ['collect', '--stdout', '--signals', 'l7', '--port', '0'], 2, /--port: 0 is out of range; expected 1\.\.65535/],
+    ['broker port out of range', ['kafka', 'status', '--port', '70000'], 2, /--port: 70000 is out of range; expected 1\.\.65535/],
     ['unknown flag', ['collect', '--frobnicate'], 2, /Unknown option '--frobnicate'; see --help/],
     ['unknown command', ['frob'], 2, /unknown command "frob"/],
     ['Kafka unreachable at start', ['collect', '--brokers', '127.0.0.1:1', '--signals', 'tcp'], 5, /cannot reach Kafka at 127\.0\.0\.1:1 .*ECONNREFUSED.*ringflow kafka start/],
@@ -29,7 +55,13 @@ describe('bad input', { timeout: 120_000 }, () => {
     test(name, async (t) => {
       if (name.startsWith('Kafka') && !rootOrSkip(t)) return;
       const r = runCli(args);
-      assert.equal(await r.exit, code, r.stderr());
+      // a bad value accepted silently runs on (a collector filtering on a pid that
+      // does not exist never stops): give it 20 s, then fail naming that
+      let timer: NodeJS.Timeout | undefined;
+      const exit = await Promise.race([r.exit, new Promise<'running'>((resolve) => (timer = setTimeout(() => resolve('running'), 20_000)))]);
+      clearTimeout(timer);
+      if (exit === 'running') r.child.kill('SIGKILL');
+      assert.equal(exit, code, `ringflow ${args.join(' ')}: ${exit === 'running' ? 'still running after 20 s' : `exit ${exit}`}; stderr:\n${r.stderr()}`);
       assert.match(oneLine(r.stderr()), re);
     });
   }
@@ -102,7 +134,6 @@ describe('a tracepoint missing on this kernel', () => {
   test('names the signal and the fix, exit 4', async (t) => {
     if (!rootOrSkip(t)) return;
     const { execFileSync } = await import('node:child_process');
-    const fs = await import('node:fs');
     const os = await import('node:os');
     const path = await import('node:path');
     const { Session } = await import('../../native/index.ts');

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseDurationNs, parseIntFlag, parseBrokers, parseList, parseComm } from '../../common/options.ts';
+import { parseDurationNs, parseIntFlag, parseBrokers, parseList, parseComm, parseDurationInRange, parseDurationMs, parsePid, tgidOf } from '../../common/options.ts';
 import { FatalError } from '../../common/errors.ts';
 import { parseCollectArgs, l7SummaryPart, l7CountersSnapshot, cpuSummaryPart } from '../../cli/collect.ts';
 import { L7Tracker } from '../../collector/l7/tracker.ts';
@@ -30,6 +30,49 @@ test('integers: range and syntax', () => {
   }
 });
 
+test('durations in a range: zero, too long and sub-millisecond timers are refused with the bounds', () => {
+  const day = 86_400_000_000_000n;
+  const ok: [string, bigint, bigint, bigint][] = [
+    ['100ms', 100_000_000n, day, 100_000_000n],
+    ['24h', 100_000_000n, day, day],
+    ['0s', 0n, day, 0n],
+  ];
+  for (const [text, min, max, want] of ok) assert.equal(parseDurationInRange('--window', text, min, max), want, text);
+  const bad: [string, bigint, bigint, RegExp][] = [
+    ['0s', 100_000_000n, day, /^--window: 0s is out of range; expected 100ms\.\.24h$/],
+    ['99ms', 100_000_000n, day, /^--window: 99ms is out of range; expected 100ms\.\.24h$/],
+    ['25h', 0n, day, /^--window: 25h is out of range; expected 0\.\.24h$/],
+    ['1ns', 1_000_000n, 2_147_483_647_000_000n, /^--window: 1ns is out of range; expected 1ms\.\.2147483647ms$/],
+  ];
+  for (const [text, min, max, re] of bad) {
+    assert.throws(() => parseDurationInRange('--window', text, min, max), (e: unknown) => e instanceof FatalError && e.exitCode === 2 && re.test(e.message), text);
+  }
+  assert.equal(parseDurationMs('--timeout', '1.5s', 1), 1500);
+  assert.throws(() => parseDurationMs('--timeout', '1500us', 1), /--timeout: 1500us is not a whole number of milliseconds$/);
+  assert.throws(() => parseDurationMs('--timeout', '0s', 1), /--timeout: 0s is out of range; expected 1ms\.\.2147483647ms$/);
+  // a timer Node would clamp to 1 ms (TimeoutOverflowWarning) is refused
+  assert.throws(() => parseDurationMs('--timeout', '600h', 1), /--timeout: 600h is out of range/);
+});
+
+test('pids: the filter is on the tgid, so a missing process or a thread id is refused', () => {
+  const tasks = new Map<number, number>([[100, 100], [101, 100]]); // pid 100 with a second thread 101
+  const tgid = (pid: number) => tasks.get(pid);
+  assert.equal(parsePid('--pid', '100', tgid), 100);
+  const bad: [string, RegExp][] = [
+    ['102', /^--pid: no process 102 is running \(the filter would match nothing\); check the pid with: ps -p 102$/],
+    ['101', /^--pid: 101 is a thread of process 100; the filter takes a process id: --pid 100$/],
+    ['0', /^--pid: 0 is out of range; expected 1\.\.4194304$/],
+    ['x', /^--pid: "x" is not a whole number/],
+  ];
+  for (const [text, re] of bad) {
+    assert.throws(() => parsePid('--pid', text, tgid), (e: unknown) => e instanceof FatalError && e.exitCode === 2 && re.test(e.message), text);
+  }
+  // the real /proc: this process is its own tgid; a pid at PID_MAX never exists
+  assert.equal(tgidOf(process.pid), process.pid);
+  assert.equal(tgidOf(4_194_304), undefined);
+  assert.equal(tgidOf(1, '/nonexistent'), undefined);
+});
+
 test('brokers and lists', () => {
   assert.deepEqual(parseBrokers('a:1, b.example:9092,[::1]:9093'), ['a:1', 'b.example:9092', '[::1]:9093']);
   for (const bad of ['', 'nohost', 'a:0', 'a:70000', 'a:b']) assert.throws(() => parseBrokers(bad), FatalError, bad);
@@ -45,9 +88,9 @@ test('comm must fit the kernel limit', () => {
 });
 
 test('collect flags -> config', () => {
-  const c = parseCollectArgs(['--signals', 'tcp', '--pid', '7', '--uid', '0', '--comm', 'curl', '--min-latency', '2ms', '--duration', '30s', '--stdout', '--ring-mb', '64']);
+  const c = parseCollectArgs(['--signals', 'tcp', '--pid', String(process.pid), '--uid', '0', '--comm', 'curl', '--min-latency', '2ms', '--duration', '30s', '--stdout', '--ring-mb', '64']);
   assert.deepEqual(c.signals, ['tcp']);
-  assert.deepEqual(c.filters, { pid: 7, uid: 0, comm: 'curl', minLatencyNs: 2_000_000n });
+  assert.deepEqual(c.filters, { pid: process.pid, uid: 0, comm: 'curl', minLatencyNs: 2_000_000n });
   assert.equal(c.durationMs, 30_000);
   assert.equal(c.stdout, true);
   assert.equal(c.ringBytes, 64 << 20);
@@ -80,6 +123,9 @@ test('up: --rules goes to the processor; alert transitions print as one line', a
   assert.deepEqual(splitUpArgs(['--rules', 'r.yaml', '--window=2s', '--signals', 'tcp']), { window: '2s', lateness: '5s', rules: 'r.yaml', collect: ['--signals', 'tcp'] });
   assert.deepEqual(splitUpArgs(['--pid', '1']), { window: '10s', lateness: '5s', collect: ['--pid', '1'] });
   assert.throws(() => splitUpArgs(['--rules']), /--rules: missing value/);
+  // up checks process's bounds itself, before it starts a broker and three children
+  assert.throws(() => splitUpArgs(['--window', '0s']), /--window: 0s is out of range; expected 100ms\.\.24h$/);
+  assert.throws(() => splitUpArgs(['--lateness=25h']), /--lateness: 25h is out of range; expected 0\.\.24h$/);
   assert.equal(
     alertLine({ rule: 'slow-runqueue', state: 'FIRING', group: [{ key: 'host.name', value: 'web1' }], stat: 'p99', metric: 'ringflow.sched.runqueue.latency', value: 0.012, threshold: 0.01, window_end_ns: 1_700_000_010_000_000_000n }),
     'ALERT FIRING slow-runqueue {host.name=web1}: p99(ringflow.sched.runqueue.latency) = 0.012 (threshold 0.01) at 22:13:30',
