@@ -28,10 +28,12 @@ import type { EventSink, OutRecord } from './sink.ts';
  *   their topic, written to the dead-letter topic instead (kafka-sink.ts)
  * - too_large / rejected: refused by Kafka and not even dead-lettered
  * - stats_error: a stats record that could not be built or sent
+ * - format_error / output_error: --stdout could not print a record / the
+ *   stream had failed (stdout-sink.ts)
  */
 export const DROP_REASONS = [
   'backpressure', 'unacknowledged_at_stop', 'undecodable', 'transcode_error', 'l7_tracker_error', 'l7_encode_error',
-  'too_large_dead_lettered', 'rejected_dead_lettered', 'too_large', 'rejected', 'stats_error',
+  'too_large_dead_lettered', 'rejected_dead_lettered', 'too_large', 'rejected', 'stats_error', 'format_error', 'output_error',
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
