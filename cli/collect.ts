@@ -6,7 +6,7 @@
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { FatalError, EXIT } from '../common/errors.ts';
-import { parseBrokers, parseComm, parseDurationNs, parseIntFlag, parseList } from '../common/options.ts';
+import { MAX_TIMER_MS, parseBrokers, parseComm, parseDurationInRange, parseDurationNs, parseIntFlag, parseList, parsePid } from '../common/options.ts';
 import { SIGNALS, SIGNAL_NAMES, DEFAULT_SIGNALS, objectPath, signalByName } from '../collector/signals/registry.ts';
 import { encodeSettings, encodeL7Settings, type Filters, type L7Settings } from '../collector/signals/settings.ts';
 import { DEFAULT_CAPTURED_HEADERS, NEVER_CAPTURED_HEADERS, type L7ParseOptions } from '../collector/l7/types.ts';
@@ -106,7 +106,7 @@ export const DEFAULT_BROKERS = ['127.0.0.1:9092'];
 export function parseCollectArgs(argv: string[]): CollectConfig & { help: boolean; brokersGiven: boolean } {
   const { values: v } = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: false });
   const filters: Filters = {};
-  if (v.pid !== undefined) filters.pid = parseIntFlag('--pid', v.pid, 1, 4194304);
+  if (v.pid !== undefined) filters.pid = parsePid('--pid', v.pid);
   if (v.uid !== undefined) filters.uid = parseIntFlag('--uid', v.uid, 0, 0xfffffffe);
   if (v.comm !== undefined) filters.comm = parseComm(v.comm);
   if (v.cgroup !== undefined) filters.cgroupId = cgroupIdOf(v.cgroup);
@@ -117,7 +117,7 @@ export function parseCollectArgs(argv: string[]): CollectConfig & { help: boolea
   }
   const ringMb = v['ring-mb'] === undefined ? 16 : parseIntFlag('--ring-mb', v['ring-mb'], 1, 1024);
   if ((ringMb & (ringMb - 1)) !== 0) throw new FatalError(`--ring-mb: ${ringMb} is not a power of two`, { exitCode: EXIT.usage });
-  const durationNs = v.duration === undefined ? undefined : parseDurationNs('--duration', v.duration);
+  const durationNs = v.duration === undefined ? undefined : parseDurationInRange('--duration', v.duration, 1_000_000n, BigInt(MAX_TIMER_MS) * 1_000_000n);
   const statsNs = parseDurationNs('--stats-interval', v['stats-interval'] ?? '5s');
   if (statsNs < 100_000_000n) throw new FatalError('--stats-interval: must be at least 100ms', { exitCode: EXIT.usage });
   return {
@@ -159,7 +159,7 @@ export function loadError(signal: string, err: unknown): FatalError {
   return new FatalError(`loading signal ${signal} failed: ${msg}`, { exitCode: EXIT.kernel, cause: err });
 }
 
-function summaryLine(s: StatsSnapshot): string {
+export function summaryLine(s: StatsSnapshot): string {
   let read = 0, kd = 0, ud = 0, prod = 0;
   const parts: string[] = [];
   for (const e of s.events) {
@@ -167,7 +167,22 @@ function summaryLine(s: StatsSnapshot): string {
     if (e.read > 0) parts.push(`${e.event.replace(/^ringflow\.|\.v1$/g, '')} ${e.read}`);
   }
   const secs = Number(s.interval_ns) / 1e9;
-  return `ringflow: ${secs.toFixed(1)}s: read ${read}${parts.length ? ` (${parts.join(', ')})` : ''}, produced ${prod}, kernel drops ${kd}, user drops ${ud}, send errors ${s.send_errors}, pending ${s.pending}`;
+  return `ringflow: ${secs.toFixed(1)}s: read ${read}${parts.length ? ` (${parts.join(', ')})` : ''}, produced ${prod}, kernel drops ${kd}, user drops ${ud}, send errors ${s.send_errors}, pending ${s.pending}` +
+    lossesSummaryPart(s);
+}
+
+/**
+ * What the stats record says was lost or set aside besides the per-type
+ * counts: user-space losses by reason (dead-lettered ones included), L7
+ * parser directions stopped by reason, clamped counters. Empty when none.
+ */
+export function lossesSummaryPart(s: Pick<StatsSnapshot, 'drop_reasons' | 'l7_parse_failures' | 'clamped'>): string {
+  const list = (rs: readonly { reason: string; count: number }[]) => rs.map((r) => `${r.reason} ${r.count}`).join(', ');
+  let out = '';
+  if (s.drop_reasons.length > 0) out += `; lost by reason: ${list(s.drop_reasons)}`;
+  if (s.l7_parse_failures.length > 0) out += `; l7 parsers stopped: ${list(s.l7_parse_failures)}`;
+  if (s.clamped > 0) out += `; stats values clamped ${s.clamped}`;
+  return out;
 }
 
 /**
@@ -213,11 +228,23 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
     bootTimeNs: bootTimeNs(),
     dropReasonNames: cfg.signals.includes('tcp') ? native.kernelEnum('skb_drop_reason') : {},
     ...(cfg.signals.includes('l7') ? { l7: { parse: cfg.l7Parse, ignoreTgids: new Set(cfg.l7Exclude) } } : {}),
+    log,
   });
   const topics = codec.topicsFor(eventTypes);
 
+  let fatal: FatalError | undefined;
+  let outputGone = false;
+  let stopNow: (() => void) | undefined;
   const sink: EventSink = cfg.stdout
-    ? createStdoutSink(process.stdout, (r) => codec.toJsonLine(r.value))
+    ? createStdoutSink(process.stdout, (r) => codec.toJsonLine(r.value), {
+        log,
+        // EPIPE: the reader of the pipe is gone (`| head`): stop as a filter does; anything else is a failure
+        onError: (err) => {
+          if ((err as { code?: string }).code !== 'EPIPE') fatal ??= new FatalError(`cannot write to stdout (${err.message})`, { exitCode: 1, cause: err });
+          outputGone = true;
+          stopNow?.();
+        },
+      })
     : createKafkaSink({
         brokers: cfg.brokers,
         clientId: `ringflow-collector-${cfg.host}`,
@@ -226,6 +253,11 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
         compression: cfg.compression,
         maxBatchRecords: KAFKA_BATCH_RECORDS,
         log,
+        // Kafka will never take these records (authorization, configuration): stop rather than hold them forever
+        onFatal: (err) => {
+          fatal ??= err;
+          stopNow?.();
+        },
       });
   await sink.start();
 
@@ -250,6 +282,7 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
       highWater: 200_000,
       maxPending: 400_000,
       statsIntervalMs: cfg.statsIntervalMs,
+      log,
       ...(cfg.stdout ? {} : { encodeStats: (s: StatsSnapshot) => codec.encodeStats(s) }),
       onStats: (s) => {
         const cpu = process.cpuUsage(cpuPrev);
@@ -278,9 +311,17 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
       process.on('SIGINT', done);
       process.on('SIGTERM', done);
       const timer = cfg.durationMs === undefined ? undefined : setTimeout(done, cfg.durationMs);
+      stopNow = done;
+      if (fatal || outputGone) done();
     });
-    const { flushed, final } = await collector.stop(30_000);
+    // after a fatal sink error nothing more will be delivered: do not wait for it
+    const { flushed, final } = await collector.stop(fatal || outputGone ? 0 : 30_000);
     await sink.close();
+    if (fatal) {
+      log(`ringflow: stopped: ${fatal.message}; ${final.pending} events not delivered`);
+      return fatal.exitCode;
+    }
+    if (outputGone) return 0; // the reader closed the pipe: what it did not read, it did not want
     if (!flushed) {
       log(`ringflow: stopped with ${final.pending} events not acknowledged by Kafka; they are counted as user drops`);
       return EXIT.kafka;

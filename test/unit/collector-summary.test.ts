@@ -1,0 +1,31 @@
+/**
+ * Issue 9, item 6: every kind of loss the stats record carries is on the
+ * collector's live summary line too.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { summaryLine, lossesSummaryPart } from '../../cli/collect.ts';
+import type { StatsSnapshot } from '../../collector/collector.ts';
+
+const base: StatsSnapshot = {
+  time_ns: 0n, interval_ns: 5_000_000_000n,
+  events: [{ event: 'ringflow.tcp.connect.v1', read: 10, kernel_drops: 2, user_drops: 3, produced: 7 }],
+  send_errors: 1, pending: 4, ring_bytes: 0, undecodable: 0, drop_reasons: [], l7_parse_failures: [], clamped: 0,
+};
+
+test('summary line: losses by reason, L7 parser stops by reason, clamped values (table)', () => {
+  const cases: [string, Partial<StatsSnapshot>, string][] = [
+    ['nothing lost: nothing added', {}, ''],
+    ['losses by reason', { drop_reasons: [{ reason: 'backpressure', count: 3 }, { reason: 'too_large_dead_lettered', count: 1 }] }, '; lost by reason: backpressure 3, too_large_dead_lettered 1'],
+    ['L7 parser stops', { l7_parse_failures: [{ reason: 'HTTP1: bad start line', count: 2 }] }, '; l7 parsers stopped: HTTP1: bad start line 2'],
+    ['clamped', { clamped: 1 }, '; stats values clamped 1'],
+    ['all', { drop_reasons: [{ reason: 'undecodable', count: 5 }], l7_parse_failures: [{ reason: 'DNS: not DNS', count: 1 }], clamped: 2 },
+      '; lost by reason: undecodable 5; l7 parsers stopped: DNS: not DNS 1; stats values clamped 2'],
+  ];
+  const head = 'ringflow: 5.0s: read 10 (tcp.connect 10), produced 7, kernel drops 2, user drops 3, send errors 1, pending 4';
+  for (const [name, over, want] of cases) {
+    const s = { ...base, ...over };
+    assert.equal(lossesSummaryPart(s), want, name);
+    assert.equal(summaryLine(s), head + want, name);
+  }
+});
