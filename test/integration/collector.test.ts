@@ -11,6 +11,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { rootOrSkip, testBrokers, readTopic, listTopics, collectorStatsTotals, runCli, run, sleep, TCP_DRIVER, type CliRun, type TopicRecord } from '../support/integration.ts';
 import { schemaRegistry } from '../../schemas/index.ts';
+import { DEADLETTER_TOPIC } from '../../collector/kafka-sink.ts';
 
 const N_CONNECTS = 25;
 const M_WRITES = 12;
@@ -64,7 +65,8 @@ describe('collector: kernel -> Avro -> Kafka', { timeout: 300_000 }, () => {
     collector.child.kill('SIGTERM');
     exitCode = await collector.exit;
     for (const t of await listTopics(brokers)) {
-      if (t.startsWith('ringflow.')) topics.set(t, (await readTopic(brokers, t)).filter((r) => r.value.host === host));
+      // the dead-letter topic holds copies of refused records as they were, not records of a schema (the collector creates it at start)
+      if (t.startsWith('ringflow.') && t !== DEADLETTER_TOPIC) topics.set(t, (await readTopic(brokers, t)).filter((r) => r.value.host === host));
     }
   });
 
