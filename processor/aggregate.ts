@@ -139,6 +139,51 @@ function metric<E extends EventBase>(d: MetricDef<E>): MetricDef<E> {
 }
 
 /** Everything the processor aggregates: one row per output metric. */
+const HOUR_NS = 3_600_000_000_000n;
+const DAY_NS = 24n * HOUR_NS;
+
+/**
+ * The physically possible range of each measured duration. A value outside
+ * it is not an observation but a broken one (a u64 subtraction that wrapped:
+ * -1 ns; a stale in-flight entry: 2^62 ns went out as 146 years), and stage 1
+ * dead-letters its record with the reason rather than aggregate it or drop it
+ * silently. Durations are never negative; the upper bounds, and why:
+ *   runq latency    1 h     a task runnable and not run for that long is a hung CPU; the
+ *                           kernel's own stall detectors (RCU: 21 s, hung task: 120 s) fire long before
+ *   block latency   1 h     the block layer times a command out after 30 s (SCSI, NVMe), retried
+ *                           at most 5 times; beyond that the request failed and no completion comes
+ *   connect latency 1 h     SYN retries give up after ~127 s by default (tcp_syn_retries 6)
+ *   off-CPU time    uptime  a task may sleep for days; it cannot have slept since before boot
+ *                           (the end is ts_ns, CLOCK_MONOTONIC: the time since boot)
+ *   span duration   1 day   a span ends at its response or at --span-timeout; a response a day
+ *                           after its request is a pairing error
+ * Pure; table-tested (test/unit/drops-values.test.ts).
+ */
+export const VALUE_RANGES: readonly { topic: string; field: string; maxNs: bigint | 'uptime'; duration(e: Record<string, unknown>): bigint | number }[] = [
+  { topic: 'ringflow.sched.runqlat.v1', field: 'latency_ns', maxNs: HOUR_NS, duration: (e) => e.latency_ns as bigint },
+  { topic: 'ringflow.sched.cswitch.v1', field: 'off_cpu_ns', maxNs: 'uptime', duration: (e) => e.off_cpu_ns as bigint },
+  { topic: 'ringflow.block.io.v1', field: 'latency_ns', maxNs: HOUR_NS, duration: (e) => e.latency_ns as bigint },
+  { topic: 'ringflow.tcp.connect.v1', field: 'latency_ns', maxNs: HOUR_NS, duration: (e) => e.latency_ns as bigint },
+  { topic: SPANS_TOPIC, field: 'end_ns - start_ns', maxNs: DAY_NS, duration: (e) => BigInt(e.end_ns as bigint) - BigInt(e.start_ns as bigint) },
+];
+const rangeOf = new Map(VALUE_RANGES.map((r) => [r.topic, r]));
+
+/**
+ * Why an event's measured value cannot be right, or null if it can (or the
+ * topic measures none). Longs may be numbers (the fast decoder's) or BigInts.
+ */
+export function invalidValue(topic: string, e: EventBase): string | null {
+  const r = rangeOf.get(topic);
+  if (!r) return null;
+  const raw = r.duration(e as unknown as Record<string, unknown>);
+  if (raw === undefined || raw === null) return null;
+  const v = BigInt(raw);
+  const max = r.maxNs === 'uptime' ? BigInt(e.ts_ns) : r.maxNs;
+  if (v < 0n) return `${r.field} ${v} is negative`;
+  if (v > max) return `${r.field} ${v} is over ${r.maxNs === 'uptime' ? `the time since boot (ts_ns ${max})` : `${max / 1_000_000_000n} s`}`;
+  return null;
+}
+
 export const METRICS: readonly MetricDef[] = [
   metric<RunqlatEvent>({
     topic: 'ringflow.sched.runqlat.v1',
