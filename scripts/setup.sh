@@ -8,6 +8,24 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 say() { echo "setup: $*" >&2; }
+. "$root/scripts/preflight.sh"
+
+# --- 0. what stands in the way, before anything is installed -----------------
+# npm start, test, bench and soak go on to load BPF programs: without the
+# privileges for that, every step below would be wasted (or fail half-way, as
+# a mkdir in another user's home): say the one fix now.
+case "${npm_lifecycle_event:-}" in
+  start|test) again="npm $npm_lifecycle_event" ;;
+  bench|soak) again="npm run $npm_lifecycle_event" ;;
+  *) again="" ;;
+esac
+if [ -n "$again" ] && ! rf_can_load_bpf && ! rf_node_has_bpf_caps; then
+  rf_fail 3 "loading eBPF programs needs root or CAP_BPF+CAP_PERFMON; run with sudo: sudo $again"
+fi
+# what setup writes: build outputs in the tree, Node.js and Kafka's jars in the cache
+for d in "$root/node_modules" "$root/bpf/.output" "$root/native/build" "$RINGFLOW_CACHE"; do
+  rf_can_create "$d" || rf_fail 1 "setup cannot write $(rf_existing_parent "$d") as $(id -un) (owned by $(stat -c %U "$(rf_existing_parent "$d")")); run it as that user or with sudo: sudo ${again:-bash scripts/setup.sh}"
+done
 
 # --- 1. system packages ------------------------------------------------------
 missing=()
@@ -34,8 +52,7 @@ have wrk || missing+=(wrk)
 [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || missing+=(python3-grpcio)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "setup: missing Debian packages: ${missing[*]}; install them: sudo apt-get install -y ${missing[*]}" >&2
-    exit 1
+    rf_fail 1 "missing Debian packages: ${missing[*]}; install them: sudo apt-get install -y ${missing[*]}"
   fi
   say "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
