@@ -18,16 +18,37 @@
  * Records that cannot be decoded (bad magic, unknown schema fingerprint,
  * truncated or corrupt body) go to ringflow.deadletter.v1 with headers naming
  * their source topic, partition, offset and the error, and are counted.
+ *
+ * Clock skew: stage 2's watermark is per partition, and several hosts share
+ * a partition, so one record dated a day ahead would close every window of
+ * the others and make all their events late. A record whose event time is
+ * more than maxClockSkewMs ahead of this processor's clock is dead-lettered
+ * (reason clock_skew) and counted instead. It is judged here, against the
+ * wall clock, because stage 1 commits each routing decision in the
+ * transaction that consumes the record: once committed, a decision is final
+ * and stage 2's replays (which must be deterministic) never judge it again.
+ * An aborted transaction is re-read and judged afresh, which is fine since
+ * nothing of it was seen. The record's Kafka timestamp would not do: the
+ * collector that sets it runs on the same wrong clock.
+ *
+ * Every produce request stays within the output topics' max.message.bytes
+ * (sendWithinLimits); a partial alone over it is dead-lettered (reason
+ * oversized) and counted. A failed commit is counted and retried by re-reading
+ * from the last commit; a producer left unusable is replaced; a producer
+ * fenced by another instance with the same --instance, or a failure that
+ * persists, ends the service through onFatal (FailureReporter).
  */
-import type { Kafka, Consumer, Producer, EachBatchPayload, IHeaders } from 'kafkajs';
+import type { Kafka, Consumer, Producer, EachBatchPayload, IHeaders, Admin } from 'kafkajs';
 import { decodeCurrent } from '../schemas/index.ts';
 import { CompressionTypes, createPartitioner } from '../kafka/kafkajs.ts';
 import { DEADLETTER_TOPIC, EVENT_TOPICS, REPARTITION_GROUP, REPARTITION_TOPIC, SESSION_TIMEOUT_MS, SPANS_TOPIC, STATS_TOPIC, repartitionKey } from './topics.ts';
 import { PartialAggregator, spanEvent, type EventBase } from './aggregate.ts';
 import { createFastDecoder, eventTimeNs, type FastDecoder } from './fast-decode.ts';
 import { encodePartial } from './partial.ts';
-import { superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS, type Oversized } from '../kafka/client.ts';
-import type { FatalError } from '../common/errors.ts';
+import { superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS, MessageLimits, describeKafkaError, isTooLarge, sendWithinLimits, type Oversized } from '../kafka/client.ts';
+import { FatalError } from '../common/errors.ts';
+import { createSerial } from './serial.ts';
+import { FailureReporter } from './failures.ts';
 
 export interface RepartitionCounters {
   records: number;
@@ -35,6 +56,38 @@ export interface RepartitionCounters {
   transactions: number;
   /** Partial aggregates written (each standing for one or more events). */
   partials: number;
+  /** Records dead-lettered for an event time beyond the allowed clock skew (in deadLetters too). */
+  clockSkew: number;
+  /** Records (partials, forwarded records) alone over their topic's max.message.bytes: dead-lettered, first bytes only. */
+  oversized: number;
+  /** Transactions that failed (their records were re-read from the last commit). */
+  failedCommits: number;
+}
+
+/**
+ * How far ahead of the processor's clock an event may be dated (--max-clock-skew).
+ * NTP keeps hosts within milliseconds; a minute allows for a host that is
+ * syncing or a VM just resumed. What a host ahead by up to this does to
+ * others on its partition is bounded by it: their events are at most this
+ * much early-closed (counted late), never frozen for a day.
+ */
+export const DEFAULT_MAX_CLOCK_SKEW_MS = 60_000;
+
+/** A record refused for a reason other than its encoding: `reason` goes into the dead letter's headers. */
+export class RejectedRecord extends Error {
+  readonly reason: string;
+  constructor(reason: string, message: string) {
+    super(message);
+    this.name = 'RejectedRecord';
+    this.reason = reason;
+  }
+}
+
+/** The clock-skew verdict for a record dated `eventNs` judged at `nowNs`: null if fine. Pure. */
+export function clockSkewError(eventNs: bigint, nowNs: bigint, maxSkewNs: bigint): RejectedRecord | null {
+  if (eventNs <= nowNs + maxSkewNs) return null;
+  const ahead = Number((eventNs - nowNs) / 1_000_000n) / 1000;
+  return new RejectedRecord('clock_skew', `event time ${eventNs} is ${ahead} s ahead of the processor's clock (allowed: ${Number(maxSkewNs / 1_000_000n) / 1000} s; --max-clock-skew)`);
 }
 
 export interface OutMessage {
@@ -48,11 +101,16 @@ export interface OutMessage {
  * One consumed record -> what stage 1 writes for it. Pure, so tests can table it.
  * A stats record fans out to every event topic it reports on, keyed like those events.
  */
-export function routeRecord(topic: string, partition: number, offset: string, value: Buffer | null): OutMessage[] {
+export function routeRecord(topic: string, partition: number, offset: string, value: Buffer | null, skew?: { nowNs: bigint; maxSkewNs: bigint }): OutMessage[] {
   try {
     if (!value) throw new Error('record has no value');
     const { schema, value: v } = decodeCurrent(value);
     if (schema.topic !== topic) throw new Error(`record of ${schema.topic} found on ${topic}`);
+    if (skew) {
+      const ns = topic === STATS_TOPIC ? (v.time_ns as bigint) : topic === SPANS_TOPIC ? eventNsOf(spanEvent(v)) : eventNsOf(v as unknown as EventBase);
+      const e = clockSkewError(BigInt(ns), skew.nowNs, skew.maxSkewNs);
+      if (e) throw e;
+    }
     const host = String(v.host);
     if (topic === STATS_TOPIC) {
       const events = v.events as { event: string }[];
@@ -66,9 +124,11 @@ export function routeRecord(topic: string, partition: number, offset: string, va
   }
 }
 
+const eventNsOf = (ev: EventBase): bigint => BigInt(ev.boot_time_ns) + BigInt(ev.ts_ns);
+
 /** The dead letter of a record that could not be processed: its bytes, and headers naming its source and the error. */
 export function deadLetter(topic: string, partition: number, offset: string, value: Buffer | null, err: unknown): OutMessage {
-  const e = err as { code?: string; message?: string };
+  const e = err as { code?: string; message?: string; reason?: string };
   return {
     topic: DEADLETTER_TOPIC,
     key: `${topic}/${partition}/${offset}`,
@@ -78,6 +138,7 @@ export function deadLetter(topic: string, partition: number, offset: string, val
       'ringflow.source.partition': String(partition),
       'ringflow.source.offset': offset,
       'ringflow.error': `${e.code ? e.code + ': ' : ''}${e.message ?? String(err)}`,
+      ...(err instanceof RejectedRecord ? { 'ringflow.reason': err.reason } : {}),
     },
   };
 }
@@ -150,10 +211,25 @@ export function createRepartitionStage(opts: {
   instanceId: string;
   /** Stage 2's window size (--window): when set, events are pre-aggregated per window; else forwarded unchanged. */
   windowMs?: number;
+  /** How far ahead of this processor's clock an event may be dated (default DEFAULT_MAX_CLOCK_SKEW_MS). */
+  maxClockSkewMs?: number;
   log: (l: string) => void;
   onFatal?: (err: FatalError) => void;
+  /** Failures of the same kind that last this long with no success end the service (default 60 s). */
+  failurePersistMs?: number;
 }): RepartitionStage {
-  const counters: RepartitionCounters = { records: 0, deadLetters: 0, transactions: 0, partials: 0 };
+  const counters: RepartitionCounters = { records: 0, deadLetters: 0, transactions: 0, partials: 0, clockSkew: 0, oversized: 0, failedCommits: 0 };
+  const maxSkewNs = BigInt(opts.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS) * 1_000_000n;
+  const onFatal = opts.onFatal ?? (() => {});
+  const failures = new FailureReporter({ what: 'processor: repartition', log: opts.log, onFatal, ...(opts.failurePersistMs !== undefined ? { persistMs: opts.failurePersistMs } : {}) });
+  const serial = createSerial();
+  let admin: Admin | undefined;
+  let limits: MessageLimits | undefined;
+  /** The producer's transaction state is unknown (an abort failed): replace it before the next transaction. */
+  let producerBroken = false;
+  let fenced = false;
+  const transactionalId = `ringflow-repartition-${opts.instanceId}`;
+  const newProducer = (): Producer => opts.kafka.producer({ transactionalId, idempotent: true, maxInFlightRequests: 1, createPartitioner });
   const partials = opts.windowMs === undefined ? undefined : new PartialAggregator({ sizeMs: opts.windowMs });
   const fast = createFastDecoder();
   let consumer: Consumer | undefined;
@@ -171,21 +247,57 @@ export function createRepartitionStage(opts: {
   let offsets = new Map<string, Map<number, bigint>>();
   /** topic -> partition -> offset committed (where a failed transaction must resume) */
   const committed = new Map<string, Map<number, bigint>>();
-  let flushing: Promise<void> = Promise.resolve();
 
-  const flush = (): Promise<void> => {
-    flushing = flushing.then(async () => {
-      if (offsets.size === 0) return;
-      // partials first: what stage 1 forwarded before them, it consumed before them
-      const parts = partials?.take() ?? [];
-      const out = parts.map((p): OutMessage => ({ topic: REPARTITION_TOPIC, key: repartitionKey(p.topic, p.host), value: encodePartial(p) }));
-      for (const o of buffer) out.push(o);
-      const offs = offsets;
-      const n = records;
-      buffer = [];
-      offsets = new Map();
-      records = 0;
-      const tx = await producer!.transaction();
+  /** Counts and reports a record dead-lettered here, with its reason. */
+  function deadLettered(o: OutMessage, partition: number, offset: string): void {
+    counters.deadLetters++;
+    const reason = o.headers!['ringflow.reason'];
+    if (reason === 'clock_skew') {
+      counters.clockSkew++;
+      // one line per topic and reason, then every 10, 100, ...: a host an hour ahead sends thousands
+      const n = counters.clockSkew;
+      if (n === 1 || /^10+$/.test(String(n))) opts.log(`processor: ${o.headers!['ringflow.source.topic']}[${partition}]@${offset} -> dead letter (${o.headers!['ringflow.error']}); ${n} so far`);
+      return;
+    }
+    opts.log(`processor: ${o.headers!['ringflow.source.topic']}[${partition}]@${offset} -> dead letter (${o.headers!['ringflow.error']})`);
+  }
+
+  /** A fresh producer with our transactional id: initTransactions aborts whatever the old one left open. */
+  async function renewProducer(): Promise<void> {
+    await producer?.disconnect().catch(() => {});
+    producer = newProducer();
+    await producer.connect();
+    producerBroken = false;
+  }
+
+  /**
+   * One transaction: the partials and records consumed since the last one,
+   * and their offsets. Never throws (it runs from a timer and from eachBatch):
+   * a failure rewinds the consumed partitions to their last commit, is
+   * counted and reported, and escalates through FailureReporter if it
+   * persists. Runs in `serial`, so one failure cannot poison later commits.
+   */
+  async function flushOnce(): Promise<void> {
+    if (offsets.size === 0 || fenced) return;
+    // partials first: what stage 1 forwarded before them, it consumed before them
+    const parts = partials?.take() ?? [];
+    const out = parts.map((p): OutMessage => ({ topic: REPARTITION_TOPIC, key: repartitionKey(p.topic, p.host), value: encodePartial(p) }));
+    for (const o of buffer) out.push(o);
+    const offs = offsets;
+    const n = records;
+    buffer = [];
+    offsets = new Map();
+    records = 0;
+    let oversized: Oversized[] = [];
+    try {
+      if (producerBroken) await renewProducer();
+      let tx;
+      try {
+        tx = await producer!.transaction();
+      } catch (err) {
+        producerBroken = true; // a transaction left open, or a state kafkajs will not leave
+        throw err;
+      }
       try {
         const byTopic = new Map<string, OutMessage[]>();
         for (const o of out) {
@@ -193,59 +305,84 @@ export function createRepartitionStage(opts: {
           if (!l) byTopic.set(o.topic, (l = []));
           l.push(o);
         }
-        if (byTopic.size > 0) {
-          await tx.sendBatch({ acks: -1, compression: CompressionTypes.GZIP, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
-        }
+        ({ oversized } = await sendWithinLimits(tx, [...byTopic].map(([topic, messages]) => ({ topic, messages })), {
+          limitOf: limits!.limitOf,
+          compression: CompressionTypes.GZIP,
+          // a partial of very many series, or a forwarded record over the repartition topic's limit
+          replace: (o) => ({ topic: DEADLETTER_TOPIC, messages: [oversizedDeadLetter(o)] }),
+        }));
         await tx.sendOffsets({
           consumerGroupId: REPARTITION_GROUP,
           topics: [...offs].map(([topic, ps]) => ({ topic, partitions: [...ps].map(([partition, offset]) => ({ partition, offset: String(offset) })) })),
         });
         await tx.commit();
       } catch (err) {
-        await tx.abort().catch(() => {});
-        // nothing of this transaction happened: read those partitions again from their last commit;
-        // what was consumed since it started follows them, so it is dropped too (else read twice)
-        partials?.take();
-        buffer = [];
-        records = 0;
-        const since = offsets;
-        offsets = new Map();
-        for (const [topic, ps] of [...offs, ...since]) {
-          for (const partition of ps.keys()) {
-            const at = committed.get(topic)?.get(partition);
-            if (at !== undefined) consumer!.seek({ topic, partition, offset: String(at) });
+        await tx.abort().catch(() => {
+          producerBroken = true;
+        });
+        throw err;
+      }
+    } catch (err) {
+      // nothing of this transaction happened: read those partitions again from their last commit;
+      // what was consumed since it started follows them, so it is dropped too (else read twice)
+      partials?.take();
+      buffer = [];
+      records = 0;
+      const since = offsets;
+      offsets = new Map();
+      for (const [topic, ps] of [...offs, ...since]) {
+        for (const partition of ps.keys()) {
+          const at = committed.get(topic)?.get(partition);
+          try {
+            if (at !== undefined) consumer?.seek({ topic, partition, offset: String(at) });
+          } catch {
+            // the consumer is not running (stopping): its next owner starts from the commit anyway
           }
         }
-        opts.log(`processor: repartition commit failed (${(err as Error).message}); re-reading from the last commit`);
+      }
+      counters.failedCommits++;
+      const e = err as { type?: string };
+      if (e.type === 'INVALID_PRODUCER_EPOCH' || e.type === 'PRODUCER_FENCED' || /INVALID_PRODUCER_EPOCH|PRODUCER_FENCED/.test(String(describeKafkaError(err)))) {
+        // another instance runs with our transactional id (--instance): it owns the output now;
+        // replacing our producer would fence it in turn, so this one stops
+        fenced = true;
+        onFatal(new FatalError(`processor stage 1 (repartition): fenced: another processor runs as --instance ${opts.instanceId} (${describeKafkaError(err)}); this one stops`, { cause: err }));
         return;
       }
-      for (const [topic, ps] of offs) {
-        let m = committed.get(topic);
-        if (!m) committed.set(topic, (m = new Map()));
-        for (const [p, o] of ps) m.set(p, o);
-      }
-      counters.records += n;
-      counters.partials += parts.length;
-      counters.transactions++;
-    });
-    return flushing;
-  };
+      if (isTooLarge(err)) await limits?.refresh();
+      failures.failed('commit', err);
+      return;
+    }
+    failures.ok('commit');
+    for (const [topic, ps] of offs) {
+      let m = committed.get(topic);
+      if (!m) committed.set(topic, (m = new Map()));
+      for (const [p, o] of ps) m.set(p, o);
+    }
+    for (const o of oversized) opts.log(`processor: repartition: a ${o.bytes}-byte record for ${o.topic} is over its max.message.bytes (${o.limit}) -> dead letter (first bytes)`);
+    counters.oversized += oversized.length;
+    counters.records += n;
+    counters.partials += parts.length;
+    counters.transactions++;
+  }
+
+  const flush = (): Promise<void> => serial.run(flushOnce);
 
   return {
     counters,
     async start() {
-      producer = opts.kafka.producer({
-        transactionalId: `ringflow-repartition-${opts.instanceId}`,
-        idempotent: true,
-        maxInFlightRequests: 1,
-        createPartitioner,
-      });
+      admin = opts.kafka.admin();
+      await admin.connect();
+      limits = new MessageLimits(admin, [REPARTITION_TOPIC, DEADLETTER_TOPIC], opts.log);
+      await limits.refresh();
+      producer = newProducer();
       await producer.connect();
       consumer = opts.kafka.consumer({ groupId: REPARTITION_GROUP, readUncommitted: false, metadataMaxAge: CONSUMER_METADATA_MAX_AGE_MS, sessionTimeout: SESSION_TIMEOUT_MS, heartbeatInterval: 1000 });
       await consumer.connect();
       superviseConsumer(consumer, 'processor stage 1 (repartition)', opts.log, opts.onFatal ?? (() => {}));
       await consumer.subscribe({ topics: [...EVENT_TOPICS, STATS_TOPIC], fromBeginning: true });
-      timer = setInterval(() => void flush(), COMMIT_INTERVAL_MS);
+      // flush never rejects (failures are counted and reported in it); the catch is for a bug
+      timer = setInterval(() => void flush().catch((err) => failures.failed('commit', err)), COMMIT_INTERVAL_MS);
       await consumer.run({
         autoCommit: false,
         eachBatchAutoResolve: false,
@@ -256,24 +393,38 @@ export function createRepartitionStage(opts: {
           // the first record fetched after an assignment sits at the committed offset
           if (!c.has(batch.partition)) c.set(batch.partition, BigInt(batch.messages[0]!.offset));
           const pre = partials !== undefined && batch.topic !== STATS_TOPIC && partials.handles(batch.topic);
+          const skew = { nowNs: BigInt(Date.now()) * 1_000_000n, maxSkewNs };
+          const horizonNs = skew.nowNs + maxSkewNs;
           for (const m of batch.messages) {
             if (pre) {
               let e: ReturnType<typeof eventOf> | undefined;
               try {
                 e = eventOf(fast, batch.topic, m.value);
-              } catch {
-                // not an event we can read: dead-lettered as routeRecord does it
+                // one host's clock must not move the partition's watermark for the others
+                if (e.ns > horizonNs) throw clockSkewError(e.ns, skew.nowNs, maxSkewNs)!;
+              } catch (err) {
+                if (err instanceof RejectedRecord) {
+                  const o = deadLetter(batch.topic, batch.partition, m.offset, m.value, err);
+                  deadLettered(o, batch.partition, m.offset);
+                  buffer.push(o);
+                  continue;
+                }
+                e = undefined; // not an event we can read: dead-lettered as routeRecord does it
               }
               if (e !== undefined) {
-                partials.add(batch.topic, e.host, e.ev, e.ns);
+                try {
+                  partials.add(batch.topic, e.host, e.ev, e.ns);
+                } catch (err) {
+                  // an event the aggregator refuses must not stop the partition
+                  const o = deadLetter(batch.topic, batch.partition, m.offset, m.value, err);
+                  deadLettered(o, batch.partition, m.offset);
+                  buffer.push(o);
+                }
                 continue;
               }
             }
-            for (const o of routeRecord(batch.topic, batch.partition, m.offset, m.value)) {
-              if (o.topic === DEADLETTER_TOPIC) {
-                counters.deadLetters++;
-                opts.log(`processor: ${o.headers!['ringflow.source.topic']}[${batch.partition}]@${m.offset} -> dead letter (${o.headers!['ringflow.error']})`);
-              }
+            for (const o of routeRecord(batch.topic, batch.partition, m.offset, m.value, skew)) {
+              if (o.topic === DEADLETTER_TOPIC) deadLettered(o, batch.partition, m.offset);
               buffer.push(o);
             }
           }
@@ -291,8 +442,12 @@ export function createRepartitionStage(opts: {
     async stop() {
       if (timer) clearInterval(timer);
       await consumer?.disconnect().catch(() => {});
+      const before = counters.failedCommits;
+      const pending = records;
       await flush().catch(() => {});
+      if (counters.failedCommits > before) failures.final('final commit', new Error('the last transaction failed'), `${pending} records consumed since the last commit were not committed: the group's next member re-reads them`);
       await producer?.disconnect().catch(() => {});
+      await admin?.disconnect().catch(() => {});
     },
   };
 }

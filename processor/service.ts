@@ -24,6 +24,8 @@ export interface ProcessorOptions extends PartitionConfig {
   spanTimeoutNs?: bigint;
   /** Spans stage: how long a completed span waits for its other side (default 2 s). */
   spanLinkDelayNs?: bigint;
+  /** Events dated further than this ahead of the processor's clock are dead-lettered (--max-clock-skew; default 60 s). */
+  maxClockSkewMs?: number;
   /** Alert rules (processor/alerts.ts): when given, the alerts stage runs too. */
   rules?: readonly AlertRule[];
   log: (l: string) => void;
@@ -49,7 +51,10 @@ export async function startProcessor(opts: ProcessorOptions): Promise<Processor>
   }
   let onFatal!: (err: FatalError) => void;
   const failed = new Promise<FatalError>((resolve) => (onFatal = resolve));
-  const repartition = createRepartitionStage({ kafka: opts.kafka, instanceId: opts.instanceId, windowMs: opts.windowMs, log: opts.log, onFatal });
+  const repartition = createRepartitionStage({
+    kafka: opts.kafka, instanceId: opts.instanceId, windowMs: opts.windowMs, log: opts.log, onFatal,
+    ...(opts.maxClockSkewMs !== undefined ? { maxClockSkewMs: opts.maxClockSkewMs } : {}),
+  });
   const latenessNs = BigInt(opts.latenessMs) * 1_000_000n;
   const spanLinkDelayNs = opts.spanLinkDelayNs ?? DEFAULT_SPAN_LINK_DELAY_NS;
   // spans reach stage 2 once the correlator's watermark (lateness, or the idle grace) passed their end + the link delay

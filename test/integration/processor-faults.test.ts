@@ -1,0 +1,161 @@
+/**
+ * Processor stages against one bad peer, on a real broker (each test its own):
+ *  - one host's clock a day ahead, on the same repartition partition as
+ *    another host: the other's windows still close and are exported with
+ *    exact counts; the bad record is dead-lettered (reason clock_skew) and
+ *    counted (crash 3 of issue 9: it froze the partition's watermark);
+ *  - stage 1's transactional producer fenced by another instance with the
+ *    same --instance: the stage says so through onFatal, once, with no
+ *    unhandled rejection (its commit chain used to be poisoned by the first
+ *    rejection and the next tick's `void flush()` ended the process).
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { ownBroker, readTopic, sleep } from '../support/integration.ts';
+import { encodeRecord, schemaRegistry } from '../../schemas/index.ts';
+import { Kafka, logLevel } from '../../kafka/kafkajs.ts';
+import { ensureTopics } from '../../kafka/client.ts';
+import { startProcessor, type Processor } from '../../processor/service.ts';
+import { createRepartitionStage, type RepartitionStage } from '../../processor/repartition.ts';
+import type { FatalError } from '../../common/errors.ts';
+import { EVENT_TOPICS, REPARTITION_TOPIC, STATS_TOPIC } from '../../processor/topics.ts';
+
+const CONNECT = 'ringflow.tcp.connect.v1';
+const DEADLETTER = 'ringflow.deadletter.v1';
+const S = 1_000_000_000n;
+const WINDOW_NS = 2n * S;
+
+function connect(host: string, wallNs: bigint, latencyNs: bigint): Buffer {
+  return encodeRecord(schemaRegistry().byTopic(CONNECT)!, {
+    cpu: 0, pid: 9, tgid: 9, uid: 0, ts_ns: wallNs - 1000n * S, cgroup_id: 1n, comm: 'curl', saddr: '10.0.0.1', daddr: '10.0.0.2', sport: 40000, dport: 80,
+    family: 2, state: 'ESTABLISHED', latency_ns: latencyNs, host, boot_time_ns: 1000n * S,
+  });
+}
+
+/** Headers of every dead letter so far (values may not decode: they are read raw). */
+async function deadLetters(kafka: InstanceType<typeof Kafka>, ms = 4000): Promise<Record<string, string>[]> {
+  const seen: Record<string, string>[] = [];
+  const c = kafka.consumer({ groupId: `it-faults-dlq-${Date.now()}-${Math.random()}` });
+  await c.connect();
+  await c.subscribe({ topic: DEADLETTER, fromBeginning: true });
+  await c.run({ eachMessage: async ({ message }) => void seen.push(Object.fromEntries(Object.entries(message.headers ?? {}).map(([h, v]) => [h, String(v)]))) });
+  await sleep(ms);
+  await c.disconnect();
+  return seen;
+}
+
+describe('processor: one host\'s clock a day ahead', { timeout: 240_000 }, () => {
+  let k: Awaited<ReturnType<typeof ownBroker>>;
+  let kafka: InstanceType<typeof Kafka>;
+  let proc: Processor | undefined;
+  const log: string[] = [];
+  const fatal: FatalError[] = [];
+
+  before(async () => {
+    k = await ownBroker();
+    kafka = new Kafka({ clientId: 'it-processor-faults', brokers: [k.brokers], logLevel: logLevel.NOTHING });
+  });
+  after(async () => {
+    await proc?.stop().catch(() => {});
+    await k?.stop();
+  });
+
+  test('the other host\'s windows close and are exported; the bad record is dead-lettered with its reason and counted', async () => {
+    const admin = kafka.admin();
+    await admin.connect();
+    // one partition everywhere: both hosts' keys share stage 2's partition (as any two hosts may)
+    await ensureTopics(admin, [CONNECT], 1);
+    await admin.disconnect();
+    const now = BigInt(Date.now()) * 1_000_000n;
+    const W = (now / WINDOW_NS) * WINDOW_NS - 30n * WINDOW_NS; // a window a minute ago
+    proc = await startProcessor({
+      kafka, brokers: [k.brokers], instanceId: 'it-skew', partitions: 1, windowMs: 2000, latenessMs: 1000, topK: 100, idleTickMs: 200,
+      log: (l) => log.push(l),
+    });
+    void proc.failed.then((e) => fatal.push(e));
+    const p = kafka.producer();
+    await p.connect();
+    // the bad clock first, committed by stage 1 on its own: it reaches stage 2 before the good host's
+    // events (in one transaction stage 1 would write the earlier window first)
+    await p.send({ topic: CONNECT, messages: [{ key: 'bad/1', value: connect('bad', now + 86_400n * S, 1_000_000n) }] });
+    for (let i = 0; i < 300 && proc.repartition.counters.records === 0; i++) await sleep(100);
+    assert.equal(proc.repartition.counters.records, 1, 'stage 1 committed the bad record on its own');
+    await p.send({ topic: CONNECT, messages: Array.from({ length: 50 }, (_, i) => ({ key: 'good/1', value: connect('good', W + BigInt(i) * 10_000_000n, 2_000_000n) })) });
+    await p.disconnect();
+
+    let good: Record<string, unknown>[] = [];
+    const deadline = Date.now() + 90_000;
+    while (Date.now() < deadline && good.length === 0) {
+      await sleep(1000);
+      good = (await readTopic(k.brokers, 'ringflow.metrics.v1', 1000).catch(() => []))
+        .map((r) => r.value)
+        .filter((v) => v.name === 'ringflow.tcp.connect.duration' && (v.attributes as { key: string; value: string }[]).some((a) => a.key === 'host.name' && a.value === 'good'));
+    }
+    assert.deepEqual(fatal, []);
+    assert.equal(good.length, 1, `the good host's window was exported; the processor said:\n${log.join('\n')}`);
+    const h = good[0]!.histogram as { count: bigint };
+    assert.equal(good[0]!.window_start_ns, W);
+    assert.equal(Number(h.count), 50);
+    assert.equal(Number(good[0]!.late_events), 0, 'none of the good host\'s events late');
+
+    const dead = await deadLetters(kafka);
+    assert.equal(dead.length, 1, JSON.stringify(dead));
+    assert.equal(dead[0]!['ringflow.reason'], 'clock_skew');
+    assert.equal(dead[0]!['ringflow.source.topic'], CONNECT);
+    assert.match(dead[0]!['ringflow.error']!, /86\d{3}(\.\d+)? s ahead of the processor's clock \(allowed: 60 s; --max-clock-skew\)/);
+    assert.equal(proc.repartition.counters.clockSkew, 1);
+    assert.ok(log.some((l) => /dead letter .*ahead of the processor's clock/.test(l)), log.join('\n'));
+  });
+});
+
+describe('processor: stage 1 fenced by another instance', { timeout: 240_000 }, () => {
+  let k: Awaited<ReturnType<typeof ownBroker>>;
+  let stage: RepartitionStage | undefined;
+  const rejections: unknown[] = [];
+  const onRejection = (r: unknown) => void rejections.push(r);
+
+  before(async () => {
+    k = await ownBroker();
+    process.on('unhandledRejection', onRejection);
+  });
+  after(async () => {
+    process.off('unhandledRejection', onRejection);
+    await stage?.stop().catch(() => {});
+    await k?.stop();
+  });
+
+  test('its failed commits are reported and end in one FatalError, never an unhandled rejection', async () => {
+    const kafka = new Kafka({ clientId: 'it-processor-fence', brokers: [k.brokers], logLevel: logLevel.NOTHING });
+    const admin = kafka.admin();
+    await admin.connect();
+    await ensureTopics(admin, [...EVENT_TOPICS, STATS_TOPIC, REPARTITION_TOPIC, DEADLETTER], 1);
+    await admin.disconnect();
+    const log: string[] = [];
+    const fatal: FatalError[] = [];
+    stage = createRepartitionStage({ kafka, instanceId: 'it-fence', windowMs: 2000, log: (l) => log.push(l), onFatal: (e) => fatal.push(e) });
+    await stage.start();
+    const p = kafka.producer();
+    await p.connect();
+    const send = () => p.send({ topic: CONNECT, messages: [{ key: 'h/1', value: connect('h', BigInt(Date.now()) * 1_000_000n, 1_000_000n) }] });
+    await send();
+    for (let i = 0; i < 100 && stage.counters.transactions === 0; i++) await sleep(100);
+    assert.ok(stage.counters.transactions > 0, 'committed before the fence');
+
+    // another instance with the same --instance: its producer's initTransactions fences ours
+    const other = kafka.producer({ transactionalId: 'ringflow-repartition-it-fence', idempotent: true, maxInFlightRequests: 1 });
+    await other.connect();
+    await (await other.transaction()).abort(); // kafkajs inits a transactional id with its first transaction
+    for (let i = 0; i < 5; i++) {
+      await send();
+      await sleep(500);
+    }
+    for (let i = 0; i < 100 && fatal.length === 0; i++) await sleep(100);
+    await sleep(1500); // more ticks: a poisoned chain would reject on each
+    await other.disconnect();
+    await p.disconnect();
+
+    assert.deepEqual(rejections.map(String), [], "no unhandled rejection");
+    assert.equal(fatal.length, 1, `one FatalError; the stage said:\n${log.join('\n')}`);
+    assert.match(fatal[0]!.message, /fenced: another processor runs as --instance it-fence/);
+  });
+});
