@@ -29,6 +29,9 @@ Options:
   --span-timeout DUR   a request with no response this long (event time) becomes an
                        ERROR span, error.type=timeout (default 30s)
   --partitions N       partitions of topics the processor creates (default 6)
+  --max-clock-skew DUR events dated further ahead of this machine's clock go to
+                       ringflow.deadletter.v1 (reason clock_skew), so that one host's
+                       clock cannot close the windows of others (default 60s)
   --rules FILE         alert rules (YAML, see docs/alerts.md): also write FIRING/RESOLVED
                        records to ringflow.alerts.v1
   -h, --help           this help`;
@@ -50,6 +53,7 @@ export async function processCommand(argv: string[]): Promise<number> {
       'top-k': { type: 'string' },
       partitions: { type: 'string' },
       'span-timeout': { type: 'string' },
+      'max-clock-skew': { type: 'string' },
       rules: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -64,6 +68,7 @@ export async function processCommand(argv: string[]): Promise<number> {
   const topK = v['top-k'] === undefined ? 100 : parseIntFlag('--top-k', v['top-k'], 1, 100000);
   const partitions = v.partitions === undefined ? 6 : parseIntFlag('--partitions', v.partitions, 1, 1000);
   const spanTimeoutNs = parseDurationInRange('--span-timeout', v['span-timeout'] ?? '30s', 1_000_000n, BigInt(DAY_MS) * 1_000_000n);
+  const maxClockSkewMs = parseDurationMs('--max-clock-skew', v['max-clock-skew'] ?? '60s', 0, DAY_MS);
   const instanceId = v.instance ?? os.hostname();
   let rules: AlertRule[] | undefined;
   if (v.rules !== undefined) {
@@ -77,7 +82,7 @@ export async function processCommand(argv: string[]): Promise<number> {
   }
   const { startProcessor } = await import('../processor/service.ts');
   const log = (l: string) => console.error(l);
-  const p = await startProcessor({ kafka: createKafkaClient(brokers, `ringflow-processor-${instanceId}`), brokers, instanceId, windowMs, latenessMs, topK, partitions, spanTimeoutNs, rules, log });
+  const p = await startProcessor({ kafka: createKafkaClient(brokers, `ringflow-processor-${instanceId}`), brokers, instanceId, windowMs, latenessMs, topK, partitions, spanTimeoutNs, maxClockSkewMs, rules, log });
   log(`ringflow: processing as ${instanceId} on ${brokers.join(',')} (windows ${windowMs / 1000}s, lateness ${latenessMs / 1000}s, span timeout ${Number(spanTimeoutNs / 1_000_000n) / 1000}s${rules ? `, ${rules.length} alert rules` : ''}); Ctrl-C to stop`);
   const fatal = await Promise.race([
     new Promise<undefined>((resolve) => {
