@@ -93,6 +93,8 @@ const FATAL_TYPES = new Set([
 const FATAL_NAMES = new Set(['KafkaJSSASLAuthenticationError', 'KafkaJSInvalidVarIntError']);
 /** The broker refused the idempotent producer's state: a new producer id fixes it. */
 const PRODUCER_STATE_TYPES = new Set(['OUT_OF_ORDER_SEQUENCE_NUMBER', 'INVALID_PRODUCER_EPOCH', 'UNKNOWN_PRODUCER_ID', 'INVALID_PRODUCER_ID_MAPPING', 'PRODUCER_FENCED']);
+/** New producers tried for one request before its records are taken to be the cause. */
+const MAX_RENEWALS = 2;
 const TOO_LARGE_TYPES = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE']);
 /**
  * Refusals of the records themselves. kafkajs (like Kafka's Java client) marks
@@ -222,6 +224,7 @@ export function createKafkaSink(opts: KafkaSinkOptions): EventSink & { readonly 
   const backoff = opts.backoffMs ?? { min: 200, max: 5000 };
   const topics = [...new Set([...opts.topics, DEADLETTER_TOPIC])];
   let producer: Producer | undefined;
+  let producerReady = false;
   const queue: OutRecord[][] = [];
   let queueHead = 0; // index into queue[0]
   let queued = 0;
@@ -250,6 +253,8 @@ export function createKafkaSink(opts: KafkaSinkOptions): EventSink & { readonly 
     said.set(kind, n);
     if (n === 1 || Number.isInteger(Math.log10(n))) opts.log(line(n));
   };
+  /** New producers started for a request the broker refused for its sequence state. */
+  const renewed = new WeakMap<OutRecord[], number>();
   /** The current outage of retriable failures: when it began and what was delivered since. */
   let outage: { start: number; failures: number; delivered: number; recovered: boolean } | null = null;
 
@@ -355,9 +360,19 @@ export function createKafkaSink(opts: KafkaSinkOptions): EventSink & { readonly 
     counters.lost.set(r.type, (counters.lost.get(r.type) ?? 0) + 1);
   }
 
+  /** The producer, connected first if it is a new one (renewProducer): a failed connect is retried like a failed send. */
+  async function connected(): Promise<Producer> {
+    const p = producer!;
+    if (!producerReady) {
+      await p.connect();
+      if (p === producer) producerReady = true;
+    }
+    return p;
+  }
+
   function send(batch: OutRecord[]): void {
-    producer!
-      .sendBatch({ topicMessages: toTopicMessages(batch), acks: -1, compression: COMPRESSION[opts.compression] })
+    connected()
+      .then((p) => p.sendBatch({ topicMessages: toTopicMessages(batch), acks: -1, compression: COMPRESSION[opts.compression] }))
       .then(
         () => {
           countProduced(batch);
@@ -370,7 +385,7 @@ export function createKafkaSink(opts: KafkaSinkOptions): EventSink & { readonly 
   function failed(batch: OutRecord[], err: unknown): void {
     counters.sendErrors++;
     if (closed) return;
-    const kind = classifySendError(err);
+    let kind = classifySendError(err);
     const what = describeKafkaError(err);
     if (kind === 'fatal') {
       fatal = new FatalError(`Kafka refuses this collector's records and will not accept them later (${what}); check the ACLs and broker configuration for ${opts.clientId} on ${opts.brokers.join(',')}`, { exitCode: EXIT.kafka, cause: err });
@@ -378,6 +393,9 @@ export function createKafkaSink(opts: KafkaSinkOptions): EventSink & { readonly 
       opts.onFatal?.(fatal);
       return;
     }
+    // a new producer that is refused again for the same records: the records are the cause (split and find them)
+    const renewals = (renewed.get(batch) ?? 0) + (kind === 'producer_state' ? 1 : 0);
+    if (kind === 'producer_state' && renewals > MAX_RENEWALS) kind = 'rejected';
     if (kind === 'too_large' || kind === 'rejected') {
       if (batch.length > 1) {
         report(`split:${kind}`, (n) => `kafka: a request of ${batch.length} records was refused (${what}); splitting it to find the records at fault (${n} time${n > 1 ? 's' : ''} so far)`);
@@ -392,6 +410,7 @@ export function createKafkaSink(opts: KafkaSinkOptions): EventSink & { readonly 
       return;
     }
     if (kind === 'producer_state') {
+      renewed.set(batch, renewals);
       report('producer_state', (n) => `kafka: the broker refused the producer's sequence state (${what}); starting a new producer and sending the same records (${n} time${n > 1 ? 's' : ''} so far)`);
       void renewProducer().then(() => (closed ? undefined : send(batch)), (e) => retryLater(batch, e));
       return;
@@ -434,7 +453,7 @@ export function createKafkaSink(opts: KafkaSinkOptions): EventSink & { readonly 
       done([]);
     };
     if (r.topic === DEADLETTER_TOPIC) return dropped(err);
-    producer!.send({ topic: DEADLETTER_TOPIC, messages: [letter], acks: -1, compression: COMPRESSION[opts.compression] }).then(
+    connected().then((p) => p.send({ topic: DEADLETTER_TOPIC, messages: [letter], acks: -1, compression: COMPRESSION[opts.compression] })).then(
       () => {
         const reason: DropReason = kind === 'too_large' ? 'too_large_dead_lettered' : 'rejected_dead_lettered';
         lose(r, reason);
@@ -451,11 +470,12 @@ export function createKafkaSink(opts: KafkaSinkOptions): EventSink & { readonly 
     );
   }
 
+  /** A new producer, so a new producer id and sequence numbers from 0; connected by the next send. */
   async function renewProducer(): Promise<void> {
     const old = producer;
     producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner });
+    producerReady = false;
     await old?.disconnect().catch(() => {});
-    await producer.connect();
   }
 
   return {
@@ -477,6 +497,7 @@ export function createKafkaSink(opts: KafkaSinkOptions): EventSink & { readonly 
       producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner });
       try {
         await producer.connect();
+        producerReady = true;
       } catch (err) {
         throw new FatalError(`cannot start a Kafka producer on ${opts.brokers.join(',')} (${describeKafkaError(err)})`, { exitCode: EXIT.kafka, cause: err });
       }
