@@ -2,8 +2,8 @@
 The soak's gRPC peer, on Python grpcio (C-core's HTTP/2 and HPACK, not grpc-js).
 Generic handlers on raw bytes: no protoc, no generated code.
 
-  grpc-peer.py server            prints "port N", then one line per stdin "count": the calls it answered
-  grpc-peer.py client PORT N P   N unary calls, a new channel every P calls; prints "ok K"
+  grpc-peer.py server SERVICE                    prints "port N", then one line per stdin "count": the calls it answered
+  grpc-peer.py client SERVICE PORT N P [PAUSE]   N unary calls to SERVICE/Ping, a new channel every P calls; prints "ok K"
 
 Bounded: the client makes exactly N calls, each with a deadline; the server
 stops when its stdin closes.
@@ -15,12 +15,11 @@ from concurrent import futures
 
 import grpc
 
-SERVICE = 'rfsoak.Soak'
 METHOD = 'Ping'
 ident = lambda b: b
 
 
-def server():
+def server(service):
     lock = threading.Lock()
     n = [0]
 
@@ -29,7 +28,7 @@ def server():
             n[0] += 1
         return b'pong:' + request
 
-    handler = grpc.method_handlers_generic_handler(SERVICE, {
+    handler = grpc.method_handlers_generic_handler(service, {
         METHOD: grpc.unary_unary_rpc_method_handler(ping, request_deserializer=ident, response_serializer=ident),
     })
     srv = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -44,12 +43,12 @@ def server():
     srv.stop(1).wait()
 
 
-def client(port, total, per_channel, pause):
+def client(service, port, total, per_channel, pause):
     ok = 0
     done = 0
     while done < total:
         with grpc.insecure_channel(f'127.0.0.1:{port}') as ch:
-            call = ch.unary_unary(f'/{SERVICE}/{METHOD}', request_serializer=ident, response_deserializer=ident)
+            call = ch.unary_unary(f"/{service}/{METHOD}", request_serializer=ident, response_deserializer=ident)
             for _ in range(min(per_channel, total - done)):
                 done += 1
                 try:
@@ -64,6 +63,6 @@ def client(port, total, per_channel, pause):
 
 if __name__ == '__main__':
     if sys.argv[1] == 'server':
-        server()
+        server(sys.argv[2])
     else:
-        client(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]) if len(sys.argv) > 5 else 0.0)
+        client(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]) if len(sys.argv) > 6 else 0.0)

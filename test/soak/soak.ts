@@ -36,13 +36,19 @@ import { OtlpTally, type PointInfo, type SpanInfo } from './otlp-tally.ts';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** Debian's python3 has python3-grpcio; a pyenv python3 first on PATH may not. */
 const PY = '/usr/bin/python3';
-/** Not 127.0.0.54: the L7 tests' dnsmasq listens there and may run beside us. */
-const DNS_ADDR = '127.0.0.77';
 const DNS_ANSWER = '10.7.7.7';
-const GRPC_SERVICE = 'rfsoak.Soak';
-const HTTP_PATH = '/rfsoak/ping';
-/** dd copied under this name: its block I/O is told apart from any other dd on the host by comm. */
-const DD_COMM = 'rfsoak-dd';
+/**
+ * What tells this run's work apart from anything else on the host (another
+ * soak, the L7 tests' servers): every collector sees every process. Letters
+ * only, so the processor's route template keeps them (it collapses numbers).
+ */
+const TAG = process.pid.toString(26).split('').map((c) => String.fromCharCode(97 + parseInt(c, 26))).join('');
+/** Our own dnsmasq address on lo (not 127.0.0.54, where the L7 tests' one listens). */
+const DNS_ADDR = `127.0.77.${(process.pid % 250) + 2}`;
+const GRPC_SERVICE = `rfsoak${TAG}.Soak`;
+const HTTP_PATH = `/rfsoak/${TAG}/ping`;
+/** dd copied under this name (at most 15 bytes, the kernel's comm): its block I/O is told apart by comm. */
+const DD_COMM = `rfdd-${TAG}`.slice(0, 15);
 
 export interface SoakOptions {
   /** How long the load (and the fault cycle) runs. */
@@ -247,9 +253,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
 
     // ---- servers
     const httpSrv = peer(process.execPath, [path.join(HERE, 'http-server.ts')]);
+    say(`this run's tag: ${TAG} (HTTP ${HTTP_PATH}, gRPC ${GRPC_SERVICE}, DNS ${DNS_ADDR}, dd as ${DD_COMM})`);
     cleanups.push(() => httpSrv.child.kill('SIGKILL'));
     const httpPort = Number((await httpSrv.next()).split(' ')[1]);
-    const grpcSrv = peer(PY, [path.join(HERE, 'grpc-peer.py'), 'server']);
+    const grpcSrv = peer(PY, [path.join(HERE, 'grpc-peer.py'), 'server', GRPC_SERVICE]);
     cleanups.push(() => grpcSrv.child.kill('SIGKILL'));
     const grpcPort = Number((await grpcSrv.next()).split(' ')[1]);
     if (!httpPort || !grpcPort) throw new Error(`servers did not start (http ${httpPort}, grpc ${grpcPort}); is python3-grpcio installed for ${PY}?`);
@@ -302,7 +309,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       known.curl += r.stdout.split('\n').filter((l) => l === '200').length;
     }));
     loops.push(every(200, async () => {
-      const r = await run(PY, [path.join(HERE, 'grpc-peer.py'), 'client', String(grpcPort), '40', '20', '0.01']);
+      const r = await run(PY, [path.join(HERE, 'grpc-peer.py'), 'client', GRPC_SERVICE, String(grpcPort), '40', '20', '0.01']);
       const m = /^ok (\d+)/m.exec(r.stdout);
       if (!m) throw new Error(`grpc client: ${r.stdout}${r.stderr}`);
       known.grpcClient += Number(m[1]);
@@ -366,6 +373,12 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     // ---- drain: wait for the known work at the OTLP end
     const classifyPoint = (p: PointInfo): string | undefined => {
       if (p.resource['host.name'] !== host && p.attrs['host.name'] !== host) return undefined;
+      // the exporter's drop counter on the series it belongs to: ringflow.dropped{reason, signal=<metric>}
+      if (p.metric === 'ringflow.dropped' && p.attrs.signal) {
+        const { reason, signal, ...rest } = p.attrs;
+        const ours = classifyPoint({ ...p, metric: signal, attrs: rest });
+        if (ours && !ours.startsWith('counter ')) return `dropped ${reason ?? '?'} ${ours}`;
+      }
       switch (p.metric) {
         case 'ringflow.tcp.connect.duration': return p.attrs['server.port'] === String(tcpPort) ? 'tcp.connect' : undefined;
         case 'ringflow.block.io.latency': return p.attrs['process.command'] === DD_COMM && p.attrs['disk.io.direction'] === 'write' ? 'dd.write' : undefined;
@@ -409,11 +422,6 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     say(short().length ? `drain timed out; short: ${short().map(([s, n]) => `${s} ${tally.metric(s).unique}/${n}`).join(', ')}` : 'all known work arrived');
     await sleep(6000); // a late duplicate would show by now
     tally.update();
-    expected['http.client'] = served.http - tally.span('http.client timeout').unique;
-    if (expected['http.client']! < known.wrk + known.curl) {
-      failures.push(`http.client: ${tally.span('http.client timeout').unique} client spans timed out, more than the ${served.http - known.wrk - known.curl} requests wrk left unread at its deadlines`);
-    }
-
     // ---- the counters that could account for a shortfall: late events per series of ours
     // (ringflow.metrics.v1 carries them on the series they belong to), collector drops per topic
     const statsRecords = await readTopic(broker.brokers, 'ringflow.collector.stats.v1').catch(() => []);
@@ -423,6 +431,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       for (const f of (r.value.l7_parse_failures ?? []) as { reason: string; count: bigint | number }[]) parseFailures.set(f.reason, (parseFailures.get(f.reason) ?? 0) + Number(f.count));
     }
     const parseFailed = [...parseFailures.values()].reduce((a, b) => a + b, 0);
+    expected['http.client'] = served.http - tally.span('http.client timeout').unique;
+    if (expected['http.client']! < known.wrk + known.curl && (stats.get('ringflow.l7.v1')?.kernel ?? 0) + (stats.get('ringflow.l7.v1')?.user ?? 0) === 0) {
+      failures.push(`http.client: ${tally.span('http.client timeout').unique} client spans timed out, more than the ${served.http - known.wrk - known.curl} requests wrk left unread at its deadlines`);
+    }
+
     const late = new Map<string, number>();
     const lateOurs = new Map<string, number>();
     for (const r of await readTopic(broker.brokers, 'ringflow.metrics.v1').catch(() => [])) {
@@ -454,7 +467,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     for (const [signal, exp] of Object.entries(expected)) {
       const t = tally.metric(signal);
       const topic = topicOf[signal] ?? 'ringflow.l7.v1';
-      const counters = { late: lateOurs.get(signal) ?? 0, [`${topic} drops`]: drops(topic), ...(topic === 'ringflow.l7.v1' ? { 'l7 parsers stopped': parseFailed } : {}) };
+      const lateAtOtlp = [...tally.metrics].filter(([k]) => k.startsWith('dropped late ') && k.endsWith(` ${signal}`)).reduce((a, [, t]) => a + t.unique, 0);
+      if (lateAtOtlp !== (lateOurs.get(signal) ?? 0)) {
+        failures.push(`${signal}: ${lateOurs.get(signal) ?? 0} events counted late in ringflow.metrics.v1, ${lateAtOtlp} at OTLP (ringflow.dropped{reason=late})`);
+      }
+      const counters = { late: lateOurs.get(signal) ?? 0, 'late at OTLP': lateAtOtlp, [`${topic} drops`]: drops(topic), ...(topic === 'ringflow.l7.v1' ? { 'l7 parsers stopped': parseFailed } : {}) };
       signals.push({ signal, expected: exp, seen: t.unique, duplicates: t.duplicates, conflicts: t.conflicts, counters, verdict: judge(exp, t.unique, t.conflicts, counters.late, drops(topic)) });
     }
     for (const [signal, exp] of Object.entries(expectedSpans)) {
