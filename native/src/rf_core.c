@@ -636,7 +636,11 @@ int rf_session_add_object(rf_session *s, const char *path, const rf_global *glob
 					    "section '%s' cannot be auto-attached",
 					    bpf_program__section_name(prog));
 			else
-				r = set_err(err, "bpf_program__attach", target, e, NULL);
+				/* the section names the tracepoint: what a user must look for
+				 * on their kernel (the program name does not) */
+				r = set_err(err, "bpf_program__attach", target, e,
+					    "section '%s': %s",
+					    bpf_program__section_name(prog), strerror(e));
 			log_attach(err, mark);
 			goto fail;
 		}
