@@ -40,7 +40,7 @@
 import type { Producer, TopicMessages, CompressionTypes as CompressionType, ConfigResourceTypes, Kafka as KafkaClient } from 'kafkajs';
 import { CompressionTypes, createPartitioner } from '../kafka/kafkajs.ts';
 import { createKafkaClient, connectAdmin, ensureTopics, describeKafkaError } from '../kafka/client.ts';
-import { createRingflowPartitioner } from '../kafka/partitioner.ts';
+import { murmur2 } from '../kafka/partitioner.ts';
 import { FatalError, EXIT } from '../common/errors.ts';
 import type { EventSink, OutRecord, SinkCounters } from './sink.ts';
 import type { DropReason } from './collector.ts';
@@ -165,14 +165,23 @@ export function cutRequest(records: readonly OutRecord[], maxRecords: number, li
   const requestBudget = limits.request / 2; // headroom for the request's own framing and for zstd's worst case
   let total = 0;
   let n = 0;
+  // records come in runs of one topic: look its limits up once per run
+  let topic: string | undefined;
+  let budget = 0;
+  let parts = 1;
+  let u: Float64Array = new Float64Array(1);
   for (const r of records) {
     if (n >= maxRecords) break;
+    if (r.topic !== topic) {
+      topic = r.topic;
+      budget = (limits.perTopic.get(topic) ?? DEFAULT_MAX_MESSAGE_BYTES) - BATCH_OVERHEAD;
+      parts = limits.partitions.get(topic) ?? 1;
+      let t = used.get(topic);
+      if (!t) used.set(topic, (t = new Float64Array(parts)));
+      u = t;
+    }
     const size = recordBytes(r);
-    const budget = (limits.perTopic.get(r.topic) ?? DEFAULT_MAX_MESSAGE_BYTES) - BATCH_OVERHEAD;
     if (size > budget) return n === 0 ? 1 : n; // alone: a refusal then concerns this record only
-    const parts = limits.partitions.get(r.topic) ?? 1;
-    let u = used.get(r.topic);
-    if (!u) used.set(r.topic, (u = new Float64Array(parts)));
     const p = parts > 1 ? partitionOf(r, parts) : 0;
     if (u[p]! + size > budget || total + size > requestBudget) break;
     u[p]! += size;
@@ -180,6 +189,25 @@ export function cutRequest(records: readonly OutRecord[], maxRecords: number, li
     n++;
   }
   return n;
+}
+
+/**
+ * The partition kafka/partitioner.ts gives a keyed record (murmur2 of the
+ * key, positive, modulo the partition count; every record here has a key),
+ * without its per-call objects: cutRequest asks for every record of a request.
+ * Hashes are cached per key; the cache starts afresh when full.
+ */
+export function keyPartitioner(): (r: OutRecord, partitions: number) => number {
+  const cache = new Map<string, number>();
+  return (r, partitions) => {
+    let h = cache.get(r.key);
+    if (h === undefined) {
+      if (cache.size >= 65_536) cache.clear();
+      h = murmur2(Buffer.from(r.key)) & 0x7fffffff; // Kafka's toPositive
+      cache.set(r.key, h);
+    }
+    return h % partitions;
+  };
 }
 
 /** Reads max.message.bytes per topic and socket.request.max.bytes (the broker's) from the cluster. */
@@ -239,13 +267,7 @@ export function createKafkaSink(opts: KafkaSinkOptions): EventSink & { readonly 
   const progressCbs: (() => void)[] = [];
   let waiters: (() => void)[] = [];
   let limits: SizeLimits = { perTopic: new Map(), partitions: new Map(), request: DEFAULT_MAX_REQUEST_BYTES };
-  const partitioner = createRingflowPartitioner();
-  const partitionMeta = new Map<number, { partitionId: number; leader: number }[]>();
-  const partitionOf = (r: OutRecord, n: number): number => {
-    let meta = partitionMeta.get(n);
-    if (!meta) partitionMeta.set(n, (meta = Array.from({ length: n }, (_, i) => ({ partitionId: i, leader: 0 }))));
-    return partitioner({ topic: r.topic, partitionMetadata: meta, message: { key: r.key } });
-  };
+  const partitionOf = keyPartitioner();
   /** Lines already said, by kind, and how often each kind happened: said again at 10, 100, ... */
   const said = new Map<string, number>();
   const report = (kind: string, line: (n: number) => string): void => {

@@ -7,7 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import kafkajs from '../../kafka/kafkajs.ts';
-import { classifySendError, cutRequest, recordBytes, DEADLETTER_TOPIC, type SendFailure, type SizeLimits } from '../../collector/kafka-sink.ts';
+import { classifySendError, cutRequest, keyPartitioner, recordBytes, DEADLETTER_TOPIC, type SendFailure, type SizeLimits } from '../../collector/kafka-sink.ts';
+import { createRingflowPartitioner } from '../../kafka/partitioner.ts';
 import { DEADLETTER_TOPIC as PROCESSOR_DEADLETTER } from '../../processor/topics.ts';
 import type { OutRecord } from '../../collector/sink.ts';
 
@@ -74,4 +75,16 @@ test('cutRequest: by count, by bytes per (topic, partition), alone when over, by
     ['nothing', [], 10, limits([]), 0],
   ];
   for (const [name, records, max, l, want] of cases) assert.equal(cutRequest(records, max, l, byKey), want, name);
+});
+
+test('keyPartitioner agrees with the producer\'s partitioner for keyed records', () => {
+  const ours = keyPartitioner();
+  const producer = createRingflowPartitioner();
+  for (const n of [1, 3, 6, 7]) {
+    const meta = Array.from({ length: n }, (_, i) => ({ partitionId: i, leader: i % 2 === 0 ? 0 : -1 }));
+    for (let i = 0; i < 2000; i++) {
+      const key = i % 3 === 0 ? `host-${i}/1234/${i * 7}` : `é-${i}`;
+      assert.equal(ours(rec('t', key, 1), n), producer({ topic: 't', partitionMetadata: meta, message: { key } }), `${key} of ${n}`);
+    }
+  }
 });
