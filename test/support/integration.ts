@@ -33,7 +33,7 @@ export async function testBrokers(): Promise<{ brokers: string; stop: () => Prom
 }
 
 /** A broker in a temporary state dir on free ports. */
-export async function ownBroker(): Promise<{ brokers: string; stateDir: string; port: number; controllerPort: number; stop: () => Promise<void> }> {
+export async function ownBroker(): Promise<{ brokers: string; stateDir: string; port: number; controllerPort: number; pid: number; stop: () => Promise<void> }> {
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ringflow-it-kafka-'));
   const port = await freePort();
   let controllerPort = await freePort();
@@ -41,6 +41,7 @@ export async function ownBroker(): Promise<{ brokers: string; stateDir: string; 
   const r = await startBroker({ stateDir, port, controllerPort });
   return {
     brokers: r.brokers,
+    pid: r.pid,
     stateDir,
     port,
     controllerPort,
@@ -59,64 +60,153 @@ export interface TopicRecord {
   value: Record<string, unknown>;
 }
 
+export interface RawRecord {
+  partition: number;
+  offset: string;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: Record<string, string>;
+}
+
+export interface ReadOptions {
+  /** Start here per partition instead of at the log start (uncommittedRecords). */
+  from?: ReadonlyMap<number, bigint>;
+  /** Give up after this long, naming the partitions not read to their end (default 60 s). */
+  timeoutMs?: number;
+  /** Called when the reader's group has joined: lets a test inject a fault mid-read. */
+  onGroupJoin?: () => void;
+}
+
 /**
- * Every record of `topic` up to its current end, each decoded with the schema
- * its single-object header names. A record that does not decode throws.
- * Reads read_committed; since a transactional topic ends in commit markers
- * that no consumer sees, a partition also counts as read once nothing new
- * arrived for `quietMs`.
+ * Every committed record of `topic` from the log start (or `from`) up to the
+ * end offsets taken when the read starts; records written later are left out.
+ *
+ * The end is what ListOffsets answers with read_committed: the last stable
+ * offset, i.e. the high watermark unless a transaction is still open. A
+ * transactional topic ends in commit markers that no consumer is handed as a
+ * message, so a partition is done when the consumer's POSITION reaches its end
+ * (kafkajs reports the last offset of every fetched batch, markers and aborted
+ * records included, in END_BATCH_PROCESS), not when a message at end - 1 has
+ * been seen. There is no "quiet period": a read that stalls (a slow fetch, a
+ * partition not yet assigned, a broker paused) waits and, after timeoutMs,
+ * fails naming what it did not read; it never returns a partial read.
  */
-export async function readTopic(brokers: string, topic: string, quietMs = 2500): Promise<TopicRecord[]> {
+export async function readTopicRaw(brokers: string, topic: string, opts: ReadOptions = {}): Promise<RawRecord[]> {
   const kafka = new Kafka({ clientId: 'ringflow-test-reader', brokers: [brokers], logLevel: logLevel.NOTHING });
+  const groupId = `ringflow-test-${process.pid}-${Date.now()}-${Math.random()}`;
   const admin = kafka.admin();
   await admin.connect();
-  const ends = await admin.fetchTopicOffsets(topic);
-  await admin.disconnect();
-  const remaining = new Map<number, bigint>();
-  for (const p of ends) if (BigInt(p.high) > BigInt(p.low)) remaining.set(p.partition, BigInt(p.high));
-  const out: TopicRecord[] = [];
-  if (remaining.size === 0) return out;
-  const consumer = kafka.consumer({ groupId: `ringflow-test-${process.pid}-${Date.now()}-${Math.random()}` });
+  const ends = new Map<number, bigint>();
+  const position = new Map<number, bigint>();
+  try {
+    for (const p of await admin.fetchTopicOffsets(topic)) {
+      const from = opts.from?.get(p.partition) ?? BigInt(p.low);
+      const start = from > BigInt(p.low) ? from : BigInt(p.low);
+      if (BigInt(p.high) > start) {
+        ends.set(p.partition, BigInt(p.high));
+        position.set(p.partition, start);
+      }
+    }
+    // a fresh group starts where its committed offsets say: set them to the start of the read
+    if (ends.size > 0 && opts.from) {
+      await admin.setOffsets({ groupId, topic, partitions: [...position].map(([partition, offset]) => ({ partition, offset: String(offset) })) });
+    }
+  } finally {
+    await admin.disconnect();
+  }
+  const out: RawRecord[] = [];
+  if (ends.size === 0) return out;
+  const remaining = new Set(ends.keys());
+  const consumer = kafka.consumer({ groupId, readUncommitted: false });
   await consumer.connect();
-  await consumer.subscribe({ topic, fromBeginning: true });
-  let failure: unknown;
-  await new Promise<void>((resolve, reject) => {
-    let quiet: NodeJS.Timeout | undefined;
-    const done = () => {
-      clearTimeout(timer);
-      clearTimeout(quiet);
-      resolve();
-    };
-    const rearm = () => {
-      clearTimeout(quiet);
-      quiet = setTimeout(done, quietMs);
-    };
-    const timer = setTimeout(() => reject(new Error(`timed out reading ${topic}; still waiting on partitions ${[...remaining.keys()]}`)), 60_000);
-    consumer.on(consumer.events.GROUP_JOIN, rearm);
-    consumer
-      .run({
-        autoCommit: false,
-        eachMessage: async ({ partition, message }) => {
-          rearm();
-          const high = remaining.get(partition);
-          if (high === undefined) return;
-          try {
-            const { schema, value } = decodeRecord(message.value!);
-            out.push({ partition, offset: message.offset, key: message.key?.toString() ?? '', schema, value: value as Record<string, unknown> });
-          } catch (err) {
-            failure ??= new Error(`${topic}[${partition}]@${message.offset} does not decode: ${(err as Error).message}`);
+  try {
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await new Promise<void>((resolve, reject) => {
+      const timeoutMs = opts.timeoutMs ?? 60_000;
+      const timer = setTimeout(() => {
+        const behind = [...remaining].map((p) => `${p} at ${position.get(p)} of ${ends.get(p)}`).join(', ');
+        reject(new Error(`reading ${topic} to its end offsets timed out after ${timeoutMs / 1000} s; partitions not read to the end: ${behind}`));
+      }, timeoutMs);
+      const advance = (partition: number, next: bigint) => {
+        const end = ends.get(partition);
+        if (end === undefined || !remaining.has(partition)) return;
+        if (next > position.get(partition)!) position.set(partition, next);
+        if (position.get(partition)! >= end) {
+          remaining.delete(partition);
+          if (remaining.size === 0) {
+            clearTimeout(timer);
+            resolve();
           }
-          if (BigInt(message.offset) + 1n >= high) {
-            remaining.delete(partition);
-            if (remaining.size === 0) done();
-          }
-        },
-      })
-      .catch(reject);
+        }
+      };
+      if (opts.onGroupJoin) consumer.on(consumer.events.GROUP_JOIN, opts.onGroupJoin);
+      // the last offset of each fetched batch, control records (commit/abort markers) included
+      consumer.on(consumer.events.END_BATCH_PROCESS, (e) => advance(e.payload.partition, BigInt(e.payload.lastOffset) + 1n));
+      consumer
+        .run({
+          autoCommit: false,
+          eachMessage: async ({ partition, message }) => {
+            const end = ends.get(partition);
+            if (end === undefined || BigInt(message.offset) >= end) return;
+            out.push({
+              partition,
+              offset: message.offset,
+              key: message.key ?? null,
+              value: message.value ?? null,
+              headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)])),
+            });
+            advance(partition, BigInt(message.offset) + 1n);
+          },
+        })
+        .catch((err) => {
+          clearTimeout(timer);
+          reject(err);
+        });
+    });
+  } finally {
+    await consumer.disconnect();
+  }
+  return out.sort((a, b) => a.partition - b.partition || (BigInt(a.offset) < BigInt(b.offset) ? -1 : 1));
+}
+
+/**
+ * Every record of `topic` up to its current end (readTopicRaw), each decoded
+ * with the schema its single-object header names. A record that does not
+ * decode throws. A number for `opts` is the quiet period of an earlier version
+ * and is ignored: the read always goes to the end offsets.
+ */
+export async function readTopic(brokers: string, topic: string, opts: ReadOptions | number = {}): Promise<TopicRecord[]> {
+  const raw = await readTopicRaw(brokers, topic, typeof opts === 'number' ? {} : opts);
+  return raw.map((r) => {
+    let decoded: ReturnType<typeof decodeRecord>;
+    try {
+      decoded = decodeRecord(r.value!);
+    } catch (err) {
+      throw new Error(`${topic}[${r.partition}]@${r.offset} does not decode: ${(err as Error).message}`);
+    }
+    return { partition: r.partition, offset: r.offset, key: r.key?.toString() ?? '', schema: decoded.schema, value: decoded.value as Record<string, unknown> };
   });
-  await consumer.disconnect();
-  if (failure) throw failure;
-  return out;
+}
+
+/**
+ * The committed records of `topic` past `groupId`'s committed offsets (from
+ * the log start where it committed none), up to the end offsets: what that
+ * group would be handed if it started now. Empty exactly when a restarted
+ * consumer of the group has nothing to send again, which a count of zero
+ * after a sleep cannot tell from a consumer that has not joined yet.
+ */
+export async function uncommittedRecords(brokers: string, groupId: string, topic: string): Promise<RawRecord[]> {
+  const kafka = new Kafka({ clientId: 'ringflow-test-offsets', brokers: [brokers], logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  const from = new Map<number, bigint>();
+  try {
+    const [t] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    for (const p of t?.partitions ?? []) if (BigInt(p.offset) >= 0n) from.set(p.partition, BigInt(p.offset));
+  } finally {
+    await admin.disconnect();
+  }
+  return readTopicRaw(brokers, topic, { from });
 }
 
 export interface StatsTotals { read: number; produced: number; kernel: number; user: number }
