@@ -118,7 +118,7 @@ test('batch callback: a transcoder that throws loses only what it had not emitte
 });
 
 /** One L7 capture record: a TCP payload from `tgid` on connection `conn`. */
-function capture(tgid: number, conn: bigint, payload: string, ts: bigint): Buffer {
+function capture(tgid: number, conn: bigint, payload: string, ts: bigint, direction: number = L7Direction.EGRESS): Buffer {
   const p = Buffer.from(payload, 'latin1');
   const b = Buffer.alloc(L7_CAPTURE_SIZE + p.length);
   b[L7_OFFSETS.type] = L7_CAPTURE_TYPE;
@@ -135,7 +135,7 @@ function capture(tgid: number, conn: bigint, payload: string, ts: bigint): Buffe
   b.writeUInt16LE(40000, L7_OFFSETS.lport);
   b.writeUInt16LE(80, L7_OFFSETS.rport);
   b.writeUInt16LE(2, L7_OFFSETS.family);
-  b[L7_OFFSETS.direction] = L7Direction.EGRESS;
+  b[L7_OFFSETS.direction] = direction;
   b[L7_OFFSETS.protocol] = IPPROTO_TCP;
   b[L7_OFFSETS.kind] = L7Kind.DATA;
   p.copy(b, L7_CAPTURE_SIZE);
@@ -161,4 +161,31 @@ test('L7: one capture whose tracker throws is counted as l7_tracker_error; the r
   assert.equal(s.undecodable, 0);
   assert.equal(lines.filter((l) => l.includes('l7_tracker_error')).length, 1, 'one line per kind');
   assert.deepEqual([cd.l7!.tracker.counters.records, cd.l7!.tracker.counters.recognised], [4, 2], 'the good connections after the bad ones were parsed');
+});
+
+test('L7: a message the encoder refuses is counted as l7_encode_error; the other connections\' messages go out', () => {
+  const lines: string[] = [];
+  const cd = createCodec({
+    host: 'h', bootTimeNs: 1n, dropReasonNames: {}, log: (l) => lines.push(l),
+    // not a string: the Avro encoder refuses messages of this process
+    l7: { processName: (tgid) => (tgid === 666 ? (123 as unknown as string) : 'curl') },
+  });
+  const session = new FakeSession();
+  const sink = new FakeSink();
+  const c = new Collector({ session, sink, transcoder: cd.transcoder, topics: new Map([[L7_CAPTURE_TYPE, 'ringflow.l7.v1']]), highWater: 100, maxPending: 200, statsIntervalMs: 0 });
+  c.start();
+  const req = 'GET / HTTP/1.1\r\nHost: x\r\n\r\n';
+  const res = 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n';
+  const batch = buildBatch([
+    capture(666, 2n, req, 1000n), capture(100, 1n, req, 1001n),
+    capture(666, 2n, res, 1002n, L7Direction.INGRESS), capture(100, 1n, res, 1003n, L7Direction.INGRESS),
+  ]);
+  assert.doesNotThrow(() => session.onBatch!(batch));
+  assert.equal(c.errors().size, 0);
+  assert.equal(sink.held.length, 2, 'request and response of the good connection');
+  const s = c.snapshot();
+  assert.deepEqual(s.drop_reasons, [{ reason: 'l7_encode_error', count: 2 }]);
+  assert.deepEqual(s.events, [{ event: 'ringflow.l7.v1', read: 2, kernel_drops: 0, user_drops: 0, produced: 0 }]);
+  assert.equal(lines.length, 1, 'one line per kind');
+  assert.match(lines[0]!, /l7_encode_error: Error: invalid "string": 123/);
 });
