@@ -125,7 +125,14 @@ export class Session {
     return this.#n.addObject(path, globals);
   }
 
-  /** Starts the poll thread; onBatch runs on the JS thread, one call per batch. */
+  /**
+   * Starts the poll thread; onBatch runs on the JS thread, one call per batch.
+   * onBatch should not throw: it is called from the addon's thread-safe
+   * function (binding.cc CallJs), where a throw becomes an uncaughtException
+   * that ends the process unless handled. The batch itself is not leaked (its
+   * external buffer is released when collected). The collector guards its
+   * callback (collector.ts).
+   */
   start(onBatch: (batch: Buffer) => void): void {
     this.#n.start(onBatch);
   }
