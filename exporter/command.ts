@@ -9,7 +9,9 @@ import { parseBrokers } from '../common/options.ts';
 import { createKafkaClient, connectAdmin, describeKafkaError } from '../kafka/client.ts';
 import { DEFAULT_BROKERS } from '../cli/collect.ts';
 import { createExporter, createTraceExporter, METRICS_TOPIC, TRACES_TOPIC, DEFAULT_GROUP_ID, type Exporter } from './service.ts';
-import type { HistogramMode } from './otlp.ts';
+import type { ResourceMetrics } from '@opentelemetry/sdk-metrics';
+import { baseResourceAttributes, type HistogramMode } from './otlp.ts';
+import { startOwnMetrics, type OwnMetricsReporter } from './self-metrics.ts';
 
 export type Signal = 'metrics' | 'traces';
 export const SIGNALS: readonly Signal[] = ['metrics', 'traces'];
@@ -51,7 +53,12 @@ signal's variable wins over the generic one):
   _CLIENT_CERTIFICATE, _TIMEOUT (ms, default 10000), _COMPRESSION (gzip|none)
   OTEL_RESOURCE_ATTRIBUTES                  added to every Resource
   OTEL_SERVICE_NAME                         service.name of metrics (default
-                                            ringflow); a span's is its process's`;
+                                            ringflow); a span's is its process's
+
+Delivery is at-least-once: a request with no answer within the timeout is
+sent again, and the backend may have kept the first copy too. What was resent
+after a timeout is counted and exported every 10 s with the exporter's other
+counters (ringflow.exporter.possible_duplicates{signal}, cumulative).`;
 
 export function parseHistogramMode(text: string): HistogramMode {
   if (text === 'exponential' || text === 'explicit') return text;
@@ -106,6 +113,7 @@ export async function exportCommand(argv: string[]): Promise<number> {
   const over = () => stop.stopped() || fatal !== undefined;
   const ended = Promise.race([stop.promise, failed]);
   const running: Exporter[] = [];
+  let own: OwnMetricsReporter | undefined;
   const waiting = [...signals];
   const said = new Set<Signal>();
   try {
@@ -131,6 +139,8 @@ export async function exportCommand(argv: string[]): Promise<number> {
         }
         running.push(exporter);
         void exporter.failed.then(fail);
+        // the exporter's own counters (retries that may have duplicated ...) go out through the metrics exporter
+        if (signal === 'metrics') own = startOwnMetrics(exporter as Exporter<ResourceMetrics>, () => running, { log, resource: baseResourceAttributes() });
         log(`ringflow: exporting ${exporter.topic} from ${brokers.join(',')} to ${exporter.endpoint}${signal === 'metrics' ? ` (${histogramMode} histograms)` : ''}; Ctrl-C to stop`);
       }
       if (waiting.length > 0 && !over()) await Promise.race([sleep(2000), ended]);
@@ -144,11 +154,13 @@ export async function exportCommand(argv: string[]): Promise<number> {
     await admin.disconnect().catch(() => {});
   }
   await ended;
+  own?.stop();
+  await own?.flush(); // the last totals, before the metrics exporter shuts down
   await Promise.all(running.map((e) => e.stop()));
   stop.dispose();
   for (const e of running) {
     const c = e.counters;
-    log(`ringflow: exported ${c.exported} ${e.unit} (${c.rejected} rejected, ${c.retries} retries, ${c.undecodable} undecodable)`);
+    log(`ringflow: exported ${c.exported} ${e.unit} (${c.rejected} rejected, ${c.retries} retries, ${c.possibleDuplicates} possibly duplicated by a retry after a timeout, ${c.undecodable} undecodable)`);
   }
   if (fatal) throw fatal;
   return 0;

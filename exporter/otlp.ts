@@ -392,6 +392,30 @@ function env(name: string, signal: OtlpSignal): string | undefined {
   return v || undefined;
 }
 
+/** The SDK's default export timeout (OTLP exporter spec: 10 s). */
+export const DEFAULT_OTLP_TIMEOUT_MS = 10_000;
+
+/**
+ * How long one export request may take before it counts as failed:
+ * opts.timeoutMillis, else OTEL_EXPORTER_OTLP_<SIGNAL>_TIMEOUT, else
+ * OTEL_EXPORTER_OTLP_TIMEOUT (ms, as the spec says), else 10 s. A value that
+ * is not a positive number is skipped (with why), as the SDK does. We resolve
+ * it ourselves and hand it to the SDK, so the timeout we name in messages and
+ * the one gRPC applies are the same.
+ */
+export function resolveTimeoutMs(opts: OtlpOptions = {}, signal: OtlpSignal = 'METRICS', e: NodeJS.ProcessEnv = process.env): { ms: number; warnings: string[] } {
+  const warnings: string[] = [];
+  if (opts.timeoutMillis !== undefined && Number.isFinite(opts.timeoutMillis) && opts.timeoutMillis > 0) return { ms: opts.timeoutMillis, warnings };
+  for (const name of [`OTEL_EXPORTER_OTLP_${signal}_TIMEOUT`, 'OTEL_EXPORTER_OTLP_TIMEOUT']) {
+    const raw = e[name]?.trim();
+    if (!raw) continue;
+    const ms = Number(raw);
+    if (Number.isFinite(ms) && ms > 0) return { ms, warnings };
+    warnings.push(`${name}=${raw} is not a positive number of milliseconds; ignored`);
+  }
+  return { ms: DEFAULT_OTLP_TIMEOUT_MS, warnings };
+}
+
 /**
  * Which endpoint and whether it is plaintext. The SDK alone treats a URL
  * without a scheme as TLS unless OTEL_EXPORTER_OTLP_INSECURE=true, so a plain
@@ -414,10 +438,20 @@ export function resolveEndpoint(opts: OtlpOptions = {}, signal: OtlpSignal = 'ME
  * compression, certificates, client key/cert), with the endpoint and
  * plaintext choice of resolveEndpoint.
  */
-export async function createOtlpExporter(opts: OtlpOptions = {}): Promise<{ exporter: MetricExporterLike; endpoint: ResolvedEndpoint }> {
+export async function createOtlpExporter(opts: OtlpOptions = {}): Promise<CreatedOtlpExporter<ResourceMetrics>> {
   const { OTLPMetricExporter } = await import('@opentelemetry/exporter-metrics-otlp-grpc');
-  const { endpoint, config } = await grpcExporterConfig(opts, 'METRICS');
-  return { exporter: new OTLPMetricExporter(config), endpoint };
+  const { endpoint, config, timeoutMs, warnings } = await grpcExporterConfig(opts, 'METRICS');
+  return { exporter: new OTLPMetricExporter(config), endpoint, timeoutMs, warnings };
+}
+
+/** An OTLP exporter as built from the options and the environment. */
+export interface CreatedOtlpExporter<T> {
+  exporter: OtlpExporterLike<T>;
+  endpoint: ResolvedEndpoint;
+  /** The export timeout it applies (resolveTimeoutMs). */
+  timeoutMs: number;
+  /** Settings that were ignored, with why. */
+  warnings: string[];
 }
 
 /**
@@ -425,9 +459,10 @@ export async function createOtlpExporter(opts: OtlpOptions = {}): Promise<{ expo
  * reads the other OTEL_EXPORTER_OTLP_[<SIGNAL>_]* variables itself), with the
  * endpoint and plaintext choice of resolveEndpoint.
  */
-export async function grpcExporterConfig(opts: OtlpOptions, signal: OtlpSignal): Promise<{ endpoint: ResolvedEndpoint; config: OTLPGRPCExporterConfigNode }> {
+export async function grpcExporterConfig(opts: OtlpOptions, signal: OtlpSignal): Promise<{ endpoint: ResolvedEndpoint; config: OTLPGRPCExporterConfigNode; timeoutMs: number; warnings: string[] }> {
   const { createEmptyMetadata, createInsecureCredentials } = await import('@opentelemetry/otlp-grpc-exporter-base');
   const endpoint = resolveEndpoint(opts, signal);
+  const timeout = resolveTimeoutMs(opts, signal);
   let metadata;
   if (opts.headers && Object.keys(opts.headers).length > 0) {
     metadata = createEmptyMetadata();
@@ -437,7 +472,7 @@ export async function grpcExporterConfig(opts: OtlpOptions, signal: OtlpSignal):
     url: endpoint.url,
     ...(endpoint.insecure && !/^http:\/\//i.test(endpoint.url) ? { credentials: createInsecureCredentials() } : {}),
     ...(metadata ? { metadata } : {}),
-    ...(opts.timeoutMillis !== undefined ? { timeoutMillis: opts.timeoutMillis } : {}),
+    timeoutMillis: timeout.ms,
   };
-  return { endpoint, config };
+  return { endpoint, config, timeoutMs: timeout.ms, warnings: timeout.warnings };
 }

@@ -36,7 +36,7 @@ import type { FatalError } from '../common/errors.ts';
 import { SPANS_TOPIC } from '../processor/spans.ts';
 import {
   toResourceMetrics, baseResourceAttributes, createOtlpExporter, exportOnce, onSdkWarnings,
-  type HistogramMode, type MetricPoint, type MetricExporterLike, type OtlpExporterLike, type OtlpOptions, type ResolvedEndpoint,
+  type CreatedOtlpExporter, type ExportOutcome, type HistogramMode, type MetricPoint, type MetricExporterLike, type OtlpExporterLike, type OtlpOptions, type ResolvedEndpoint,
 } from './otlp.ts';
 import { createLogOnce } from './log-once.ts';
 import { toReadableSpans, createOtlpTraceExporter, type SpanRecord, type SpanExporterLike } from './traces.ts';
@@ -61,7 +61,7 @@ export interface SignalSpec<R, P> {
   readonly maxPerExport: number;
   /** Pure: one chunk -> the requests that carry it (items: records in each), and the records that cannot be mapped. */
   map(records: R[]): { requests: { items: number; payload: P }[]; invalid: { reason: string; example: string }[] };
-  createExporter(otlp: OtlpOptions | undefined): Promise<{ exporter: OtlpExporterLike<P>; endpoint: ResolvedEndpoint }>;
+  createExporter(otlp: OtlpOptions | undefined): Promise<CreatedOtlpExporter<P>>;
 }
 
 /** What every signal's exporter takes. */
@@ -99,11 +99,18 @@ export interface ExporterCounters {
   rejected: number;
   /** Export attempts repeated after a retryable failure. */
   retries: number;
+  /**
+   * Points or spans sent again after their request timed out
+   * (DEADLINE_EXCEEDED): the backend may have received and kept the first
+   * copy as well (a frozen backend accepts it when it resumes), so each may
+   * now be there twice. An upper bound on the duplicates our retries made.
+   */
+  possibleDuplicates: number;
   /** Records that did not decode (skipped and committed). */
   undecodable: number;
 }
 
-export interface Exporter {
+export interface Exporter<P = unknown> {
   /** 'metrics' or 'traces'. */
   readonly signal: string;
   readonly topic: string;
@@ -117,11 +124,13 @@ export interface Exporter {
   holding(): boolean;
   /** Resolves when the consumer stopped for good (see superviseConsumer): the exporter cannot go on. */
   readonly failed: Promise<FatalError>;
+  /** One export of our own payload through this signal's OTLP exporter (the exporter's own metrics); needs start(). */
+  send(payload: P): Promise<ExportOutcome>;
   stop(): Promise<void>;
 }
 
 /** ringflow.metrics.v1 -> OTLP metrics. */
-export function createExporter(opts: ExporterOptions): Exporter {
+export function createExporter(opts: ExporterOptions): Exporter<ResourceMetrics> {
   const resource = baseResourceAttributes();
   const spec: SignalSpec<MetricPoint, ResourceMetrics> = {
     signal: 'metrics',
@@ -144,7 +153,7 @@ export function createExporter(opts: ExporterOptions): Exporter {
 }
 
 /** ringflow.spans.v1 -> OTLP traces. */
-export function createTraceExporter(opts: TraceExporterOptions): Exporter {
+export function createTraceExporter(opts: TraceExporterOptions): Exporter<ReadableSpan[]> {
   const resource = baseResourceAttributes();
   const spec: SignalSpec<SpanRecord, ReadableSpan[]> = {
     signal: 'traces',
@@ -169,14 +178,15 @@ export function createTraceExporter(opts: TraceExporterOptions): Exporter {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** The delivery logic every signal shares (see the top of this file). */
-export function createSignalExporter<R, P>(spec: SignalSpec<R, P>, opts: ServiceOptions<P>): Exporter {
+export function createSignalExporter<R, P>(spec: SignalSpec<R, P>, opts: ServiceOptions<P>): Exporter<P> {
   let onFatal!: (err: FatalError) => void;
   const failed = new Promise<FatalError>((resolve) => (onFatal = resolve));
   const { topic, groupId, unit } = spec;
   const maxPerExport = spec.maxPerExport;
   const initialBackoff = opts.initialBackoffMs ?? 250;
   const maxBackoff = opts.maxBackoffMs ?? 5000;
-  const counters: ExporterCounters = { exported: 0, rejected: 0, retries: 0, undecodable: 0 };
+  const counters: ExporterCounters = { exported: 0, rejected: 0, retries: 0, possibleDuplicates: 0, undecodable: 0 };
+  let timeoutMs: number | undefined = opts.otlp?.timeoutMillis;
   const log = opts.log;
   // bounded, and a fault that keeps happening is said again (with a count) every minute
   const once = createLogOnce(opts.log);
@@ -236,11 +246,14 @@ export function createSignalExporter<R, P>(spec: SignalSpec<R, P>, opts: Service
           break;
         }
         outage ??= { kinds: new Set(), since: Date.now(), held };
+        // a request that timed out was sent and may still be taken: resending it may duplicate its items
+        const timedOut = out.kind === 'DEADLINE_EXCEEDED';
         if (!outage.kinds.has(out.kind)) {
           outage.kinds.add(out.kind);
-          log(`otlp: backend at ${endpoint.url} unavailable (${out.message}); holding ${held} ${unit}, retrying`);
+          log(`otlp: backend at ${endpoint.url} unavailable (${out.message}${timedOut && timeoutMs !== undefined ? `: no answer within ${timeoutMs} ms` : ''}); holding ${held} ${unit}, retrying${timedOut ? '; a timed-out request may still be accepted, so retries may duplicate (counted)' : ''}`);
         }
         counters.retries++;
+        if (timedOut) counters.possibleDuplicates += r.items;
         await pause(backoff, p.heartbeat);
         backoff = Math.min(backoff * 2, maxBackoff);
       }
@@ -297,11 +310,14 @@ export function createSignalExporter<R, P>(spec: SignalSpec<R, P>, opts: Service
     },
     holding: () => outage !== null,
     failed,
+    send: (payload: P) => (exporter ? exportOnce(exporter, payload) : Promise.resolve({ status: 'retryable', kind: 'NotStarted', message: 'exporter not started' } as const)),
     async start() {
       if (!exporter) {
         const created = await spec.createExporter(opts.otlp);
         exporter = created.exporter;
         endpoint = created.endpoint;
+        timeoutMs = created.timeoutMs;
+        for (const w of created.warnings) log(`otlp: ${w}`);
       }
       consumer = opts.kafka.consumer({ groupId, readUncommitted: false, allowAutoTopicCreation: false, metadataMaxAge: CONSUMER_METADATA_MAX_AGE_MS });
       superviseConsumer(consumer, spec.consumerName, log, onFatal);

@@ -28,7 +28,7 @@ import { TraceState as W3CTraceState } from '@opentelemetry/core';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { BOOLEAN_SPAN_ATTRIBUTES, NUMERIC_SPAN_ATTRIBUTES, type Span } from '../processor/spans.ts';
-import { grpcExporterConfig, nsToHrTime, SCOPE_NAME, SCOPE_VERSION, type OtlpExporterLike, type OtlpOptions, type ResolvedEndpoint } from './otlp.ts';
+import { grpcExporterConfig, nsToHrTime, SCOPE_NAME, SCOPE_VERSION, type CreatedOtlpExporter, type OtlpExporterLike, type OtlpOptions } from './otlp.ts';
 
 /** A decoded schemas/spans.avsc record (longs as BigInt, enums as their symbols). */
 export type SpanRecord = Omit<Span, 'key'>;
@@ -177,8 +177,8 @@ export function toReadableSpans(records: readonly SpanRecord[], opts: TraceMapOp
  * (OTEL_EXPORTER_OTLP_[TRACES_]HEADERS, _TIMEOUT, _COMPRESSION, certificates),
  * with the endpoint and plaintext choice of resolveEndpoint (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT first).
  */
-export async function createOtlpTraceExporter(opts: OtlpOptions = {}): Promise<{ exporter: SpanExporterLike; endpoint: ResolvedEndpoint }> {
+export async function createOtlpTraceExporter(opts: OtlpOptions = {}): Promise<CreatedOtlpExporter<ReadableSpan[]>> {
   const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-grpc');
-  const { endpoint, config } = await grpcExporterConfig(opts, 'TRACES');
-  return { exporter: new OTLPTraceExporter(config), endpoint };
+  const { endpoint, config, timeoutMs, warnings } = await grpcExporterConfig(opts, 'TRACES');
+  return { exporter: new OTLPTraceExporter(config), endpoint, timeoutMs, warnings };
 }

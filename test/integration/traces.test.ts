@@ -181,7 +181,7 @@ test('trace exporter: Kafka spans -> OTLP gRPC -> a real collector, exact, and n
   assert.deepEqual(seen.map(indexOf).sort((a, b) => a - b), range(0, N1), 'each span once, the aborted one never');
   for (const s of seen) checkSpan(s);
   assert.equal(new Set(seen.map((s) => JSON.stringify(s.resource))).size, 6, 'three services on two hosts');
-  assert.deepEqual(exporter.counters, { exported: N1, rejected: 0, retries: 0, undecodable: 0 });
+  assert.deepEqual(exporter.counters, { exported: N1, rejected: 0, retries: 0, possibleDuplicates: 0, undecodable: 0 });
 
   // phase 2: the backend goes away for ~15 s while spans keep coming
   const down = Date.now();

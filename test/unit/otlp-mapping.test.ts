@@ -11,7 +11,7 @@ import { AggregationTemporality, DataPointType } from '@opentelemetry/sdk-metric
 import type { ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import { encodeRecord, decodeRecord, schemaRegistry } from '../../schemas/index.ts';
 import {
-  toResourceMetrics, toExplicit, toExponential, DROPPED_METRIC, nsToHrTime, explicitBoundsFor, baseResourceAttributes, resolveEndpoint, classifyError, exportOnce,
+  toResourceMetrics, toExplicit, toExponential, DROPPED_METRIC, resolveTimeoutMs, nsToHrTime, explicitBoundsFor, baseResourceAttributes, resolveEndpoint, classifyError, exportOnce,
   SCOPE_VERSION, type MetricPoint, type ExpHistogramRecord,
 } from '../../exporter/otlp.ts';
 
@@ -294,5 +294,23 @@ test('late events go out as ringflow.dropped{reason=late, signal=metric}; points
       }
     }
     assert.deepEqual(got, c.out, c.name);
+  }
+});
+
+test('export timeout: option, then OTEL_EXPORTER_OTLP_<SIGNAL>_TIMEOUT, then OTEL_EXPORTER_OTLP_TIMEOUT, then 10 s; bad values skipped', () => {
+  const cases: { name: string; opt?: number; env: Record<string, string>; signal: 'METRICS' | 'TRACES'; ms: number; warnings: number }[] = [
+    { name: 'default', env: {}, signal: 'METRICS', ms: 10_000, warnings: 0 },
+    { name: 'generic', env: { OTEL_EXPORTER_OTLP_TIMEOUT: '2500' }, signal: 'METRICS', ms: 2500, warnings: 0 },
+    { name: 'signal wins', env: { OTEL_EXPORTER_OTLP_TIMEOUT: '2500', OTEL_EXPORTER_OTLP_METRICS_TIMEOUT: '700' }, signal: 'METRICS', ms: 700, warnings: 0 },
+    { name: 'other signal ignored', env: { OTEL_EXPORTER_OTLP_TIMEOUT: '2500', OTEL_EXPORTER_OTLP_METRICS_TIMEOUT: '700' }, signal: 'TRACES', ms: 2500, warnings: 0 },
+    { name: 'option wins', opt: 1234, env: { OTEL_EXPORTER_OTLP_METRICS_TIMEOUT: '700' }, signal: 'METRICS', ms: 1234, warnings: 0 },
+    { name: 'bad signal value falls back', env: { OTEL_EXPORTER_OTLP_TIMEOUT: '2500', OTEL_EXPORTER_OTLP_METRICS_TIMEOUT: '10s' }, signal: 'METRICS', ms: 2500, warnings: 1 },
+    { name: 'zero and negative are not timeouts', env: { OTEL_EXPORTER_OTLP_TIMEOUT: '0', OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: '-5' }, signal: 'TRACES', ms: 10_000, warnings: 2 },
+    { name: 'blank is unset', env: { OTEL_EXPORTER_OTLP_TIMEOUT: '  ' }, signal: 'METRICS', ms: 10_000, warnings: 0 },
+  ];
+  for (const c of cases) {
+    const r = resolveTimeoutMs(c.opt === undefined ? {} : { timeoutMillis: c.opt }, c.signal, c.env);
+    assert.equal(r.ms, c.ms, c.name);
+    assert.equal(r.warnings.length, c.warnings, c.name);
   }
 });
