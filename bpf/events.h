@@ -84,7 +84,7 @@ enum rf_block_op {
 	RF_BLOCK_OTHER   = 4,
 };
 
-/* Header describes the task that submitted the request (block_io_start), else the one that issued it. */
+/* Header describes the task that submitted the request (block_io_start), else the one that first issued it. */
 struct rf_block_event {
 	struct rf_header hdr;
 	__u64 latency_ns;   /* block_rq_issue -> block_rq_complete */
