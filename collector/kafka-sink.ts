@@ -341,7 +341,13 @@ export function createKafkaSink(opts: KafkaSinkOptions): EventSink & { readonly 
   }
 
   function settle(): void {
-    for (const cb of progressCbs) cb();
+    for (const cb of progressCbs) {
+      try {
+        cb();
+      } catch (err) {
+        internalError(err); // one listener's fault must not stop the waiters below or the next send
+      }
+    }
     if (held() === 0) {
       if (outage) {
         opts.log(`kafka: sending again; delivered ${outage.delivered} events since the outage began ${((Date.now() - outage.start) / 1000).toFixed(1)} s ago (${outage.failures} failed attempts); nothing held`);
@@ -401,7 +407,14 @@ export function createKafkaSink(opts: KafkaSinkOptions): EventSink & { readonly 
           done(batch);
         },
         (err: unknown) => failed(batch, err),
-      );
+      )
+      .catch(internalError);
+  }
+
+  /** A throw in our own handlers (a progress callback, a log function): reported, never an unhandled rejection. */
+  function internalError(err: unknown): void {
+    const e = err as { stack?: string; message?: string };
+    report('internal', (n) => `kafka: internal error in the sink's send handling (${n} so far): ${e?.stack ?? e?.message ?? String(err)}`);
   }
 
   function failed(batch: OutRecord[], err: unknown): void {
@@ -434,7 +447,7 @@ export function createKafkaSink(opts: KafkaSinkOptions): EventSink & { readonly 
     if (kind === 'producer_state') {
       renewed.set(batch, renewals);
       report('producer_state', (n) => `kafka: the broker refused the producer's sequence state (${what}); starting a new producer and sending the same records (${n} time${n > 1 ? 's' : ''} so far)`);
-      void renewProducer().then(() => (closed ? undefined : send(batch)), (e) => retryLater(batch, e));
+      void renewProducer().then(() => (closed ? undefined : send(batch)), (e) => retryLater(batch, e)).catch(internalError);
       return;
     }
     retryLater(batch, err);
@@ -489,7 +502,7 @@ export function createKafkaSink(opts: KafkaSinkOptions): EventSink & { readonly 
         if (k === 'retriable' || k === 'producer_state') return retryLater(batch, dlqErr);
         dropped(dlqErr);
       },
-    );
+    ).catch(internalError);
   }
 
   /** A new producer, so a new producer id and sequence numbers from 0; connected by the next send. */

@@ -96,6 +96,34 @@ describe('collector Kafka sink: broker size limits and the dead-letter topic', {
   });
 });
 
+describe('collector Kafka sink: its own callbacks', { timeout: 120_000 }, () => {
+  let brokers = '';
+  let stop = async () => {};
+  before(async () => ({ brokers, stop } = await testBrokers()));
+  after(async () => stop());
+
+  test('a progress listener that throws is reported; delivery and flush go on, no unhandled rejection', async () => {
+    const topic = `it-sink-cb-${process.pid}-${Date.now()}`;
+    const lines: string[] = [];
+    const sink = createKafkaSink({ brokers: [brokers], clientId: 'it-sink-cb', topics: [topic], partitions: 1, compression: 'zstd', maxBatchRecords: 10, log: (l) => lines.push(l) });
+    let calls = 0;
+    sink.onProgress(() => {
+      calls++;
+      throw new Error('listener fault');
+    });
+    await sink.start();
+    try {
+      sink.enqueue(Array.from({ length: 35 }, (_, i) => rec(topic, `k${i}`, 50)));
+      assert.equal(await sink.flush(30_000), true, lines.join(' | '));
+      assert.equal(sink.counters.produced.get(1), 35);
+      assert.equal(calls, 4, 'one call per acknowledged request');
+      assert.equal(lines.filter((l) => /internal error.*listener fault/s.test(l)).length, 1, lines.join('\n'));
+    } finally {
+      await sink.close();
+    }
+  });
+});
+
 describe('collector Kafka sink: broker outages', { timeout: 300_000 }, () => {
   test('retried until Kafka is back; the drain line counts every record delivered since the outage began; a second outage is reported again', async () => {
     const k = await ownBroker();
