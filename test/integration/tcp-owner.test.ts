@@ -13,6 +13,10 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { rootOrSkip, runCli, sleep } from '../support/integration.ts';
+import { Session, forEachRecord } from '../../native/index.ts';
+import { encodeSettings } from '../../collector/signals/settings.ts';
+import { objectPath } from '../../collector/signals/registry.ts';
+import { ensureTracefs } from '../../collector/preflight.ts';
 
 const NS = `rf-tcp-owner-${process.pid}`;
 const DPORT = 20000 + (process.pid % 40000);
@@ -112,4 +116,40 @@ test('unfiltered, every retransmit and drop of a known socket carries its owner'
     assert.ok(of(recs, o, 'ringflow.tcp.retransmit.v1').length >= 1, `retransmits of ${o.comm}`);
     for (const r of mine) assert.deepEqual([r.tgid, r.comm], [o.pid, o.comm], `${String(r.event)} of ${o.comm}`);
   }
+});
+
+/** Per-CPU __u64 counters of one BPF array map, summed per index. */
+function perCpuSums(id: number): bigint[] {
+  const out = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'id', String(id)], { encoding: 'utf8' })) as
+    { formatted: { key: number; values: { value: number }[] } }[];
+  const sums: bigint[] = [];
+  for (const e of out) sums[e.formatted.key] = e.formatted.values.reduce((a, v) => a + BigInt(v.value), 0n);
+  return sums;
+}
+
+const mapIds = (name: string): number[] =>
+  (JSON.parse(execFileSync('bpftool', ['-j', 'map', 'show'], { encoding: 'utf8' })) as { id: number; name: string }[])
+    .filter((m) => m.name === name).map((m) => m.id);
+
+test('a socket set up before the collector started has no known owner: left out under --pid, and counted', { timeout: 120_000 }, async (t) => {
+  if (!rootOrSkip(t)) return;
+  const c = await connectors(['rfown-early'], 3);
+  const done = c.go();
+  await sleep(500); // connect() (SYN_SENT, in its own context) happens before anything is attached
+  ensureTracefs();
+  const before = new Set(mapIds('rf_tcp_unattrib')); // BPF map names are cut at 15 characters
+  const session = new Session();
+  t.after(() => session.stop());
+  session.addObject(objectPath('tcp'), encodeSettings({ selfTgid: process.pid, pid: c.pids[0] }));
+  const ours = mapIds('rf_tcp_unattrib').filter((id) => !before.has(id));
+  let seen = 0;
+  session.start((batch) => forEachRecord(batch, (off) => {
+    if (batch[off] === 6 || batch[off] === 7) seen++; // RF_EV_TCP_RETRANSMIT, RF_EV_TCP_DROP
+  }));
+  await done;
+  const counted = ours.length === 1 ? perCpuSums(ours[0]!) : [];
+  await session.stop();
+  assert.equal(seen, 0, 'nothing passes --pid without a known owner');
+  assert.equal(ours.length, 1, 'one new rf_tcp_unattributed map (ours)');
+  assert.ok((counted[0] ?? 0n) > 0n, `its retransmits are counted as unattributed: ${counted.join(', ')}`);
 });
