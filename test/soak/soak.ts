@@ -395,23 +395,32 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
         default: return /drop|late|lost|orphan|dead|retr|incomplete|duplicate/i.test(p.metric) && p.metric.startsWith('ringflow.') ? `counter ${p.metric}` : undefined;
       }
     };
-    const classifySpan = (s: SpanInfo): string | undefined => {
+    // A span whose response the capture missed (ringflow.response.missed) has no duration and is
+    // left out of the RED metric; a timeout (no response within --span-timeout, e.g. a request wrk
+    // sent just before its deadline and never read the answer of) is in it, as an error
+    const spanSignal = (s: SpanInfo): string | undefined => {
       if (s.kind === 2 && s.attrs['url.path'] === HTTP_PATH) return 'http.server';
-      // a client span with no response: wrk stopped at its deadline before reading it
-      if (s.kind === 3 && s.attrs['server.port'] === String(httpPort)) return s.attrs['error.type'] === 'timeout' ? 'http.client timeout' : 'http.client';
+      if (s.kind === 3 && s.attrs['server.port'] === String(httpPort)) return 'http.client';
       if (s.attrs['rpc.service'] === GRPC_SERVICE) return s.kind === 2 ? 'grpc.server' : 'grpc.client';
       if (s.kind === 3 && s.attrs['dns.question.name'] === dnsName) return 'dns.lookup';
       return undefined;
     };
+    const classifySpan = (s: SpanInfo): string | undefined => {
+      const base = spanSignal(s);
+      if (base === undefined) return undefined;
+      if (s.attrs['ringflow.response.missed'] === 'true') return `${base} missed`;
+      return s.attrs['error.type'] === 'timeout' ? `${base} timeout` : base;
+    };
+    const spansOf = (base: string) => ['', ' missed', ' timeout'].reduce((a, x) => a + tally.span(base + x).unique, 0);
     const tally = new OtlpTally(outputFile, classifyPoint, classifySpan);
-    // wrk stops mid-request at its deadline: a request the server answered then is a measured client
-    // span if wrk had read the response (wrk did not count it), else a timeout span; so the client
-    // metric's truth is what the server answered less the timeouts, checked against wrk's count below
+    // wrk stops mid-request at its deadline: a request the server answered then is still a client span
+    // (a timeout if wrk never read the answer), so the client's truth is what the server answered;
+    // the L7 signals' metric truth is their spans less the missed ones (set after the drain)
     const expected: Record<string, number> = {
       'tcp.connect': known.tcp, 'dd.write': known.ddWrites, 'http.server': served.http, 'http.client': served.http,
       'grpc.server': served.grpc, 'grpc.client': known.grpcClient, 'dns.lookup': known.dig,
     };
-    const short = () => Object.entries(expected).filter(([s, n]) => tally.metric(s).unique < n - (s === 'http.client' ? tally.span('http.client timeout').unique : 0));
+    const short = () => Object.entries(expected).filter(([s, n]) => tally.metric(s).unique < n - tally.span(`${s} missed`).unique);
     const drainEnd = Date.now() + drainMs;
     // stop early once nothing of ours arrived for this long: the rest is not coming
     const STALL_MS = 45_000;
@@ -436,9 +445,13 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       for (const f of (r.value.l7_parse_failures ?? []) as { reason: string; count: bigint | number }[]) parseFailures.set(f.reason, (parseFailures.get(f.reason) ?? 0) + Number(f.count));
     }
     const parseFailed = [...parseFailures.values()].reduce((a, b) => a + b, 0);
-    expected['http.client'] = served.http - tally.span('http.client timeout').unique;
-    if (expected['http.client']! < known.wrk + known.curl && (stats.get('ringflow.l7.v1')?.kernel ?? 0) + (stats.get('ringflow.l7.v1')?.user ?? 0) === 0) {
-      failures.push(`http.client: ${tally.span('http.client timeout').unique} client spans timed out, more than the ${served.http - known.wrk - known.curl} requests wrk left unread at its deadlines`);
+    const drops = (topic: string) => {
+      const s = stats.get(topic);
+      return s ? s.kernel + s.user : 0;
+    };
+    for (const sig of ['http.server', 'http.client', 'grpc.server', 'grpc.client', 'dns.lookup']) expected[sig] = expected[sig]! - tally.span(`${sig} missed`).unique;
+    if (tally.span('http.client timeout').unique > served.http - known.wrk - known.curl && drops('ringflow.l7.v1') === 0) {
+      failures.push(`http.client: ${tally.span('http.client timeout').unique} client spans timed out, more than the ${served.http - known.wrk - known.curl} requests wrk left unread at its deadlines, with no L7 record dropped`);
     }
 
     const late = new Map<string, number>();
@@ -452,10 +465,6 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       const signal = classifyPoint({ metric: name, resource: {}, attrs, count: n });
       if (signal) lateOurs.set(signal, (lateOurs.get(signal) ?? 0) + n);
     }
-    const drops = (topic: string) => {
-      const s = stats.get(topic);
-      return s ? s.kernel + s.user : 0;
-    };
     const topicOf: Record<string, string> = { 'tcp.connect': 'ringflow.tcp.connect.v1', 'dd.write': 'ringflow.block.io.v1' };
     // spans have no lateness: every request the server answered is one server span and one client span
     // (a measured one, or a timeout when wrk stopped before reading its response)
@@ -480,9 +489,9 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       signals.push({ signal, expected: exp, seen: t.unique, duplicates: t.duplicates, conflicts: t.conflicts, counters, verdict: judge(exp, t.unique, t.conflicts, counters.late, drops(topic)) });
     }
     for (const [signal, exp] of Object.entries(expectedSpans)) {
-      const t = { ...tally.span(signal) };
-      if (signal === 'http.client') t.unique += tally.span('http.client timeout').unique;
-      const counters = { 'ringflow.l7.v1 drops': drops('ringflow.l7.v1'), 'l7 parsers stopped': parseFailed };
+      const t = { ...tally.span(signal), unique: spansOf(signal) };
+      t.duplicates += tally.span(`${signal} missed`).duplicates + tally.span(`${signal} timeout`).duplicates;
+      const counters = { missed: tally.span(`${signal} missed`).unique, timeouts: tally.span(`${signal} timeout`).unique, 'ringflow.l7.v1 drops': drops('ringflow.l7.v1'), 'l7 parsers stopped': parseFailed };
       signals.push({ signal: `${signal} spans`, expected: exp, seen: t.unique, duplicates: t.duplicates, conflicts: 0, counters, verdict: judge(exp, t.unique, 0, 0, drops('ringflow.l7.v1')) });
     }
     for (const s of signals) {
