@@ -42,7 +42,7 @@ import type { Kafka, Consumer, Producer, EachBatchPayload, IHeaders, Admin } fro
 import { decodeCurrent } from '../schemas/index.ts';
 import { CompressionTypes, createPartitioner } from '../kafka/kafkajs.ts';
 import { DEADLETTER_TOPIC, EVENT_TOPICS, REPARTITION_GROUP, REPARTITION_TOPIC, SESSION_TIMEOUT_MS, SPANS_TOPIC, STATS_TOPIC, repartitionKey } from './topics.ts';
-import { PartialAggregator, spanEvent, type EventBase } from './aggregate.ts';
+import { PartialAggregator, invalidValue, spanEvent, type EventBase } from './aggregate.ts';
 import { createFastDecoder, eventTimeNs, type FastDecoder } from './fast-decode.ts';
 import { encodePartial } from './partial.ts';
 import { superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS, MessageLimits, describeKafkaError, isTooLarge, sendWithinLimits, type Oversized } from '../kafka/client.ts';
@@ -58,6 +58,8 @@ export interface RepartitionCounters {
   partials: number;
   /** Records dead-lettered for an event time beyond the allowed clock skew (in deadLetters too). */
   clockSkew: number;
+  /** Events whose measured value is outside its physical range (aggregate.ts VALUE_RANGES), dead-lettered. */
+  invalidValues: number;
   /** Records (partials, forwarded records) alone over their topic's max.message.bytes: dead-lettered, first bytes only. */
   oversized: number;
   /** Transactions that failed (their records were re-read from the last commit). */
@@ -218,7 +220,7 @@ export function createRepartitionStage(opts: {
   /** Failures of the same kind that last this long with no success end the service (default 60 s). */
   failurePersistMs?: number;
 }): RepartitionStage {
-  const counters: RepartitionCounters = { records: 0, deadLetters: 0, transactions: 0, partials: 0, clockSkew: 0, oversized: 0, failedCommits: 0 };
+  const counters: RepartitionCounters = { records: 0, deadLetters: 0, transactions: 0, partials: 0, clockSkew: 0, invalidValues: 0, oversized: 0, failedCommits: 0 };
   const maxSkewNs = BigInt(opts.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS) * 1_000_000n;
   const onFatal = opts.onFatal ?? (() => {});
   const failures = new FailureReporter({ what: 'processor: repartition', log: opts.log, onFatal, ...(opts.failurePersistMs !== undefined ? { persistMs: opts.failurePersistMs } : {}) });
@@ -252,6 +254,12 @@ export function createRepartitionStage(opts: {
   function deadLettered(o: OutMessage, partition: number, offset: string): void {
     counters.deadLetters++;
     const reason = o.headers!['ringflow.reason'];
+    if (reason === 'invalid_value') {
+      // as for clock skew: a broken probe can send nothing but such values
+      const n = ++counters.invalidValues;
+      if (n === 1 || /^10+$/.test(String(n))) opts.log(`processor: ${o.headers!['ringflow.source.topic']}[${partition}]@${offset} -> dead letter (${o.headers!['ringflow.error']}); ${n} invalid values so far`);
+      return;
+    }
     if (reason === 'clock_skew') {
       counters.clockSkew++;
       // one line per topic and reason, then every 10, 100, ...: a host an hour ahead sends thousands
@@ -402,6 +410,9 @@ export function createRepartitionStage(opts: {
                 e = eventOf(fast, batch.topic, m.value);
                 // one host's clock must not move the partition's watermark for the others
                 if (e.ns > horizonNs) throw clockSkewError(e.ns, skew.nowNs, maxSkewNs)!;
+                // a value that cannot be physically right is not data (aggregate.ts VALUE_RANGES)
+                const bad = invalidValue(batch.topic, e.ev);
+                if (bad !== null) throw new RejectedRecord('invalid_value', bad);
               } catch (err) {
                 if (err instanceof RejectedRecord) {
                   const o = deadLetter(batch.topic, batch.partition, m.offset, m.value, err);
