@@ -43,12 +43,13 @@ async function readRaw(brokers: string, topic: string, want: (all: Got[]) => boo
 
 const rec = (topic: string, key: string, bytes: number, type = 1): OutRecord => ({ topic, key, type, value: crypto.randomBytes(bytes) });
 
-describe('collector Kafka sink: broker size limits and the dead-letter topic', { timeout: 240_000 }, () => {
-  let brokers = '';
-  let stop = async () => {};
-  before(async () => ({ brokers, stop } = await testBrokers()));
-  after(async () => stop());
+// one broker for the tests that do not stop it (the suite's, or our own when this file runs alone)
+let brokers = '';
+let stop = async () => {};
+before(async () => ({ brokers, stop } = await testBrokers()));
+after(async () => stop());
 
+describe('collector Kafka sink: broker size limits and the dead-letter topic', { timeout: 240_000 }, () => {
   test('requests are cut under max.message.bytes; one record over it is dead-lettered, one over every limit dropped; all counted', async () => {
     const topic = `it-sink-small-${process.pid}-${Date.now()}`;
     const kafka = new Kafka({ clientId: 'it-sink-admin', brokers: [brokers], logLevel: logLevel.NOTHING });
@@ -97,11 +98,6 @@ describe('collector Kafka sink: broker size limits and the dead-letter topic', {
 });
 
 describe('collector Kafka sink: its own callbacks', { timeout: 120_000 }, () => {
-  let brokers = '';
-  let stop = async () => {};
-  before(async () => ({ brokers, stop } = await testBrokers()));
-  after(async () => stop());
-
   test('a progress listener that throws is reported; delivery and flush go on, no unhandled rejection', async () => {
     const topic = `it-sink-cb-${process.pid}-${Date.now()}`;
     const lines: string[] = [];
