@@ -13,6 +13,16 @@
  * maxPending + the batches already queued in the addon. Anything handed over
  * past `maxPending` is dropped here and counted (user drops), except on stop,
  * when the final drain of the ring (bounded by the ring's size) is kept whole.
+ *
+ * Failure: nothing thrown in the batch callback, the stats timer or a sink
+ * callback leaves the collector (a throw in the addon's callback would be an
+ * uncaughtException). The transcoder guards each record it can (codec.ts),
+ * the collector each batch; each place is counted and reported with its cause
+ * once, then at 10, 100, ... repeats. Every record lost in user space is
+ * counted per type (user_drops) and by a fixed reason (DROP_REASONS), by
+ * whichever part lost it: here, the transcoder or the sink; the stats record
+ * carries them all. Stats values are clamped to what Avro longs and the
+ * reader can take (clampCount), and the clamps counted.
  */
 import type { EventSink, OutRecord } from './sink.ts';
 
