@@ -19,10 +19,12 @@
 import { createSerial } from './serial.ts';
 import type { Kafka, Consumer, Producer, EachBatchPayload } from 'kafkajs';
 import { CompressionTypes } from '../kafka/kafkajs.ts';
-import { retrying } from '../kafka/client.ts';
+import { MessageLimits, isTooLarge, retrying, sendWithinLimits } from '../kafka/client.ts';
+import { FailureReporter } from './failures.ts';
+import { oversizedDeadLetter } from './repartition.ts';
 import { connectStageClients } from './stage-clients.ts';
 import type { FatalError } from '../common/errors.ts';
-import { AGGREGATE_GROUP, METRICS_TOPIC, REPARTITION_TOPIC } from './topics.ts';
+import { AGGREGATE_GROUP, DEADLETTER_TOPIC, METRICS_TOPIC, REPARTITION_TOPIC } from './topics.ts';
 import type { PartitionState } from './partition.ts';
 
 /** How often the points closed by the batches read are committed, for every partition in one transaction (as stage 1). */
@@ -36,6 +38,10 @@ export interface AggregateCounters {
   skippedReplay: number;
   /** Partitions whose committed checkpoint could not be used (started empty from the committed offset). */
   checkpointsIgnored: number;
+  /** Points alone over ringflow.metrics.v1's max.message.bytes: dead-lettered (first bytes), not emitted. */
+  oversized: number;
+  /** Transactions that failed (their partitions re-read from the last commit). */
+  failedCommits: number;
 }
 
 export interface AggregateStageOptions {
@@ -58,7 +64,9 @@ export interface AggregateStage {
 }
 
 export function createAggregateStage(opts: AggregateStageOptions): AggregateStage {
-  const counters: AggregateCounters = { events: 0, points: 0, transactions: 0, skippedReplay: 0, checkpointsIgnored: 0 };
+  const counters: AggregateCounters = { events: 0, points: 0, transactions: 0, skippedReplay: 0, checkpointsIgnored: 0, oversized: 0, failedCommits: 0 };
+  const failures = new FailureReporter({ what: 'processor: aggregate', log: opts.log, ...(opts.onFatal ? { onFatal: opts.onFatal } : {}) });
+  let limits: MessageLimits | undefined;
   const states = new Map<number, PartitionState>();
   /** Per partition, the offset last committed (or read back at restore): where a failed transaction rewinds to. */
   const committedAt = new Map<number, bigint>();
@@ -117,10 +125,18 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
     if (parts.length === 0) return;
     const commits = parts.map((e) => ({ partition: e.partition, offset: e.s.minOpenOffset() ?? e.nextOffset, metadata: e.s.checkpoint() }));
     const points = parts.flatMap((e) => e.points);
+    let oversized = 0;
     const tx = await producer!.transaction();
     try {
       if (points.length > 0) {
-        await tx.send({ topic: METRICS_TOPIC, acks: -1, compression: CompressionTypes.GZIP, messages: points.map((p) => ({ key: p.key, value: p.value })) });
+        // within the topic's max.message.bytes per request; a point alone over it is dead-lettered
+        const sent = await sendWithinLimits(tx, [{ topic: METRICS_TOPIC, messages: points.map((p) => ({ key: p.key, value: p.value })) }], {
+          limitOf: limits!.limitOf,
+          compression: CompressionTypes.GZIP,
+          replace: (o) => ({ topic: DEADLETTER_TOPIC, messages: [oversizedDeadLetter(o)] }),
+        });
+        oversized = sent.oversized.length;
+        for (const o of sent.oversized) opts.log(`processor: aggregate: a ${o.bytes}-byte point for ${o.topic} is over its max.message.bytes (${o.limit}) -> dead letter (first bytes)`);
       }
       await tx.sendOffsets({
         consumerGroupId: AGGREGATE_GROUP,
@@ -134,12 +150,19 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
       committedOffsets = undefined;
       for (const { partition, s } of parts) {
         if (states.get(partition) === s) states.delete(partition);
-        consumer?.seek({ topic: REPARTITION_TOPIC, partition, offset: String(committedAt.get(partition) ?? 0n) });
+        try {
+          consumer?.seek({ topic: REPARTITION_TOPIC, partition, offset: String(committedAt.get(partition) ?? 0n) });
+        } catch {
+          // not running (stopping): the partition's next owner starts from the commit anyway
+        }
       }
+      counters.failedCommits++;
+      if (isTooLarge(err)) await limits?.refresh();
       throw err;
     }
     for (const c of commits) committedAt.set(c.partition, c.offset);
-    counters.points += points.length;
+    counters.oversized += oversized;
+    counters.points += points.length - oversized;
     counters.transactions++;
     opts.onPoints?.(points);
   }
@@ -160,6 +183,8 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
         kafka: opts.kafka, transactionalId: `ringflow-aggregate-${opts.instanceId}`, groupId: AGGREGATE_GROUP,
         name: 'processor stage 2 (aggregate)', log: opts.log, ...(opts.onFatal ? { onFatal: opts.onFatal } : {}),
       }));
+      limits = new MessageLimits(admin, [METRICS_TOPIC, DEADLETTER_TOPIC], opts.log);
+      await limits.refresh();
       // partitions taken from us lose their in-memory state; their next owner replays from the checkpoint
       consumer.on(consumer.events.GROUP_JOIN, (e) => {
         const mine = new Set((e.payload.memberAssignment[REPARTITION_TOPIC] ?? []) as number[]);
@@ -191,7 +216,8 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
       });
       flushTimer = setInterval(() => {
         if (pending.size === 0) return;
-        void serial.run(flushPending).catch((err) => opts.log(`processor: aggregate commit failed (${(err as Error).message}); re-reading from the last commit`));
+        // a failure is said once per kind and counted (not every 100 ms), escalated if it persists
+        void serial.run(flushPending).then(() => failures.ok('commit'), (err) => failures.failed('commit', err));
       }, COMMIT_INTERVAL_MS);
       // idle partitions still close their windows, by processing time
       tick = setInterval(() => {
@@ -199,14 +225,15 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
           for (const [partition, s] of states) {
             if (s.advanceIdle(BigInt(Date.now()) * 1_000_000n)) await emit(partition, s, s.position(), false);
           }
-        }).catch((err) => opts.log(`processor: idle advance failed (${(err as Error).message}); will retry`));
+        }).then(() => failures.ok('idle advance'), (err) => failures.failed('idle advance', err));
       }, opts.idleTickMs);
     },
     async stop() {
       if (tick) clearInterval(tick);
       if (flushTimer) clearInterval(flushTimer);
       await consumer?.disconnect().catch(() => {});
-      await serial.run(flushPending).catch(() => {});
+      const open = pending.size;
+      await serial.run(flushPending).catch((err) => failures.final('final commit', err, `the points of ${open} partitions were not committed: the group's next member rebuilds them from the last commit`));
       await serial.idle();
       await producer?.disconnect().catch(() => {});
       await admin?.disconnect().catch(() => {});

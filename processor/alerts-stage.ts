@@ -21,12 +21,14 @@
 import { createSerial } from './serial.ts';
 import type { Kafka, Consumer, Producer, EachBatchPayload, PartitionAssigner } from 'kafkajs';
 import kafkajs, { CompressionTypes } from '../kafka/kafkajs.ts';
-import { ensureTopics, retrying } from '../kafka/client.ts';
+import { MessageLimits, ensureTopics, isTooLarge, retrying, sendWithinLimits } from '../kafka/client.ts';
+import { FailureReporter } from './failures.ts';
+import { oversizedDeadLetter } from './repartition.ts';
 import { connectStageClients } from './stage-clients.ts';
 import type { FatalError } from '../common/errors.ts';
 import { decodeCurrent, encodeRecord, schemaRegistry } from '../schemas/index.ts';
 import { AlertEvaluator, alertKey, type AlertRecord, type AlertRule, type EvaluatorJSON, type MetricPointValue } from './alerts.ts';
-import { METRICS_TOPIC } from './topics.ts';
+import { DEADLETTER_TOPIC, METRICS_TOPIC } from './topics.ts';
 
 export const ALERTS_TOPIC = 'ringflow.alerts.v1';
 export const ALERTS_GROUP = 'ringflow-processor-alerts';
@@ -37,6 +39,8 @@ export interface AlertsCounters {
   undecodable: number;
   alerts: number;
   transactions: number;
+  /** Alert records alone over ringflow.alerts.v1's max.message.bytes: dead-lettered (first bytes). */
+  oversized: number;
 }
 
 export interface AlertsStageOptions {
@@ -85,7 +89,9 @@ export const singleOwnerAssigner: PartitionAssigner = ({ cluster }) => ({
 });
 
 export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
-  const counters: AlertsCounters = { points: 0, undecodable: 0, alerts: 0, transactions: 0 };
+  const counters: AlertsCounters = { points: 0, undecodable: 0, alerts: 0, transactions: 0, oversized: 0 };
+  const failures = new FailureReporter({ what: 'alerts', log: opts.log, ...(opts.onFatal ? { onFatal: opts.onFatal } : {}) });
+  let limits: MessageLimits | undefined;
   const evalOpts = { processor: opts.instanceId, graceWindows: opts.graceWindows ?? 1 };
   const maxBytes = opts.metadataMaxBytes ?? DEFAULT_METADATA_MAX_BYTES;
   const schema = schemaRegistry().byTopic(ALERTS_TOPIC)!;
@@ -158,11 +164,13 @@ export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
     seq++;
     const meta = metadata(e);
     const held = e.minPendingOffsets();
+    let oversized = 0;
     for (let attempt = 1; ; attempt++) {
       try {
-        await transact(alerts, held, meta);
+        oversized = await transact(alerts, held, meta);
         break;
       } catch (err) {
+        if (isTooLarge(err)) await limits?.refresh();
         // a fresh producer's first transactions may meet CONCURRENT_TRANSACTIONS while the
         // coordinator completes the previous one: the aborted attempt can simply be redone
         const e = err as { retriable?: boolean; type?: string; name?: string };
@@ -177,15 +185,24 @@ export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
       }
     }
     counters.transactions++;
-    counters.alerts += alerts.length;
+    counters.oversized += oversized;
+    counters.alerts += alerts.length - oversized;
     if (alerts.length > 0) opts.onAlerts?.(alerts);
   }
 
-  async function transact(alerts: AlertRecord[], held: Map<number, bigint>, meta: string): Promise<void> {
+  /** One transaction; returns how many alert records were over the topic's limit (dead-lettered instead). */
+  async function transact(alerts: AlertRecord[], held: Map<number, bigint>, meta: string): Promise<number> {
+    let oversized = 0;
     const tx = await producer!.transaction();
     try {
       if (alerts.length > 0) {
-        await tx.send({ topic: ALERTS_TOPIC, acks: -1, compression: CompressionTypes.GZIP, messages: alerts.map((a) => ({ key: alertKey(a), value: encodeRecord(schema, a) })) });
+        const sent = await sendWithinLimits(tx, [{ topic: ALERTS_TOPIC, messages: alerts.map((a) => ({ key: alertKey(a), value: encodeRecord(schema, a) })) }], {
+          limitOf: limits!.limitOf,
+          compression: CompressionTypes.GZIP,
+          replace: (o) => ({ topic: DEADLETTER_TOPIC, messages: [oversizedDeadLetter(o)] }),
+        });
+        oversized = sent.oversized.length;
+        for (const o of sent.oversized) once(`oversized:${o.topic}`, `alerts: a ${o.bytes}-byte record for ${o.topic} is over its max.message.bytes (${o.limit}) -> dead letter (first bytes)`);
       }
       const partitions = [...positions].map(([partition, next]) => {
         const h = held.get(partition);
@@ -197,6 +214,7 @@ export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
       await tx.abort().catch(() => {});
       throw err;
     }
+    return oversized;
   }
 
   return {
@@ -207,6 +225,8 @@ export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
         name: 'processor alerts stage', log: opts.log, ...(opts.onFatal ? { onFatal: opts.onFatal } : {}), partitionAssigners: [singleOwnerAssigner],
       }));
       await ensureTopics(admin, [METRICS_TOPIC, ALERTS_TOPIC], opts.partitions);
+      limits = new MessageLimits(admin, [ALERTS_TOPIC, DEADLETTER_TOPIC], opts.log);
+      await limits.refresh();
       consumer.on(consumer.events.GROUP_JOIN, (e) => {
         assigned = [...((e.payload.memberAssignment[METRICS_TOPIC] ?? []) as number[])].sort((a, b) => a - b);
         evaluator = undefined; // re-read from the committed state
@@ -252,7 +272,7 @@ export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
           const before = evaluator.counters.evaluated;
           const alerts = evaluator.flush(until);
           if (evaluator.counters.evaluated !== before) await commit(evaluator, alerts);
-        }).catch((err) => opts.log(`alerts: idle flush failed (${(err as Error).message}); will retry`));
+        }).then(() => failures.ok('idle flush'), (err) => failures.failed('idle flush', err));
       }, opts.tickMs ?? 1000);
     },
     async stop() {
