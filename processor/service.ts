@@ -75,6 +75,7 @@ export async function startProcessor(opts: ProcessorOptions): Promise<Processor>
     linkDelayNs: spanLinkDelayNs,
     latenessNs,
     idleTickMs: opts.idleTickMs ?? 1000,
+    ...(opts.maxClockSkewMs !== undefined ? { maxClockSkewMs: opts.maxClockSkewMs } : {}),
     log: opts.log,
     onFatal,
   });

@@ -31,7 +31,7 @@ import type { FatalError } from '../common/errors.ts';
 import { decodeCurrent } from '../schemas/index.ts';
 import { createSerial } from './serial.ts';
 import { SpanCorrelator, encodeSpan, type L7Record, type Span, type SpanCounters } from './spans.ts';
-import { deadLetter, oversizedDeadLetter, type OutMessage } from './repartition.ts';
+import { DEFAULT_MAX_CLOCK_SKEW_MS, RejectedRecord, clockSkewError, deadLetter, oversizedDeadLetter, type OutMessage } from './repartition.ts';
 import { IDLE_GRACE_NS } from './partition.ts';
 import { DEADLETTER_TOPIC, L7_TOPIC, SPANS_GROUP, SPANS_TOPIC } from './topics.ts';
 
@@ -50,6 +50,8 @@ export interface SpansStageCounters {
   failedRecords: number;
   /** Partitions whose committed metadata could not be used (started from the committed offset alone). */
   checkpointsIgnored: number;
+  /** Records dead-lettered for a time beyond the allowed clock skew (in deadLetters too). */
+  clockSkew: number;
 }
 
 export interface SpansStageOptions {
@@ -63,6 +65,12 @@ export interface SpansStageOptions {
   latenessNs: bigint;
   /** How often quiet partitions are advanced by the clock. */
   idleTickMs: number;
+  /**
+   * l7 records dated further than this ahead of the processor's clock are
+   * dead-lettered (reason clock_skew): one would raise the partition's
+   * watermark and time out every other host's waiting request (default 60 s).
+   */
+  maxClockSkewMs?: number;
   log: (l: string) => void;
   onSpans?: (spans: readonly Span[]) => void;
   onFatal?: (err: FatalError) => void;
@@ -96,7 +104,8 @@ interface PartitionSpans {
 }
 
 export function createSpansStage(opts: SpansStageOptions): SpansStage {
-  const counters: SpansStageCounters = { records: 0, spans: 0, deadLetters: 0, transactions: 0, oversized: 0, failedRecords: 0, checkpointsIgnored: 0 };
+  const counters: SpansStageCounters = { records: 0, spans: 0, deadLetters: 0, transactions: 0, oversized: 0, failedRecords: 0, checkpointsIgnored: 0, clockSkew: 0 };
+  const maxSkewNs = BigInt(opts.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS) * 1_000_000n;
   const failures = new FailureReporter({ what: 'processor: spans', log: opts.log, ...(opts.onFatal ? { onFatal: opts.onFatal } : {}) });
   let limits: MessageLimits | undefined;
   const states = new Map<number, PartitionSpans>();
@@ -211,6 +220,7 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
             if (batch.messages.length === 0 || !isRunning() || isStale()) return;
             const s = await stateFor(batch.partition);
             const dead: OutMessage[] = [];
+            const nowNs = BigInt(Date.now()) * 1_000_000n;
             for (const m of batch.messages) {
               const offset = BigInt(m.offset);
               let rec: L7Record;
@@ -219,11 +229,19 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
                 const d = decodeCurrent(m.value); // an older writer version reads as the current one
                 if (d.schema.topic !== L7_TOPIC) throw new Error(`record of ${d.schema.topic} found on ${L7_TOPIC}`);
                 rec = d.value as unknown as L7Record;
+                // judged against the clock when first read; the dead letter commits with the
+                // read offset, and a replay (below deadFrom) judges it the same unless a day passed
+                const skew = clockSkewError(BigInt(rec.boot_time_ns) + BigInt(rec.ts_ns), nowNs, maxSkewNs);
+                if (skew) throw skew;
               } catch (err) {
                 // below deadFrom: dead-lettered before the checkpoint we replay from
                 if (offset >= s.deadFrom && offset >= s.next) {
+                  if (err instanceof RejectedRecord && err.reason === 'clock_skew') counters.clockSkew++;
                   const o = deadLetter(L7_TOPIC, batch.partition, m.offset, m.value, err);
-                  opts.log(`processor: ${L7_TOPIC}[${batch.partition}]@${m.offset} -> dead letter (${o.headers!['ringflow.error']})`);
+                  // a host an hour ahead sends thousands: its first, then every 10th, 100th, ...
+                  const n = counters.clockSkew;
+                  const quiet = err instanceof RejectedRecord && err.reason === 'clock_skew' && n > 1 && !/^10+$/.test(String(n));
+                  if (!quiet) opts.log(`processor: ${L7_TOPIC}[${batch.partition}]@${m.offset} -> dead letter (${o.headers!['ringflow.error']})${err instanceof RejectedRecord ? `; ${n} so far` : ''}`);
                   dead.push(o);
                 }
                 if (offset + 1n > s.next) s.next = offset + 1n;

@@ -6,17 +6,20 @@
  *    counted (crash 3 of issue 9: it froze the partition's watermark);
  *  - stage 1's transactional producer fenced by another instance with the
  *    same --instance: the stage says so through onFatal, once, with no
- *    unhandled rejection (its commit chain used to be poisoned by the first
- *    rejection and the next tick's `void flush()` ended the process).
+ *    unhandled rejection (it used to stall silently);
+ *  - the same bad clock on an l7 partition: the other host's request still
+ *    pairs with its response (its watermark used to jump a day and time out
+ *    every waiting request); the bad record is dead-lettered and counted.
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { ownBroker, readTopic, sleep } from '../support/integration.ts';
-import { encodeRecord, schemaRegistry } from '../../schemas/index.ts';
+import { decodeRecord, encodeRecord, schemaRegistry } from '../../schemas/index.ts';
 import { Kafka, logLevel } from '../../kafka/kafkajs.ts';
 import { ensureTopics } from '../../kafka/client.ts';
 import { startProcessor, type Processor } from '../../processor/service.ts';
 import { createRepartitionStage, type RepartitionStage } from '../../processor/repartition.ts';
+import { createSpansStage, type SpansStage } from '../../processor/spans-stage.ts';
 import type { FatalError } from '../../common/errors.ts';
 import { EVENT_TOPICS, REPARTITION_TOPIC, STATS_TOPIC } from '../../processor/topics.ts';
 
@@ -157,5 +160,70 @@ describe('processor: stage 1 fenced by another instance', { timeout: 240_000 }, 
     assert.deepEqual(rejections.map(String), [], "no unhandled rejection");
     assert.equal(fatal.length, 1, `one FatalError; the stage said:\n${log.join('\n')}`);
     assert.match(fatal[0]!.message, /fenced: another processor runs as --instance it-fence/);
+  });
+});
+
+/** An HTTP/1 request or response seen by a client on `host`, at wall time `at`. */
+const BOOT = (BigInt(Date.now()) - 3_600_000n) * 1_000_000n;
+function l7(host: string, kind: 'REQUEST' | 'RESPONSE', at: bigint): { key: string; value: Buffer } {
+  const boot = BOOT; // one boot per run: request and response of one observer
+  return {
+    key: `tcp|10.0.0.1:40000|10.0.0.2:80`, // one connection key: one partition, as any two hosts may share
+    value: encodeRecord(schemaRegistry().byId('l7')!, {
+      ts_ns: at - boot, end_ns: at + 1_000_000n - boot, pid: 7, tgid: 7, uid: 0, comm: 'client', cgroup_id: 1, conn_id: 1, role: 'CLIENT', transport: 'TCP',
+      local_addr: '10.0.0.1', local_port: 40000, remote_addr: '10.0.0.2', remote_port: 80, protocol: 'HTTP1', kind, stream_id: 1,
+      method: kind === 'REQUEST' ? 'GET' : null, path: kind === 'REQUEST' ? '/ok' : null, status: kind === 'RESPONSE' ? 200 : null, headers: {},
+      grpc_service: null, grpc_method: null, grpc_status: null, dns_name: null, dns_type: null, dns_rcode: null, dns_answers: null,
+      body_bytes: 0, truncated: false, host, boot_time_ns: boot,
+    }),
+  };
+}
+
+describe('processor: spans stage, one host\'s clock a day ahead', { timeout: 240_000 }, () => {
+  let k: Awaited<ReturnType<typeof ownBroker>>;
+  let stage: SpansStage | undefined;
+  before(async () => {
+    k = await ownBroker();
+  });
+  after(async () => {
+    await stage?.stop().catch(() => {});
+    await k?.stop();
+  });
+
+  test('the other host\'s request still pairs with its response (no timeout); the bad record is dead-lettered and counted', async () => {
+    const kafka = new Kafka({ clientId: 'it-processor-spans-skew', brokers: [k.brokers], logLevel: logLevel.NOTHING });
+    const admin = kafka.admin();
+    await admin.connect();
+    await ensureTopics(admin, ['ringflow.l7.v1', 'ringflow.spans.v1', DEADLETTER], 1);
+    await admin.disconnect();
+    const now = BigInt(Date.now()) * 1_000_000n;
+    const T = now - 60n * S;
+    const p = kafka.producer();
+    await p.connect();
+    // the good host's request, the bad host's record dated a day ahead, then the good response
+    await p.send({ topic: 'ringflow.l7.v1', messages: [l7('good', 'REQUEST', T), l7('bad', 'REQUEST', now + 86_400n * S), l7('good', 'RESPONSE', T + 5_000_000n)] });
+    await p.disconnect();
+    const log: string[] = [];
+    const fatal: FatalError[] = [];
+    stage = createSpansStage({ kafka, instanceId: 'it-spans-skew', latenessNs: 0n, linkDelayNs: 0n, timeoutNs: 10n * S, idleTickMs: 200, log: (l) => log.push(l), onFatal: (e) => fatal.push(e) });
+    await stage.start();
+    const spans: { host: string; status: string; attributes: Record<string, string> }[] = [];
+    const c = kafka.consumer({ groupId: `it-spans-skew-watch-${process.pid}`, readUncommitted: false });
+    await c.connect();
+    await c.subscribe({ topic: 'ringflow.spans.v1', fromBeginning: true });
+    await c.run({ eachMessage: async ({ message }) => void spans.push(decodeRecord(message.value!).value as never) });
+    for (let i = 0; i < 300 && spans.length === 0; i++) await sleep(100);
+    await sleep(1500);
+    await c.disconnect();
+    const dead = await deadLetters(kafka);
+
+    assert.deepEqual(fatal, []);
+    assert.equal(spans.length, 1, `one span; the stage said:\n${log.join('\n')}`);
+    assert.equal(spans[0]!.host, 'good');
+    assert.equal(spans[0]!.attributes['error.type'], undefined, `answered, not timed out: ${JSON.stringify(spans[0]!.attributes)}`);
+    assert.equal(spans[0]!.attributes['http.response.status_code'], '200');
+    assert.equal(dead.length, 1, JSON.stringify(dead));
+    assert.equal(dead[0]!['ringflow.reason'], 'clock_skew');
+    assert.equal(stage.counters.clockSkew, 1);
   });
 });
