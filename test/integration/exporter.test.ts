@@ -22,7 +22,7 @@ import { startOtelcol, stopOtelcol, readOtlpFile } from '../../cli/otelcol.ts';
 import { createExporter } from '../../exporter/service.ts';
 import { SCOPE_VERSION, type MetricPoint, type MetricExporterLike } from '../../exporter/otlp.ts';
 import { diag } from '@opentelemetry/api';
-import { testBrokers, freePort, sleep } from '../support/integration.ts';
+import { testBrokers, freePort, sleep, uncommittedRecords } from '../support/integration.ts';
 
 const { Kafka, logLevel } = kafkajs;
 const T0 = 1_732_590_000_000_000_000n + 123_456_789n;
@@ -206,8 +206,9 @@ test('exporter: Kafka -> OTLP gRPC -> a real collector, exact, and nothing lost 
   t.diagnostic(`recovered ${recoveredMs} ms after the restart; ${exporter.counters.retries} retries`);
   for (const l of lines) t.diagnostic(l);
 
-  // the offsets are committed: a second exporter in the same group gets nothing to send
+  // the offsets are committed: nothing is past them, so a second exporter in the same group sends only what is new
   await exporter.stop();
+  assert.deepEqual(await uncommittedRecords(broker.brokers, groupId, topic), [], 'the stopped exporter committed every point it exported');
   let resent = 0;
   const again = createExporter({
     kafka: new Kafka({ clientId: 'ringflow-exporter-2', brokers: [broker.brokers], logLevel: logLevel.NOTHING }),
@@ -215,10 +216,25 @@ test('exporter: Kafka -> OTLP gRPC -> a real collector, exact, and nothing lost 
     exporter: { export: (m, cb) => { resent += m.scopeMetrics[0]!.metrics.reduce((n, x) => n + x.dataPoints.length, 0); cb({ code: 0 }); }, shutdown: async () => {} },
   });
   await again.start();
-  await sleep(4000);
+  await producer.send({ topic, acks: -1, messages: [encode(N1 + N2)] });
+  await exportedAndCommitted(broker.brokers, groupId, topic, () => resent, 30_000);
   await again.stop();
-  assert.equal(resent, 0, 'a restarted exporter resends nothing: offsets were committed');
+  assert.equal(resent, 1, 'a restarted exporter sends the new point and none it had sent before');
 });
+
+/**
+ * Waits until a restarted exporter has sent something and committed all there
+ * is: a count checked after a fixed sleep cannot tell "resent nothing" from
+ * "has not joined its group yet"; once the group has committed up to the end,
+ * everything the exporter was handed has been counted.
+ */
+async function exportedAndCommitted(brokers: string, groupId: string, topic: string, sent: () => number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (sent() < 1 || (await uncommittedRecords(brokers, groupId, topic)).length > 0) {
+    if (Date.now() > deadline) throw new Error(`the restarted exporter did not send and commit a new point in ${timeoutMs / 1000} s (sent ${sent()})`);
+    await sleep(250);
+  }
+}
 
 test('exporter: retryable failures are retried, rejections counted and committed, not retried forever', { timeout: 120_000 }, async (t) => {
   const broker = await testBrokers();
@@ -268,11 +284,16 @@ test('exporter: retryable failures are retried, rejections counted and committed
   assert.equal(lines.filter((l) => /rejected 1 of \d+ points \(too old\)/.test(l)).length, 1, lines.join('\n'));
   assert.equal(lines.filter((l) => /does not decode/.test(l)).length, 1, lines.join('\n'));
 
-  // all committed: the same group starts past them
+  // all committed, the undecodable record and the rejected points too: the same group starts past them
+  assert.deepEqual(await uncommittedRecords(broker.brokers, groupId, topic), [], 'every record committed');
   let resent = 0;
   const again = createExporter({ ...opts, exporter: { export: (_m, cb) => { resent++; cb({ code: 0 }); }, shutdown: async () => {} } });
   await again.start();
-  await sleep(4000);
+  const more = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await more.connect();
+  await more.send({ topic, acks: -1, messages: [{ value: encodeRecord(schema, makePoint(N * 4)) }] });
+  await more.disconnect();
+  await exportedAndCommitted(broker.brokers, groupId, topic, () => resent, 30_000);
   await again.stop();
-  assert.equal(resent, 0);
+  assert.equal(resent, 1, 'one export request, of the new point only');
 });
