@@ -63,3 +63,52 @@ export function summarizeWindow(points: readonly SummaryPoint[]): string {
   const head = `window ${clock(first.window_start_ns)}-${clock(first.window_end_ns)}: ${points.length} series, ${events} latency events${dropped ? `, ${dropped} dropped by collectors` : ''}`;
   return parts.length ? `${head}; worst ${parts.join('; ')}` : head;
 }
+
+/** What `up` reads of a collector stats record (schemas/collector.stats.avsc; longs decode as bigint). */
+export interface CollectorLossInput {
+  events: { kernel_drops: bigint | number; user_drops: bigint | number }[];
+  drop_reasons?: { reason: string; count: bigint | number }[];
+  l7_parse_failures?: { reason: string; count: bigint | number }[];
+  clamped?: bigint | number;
+}
+
+/**
+ * The collectors' losses between two summary lines, from their stats records:
+ * `up` runs the collector with --quiet, so its own summary line is not seen;
+ * this carries the same losses (kernel and user drops, user losses by reason,
+ * L7 parser stops by reason, clamped values) onto up's line. Reasons are a
+ * fixed set (collector.ts DROP_REASONS), so the maps stay small.
+ */
+export class CollectorLosses {
+  private kernel = 0;
+  private user = 0;
+  private clamped = 0;
+  private readonly reasons = new Map<string, number>();
+  private readonly parse = new Map<string, number>();
+
+  add(s: CollectorLossInput): void {
+    for (const e of s.events) {
+      this.kernel += Number(e.kernel_drops);
+      this.user += Number(e.user_drops);
+    }
+    for (const r of s.drop_reasons ?? []) this.reasons.set(r.reason, (this.reasons.get(r.reason) ?? 0) + Number(r.count));
+    for (const r of s.l7_parse_failures ?? []) this.parse.set(r.reason, (this.parse.get(r.reason) ?? 0) + Number(r.count));
+    this.clamped += Number(s.clamped ?? 0);
+  }
+
+  /** A clause for the summary line covering everything added since the last take(), then starts again; '' when nothing was lost. */
+  take(): string {
+    const list = (m: Map<string, number>) => [...m].filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ');
+    const parts: string[] = [];
+    if (this.kernel > 0 || this.user > 0) parts.push(`kernel drops ${this.kernel}, user drops ${this.user}`);
+    const reasons = list(this.reasons);
+    if (reasons) parts.push(`lost by reason: ${reasons}`);
+    const parse = list(this.parse);
+    if (parse) parts.push(`l7 parsers stopped: ${parse}`);
+    if (this.clamped > 0) parts.push(`stats values clamped ${this.clamped}`);
+    this.kernel = this.user = this.clamped = 0;
+    this.reasons.clear();
+    this.parse.clear();
+    return parts.length ? `; collectors: ${parts.join('; ')}` : '';
+  }
+}

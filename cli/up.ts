@@ -13,8 +13,8 @@ import { createKafkaClient, connectAdmin, ensureTopics } from '../kafka/client.t
 import { decodeRecord } from '../schemas/index.ts';
 import { parseCollectArgs, COLLECT_HELP } from './collect.ts';
 import { parseLatenessMs, parseWindowMs } from './process.ts';
-import { summarizeWindow, type SummaryPoint } from './summary.ts';
-import { METRICS_TOPIC } from '../processor/topics.ts';
+import { summarizeWindow, CollectorLosses, type CollectorLossInput, type SummaryPoint } from './summary.ts';
+import { METRICS_TOPIC, STATS_TOPIC } from '../processor/topics.ts';
 import { ALERTS_TOPIC } from '../processor/alerts-stage.ts';
 
 interface AlertLine {
@@ -142,10 +142,20 @@ export async function upCommand(argv: string[]): Promise<number> {
   // the live summary: read the committed points and print each window once it has gone quiet
   const consumer = kafka.consumer({ groupId: `ringflow-up-${process.pid}-${Date.now()}`, readUncommitted: false });
   await consumer.connect();
-  await consumer.subscribe({ topics: rules ? [METRICS_TOPIC, ALERTS_TOPIC] : [METRICS_TOPIC], fromBeginning: false });
+  // the collector's stats too: it runs --quiet, so its losses reach the summary through them
+  await consumer.subscribe({ topics: rules ? [METRICS_TOPIC, ALERTS_TOPIC, STATS_TOPIC] : [METRICS_TOPIC, STATS_TOPIC], fromBeginning: false });
   const windows = new Map<bigint, { points: SummaryPoint[]; timer: NodeJS.Timeout }>();
+  const losses = new CollectorLosses();
   await consumer.run({
     eachMessage: async ({ topic, message }) => {
+      if (topic === STATS_TOPIC) {
+        try {
+          losses.add(decodeRecord(message.value!).value as unknown as CollectorLossInput);
+        } catch {
+          // the processor dead-letters a stats record it cannot read; the summary just skips it
+        }
+        return;
+      }
       if (topic === ALERTS_TOPIC) {
         try {
           console.log(alertLine(decodeRecord(message.value!).value as unknown as AlertLine));
@@ -162,7 +172,7 @@ export async function upCommand(argv: string[]): Promise<number> {
           w = { points: [], timer: setTimeout(() => {
             const done = windows.get(key);
             windows.delete(key);
-            if (done) console.log(summarizeWindow(done.points));
+            if (done) console.log(summarizeWindow(done.points) + losses.take());
           }, SUMMARY_DELAY_MS) };
           windows.set(key, w);
         }

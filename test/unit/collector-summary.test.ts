@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { summaryLine, lossesSummaryPart } from '../../cli/collect.ts';
 import type { StatsSnapshot } from '../../collector/collector.ts';
+import { CollectorLosses, type CollectorLossInput } from '../../cli/summary.ts';
 
 const base: StatsSnapshot = {
   time_ns: 0n, interval_ns: 5_000_000_000n,
@@ -27,5 +28,23 @@ test('summary line: losses by reason, L7 parser stops by reason, clamped values 
     const s = { ...base, ...over };
     assert.equal(lossesSummaryPart(s), want, name);
     assert.equal(summaryLine(s), head + want, name);
+  }
+});
+
+test('up: the collectors\' losses from their stats records, between two summary lines (table)', () => {
+  const cases: [string, CollectorLossInput[], string][] = [
+    ['nothing', [], ''],
+    ['no loss', [{ events: [{ kernel_drops: 0n, user_drops: 0n }], drop_reasons: [], l7_parse_failures: [], clamped: 0n }], ''],
+    ['an old collector (v0 record: no breakdown)', [{ events: [{ kernel_drops: 4n, user_drops: 1n }] }], '; collectors: kernel drops 4, user drops 1'],
+    ['summed over records and hosts', [
+      { events: [{ kernel_drops: 1n, user_drops: 2n }, { kernel_drops: 0n, user_drops: 1n }], drop_reasons: [{ reason: 'backpressure', count: 2n }, { reason: 'too_large_dead_lettered', count: 1n }], l7_parse_failures: [{ reason: 'HTTP1: bad start line', count: 1n }], clamped: 0n },
+      { events: [{ kernel_drops: 2n, user_drops: 0n }], drop_reasons: [{ reason: 'backpressure', count: 1n }], l7_parse_failures: [], clamped: 1n },
+    ], '; collectors: kernel drops 3, user drops 3; lost by reason: backpressure 3, too_large_dead_lettered 1; l7 parsers stopped: HTTP1: bad start line 1; stats values clamped 1'],
+  ];
+  for (const [name, records, want] of cases) {
+    const t = new CollectorLosses();
+    for (const r of records) t.add(r);
+    assert.equal(t.take(), want, name);
+    assert.equal(t.take(), '', `${name}: take() starts again`);
   }
 });
