@@ -109,7 +109,56 @@ describe('processor: one host\'s clock a day ahead', { timeout: 240_000 }, () =>
     assert.equal(proc.repartition.counters.clockSkew, 1);
     assert.ok(log.some((l) => /dead letter .*ahead of the processor's clock/.test(l)), log.join('\n'));
   });
+
+  test('the commit metadata of the processor\'s groups is UTF-8 text (JSON) that other Kafka tools can read', async () => {
+    const commits = (await rawCommits(kafka)).filter((c) => c.group.startsWith('ringflow-processor-'));
+    assert.ok(commits.some((c) => c.group === 'ringflow-processor-aggregate' && c.metadata !== null && c.metadata.length > 0), 'stage 2 committed a checkpoint');
+    const utf8 = new TextDecoder('utf-8', { fatal: true });
+    for (const c of commits) {
+      if (c.metadata === null || c.metadata.length === 0) continue;
+      let text = '';
+      assert.doesNotThrow(() => (text = utf8.decode(c.metadata!)), `${c.group} ${c.topic}[${c.partition}]: not UTF-8`);
+      assert.doesNotThrow(() => JSON.parse(text), `${c.group} ${c.topic}[${c.partition}]: not JSON`);
+    }
+  });
 });
+
+/**
+ * Every offset commit of the processor's groups as the broker stores it
+ * (__consumer_offsets, read raw): group, topic, partition and the metadata's
+ * bytes. Issue 9 item 10 says other Kafka tools could not read a group's
+ * commit metadata as UTF-8; this reads the bytes themselves, not kafkajs's
+ * lossy decoding of them.
+ */
+async function rawCommits(kafka: InstanceType<typeof Kafka>): Promise<{ group: string; topic: string; partition: number; metadata: Buffer | null }[]> {
+  const out: { group: string; topic: string; partition: number; metadata: Buffer | null }[] = [];
+  const c = kafka.consumer({ groupId: `it-faults-offsets-${Date.now()}` });
+  await c.connect();
+  await c.subscribe({ topic: '__consumer_offsets', fromBeginning: true });
+  const str = (b: Buffer, at: number): [Buffer | null, number] => {
+    const n = b.readInt16BE(at);
+    return n < 0 ? [null, at + 2] : [b.subarray(at + 2, at + 2 + n), at + 2 + n];
+  };
+  await c.run({
+    eachMessage: async ({ message }) => {
+      const key = message.key!;
+      const kv = key.readInt16BE(0);
+      if (kv > 1 || !message.value) return; // group metadata, or a tombstone
+      let [group, at] = str(key, 2);
+      let topic: Buffer | null;
+      [topic, at] = str(key, at);
+      const partition = key.readInt32BE(at);
+      const v = message.value;
+      const vv = v.readInt16BE(0);
+      // OffsetCommitValue: offset int64, (v3: leader epoch int32), metadata string, ...
+      const [metadata] = str(v, 2 + 8 + (vv >= 3 ? 4 : 0));
+      out.push({ group: group!.toString(), topic: topic!.toString(), partition, metadata });
+    },
+  });
+  await sleep(4000);
+  await c.disconnect();
+  return out;
+}
 
 describe('processor: stage 1 fenced by another instance', { timeout: 240_000 }, () => {
   let k: Awaited<ReturnType<typeof ownBroker>>;
