@@ -117,6 +117,8 @@ class Stage {
   private tail: string[] = [];
   readonly crashes: string[] = [];
   restarts = 0;
+  /** Set when the soak ends: no restart after that, whatever is pending. */
+  retired = false;
   private exited: Promise<void> = Promise.resolve();
 
   readonly name: string;
@@ -159,7 +161,7 @@ class Stage {
           this.log(`CRASH ${why}`);
           // keep the soak going so the rest is still measured (the crash fails it); a stage started
           // while the soak holds the broker down would only say "cannot reach Kafka" and exit
-          void sleep(1000).then(() => this.holdRestart()).then(() => { if (this.child === child) this.start(); });
+          void sleep(1000).then(() => this.holdRestart()).then(() => { if (this.child === child && !this.retired) this.start(); });
         }
         resolve();
       });
@@ -251,7 +253,12 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     const stages = [collector, processor, exporter];
     let brokerBack: Promise<void> = Promise.resolve();
     for (const s of stages) s.holdRestart = () => brokerBack;
-    cleanups.push(async () => { for (const s of stages) await s.stop('SIGKILL'); });
+    cleanups.push(async () => {
+      for (const s of stages) {
+        s.retired = true;
+        await s.stop('SIGKILL');
+      }
+    });
     await collector.waitFor(/collecting sched,block,tcp,l7/, 90_000);
     await exporter.waitFor(/exporting/, 90_000);
     say('pipeline up');
@@ -505,6 +512,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
 
     // ---- every stage stops cleanly, and none crashed
     for (const s of [collector, processor, exporter]) {
+      s.retired = true;
       const code = await s.stop('SIGINT');
       if (code !== 0) failures.push(`${s.name} exited ${code} on SIGINT; see ${stageLog(s.name)}`);
     }
