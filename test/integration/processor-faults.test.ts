@@ -276,3 +276,46 @@ describe('processor: spans stage, one host\'s clock a day ahead', { timeout: 240
     assert.equal(stage.counters.clockSkew, 1);
   });
 });
+
+describe('processor: spans stage, commit metadata it cannot use', { timeout: 240_000 }, () => {
+  let k: Awaited<ReturnType<typeof ownBroker>>;
+  let stage: SpansStage | undefined;
+  before(async () => {
+    k = await ownBroker();
+  });
+  after(async () => {
+    await stage?.stop().catch(() => {});
+    await k?.stop();
+  });
+
+  test('a checkpoint the correlator refuses is ignored and counted; the partition is processed from the committed offset', async () => {
+    const kafka = new Kafka({ clientId: 'it-processor-spans-meta', brokers: [k.brokers], logLevel: logLevel.NOTHING });
+    const admin = kafka.admin();
+    await admin.connect();
+    await ensureTopics(admin, ['ringflow.l7.v1', 'ringflow.spans.v1', DEADLETTER], 1);
+    await admin.disconnect();
+    const T = BigInt(Date.now()) * 1_000_000n - 60n * S;
+    const p = kafka.producer({ transactionalId: 'it-spans-meta-writer', idempotent: true, maxInFlightRequests: 1 });
+    await p.connect();
+    await p.send({ topic: 'ringflow.l7.v1', messages: [l7('good', 'REQUEST', T), l7('good', 'RESPONSE', T + 5_000_000n)] });
+    // a commit at offset 0 whose metadata is ours in shape but holds a checkpoint that is not one
+    // (another build, a truncated value): the stage used to throw on it for every batch, forever
+    const tx = await p.transaction();
+    await tx.sendOffsets({
+      consumerGroupId: 'ringflow-processor-spans',
+      topics: [{ topic: 'ringflow.l7.v1', partitions: [{ partition: 0, offset: '0', metadata: JSON.stringify({ v: 1, read: '0', spans: '{not a checkpoint' }) } as never] }],
+    });
+    await tx.commit();
+    await p.disconnect();
+
+    const log: string[] = [];
+    const fatal: FatalError[] = [];
+    stage = createSpansStage({ kafka, instanceId: 'it-spans-meta', latenessNs: 0n, linkDelayNs: 0n, timeoutNs: 10n * S, idleTickMs: 200, log: (l) => log.push(l), onFatal: (e) => fatal.push(e) });
+    await stage.start();
+    for (let i = 0; i < 300 && stage.counters.spans === 0 && fatal.length === 0; i++) await sleep(100);
+    assert.deepEqual(fatal, []);
+    assert.equal(stage.counters.spans, 1, `the partition was processed; the stage said:\n${log.join('\n')}`);
+    assert.equal(stage.counters.checkpointsIgnored, 1);
+    assert.ok(log.some((l) => /ignoring the commit's metadata/.test(l)), log.join('\n'));
+  });
+});
