@@ -139,6 +139,34 @@ function metric<E extends EventBase>(d: MetricDef<E>): MetricDef<E> {
 }
 
 /** Everything the processor aggregates: one row per output metric. */
+/**
+ * Every drop of every kind reaches ringflow.metrics.v1 as a SUM point of this
+ * metric per (host, reason, signal) and window (a delta): reason kernel (the
+ * ring was full) or user (the collector could not hold it) from the
+ * collectors' stats, signal the event topic. Late events stay on their
+ * series' points (late_events); the exporter sends both to OTLP under this
+ * name (exporter/otlp.ts DROPPED_METRIC).
+ */
+export const DROPPED_METRIC = 'ringflow.dropped';
+export const DROPPED_UNIT = '{event}';
+
+/** Pure: one drop count -> a schemas/metrics.avsc record (attributes sorted by key). */
+export function droppedRecord(o: { host: string; reason: string; signal: string; startNs: bigint; endNs: bigint; count: number; processor: string }): Record<string, unknown> {
+  return {
+    name: DROPPED_METRIC,
+    unit: DROPPED_UNIT,
+    kind: 'SUM',
+    attributes: [{ key: 'host.name', value: o.host }, { key: 'reason', value: o.reason }, { key: 'signal', value: o.signal }],
+    window_start_ns: o.startNs,
+    window_end_ns: o.endNs,
+    histogram: null,
+    sum: BigInt(o.count),
+    late_events: 0n,
+    dropped_inputs: 0n,
+    processor: o.processor,
+  };
+}
+
 const HOUR_NS = 3_600_000_000_000n;
 const DAY_NS = 24n * HOUR_NS;
 

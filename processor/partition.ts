@@ -25,7 +25,7 @@
  */
 import { decodeCurrent, encodeRecord, schemaRegistry } from '../schemas/index.ts';
 import { METRICS, WindowAggregator, capCardinality, type SeriesPoint, type WindowAssignerState, type EventBase } from './index.ts';
-import { spanEvent, type PartialWindow } from './aggregate.ts';
+import { DROPPED_METRIC, droppedRecord, spanEvent, type PartialWindow } from './aggregate.ts';
 import { isPartial, partialOf } from './partial.ts';
 import { createFastDecoder, eventTimeNs } from './fast-decode.ts';
 import { METRICS_TOPIC, SPANS_TOPIC, STATS_TOPIC, parseRepartitionKey } from './topics.ts';
@@ -180,6 +180,8 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
   const laneList = [lanes.events, lanes.spans];
   /** `${topic}|${host}|${windowStart}` -> events the collectors reported dropped */
   const drops = new Map<string, number>();
+  /** the same drops per reason, until their window closes: then written as ringflow.dropped points */
+  const dropsBy = new Map<string, { topic: string; host: string; startNs: bigint; kernel: number; user: number }>();
   let closed: SeriesPoint[] = [];
   let lastIdleCheck = -1n;
   let pos = -1n;
@@ -212,6 +214,34 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
     }
     const open = new Set(l.agg.assigner.openWindows().map((w) => w.startNs));
     for (const start of [...l.holds.keys()]) if (!open.has(start)) l.holds.delete(start);
+  }
+
+  function dropClosed(d: { startNs: bigint }): boolean {
+    return lanes.events.agg.assigner.isClosed(lanes.events.agg.assigner.windowOf(d.startNs).endNs);
+  }
+
+  /**
+   * The collectors' drops of windows now closed, one ringflow.dropped point
+   * per host, topic and reason; windows emitted before a restart (replayed)
+   * are not written again.
+   */
+  function takeDropPoints(): EncodedPoint[] {
+    const out: EncodedPoint[] = [];
+    const l = lanes.events;
+    const emitted = l.emittedThrough;
+    for (const [k, d] of dropsBy) {
+      if (!dropClosed(d)) continue;
+      dropsBy.delete(k);
+      const endNs = l.agg.assigner.windowOf(d.startNs).endNs;
+      if (endNs <= emitted) continue;
+      if (endNs > l.emittedThrough) l.emittedThrough = endNs;
+      for (const [reason, count] of [['kernel', d.kernel], ['user', d.user]] as const) {
+        if (count === 0) continue;
+        const rec = droppedRecord({ host: d.host, reason, signal: d.topic, startNs: d.startNs, endNs, count, processor: cfg.processorId });
+        out.push({ key: `${DROPPED_METRIC}|host.name=${d.host},reason=${reason},signal=${d.topic}`, value: encodeRecord(metrics, rec) });
+      }
+    }
+    return out;
   }
 
   function firstHold(l: Lane): Hold | undefined {
@@ -267,6 +297,12 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
         hold(l, start, offset, before);
         const k = `${route!.topic}|${route!.host}|${start}`;
         drops.set(k, (drops.get(k) ?? 0) + n);
+        if (n > 0) {
+          let d = dropsBy.get(k);
+          if (!d) dropsBy.set(k, (d = { topic: route!.topic, host: route!.host, startNs: start, kernel: 0, user: 0 }));
+          d.kernel += Number(e!.kernel_drops);
+          d.user += Number(e!.user_drops);
+        }
         return 'ok';
       }
       if (partial !== null) {
@@ -314,10 +350,11 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
       // transaction; for spans also the correlator's wait): only assume event time has
       // reached now - the lane's grace
       for (const l of quiet) collect(l, l.agg.advanceTo(wallNs - l.idleGraceNs));
-      return closed.length > before;
+      return closed.length > before || [...dropsBy.values()].some(dropClosed);
     },
     takeClosed() {
-      if (closed.length === 0) return [];
+      const dropped = takeDropPoints();
+      if (closed.length === 0) return dropped;
       const points = capCardinality(closed, { topK: cfg.topK, perHost: true });
       closed = [];
       const out: EncodedPoint[] = [];
@@ -345,7 +382,7 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
       // drop counts of windows no longer open are no longer needed
       const open = new Set(lanes.events.agg.assigner.openWindows().map((w) => String(w.startNs)));
       for (const k of [...drops.keys()]) if (!open.has(k.slice(k.lastIndexOf('|') + 1))) drops.delete(k);
-      return out;
+      return out.concat(dropped);
     },
     minOpenOffset() {
       let min: bigint | null = null;

@@ -1,0 +1,82 @@
+/**
+ * Issue 9, item 5: the collectors' drops reach ringflow.metrics.v1 as
+ * ringflow.dropped points per host, reason (kernel, user) and signal (the
+ * event topic), once per window: also for a window in which every event was
+ * dropped (no series point to carry dropped_inputs). Real broker, real processor.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ownBroker, readTopic, runCli, sleep } from '../support/integration.ts';
+import { encodeRecord, schemaRegistry } from '../../schemas/index.ts';
+import { Kafka, logLevel } from '../../kafka/kafkajs.ts';
+import { ensureTopics } from '../../kafka/client.ts';
+
+const RUNQ = 'ringflow.sched.runqlat.v1';
+const STATS = 'ringflow.collector.stats.v1';
+const W = 2_000_000_000n;
+
+function runq(tsNs: bigint) {
+  return encodeRecord(schemaRegistry().byTopic(RUNQ)!, {
+    cpu: 0, pid: 9, tgid: 9, uid: 0, ts_ns: tsNs, cgroup_id: 1n, comm: 'd', latency_ns: 1_000_000n, prev_pid: 0, kind: 'WAKEUP', host: 'h1', boot_time_ns: 0n,
+  });
+}
+
+function stats(timeNs: bigint, kernel: number, user: number) {
+  return encodeRecord(schemaRegistry().byTopic(STATS)!, {
+    host: 'h1', boot_time_ns: 0n, time_ns: timeNs, interval_ns: 1_000_000_000n,
+    events: [{ event: RUNQ, read: 100n, kernel_drops: BigInt(kernel), user_drops: BigInt(user), produced: 100n }],
+    send_errors: 0n, pending: 0n, ring_bytes: 0n,
+  });
+}
+
+test('collector drops reach ringflow.metrics.v1 as ringflow.dropped{reason, signal} per window, once', { timeout: 180_000 }, async () => {
+  const k = await ownBroker();
+  const kafka = new Kafka({ clientId: 'it-drops-metrics', brokers: [k.brokers], logLevel: logLevel.NOTHING });
+  const proc = runCli(['process', '--brokers', k.brokers, '--window', '2s', '--lateness', '1s', '--partitions', '1', '--instance', 'it-drops']);
+  try {
+    const admin = kafka.admin();
+    await admin.connect();
+    await ensureTopics(admin, [RUNQ, STATS], 1);
+    await admin.disconnect();
+    await proc.waitFor(/processing as it-drops/);
+    const base = (BigInt(Date.now()) * 1_000_000n / W) * W - 20n * W; // aligned, in the past
+    const p = kafka.producer();
+    await p.connect();
+    // W0: events and drops; W2: drops only (every event of the window lost); W4: events that close both
+    await p.send({ topic: RUNQ, messages: [0, 1, 2].map((i) => ({ key: 'h1/9', value: runq(base + BigInt(i) * 1_000_000n) })) });
+    await p.send({ topic: STATS, messages: [
+      { key: 'h1', value: stats(base + 500_000_000n, 7, 3) },
+      { key: 'h1', value: stats(base + 2n * W + 500_000_000n, 11, 0) },
+    ] });
+    // later, as time goes on (in one stage-1 transaction, stats records follow the partials:
+    // a W4 event in it would have closed W0 and W2 first, and their drops would count in W4, as late events do)
+    await sleep(3000);
+    await p.send({ topic: RUNQ, messages: [{ key: 'h1/9', value: runq(base + 4n * W) }] });
+    await p.disconnect();
+
+    const want = [`${base}|kernel=7`, `${base}|user=3`, `${base + 2n * W}|kernel=11`];
+    let got: string[] = [];
+    for (let i = 0; i < 60; i++) {
+      await sleep(1000);
+      got = (await readTopic(k.brokers, 'ringflow.metrics.v1', 1000))
+        .map((r) => r.value)
+        .filter((v) => v.name === 'ringflow.dropped')
+        .map((v) => {
+          const a = Object.fromEntries((v.attributes as { key: string; value: string }[]).map((x) => [x.key, x.value]));
+          assert.deepEqual([a['host.name'], a.signal, v.kind, v.unit], ['h1', RUNQ, 'SUM', '{event}']);
+          assert.equal((v.window_end_ns as bigint) - (v.window_start_ns as bigint), W);
+          return `${v.window_start_ns}|${a.reason}=${v.sum}`;
+        })
+        .sort();
+      if (got.length >= want.length) break;
+    }
+    await sleep(3000);
+    const again = (await readTopic(k.brokers, 'ringflow.metrics.v1', 1000)).filter((r) => r.value.name === 'ringflow.dropped').length;
+    assert.deepEqual(got, want.sort());
+    assert.equal(again, want.length, 'each once');
+  } finally {
+    proc.child.kill('SIGTERM');
+    await proc.exit;
+    await k.stop();
+  }
+});
