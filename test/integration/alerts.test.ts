@@ -5,13 +5,13 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { ownBroker, readTopic, sleep } from '../support/integration.ts';
+import { ownBroker, readTopic, sleep, uncommittedRecords } from '../support/integration.ts';
 import { encodeRecord, schemaRegistry } from '../../schemas/index.ts';
 import { Kafka, logLevel } from '../../kafka/kafkajs.ts';
 import { ensureTopics } from '../../kafka/client.ts';
 import { ExpHistogram } from '../../processor/index.ts';
 import { parseRules } from '../../processor/alerts.ts';
-import { ALERTS_TOPIC, createAlertsStage, type AlertsStage } from '../../processor/alerts-stage.ts';
+import { ALERTS_GROUP, ALERTS_TOPIC, createAlertsStage, type AlertsStage } from '../../processor/alerts-stage.ts';
 
 const METRICS = 'ringflow.metrics.v1';
 const NAME = 'ringflow.sched.runqueue.latency';
@@ -104,9 +104,23 @@ describe('alerts stage: firing and resolved, exactly once', { timeout: 240_000 }
 
   test('a restarted stage resumes from the committed state: nothing twice', async () => {
     await stage!.stop();
+    // what the first stage read is committed with its transactions: nothing past the group's offsets
+    assert.deepEqual(await uncommittedRecords(k.brokers, ALERTS_GROUP, METRICS), [], 'the stopped stage committed every point it read');
     stage = newStage();
     await stage.start();
-    await sleep(5000);
+    // a count after a fixed sleep is also what a stage that has not joined yet gives: hand
+    // the restarted stage one new point (no transition) and wait until it has read and
+    // committed it; by then anything it re-read from before would have been evaluated again
+    const p = kafka.producer();
+    await p.connect();
+    await p.send({ topic: METRICS, messages: [point('cold', base + 4n * WINDOW_NS, 0.001)] });
+    await p.disconnect();
+    const deadline = Date.now() + 60_000;
+    while (stage.counters.points < 1 || (await uncommittedRecords(k.brokers, ALERTS_GROUP, METRICS)).length > 0) {
+      assert.ok(Date.now() < deadline, `the restarted stage did not read and commit the new point in 60 s (points ${stage.counters.points})`);
+      await sleep(250);
+    }
+    assert.ok(stage.counters.points < 8, `the restarted stage re-read old points: ${stage.counters.points}`);
     assert.equal((await alerts(k.brokers)).length, 2);
     assert.equal(stage.counters.alerts, 0);
     assert.deepEqual(logs.filter((l) => /unreadable|no state|idle flush failed/.test(l)), []);
