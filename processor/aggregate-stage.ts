@@ -53,8 +53,10 @@ export interface AggregateStageOptions {
   idleTickMs: number;
   log: (l: string) => void;
   onPoints?: (points: readonly { value: Buffer }[]) => void;
-  /** The consumer stopped for good (see superviseConsumer). */
+  /** The consumer stopped for good (see superviseConsumer), or a failure persisted (FailureReporter). */
   onFatal?: (err: FatalError) => void;
+  /** Failures of the same kind that last this long with no success end the service (default 60 s). */
+  failurePersistMs?: number;
 }
 
 export interface AggregateStage {
@@ -65,7 +67,10 @@ export interface AggregateStage {
 
 export function createAggregateStage(opts: AggregateStageOptions): AggregateStage {
   const counters: AggregateCounters = { events: 0, points: 0, transactions: 0, skippedReplay: 0, checkpointsIgnored: 0, oversized: 0, failedCommits: 0 };
-  const failures = new FailureReporter({ what: 'processor: aggregate', log: opts.log, ...(opts.onFatal ? { onFatal: opts.onFatal } : {}) });
+  const failures = new FailureReporter({
+    what: 'processor: aggregate', log: opts.log,
+    ...(opts.onFatal ? { onFatal: opts.onFatal } : {}), ...(opts.failurePersistMs !== undefined ? { persistMs: opts.failurePersistMs } : {}),
+  });
   let limits: MessageLimits | undefined;
   const states = new Map<number, PartitionState>();
   /** Per partition, the offset last committed (or read back at restore): where a failed transaction rewinds to. */
@@ -110,7 +115,7 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
   }
 
   /** Emit what `s` closed, committing its checkpoint with the points. */
-  function emit(partition: number, s: PartitionState, nextOffset: bigint, force: boolean): Promise<void> {
+  function emit(partition: number, s: PartitionState, nextOffset: bigint, force: boolean): Promise<boolean> {
     return emitMany([{ partition, s, nextOffset }], force);
   }
 
@@ -119,10 +124,11 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
    * with its offset (the first one an open window still needs) and, in its
    * metadata, its checkpoint. One transaction for all of them, not one per
    * partition: a transaction costs tens to hundreds of ms on a loaded broker.
+   * True if a transaction committed (false: there was nothing to commit).
    */
-  async function emitMany(list: { partition: number; s: PartitionState; nextOffset: bigint }[], force: boolean): Promise<void> {
+  async function emitMany(list: { partition: number; s: PartitionState; nextOffset: bigint }[], force: boolean): Promise<boolean> {
     const parts = list.map((e) => ({ ...e, points: e.s.takeClosed() })).filter((e) => force || e.points.length > 0);
-    if (parts.length === 0) return;
+    if (parts.length === 0) return false;
     const commits = parts.map((e) => ({ partition: e.partition, offset: e.s.minOpenOffset() ?? e.nextOffset, metadata: e.s.checkpoint() }));
     const points = parts.flatMap((e) => e.points);
     let oversized = 0;
@@ -165,15 +171,16 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
     counters.points += points.length - oversized;
     counters.transactions++;
     opts.onPoints?.(points);
+    return true;
   }
 
   /** Partitions read since the last flush: partition -> its state then and the offset after its last record. */
   let pending = new Map<number, { s: PartitionState; nextOffset: bigint }>();
   /** Emits what the batches read since the last call closed (run in `serial`). */
-  async function flushPending(): Promise<void> {
+  async function flushPending(): Promise<boolean> {
     const list = [...pending].map(([partition, e]) => ({ partition, ...e })).filter((e) => states.get(e.partition) === e.s); // revoked since: not ours to commit
     pending = new Map();
-    await emitMany(list, false);
+    return await emitMany(list, false);
   }
 
   return {
@@ -217,15 +224,20 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
       flushTimer = setInterval(() => {
         if (pending.size === 0) return;
         // a failure is said once per kind and counted (not every 100 ms), escalated if it persists
-        void serial.run(flushPending).then(() => failures.ok('commit'), (err) => failures.failed('commit', err));
+        // a success is a transaction committed: with nothing to commit (states dropped by the
+        // failure) nothing was shown to work, so the failure's streak goes on
+        void serial.run(flushPending).then((did) => did && failures.ok('commit'), (err) => failures.failed('commit', err));
       }, COMMIT_INTERVAL_MS);
       // idle partitions still close their windows, by processing time
       tick = setInterval(() => {
+        // the same transactions as the commit timer's: failures of both are one kind
         void serial.run(async () => {
+          let did = false;
           for (const [partition, s] of states) {
-            if (s.advanceIdle(BigInt(Date.now()) * 1_000_000n)) await emit(partition, s, s.position(), false);
+            if (s.advanceIdle(BigInt(Date.now()) * 1_000_000n)) did = (await emit(partition, s, s.position(), false)) || did;
           }
-        }).then(() => failures.ok('idle advance'), (err) => failures.failed('idle advance', err));
+          return did;
+        }).then((did) => did && failures.ok('commit'), (err) => failures.failed('commit', err));
       }, opts.idleTickMs);
     },
     async stop() {

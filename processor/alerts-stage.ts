@@ -271,8 +271,10 @@ export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
           const until = (BigInt(Date.now()) - BigInt(opts.flushAfterMs ?? 30_000)) * 1_000_000n;
           const before = evaluator.counters.evaluated;
           const alerts = evaluator.flush(until);
-          if (evaluator.counters.evaluated !== before) await commit(evaluator, alerts);
-        }).then(() => failures.ok('idle flush'), (err) => failures.failed('idle flush', err));
+          if (evaluator.counters.evaluated === before) return false;
+          await commit(evaluator, alerts);
+          return true;
+        }).then((did) => did && failures.ok('idle flush'), (err) => failures.failed('idle flush', err));
       }, opts.tickMs ?? 1000);
     },
     async stop() {

@@ -20,6 +20,8 @@ import { ensureTopics } from '../../kafka/client.ts';
 import { startProcessor, type Processor } from '../../processor/service.ts';
 import { createRepartitionStage, type RepartitionStage } from '../../processor/repartition.ts';
 import { createSpansStage, type SpansStage } from '../../processor/spans-stage.ts';
+import { createAggregateStage, type AggregateStage } from '../../processor/aggregate-stage.ts';
+import { createPartitionState } from '../../processor/partition.ts';
 import type { FatalError } from '../../common/errors.ts';
 import { EVENT_TOPICS, REPARTITION_TOPIC, STATS_TOPIC } from '../../processor/topics.ts';
 
@@ -317,5 +319,60 @@ describe('processor: spans stage, commit metadata it cannot use', { timeout: 240
     assert.equal(stage.counters.spans, 1, `the partition was processed; the stage said:\n${log.join('\n')}`);
     assert.equal(stage.counters.checkpointsIgnored, 1);
     assert.ok(log.some((l) => /ignoring the commit's metadata/.test(l)), log.join('\n'));
+  });
+});
+
+describe('processor: stage 2 commits failing for good', { timeout: 240_000 }, () => {
+  let k: Awaited<ReturnType<typeof ownBroker>>;
+  let stage: AggregateStage | undefined;
+  before(async () => {
+    k = await ownBroker();
+  });
+  after(async () => {
+    await stage?.stop().catch(() => {});
+    await k?.stop();
+  });
+
+  test('the failure is said once with a count, not every 100 ms tick, and escalates once it persists', async () => {
+    const kafka = new Kafka({ clientId: 'it-processor-agg-fence', brokers: [k.brokers], logLevel: logLevel.NOTHING });
+    const admin = kafka.admin();
+    await admin.connect();
+    await ensureTopics(admin, [REPARTITION_TOPIC, 'ringflow.metrics.v1', DEADLETTER], 1);
+    await admin.disconnect();
+    const log: string[] = [];
+    const fatal: FatalError[] = [];
+    stage = createAggregateStage({
+      kafka, instanceId: 'it-agg-fence', idleTickMs: 200, failurePersistMs: 3000, log: (l) => log.push(l), onFatal: (e) => fatal.push(e),
+      newState: (partition, cp) => createPartitionState({ windowMs: 2000, latenessMs: 0, topK: 100, processorId: 'it' }, partition, cp),
+    });
+    await stage.start();
+    const p = kafka.producer();
+    await p.connect();
+    let t = (BigInt(Date.now()) * 1_000_000n / WINDOW_NS) * WINDOW_NS - 600n * S;
+    // raw events (stage 2 takes them as from an older stage 1), each closing the window before it
+    const send = async () => {
+      await p.send({ topic: REPARTITION_TOPIC, messages: [{ key: `${CONNECT}|h`, value: connect('h', t, 1_000_000n) }] });
+      t += WINDOW_NS;
+    };
+    await send();
+    await send();
+    for (let i = 0; i < 100 && stage.counters.transactions === 0; i++) await sleep(100);
+    assert.ok(stage.counters.transactions > 0, 'committed before the fence');
+    // another instance with the same --instance fences our producer: every commit fails from now on
+    const other = kafka.producer({ transactionalId: 'ringflow-aggregate-it-agg-fence', idempotent: true, maxInFlightRequests: 1 });
+    await other.connect();
+    await (await other.transaction()).abort();
+    await send();
+    for (let i = 0; i < 150 && fatal.length === 0; i++) await sleep(100);
+    await sleep(1000);
+    await other.disconnect();
+    await p.disconnect();
+
+    const said = log.filter((l) => /failed/.test(l));
+    assert.equal(fatal.length, 1, `escalated once; the stage said:\n${log.join('\n')}`);
+    assert.match(fatal[0]!.message, /processor: aggregate: commit has failed \d+ times over \d+ s/);
+    assert.ok(stage.counters.failedCommits >= 2, `failed ${stage.counters.failedCommits} times`);
+    // each kind (commit, idle advance) once, again at its 10th: not one line per tick
+    assert.ok(said.length <= 4, `said ${said.length} times for ${stage.counters.failedCommits} failures:\n${said.join('\n')}`);
   });
 });
