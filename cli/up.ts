@@ -124,7 +124,8 @@ export async function upCommand(argv: string[]): Promise<number> {
   const b = brokers.join(',');
   const kafka = createKafkaClient(brokers, 'ringflow-up');
   const admin = await connectAdmin(kafka, brokers);
-  await ensureTopics(admin, rules ? [METRICS_TOPIC, ALERTS_TOPIC] : [METRICS_TOPIC], 6);
+  // the summary reads the collectors' stats too: the topic must exist before the collector has made it
+  await ensureTopics(admin, rules ? [METRICS_TOPIC, ALERTS_TOPIC, STATS_TOPIC] : [METRICS_TOPIC, STATS_TOPIC], 6);
   await admin.disconnect();
 
   // the processor and the exporter first: the collector leaves their traffic out
