@@ -189,3 +189,25 @@ test('L7: a message the encoder refuses is counted as l7_encode_error; the other
   assert.equal(lines.length, 1, 'one line per kind');
   assert.match(lines[0]!, /l7_encode_error: Error: invalid "string": 123/);
 });
+
+test('records the sink refused (dead-lettered or dropped) are user drops of their type and reasons in the stats, counted once at stop', async () => {
+  const session = new FakeSession();
+  const sink = new FakeSink();
+  const lost = new Map<number, number>();
+  const drops = new Map<string, number>();
+  sink.counters = { produced: new Map(), sendErrors: 0, lost, drops };
+  sink.flush = async () => false; // what is still held at stop is lost with the process
+  const c = new Collector({ session, sink, transcoder: { transcodeBatch(batch, emit) { for (let i = 0; i < 4; i++) emit('t1', 1, 'k', Buffer.from('x')); return { records: 4, unknown: 0 }; } }, topics: new Map([[1, 't1']]), highWater: 100, maxPending: 200, statsIntervalMs: 0 });
+  c.start();
+  session.onBatch!(Buffer.alloc(0));
+  // the sink: one produced, one dead-lettered for its size, two still held
+  sink.counters.produced.set(1, 1);
+  lost.set(1, 1);
+  drops.set('too_large_dead_lettered', 1);
+  const s = c.snapshot();
+  assert.deepEqual(s.events, [{ event: 't1', read: 4, kernel_drops: 0, user_drops: 1, produced: 1 }]);
+  assert.deepEqual(s.drop_reasons, [{ reason: 'too_large_dead_lettered', count: 1 }]);
+  const { final } = await c.stop(10);
+  assert.deepEqual(final.events, [{ event: 't1', read: 0, kernel_drops: 0, user_drops: 2, produced: 0 }], 'the two held, not the dead-lettered one again');
+  assert.deepEqual(final.drop_reasons, [{ reason: 'unacknowledged_at_stop', count: 2 }]);
+});
