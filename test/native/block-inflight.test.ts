@@ -118,9 +118,10 @@ before(() => {
 after(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
 
 /** dd of n direct 64 KiB writes, parked until go() so its pid is known first (exec keeps the pid). */
-async function parkedDd(n: number): Promise<{ pid: number; go(): Promise<number | null> }> {
+async function parkedDd(t: TestContext, n: number): Promise<{ pid: number; go(): Promise<number | null> }> {
   const child = spawn('sh', ['-c', `read x; exec dd if=/dev/zero of=${join(dir, 'f')} bs=64k count=${n} oflag=direct conv=notrunc status=none`],
     { stdio: ['pipe', 'ignore', 'inherit'] });
+  t.after(() => child.kill('SIGKILL')); // a test that fails before go() must not leave it parked (and this process alive)
   await once(child, 'spawn');
   const exited = once(child, 'exit');
   return { pid: child.pid!, async go() { child.stdin!.end('g\n'); return (await exited)[0] as number | null; } };
@@ -137,9 +138,10 @@ function loopWithScheduler(t: TestContext): string {
 }
 
 /** k dd processes of n direct 4 KiB writes each to their own part of dev, parked until go(). */
-async function parkedWriters(dev: string, k: number, n: number) {
+async function parkedWriters(t: TestContext, dev: string, k: number, n: number) {
   const kids = Array.from({ length: k }, (_, i) => spawn('sh', ['-c',
     `read x; exec dd if=/dev/zero of=${dev} bs=4k count=${n} seek=${i * n} oflag=direct status=none`], { stdio: ['pipe', 'ignore', 'inherit'] }));
+  t.after(() => { for (const c of kids) c.kill('SIGKILL'); });
   await Promise.all(kids.map((c) => once(c, 'spawn')));
   return {
     pids: kids.map((c) => c.pid!),
@@ -162,7 +164,7 @@ describe('block in-flight state', { skip: process.getuid?.() !== 0 ? 'needs root
     const dev = loopWithScheduler(t);
     const K = 4, N = 3000;
     // unfiltered: every writer gets exactly its own writes, none of another's
-    const w = await parkedWriters(dev, K, N);
+    const w = await parkedWriters(t, dev, K, N);
     const all = openBlock(t);
     await w.go();
     await sleep(300);
@@ -174,7 +176,7 @@ describe('block in-flight state', { skip: process.getuid?.() !== 0 ? 'needs root
     for (const n of mine) assert.ok(n <= N, `no writer is charged another's writes; ${msg}`);
     assert.ok(mine.reduce((a, b) => a + b, 0) + lostAll >= K * N, `each write is its submitter's or counted; ${msg}`);
     // --pid of one writer: its writes (issued by another writer's queue run, they were lost) and nothing else
-    const w2 = await parkedWriters(dev, K, N);
+    const w2 = await parkedWriters(t, dev, K, N);
     const one = openBlock(t, w2.pids[0]);
     await w2.go();
     await sleep(300);
@@ -186,8 +188,8 @@ describe('block in-flight state', { skip: process.getuid?.() !== 0 ? 'needs root
     assert.ok(n1 <= N && n1 + lostOne >= N, `--pid: ${n1} of ${N} writes reported, ${lostOne} counted`);
   });
 
-  it('256 direct writes under --pid: exactly 256 records, each 64 KiB, attributed to dd', async (t) => {
-    const dd = await parkedDd(256);
+  it('256 direct writes under --pid: each one a 64 KiB write of dd, or counted', async (t) => {
+    const dd = await parkedDd(t, 256);
     const { session, records, lostId } = openBlock(t, dd.pid);
     assert.equal(await dd.go(), 0);
     await sleep(300);
