@@ -72,6 +72,12 @@ export interface KafkaSinkOptions {
   connectTimeoutMs?: number;
   /** An error nothing will fix (authorization, configuration): the caller should stop and exit with err.exitCode. */
   onFatal?: (err: FatalError) => void;
+  /**
+   * Wraps each producer the sink creates (tests inject a broker's refusal
+   * into a real producer's sendBatch: authorization and sequence errors
+   * cannot be provoked on the test broker). Identity by default.
+   */
+  wrapProducer?: (p: Producer) => Producer;
   /** Backoff bounds for retriable failures (ms). */
   backoffMs?: { min: number; max: number };
 }
@@ -505,10 +511,15 @@ export function createKafkaSink(opts: KafkaSinkOptions): EventSink & { readonly 
     ).catch(internalError);
   }
 
+  function newProducer(): Producer {
+    const p = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner });
+    return opts.wrapProducer ? opts.wrapProducer(p) : p;
+  }
+
   /** A new producer, so a new producer id and sequence numbers from 0; connected by the next send. */
   async function renewProducer(): Promise<void> {
     const old = producer;
-    producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner });
+    producer = newProducer();
     producerReady = false;
     await old?.disconnect().catch(() => {});
   }
@@ -529,7 +540,7 @@ export function createKafkaSink(opts: KafkaSinkOptions): EventSink & { readonly 
         // not fatal: sending works without knowing, and a refusal is split anyway
         opts.log(`kafka: could not read the topics' max.message.bytes (${describeKafkaError(err)}); assuming Kafka's default ${DEFAULT_MAX_MESSAGE_BYTES}`);
       }
-      producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner });
+      producer = newProducer();
       try {
         await producer.connect();
         producerReady = true;

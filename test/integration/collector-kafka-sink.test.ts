@@ -9,11 +9,16 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { Kafka, logLevel } from '../../kafka/kafkajs.ts';
+import { createRequire } from 'node:module';
+import type { Producer } from 'kafkajs';
+import kafkajs, { Kafka, logLevel } from '../../kafka/kafkajs.ts';
+import { FatalError, EXIT } from '../../common/errors.ts';
 import { createKafkaSink, DEADLETTER_TOPIC } from '../../collector/kafka-sink.ts';
 import type { OutRecord } from '../../collector/sink.ts';
 import { ownBroker, testBrokers, sleep } from '../support/integration.ts';
 import { startBroker, stopBroker } from '../../cli/kafka.ts';
+
+const require = createRequire(import.meta.url);
 
 interface Got { key: string; value: Buffer; headers: Record<string, string> }
 
@@ -114,6 +119,82 @@ describe('collector Kafka sink: its own callbacks', { timeout: 120_000 }, () => 
       assert.equal(sink.counters.produced.get(1), 35);
       assert.equal(calls, 4, 'one call per acknowledged request');
       assert.equal(lines.filter((l) => /internal error.*listener fault/s.test(l)).length, 1, lines.join('\n'));
+    } finally {
+      await sink.close();
+    }
+  });
+});
+
+/** kafkajs's own error for a broker error code, as sendBatch rejects with it after its retrier gave up on it. */
+function brokerRefusal(code: number): Error {
+  const { createErrorFromCode } = require('kafkajs/src/protocol/error.js') as { createErrorFromCode: (code: number) => Error };
+  const K = kafkajs as unknown as Record<string, new (...a: unknown[]) => Error>;
+  const e = new K.KafkaJSProtocolError!(createErrorFromCode(code));
+  return new K.KafkaJSNonRetriableError!(e, { cause: e });
+}
+
+/** A real producer whose next `times` sendBatch calls are refused with `err` before reaching the broker. */
+function refusing(err: () => Error, times: number, made: Producer[]): (p: Producer) => Producer {
+  return (p) => {
+    made.push(p);
+    const real = p.sendBatch.bind(p);
+    p.sendBatch = async (b) => {
+      if (times > 0) {
+        times--;
+        throw err();
+      }
+      return real(b);
+    };
+    return p;
+  };
+}
+
+describe('collector Kafka sink: refusals the test broker cannot be made to give', { timeout: 120_000 }, () => {
+  test('an authorization refusal: one line, onFatal with the Kafka exit code, nothing retried', async () => {
+    const topic = `it-sink-authz-${process.pid}-${Date.now()}`;
+    const lines: string[] = [];
+    const fatals: FatalError[] = [];
+    const made: Producer[] = [];
+    const sink = createKafkaSink({
+      brokers: [brokers], clientId: 'it-sink-authz', topics: [topic], partitions: 1, compression: 'zstd', maxBatchRecords: 100, log: (l) => lines.push(l),
+      onFatal: (e) => fatals.push(e), wrapProducer: refusing(() => brokerRefusal(29 /* TOPIC_AUTHORIZATION_FAILED */), 1_000, made),
+    });
+    await sink.start();
+    try {
+      sink.enqueue(Array.from({ length: 5 }, (_, i) => rec(topic, `k${i}`, 10)));
+      assert.equal(await sink.flush(3000), false);
+      sink.enqueue([rec(topic, 'later', 10)]);
+      await sleep(500);
+      assert.equal(fatals.length, 1);
+      assert.equal(fatals[0]!.exitCode, EXIT.kafka);
+      assert.match(fatals[0]!.message, /TOPIC_AUTHORIZATION_FAILED|Not authorized/i);
+      assert.equal(sink.counters.sendErrors, 1, 'not retried');
+      assert.equal(lines.length, 1, lines.join('\n'));
+      assert.match(lines[0]!, /will not accept them later.*holding 5 events and stopping/);
+      assert.equal(sink.pending(), 6, 'held, not silently dropped');
+    } finally {
+      await sink.close();
+    }
+  });
+
+  test('a refused sequence state: a new producer sends the same records, all delivered once', async () => {
+    const topic = `it-sink-seq-${process.pid}-${Date.now()}`;
+    const lines: string[] = [];
+    const made: Producer[] = [];
+    const sink = createKafkaSink({
+      brokers: [brokers], clientId: 'it-sink-seq', topics: [topic], partitions: 2, compression: 'zstd', maxBatchRecords: 100, log: (l) => lines.push(l),
+      wrapProducer: refusing(() => brokerRefusal(45 /* OUT_OF_ORDER_SEQUENCE_NUMBER */), 1, made),
+    });
+    await sink.start();
+    try {
+      const records = Array.from({ length: 30 }, (_, i) => rec(topic, `k${i}`, 50));
+      sink.enqueue(records);
+      assert.equal(await sink.flush(30_000), true, lines.join(' | '));
+      assert.equal(made.length, 2, 'a second producer');
+      assert.equal(sink.counters.produced.get(1), 30);
+      assert.equal(lines.filter((l) => /starting a new producer/.test(l)).length, 1, lines.join('\n'));
+      const got = await readRaw(brokers, topic, (a) => a.length >= 30);
+      assert.equal(got.length, 30);
     } finally {
       await sink.close();
     }
