@@ -20,7 +20,7 @@
 import { decodeCurrent, encodeRecord, schemaRegistry, type RegisteredSchema } from '../schemas/index.ts';
 import { ExpHistogram } from './histogram.ts';
 import type { Attribute, PartialWindow } from './aggregate.ts';
-import { REPARTITION_TOPIC } from './topics.ts';
+import { REPARTITION_TOPIC, STATS_TOPIC } from './topics.ts';
 
 interface PartialRecord {
   topic: string;
@@ -139,4 +139,37 @@ export function partialOf(value: Record<string, unknown>): PartialWindow {
 export function decodePartial(buf: Buffer): PartialWindow | null {
   const d = decodeCurrent(buf);
   return isPartial(d) ? partialOf(d.value) : null;
+}
+
+/**
+ * Stage 1's rejections travel to stage 2 as collector.stats records of their
+ * (topic, host), with one drop_reasons entry named REJECTED_PREFIX + reason
+ * (invalid_value, clock_skew) and zeros elsewhere: stage 2 already takes
+ * stats records per (topic, host, window) and writes their drops as
+ * ringflow.dropped points when the window closes, exactly once (they commit
+ * in stage 1's transaction with the dead letter). Such records exist only on
+ * the repartition topic, never on ringflow.collector.stats.v1. Stage 2 takes
+ * only the prefixed entries of drop_reasons: the collector's own are per
+ * host, not per topic, and a stats record is routed once per topic.
+ */
+export const REJECTED_PREFIX = 'processor:';
+
+/** One event stage 1 rejected (dead-lettered) -> the record that counts it in stage 2. */
+export function rejectionRecord(topic: string, host: string, timeNs: bigint, reason: string): Buffer {
+  return encodeRecord(schemaRegistry().byTopic(STATS_TOPIC)!, {
+    host, boot_time_ns: 0n, time_ns: timeNs, interval_ns: 0n,
+    events: [{ event: topic, read: 0n, kernel_drops: 0n, user_drops: 0n, produced: 0n }],
+    send_errors: 0n, pending: 0n, ring_bytes: 0n, undecodable: 0n,
+    drop_reasons: [{ reason: `${REJECTED_PREFIX}${reason}`, count: 1n }],
+    l7_parse_failures: [], clamped: 0n,
+  });
+}
+
+/** The stage-1 rejections a stats record carries: reason (without the prefix) -> count. */
+export function rejectionsOf(stats: Record<string, unknown>): [string, number][] {
+  const out: [string, number][] = [];
+  for (const r of (stats.drop_reasons as { reason: string; count: bigint }[] | undefined) ?? []) {
+    if (r.reason.startsWith(REJECTED_PREFIX)) out.push([r.reason.slice(REJECTED_PREFIX.length), Number(r.count)]);
+  }
+  return out;
 }

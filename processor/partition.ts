@@ -26,7 +26,7 @@
 import { decodeCurrent, encodeRecord, schemaRegistry } from '../schemas/index.ts';
 import { METRICS, WindowAggregator, capCardinality, type SeriesPoint, type WindowAssignerState, type EventBase } from './index.ts';
 import { DROPPED_METRIC, droppedRecord, spanEvent, type PartialWindow } from './aggregate.ts';
-import { isPartial, partialOf } from './partial.ts';
+import { isPartial, partialOf, rejectionsOf } from './partial.ts';
 import { createFastDecoder, eventTimeNs } from './fast-decode.ts';
 import { METRICS_TOPIC, SPANS_TOPIC, STATS_TOPIC, parseRepartitionKey } from './topics.ts';
 
@@ -181,7 +181,7 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
   /** `${topic}|${host}|${windowStart}` -> events the collectors reported dropped */
   const drops = new Map<string, number>();
   /** the same drops per reason, until their window closes: then written as ringflow.dropped points */
-  const dropsBy = new Map<string, { topic: string; host: string; startNs: bigint; kernel: number; user: number }>();
+  const dropsBy = new Map<string, { topic: string; host: string; startNs: bigint; counts: Map<string, number> }>();
   let closed: SeriesPoint[] = [];
   let lastIdleCheck = -1n;
   let pos = -1n;
@@ -235,8 +235,7 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
       const endNs = l.agg.assigner.windowOf(d.startNs).endNs;
       if (endNs <= emitted) continue;
       if (endNs > l.emittedThrough) l.emittedThrough = endNs;
-      for (const [reason, count] of [['kernel', d.kernel], ['user', d.user]] as const) {
-        if (count === 0) continue;
+      for (const [reason, count] of d.counts) {
         const rec = droppedRecord({ host: d.host, reason, signal: d.topic, startNs: d.startNs, endNs, count, processor: cfg.processorId });
         out.push({ key: `${DROPPED_METRIC}|host.name=${d.host},reason=${reason},signal=${d.topic}`, value: encodeRecord(metrics, rec) });
       }
@@ -291,18 +290,25 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
         // a stats record routed for one event topic: the drops reported for it
         const e = (rec.events as { event: string; kernel_drops: bigint; user_drops: bigint }[]).find((x) => x.event === route!.topic);
         const n = e ? Number(e.kernel_drops + e.user_drops) : 0;
-        if (agg.assigner.watermarkNs === null && n === 0) return 'ok';
+        // events stage 1 dead-lettered (invalid values, clock skew): partial.ts rejectionRecord
+        const rejected = rejectionsOf(rec);
+        if (agg.assigner.watermarkNs === null && n === 0 && rejected.length === 0) return 'ok';
         const t = rec.time_ns as bigint;
         const start = agg.assigner.watermarkNs === null ? agg.assigner.windowOf(t).startNs : targetWindow(agg, t);
         hold(l, start, offset, before);
         const k = `${route!.topic}|${route!.host}|${start}`;
         drops.set(k, (drops.get(k) ?? 0) + n);
-        if (n > 0) {
+        const add = (reason: string, c: number) => {
+          if (c <= 0) return;
           let d = dropsBy.get(k);
-          if (!d) dropsBy.set(k, (d = { topic: route!.topic, host: route!.host, startNs: start, kernel: 0, user: 0 }));
-          d.kernel += Number(e!.kernel_drops);
-          d.user += Number(e!.user_drops);
+          if (!d) dropsBy.set(k, (d = { topic: route!.topic, host: route!.host, startNs: start, counts: new Map() }));
+          d.counts.set(reason, (d.counts.get(reason) ?? 0) + c);
+        };
+        if (e) {
+          add('kernel', Number(e.kernel_drops));
+          add('user', Number(e.user_drops));
         }
+        for (const [reason, c] of rejected) add(reason, c);
         return 'ok';
       }
       if (partial !== null) {

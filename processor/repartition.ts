@@ -44,7 +44,7 @@ import { CompressionTypes, createPartitioner } from '../kafka/kafkajs.ts';
 import { DEADLETTER_TOPIC, EVENT_TOPICS, REPARTITION_GROUP, REPARTITION_TOPIC, SESSION_TIMEOUT_MS, SPANS_TOPIC, STATS_TOPIC, repartitionKey } from './topics.ts';
 import { PartialAggregator, invalidValue, spanEvent, type EventBase } from './aggregate.ts';
 import { createFastDecoder, eventTimeNs, type FastDecoder } from './fast-decode.ts';
-import { encodePartial } from './partial.ts';
+import { encodePartial, rejectionRecord } from './partial.ts';
 import { superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS, MessageLimits, describeKafkaError, isTooLarge, sendWithinLimits, type Oversized } from '../kafka/client.ts';
 import { FatalError } from '../common/errors.ts';
 import { createSerial } from './serial.ts';
@@ -418,6 +418,11 @@ export function createRepartitionStage(opts: {
                   const o = deadLetter(batch.topic, batch.partition, m.offset, m.value, err);
                   deadLettered(o, batch.partition, m.offset);
                   buffer.push(o);
+                  // and counted in ringflow.metrics.v1 (ringflow.dropped{reason}) by stage 2, in this transaction
+                  if (e !== undefined) {
+                    const at = err.reason === 'clock_skew' ? skew.nowNs : e.ns; // a skewed time names no real window
+                    buffer.push({ topic: REPARTITION_TOPIC, key: repartitionKey(batch.topic, e.host), value: rejectionRecord(batch.topic, e.host, at, err.reason) });
+                  }
                   continue;
                 }
                 e = undefined; // not an event we can read: dead-lettered as routeRecord does it

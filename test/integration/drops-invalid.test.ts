@@ -2,7 +2,8 @@
  * Issue 9, item 5: a value outside its physically possible range (a latency
  * of -1 ns from a wrapped u64, one of 2^62 ns = 146 years) is not data: stage
  * 1 sends its record to ringflow.deadletter.v1 with the reason, and the
- * point of its series holds only the valid events. Real broker, real processor.
+ * point of its series holds only the valid events; the two are counted in
+ * ringflow.metrics.v1 as ringflow.dropped{reason=invalid_value}. Real broker, real processor.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -48,11 +49,17 @@ test('latencies of -1 ns and 2^62 ns are dead-lettered with a reason, not aggreg
       dead.push(Object.fromEntries(Object.entries(message.headers ?? {}).map(([a, b]) => [a, String(b)])));
     } });
     let points: Record<string, unknown>[] = [];
-    for (let i = 0; i < 60 && (points.length === 0 || dead.length < 2); i++) {
+    let dropped: Record<string, unknown>[] = [];
+    for (let i = 0; i < 60 && (points.length === 0 || dropped.length === 0 || dead.length < 2); i++) {
       await sleep(1000);
-      points = (await readTopic(k.brokers, 'ringflow.metrics.v1', 1000)).map((r) => r.value).filter((v) => v.name === 'ringflow.sched.runqueue.latency');
+      const all = (await readTopic(k.brokers, 'ringflow.metrics.v1', 1000)).map((r) => r.value);
+      points = all.filter((v) => v.name === 'ringflow.sched.runqueue.latency');
+      dropped = all.filter((v) => v.name === 'ringflow.dropped');
     }
     await sleep(3000);
+    // counted where every drop is: ringflow.metrics.v1, per reason and signal, in the events' window
+    assert.deepEqual(dropped.map((v) => [Object.fromEntries((v.attributes as { key: string; value: string }[]).map((a) => [a.key, a.value])), v.sum, v.window_start_ns]),
+      [[{ 'host.name': 'h1', reason: 'invalid_value', signal: RUNQ }, 2n, t0]]);
     assert.equal(points.length, 1, JSON.stringify(points, (_k, v) => (typeof v === 'bigint' ? String(v) : v)));
     const h = points[0]!.histogram as { count: bigint; max: number; min: number };
     assert.equal(h.count, 10n, 'only the valid events');
