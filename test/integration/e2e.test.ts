@@ -58,9 +58,10 @@ async function waitFor(file: string, what: string, pred: (ps: Dp[]) => boolean, 
 }
 
 /**
- * For a timeout: the events ringflow.metrics.v1 counted late per metric (OTLP
- * does not carry late_events) and what the collector read and dropped per
- * topic, so a failure tells lateness, loss and absence apart.
+ * For a timeout: the events ringflow.metrics.v1 counted late per metric (in
+ * OTLP they are ringflow.dropped{reason=late}, beside the metric awaited) and
+ * what the collector read and dropped per topic, so a failure tells lateness,
+ * loss and absence apart.
  */
 async function pipelineDiagnosis(brokers: string): Promise<string> {
   const late = new Map<string, bigint>();
