@@ -427,7 +427,13 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       'tcp.connect': known.tcp, 'dd.write': known.ddWrites, 'http.server': served.http, 'http.client': served.http,
       'grpc.server': served.grpc, 'grpc.client': known.grpcClient, 'dns.lookup': known.dig,
     };
-    const short = () => Object.entries(expected).filter(([s, n]) => tally.metric(s).unique < n - tally.span(`${s} missed`).unique);
+    // arrived = points seen + events counted late on our series (ringflow.dropped{reason=late} at OTLP)
+    const lateAt = (signal: string) => [...tally.metrics].filter(([k]) => k.startsWith('dropped late ') && k.endsWith(` ${signal}`)).reduce((a, [, t]) => a + t.unique, 0);
+    const spanTruth: Record<string, number> = { 'http.server': served.http, 'http.client': served.http, 'grpc.server': served.grpc, 'grpc.client': known.grpcClient, 'dns.lookup': known.dig };
+    const short = () => [
+      ...Object.entries(expected).filter(([s, n]) => tally.metric(s).unique + lateAt(s) < n - tally.span(`${s} missed`).unique),
+      ...Object.entries(spanTruth).filter(([s, n]) => spansOf(s) < n).map(([s, n]) => [`${s} spans`, n] as [string, number]),
+    ];
     const drainEnd = Date.now() + drainMs;
     // stop early once nothing of ours arrived for this long: the rest is not coming
     const STALL_MS = 45_000;
@@ -440,7 +446,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       if (short().length === 0 || Date.now() > drainEnd || Date.now() - progressAt > STALL_MS) break;
       await sleep(2000);
     }
-    say(short().length ? `drain timed out; short: ${short().map(([s, n]) => `${s} ${tally.metric(s).unique}/${n}`).join(', ')}` : 'all known work arrived');
+    say(short().length ? `drain ended short: ${short().map(([s, n]) => `${s} ${s.endsWith(' spans') ? spansOf(s.slice(0, -6)) : `${tally.metric(s).unique}+${lateAt(s)} late`}/${n}`).join(', ')}` : 'all known work arrived');
     await sleep(6000); // a late duplicate would show by now
     tally.update();
     // ---- the counters that could account for a shortfall: late events per series of ours
@@ -475,9 +481,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     const topicOf: Record<string, string> = { 'tcp.connect': 'ringflow.tcp.connect.v1', 'dd.write': 'ringflow.block.io.v1' };
     // spans have no lateness: every request the server answered is one server span and one client span
     // (a measured one, or a timeout when wrk stopped before reading its response)
-    const expectedSpans: Record<string, number> = {
-      'http.server': served.http, 'http.client': served.http, 'grpc.server': served.grpc, 'grpc.client': known.grpcClient, 'dns.lookup': known.dig,
-    };
+    const expectedSpans = spanTruth;
     const judge = (exp: number, seen: number, conflicts: number, lateN: number, dropN: number): SignalResult['verdict'] => {
       if (conflicts > 0) return 'CONFLICT';
       if (seen + lateN > exp) return 'EXCESS';
@@ -488,7 +492,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     for (const [signal, exp] of Object.entries(expected)) {
       const t = tally.metric(signal);
       const topic = topicOf[signal] ?? 'ringflow.l7.v1';
-      const lateAtOtlp = [...tally.metrics].filter(([k]) => k.startsWith('dropped late ') && k.endsWith(` ${signal}`)).reduce((a, [, t]) => a + t.unique, 0);
+      const lateAtOtlp = lateAt(signal);
       if (lateAtOtlp !== (lateOurs.get(signal) ?? 0)) {
         failures.push(`${signal}: ${lateOurs.get(signal) ?? 0} events counted late in ringflow.metrics.v1, ${lateAtOtlp} at OTLP (ringflow.dropped{reason=late})`);
       }
