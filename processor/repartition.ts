@@ -32,9 +32,10 @@
  * collector that sets it runs on the same wrong clock.
  *
  * Every produce request stays within the output topics' max.message.bytes
- * (sendWithinLimits); a partial alone over it is dead-lettered (reason
- * oversized) and counted. A failed commit is counted and retried by re-reading
- * from the last commit; a producer left unusable is replaced; a producer
+ * (sendWithinLimits); a partial over it is split by series into several
+ * partials of its window (partial-split.ts), and only a single series still
+ * over it is dead-lettered (reason oversized) and counted. A failed commit
+ * is counted and retried by re-reading from the last commit; a producer left unusable is replaced; a producer
  * fenced by another instance with the same --instance, or a failure that
  * persists, ends the service through onFatal (FailureReporter).
  */
@@ -45,7 +46,8 @@ import { DEADLETTER_TOPIC, EVENT_TOPICS, REPARTITION_GROUP, REPARTITION_TOPIC, S
 import { PartialAggregator, invalidValue, spanEvent, type EventBase } from './aggregate.ts';
 import { createFastDecoder, eventTimeNs, type FastDecoder } from './fast-decode.ts';
 import { encodePartial, rejectionRecord } from './partial.ts';
-import { superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS, MessageLimits, describeKafkaError, isTooLarge, sendWithinLimits, type Oversized } from '../kafka/client.ts';
+import { superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS, MessageLimits, batchBudget, describeKafkaError, isTooLarge, sendWithinLimits, type Oversized } from '../kafka/client.ts';
+import { splitPartial } from './partial-split.ts';
 import { FatalError } from '../common/errors.ts';
 import { createSerial } from './serial.ts';
 import { FailureReporter } from './failures.ts';
@@ -289,7 +291,13 @@ export function createRepartitionStage(opts: {
     if (offsets.size === 0 || fenced) return;
     // partials first: what stage 1 forwarded before them, it consumed before them
     const parts = partials?.take() ?? [];
-    const out = parts.map((p): OutMessage => ({ topic: REPARTITION_TOPIC, key: repartitionKey(p.topic, p.host), value: encodePartial(p) }));
+    // a partial over the repartition topic's limit goes as several (splitPartial), not to the dead letters
+    const budget = batchBudget(limits!.limitOf(REPARTITION_TOPIC));
+    const out: OutMessage[] = [];
+    for (const p of parts) {
+      const key = repartitionKey(p.topic, p.host);
+      for (const { value } of splitPartial(p, key, budget)) out.push({ topic: REPARTITION_TOPIC, key, value });
+    }
     for (const o of buffer) out.push(o);
     const offs = offsets;
     const n = records;
@@ -316,7 +324,7 @@ export function createRepartitionStage(opts: {
         ({ oversized } = await sendWithinLimits(tx, [...byTopic].map(([topic, messages]) => ({ topic, messages })), {
           limitOf: limits!.limitOf,
           compression: CompressionTypes.GZIP,
-          // a partial of very many series, or a forwarded record over the repartition topic's limit
+          // a partial of one series still over the repartition topic's limit, or a forwarded record
           replace: (o) => ({ topic: DEADLETTER_TOPIC, messages: [oversizedDeadLetter(o)] }),
         }));
         await tx.sendOffsets({

@@ -12,17 +12,20 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { ownBroker, sleep } from '../support/integration.ts';
+import { ownBroker, readTopic, sleep } from '../support/integration.ts';
 import { decodeRecord, encodeRecord, schemaRegistry } from '../../schemas/index.ts';
 import { Kafka, logLevel } from '../../kafka/kafkajs.ts';
 import { ensureTopics } from '../../kafka/client.ts';
 import { l7Key } from '../../collector/l7/tracker.ts';
 import { createSpansStage, type SpansStage } from '../../processor/spans-stage.ts';
+import { startProcessor, type Processor } from '../../processor/service.ts';
+import { REPARTITION_TOPIC } from '../../processor/topics.ts';
 import type { FatalError } from '../../common/errors.ts';
 
 const L7 = 'ringflow.l7.v1';
 const SPANS = 'ringflow.spans.v1';
 const DEADLETTER = 'ringflow.deadletter.v1';
+const CONNECT = 'ringflow.tcp.connect.v1';
 const MS = 1_000_000n;
 const S = 1_000_000_000n;
 const LIMIT = 20_000;
@@ -109,5 +112,51 @@ describe('processor: produce requests within the broker limits', { timeout: 240_
     assert.equal(stage.counters.oversized, 1);
     assert.equal(stage.counters.spans, N);
     assert.ok(log.some((l) => /over its max\.message\.bytes \(20000\) -> dead letter/.test(l)), log.join('\n'));
+  });
+});
+
+describe('processor: stage 1 partials within the repartition topic\'s limit', { timeout: 240_000 }, () => {
+  let k: Awaited<ReturnType<typeof ownBroker>>;
+  let proc: Processor | undefined;
+  after(async () => {
+    await proc?.stop().catch(() => {});
+    await k?.stop();
+  });
+
+  test('a partial of many series over max.message.bytes goes as several: every event reaches its point, nothing dead-lettered', async () => {
+    k = await ownBroker();
+    const kafka = new Kafka({ clientId: 'it-processor-partials', brokers: [k.brokers], logLevel: logLevel.NOTHING });
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic: REPARTITION_TOPIC, numPartitions: 1, configEntries: [{ name: 'max.message.bytes', value: '8000' }] }] });
+    await ensureTopics(admin, [CONNECT], 1);
+    await admin.disconnect();
+    // one host's connects to 300 endpoints in one window: one partial of 300 series (~30 KB)
+    const W = ((BigInt(Date.now()) * MS) / (2n * S)) * 2n * S - 60n * S;
+    const msgs = Array.from({ length: 900 }, (_, i) => ({
+      key: `h/${i}`,
+      value: encodeRecord(schemaRegistry().byTopic(CONNECT)!, {
+        cpu: 0, pid: 1, tgid: 1, uid: 0, ts_ns: W + BigInt(i) * MS, cgroup_id: 1n, comm: 'client', saddr: '10.0.0.1', daddr: `10.1.${(i % 300) >> 8}.${(i % 300) & 255}`,
+        sport: 40000, dport: 443, family: 2, state: 'ESTABLISHED', latency_ns: BigInt(1000 + i), host: 'many', boot_time_ns: 0n,
+      }),
+    }));
+    const log: string[] = [];
+    proc = await startProcessor({ kafka, brokers: [k.brokers], instanceId: 'it-partials', partitions: 1, windowMs: 2000, latenessMs: 1000, topK: 1000, idleTickMs: 200, log: (l) => log.push(l) });
+    const p = kafka.producer();
+    await p.connect();
+    await p.send({ topic: CONNECT, messages: msgs }); // one fetch, one transaction of stage 1
+    await p.disconnect();
+    let count = 0;
+    let series = 0;
+    for (let i = 0; i < 90 && count < 900; i++) {
+      await sleep(1000);
+      const pts = (await readTopic(k.brokers, 'ringflow.metrics.v1', 1000).catch(() => [])).map((r) => r.value).filter((v) => v.name === 'ringflow.tcp.connect.duration');
+      count = pts.reduce((a, v) => a + Number((v.histogram as { count: bigint }).count), 0);
+      series = pts.length;
+    }
+    assert.equal(count, 900, `every event in a point; the processor said:\n${log.join('\n')}`);
+    assert.equal(series, 300);
+    assert.equal(proc.repartition.counters.oversized, 0);
+    assert.equal(proc.repartition.counters.deadLetters, 0);
   });
 });
