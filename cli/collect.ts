@@ -6,7 +6,7 @@
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { FatalError, EXIT } from '../common/errors.ts';
-import { MAX_TIMER_MS, parseBrokers, parseComm, parseDurationInRange, parseDurationNs, parseIntFlag, parseList, parsePid } from '../common/options.ts';
+import { DAY_NS, MAX_TIMER_MS, parseBrokers, parseComm, parseDurationInRange, parseHost, parseIntFlag, parseList, parsePid } from '../common/options.ts';
 import { SIGNALS, SIGNAL_NAMES, DEFAULT_SIGNALS, objectPath, signalByName } from '../collector/signals/registry.ts';
 import { encodeSettings, encodeL7Settings, type Filters, type L7Settings } from '../collector/signals/settings.ts';
 import { DEFAULT_CAPTURED_HEADERS, NEVER_CAPTURED_HEADERS, type L7ParseOptions } from '../collector/l7/types.ts';
@@ -110,7 +110,7 @@ export function parseCollectArgs(argv: string[]): CollectConfig & { help: boolea
   if (v.uid !== undefined) filters.uid = parseIntFlag('--uid', v.uid, 0, 0xfffffffe);
   if (v.comm !== undefined) filters.comm = parseComm(v.comm);
   if (v.cgroup !== undefined) filters.cgroupId = cgroupIdOf(v.cgroup);
-  if (v['min-latency'] !== undefined) filters.minLatencyNs = parseDurationNs('--min-latency', v['min-latency']);
+  if (v['min-latency'] !== undefined) filters.minLatencyNs = parseDurationInRange('--min-latency', v['min-latency'], 0n, DAY_NS); // the kernel filter is a u64
   const compression = v.compression ?? 'zstd';
   if (compression !== 'zstd' && compression !== 'gzip' && compression !== 'none') {
     throw new FatalError(`--compression: "${compression}" is not supported; use zstd, gzip or none`, { exitCode: EXIT.usage });
@@ -118,8 +118,8 @@ export function parseCollectArgs(argv: string[]): CollectConfig & { help: boolea
   const ringMb = v['ring-mb'] === undefined ? 16 : parseIntFlag('--ring-mb', v['ring-mb'], 1, 1024);
   if ((ringMb & (ringMb - 1)) !== 0) throw new FatalError(`--ring-mb: ${ringMb} is not a power of two`, { exitCode: EXIT.usage });
   const durationNs = v.duration === undefined ? undefined : parseDurationInRange('--duration', v.duration, 1_000_000n, BigInt(MAX_TIMER_MS) * 1_000_000n);
-  const statsNs = parseDurationNs('--stats-interval', v['stats-interval'] ?? '5s');
-  if (statsNs < 100_000_000n) throw new FatalError('--stats-interval: must be at least 100ms', { exitCode: EXIT.usage });
+  // a timer: beyond 2^31-1 ms Node fires it every 1 ms instead
+  const statsNs = parseDurationInRange('--stats-interval', v['stats-interval'] ?? '5s', 100_000_000n, 3_600_000_000_000n);
   return {
     help: v.help ?? false,
     brokersGiven: v.brokers !== undefined,
@@ -132,7 +132,7 @@ export function parseCollectArgs(argv: string[]): CollectConfig & { help: boolea
     compression,
     ringBytes: ringMb * 1024 * 1024,
     statsIntervalMs: Number(statsNs / 1_000_000n),
-    host: v.host ?? os.hostname(),
+    host: v.host === undefined ? os.hostname() : parseHost(v.host),
     quiet: v.quiet ?? false,
     l7: {
       ...(v.port === undefined ? {} : { port: parseIntFlag('--port', v.port, 1, 65535) }),

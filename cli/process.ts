@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { parseBrokers, parseDurationInRange, parseDurationMs, parseIntFlag } from '../common/options.ts';
+import { parseBrokers, parseDurationInRange, parseDurationMs, parseHost, parseIntFlag } from '../common/options.ts';
 import { createKafkaClient } from '../kafka/client.ts';
 import { DEFAULT_BROKERS } from './collect.ts';
 import { EXIT, FatalError } from '../common/errors.ts';
@@ -69,7 +69,8 @@ export async function processCommand(argv: string[]): Promise<number> {
   const partitions = v.partitions === undefined ? 6 : parseIntFlag('--partitions', v.partitions, 1, 1000);
   const spanTimeoutNs = parseDurationInRange('--span-timeout', v['span-timeout'] ?? '30s', 1_000_000n, BigInt(DAY_MS) * 1_000_000n);
   const maxClockSkewMs = parseDurationMs('--max-clock-skew', v['max-clock-skew'] ?? '60s', 0, DAY_MS);
-  const instanceId = v.instance ?? os.hostname();
+  // part of transactional ids: fencing a zombie instance relies on it being stable and non-empty
+  const instanceId = v.instance === undefined ? os.hostname() : parseHost(v.instance, '--instance');
   let rules: AlertRule[] | undefined;
   if (v.rules !== undefined) {
     const { parseRules, RulesError } = await import('../processor/alerts.ts');

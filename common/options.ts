@@ -77,6 +77,20 @@ export function parseList(flag: string, text: string, known: readonly string[]):
   return [...new Set(items)];
 }
 
+export const DAY_NS = 86_400_000_000_000n;
+
+/**
+ * A name carried in every record (--host) or in a transactional id
+ * (--instance): an empty one would make every host's series one, and a name
+ * with spaces or control characters breaks ids and attribute values.
+ */
+export function parseHost(text: string, flag = '--host'): string {
+  if (!/^[\x21-\x7e]{1,255}$/.test(text)) {
+    throw new FatalError(`${flag}: "${text}" must be 1..255 printable characters without spaces`, { exitCode: EXIT.usage });
+  }
+  return text;
+}
+
 /** Longest timer Node keeps as given (2^31-1 ms); a longer one fires after 1 ms with a warning. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 

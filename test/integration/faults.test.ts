@@ -46,6 +46,12 @@ describe('bad input', { timeout: 180_000 }, () => {
     ['zero duration', ['collect', '--stdout', '--duration', '0s'], 2, /--duration: 0s is out of range; expected 1ms\.\./],
     ['zero tail timeout', ['tail', 'tcp.connect', ...nowhere, '--timeout', '0s'], 2, /--timeout: 0s is out of range; expected 1ms\.\./],
     ['port out of range', ['collect', '--stdout', '--signals', 'l7', '--port', '0'], 2, /--port: 0 is out of range; expected 1\.\.65535/],
+    // beyond the kernel filter's u64 (a RangeError and a stack trace before)
+    ['min latency beyond a day', ['collect', '--stdout', '--min-latency', '99999999999999h'], 2, /--min-latency: 99999999999999h is out of range; expected 0\.\.24h/],
+    // a timer Node cannot arm fires every millisecond (a stats record per ms before)
+    ['stats interval beyond an hour', ['collect', '--stdout', '--stats-interval', '1000h'], 2, /--stats-interval: 1000h is out of range; expected 100ms\.\.1h/],
+    ['empty host name', ['collect', '--stdout', '--host='], 2, /--host: "" must be 1\.\.255 printable characters without spaces/],
+    ['empty instance id', ['process', ...nowhere, '--instance='], 2, /--instance: "" must be 1\.\.255 printable characters without spaces/],
     ['broker port out of range', ['kafka', 'status', '--port', '70000'], 2, /--port: 70000 is out of range; expected 1\.\.65535/],
     ['unknown flag', ['collect', '--frobnicate'], 2, /Unknown option '--frobnicate'; see --help/],
     ['unknown command', ['frob'], 2, /unknown command "frob"/],

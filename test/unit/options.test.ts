@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseDurationNs, parseIntFlag, parseBrokers, parseList, parseComm, parseDurationInRange, parseDurationMs, parsePid, tgidOf } from '../../common/options.ts';
+import { parseDurationNs, parseIntFlag, parseBrokers, parseList, parseComm, parseDurationInRange, parseDurationMs, parsePid, tgidOf, parseHost } from '../../common/options.ts';
 import { FatalError } from '../../common/errors.ts';
 import { parseCollectArgs, l7SummaryPart, l7CountersSnapshot, cpuSummaryPart } from '../../cli/collect.ts';
 import { L7Tracker } from '../../collector/l7/tracker.ts';
@@ -71,6 +71,21 @@ test('pids: the filter is on the tgid, so a missing process or a thread id is re
   assert.equal(tgidOf(process.pid), process.pid);
   assert.equal(tgidOf(4_194_304), undefined);
   assert.equal(tgidOf(1, '/nonexistent'), undefined);
+});
+
+test('host and instance names: non-empty, printable, no spaces', () => {
+  for (const ok of ['web-1', 'db01.example.com', 'a']) assert.equal(parseHost(ok), ok);
+  for (const bad of ['', 'two words', 'tab\there', 'x'.repeat(256), 'nl\n']) {
+    assert.throws(() => parseHost(bad, '--instance'), (e: unknown) => e instanceof FatalError && e.exitCode === 2 && e.message.startsWith('--instance: '), JSON.stringify(bad));
+  }
+});
+
+test('collect: timers and kernel filters are bounded', () => {
+  assert.throws(() => parseCollectArgs(['--min-latency', '99999999999999h']), /--min-latency: 99999999999999h is out of range; expected 0\.\.24h/);
+  assert.throws(() => parseCollectArgs(['--stats-interval', '1000h']), /--stats-interval: 1000h is out of range; expected 100ms\.\.1h/);
+  assert.throws(() => parseCollectArgs(['--stats-interval', '10ms']), /--stats-interval: 10ms is out of range/);
+  assert.throws(() => parseCollectArgs(['--host=']), /--host: "" must be/);
+  assert.equal(parseCollectArgs(['--min-latency', '24h']).filters.minLatencyNs, 86_400_000_000_000n);
 });
 
 test('brokers and lists', () => {
