@@ -26,7 +26,8 @@
  * - too large / rejected (a non-retriable error about the records): the
  *   request is split in halves until the one record at fault is alone; that
  *   record goes to the dead-letter topic with headers naming its topic and
- *   the error (as processor/repartition.ts `deadLetter` writes them) or, if
+ *   the error (deadLetterOf: as processor/repartition.ts writes an oversized
+ *   record; a too-large one keeps its first KiB, so the letter fits) or, if
  *   even that is refused, is dropped. Either way it is counted by reason in
  *   counters.drops / counters.lost, never retried forever.
  * - producer state lost (sequence or epoch refused): a new producer is
@@ -213,6 +214,34 @@ export function keyPartitioner(): (r: OutRecord, partitions: number) => number {
       cache.set(r.key, h);
     }
     return h % partitions;
+  };
+}
+
+/** Bytes of a too-large record kept in its dead letter: processor/repartition.ts OVERSIZED_KEEP_BYTES (the dead-letter topic has a limit too). */
+export const OVERSIZED_KEEP_BYTES = 1024;
+
+/**
+ * The dead letter of one record Kafka refused for its topic, in the form
+ * processor/repartition.ts `oversizedDeadLetter` gives a record a stage built
+ * (reason, error, target topic and key, value size); never written, so no
+ * source partition or offset. A too-large record keeps its first
+ * OVERSIZED_KEEP_BYTES (so the letter itself fits), a refused one all of it.
+ * Pure.
+ */
+export function deadLetterOf(r: OutRecord, kind: 'too_large' | 'rejected', error: string): { key: string; value: Buffer; headers: Record<string, string> } {
+  const tooLarge = kind === 'too_large';
+  const kept = tooLarge ? Math.min(r.value.length, OVERSIZED_KEEP_BYTES) : r.value.length;
+  const reason = tooLarge ? 'oversized' : 'rejected';
+  return {
+    key: `${r.topic}/${reason}/${r.key}`,
+    value: r.value.subarray(0, kept),
+    headers: {
+      'ringflow.reason': reason,
+      'ringflow.error': tooLarge ? `${error}; a record of ${r.value.length} bytes for ${r.topic}, its first ${kept} bytes kept` : error,
+      'ringflow.target.topic': r.topic,
+      'ringflow.target.key': r.key.slice(0, 256),
+      'ringflow.value.bytes': String(r.value.length),
+    },
   };
 }
 
@@ -473,21 +502,8 @@ export function createKafkaSink(opts: KafkaSinkOptions): EventSink & { readonly 
   /** One record Kafka refused for its topic: to the dead-letter topic, or dropped; counted either way. */
   function deadLetter(batch: OutRecord[], kind: 'too_large' | 'rejected', err: unknown): void {
     const r = batch[0]!;
-    const e = err as { type?: string; message?: string };
-    const error = `${e?.type ? e.type + ': ' : ''}${describeKafkaError(err)}`;
-    const letter = {
-      key: `${r.topic}/-1/-1`,
-      value: r.value,
-      headers: {
-        // as processor/repartition.ts deadLetter: never written to its topic, so no partition or offset
-        'ringflow.source.topic': r.topic,
-        'ringflow.source.partition': '-1',
-        'ringflow.source.offset': '-1',
-        'ringflow.source.key': r.key,
-        'ringflow.error': error,
-        'ringflow.reason': kind,
-      },
-    };
+    const error = describeKafkaError(err);
+    const letter = deadLetterOf(r, kind, error);
     const dropped = (why: unknown) => {
       lose(r, kind);
       report(`drop:${kind}`, (n) => `kafka: a ${r.value.length}-byte record for ${r.topic} was refused (${error}) and could not be dead-lettered (${describeKafkaError(why)}); dropped and counted as ${kind} (${n} so far)`);

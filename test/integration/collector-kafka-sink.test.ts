@@ -48,6 +48,19 @@ async function readRaw(brokers: string, topic: string, want: (all: Got[]) => boo
 
 const rec = (topic: string, key: string, bytes: number, type = 1): OutRecord => ({ topic, key, type, value: crypto.randomBytes(bytes) });
 
+/** A new topic with max.message.bytes=8192. */
+async function smallTopic(prefix: string, partitions: number): Promise<string> {
+  const topic = `${prefix}-${process.pid}-${Date.now()}`;
+  const admin = new Kafka({ clientId: 'it-sink-admin', brokers: [brokers], logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: partitions, replicationFactor: 1, configEntries: [{ name: 'max.message.bytes', value: '8192' }] }] });
+  } finally {
+    await admin.disconnect();
+  }
+  return topic;
+}
+
 // one broker for the tests that do not stop it (the suite's, or our own when this file runs alone)
 let brokers = '';
 let stop = async () => {};
@@ -55,13 +68,8 @@ before(async () => ({ brokers, stop } = await testBrokers()));
 after(async () => stop());
 
 describe('collector Kafka sink: broker size limits and the dead-letter topic', { timeout: 240_000 }, () => {
-  test('requests are cut under max.message.bytes; one record over it is dead-lettered, one over every limit dropped; all counted', async () => {
-    const topic = `it-sink-small-${process.pid}-${Date.now()}`;
-    const kafka = new Kafka({ clientId: 'it-sink-admin', brokers: [brokers], logLevel: logLevel.NOTHING });
-    const admin = kafka.admin();
-    await admin.connect();
-    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 3, replicationFactor: 1, configEntries: [{ name: 'max.message.bytes', value: '8192' }] }] });
-    await admin.disconnect();
+  test('requests are cut under max.message.bytes; a record alone over it is dead-lettered (its first KiB, as the processor does), counted', async () => {
+    const topic = await smallTopic('it-sink-small', 3);
 
     const lines: string[] = [];
     const sink = createKafkaSink({ brokers: [brokers], clientId: 'it-sink', topics: [topic], partitions: 3, compression: 'zstd', maxBatchRecords: 20_000, log: (l) => lines.push(l) });
@@ -71,8 +79,8 @@ describe('collector Kafka sink: broker size limits and the dead-letter topic', {
       assert.equal(sink.limits().partitions.get(topic), 3);
       // incompressible, so compression cannot save an oversized request
       const small = Array.from({ length: 300 }, (_, i) => rec(topic, `k${i % 10}`, 1000));
-      const overTopic = rec(topic, 'big', 20_000, 2); // over the topic's limit, under the dead-letter topic's
-      const overAll = rec(topic, 'huge', 1_200_000, 3); // over Kafka's default limit: the dead-letter topic refuses it too
+      const overTopic = rec(topic, 'big', 20_000, 2); // over the topic's limit
+      const overAll = rec(topic, 'huge', 1_200_000, 3); // over Kafka's default limit too: the dead-letter topic would refuse it whole
       sink.enqueue(small.slice(0, 150));
       sink.enqueue([overTopic]);
       sink.enqueue(small.slice(150));
@@ -80,22 +88,23 @@ describe('collector Kafka sink: broker size limits and the dead-letter topic', {
       assert.equal(await sink.flush(90_000), true, `flushed; log: ${lines.join(' | ')}`);
 
       assert.equal(sink.counters.produced.get(1), 300);
-      assert.deepEqual(Object.fromEntries(sink.counters.drops!), { too_large_dead_lettered: 1, too_large: 1 });
+      assert.deepEqual(Object.fromEntries(sink.counters.drops!), { too_large_dead_lettered: 2 });
       assert.deepEqual(Object.fromEntries(sink.counters.lost!), { 2: 1, 3: 1 });
-      assert.equal(lines.filter((l) => /written to ringflow\.deadletter\.v1/.test(l)).length, 1, lines.join('\n'));
-      assert.equal(lines.filter((l) => /could not be dead-lettered.*dropped and counted as too_large/.test(l)).length, 1, lines.join('\n'));
+      assert.equal(lines.filter((l) => /written to ringflow\.deadletter\.v1/.test(l)).length, 1, `one line per kind: ${lines.join('\n')}`);
 
       const got = await readRaw(brokers, topic, (a) => a.length >= 300);
       assert.equal(got.length, 300, 'each small record once, none of the oversized');
       assert.deepEqual(new Set(got.map((g) => g.value.toString('hex'))), new Set(small.map((r) => r.value.toString('hex'))));
 
-      const letters = (await readRaw(brokers, DEADLETTER_TOPIC, (a) => a.some((g) => g.headers['ringflow.source.topic'] === topic)))
-        .filter((g) => g.headers['ringflow.source.topic'] === topic);
-      assert.equal(letters.length, 1);
-      assert.deepEqual(letters[0]!.value, overTopic.value);
-      assert.equal(letters[0]!.headers['ringflow.reason'], 'too_large');
-      assert.equal(letters[0]!.headers['ringflow.source.key'], 'big');
-      assert.match(letters[0]!.headers['ringflow.error']!, /MESSAGE_TOO_LARGE|RECORD_LIST_TOO_LARGE/);
+      const mine = (a: Got[]) => a.filter((g) => g.headers['ringflow.target.topic'] === topic);
+      const letters = mine(await readRaw(brokers, DEADLETTER_TOPIC, (a) => mine(a).length >= 2)).sort((a, b) => a.key.localeCompare(b.key));
+      assert.deepEqual(letters.map((l) => [l.key, l.headers['ringflow.reason'], l.headers['ringflow.target.key'], l.headers['ringflow.value.bytes']]), [
+        [`${topic}/oversized/big`, 'oversized', 'big', '20000'],
+        [`${topic}/oversized/huge`, 'oversized', 'huge', '1200000'],
+      ]);
+      assert.deepEqual(letters[0]!.value, overTopic.value.subarray(0, 1024));
+      assert.deepEqual(letters[1]!.value, overAll.value.subarray(0, 1024));
+      for (const l of letters) assert.match(l.headers['ringflow.error']!, /(MESSAGE_TOO_LARGE|larger than the max message size).*its first 1024 bytes kept/);
     } finally {
       await sink.close();
     }
@@ -172,6 +181,33 @@ describe('collector Kafka sink: refusals the test broker cannot be made to give'
       assert.equal(lines.length, 1, lines.join('\n'));
       assert.match(lines[0]!, /will not accept them later.*holding 5 events and stopping/);
       assert.equal(sink.pending(), 6, 'held, not silently dropped');
+    } finally {
+      await sink.close();
+    }
+  });
+
+  test('a too-large record the dead-letter topic refuses too is dropped and counted as too_large, never retried', async () => {
+    const topic = await smallTopic('it-sink-nodlq', 1);
+    const lines: string[] = [];
+    const made: Producer[] = [];
+    const sink = createKafkaSink({
+      brokers: [brokers], clientId: 'it-sink-nodlq', topics: [topic], partitions: 1, compression: 'zstd', maxBatchRecords: 100, log: (l) => lines.push(l),
+      // the dead-letter write (producer.send) refused as an invalid record; the topic's own requests untouched
+      wrapProducer: (p) => {
+        made.push(p);
+        p.send = async () => { throw brokerRefusal(87 /* INVALID_RECORD */); };
+        return p;
+      },
+    });
+    await sink.start();
+    try {
+      sink.enqueue([rec(topic, 'a', 100), rec(topic, 'big', 20_000, 2), rec(topic, 'b', 100)]);
+      assert.equal(await sink.flush(30_000), true, lines.join(' | '));
+      assert.equal(sink.counters.produced.get(1), 2);
+      assert.deepEqual(Object.fromEntries(sink.counters.drops!), { too_large: 1 });
+      assert.deepEqual(Object.fromEntries(sink.counters.lost!), { 2: 1 });
+      assert.equal(lines.filter((l) => /could not be dead-lettered.*dropped and counted as too_large/.test(l)).length, 1, lines.join('\n'));
+      assert.equal(made.length, 1);
     } finally {
       await sink.close();
     }

@@ -7,7 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import kafkajs from '../../kafka/kafkajs.ts';
-import { classifySendError, cutRequest, keyPartitioner, recordBytes, DEADLETTER_TOPIC, type SendFailure, type SizeLimits } from '../../collector/kafka-sink.ts';
+import { classifySendError, cutRequest, deadLetterOf, keyPartitioner, recordBytes, DEADLETTER_TOPIC, OVERSIZED_KEEP_BYTES, type SendFailure, type SizeLimits } from '../../collector/kafka-sink.ts';
+import { OVERSIZED_KEEP_BYTES as PROCESSOR_KEEP } from '../../processor/repartition.ts';
 import { createRingflowPartitioner } from '../../kafka/partitioner.ts';
 import { DEADLETTER_TOPIC as PROCESSOR_DEADLETTER } from '../../processor/topics.ts';
 import type { OutRecord } from '../../collector/sink.ts';
@@ -88,3 +89,32 @@ test('keyPartitioner agrees with the producer\'s partitioner for keyed records',
     }
   }
 });
+
+test('deadLetterOf: a too-large record keeps its first KiB as the processor\'s oversized letters do; a refused one all of it (table)', () => {
+  assert.equal(OVERSIZED_KEEP_BYTES, PROCESSOR_KEEP);
+  const big: OutRecord = { topic: 'ringflow.l7.v1', key: 'h/1', type: 9, value: Buffer.alloc(5000, 7) };
+  const small: OutRecord = { topic: 'ringflow.l7.v1', key: 'h/2', type: 9, value: Buffer.alloc(10, 1) };
+  const cases: [string, OutRecord, 'too_large' | 'rejected', string, number, Record<string, string>][] = [
+    ['too large', big, 'too_large', 'ringflow.l7.v1/oversized/h/1', 1024, {
+      'ringflow.reason': 'oversized',
+      'ringflow.error': 'KafkaJSProtocolError: too big; a record of 5000 bytes for ringflow.l7.v1, its first 1024 bytes kept',
+      'ringflow.target.topic': 'ringflow.l7.v1', 'ringflow.target.key': 'h/1', 'ringflow.value.bytes': '5000',
+    }],
+    ['too large but short (a batch limit under 1 KiB)', small, 'too_large', 'ringflow.l7.v1/oversized/h/2', 10, {
+      'ringflow.reason': 'oversized',
+      'ringflow.error': 'KafkaJSProtocolError: too big; a record of 10 bytes for ringflow.l7.v1, its first 10 bytes kept',
+      'ringflow.target.topic': 'ringflow.l7.v1', 'ringflow.target.key': 'h/2', 'ringflow.value.bytes': '10',
+    }],
+    ['rejected', big, 'rejected', 'ringflow.l7.v1/rejected/h/1', 5000, {
+      'ringflow.reason': 'rejected', 'ringflow.error': 'KafkaJSProtocolError: too big',
+      'ringflow.target.topic': 'ringflow.l7.v1', 'ringflow.target.key': 'h/1', 'ringflow.value.bytes': '5000',
+    }],
+  ];
+  for (const [name, r, kind, key, kept, headers] of cases) {
+    const l = deadLetterOf(r, kind, 'KafkaJSProtocolError: too big');
+    assert.equal(l.key, key, name);
+    assert.deepEqual(l.value, r.value.subarray(0, kept), name);
+    assert.deepEqual(l.headers, headers, name);
+  }
+});
+
