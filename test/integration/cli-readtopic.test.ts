@@ -7,7 +7,7 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { ownBroker, readTopic, readTopicRaw, uncommittedRecords } from '../support/integration.ts';
+import { ownBroker, readTopic, readTopicRaw, uncommittedRecords, waitCommitted } from '../support/integration.ts';
 import { encodeRecord, schemaRegistry } from '../../schemas/index.ts';
 import { Kafka, logLevel } from '../../kafka/kafkajs.ts';
 
@@ -91,5 +91,16 @@ describe('test support: reading a topic to its end', { timeout: 240_000 }, () =>
     const got = await uncommittedRecords(k.brokers, groupId, topic);
     assert.deepEqual(got.map((r) => `${r.partition}@${r.offset}`), want.map((r) => `${r.partition}@${r.offset}`));
     assert.ok(want.length > 60, `${want.length} records`);
+  });
+
+  test('waitCommitted: done once the group committed what the topic held, else a timeout naming what is left', async () => {
+    const groupId = `it-reader-wait-${process.pid}`;
+    await assert.rejects(waitCommitted(k.brokers, groupId, topic, 1000), new RegExp(`${groupId} did not commit ${topic.replace(/\./g, '\\.')} up to .* in 1 s; ${committed.length} records left`));
+    const admin = kafka.admin();
+    await admin.connect();
+    const ends = await admin.fetchTopicOffsets(topic);
+    await admin.setOffsets({ groupId, topic, partitions: ends.map((e) => ({ partition: e.partition, offset: e.high })) });
+    await admin.disconnect();
+    await waitCommitted(k.brokers, groupId, topic, 5000);
   });
 });

@@ -15,7 +15,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import readline from 'node:readline';
-import { rootOrSkip, ownBroker, freePort, runCli, run, sleep, REPO_ROOT, type CliRun } from '../support/integration.ts';
+import { rootOrSkip, ownBroker, freePort, runCli, run, sleep, waitCommitted, REPO_ROOT, type CliRun } from '../support/integration.ts';
+import { SPANS_TOPIC } from '../../processor/topics.ts';
+import { DEFAULT_TRACES_GROUP_ID } from '../../exporter/service.ts';
 import { startOtelcol, stopOtelcol, readOtlpFile } from '../../cli/otelcol.ts';
 
 const DNS_ADDR = '127.0.0.54';
@@ -128,7 +130,12 @@ describe('L7 end to end: ringflow up --signals l7 -> OpenTelemetry Collector tra
       }
       await sleep(1000);
     }
-    await sleep(4000); // a duplicate would show by now
+    // a duplicate (OTLP is at-least-once: a resend after a timeout) would show once the
+    // exporter has committed every span there is now: it commits only after the backend
+    // accepted; a fixed sleep can end before a late resend. (The processor's spans are
+    // exactly once, and it commits L7 only up to its oldest unanswered request, which
+    // other traffic on this host can hold back: its group is not waited for.)
+    await waitCommitted(k!.brokers, DEFAULT_TRACES_GROUP_ID, SPANS_TOPIC);
     spans = spansIn(outputFile);
 
     // HTTP: 7 requests (4 from curl, 3 from Node's client), each one CLIENT and one SERVER span, none twice

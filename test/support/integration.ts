@@ -71,6 +71,8 @@ export interface RawRecord {
 export interface ReadOptions {
   /** Keep only records at or past this offset per partition (uncommittedRecords). */
   from?: ReadonlyMap<number, bigint>;
+  /** Stop at these offsets per partition instead of the end offsets at the start of the read. */
+  to?: ReadonlyMap<number, bigint>;
   /** Give up after this long, naming the partitions not read to their end (default 60 s). */
   timeoutMs?: number;
   /** Called when the reader's group has joined: lets a test inject a fault mid-read. */
@@ -102,8 +104,10 @@ export async function readTopicRaw(brokers: string, topic: string, opts: ReadOpt
     for (const p of await admin.fetchTopicOffsets(topic)) {
       const from = opts.from?.get(p.partition) ?? BigInt(p.low);
       const start = from > BigInt(p.low) ? from : BigInt(p.low);
-      if (BigInt(p.high) > start) {
-        ends.set(p.partition, BigInt(p.high));
+      const to = opts.to?.get(p.partition);
+      const end = to !== undefined && to < BigInt(p.high) ? to : BigInt(p.high);
+      if (end > start) {
+        ends.set(p.partition, end);
         starts.set(p.partition, start);
       }
     }
@@ -198,7 +202,7 @@ export async function readTopic(brokers: string, topic: string, opts: ReadOption
  * consumer of the group has nothing to send again, which a count of zero
  * after a sleep cannot tell from a consumer that has not joined yet.
  */
-export async function uncommittedRecords(brokers: string, groupId: string, topic: string): Promise<RawRecord[]> {
+export async function uncommittedRecords(brokers: string, groupId: string, topic: string, to?: ReadonlyMap<number, bigint>): Promise<RawRecord[]> {
   const kafka = new Kafka({ clientId: 'ringflow-test-offsets', brokers: [brokers], logLevel: logLevel.NOTHING });
   const admin = kafka.admin();
   await admin.connect();
@@ -209,7 +213,33 @@ export async function uncommittedRecords(brokers: string, groupId: string, topic
   } finally {
     await admin.disconnect();
   }
-  return readTopicRaw(brokers, topic, { from });
+  return readTopicRaw(brokers, topic, { from, ...(to ? { to } : {}) });
+}
+
+/**
+ * Waits until `groupId` has committed every record that `topic` holds now
+ * (records written after the call do not count, so a topic that keeps
+ * growing does not keep it waiting). Once a consumer group has committed its
+ * input, everything it will ever do with that input is done: what a test
+ * counts afterwards cannot still change, unlike after a fixed sleep.
+ */
+export async function waitCommitted(brokers: string, groupId: string, topic: string, timeoutMs = 60_000): Promise<void> {
+  const kafka = new Kafka({ clientId: 'ringflow-test-offsets', brokers: [brokers], logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  let to: Map<number, bigint>;
+  try {
+    to = new Map((await admin.fetchTopicOffsets(topic)).map((p) => [p.partition, BigInt(p.high)]));
+  } finally {
+    await admin.disconnect();
+  }
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left = await uncommittedRecords(brokers, groupId, topic, to);
+    if (left.length === 0) return;
+    if (Date.now() > deadline) throw new Error(`${groupId} did not commit ${topic} up to ${[...to].map(([p, o]) => `${p}:${o}`).join(' ')} in ${timeoutMs / 1000} s; ${left.length} records left`);
+    await sleep(250);
+  }
 }
 
 export interface StatsTotals { read: number; produced: number; kernel: number; user: number }
