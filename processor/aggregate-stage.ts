@@ -19,11 +19,11 @@
 import { createSerial } from './serial.ts';
 import type { Kafka, Consumer, Producer, EachBatchPayload } from 'kafkajs';
 import { CompressionTypes } from '../kafka/kafkajs.ts';
-import { MessageLimits, isTooLarge, retrying, sendWithinLimits } from '../kafka/client.ts';
+import { MessageLimits, describeKafkaError, isTooLarge, retrying, sendWithinLimits } from '../kafka/client.ts';
 import { FailureReporter } from './failures.ts';
 import { oversizedDeadLetter } from './repartition.ts';
-import { connectStageClients } from './stage-clients.ts';
-import type { FatalError } from '../common/errors.ts';
+import { connectStageClients, isFenced, type TxProducer } from './stage-clients.ts';
+import { FatalError } from '../common/errors.ts';
 import { AGGREGATE_GROUP, DEADLETTER_TOPIC, METRICS_TOPIC, REPARTITION_TOPIC } from './topics.ts';
 import type { PartitionState } from './partition.ts';
 
@@ -71,12 +71,20 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
     what: 'processor: aggregate', log: opts.log,
     ...(opts.onFatal ? { onFatal: opts.onFatal } : {}), ...(opts.failurePersistMs !== undefined ? { persistMs: opts.failurePersistMs } : {}),
   });
+  let fenced = false;
+  /** A transaction's failure: fencing ends the service at once (another instance owns our output now), the rest is counted and escalated if it persists. */
+  const commitFailed = (err: unknown): void => {
+    if (!isFenced(err)) return failures.failed('commit', err);
+    if (fenced) return;
+    fenced = true;
+    opts.onFatal?.(new FatalError(`processor stage 2 (aggregate): fenced: another processor runs as --instance ${opts.instanceId} (${describeKafkaError(err)}); this one stops`, { cause: err }));
+  };
   let limits: MessageLimits | undefined;
   const states = new Map<number, PartitionState>();
   /** Per partition, the offset last committed (or read back at restore): where a failed transaction rewinds to. */
   const committedAt = new Map<number, bigint>();
   let consumer: Consumer | undefined;
-  let producer: Producer | undefined;
+  let producer: TxProducer | undefined;
   let admin: ReturnType<Kafka['admin']> | undefined;
   let tick: NodeJS.Timeout | undefined;
   let flushTimer: NodeJS.Timeout | undefined;
@@ -150,7 +158,7 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
       });
       await tx.commit();
     } catch (err) {
-      await tx.abort().catch(() => {});
+      await producer!.abort(tx, err);
       // the points are lost with these states: drop them and read again from the last commit
       // (a failure in a timer is no consumer crash: nothing else would rewind)
       committedOffsets = undefined;
@@ -226,7 +234,7 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
         // a failure is said once per kind and counted (not every 100 ms), escalated if it persists
         // a success is a transaction committed: with nothing to commit (states dropped by the
         // failure) nothing was shown to work, so the failure's streak goes on
-        void serial.run(flushPending).then((did) => did && failures.ok('commit'), (err) => failures.failed('commit', err));
+        void serial.run(flushPending).then((did) => did && failures.ok('commit'), (err) => commitFailed(err));
       }, COMMIT_INTERVAL_MS);
       // idle partitions still close their windows, by processing time
       tick = setInterval(() => {
@@ -237,7 +245,7 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
             if (s.advanceIdle(BigInt(Date.now()) * 1_000_000n)) did = (await emit(partition, s, s.position(), false)) || did;
           }
           return did;
-        }).then((did) => did && failures.ok('commit'), (err) => failures.failed('commit', err));
+        }).then((did) => did && failures.ok('commit'), (err) => commitFailed(err));
       }, opts.idleTickMs);
     },
     async stop() {

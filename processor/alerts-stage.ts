@@ -24,7 +24,7 @@ import kafkajs, { CompressionTypes } from '../kafka/kafkajs.ts';
 import { MessageLimits, ensureTopics, isTooLarge, retrying, sendWithinLimits } from '../kafka/client.ts';
 import { FailureReporter } from './failures.ts';
 import { oversizedDeadLetter } from './repartition.ts';
-import { connectStageClients } from './stage-clients.ts';
+import { connectStageClients, type TxProducer } from './stage-clients.ts';
 import type { FatalError } from '../common/errors.ts';
 import { decodeCurrent, encodeRecord, schemaRegistry } from '../schemas/index.ts';
 import { AlertEvaluator, alertKey, type AlertRecord, type AlertRule, type EvaluatorJSON, type MetricPointValue } from './alerts.ts';
@@ -111,7 +111,7 @@ export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
     }
   };
   let consumer: Consumer | undefined;
-  let producer: Producer | undefined;
+  let producer: TxProducer | undefined;
   let admin: ReturnType<Kafka['admin']> | undefined;
   let tick: NodeJS.Timeout | undefined;
   const serial = createSerial();
@@ -211,7 +211,7 @@ export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
       if (partitions.length > 0) await tx.sendOffsets({ consumerGroupId: ALERTS_GROUP, topics: [{ topic: METRICS_TOPIC, partitions: partitions as never }] });
       await tx.commit();
     } catch (err) {
-      await tx.abort().catch(() => {});
+      await producer!.abort(tx, err);
       throw err;
     }
     return oversized;

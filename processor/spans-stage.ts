@@ -24,10 +24,10 @@
  */
 import type { Kafka, Consumer, Producer, EachBatchPayload } from 'kafkajs';
 import { CompressionTypes } from '../kafka/kafkajs.ts';
-import { MessageLimits, isTooLarge, retrying, sendWithinLimits } from '../kafka/client.ts';
+import { MessageLimits, describeKafkaError, isTooLarge, retrying, sendWithinLimits } from '../kafka/client.ts';
 import { FailureReporter } from './failures.ts';
-import { connectStageClients } from './stage-clients.ts';
-import type { FatalError } from '../common/errors.ts';
+import { connectStageClients, isFenced, type TxProducer } from './stage-clients.ts';
+import { FatalError } from '../common/errors.ts';
 import { decodeCurrent } from '../schemas/index.ts';
 import { createSerial } from './serial.ts';
 import { SpanCorrelator, encodeSpan, type L7Record, type Span, type SpanCounters } from './spans.ts';
@@ -107,13 +107,21 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
   const counters: SpansStageCounters = { records: 0, spans: 0, deadLetters: 0, transactions: 0, oversized: 0, failedRecords: 0, checkpointsIgnored: 0, clockSkew: 0 };
   const maxSkewNs = BigInt(opts.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS) * 1_000_000n;
   const failures = new FailureReporter({ what: 'processor: spans', log: opts.log, ...(opts.onFatal ? { onFatal: opts.onFatal } : {}) });
+  let fenced = false;
+  /** A transaction's failure: fencing ends the service at once (another instance owns our output now), the rest is counted and escalated if it persists. */
+  const commitFailed = (err: unknown): void => {
+    if (!isFenced(err)) return failures.failed('commit', err);
+    if (fenced) return;
+    fenced = true;
+    opts.onFatal?.(new FatalError(`processor spans stage: fenced: another processor runs as --instance ${opts.instanceId} (${describeKafkaError(err)}); this one stops`, { cause: err }));
+  };
   let limits: MessageLimits | undefined;
   const states = new Map<number, PartitionSpans>();
   const timeoutNs = opts.timeoutNs ?? DEFAULT_SPAN_TIMEOUT_NS;
   const linkDelayNs = opts.linkDelayNs ?? DEFAULT_SPAN_LINK_DELAY_NS;
   const latenessMs = Number(opts.latenessNs / 1_000_000n);
   let consumer: Consumer | undefined;
-  let producer: Producer | undefined;
+  let producer: TxProducer | undefined;
   let admin: ReturnType<Kafka['admin']> | undefined;
   let tick: NodeJS.Timeout | undefined;
   const serial = createSerial();
@@ -174,7 +182,7 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
       });
       await tx.commit();
     } catch (err) {
-      await tx.abort().catch(() => {});
+      await producer!.abort(tx, err);
       // the spans are lost with this state: drop it and read again from the last commit
       // (the idle tick's failures included, which no consumer restart would rewind)
       states.delete(partition);
@@ -271,7 +279,7 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
               if (await emit(batch.partition, s, s.c.advance(), dead)) failures.ok('commit');
             } catch (err) {
               // emit rewound this partition to its last commit: the next fetch re-reads it
-              failures.failed('commit', err);
+              commitFailed(err);
               return;
             }
             resolveOffset(batch.messages[batch.messages.length - 1]!.offset);
@@ -289,7 +297,7 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
             did = (await emit(partition, s, s.c.advance(wm), [])) || did;
           }
           if (did) failures.ok('commit');
-        }).catch((err) => failures.failed('commit', err));
+        }).catch((err) => commitFailed(err));
       }, opts.idleTickMs);
     },
     async stop() {
