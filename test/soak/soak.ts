@@ -185,6 +185,10 @@ class Stage {
     this.start();
   }
 
+  lastLines(n: number): string[] {
+    return this.tail.slice(-n);
+  }
+
   waitFor(re: RegExp, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     return (async () => {
@@ -399,7 +403,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
         case 'rpc.server.duration': return p.attrs['rpc.service'] === GRPC_SERVICE ? 'grpc.server' : undefined;
         case 'rpc.client.duration': return p.attrs['rpc.service'] === GRPC_SERVICE ? 'grpc.client' : undefined;
         case 'dns.lookup.duration': return p.attrs['dns.question.name'] === dnsName ? 'dns.lookup' : undefined;
-        default: return /drop|late|lost|orphan|dead|retr|incomplete|duplicate/i.test(p.metric) && p.metric.startsWith('ringflow.') ? `counter ${p.metric}` : undefined;
+        // loss counters by name ('late' as a word: ringflow.sched.runqueue.latency is no counter)
+        default: return /^ringflow\..*(dropped|drops|\blate(_events)?\b|lost|orphan|dead|incomplete|duplicate)/.test(p.metric) ? `counter ${p.metric}` : undefined;
       }
     };
     // A span whose response the capture missed (ringflow.response.missed) has no duration and is
@@ -445,6 +450,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       if (now !== progress) { progress = now; progressAt = Date.now(); }
       if (short().length === 0 || Date.now() > drainEnd || Date.now() - progressAt > STALL_MS) break;
       await sleep(2000);
+    }
+    if (short().length) {
+      // what each stage said last: a stage alive but stuck shows here
+      for (const st of stages) failures.push(`drain ended short; ${st.name} said last:\n    ${st.lastLines(4).join('\n    ')}`);
     }
     say(short().length ? `drain ended short: ${short().map(([s, n]) => `${s} ${s.endsWith(' spans') ? spansOf(s.slice(0, -6)) : `${tally.metric(s).unique}+${lateAt(s)} late`}/${n}`).join(', ')}` : 'all known work arrived');
     await sleep(6000); // a late duplicate would show by now
