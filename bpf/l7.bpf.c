@@ -70,8 +70,12 @@
 #define MSG_TRUNC  0x20
 #define EINPROGRESS 115
 
-/* iovecs walked per call, and messages per recvmmsg/sendmmsg: bounded loops. */
-#define RF_L7_MAX_IOV  16
+/*
+ * iovecs walked per call: UIO_MAXIOV, the most a readv/writev/sendmsg/recvmsg
+ * takes (a bpf_loop, so the verifier checks its body once); messages per
+ * recvmmsg/sendmmsg: a bounded loop.
+ */
+#define RF_L7_MAX_IOV  1024
 #define RF_L7_MAX_MMSG 8
 
 /* internal pseudo-syscall for the parked connect() arguments */
@@ -477,14 +481,62 @@ static __always_inline void rf_l7_msg_addr(struct rf_l7_capture *r, __u64 uaddr,
 	r->flags |= RF_L7_F_ADDR_MSG;
 }
 
+/* The state of one iovec walk, on the caller's stack, shared with its bpf_loop callback. */
+struct rf_l7_iov_walk {
+	__u8 *data;
+	__u64 iov;
+	__u64 copied;
+	__u64 want;
+	__u8 flags;
+	__u8 _pad[7];
+};
+
 /*
- * Copies want bytes from a user buffer, or from an iovec array when iovcnt > 0
- * (the first RF_L7_MAX_IOV iovecs). Returns the bytes copied.
+ * One iovec of a walk (a bpf_loop callback): copies what is still wanted of
+ * iovec i. Returns 1 to stop the walk (enough copied, or a read failed).
+ */
+static long rf_l7_iov_step(__u32 i, void *ctx)
+{
+	struct rf_l7_iov_walk *w = ctx;
+	struct rf_uiovec v;
+	__u64 n, off;
+
+	if (w->copied >= w->want)
+		return 1;
+	if (bpf_probe_read_user(&v, sizeof(v), (void *)(w->iov + (__u64)i * sizeof(v)))) {
+		w->flags |= RF_L7_F_COPY_FAILED;
+		return 1;
+	}
+	n = w->want - w->copied;
+	if (v.len < n)
+		n = v.len;
+	/* copied < want <= RF_L7_MAX_CAPTURE, a power of two: the mask only informs the verifier */
+	off = w->copied & (RF_L7_MAX_CAPTURE - 1);
+	barrier_var(n);
+	if (n > RF_L7_MAX_CAPTURE)
+		n = RF_L7_MAX_CAPTURE;
+	if (bpf_probe_read_user(w->data + off, n, (void *)v.base)) {
+		w->flags |= RF_L7_F_COPY_FAILED;
+		return 1;
+	}
+	w->copied += n;
+	return 0;
+}
+
+/*
+ * Copies want bytes from a user buffer, or from an iovec array when iovcnt > 0.
+ * The iovecs are walked with bpf_loop, so that every one of them (up to
+ * UIO_MAXIOV, what the kernel itself accepts) counts, not just a fixed first
+ * few: gRPC C-core (Python grpcio) sends the preface, SETTINGS, HEADERS and
+ * DATA in one sendmsg of ~28 iovecs, and a walk of the first 16 cut its
+ * HEADERS block short, which desynced HPACK for the rest of the connection.
+ * Returns the bytes copied.
  */
 static __always_inline __u32 rf_l7_copy(__u8 *data, __u64 buf, __u64 iov, __u64 iovcnt,
 					__u32 want, __u8 *flags)
 {
-	__u64 copied = 0, n;
+	struct rf_l7_iov_walk w = {};
+	__u64 n;
 
 	if (!iovcnt) {
 		n = want;
@@ -498,33 +550,15 @@ static __always_inline __u32 rf_l7_copy(__u8 *data, __u64 buf, __u64 iov, __u64 
 		}
 		return n;
 	}
-	for (int i = 0; i < RF_L7_MAX_IOV; i++) {
-		struct rf_uiovec v;
-		__u64 off;
-
-		if (copied >= want || i >= iovcnt)
-			return copied;
-		if (bpf_probe_read_user(&v, sizeof(v), (void *)(iov + i * sizeof(v)))) {
-			*flags |= RF_L7_F_COPY_FAILED;
-			return copied;
-		}
-		n = want - copied;
-		if (v.len < n)
-			n = v.len;
-		/* copied < want <= RF_L7_MAX_CAPTURE, a power of two: the mask only informs the verifier */
-		off = copied & (RF_L7_MAX_CAPTURE - 1);
-		barrier_var(n);
-		if (n > RF_L7_MAX_CAPTURE)
-			n = RF_L7_MAX_CAPTURE;
-		if (bpf_probe_read_user(data + off, n, (void *)v.base)) {
-			*flags |= RF_L7_F_COPY_FAILED;
-			return copied;
-		}
-		copied += n;
-	}
-	if (copied < want)
+	w.data = data;
+	w.iov = iov;
+	w.want = want;
+	n = iovcnt < RF_L7_MAX_IOV ? iovcnt : RF_L7_MAX_IOV;
+	bpf_loop(n, rf_l7_iov_step, &w, 0);
+	*flags |= w.flags;
+	if (w.copied < want && !(w.flags & RF_L7_F_COPY_FAILED))
 		*flags |= RF_L7_F_IOV_LIMIT;
-	return copied;
+	return w.copied;
 }
 
 static __always_inline struct rf_l7_scratch *rf_l7_scratch_get(void)
