@@ -76,7 +76,10 @@ export interface L7Counters {
   gapBytes: number;
   /** Offset jumps: records lost between the kernel and us (dropped in the ring). */
   lostRecords: number;
-  /** Directions whose parser lost sync and stopped, by "<protocol>: <failureReason>" (a bounded set of keys). */
+  /**
+   * Directions whose parser lost sync and stopped, by "<protocol>: <failureReason>" (a bounded set of keys);
+   * and, under "<protocol>: record after stop", the records that reached a stopped direction (their messages are lost).
+   */
   failed: Map<string, number>;
   /** HTTP/1 connections that lost sync at lost records and waited for the next start lines (see `resync`). */
   resyncs: number;
@@ -256,6 +259,7 @@ export class L7Tracker {
       }
     }
     if (expected >= 0 && c.offset < expected) return; // already fed (cannot happen unless ids repeat)
+    if (p.failed !== null) this.noteLostRecord(conn, p.failed);
     if (c.captured_len > 0) this.collect(conn, p.push(c.payload, c.ts_ns), out);
     if (c.total_len > c.captured_len) {
       this.counters.gapBytes += c.total_len - c.captured_len;
@@ -394,6 +398,21 @@ export class L7Tracker {
     this.counters.failed.set(k, (this.counters.failed.get(k) ?? 0) + 1);
   }
 
+  /**
+   * A record reached a direction whose parser had already stopped: whatever
+   * messages it carried are lost. A stop is counted once per direction, but a
+   * long-lived connection (a gRPC channel) goes on carrying requests after
+   * it, so each such record is counted too (under RECORD_AFTER_STOP, next to
+   * the stops in the stats record's l7_parse_failures): stops plus records
+   * after them bound the messages lost from above. A connection that left
+   * HTTP for another protocol (upgrade) loses nothing we would have parsed.
+   */
+  private noteLostRecord(conn: Conn, why: string): void {
+    if (why === 'upgrade') return;
+    const k = `${conn.proto}: ${RECORD_AFTER_STOP}`;
+    this.counters.failed.set(k, (this.counters.failed.get(k) ?? 0) + 1);
+  }
+
   private finish(conn: Conn, ts: bigint): L7Output[] {
     const out: L7Output[] = [];
     if (!conn.parsers) return out;
@@ -440,6 +459,9 @@ export class L7Tracker {
     }];
   }
 }
+
+/** The reason, after the protocol, counting records fed to a direction whose parser had stopped (one per record, not per direction). */
+export const RECORD_AFTER_STOP = 'record after stop';
 
 /**
  * Parser failure texts that are already fixed strings (http1.ts, http2.ts,
