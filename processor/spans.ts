@@ -18,6 +18,10 @@
  * A response never pairs with a request that started after it (same clock).
  * A request with no response within `timeoutNs` becomes an ERROR span ('no
  * response'); a response with no waiting request is counted and dropped.
+ * "Within" is judged by the records' own watermark, or by an idle raise made
+ * after the request arrived: a request delivered below an earlier raise (held
+ * by its collector through a broker outage) waits for its response, which
+ * follows it in the partition (soak finding 5; see expire()).
  *
  * Linking without header injection: when the client side and the server side
  * of one exchange are both observed (same partition, as the key is the
@@ -59,8 +63,10 @@
  * span) is dropped; a replay, holding fewer items, may drop other ones: a
  * span can then be lost, never emitted twice (spans end their wait no later
  * than deadline + linkDelay whatever their outcome, which keeps suppression
- * sound when a replay decides differently). The same holds if more than
- * MAX_RAISES idle raises fall inside one pending interval.
+ * sound when a replay decides differently; a request delivered below a raise
+ * is the exception: its timeout waits for the watermark that decides it, so
+ * under overload such a span may, rarely, be emitted twice). The same holds
+ * if more than MAX_RAISES idle raises fall inside one pending interval.
  */
 import { createHash } from 'node:crypto';
 import { encodeRecord, schemaRegistry } from '../schemas/index.ts';
@@ -320,6 +326,8 @@ interface Pending {
   readonly startNs: bigint;
   readonly deadlineNs: bigint;
   done: boolean;
+  /** Arrived after an idle raise had passed its deadline: waits in `late` (see expire()). */
+  late: boolean;
 }
 
 interface Completed {
@@ -471,6 +479,7 @@ const wallStart = (r: L7Record): bigint => r.boot_time_ns + r.ts_ns;
 const wallEnd = (r: L7Record): bigint => r.boot_time_ns + r.end_ns;
 const observerOf = (r: L7Record): string => `${r.host}\u0000${r.boot_time_ns}\u0000${r.tgid}\u0000${r.conn_id}`;
 const minBig = (a: bigint, b: bigint): bigint => (a < b ? a : b);
+const maxBig = (a: bigint, b: bigint): bigint => (a > b ? a : b);
 const absBig = (a: bigint): bigint => (a < 0n ? -a : a);
 
 function matchKey(family: Family, obs: string, r: L7Record): string {
@@ -501,6 +510,8 @@ export class SpanCorrelator {
   private replayRaises: [bigint, bigint][] = [];
   private emittedWm: bigint | null = null;
   private until = 0n;
+  /** The last raise applied (original or replayed): [position, watermark]. Not in the checkpoint: a replay only holds records after the raises it dropped. */
+  private lastRaise: [bigint, bigint] | null = null;
 
   /** Waiting requests in arrival (= offset) order. */
   private readonly pending = new Map<number, Pending>();
@@ -508,6 +519,8 @@ export class SpanCorrelator {
   /** HTTP/1 waiting requests per observer, by ordinal. */
   private readonly h1 = new Map<string, PendingQueue>();
   private readonly deadlines = new Heap<Pending>((a, b) => a.deadlineNs < b.deadlineNs || (a.deadlineNs === b.deadlineNs && a.seq < b.seq));
+  /** Requests that arrived after a raise above their deadline (delivered late, e.g. held by a collector through a broker outage). */
+  private readonly late = new Heap<Pending>((a, b) => a.deadlineNs < b.deadlineNs || (a.deadlineNs === b.deadlineNs && a.seq < b.seq));
   /** Completed spans waiting out linkDelay, in completion order. */
   private readonly completed = new Map<number, Completed>();
   private readonly readyHeap = new Heap<Completed>((a, b) => a.readyNs < b.readyNs || (a.readyNs === b.readyNs && a.seq < b.seq));
@@ -642,6 +655,7 @@ export class SpanCorrelator {
   }
 
   private logRaise(pos: bigint, w: bigint): void {
+    this.lastRaise = [pos, w];
     const last = this.raises.at(-1);
     // raises with no record between them act as the last one alone
     if (last && last[0] === pos) last[1] = w;
@@ -671,7 +685,7 @@ export class SpanCorrelator {
     const startNs = wallStart(rec);
     const p: Pending = {
       seq: this.seq++, rec, offset, before, family, obs, key: matchKey(family, obs, rec),
-      startNs, deadlineNs: startNs + this.timeoutNs, done: false,
+      startNs, deadlineNs: startNs + this.timeoutNs, done: false, late: false,
     };
     this.pending.set(p.seq, p);
     let list = this.byKey.get(p.key);
@@ -683,7 +697,7 @@ export class SpanCorrelator {
       q.push(p);
     }
     this.deadlines.push(p);
-    if (this.deadlines.size > 2 * this.pending.size + 1024) this.deadlines.reset(this.pending.values());
+    if (this.deadlines.size > 2 * this.pending.size + 1024) this.deadlines.reset([...this.pending.values()].filter((x) => !x.late));
   }
 
   private response(rec: L7Record, offset: bigint): void {
@@ -724,7 +738,7 @@ export class SpanCorrelator {
   }
 
   /** A request's outcome is known: it becomes a span that waits linkDelay. `atNs`: the response's end, or when the loss showed. */
-  private complete(p: Pending, resp: L7Record | null, outcome: Outcome, atNs: bigint, lastOffset: bigint): void {
+  private complete(p: Pending, resp: L7Record | null, outcome: Outcome, atNs: bigint, lastOffset: bigint, readyFloorNs: bigint | null = null): void {
     this.unlinkPending(p);
     if (outcome === 'timeout') this.counters.timeouts++;
     else if (outcome === 'missed') this.counters.missedResponses++;
@@ -742,7 +756,7 @@ export class SpanCorrelator {
       endNs: resp ? wallEnd(resp) : null,
       // a span waits from its completion, but never past deadline + linkDelay: whatever a
       // replay decides for this request, its span is final by then (see the top comment)
-      readyNs: minBig(atNs, p.deadlineNs) + this.linkDelayNs,
+      readyNs: maxBig(minBig(atNs, p.deadlineNs) + this.linkDelayNs, readyFloorNs ?? 0n),
       lastOffset,
       holdOffset: p.offset,
       holdBefore: p.before,
@@ -777,13 +791,42 @@ export class SpanCorrelator {
     return dx < dc || (dx === dc && x.span.span_id < cur.span.span_id);
   }
 
-  /** Applies the watermark: timeouts, then spans whose wait is over. */
+  /**
+   * Applies the watermark: timeouts, then spans whose wait is over.
+   *
+   * An idle raise is the processor's clock guessing that a quiet partition
+   * will bring nothing older; records that arrive below it prove the guess
+   * wrong for them (a collector holding its records through a broker outage
+   * delivers them in order, afterwards: soak finding 5). So a request times
+   * out when the records' own watermark passes its deadline, or when a raise
+   * made after it arrived does; one that arrived above an earlier raise waits
+   * in `late` for its response. Both tests follow the records and the logged
+   * raise positions only: a replay decides the same.
+   */
   private expire(): void {
     const wm = this.watermarkNs;
     if (wm === null) return;
+    const own = this.maxWall === null ? null : this.maxWall - this.latenessNs;
+    const r = this.lastRaise;
+    const due = (p: Pending): boolean => (own !== null && p.deadlineNs <= own) || (r !== null && r[0] > p.offset && p.deadlineNs <= r[1]);
     for (let p = this.deadlines.peek(); p !== undefined && p.deadlineNs <= wm; p = this.deadlines.peek()) {
       this.deadlines.pop();
-      if (!p.done) this.complete(p, null, 'timeout', p.deadlineNs, p.offset);
+      if (p.done) continue;
+      if (due(p)) this.complete(p, null, 'timeout', p.deadlineNs, p.offset);
+      else {
+        p.late = true;
+        this.late.push(p);
+        if (this.late.size > 2 * this.pending.size + 1024) this.late.reset([...this.pending.values()].filter((x) => x.late));
+      }
+    }
+    // in deadline order; stopping at the first not due is exact: a raise times out every late
+    // request below it at once (all arrived before it), so between raises only `own` frees them
+    for (let p = this.late.peek(); p !== undefined && (p.done || due(p)); p = this.late.peek()) {
+      this.late.pop();
+      // decided here, at watermark wm, not when its deadline passed: it is ready no earlier than
+      // wm, so finish() cannot take it for a span emitted before (readyNs <= emittedWm with its
+      // records below `until`), as a raise is always above the watermark it finds
+      if (!p.done) this.complete(p, null, 'timeout', p.deadlineNs, this.pos - 1n, wm);
     }
     for (let c = this.readyHeap.peek(); c !== undefined && c.readyNs <= wm; c = this.readyHeap.peek()) {
       this.readyHeap.pop();

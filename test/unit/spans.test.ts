@@ -751,3 +751,56 @@ test('spans: a deep pipelined HTTP/1 backlog costs what as many shallow ones cos
   const ratio = time(TOTAL, 1) / time(TOTAL, 30);
   assert.ok(ratio < 2.5, `60 k requests pipelined on one connection took ${ratio.toFixed(1)} times as long as on 30`);
 });
+
+/**
+ * Soak finding 5: an idle raise is a guess by the processor's clock that a
+ * quiet partition will bring nothing older. During a broker outage the
+ * collector holds its records and delivers them afterwards, older than that
+ * raise: such a request must wait for its response (the next records) and
+ * time out only by the records' own watermark or by a later raise.
+ */
+test('spans: records held back past an idle raise (broker outage) pair; only their own time or a later raise times them out', () => {
+  const at = (conn: number): Side => ({ ...CLIENT, conn, local: ['10.0.0.1', 40000 + conn] });
+  const records = [
+    rec(at(1), { kind: 'REQUEST', id: 0, at: T0, path: '/lost' }), // never answered: the raise times it out
+    // held back, delivered after the raise to T0 + 10 s, all older than it
+    rec(at(2), { kind: 'REQUEST', id: 0, at: T0 + 1n * S, path: '/held' }),
+    rec(at(2), { kind: 'RESPONSE', id: 0, at: T0 + 1_100n * MS, status: 200 }),
+    rec(at(3), { kind: 'REQUEST', id: 0, at: T0 + 2n * S, path: '/late-lost' }), // no answer: times out by the records' time
+    rec(at(4), { kind: 'REQUEST', id: 0, at: T0 + 2_500n * MS, path: '/held2' }),
+    rec(at(4), { kind: 'RESPONSE', id: 0, at: T0 + 2_600n * MS, status: 200 }),
+    rec(at(5), { kind: 'REQUEST', id: 0, at: T0 + 5_500n * MS, path: '/last' }), // its time passes /late-lost's deadline
+  ];
+  const idle = new Map<number, bigint>([[1, T0 + 10n * S]]);
+  const whole = consume(records, idle, [], () => 1);
+  const status = (spans: readonly Span[]): Record<string, string> =>
+    Object.fromEntries(spans.map((s) => [s.name, s.attributes['error.type'] === 'timeout' ? 'timeout' : s.status]));
+  assert.deepEqual(status(whole.committed), {
+    'GET /lost': 'timeout', 'GET /held': 'UNSET', 'GET /late-lost': 'timeout', 'GET /held2': 'UNSET', 'GET /last': 'timeout',
+  });
+  // /late-lost timed out when /last moved the records' watermark past its deadline, before the flush
+  const c = new SpanCorrelator(WOPTS);
+  c.add(records[0]!, 0n);
+  c.advance(T0 + 10n * S);
+  assert.equal(c.counters.timeouts, 1);
+  records.slice(1, 6).forEach((r, i) => c.add(r, BigInt(i + 1)));
+  assert.equal(c.counters.timeouts, 1, 'a record older than the raise is not timed out by it');
+  assert.equal(c.counters.unmatchedResponses, 0);
+  c.add(records[6]!, 6n);
+  assert.equal(c.counters.timeouts, 2);
+  // a later raise times out what arrived before it
+  const d = new SpanCorrelator(WOPTS);
+  d.add(records[0]!, 0n);
+  d.advance(T0 + 10n * S);
+  d.add(records[3]!, 1n);
+  assert.equal(d.counters.timeouts, 1);
+  d.advance(T0 + 10n * S + MS);
+  assert.equal(d.counters.timeouts, 2);
+  // exactly once across crashes, whatever the batching
+  for (const crashes of [[1], [2], [3], [5], [6], [2, 4], [1, 3, 5]]) {
+    for (const batch of [() => 1, () => 2, (k: number) => 1 + (k % 3)]) {
+      const got = consume(records, idle, crashes, batch);
+      assert.deepEqual(sortSpans(got.committed), sortSpans(whole.committed), `crashes at ${crashes}`);
+    }
+  }
+});
