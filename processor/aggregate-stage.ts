@@ -200,7 +200,9 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
       }));
       limits = new MessageLimits(admin, [METRICS_TOPIC, DEADLETTER_TOPIC], opts.log);
       await limits.refresh();
-      // partitions taken from us lose their in-memory state; their next owner replays from the checkpoint
+      // partitions taken from us lose their in-memory state; their next owner replays from the checkpoint.
+      // Those we keep keep theirs, while kafkajs reads them again from the committed offset: the
+      // state skips what it already holds (PartitionState.add: 'replayed')
       consumer.on(consumer.events.GROUP_JOIN, (e) => {
         const mine = new Set((e.payload.memberAssignment[REPARTITION_TOPIC] ?? []) as number[]);
         for (const p of [...states.keys()]) if (!mine.has(p)) states.delete(p);

@@ -8,6 +8,14 @@ import type { PartitionState } from '../../processor/partition.ts';
  * offset in `crashAt` the state is lost and a new one (`newState` of the last
  * committed checkpoint) goes on from the last committed offset. At the end the
  * idle clock at `idleAtNs` closes what is open. Returns the points' values.
+ *
+ * `more.idle` (offset -> wall ns): after that offset, the first time it is
+ * read only (a clock tick is not replayed), the partition was quiet and the
+ * idle clock ran (advanceIdle), committing what it closed as the stage's tick
+ * does. After each offset in `more.rewindAt` the consumer goes back to the
+ * last committed offset but the state is kept: what kafkajs does after a
+ * rebalance that leaves the partition with us (its offsets are fetched from
+ * the group again; the stage keeps the states of partitions still its own).
  */
 export function replayWithCrashes(
   newState: (checkpoint: string | undefined) => PartitionState,
@@ -15,11 +23,15 @@ export function replayWithCrashes(
   crashAt: readonly number[],
   commitEvery: number,
   idleAtNs: bigint,
+  more: { idle?: ReadonlyMap<number, bigint>; rewindAt?: readonly number[] } = {},
 ): Buffer[] {
+  const idle = more.idle ?? new Map<number, bigint>();
+  const rewinds = [...(more.rewindAt ?? [])];
   const out: Buffer[] = [];
   let committed = { offset: 0, meta: undefined as string | undefined };
   let s = newState(undefined);
   let at = 0;
+  let furthest = 0;
   const crashes = [...crashAt];
   while (at < input.length) {
     s.add(input[at]![0], input[at]![1], BigInt(at));
@@ -30,9 +42,18 @@ export function replayWithCrashes(
       out.push(...pts.map((p) => p.value));
       committed = { offset: Number(s.minOpenOffset() ?? BigInt(at)), meta: s.checkpoint() };
     }
+    const wall = at > furthest ? idle.get(at) : undefined;
+    furthest = Math.max(furthest, at);
+    if (wall !== undefined && s.advanceIdle(wall)) {
+      out.push(...s.takeClosed().map((p) => p.value));
+      committed = { offset: Number(s.minOpenOffset() ?? BigInt(at)), meta: s.checkpoint() };
+    }
     if (crashes[0] === at) {
       crashes.shift();
       s = newState(committed.meta);
+      at = committed.offset;
+    } else if (rewinds[0] === at) {
+      rewinds.shift();
       at = committed.offset;
     }
   }
