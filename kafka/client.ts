@@ -103,23 +103,125 @@ export async function ensureTopics(admin: Admin, topics: readonly string[], part
 export const CONSUMER_METADATA_MAX_AGE_MS = 30_000;
 
 /**
+ * Errors that only say the broker (or the group's coordinator on it) is not
+ * there right now: a fresh broker whose coordinator is not loaded yet, a
+ * restarting one refusing connections. kafkajs calls some of them
+ * non-retriable (KafkaJSGroupCoordinatorNotFound after its own retries) and
+ * then stops the consumer for good; waiting for the broker is the cure. The
+ * cause chain is walked (KafkaJSNumberOfRetriesExceeded wraps the last one).
+ * Pure; table-tested.
+ */
+const OUTAGE_NAMES = new Set([
+  'KafkaJSGroupCoordinatorNotFound', 'KafkaJSConnectionError', 'KafkaJSConnectionClosedError', 'KafkaJSRequestTimeoutError',
+  'KafkaJSBrokerNotFound', 'KafkaJSMetadataNotLoaded', 'KafkaJSLockTimeout', 'KafkaJSStaleTopicMetadataAssignment',
+]);
+const OUTAGE_TYPES = new Set([
+  'GROUP_COORDINATOR_NOT_AVAILABLE', 'NOT_COORDINATOR', 'NOT_COORDINATOR_FOR_GROUP', 'COORDINATOR_LOAD_IN_PROGRESS', 'COORDINATOR_NOT_AVAILABLE',
+  'GROUP_LOAD_IN_PROGRESS', 'LEADER_NOT_AVAILABLE', 'NOT_LEADER_FOR_PARTITION', 'NOT_LEADER_OR_FOLLOWER', 'REQUEST_TIMED_OUT', 'NETWORK_EXCEPTION',
+  'REBALANCE_IN_PROGRESS',
+]);
+const OUTAGE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+export function isBrokerOutage(err: unknown): boolean {
+  const seen = new Set<unknown>();
+  for (let e = err as { name?: string; type?: string; code?: string; cause?: unknown; originalError?: unknown } | undefined; e && typeof e === 'object' && !seen.has(e); e = (e.cause ?? e.originalError) as typeof e) {
+    seen.add(e);
+    if ((e.name && OUTAGE_NAMES.has(e.name)) || (e.type && OUTAGE_TYPES.has(e.type)) || (e.code && OUTAGE_CODES.has(e.code))) return true;
+  }
+  return false;
+}
+
+/** How long a consumer may go without reaching its group before it is given up (a supervisor then sees the exit). */
+export const CONSUMER_OUTAGE_LIMIT_MS = 5 * 60_000;
+
+export interface SuperviseOptions {
+  /** Escalate (onFatal) after this long without the group being joined again. Default CONSUMER_OUTAGE_LIMIT_MS. */
+  outageLimitMs?: number;
+  /** First wait before running a consumer kafkajs stopped; doubles up to maxBackoffMs. */
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+/**
  * kafkajs restarts a consumer after a retriable crash, but after any other it
  * disconnects and stays stopped while the process lives on doing nothing,
  * silently (its own logging is off). Every long-running consumer goes through
- * this: a restart is said once per kind, a stop becomes `onFatal`, so the
- * service exits non-zero with one line and a supervisor can restart it.
+ * this (called before its `run`):
+ * - a crash because the broker or the coordinator is not there
+ *   (isBrokerOutage) runs the consumer again with backoff: kafkajs has
+ *   disconnected it but kept its subscription, and `run` with the same
+ *   arguments connects and joins again (the committed position is where it
+ *   resumes). kafkajs's own restarts are part of the same outage.
+ * - an outage is logged once when it starts and once when the group is
+ *   joined again, with how many crashes and how long; one that lasts
+ *   outageLimitMs becomes `onFatal`, so a broker that never comes back still
+ *   ends the service with one line.
+ * - any other crash kafkajs does not restart becomes `onFatal` at once.
+ * The consumer's `run` and `disconnect` are wrapped to learn the run's
+ * arguments and that the stage itself is stopping (no restart then).
  */
-export function superviseConsumer(consumer: Consumer, what: string, log: (l: string) => void, onFatal: (err: FatalError) => void): void {
-  const said = new Set<string>();
+export function superviseConsumer(consumer: Consumer, what: string, log: (l: string) => void, onFatal: (err: FatalError) => void, o: SuperviseOptions = {}): void {
+  const limitMs = o.outageLimitMs ?? CONSUMER_OUTAGE_LIMIT_MS;
+  const initialBackoff = o.initialBackoffMs ?? 500;
+  const maxBackoff = o.maxBackoffMs ?? 10_000;
+  let runArgs: Parameters<Consumer['run']>[0] | undefined;
+  let stopping = false;
+  let given = false;
+  let timer: NodeJS.Timeout | undefined;
+  let outage: { since: number; crashes: number; kinds: Set<string>; backoff: number } | null = null;
+  const run = consumer.run.bind(consumer);
+  const disconnect = consumer.disconnect.bind(consumer);
+  consumer.run = (config) => {
+    runArgs = config;
+    return run(config);
+  };
+  consumer.disconnect = () => {
+    stopping = true;
+    clearTimeout(timer);
+    return disconnect();
+  };
+  const giveUp = (err: FatalError): void => {
+    if (given) return;
+    given = true;
+    clearTimeout(timer);
+    // kafkajs would go on restarting it after a retriable crash: a stage given up consumes nothing more.
+    // Deferred: kafkajs schedules its restart only after the CRASH listeners return, and stop() clears it.
+    setImmediate(() => void disconnect().catch(() => {}));
+    onFatal(err);
+  };
+  consumer.on(consumer.events.GROUP_JOIN, () => {
+    if (!outage) return;
+    log(`ringflow: ${what}: consumer back in its group after ${((Date.now() - outage.since) / 1000).toFixed(1)} s (${outage.crashes} crash${outage.crashes === 1 ? '' : 'es'}: ${[...outage.kinds].join('; ')})`);
+    outage = null;
+  });
   consumer.on(consumer.events.CRASH, (e) => {
+    if (stopping || given) return;
     const err = e.payload.error;
     const why = describeKafkaError(err);
-    if (e.payload.restart) {
-      if (!said.has(why)) log(`ringflow: ${what}: consumer restarting after ${why}`);
-      said.add(why);
+    const restartable = e.payload.restart || isBrokerOutage(err);
+    if (!restartable) {
+      giveUp(new FatalError(`${what}: consumer stopped after ${why}; restart ringflow (the committed position is safe)`, { cause: err }));
       return;
     }
-    onFatal(new FatalError(`${what}: consumer stopped after ${why}; restart ringflow (the committed position is safe)`, { cause: err }));
+    const now = Date.now();
+    if (!outage) {
+      outage = { since: now, crashes: 0, kinds: new Set(), backoff: initialBackoff };
+      log(`ringflow: ${what}: consumer restarting after ${why}; retrying until the broker answers (gives up after ${Math.round(limitMs / 1000)} s)`);
+    }
+    outage.crashes++;
+    outage.kinds.add(why);
+    if (now - outage.since >= limitMs) {
+      giveUp(new FatalError(`${what}: consumer could not reach its group for ${Math.round((now - outage.since) / 1000)} s (${outage.crashes} crashes, last ${why}); check the brokers, then restart ringflow (the committed position is safe)`, { exitCode: EXIT.kafka, cause: err }));
+      return;
+    }
+    if (e.payload.restart) return; // kafkajs runs it again itself
+    const wait = outage.backoff;
+    outage.backoff = Math.min(outage.backoff * 2, maxBackoff);
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      if (stopping || given || !runArgs) return;
+      // a failed start crashes again through this handler; a throw here is a bug in what kafkajs was given
+      run(runArgs).catch((err2: unknown) => giveUp(new FatalError(`${what}: consumer could not be run again (${describeKafkaError(err2)})`, { cause: err2 })));
+    }, wait);
   });
 }
 
