@@ -21,7 +21,8 @@
  * "Within" is judged by the records' own watermark, or by an idle raise made
  * after the request arrived: a request delivered below an earlier raise (held
  * by its collector through a broker outage) waits for its response, which
- * follows it in the partition (soak finding 5; see expire()).
+ * follows it in the partition (soak finding 5; see expire()). Its span's
+ * link wait likewise runs on the records' own time (or ends at a later raise).
  *
  * Linking without header injection: when the client side and the server side
  * of one exchange are both observed (same partition, as the key is the
@@ -349,6 +350,8 @@ interface Completed {
   readonly readyNs: bigint;
   /** Offset of the last record that decided the span. */
   readonly lastOffset: bigint;
+  /** Completed below an earlier raise, ready by it: waits in `lateReady` for its own time or a later raise (see expire()). */
+  readonly late: boolean;
   readonly holdOffset: bigint;
   readonly holdBefore: Clock;
   /** SERVER: the client span it is the child of. */
@@ -372,6 +375,10 @@ interface CheckpointV1 {
   until: string;
   /** Idle raises [position, watermark] at positions after `from`. */
   raises: [string, string][];
+  /** Late spans (see expire()) emitted: ready at or below the records' own watermark emittedOwn, with their records below until... */
+  emittedOwn?: string | null;
+  /** ...or completed before the raise emittedRaise [position, watermark] and ready at or below it. */
+  emittedRaise?: [string, string] | null;
 }
 
 /**
@@ -512,6 +519,9 @@ export class SpanCorrelator {
   private until = 0n;
   /** The last raise applied (original or replayed): [position, watermark]. Not in the checkpoint: a replay only holds records after the raises it dropped. */
   private lastRaise: [bigint, bigint] | null = null;
+  /** The records' own watermark at the last advance(), and the last raise made by then: what finish() needs for late spans. */
+  private emittedOwn: bigint | null = null;
+  private emittedRaise: [bigint, bigint] | null = null;
 
   /** Waiting requests in arrival (= offset) order. */
   private readonly pending = new Map<number, Pending>();
@@ -524,6 +534,7 @@ export class SpanCorrelator {
   /** Completed spans waiting out linkDelay, in completion order. */
   private readonly completed = new Map<number, Completed>();
   private readonly readyHeap = new Heap<Completed>((a, b) => a.readyNs < b.readyNs || (a.readyNs === b.readyNs && a.seq < b.seq));
+  private readonly lateReady = new Heap<Completed>((a, b) => a.readyNs < b.readyNs || (a.readyNs === b.readyNs && a.seq < b.seq));
   private readonly exchanges = new Map<string, Exchange>();
   private out: Span[] = [];
 
@@ -545,6 +556,11 @@ export class SpanCorrelator {
     const w = this.maxWall === null ? null : this.maxWall - this.latenessNs;
     if (this.floor === null) return w;
     return w === null || this.floor > w ? this.floor : w;
+  }
+
+  /** The records' own watermark: max wall time added - lateness, without the idle raises. */
+  private get ownWatermark(): bigint | null {
+    return this.maxWall === null ? null : this.maxWall - this.latenessNs;
   }
 
   /** Offset after the last record added (the checkpoint's offset before any). */
@@ -593,6 +609,10 @@ export class SpanCorrelator {
     }
     const wm = this.watermarkNs;
     if (wm !== null && (this.emittedWm === null || wm > this.emittedWm)) this.emittedWm = wm;
+    const own = this.ownWatermark;
+    if (own !== null && (this.emittedOwn === null || own > this.emittedOwn)) this.emittedOwn = own;
+    const r = this.lastRaise;
+    if (r !== null && (this.emittedRaise === null || r[0] > this.emittedRaise[0])) this.emittedRaise = [r[0], r[1]];
     if (this.pos > this.until) this.until = this.pos;
     const out = this.out;
     this.out = [];
@@ -624,6 +644,8 @@ export class SpanCorrelator {
       emittedWm: this.emittedWm === null ? null : String(this.emittedWm),
       until: String(this.until),
       raises: raises.map(([p, w]): [string, string] => [String(p), String(w)]),
+      emittedOwn: this.emittedOwn === null ? null : String(this.emittedOwn),
+      emittedRaise: this.emittedRaise === null ? null : [String(this.emittedRaise[0]), String(this.emittedRaise[1])],
     };
     return JSON.stringify(c);
   }
@@ -639,6 +661,8 @@ export class SpanCorrelator {
     this.floor = big(c.floor);
     this.emittedWm = big(c.emittedWm);
     this.until = BigInt(c.until);
+    this.emittedOwn = big(c.emittedOwn ?? null);
+    this.emittedRaise = c.emittedRaise ? [BigInt(c.emittedRaise[0]), BigInt(c.emittedRaise[1])] : null;
     this.replayRaises = c.raises.map(([p, w]): [bigint, bigint] => [BigInt(p), BigInt(w)]).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   }
 
@@ -744,6 +768,12 @@ export class SpanCorrelator {
     else if (outcome === 'missed') this.counters.missedResponses++;
     const built = buildSpan(p.rec, resp, outcome, this.timeoutNs);
     const req = p.rec;
+    const readyNs = maxBig(minBig(atNs, p.deadlineNs) + this.linkDelayNs, readyFloorNs ?? 0n);
+    // ready already, but only by a raise its records came after (delivered late): its link wait
+    // runs on the records' own time, as if they had come in time (see expire())
+    const wm = this.watermarkNs;
+    const own = this.ownWatermark;
+    const late = readyFloorNs === null && wm !== null && readyNs <= wm && (own === null || readyNs > own);
     const c: Completed = {
       seq: this.seq++,
       span: built.span,
@@ -756,16 +786,22 @@ export class SpanCorrelator {
       endNs: resp ? wallEnd(resp) : null,
       // a span waits from its completion, but never past deadline + linkDelay: whatever a
       // replay decides for this request, its span is final by then (see the top comment)
-      readyNs: maxBig(minBig(atNs, p.deadlineNs) + this.linkDelayNs, readyFloorNs ?? 0n),
+      readyNs,
       lastOffset,
+      late,
       holdOffset: p.offset,
       holdBefore: p.before,
       link: null,
       done: false,
     };
     this.completed.set(c.seq, c);
-    this.readyHeap.push(c);
-    if (this.readyHeap.size > 2 * this.completed.size + 1024) this.readyHeap.reset(this.completed.values());
+    if (late) {
+      this.lateReady.push(c);
+      if (this.lateReady.size > 2 * this.completed.size + 1024) this.lateReady.reset([...this.completed.values()].filter((x) => x.late));
+    } else {
+      this.readyHeap.push(c);
+      if (this.readyHeap.size > 2 * this.completed.size + 1024) this.readyHeap.reset([...this.completed.values()].filter((x) => !x.late));
+    }
     if (c.exchange === null || (c.role !== 'CLIENT' && c.role !== 'SERVER')) return;
     let ex = this.exchanges.get(c.exchange);
     if (!ex) this.exchanges.set(c.exchange, (ex = { clients: [], servers: [] }));
@@ -806,7 +842,7 @@ export class SpanCorrelator {
   private expire(): void {
     const wm = this.watermarkNs;
     if (wm === null) return;
-    const own = this.maxWall === null ? null : this.maxWall - this.latenessNs;
+    const own = this.ownWatermark;
     const r = this.lastRaise;
     const due = (p: Pending): boolean => (own !== null && p.deadlineNs <= own) || (r !== null && r[0] > p.offset && p.deadlineNs <= r[1]);
     for (let p = this.deadlines.peek(); p !== undefined && p.deadlineNs <= wm; p = this.deadlines.peek()) {
@@ -832,6 +868,12 @@ export class SpanCorrelator {
       this.readyHeap.pop();
       if (!c.done) this.finish(c);
     }
+    // late spans wait out linkDelay on the records' own time, or until a later raise (same argument)
+    const ready = (c: Completed): boolean => (own !== null && c.readyNs <= own) || (r !== null && r[0] > c.lastOffset && c.readyNs <= r[1]);
+    for (let c = this.lateReady.peek(); c !== undefined && (c.done || ready(c)); c = this.lateReady.peek()) {
+      this.lateReady.pop();
+      if (!c.done) this.finish(c);
+    }
   }
 
   private forget(c: Completed): void {
@@ -849,7 +891,11 @@ export class SpanCorrelator {
   private finish(c: Completed): void {
     this.forget(c);
     // emitted before the checkpoint this instance was restored from (or by this instance)
-    if (this.emittedWm !== null && c.readyNs <= this.emittedWm && c.lastOffset < this.until) {
+    const emitted = c.late
+      ? (this.emittedOwn !== null && c.readyNs <= this.emittedOwn && c.lastOffset < this.until) ||
+        (this.emittedRaise !== null && this.emittedRaise[0] > c.lastOffset && c.readyNs <= this.emittedRaise[1])
+      : this.emittedWm !== null && c.readyNs <= this.emittedWm && c.lastOffset < this.until;
+    if (emitted) {
       this.counters.suppressed++;
       return;
     }

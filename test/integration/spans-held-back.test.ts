@@ -46,7 +46,7 @@ function l7(side: Side, kind: 'REQUEST' | 'RESPONSE', id: number, at: bigint, pa
   return { key: l7Key('TCP', side.local[0], side.local[1], side.remote[0], side.remote[1]), value };
 }
 
-interface SpanRec { name: string; kind: string; status: string; host: string; span_id: string; parent_span_id: string | null; attributes: Record<string, string> }
+interface SpanRec { name: string; kind: string; status: string; host: string; trace_id: string; span_id: string; parent_span_id: string | null; attributes: Record<string, string> }
 
 describe('spans stage: records held back past an idle raise (broker outage) still pair', { timeout: 120_000 }, () => {
   let broker: Awaited<ReturnType<typeof ownBroker>>;
@@ -122,6 +122,10 @@ describe('spans stage: records held back past an idle raise (broker outage) stil
       'SERVER GET /held UNSET',
       'SERVER GET /lost ERROR error.type=timeout',
     ]);
+    // their link wait ran on their own time: the server span is still the child of the client span
+    const c = spans.find((s) => s.kind === 'CLIENT')!;
+    const srv = spans.find((s) => s.kind === 'SERVER' && s.host === SERVER_HOST)!;
+    assert.deepEqual([srv.parent_span_id, srv.trace_id], [c.span_id, c.trace_id]);
     assert.match(proc!.stderr(), /processing as/);
   });
 });

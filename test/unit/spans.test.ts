@@ -761,10 +761,13 @@ test('spans: a deep pipelined HTTP/1 backlog costs what as many shallow ones cos
  */
 test('spans: records held back past an idle raise (broker outage) pair; only their own time or a later raise times them out', () => {
   const at = (conn: number): Side => ({ ...CLIENT, conn, local: ['10.0.0.1', 40000 + conn] });
+  const srv: Side = { ...SERVER_A, conn: 92, remote: ['10.0.0.1', 40002] }; // at(2)'s server, same clock
   const records = [
     rec(at(1), { kind: 'REQUEST', id: 0, at: T0, path: '/lost' }), // never answered: the raise times it out
-    // held back, delivered after the raise to T0 + 10 s, all older than it
+    // held back, delivered after the raise to T0 + 10 s, all older than it; both sides of /held
     rec(at(2), { kind: 'REQUEST', id: 0, at: T0 + 1n * S, path: '/held' }),
+    rec(srv, { kind: 'REQUEST', id: 0, at: T0 + 1_001n * MS, path: '/held' }),
+    rec(srv, { kind: 'RESPONSE', id: 0, at: T0 + 1_090n * MS, status: 200 }),
     rec(at(2), { kind: 'RESPONSE', id: 0, at: T0 + 1_100n * MS, status: 200 }),
     rec(at(3), { kind: 'REQUEST', id: 0, at: T0 + 2n * S, path: '/late-lost' }), // no answer: times out by the records' time
     rec(at(4), { kind: 'REQUEST', id: 0, at: T0 + 2_500n * MS, path: '/held2' }),
@@ -774,30 +777,35 @@ test('spans: records held back past an idle raise (broker outage) pair; only the
   const idle = new Map<number, bigint>([[1, T0 + 10n * S]]);
   const whole = consume(records, idle, [], () => 1);
   const status = (spans: readonly Span[]): Record<string, string> =>
-    Object.fromEntries(spans.map((s) => [s.name, s.attributes['error.type'] === 'timeout' ? 'timeout' : s.status]));
+    Object.fromEntries(spans.map((s) => [`${s.kind} ${s.name}`, s.attributes['error.type'] === 'timeout' ? 'timeout' : s.status]));
   assert.deepEqual(status(whole.committed), {
-    'GET /lost': 'timeout', 'GET /held': 'UNSET', 'GET /late-lost': 'timeout', 'GET /held2': 'UNSET', 'GET /last': 'timeout',
+    'CLIENT GET /lost': 'timeout', 'CLIENT GET /held': 'UNSET', 'SERVER GET /held': 'UNSET', 'CLIENT GET /late-lost': 'timeout',
+    'CLIENT GET /held2': 'UNSET', 'CLIENT GET /last': 'timeout',
   });
+  // their link wait ran on their own time: the server side is still the child of the client side
+  const client = whole.committed.find((s) => s.kind === 'CLIENT' && s.name === 'GET /held')!;
+  const server = whole.committed.find((s) => s.kind === 'SERVER')!;
+  assert.deepEqual([server.trace_id, server.parent_span_id], [client.trace_id, client.span_id]);
   // /late-lost timed out when /last moved the records' watermark past its deadline, before the flush
   const c = new SpanCorrelator(WOPTS);
   c.add(records[0]!, 0n);
   c.advance(T0 + 10n * S);
   assert.equal(c.counters.timeouts, 1);
-  records.slice(1, 6).forEach((r, i) => c.add(r, BigInt(i + 1)));
+  records.slice(1, 8).forEach((r, i) => c.add(r, BigInt(i + 1)));
   assert.equal(c.counters.timeouts, 1, 'a record older than the raise is not timed out by it');
   assert.equal(c.counters.unmatchedResponses, 0);
-  c.add(records[6]!, 6n);
+  c.add(records[8]!, 8n);
   assert.equal(c.counters.timeouts, 2);
   // a later raise times out what arrived before it
   const d = new SpanCorrelator(WOPTS);
   d.add(records[0]!, 0n);
   d.advance(T0 + 10n * S);
-  d.add(records[3]!, 1n);
+  d.add(records[5]!, 1n);
   assert.equal(d.counters.timeouts, 1);
   d.advance(T0 + 10n * S + MS);
   assert.equal(d.counters.timeouts, 2);
   // exactly once across crashes, whatever the batching
-  for (const crashes of [[1], [2], [3], [5], [6], [2, 4], [1, 3, 5]]) {
+  for (const crashes of [[1], [2], [3], [4], [5], [7], [8], [2, 4], [3, 5, 7], [1, 3, 5, 8]]) {
     for (const batch of [() => 1, () => 2, (k: number) => 1 + (k % 3)]) {
       const got = consume(records, idle, crashes, batch);
       assert.deepEqual(sortSpans(got.committed), sortSpans(whole.committed), `crashes at ${crashes}`);
