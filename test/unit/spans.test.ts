@@ -812,3 +812,36 @@ test('spans: records held back past an idle raise (broker outage) pair; only the
     }
   }
 });
+
+test('spans: a stretch of records held back past an idle raise: exactly once across crashes, no answered request timed out', () => {
+  for (const seed of [7, 11, 23]) {
+    const { records: all } = workload(seed);
+    // an "outage": what arrived in [T0 + 4 s, T0 + 8 s) reaches the consumer only after a raise by its clock to T0 + 12 s
+    const arrive = (r: L7Record): bigint => r.boot_time_ns + r.end_ns;
+    const early = all.filter((r) => arrive(r) < T0 + 4n * S);
+    const held = all.filter((r) => arrive(r) >= T0 + 4n * S && arrive(r) < T0 + 8n * S);
+    const rest = all.filter((r) => arrive(r) >= T0 + 8n * S);
+    const records = [...early, ...held, ...rest];
+    const idle = new Map([[early.length, T0 + 12n * S]]);
+    const whole = consume(records, idle, [], () => 5);
+    const spans = whole.committed;
+    assert.ok(held.length > 20, `${held.length} held`);
+    assert.equal(new Set(spans.map((s) => s.span_id)).size, spans.length, 'no duplicate in the uninterrupted run');
+    // every /users request is answered within 1.5 s (WOPTS's timeout is 2 s)
+    const users = spans.filter((s) => s.name.endsWith('/users/{id}'));
+    assert.ok(users.length >= 80, `${users.length} /users spans`);
+    assert.deepEqual(users.filter((s) => s.attributes['error.type'] === 'timeout').map((s) => s.attributes['url.path']), []);
+    // the linked ones of the held stretch too: every server span whose client span came in time has it as parent
+    assert.ok(spans.filter((s) => s.kind === 'SERVER' && s.parent_span_id !== null).length >= 10);
+    assert.deepEqual(sortSpans(consume(records, idle, [], () => 1).committed), sortSpans(spans));
+    const n = records.length;
+    const at = early.length;
+    for (const crashes of [[at], [at + 1], [at + 2], [at + 7], [at + held.length - 1], [at + held.length], [at, at + 3, at + 9], [Math.floor(n / 2)], Array.from({ length: Math.floor(n / 13) }, (_, k) => 13 * (k + 1))]) {
+      for (const batch of [() => 5, (k: number) => 1 + (k % 4)]) {
+        const got = consume(records, idle, crashes, batch);
+        assert.equal(new Set(got.committed.map((s) => s.span_id)).size, got.committed.length, `duplicates with crashes at ${crashes} (seed ${seed})`);
+        assert.deepEqual(sortSpans(got.committed), sortSpans(spans), `crashes at ${crashes} (seed ${seed})`);
+      }
+    }
+  }
+});
