@@ -93,6 +93,12 @@ interface LaneCheckpoint {
   emittedThroughNs: string;
   /** This lane's records below this offset are in `windows` already: skipped on replay. */
   from: string;
+  /**
+   * The idle clock's advances since `from` ([offset, horizon ns]: made when
+   * the records below that offset had been read), re-made on replay before
+   * the record at that offset. Absent: none.
+   */
+  idle?: [string, string][];
 }
 
 /** v1: one lane (events), resuming at the committed offset. */
@@ -139,6 +145,9 @@ export function parseCheckpoint(text: string | undefined): Partial<Record<LaneId
       if (id !== 'events' && id !== 'spans') throw new Error(`checkpoint: unknown lane ${id}`);
       if (!l || typeof l.windows !== 'object' || l.windows === null || typeof l.emittedThroughNs !== 'string' || typeof l.from !== 'string') throw new Error(`checkpoint: lane ${id} incomplete`);
       if (!/^-?\d+$/.test(l.emittedThroughNs) || !/^\d+$/.test(l.from)) throw new Error(`checkpoint: lane ${id} has a bad number`);
+      if (l.idle !== undefined && !(Array.isArray(l.idle) && l.idle.every((x) => Array.isArray(x) && x.length === 2 && typeof x[0] === 'string' && typeof x[1] === 'string' && /^\d+$/.test(x[0]) && /^-?\d+$/.test(x[1])))) {
+        throw new Error(`checkpoint: lane ${id} has a bad idle clock`);
+      }
     }
     return cp.lanes;
   }
@@ -163,6 +172,18 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
     emittedThrough: bigint;
     readonly from: bigint;
     readonly idleGraceNs: bigint;
+    /**
+     * The idle clock's advances of this lane (before the record at `at`, to
+     * `ns`) since its first held record: not in that record's `before` state,
+     * so the checkpoint carries them and a replay makes them again at the same
+     * place. Made by the clock, they are no function of the records: without
+     * them a replay judged lateness differently (events late the first time,
+     * counted in a window not yet emitted, went on replay into a window
+     * already emitted: lost).
+     */
+    idleLog: { at: bigint; ns: bigint }[];
+    /** Advances of the checkpoint still to re-make, ascending by `at`. */
+    readonly replayIdle: { at: bigint; ns: bigint }[];
   }
   function lane(id: LaneId, idleGraceNs: bigint): Lane {
     const defs = METRICS.filter((m) => (m.topic === SPANS_TOPIC) === (id === 'spans'));
@@ -170,7 +191,8 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
     const agg = c
       ? WindowAggregator.restore({ windows: c.windows, open: [], counters: { events: 0, late: 0, skipped: 0, invalid: 0 } }, { metrics: defs })
       : new WindowAggregator({ sizeMs: cfg.windowMs, latenessMs: cfg.latenessMs, metrics: defs });
-    return { agg, holds: new Map(), emittedThrough: c ? BigInt(c.emittedThroughNs) : -1n, from: c ? BigInt(c.from) : 0n, idleGraceNs };
+    const replayIdle = (c?.idle ?? []).map(([at, ns]) => ({ at: BigInt(at), ns: BigInt(ns) }));
+    return { agg, holds: new Map(), emittedThrough: c ? BigInt(c.emittedThroughNs) : -1n, from: c ? BigInt(c.from) : 0n, idleGraceNs, idleLog: [...replayIdle], replayIdle };
   }
   let lanes: Record<LaneId, Lane>;
   try {
@@ -247,6 +269,16 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
     return out;
   }
 
+  /** The idle clock moves lane `l` to `ns` before the record at `at`; logged for the checkpoint. */
+  function idleAdvance(l: Lane, at: bigint, ns: bigint): void {
+    const wm = l.agg.assigner.watermarkNs;
+    if (wm !== null && ns - l.agg.assigner.latenessNs <= wm) return collect(l, l.agg.advance()); // moves nothing
+    const last = l.idleLog[l.idleLog.length - 1];
+    if (last && last.at === at) last.ns = ns;
+    else l.idleLog.push({ at, ns });
+    collect(l, l.agg.advanceTo(ns));
+  }
+
   function firstHold(l: Lane): Hold | undefined {
     let first: Hold | undefined;
     for (const h of l.holds.values()) if (!first || h.offset < first.offset) first = h;
@@ -262,6 +294,13 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
       const reread = offset < pos;
       if (!reread) pos = offset + 1n;
       lastEvents = 1;
+      // replay: the idle clock's advances where it made them the first time
+      for (const l of laneList) {
+        while (l.replayIdle.length > 0 && l.replayIdle[0]!.at <= offset) {
+          const { ns } = l.replayIdle.shift()!;
+          collect(l, l.agg.advanceTo(ns));
+        }
+      }
       const route = parseRepartitionKey(key);
       let rec: Record<string, unknown>;
       let isStats: boolean;
@@ -363,7 +402,7 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
       // the clock runs ahead of events still on their way (ring poll, produce, stage 1's
       // transaction; for spans also the correlator's wait): only assume event time has
       // reached now - the lane's grace
-      for (const l of quiet) collect(l, l.agg.advanceTo(wallNs - l.idleGraceNs));
+      for (const l of quiet) idleAdvance(l, pos < 0n ? l.from : pos, wallNs - l.idleGraceNs);
       return closed.length > before || [...dropsBy.values()].some(dropClosed);
     },
     takeClosed() {
@@ -413,7 +452,11 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
         const first = firstHold(l);
         // no window open: the state now, and every record so far is in it
         const from = first ? first.offset : pos > l.from ? pos : l.from;
-        c.lanes[id] = { windows: first ? first.before : l.agg.assigner.state(), emittedThroughNs: String(l.emittedThrough), from: String(from) };
+        // advances made before the record at `from` are in its state
+        l.idleLog = l.idleLog.filter((x) => x.at > from);
+        const lc: LaneCheckpoint = { windows: first ? first.before : l.agg.assigner.state(), emittedThroughNs: String(l.emittedThrough), from: String(from) };
+        if (l.idleLog.length > 0) lc.idle = l.idleLog.map((x) => [String(x.at), String(x.ns)]);
+        c.lanes[id] = lc;
       }
       return JSON.stringify(c);
     },

@@ -8,7 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createPartitionState } from '../../processor/partition.ts';
+import { createPartitionState, parseCheckpoint } from '../../processor/partition.ts';
 import { PartialAggregator } from '../../processor/aggregate.ts';
 import { encodePartial } from '../../processor/partial.ts';
 import { eventOf } from '../../processor/repartition.ts';
@@ -96,4 +96,41 @@ for (const partials of [false, true]) {
     const r = run(inp, [Math.floor(n / 2) + 3], { rewindAt: [Math.floor(n / 3), Math.floor(n / 2)] });
     assert.deepEqual(r.points, once.points);
   });
+
+  test(`replay-late (${what}): a crash after the idle clock closed windows (not replayed) gives the same points`, () => {
+    // disorder within the lateness: only the idle clock, running just ahead of the events
+    // (a pause upstream), makes events late; it runs once every 53 records, the first time only
+    const inp = input(1_000_000_000, partials);
+    const idle = new Map<number, bigint>();
+    for (let i = 37; i < inp.length; i += 53) idle.set(i, T0 + BigInt(Math.floor((i * N) / inp.length)) * STEP_NS + 7n * S);
+    const once = run(inp, [], { idle });
+    assert.ok(once.late > 50, `the idle clock made some late: ${once.late}`);
+    assert.equal(once.seen + once.late, N);
+    for (let c = 1; c < inp.length; c += 3) {
+      // and a second crash during the replay of the first, before or after the clock's advance is made again
+      const r = run(inp, c % 2 === 0 ? [c] : [c, c + 2], { idle });
+      assert.deepEqual([r.seen, r.late], [once.seen, once.late], `crash after ${c}`);
+      assert.deepEqual(r.points, once.points, `crash after ${c}`);
+    }
+  });
 }
+
+test('replay-late: the checkpoint carries the idle clock\'s advances; a bad one is refused', () => {
+  const windows = { sizeNs: '1000000000', latenessNs: '0', maxEventNs: null, horizonNs: null, open: [] };
+  const lane = { windows, emittedThroughNs: '-1', from: '5' };
+  const cases: [unknown, string | null][] = [
+    [[['7', '1764000000000000000']], null],
+    [[], null],
+    [[['7']], 'bad idle clock'],
+    [[[7, '1']], 'bad idle clock'],
+    [[['-7', '1']], 'bad idle clock'],
+    [[['7', 'x']], 'bad idle clock'],
+    ['7:1', 'bad idle clock'],
+  ];
+  for (const [idle, err] of cases) {
+    const text = JSON.stringify({ v: 2, lanes: { events: { ...lane, idle } } });
+    if (err === null) assert.deepEqual(parseCheckpoint(text).events!.idle, idle);
+    else assert.throws(() => parseCheckpoint(text), new RegExp(err), JSON.stringify(idle));
+  }
+  assert.equal(parseCheckpoint(JSON.stringify({ v: 2, lanes: { events: lane } })).events!.idle, undefined, 'older checkpoints have none');
+});
