@@ -20,7 +20,10 @@
  *
  * A partition gone quiet (no record for the lateness period) is advanced by
  * the clock, IDLE_GRACE_NS behind it as the aggregate stage does, so that
- * its last requests time out and its last spans end their link wait.
+ * its last requests time out and its last spans end their link wait. Quiet
+ * counts only while fetches answer, and from IDLE_GRACE after they answer
+ * again: through a broker outage the collectors hold the responses of the
+ * requests waiting here (soak finding 5).
  */
 import type { Kafka, Consumer, Producer, EachBatchPayload } from 'kafkajs';
 import { CompressionTypes } from '../kafka/kafkajs.ts';
@@ -36,6 +39,12 @@ import { IDLE_GRACE_NS } from './partition.ts';
 import { DEADLETTER_TOPIC, L7_TOPIC, SPANS_GROUP, SPANS_TOPIC } from './topics.ts';
 
 export const DEFAULT_SPAN_TIMEOUT_NS = 30_000_000_000n;
+/**
+ * No fetch answered for this long: the broker is away (kafkajs answers even an
+ * empty fetch within its maxWaitTimeInMs, 5 s).
+ */
+const FETCH_GAP_MS = 10_000;
+const IDLE_GRACE_MS = Number(IDLE_GRACE_NS / 1_000_000n);
 export const DEFAULT_SPAN_LINK_DELAY_NS = 2_000_000_000n;
 
 export interface SpansStageCounters {
@@ -125,6 +134,9 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
   let admin: ReturnType<Kafka['admin']> | undefined;
   let tick: NodeJS.Timeout | undefined;
   const serial = createSerial();
+  /** When a fetch last answered, and since when fetches have answered without a gap. */
+  let fetchedAt = 0;
+  let fetchingSince = 0;
 
   async function stateFor(partition: number): Promise<PartitionSpans> {
     let s = states.get(partition);
@@ -219,6 +231,11 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
         const mine = new Set((e.payload.memberAssignment[L7_TOPIC] ?? []) as number[]);
         for (const p of [...states.keys()]) if (!mine.has(p)) states.delete(p);
       });
+      consumer.on(consumer.events.FETCH, () => {
+        const now = Date.now();
+        if (now - fetchedAt > FETCH_GAP_MS) fetchingSince = now;
+        fetchedAt = now;
+      });
       await consumer.subscribe({ topic: L7_TOPIC, fromBeginning: true });
       await consumer.run({
         autoCommit: false,
@@ -290,10 +307,16 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
       tick = setInterval(() => {
         // the same transactions as the batches': failures of both are one kind
         void serial.run(async () => {
-          const wm = BigInt(Date.now()) * 1_000_000n - IDLE_GRACE_NS;
+          const now = Date.now();
+          // a partition's silence is evidence only while we can read it: with the broker away
+          // (soak finding 5) the collectors hold their records and send them when it is back,
+          // in order, after their own back-off (up to IDLE_GRACE); the clock must not time out
+          // a request whose response is among them, so the silence counts from then
+          if (now - fetchedAt > FETCH_GAP_MS) return;
+          const wm = BigInt(now) * 1_000_000n - IDLE_GRACE_NS;
           let did = false;
           for (const [partition, s] of states) {
-            if (s.c.size === 0 || Date.now() - s.lastEventAt < latenessMs) continue;
+            if (s.c.size === 0 || now - Math.max(s.lastEventAt, fetchingSince + IDLE_GRACE_MS) < latenessMs) continue;
             did = (await emit(partition, s, s.c.advance(wm), [])) || did;
           }
           if (did) failures.ok('commit');
