@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import type { Admin } from 'kafkajs';
 import { FatalError, EXIT } from '../common/errors.ts';
 import { parseBrokers } from '../common/options.ts';
-import { createKafkaClient, connectAdmin, describeKafkaError } from '../kafka/client.ts';
+import { createKafkaClient, connectAdmin, describeKafkaError, isBrokerOutage, CONSUMER_OUTAGE_LIMIT_MS } from '../kafka/client.ts';
 import { DEFAULT_BROKERS } from '../cli/collect.ts';
 import { createExporter, createTraceExporter, METRICS_TOPIC, TRACES_TOPIC, DEFAULT_GROUP_ID, type Exporter } from './service.ts';
 import type { ResourceMetrics } from '@opentelemetry/sdk-metrics';
@@ -119,8 +119,23 @@ export async function exportCommand(argv: string[]): Promise<number> {
   try {
     // the processor creates the topics; wait for each rather than create it with
     // other settings, and export the signals whose topic is there meanwhile
+    let unreachable: { since: number; tries: number } | null = null;
     while (waiting.length > 0 && !over()) {
-      const topics = await admin.listTopics();
+      let topics: string[];
+      try {
+        topics = await admin.listTopics();
+      } catch (err) {
+        // the broker went away while we wait (a restart of both, soak finding 3): wait for it too, within the
+        // bound a running consumer waits; past it, or for anything else, the loop's catch ends the command
+        if (!isBrokerOutage(err)) throw err;
+        unreachable ??= { since: Date.now(), tries: 0 };
+        if (unreachable.tries++ === 0) log(`ringflow: export: lost Kafka at ${brokers.join(',')} while waiting for topics (${describeKafkaError(err)}); retrying`);
+        if (Date.now() - unreachable.since >= CONSUMER_OUTAGE_LIMIT_MS) throw err;
+        await pauseUnless(2000, ended);
+        continue;
+      }
+      if (unreachable) log(`ringflow: export: Kafka at ${brokers.join(',')} answers again after ${((Date.now() - unreachable.since) / 1000).toFixed(1)} s`);
+      unreachable = null;
       for (const signal of [...waiting]) {
         if (over()) break;
         if (!topics.includes(TOPICS[signal])) {
@@ -130,11 +145,22 @@ export async function exportCommand(argv: string[]): Promise<number> {
         }
         waiting.splice(waiting.indexOf(signal), 1);
         const exporter = make[signal]();
+        // a start waits out a broker outage (minutes at most): a signal meanwhile stops it
+        let stopped: Promise<void> | undefined;
+        const stopIt = () => (stopped ??= exporter.stop());
+        let starting = true;
+        void ended.then(() => (starting ? stopIt() : undefined));
         try {
           await exporter.start();
         } catch (err) {
-          await exporter.stop();
+          await stopIt();
           fail(new FatalError(`export: ${describeKafkaError(err)}`, { exitCode: EXIT.kafka, cause: err }));
+          break;
+        } finally {
+          starting = false;
+        }
+        if (over()) {
+          await stopIt();
           break;
         }
         running.push(exporter);
@@ -143,7 +169,7 @@ export async function exportCommand(argv: string[]): Promise<number> {
         if (signal === 'metrics') own = startOwnMetrics(exporter as Exporter<ResourceMetrics>, () => running, { log, resource: baseResourceAttributes() });
         log(`ringflow: exporting ${exporter.topic} from ${brokers.join(',')} to ${exporter.endpoint}${signal === 'metrics' ? ` (${histogramMode} histograms)` : ''}; Ctrl-C to stop`);
       }
-      if (waiting.length > 0 && !over()) await Promise.race([sleep(2000), ended]);
+      if (waiting.length > 0 && !over()) await pauseUnless(2000, ended);
     }
   } catch (err) {
     // Kafka went away while we waited: stop what runs, then report it
@@ -166,7 +192,16 @@ export async function exportCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+/**
+ * Waits ms or until `ended`. The timer is not unref'd: while the broker is down
+ * nothing else may hold the event loop, and Node would then end the process,
+ * silently and with status 0, in the middle of the wait.
+ */
+async function pauseUnless(ms: number, ended: Promise<void>): Promise<void> {
+  let t: NodeJS.Timeout | undefined;
+  await Promise.race([new Promise<void>((r) => (t = setTimeout(r, ms))), ended]);
+  clearTimeout(t);
+}
 
 /** Resolves on the first SIGINT/SIGTERM; until dispose(), those no longer end the process. */
 function stopSignal(): { promise: Promise<void>; stopped: () => boolean; dispose: () => void } {

@@ -31,7 +31,7 @@ import type { Kafka, Consumer, EachBatchPayload } from 'kafkajs';
 import type { ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { decodeCurrent } from '../schemas/index.ts';
-import { describeKafkaError, superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS } from '../kafka/client.ts';
+import { describeKafkaError, isBrokerOutage, superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS, CONSUMER_OUTAGE_LIMIT_MS } from '../kafka/client.ts';
 import type { FatalError } from '../common/errors.ts';
 import { SPANS_TOPIC } from '../processor/spans.ts';
 import {
@@ -77,6 +77,8 @@ export interface ServiceOptions<P> {
   maxPerExport?: number;
   initialBackoffMs?: number;
   maxBackoffMs?: number;
+  /** How long a start or a running consumer waits for an absent broker before the exporter fails. Default CONSUMER_OUTAGE_LIMIT_MS. */
+  outageLimitMs?: number;
 }
 
 export interface ExporterOptions extends ServiceOptions<ResourceMetrics> {
@@ -185,6 +187,7 @@ export function createSignalExporter<R, P>(spec: SignalSpec<R, P>, opts: Service
   const maxPerExport = spec.maxPerExport;
   const initialBackoff = opts.initialBackoffMs ?? 250;
   const maxBackoff = opts.maxBackoffMs ?? 5000;
+  const outageLimitMs = opts.outageLimitMs ?? CONSUMER_OUTAGE_LIMIT_MS;
   const counters: ExporterCounters = { exported: 0, rejected: 0, retries: 0, possibleDuplicates: 0, undecodable: 0 };
   let timeoutMs: number | undefined = opts.otlp?.timeoutMillis;
   const log = opts.log;
@@ -319,16 +322,36 @@ export function createSignalExporter<R, P>(spec: SignalSpec<R, P>, opts: Service
         timeoutMs = created.timeoutMs;
         for (const w of created.warnings) log(`otlp: ${w}`);
       }
-      consumer = opts.kafka.consumer({ groupId, readUncommitted: false, allowAutoTopicCreation: false, metadataMaxAge: CONSUMER_METADATA_MAX_AGE_MS });
-      superviseConsumer(consumer, spec.consumerName, log, onFatal);
-      try {
-        await consumer.connect();
-        // a new group starts at the beginning: records written before the first start are exported too
-        await consumer.subscribe({ topic, fromBeginning: true });
-      } catch (err) {
-        await consumer.disconnect().catch(() => {});
-        throw new Error(`export: cannot consume ${topic} (${describeKafkaError(err)})`, { cause: err });
+      // The broker may go away while we start (a restart of both, soak finding 3): connect and
+      // subscribe are tried again with backoff for as long as a running consumer would wait for it.
+      const since = Date.now();
+      let backoff = initialBackoff;
+      let attempts = 0;
+      for (;;) {
+        if (stopping) return;
+        consumer = opts.kafka.consumer({ groupId, readUncommitted: false, allowAutoTopicCreation: false, metadataMaxAge: CONSUMER_METADATA_MAX_AGE_MS });
+        superviseConsumer(consumer, spec.consumerName, log, onFatal, { outageLimitMs });
+        try {
+          attempts++;
+          await consumer.connect();
+          // a new group starts at the beginning: records written before the first start are exported too
+          await consumer.subscribe({ topic, fromBeginning: true });
+          break;
+        } catch (err) {
+          await consumer.disconnect().catch(() => {});
+          if (!isBrokerOutage(err) || Date.now() - since >= outageLimitMs) {
+            throw new Error(`export: cannot consume ${topic} (${describeKafkaError(err)}${attempts > 1 ? `; ${attempts} attempts over ${Math.round((Date.now() - since) / 1000)} s` : ''})`, { cause: err });
+          }
+          if (attempts === 1) log(`ringflow: ${spec.consumerName}: cannot reach Kafka to consume ${topic} (${describeKafkaError(err)}); retrying`);
+          await pause(backoff, async () => {});
+          backoff = Math.min(backoff * 2, maxBackoff);
+        }
       }
+      if (stopping) {
+        await consumer.disconnect().catch(() => {});
+        return;
+      }
+      if (attempts > 1) log(`ringflow: ${spec.consumerName}: consuming ${topic} after ${attempts} attempts over ${((Date.now() - since) / 1000).toFixed(1)} s`);
       await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch });
     },
     async stop() {
