@@ -134,3 +134,17 @@ test('replay-late: the checkpoint carries the idle clock\'s advances; a bad one 
   }
   assert.equal(parseCheckpoint(JSON.stringify({ v: 2, lanes: { events: lane } })).events!.idle, undefined, 'older checkpoints have none');
 });
+
+test('replay-late: a window held open through many quiet spells keeps the checkpoint small (offset metadata is capped)', () => {
+  const s = createPartitionState(cfg, 0, undefined);
+  const ev = (t: bigint) => encodeRecord(reg.byTopic(RUNQ)!, { cpu: 0, pid: 1, tgid: 1, uid: 0, ts_ns: t, cgroup_id: 1n, comm: 'c', latency_ns: 1000n, prev_pid: 0, kind: 'WAKEUP', host: 'h', boot_time_ns: 0n });
+  // one window open all along; between its records the idle clock moves the watermark a little
+  for (let i = 0; i < 50; i++) {
+    assert.equal(s.add(repartitionKey(RUNQ, 'h'), ev(T0 + 1000n * BigInt(i)), BigInt(i)), 'ok');
+    s.advanceIdle(T0 + 5n * S + 1_000_000n * BigInt(i)); // IDLE_GRACE_NS behind: T0 + i ms
+  }
+  const cp = JSON.parse(s.checkpoint());
+  assert.equal(cp.lanes.events.from, '0', 'the window is still held');
+  assert.equal(cp.lanes.events.idle.length, 8);
+  assert.deepEqual(cp.lanes.events.idle.at(-1), ['50', String(T0 + 49_000_000n)]);
+});
