@@ -8,7 +8,11 @@
  * open window (the committed offset), so re-reading from there takes every
  * decision (window, late or not, oldest open window) exactly as the first
  * time. Windows that had already been emitted (end <= emittedThroughNs) are
- * rebuilt and then suppressed, never emitted twice.
+ * rebuilt and then suppressed, never emitted twice. The idle clock's advances
+ * since then (no function of the records) are in the checkpoint too, and are
+ * made again before the same record. A record read again by a state that
+ * already holds it (kafkajs reads from the commit after a rebalance, and the
+ * stage keeps the state of a partition it keeps) is skipped.
  *
  * Records are stage 1's partial aggregates (processor/partial.ts: merged
  * whole, late or not as a whole; WindowAggregator.addPartial), raw events
