@@ -156,8 +156,8 @@ export interface SuperviseOptions {
  *   outageLimitMs becomes `onFatal`, so a broker that never comes back still
  *   ends the service with one line.
  * - any other crash kafkajs does not restart becomes `onFatal` at once.
- * The consumer's `run` and `disconnect` are wrapped to learn the run's
- * arguments and that the stage itself is stopping (no restart then).
+ * The consumer's `run`, `stop` and `disconnect` are wrapped to learn the
+ * run's arguments and that the stage itself is stopping (no restart then).
  */
 export function superviseConsumer(consumer: Consumer, what: string, log: (l: string) => void, onFatal: (err: FatalError) => void, o: SuperviseOptions = {}): void {
   const limitMs = o.outageLimitMs ?? CONSUMER_OUTAGE_LIMIT_MS;
@@ -167,12 +167,22 @@ export function superviseConsumer(consumer: Consumer, what: string, log: (l: str
   let stopping = false;
   let given = false;
   let timer: NodeJS.Timeout | undefined;
-  let outage: { since: number; crashes: number; kinds: Set<string>; backoff: number } | null = null;
+  let outage: { since: number; crashes: number; kinds: Set<string>; backoff: number; said: boolean } | null = null;
+  // a crash that recurs with a rejoin in between each time (a retriable error of the stage's own) is one
+  // outage per crash: said at most once a minute per kind, not twice per crash
+  const lastSaid = new Map<string, number>();
   const run = consumer.run.bind(consumer);
+  const stop = consumer.stop.bind(consumer);
   const disconnect = consumer.disconnect.bind(consumer);
   consumer.run = (config) => {
     runArgs = config;
+    stopping = false;
     return run(config);
+  };
+  consumer.stop = () => {
+    stopping = true;
+    clearTimeout(timer);
+    return stop();
   };
   consumer.disconnect = () => {
     stopping = true;
@@ -190,7 +200,7 @@ export function superviseConsumer(consumer: Consumer, what: string, log: (l: str
   };
   consumer.on(consumer.events.GROUP_JOIN, () => {
     if (!outage) return;
-    log(`ringflow: ${what}: consumer back in its group after ${((Date.now() - outage.since) / 1000).toFixed(1)} s (${outage.crashes} crash${outage.crashes === 1 ? '' : 'es'}: ${[...outage.kinds].join('; ')})`);
+    if (outage.said) log(`ringflow: ${what}: consumer back in its group after ${((Date.now() - outage.since) / 1000).toFixed(1)} s (${outage.crashes} crash${outage.crashes === 1 ? '' : 'es'}: ${[...outage.kinds].join('; ')})`);
     outage = null;
   });
   consumer.on(consumer.events.CRASH, (e) => {
@@ -204,8 +214,12 @@ export function superviseConsumer(consumer: Consumer, what: string, log: (l: str
     }
     const now = Date.now();
     if (!outage) {
-      outage = { since: now, crashes: 0, kinds: new Set(), backoff: initialBackoff };
-      log(`ringflow: ${what}: consumer restarting after ${why}; retrying until the broker answers (gives up after ${Math.round(limitMs / 1000)} s)`);
+      const said = now - (lastSaid.get(why) ?? -Infinity) >= 60_000;
+      outage = { since: now, crashes: 0, kinds: new Set(), backoff: initialBackoff, said };
+      if (said) {
+        lastSaid.set(why, now);
+        log(`ringflow: ${what}: consumer restarting after ${why} (gives up after ${Math.round(limitMs / 1000)} s without getting back into its group)`);
+      }
     }
     outage.crashes++;
     outage.kinds.add(why);

@@ -119,3 +119,26 @@ test('a consumer that cannot reach its group for outageLimitMs ends the stage (o
   assert.equal(c.got.length, 0, c.lines.join('\n'));
   assert.equal(c.fatals(), 1);
 });
+
+test('a crash kafkajs restarts again and again, each time back in the group, is said once a minute, not twice per crash', { timeout: 120_000 }, async (t) => {
+  const c0 = await supervised('recurring', 5 * 60_000);
+  const { consumer, lines, topic } = c0;
+  t.after(() => consumer.disconnect().catch(() => {}));
+  let crashes = 0;
+  consumer.on(consumer.events.CRASH, () => void crashes++);
+  const got: number[] = [];
+  // a retriable error of the stage's own: kafkajs retries the batch, then crashes and restarts the consumer
+  const KafkaJSError = (kafkajs as unknown as Record<string, new (m: string) => Error>).KafkaJSError!;
+  await consumer.run({
+    eachMessage: async ({ message }) => {
+      if (crashes < 3) throw new KafkaJSError('not yet');
+      got.push(Number(message.value!.toString()));
+    },
+  });
+  await waitFor(`the 5 records after 3 crashes (${topic})`, () => got.length >= 5, 90_000, lines);
+  assert.equal(crashes, 3);
+  assert.equal(c0.fatal(), undefined, lines.join('\n'));
+  assert.equal(lines.length, 2, lines.join('\n'));
+  assert.match(lines[0]!, /recurring: consumer restarting after KafkaJS\w+: not yet/);
+  assert.match(lines[1]!, /recurring: consumer back in its group after/);
+});
