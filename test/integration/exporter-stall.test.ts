@@ -68,15 +68,22 @@ async function waitFor<T>(what: string, fn: () => T | undefined | false, timeout
 }
 
 test('a backend frozen past the timeout: nothing lost, and duplicates bounded by the exported possible_duplicates', { timeout: 240_000 }, async (t) => {
+  // node runs t.after hooks in the order they were added: undo the set-up in
+  // reverse instead, so the broker stops last (stopped first, the exporter's
+  // and producer's disconnects waited for it forever when this file ran alone)
+  const cleanups: (() => unknown)[] = [];
+  t.after(async () => {
+    for (const f of cleanups.reverse()) await f();
+  });
   const broker = await testBrokers();
-  t.after(() => broker.stop());
+  cleanups.push(() => broker.stop());
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ringflow-it-stall-'));
   const grpcPort = await freePort();
   let httpPort = await freePort();
   while (httpPort === grpcPort) httpPort = await freePort();
   const col = await startOtelcol({ stateDir, grpcPort, httpPort });
   let frozen = false;
-  t.after(async () => {
+  cleanups.push(async () => {
     if (frozen) process.kill(col.pid, 'SIGCONT');
     await stopOtelcol({ stateDir }).catch(() => {});
     fs.rmSync(stateDir, { recursive: true, force: true });
@@ -92,12 +99,12 @@ test('a backend frozen past the timeout: nothing lost, and duplicates bounded by
   const encode = (i: number) => ({ key: `s-${i}`, value: encodeRecord(schema, makePoint(i)) });
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
-  t.after(() => producer.disconnect());
+  cleanups.push(() => producer.disconnect());
 
   // the timeout comes from the environment alone (the SDK's variable, signal-specific)
   const saved = process.env.OTEL_EXPORTER_OTLP_METRICS_TIMEOUT;
   process.env.OTEL_EXPORTER_OTLP_METRICS_TIMEOUT = String(TIMEOUT_MS);
-  t.after(() => {
+  cleanups.push(() => {
     if (saved === undefined) delete process.env.OTEL_EXPORTER_OTLP_METRICS_TIMEOUT;
     else process.env.OTEL_EXPORTER_OTLP_METRICS_TIMEOUT = saved;
   });
@@ -113,10 +120,10 @@ test('a backend frozen past the timeout: nothing lost, and duplicates bounded by
     initialBackoffMs: 100,
     maxBackoffMs: 500,
   });
-  t.after(() => exporter.stop());
+  cleanups.push(() => exporter.stop());
   await exporter.start();
   const own = startOwnMetrics(exporter, () => [exporter], { log: (l) => lines.push(l), resource: { 'service.name': 'ringflow' }, intervalMs: 60_000 });
-  t.after(() => own.stop());
+  cleanups.push(() => own.stop());
 
   const N1 = 10;
   const N2 = 30;
