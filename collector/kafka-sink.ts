@@ -40,7 +40,7 @@
  */
 import type { Producer, TopicMessages, CompressionTypes as CompressionType, ConfigResourceTypes, Kafka as KafkaClient } from 'kafkajs';
 import { CompressionTypes, createPartitioner } from '../kafka/kafkajs.ts';
-import { createKafkaClient, connectAdmin, ensureTopics, describeKafkaError } from '../kafka/client.ts';
+import { createKafkaClient, connectAdmin, ensureTopics, describeKafkaError, isTooLarge, DEADLETTER_TOPIC, DEFAULT_MAX_MESSAGE_BYTES } from '../kafka/client.ts';
 import { murmur2 } from '../kafka/partitioner.ts';
 import { FatalError, EXIT } from '../common/errors.ts';
 import type { EventSink, OutRecord, SinkCounters } from './sink.ts';
@@ -48,11 +48,8 @@ import type { DropReason } from './collector.ts';
 
 export type Compression = 'zstd' | 'gzip' | 'none';
 
-/** processor/topics.ts DEADLETTER_TOPIC (a stage does not import another stage's folder; a test checks they agree). */
-export const DEADLETTER_TOPIC = 'ringflow.deadletter.v1';
-
-/** Kafka's default message.max.bytes (and so max.message.bytes), used until the broker says otherwise. */
-export const DEFAULT_MAX_MESSAGE_BYTES = 1_048_588;
+// the dead-letter topic and Kafka's default max.message.bytes are the shared ones
+export { DEADLETTER_TOPIC, DEFAULT_MAX_MESSAGE_BYTES };
 /** Kafka's default socket.request.max.bytes. */
 export const DEFAULT_MAX_REQUEST_BYTES = 104_857_600;
 /** Record batch v2 header (61 bytes) and the produce request's per-partition framing, rounded up. */
@@ -102,7 +99,6 @@ const FATAL_NAMES = new Set(['KafkaJSSASLAuthenticationError', 'KafkaJSInvalidVa
 const PRODUCER_STATE_TYPES = new Set(['OUT_OF_ORDER_SEQUENCE_NUMBER', 'INVALID_PRODUCER_EPOCH', 'UNKNOWN_PRODUCER_ID', 'INVALID_PRODUCER_ID_MAPPING', 'PRODUCER_FENCED']);
 /** New producers tried for one request before its records are taken to be the cause. */
 const MAX_RENEWALS = 2;
-const TOO_LARGE_TYPES = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE']);
 /**
  * Refusals of the records themselves. kafkajs (like Kafka's Java client) marks
  * CORRUPT_MESSAGE retriable, a CRC damaged in transit; it has already retried
@@ -135,7 +131,7 @@ export function classifySendError(err: unknown): SendFailure {
   const has = (f: (e: (typeof chain)[number]) => boolean) => chain.some(f);
   if (has((e) => FATAL_TYPES.has(e.type ?? '') || FATAL_NAMES.has(e.name ?? ''))) return 'fatal';
   if (has((e) => PRODUCER_STATE_TYPES.has(e.type ?? ''))) return 'producer_state';
-  if (has((e) => TOO_LARGE_TYPES.has(e.type ?? ''))) return 'too_large';
+  if (isTooLarge(err)) return 'too_large';
   if (has((e) => PROGRAM_ERRORS.has(e.name ?? '') || RECORD_TYPES.has(e.type ?? ''))) return 'rejected';
   if (has((e) => CONNECTION_NAMES.has(e.name ?? ''))) return 'retriable';
   // the deepest error that says anything decides: a protocol error's own flag

@@ -289,6 +289,11 @@ const RECORD_OVERHEAD = 40;
 /** The broker's default message.max.bytes (and a topic's max.message.bytes): 1 MiB + 12. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 1_048_588;
 /**
+ * Where every stage, the collector included, writes what it could not
+ * process or Kafka refused, with headers saying why.
+ */
+export const DEADLETTER_TOPIC = 'ringflow.deadletter.v1';
+/**
  * Bytes of records per produce request across all its topics: the broker
  * refuses a request above socket.request.max.bytes (100 MiB by default), and a
  * transaction's requests go one at a time anyway; 16 MiB keeps each one short.

@@ -3,7 +3,7 @@ export const STATS_TOPIC = 'ringflow.collector.stats.v1';
 /** Raw events re-keyed by (input topic, host): stage 1 -> stage 2. Internal. */
 export const REPARTITION_TOPIC = 'ringflow.processor.repartition.v1';
 export const METRICS_TOPIC = 'ringflow.metrics.v1';
-export const DEADLETTER_TOPIC = 'ringflow.deadletter.v1';
+export { DEADLETTER_TOPIC } from '../kafka/client.ts';
 /** Parsed L7 requests and responses (schemas/l7.avsc): the spans stage's input. */
 export const L7_TOPIC = 'ringflow.l7.v1';
 /** Spans built from them (schemas/spans.avsc, processor/spans.ts): the spans stage's output, read_committed. */
