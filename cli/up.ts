@@ -12,7 +12,8 @@ import { REPO_ROOT } from '../collector/signals/registry.ts';
 import { createKafkaClient, connectAdmin, ensureTopics } from '../kafka/client.ts';
 import { decodeRecord } from '../schemas/index.ts';
 import { parseCollectArgs, COLLECT_HELP } from './collect.ts';
-import { parseLatenessMs, parseWindowMs } from './process.ts';
+import { DAY_MS, parseLatenessMs, parseWindowMs } from './process.ts';
+import { parseDurationMs } from '../common/options.ts';
 import { summarizeWindow, CollectorLosses, type CollectorLossInput, type SummaryPoint } from './summary.ts';
 import { METRICS_TOPIC, STATS_TOPIC } from '../processor/topics.ts';
 import { ALERTS_TOPIC } from '../processor/alerts-stage.ts';
@@ -35,7 +36,7 @@ export function alertLine(a: AlertLine): string {
   return `ALERT ${a.state} ${a.rule}${group}: ${a.stat}(${a.metric}) = ${a.value} (threshold ${a.threshold}) at ${at}`;
 }
 
-const UP_HELP = `Usage: ringflow up [collect options] [--window DUR] [--lateness DUR]
+const UP_HELP = `Usage: ringflow up [collect options] [--window DUR] [--lateness DUR] [--max-clock-skew DUR]
 
 Runs the whole pipeline on this machine: the local Apache Kafka broker (unless
 --brokers is given), then the collector, the processor and the exporter, and
@@ -47,6 +48,9 @@ stays). Each stage also runs alone: ringflow collect | process | export.
 
   --window DUR     processor window size (default 10s)
   --lateness DUR   processor allowed lateness (default 5s)
+  --max-clock-skew DUR
+                   events dated further ahead of this machine's clock are
+                   dead-lettered by the processor (reason clock_skew; default 60s)
   --rules FILE     alert rules (YAML, docs/alerts.md): the processor writes
                    FIRING/RESOLVED records to ringflow.alerts.v1 and each
                    transition is printed here as it happens
@@ -61,11 +65,13 @@ ${COLLECT_HELP.split('\n').slice(COLLECT_HELP.split('\n').findIndex((l) => l.sta
 const SUMMARY_DELAY_MS = 4000;
 
 /** Splits up's own flags from the collector's. */
-export function splitUpArgs(argv: string[]): { window: string; lateness: string; rules?: string; collect: string[] } {
+export function splitUpArgs(argv: string[]): { window: string; lateness: string; rules?: string; maxClockSkew?: string; collect: string[] } {
   const collect: string[] = [];
   let window = '10s';
   let lateness = '5s';
   let rules: string | undefined;
+  // absent unless given: the processor's own default (60s) then applies, stated in one place
+  let maxClockSkew: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const eq = a.indexOf('=');
@@ -73,6 +79,12 @@ export function splitUpArgs(argv: string[]): { window: string; lateness: string;
     if (flag === '--rules') {
       rules = eq > 0 ? a.slice(eq + 1) : argv[++i];
       if (rules === undefined) throw new FatalError('--rules: missing value', { exitCode: EXIT.usage });
+    } else if (flag === '--max-clock-skew') {
+      const val = eq > 0 ? a.slice(eq + 1) : argv[++i];
+      if (val === undefined) throw new FatalError('--max-clock-skew: missing value', { exitCode: EXIT.usage });
+      // the same bounds as process's flag, checked before anything starts
+      parseDurationMs('--max-clock-skew', val, 0, DAY_MS);
+      maxClockSkew = val;
     } else if (flag === '--window' || flag === '--lateness') {
       const val = eq > 0 ? a.slice(eq + 1) : argv[++i];
       if (val === undefined) throw new FatalError(`${flag}: missing value`, { exitCode: EXIT.usage });
@@ -86,7 +98,13 @@ export function splitUpArgs(argv: string[]): { window: string; lateness: string;
       }
     } else collect.push(a);
   }
-  return { window, lateness, ...(rules === undefined ? {} : { rules }), collect };
+  return { window, lateness, ...(rules === undefined ? {} : { rules }), ...(maxClockSkew === undefined ? {} : { maxClockSkew }), collect };
+}
+
+/** The processor child's command line from up's own flags. */
+export function processorArgs(brokers: string, f: { window: string; lateness: string; rules?: string | undefined; maxClockSkew?: string | undefined }): string[] {
+  return ['process', '--brokers', brokers, '--window', f.window, '--lateness', f.lateness,
+    ...(f.rules ? ['--rules', f.rules] : []), ...(f.maxClockSkew ? ['--max-clock-skew', f.maxClockSkew] : [])];
 }
 
 function child(name: string, args: string[]): ChildProcess {
@@ -105,7 +123,7 @@ function child(name: string, args: string[]): ChildProcess {
 }
 
 export async function upCommand(argv: string[]): Promise<number> {
-  const { window, lateness, rules, collect } = splitUpArgs(argv);
+  const { window, lateness, rules, maxClockSkew, collect } = splitUpArgs(argv);
   const cfg = parseCollectArgs(collect); // validates the collector's flags before anything starts
   if (cfg.help) {
     console.log(UP_HELP);
@@ -131,7 +149,7 @@ export async function upCommand(argv: string[]): Promise<number> {
   // the processor and the exporter first: the collector leaves their traffic out
   // (bin/ringflow execs node, so these pids are theirs), else with --signals l7 the
   // exporter's own OTLP calls would come back as spans
-  const processor = child('process', ['process', '--brokers', b, '--window', window, '--lateness', lateness, ...(rules ? ['--rules', rules] : [])]);
+  const processor = child('process', processorArgs(b, { window, lateness, rules, maxClockSkew }));
   const exporter = child('export', ['export', '--brokers', b]);
   const own = [processor.pid, exporter.pid].filter((p): p is number => p !== undefined).join(',');
   const children = new Map<string, ChildProcess>([
