@@ -57,6 +57,7 @@ import { FailureReporter } from './failures.ts';
 
 export interface RepartitionCounters {
   records: number;
+  /** Dead letters written by committed transactions (an aborted one is re-read: counted once, on its commit). */
   deadLetters: number;
   transactions: number;
   /** Partial aggregates written (each standing for one or more events). */
@@ -266,8 +267,15 @@ export function createRepartitionStage(opts: {
    */
   const consumedTo = new Map<string, Map<number, bigint>>();
 
-  /** Counts and reports a record dead-lettered here, with its reason. */
-  function deadLettered(o: OutMessage, partition: number, offset: string): void {
+  /**
+   * Counts and reports a dead letter of a committed transaction, with its
+   * reason. Called on commit, not when the record is read: a failed
+   * transaction is re-read from its last commit, and counting at read time
+   * counted its dead letters once per attempt.
+   */
+  function deadLettered(o: OutMessage): void {
+    const partition = o.headers!['ringflow.source.partition'];
+    const offset = o.headers!['ringflow.source.offset'];
     counters.deadLetters++;
     const reason = o.headers!['ringflow.reason'];
     if (reason === 'invalid_value') {
@@ -390,6 +398,7 @@ export function createRepartitionStage(opts: {
       if (!m) committed.set(topic, (m = new Map()));
       for (const [p, o] of ps) m.set(p, o);
     }
+    for (const o of out) if (o.topic === DEADLETTER_TOPIC) deadLettered(o);
     for (const o of oversized) opts.log(`processor: repartition: a ${o.bytes}-byte record for ${o.topic} is over its max.message.bytes (${o.limit}) -> dead letter (first bytes)`);
     counters.oversized += oversized.length;
     counters.records += n;
@@ -454,7 +463,6 @@ export function createRepartitionStage(opts: {
               } catch (err) {
                 if (err instanceof RejectedRecord) {
                   const o = deadLetter(batch.topic, batch.partition, m.offset, m.value, err);
-                  deadLettered(o, batch.partition, m.offset);
                   buffer.push(o);
                   // and counted in ringflow.metrics.v1 (ringflow.dropped{reason}) by stage 2, in this transaction
                   if (e !== undefined) {
@@ -471,14 +479,12 @@ export function createRepartitionStage(opts: {
                 } catch (err) {
                   // an event the aggregator refuses must not stop the partition
                   const o = deadLetter(batch.topic, batch.partition, m.offset, m.value, err);
-                  deadLettered(o, batch.partition, m.offset);
                   buffer.push(o);
                 }
                 continue;
               }
             }
             for (const o of routeRecord(batch.topic, batch.partition, m.offset, m.value, skew)) {
-              if (o.topic === DEADLETTER_TOPIC) deadLettered(o, batch.partition, m.offset);
               buffer.push(o);
             }
           }
