@@ -28,6 +28,7 @@
 import type { Kafka, Consumer, Producer, EachBatchPayload } from 'kafkajs';
 import { CompressionTypes } from '../kafka/kafkajs.ts';
 import { MessageLimits, describeKafkaError, isTooLarge, retrying, sendWithinLimits } from '../kafka/client.ts';
+import { retryTxStep } from '../kafka/transaction.ts';
 import { FailureReporter } from './failures.ts';
 import { connectStageClients, isFenced, type TxProducer } from './stage-clients.ts';
 import { FatalError } from '../common/errors.ts';
@@ -61,6 +62,12 @@ export interface SpansStageCounters {
   checkpointsIgnored: number;
   /** Records dead-lettered for a time beyond the allowed clock skew (in deadLetters too). */
   clockSkew: number;
+  /**
+   * Transaction steps asked again after the coordinator said "not now"
+   * (CONCURRENT_TRANSACTIONS while it completes the previous commit, or a
+   * coordinator moving or loading): retried in the same transaction, not failures.
+   */
+  txRetries: number;
 }
 
 export interface SpansStageOptions {
@@ -113,7 +120,7 @@ interface PartitionSpans {
 }
 
 export function createSpansStage(opts: SpansStageOptions): SpansStage {
-  const counters: SpansStageCounters = { records: 0, spans: 0, deadLetters: 0, transactions: 0, oversized: 0, failedRecords: 0, checkpointsIgnored: 0, clockSkew: 0 };
+  const counters: SpansStageCounters = { records: 0, spans: 0, deadLetters: 0, transactions: 0, oversized: 0, failedRecords: 0, checkpointsIgnored: 0, clockSkew: 0, txRetries: 0 };
   const maxSkewNs = BigInt(opts.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS) * 1_000_000n;
   const failures = new FailureReporter({ what: 'processor: spans', log: opts.log, ...(opts.onFatal ? { onFatal: opts.onFatal } : {}) });
   let fenced = false;
@@ -188,10 +195,13 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
       for (const o of sent.oversized) {
         opts.log(`processor: spans: ${L7_TOPIC}[${partition}]: a ${o.bytes}-byte record for ${o.topic} is over its max.message.bytes (${o.limit}) -> dead letter (first bytes)`);
       }
-      await tx.sendOffsets({
+      // a transaction of offsets alone, begun while the coordinator still writes the markers of
+      // the one before, is refused with CONCURRENT_TRANSACTIONS, which kafkajs does not retry
+      // there (kafka/transaction.ts): asked again shortly, in this same transaction
+      await retryTxStep(() => tx.sendOffsets({
         consumerGroupId: SPANS_GROUP,
         topics: [{ topic: L7_TOPIC, partitions: [{ partition, offset: String(commitOffset), metadata: JSON.stringify(meta) } as never] }],
-      });
+      }), { onRetry: () => counters.txRetries++ });
       await tx.commit();
     } catch (err) {
       await producer!.abort(tx, err);
