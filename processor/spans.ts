@@ -18,11 +18,16 @@
  * A response never pairs with a request that started after it (same clock).
  * A request with no response within `timeoutNs` becomes an ERROR span ('no
  * response'); a response with no waiting request is counted and dropped.
- * "Within" is judged by the records' own watermark, or by an idle raise made
- * after the request arrived: a request delivered below an earlier raise (held
- * by its collector through a broker outage) waits for its response, which
- * follows it in the partition (soak finding 5; see expire()). Its span's
- * link wait likewise runs on the records' own time (or ends at a later raise).
+ * "Within" is judged by the time of its own host's records (same host and
+ * boot time) that came after it, or by an idle raise made after it arrived:
+ * a request delivered below an earlier raise (held by its collector through
+ * a broker outage) waits for its response, which follows it in the partition
+ * (soak finding 5; see expire()), and one host catching up first after an
+ * outage, far ahead of another on the same partition, does not time out the
+ * other's requests (their responses are still held by their collector). Only
+ * a host lagging the partition by more than `hostLagNs` is overruled by the
+ * others' time, so that a host gone silent does not hold its requests forever.
+ * A span's link wait runs on the records' own time (or ends at a later raise).
  *
  * Linking without header injection: when the client side and the server side
  * of one exchange are both observed (same partition, as the key is the
@@ -162,6 +167,12 @@ export interface SpanCorrelatorOptions {
   clockSkewNs?: bigint;
   /** Waiting requests + waiting spans held at most (default 100 000): the oldest is dropped past it. */
   maxPending?: number;
+  /**
+   * A request times out by its own host's records; past this much behind the
+   * partition's records (a host gone silent, or lagging) the others' time
+   * decides too (default 5 min: longer than the broker outages collectors ride out).
+   */
+  hostLagNs?: bigint;
   /** checkpoint() of a previous instance: continue from it (the caller re-reads from its offset). */
   checkpoint?: string;
 }
@@ -194,6 +205,7 @@ export interface SpanCounters {
 export const DEFAULT_SPAN_LATENESS_NS = 5_000_000_000n;
 export const DEFAULT_CLOCK_SKEW_NS = 1_000_000_000n;
 export const DEFAULT_MAX_PENDING = 100_000;
+export const DEFAULT_HOST_LAG_NS = 300_000_000_000n;
 /** Idle raises carried in a checkpoint at most (keeps it well under 1 KiB). */
 export const MAX_RAISES = 12;
 
@@ -326,9 +338,13 @@ interface Pending {
   readonly key: string;
   readonly startNs: bigint;
   readonly deadlineNs: bigint;
+  /** host + boot time: the clock whose records decide its timeout. */
+  readonly clock: string;
   done: boolean;
   /** Arrived after an idle raise had passed its deadline: waits in `late` (see expire()). */
   late: boolean;
+  /** A record of its own clock that came after it is past its deadline (+ lateness). */
+  ownDue: boolean;
 }
 
 interface Completed {
@@ -485,6 +501,7 @@ const familyOf = (p: L7RecordProtocol): Family => (p === 'HTTP1' ? 'h1' : p === 
 const wallStart = (r: L7Record): bigint => r.boot_time_ns + r.ts_ns;
 const wallEnd = (r: L7Record): bigint => r.boot_time_ns + r.end_ns;
 const observerOf = (r: L7Record): string => `${r.host}\u0000${r.boot_time_ns}\u0000${r.tgid}\u0000${r.conn_id}`;
+const clockOf = (r: L7Record): string => `${r.host}\u0000${r.boot_time_ns}`;
 const minBig = (a: bigint, b: bigint): bigint => (a < b ? a : b);
 const maxBig = (a: bigint, b: bigint): bigint => (a > b ? a : b);
 const absBig = (a: bigint): bigint => (a < 0n ? -a : a);
@@ -505,6 +522,7 @@ export class SpanCorrelator {
   private readonly latenessNs: bigint;
   private readonly skewNs: bigint;
   private readonly maxPending: number;
+  private readonly hostLagNs: bigint;
 
   private maxWall: bigint | null = null;
   private floor: bigint | null = null;
@@ -531,6 +549,11 @@ export class SpanCorrelator {
   private readonly deadlines = new Heap<Pending>((a, b) => a.deadlineNs < b.deadlineNs || (a.deadlineNs === b.deadlineNs && a.seq < b.seq));
   /** Requests that arrived after a raise above their deadline (delivered late, e.g. held by a collector through a broker outage). */
   private readonly late = new Heap<Pending>((a, b) => a.deadlineNs < b.deadlineNs || (a.deadlineNs === b.deadlineNs && a.seq < b.seq));
+  /** Per clock (host + boot time), its waiting requests not yet due by its own records, by deadline. */
+  private readonly byClock = new Map<string, Heap<Pending>>();
+  private byClockEntries = 0;
+  /** Late requests found due by their own clock's records, to time out in expire(). */
+  private freed: Pending[] = [];
   /** Completed spans waiting out linkDelay, in completion order. */
   private readonly completed = new Map<number, Completed>();
   private readonly readyHeap = new Heap<Completed>((a, b) => a.readyNs < b.readyNs || (a.readyNs === b.readyNs && a.seq < b.seq));
@@ -546,6 +569,8 @@ export class SpanCorrelator {
     this.latenessNs = opts.latenessNs ?? DEFAULT_SPAN_LATENESS_NS;
     this.skewNs = opts.clockSkewNs ?? DEFAULT_CLOCK_SKEW_NS;
     this.maxPending = opts.maxPending ?? DEFAULT_MAX_PENDING;
+    this.hostLagNs = opts.hostLagNs ?? DEFAULT_HOST_LAG_NS;
+    if (this.hostLagNs < 0n) throw new RangeError('hostLagNs must be >= 0');
     if (this.latenessNs < 0n || this.skewNs < 0n) throw new RangeError('latenessNs and clockSkewNs must be >= 0');
     if (!Number.isInteger(this.maxPending) || this.maxPending < 1) throw new RangeError('maxPending must be an integer >= 1');
     if (opts.checkpoint !== undefined) this.restore(opts.checkpoint);
@@ -584,6 +609,7 @@ export class SpanCorrelator {
     const wall = wallStart(rec);
     if (this.maxWall === null || wall > this.maxWall) this.maxWall = wall;
     this.pos = offset + 1n;
+    this.clockSaw(clockOf(rec), wall);
     if (rec.protocol === 'UNKNOWN') this.counters.skipped++;
     else if (rec.kind === 'REQUEST') this.request(rec, offset, before);
     else this.response(rec, offset);
@@ -709,7 +735,7 @@ export class SpanCorrelator {
     const startNs = wallStart(rec);
     const p: Pending = {
       seq: this.seq++, rec, offset, before, family, obs, key: matchKey(family, obs, rec),
-      startNs, deadlineNs: startNs + this.timeoutNs, done: false, late: false,
+      startNs, deadlineNs: startNs + this.timeoutNs, clock: clockOf(rec), done: false, late: false, ownDue: false,
     };
     this.pending.set(p.seq, p);
     let list = this.byKey.get(p.key);
@@ -722,6 +748,44 @@ export class SpanCorrelator {
     }
     this.deadlines.push(p);
     if (this.deadlines.size > 2 * this.pending.size + 1024) this.deadlines.reset([...this.pending.values()].filter((x) => !x.late));
+    let h = this.byClock.get(p.clock);
+    if (!h) this.byClock.set(p.clock, (h = new Heap<Pending>((a, b) => a.deadlineNs < b.deadlineNs || (a.deadlineNs === b.deadlineNs && a.seq < b.seq))));
+    h.push(p);
+    if (++this.byClockEntries > 2 * this.pending.size + 1024) this.rebuildClocks();
+  }
+
+  /**
+   * A record of `clock` at wall time `wall`: its waiting requests whose
+   * deadline is at or below wall - lateness are due by their own host's time
+   * (all of them arrived before this record). Depends only on the records
+   * from each request on: a replay from a checkpoint decides the same.
+   */
+  private clockSaw(clock: string, wall: bigint): void {
+    const h = this.byClock.get(clock);
+    if (!h) return;
+    const w = wall - this.latenessNs;
+    for (let p = h.peek(); p !== undefined && (p.done || p.deadlineNs <= w); p = h.peek()) {
+      h.pop();
+      this.byClockEntries--;
+      if (p.done) continue;
+      p.ownDue = true;
+      // already set aside by the partition's watermark: expire() times it out now
+      if (p.late) this.freed.push(p);
+    }
+    if (h.size === 0) this.byClock.delete(clock);
+  }
+
+  /** Drops entries no longer waiting (answered requests stay in their clock's heap until popped). */
+  private rebuildClocks(): void {
+    this.byClock.clear();
+    this.byClockEntries = 0;
+    for (const p of this.pending.values()) {
+      if (p.ownDue) continue;
+      let h = this.byClock.get(p.clock);
+      if (!h) this.byClock.set(p.clock, (h = new Heap<Pending>((a, b) => a.deadlineNs < b.deadlineNs || (a.deadlineNs === b.deadlineNs && a.seq < b.seq))));
+      h.push(p);
+      this.byClockEntries++;
+    }
   }
 
   private response(rec: L7Record, offset: bigint): void {
@@ -844,7 +908,10 @@ export class SpanCorrelator {
     if (wm === null) return;
     const own = this.ownWatermark;
     const r = this.lastRaise;
-    const due = (p: Pending): boolean => (own !== null && p.deadlineNs <= own) || (r !== null && r[0] > p.offset && p.deadlineNs <= r[1]);
+    // by its own host's records after it (clockSaw), by a raise after it, or by the partition's
+    // records when its host lags them by more than hostLagNs
+    const lagged = own === null ? null : own - this.hostLagNs;
+    const due = (p: Pending): boolean => p.ownDue || (r !== null && r[0] > p.offset && p.deadlineNs <= r[1]) || (lagged !== null && p.deadlineNs <= lagged);
     for (let p = this.deadlines.peek(); p !== undefined && p.deadlineNs <= wm; p = this.deadlines.peek()) {
       this.deadlines.pop();
       if (p.done) continue;
@@ -855,8 +922,13 @@ export class SpanCorrelator {
         if (this.late.size > 2 * this.pending.size + 1024) this.late.reset([...this.pending.values()].filter((x) => x.late));
       }
     }
+    // late ones freed by their own clock's records, in the order those records found them
+    const freed = this.freed;
+    this.freed = [];
+    for (const p of freed) if (!p.done) this.complete(p, null, 'timeout', p.deadlineNs, this.pos - 1n, wm);
     // in deadline order; stopping at the first not due is exact: a raise times out every late
-    // request below it at once (all arrived before it), so between raises only `own` frees them
+    // request below it at once (all arrived before it), the lag rule every one below own - hostLag,
+    // and the ones their own clock frees (any order) are done by now and skipped
     for (let p = this.late.peek(); p !== undefined && (p.done || due(p)); p = this.late.peek()) {
       this.late.pop();
       // decided here, at watermark wm, not when its deadline passed: it is ready no earlier than

@@ -845,3 +845,49 @@ test('spans: a stretch of records held back past an idle raise: exactly once acr
     }
   }
 });
+
+test('spans: a request times out by its own host\'s records or a raise after it, not by another host far ahead on its partition', () => {
+  const at = (side: Side, conn: number): Side => ({ ...side, conn, local: [side.local[0], 40000 + conn] });
+  const A = at(CLIENT, 1);
+  const A2 = at(CLIENT, 2); // same host and boot, another connection
+  const B: Side = { ...at(CLIENT, 3), host: 'b', boot: BOOT_B, local: ['10.0.0.3', 40003] };
+  const A_REBOOTED: Side = { ...at(CLIENT, 4), boot: BOOT_A + 5n * S };
+  const req = (side: Side, path: string, t: bigint) => rec(side, { kind: 'REQUEST', id: 0, at: t, path });
+  const resp = (side: Side, t: bigint) => rec(side, { kind: 'RESPONSE', id: 0, at: t, status: 200 });
+  // WOPTS: timeout 2 s, lateness 200 ms, hostLag the default 5 min
+  const cases: [string, L7Record[], Map<number, bigint>, Record<string, string>][] = [
+    ['another host 60 s ahead (it caught up first after an outage): the request waits, its held response pairs',
+      [req(A, '/held', T0), req(B, '/b', T0 + 60n * S), resp(B, T0 + 60n * S + MS), resp(A, T0 + 500n * MS)],
+      new Map(), { 'GET /held': 'UNSET', 'GET /b': 'UNSET' }],
+    ['its own host\'s later records (another connection) time it out: the response after them is unmatched',
+      [req(A, '/lost', T0), req(B, '/b', T0 + 60n * S), resp(B, T0 + 60n * S + MS), req(A2, '/own', T0 + 2_300n * MS), resp(A2, T0 + 2_301n * MS), resp(A, T0 + 500n * MS)],
+      new Map(), { 'GET /lost': 'timeout', 'GET /b': 'UNSET', 'GET /own': 'UNSET' }],
+    ['own records not yet past deadline + lateness: still waiting',
+      [req(A, '/held', T0), req(B, '/b', T0 + 60n * S), req(A2, '/own', T0 + 2_100n * MS), resp(A2, T0 + 2_101n * MS), resp(B, T0 + 60n * S + MS), resp(A, T0 + 1_900n * MS)],
+      new Map(), { 'GET /held': 'UNSET', 'GET /b': 'UNSET', 'GET /own': 'UNSET' }],
+    ['an idle raise made after it arrived times it out',
+      [req(A, '/lost', T0), resp(A, T0 + 500n * MS)],
+      new Map([[1, T0 + 10n * S]]), { 'GET /lost': 'timeout' }],
+    ['arrived after a raise and after another host far ahead: neither times it out',
+      [req(B, '/b', T0 + 60n * S), resp(B, T0 + 60n * S + MS), req(A, '/held', T0), resp(A, T0 + 500n * MS)],
+      new Map([[2, T0 + 61n * S]]), { 'GET /held': 'UNSET', 'GET /b': 'UNSET' }],
+    ['another boot of the same host is another clock',
+      [req(A, '/held', T0), req(A_REBOOTED, '/r', T0 + 60n * S), resp(A_REBOOTED, T0 + 60n * S + MS), resp(A, T0 + 500n * MS)],
+      new Map(), { 'GET /held': 'UNSET', 'GET /r': 'UNSET' }],
+    ['a host lagging the partition by more than hostLag (gone silent) is overruled by the others\' time',
+      [req(A, '/lost', T0), req(B, '/b', T0 + 400n * S), resp(B, T0 + 400n * S + MS), resp(A, T0 + 500n * MS)],
+      new Map(), { 'GET /lost': 'timeout', 'GET /b': 'UNSET' }],
+  ];
+  const outcome = (spans: readonly Span[]): Record<string, string> =>
+    Object.fromEntries(spans.map((s) => [s.name, s.attributes['error.type'] === 'timeout' ? 'timeout' : s.status]));
+  for (const [what, records, idle, want] of cases) {
+    const whole = consume(records, idle, [], () => 1);
+    assert.deepEqual(outcome(whole.committed), want, what);
+    // decided by the records and the logged raises only: the same across crashes, whatever the batching
+    for (let k = 1; k < records.length; k++) {
+      for (const batch of [() => 1, () => 2]) {
+        assert.deepEqual(sortSpans(consume(records, idle, [k], batch).committed), sortSpans(whole.committed), `${what}: crash at ${k}`);
+      }
+    }
+  }
+});
