@@ -189,7 +189,8 @@ static __always_inline __u64 rf_rq_end_sector(struct request *rq)
 	return BPF_CORE_READ(rq, __sector) + (BPF_CORE_READ(rq, __data_len) >> 9);
 }
 
-SEC("tp_btf/block_io_start")
+/* optional: block_io_start is new in 6.5; without it the task current at issue names a request (RF_BLOCK_LOST_UNOWNED) */
+SEC("?tp_btf/block_io_start")
 int BPF_PROG(rf_block_io_start, struct request *rq)
 {
 	__u64 key = (__u64)rq;

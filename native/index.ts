@@ -35,6 +35,21 @@ export interface ObjectInfo {
   name: string;
   /** Programs attached, by BPF function name. */
   programs: string[];
+  /**
+   * Optional programs (section marked '?', e.g. `SEC("?tp_btf/block_io_start")`)
+   * left out because their hook is missing on this kernel; the rest of the
+   * object is loaded. A program without the mark fails the object instead.
+   */
+  skipped: SkippedProgram[];
+}
+
+export interface SkippedProgram {
+  /** BPF function name, e.g. `rf_block_io_start`. */
+  program: string;
+  /** Its section without the '?', e.g. `tp_btf/block_io_start`: names the hook. */
+  section: string;
+  /** Why, e.g. `this kernel has no tracepoint 'block_io_start'`. */
+  reason: string;
 }
 
 export interface SessionStats {

@@ -18,6 +18,12 @@ export interface SignalDef {
    * the host and copies payload bytes, a cost a user should choose.
    */
   readonly optIn?: boolean;
+  /**
+   * What the signal loses without each of its optional programs (section
+   * marked '?', left out by the loader where the kernel lacks the hook):
+   * said once, with the program's name, when the collector starts.
+   */
+  readonly optionalPrograms?: Readonly<Record<string, string>>;
 }
 
 export const SIGNALS: readonly SignalDef[] = [
@@ -27,6 +33,9 @@ export const SIGNALS: readonly SignalDef[] = [
     summary: 'block I/O request latency, size, operation, device and queue depth, attributed to the submitting task; ' +
       'requests whose completion or issue was missed are counted as kernel drops, never reported stale',
     eventTypes: [3],
+    optionalPrograms: {
+      rf_block_io_start: 'requests are attributed to the task that issues them (often a kworker), not to the one that submitted them (block_io_start needs kernel 6.5+)',
+    },
   },
   {
     name: 'tcp',
@@ -56,4 +65,16 @@ export function signalByName(name: string): SignalDef {
   const s = SIGNALS.find((x) => x.name === name);
   if (!s) throw new Error(`unknown signal ${name}`);
   return s;
+}
+
+/**
+ * The one line the collector says when the loader left optional programs of a
+ * signal out (native ObjectInfo.skipped), naming each and what is lost; null
+ * when none was. Pure.
+ */
+export function skippedProgramsLine(signal: string, skipped: readonly { program: string; section: string; reason: string }[]): string | null {
+  if (skipped.length === 0) return null;
+  const notes = SIGNALS.find((x) => x.name === signal)?.optionalPrograms ?? {};
+  const parts = skipped.map((k) => `${k.program} (${k.section}: ${k.reason})${notes[k.program] ? `: ${notes[k.program]}` : ''}`);
+  return `ringflow: signal ${signal} runs without ${parts.join('; ')}`;
 }

@@ -183,6 +183,15 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     for (size_t i = 0; i < oi.n_programs; i++) progs.Set(i, Napi::String::New(env, oi.programs[i]));
     out.Set("name", Napi::String::New(env, oi.name));
     out.Set("programs", progs);
+    Napi::Array skipped = Napi::Array::New(env, oi.n_skipped);
+    for (size_t i = 0; i < oi.n_skipped; i++) {
+      Napi::Object k = Napi::Object::New(env);
+      k.Set("program", Napi::String::New(env, oi.skipped[i].program));
+      k.Set("section", Napi::String::New(env, oi.skipped[i].section));
+      k.Set("reason", Napi::String::New(env, oi.skipped[i].reason));
+      skipped.Set(i, k);
+    }
+    out.Set("skipped", skipped);
     rf_object_info_clear(&oi);
     return out;
   }

@@ -441,6 +441,7 @@ void rf_object_info_clear(rf_object_info *info)
 	for (size_t i = 0; i < info->n_programs; i++)
 		free(info->programs[i]);
 	free(info->programs);
+	free(info->skipped);
 	memset(info, 0, sizeof(*info));
 }
 
@@ -540,11 +541,99 @@ static int set_globals(struct bpf_object *obj, const char *file, const rf_global
 	return 0;
 }
 
+/* ------------------------------------------------------------ kernel BTF */
+
+static pthread_mutex_t vmlinux_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct btf *vmlinux_btf; /* loaded once, kept for the process */
+
+static int load_vmlinux_btf(rf_error *err, uint64_t mark)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&vmlinux_mu);
+	if (!vmlinux_btf) {
+		vmlinux_btf = btf__load_vmlinux_btf();
+		if (!vmlinux_btf) {
+			r = set_err(err, "btf__load_vmlinux_btf", "/sys/kernel/btf/vmlinux", errno, NULL);
+			log_attach(err, mark);
+		}
+	}
+	pthread_mutex_unlock(&vmlinux_mu);
+	return r;
+}
+
+/*
+ * Whether the hook of an optional program exists, decided before the load
+ * where the load itself would fail: a tp_btf program's target is resolved at
+ * load time (libbpf looks up the typedef btf_trace_<name> in the kernel's
+ * BTF), so one missing tracepoint would fail the whole object. Other kinds
+ * (tracepoint/, raw_tp/) load anywhere and fail at attach, where an optional
+ * one is left out on ENOENT. Module BTF is not searched: an optional tp_btf
+ * program on a module's tracepoint is left out (and reported) rather than
+ * risk the object. 1 = present (or not decidable here), 0 = missing.
+ */
+static int optional_hook_present(const char *section, char *reason, size_t len)
+{
+	const char *name;
+	char tn[160];
+	rf_error ignored = { 0 };
+
+	if (strncmp(section, "tp_btf/", 7) != 0)
+		return 1;
+	name = section + 7;
+	if (load_vmlinux_btf(&ignored, log_mark())) {
+		rf_error_clear(&ignored);
+		snprintf(reason, len, "no kernel BTF to find tracepoint '%s' in", name);
+		return 0;
+	}
+	snprintf(tn, sizeof(tn), "btf_trace_%s", name);
+	if (btf__find_by_name_kind(vmlinux_btf, tn, BTF_KIND_TYPEDEF) >= 0)
+		return 1;
+	snprintf(reason, len, "this kernel has no tracepoint '%s'", name);
+	return 0;
+}
+
+static int add_skipped(rf_object_info *info, struct bpf_program *prog, const char *reason)
+{
+	rf_skipped *ns = realloc(info->skipped, sizeof(*ns) * (info->n_skipped + 1));
+	rf_skipped *k;
+
+	if (!ns)
+		return -ENOMEM;
+	info->skipped = ns;
+	k = &ns[info->n_skipped++];
+	memset(k, 0, sizeof(*k));
+	snprintf(k->program, sizeof(k->program), "%s", bpf_program__name(prog));
+	snprintf(k->section, sizeof(k->section), "%s", bpf_program__section_name(prog));
+	snprintf(k->reason, sizeof(k->reason), "%s", reason);
+	return 0;
+}
+
+/*
+ * libbpf forgets the '?' of a section name once it has opened the object: all
+ * that is left of it is autoload off. Nothing else turns autoload off before
+ * the load, so the programs that have it off right after the open are the
+ * optional ones; they are remembered here before the loader turns it on.
+ */
+struct optional_set {
+	const struct bpf_program **progs;
+	size_t n;
+};
+
+static int is_optional(const struct optional_set *o, const struct bpf_program *prog)
+{
+	for (size_t i = 0; i < o->n; i++)
+		if (o->progs[i] == prog)
+			return 1;
+	return 0;
+}
+
 int rf_session_add_object(rf_session *s, const char *path, const rf_global *globals,
 			  size_t n_globals, rf_object_info *info, rf_error *err)
 {
 	uint64_t mark = log_mark();
 	struct rf_obj o = { 0 };
+	struct optional_set optional = { 0 };
 	struct bpf_program *prog;
 	struct bpf_map *map;
 	const char *base = strrchr(path, '/');
@@ -600,6 +689,27 @@ int rf_session_add_object(rf_session *s, const char *path, const rf_global *glob
 				goto fail;
 		}
 	}
+	/* optional programs ('?' sections) are asked for when their hook exists (rf_core.h rf_skipped) */
+	bpf_object__for_each_program(prog, o.obj) {
+		const struct bpf_program **np;
+		char reason[160];
+
+		if (bpf_program__autoload(prog))
+			continue;
+		np = realloc(optional.progs, sizeof(*np) * (optional.n + 1));
+		if (!np) {
+			r = set_err(err, "addObject", o.file, ENOMEM, NULL);
+			goto fail;
+		}
+		optional.progs = np;
+		np[optional.n++] = prog;
+		if (optional_hook_present(bpf_program__section_name(prog), reason, sizeof(reason))) {
+			bpf_program__set_autoload(prog, true);
+		} else if (add_skipped(info, prog, reason)) {
+			r = set_err(err, "addObject", o.file, ENOMEM, NULL);
+			goto fail;
+		}
+	}
 	/*
 	 * The verifier gives up with EAGAIN whenever a signal is pending for this
 	 * thread, and libbpf retries only a few times: under a profiler (V8's
@@ -628,6 +738,17 @@ int rf_session_add_object(rf_session *s, const char *path, const rf_global *glob
 		if (!bpf_program__autoload(prog))
 			continue;
 		link = bpf_program__attach(prog);
+		if (!link && errno == ENOENT && is_optional(&optional, prog)) {
+			/* a classic or raw tracepoint this kernel lacks: the object works without it */
+			char reason[160];
+
+			snprintf(reason, sizeof(reason), "attach: %s", strerror(ENOENT));
+			if (add_skipped(info, prog, reason)) {
+				r = set_err(err, "addObject", o.file, ENOMEM, NULL);
+				goto fail;
+			}
+			continue;
+		}
 		if (!link) {
 			int e = errno;
 			snprintf(target, sizeof(target), "%s/%s", o.file, pn);
@@ -677,8 +798,10 @@ int rf_session_add_object(rf_session *s, const char *path, const rf_global *glob
 		if (dot && dot != info->name)
 			*dot = '\0';
 	}
+	free(optional.progs);
 	return 0;
 fail:
+	free(optional.progs);
 	obj_destroy(&o);
 	rf_object_info_clear(info);
 	return r;
@@ -961,10 +1084,7 @@ void rf_session_stats(const rf_session *s, rf_stats *out)
 	}
 }
 
-/* ------------------------------------------------------------ kernel BTF */
-
-static pthread_mutex_t vmlinux_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct btf *vmlinux_btf; /* loaded once, kept for the process */
+/* ------------------------------------------------------------ kernel enums */
 
 int rf_kernel_enum(const char *name, rf_enum_entry **out, rf_error *err)
 {
@@ -974,17 +1094,9 @@ int rf_kernel_enum(const char *name, rf_enum_entry **out, rf_error *err)
 	int id, n, r;
 
 	*out = NULL;
-	pthread_mutex_lock(&vmlinux_mu);
-	if (!vmlinux_btf) {
-		vmlinux_btf = btf__load_vmlinux_btf();
-		if (!vmlinux_btf) {
-			r = set_err(err, "btf__load_vmlinux_btf", "/sys/kernel/btf/vmlinux", errno, NULL);
-			log_attach(err, mark);
-			pthread_mutex_unlock(&vmlinux_mu);
-			return r;
-		}
-	}
-	pthread_mutex_unlock(&vmlinux_mu);
+	r = load_vmlinux_btf(err, mark);
+	if (r)
+		return r;
 
 	id = btf__find_by_name_kind(vmlinux_btf, name, BTF_KIND_ENUM);
 	if (id < 0)

@@ -96,10 +96,25 @@ typedef struct rf_global {
 	size_t size;
 } rf_global;
 
+/*
+ * A program left out because it is optional and its hook is missing on this
+ * kernel. A program is optional when its section starts with '?' (libbpf's
+ * own "not loaded unless asked" mark, e.g. SEC("?tp_btf/block_io_start")):
+ * the loader asks for it when its hook exists and leaves it out otherwise.
+ * Programs without the mark are required: a missing hook fails the object.
+ */
+typedef struct rf_skipped {
+	char program[64];
+	char section[128];  /* without the '?' */
+	char reason[160];
+} rf_skipped;
+
 typedef struct rf_object_info {
 	char name[128];
 	char **programs;  /* malloc'd names of attached programs */
 	size_t n_programs;
+	rf_skipped *skipped;  /* malloc'd optional programs left out */
+	size_t n_skipped;
 } rf_object_info;
 void rf_object_info_clear(rf_object_info *info);
 

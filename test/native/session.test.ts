@@ -50,7 +50,7 @@ describe('Session: draining bench.bpf.o', () => {
     const driver = await spawnDriver(N);
     const session = open(t);
     const info = session.addObject(BENCH_OBJ, { bench_tgid: u32(driver.pid) });
-    assert.deepEqual(info, { name: 'bench', programs: ['rf_bench_getpid'] });
+    assert.deepEqual(info, { name: 'bench', programs: ['rf_bench_getpid'], skipped: [] });
 
     let records = 0;
     let batches = 0;
