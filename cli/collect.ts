@@ -7,7 +7,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { FatalError, EXIT } from '../common/errors.ts';
 import { DAY_NS, MAX_TIMER_MS, parseBrokers, parseComm, parseDurationInRange, parseHost, parseIntFlag, parseList, parsePid } from '../common/options.ts';
-import { SIGNALS, SIGNAL_NAMES, DEFAULT_SIGNALS, objectPath, signalByName } from '../collector/signals/registry.ts';
+import { SIGNALS, SIGNAL_NAMES, DEFAULT_SIGNALS, objectPath, signalByName, skippedProgramsLine } from '../collector/signals/registry.ts';
 import { encodeSettings, encodeL7Settings, type Filters, type L7Settings } from '../collector/signals/settings.ts';
 import { DEFAULT_CAPTURED_HEADERS, NEVER_CAPTURED_HEADERS, type L7ParseOptions } from '../collector/l7/types.ts';
 import { L7_MAX_CAPTURE } from '../collector/l7/capture.ts';
@@ -267,7 +267,10 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
     const globals = encodeSettings({ ...cfg.filters, selfTgid: process.pid });
     for (const s of cfg.signals) {
       try {
-        session.addObject(objectPath(s), s === 'l7' ? { ...globals, ...encodeL7Settings(cfg.l7) } : globals);
+        const info = session.addObject(objectPath(s), s === 'l7' ? { ...globals, ...encodeL7Settings(cfg.l7) } : globals);
+        // an optional program whose hook this kernel lacks was left out: said once, by name
+        const without = skippedProgramsLine(s, info.skipped);
+        if (without) log(without);
       } catch (err) {
         throw loadError(s, err);
       }
