@@ -37,15 +37,10 @@ import { createSerial } from './serial.ts';
 import { SpanCorrelator, encodeSpan, type L7Record, type Span, type SpanCounters } from './spans.ts';
 import { DEFAULT_MAX_CLOCK_SKEW_MS, RejectedRecord, clockSkewError, deadLetter, oversizedDeadLetter, type OutMessage } from './repartition.ts';
 import { IDLE_GRACE_NS } from './partition.ts';
+import { FetchWatch } from './fetch-watch.ts';
 import { DEADLETTER_TOPIC, L7_TOPIC, SPANS_GROUP, SPANS_TOPIC } from './topics.ts';
 
 export const DEFAULT_SPAN_TIMEOUT_NS = 30_000_000_000n;
-/**
- * No fetch answered for this long: the broker is away (kafkajs answers even an
- * empty fetch within its maxWaitTimeInMs, 5 s).
- */
-const FETCH_GAP_MS = 10_000;
-const IDLE_GRACE_MS = Number(IDLE_GRACE_NS / 1_000_000n);
 export const DEFAULT_SPAN_LINK_DELAY_NS = 2_000_000_000n;
 
 export interface SpansStageCounters {
@@ -141,9 +136,8 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
   let admin: ReturnType<Kafka['admin']> | undefined;
   let tick: NodeJS.Timeout | undefined;
   const serial = createSerial();
-  /** When a fetch last answered, and since when fetches have answered without a gap. */
-  let fetchedAt = 0;
-  let fetchingSince = 0;
+  /** Whether fetches answer, and since when (processor/fetch-watch.ts). */
+  const fetches = new FetchWatch();
 
   async function stateFor(partition: number): Promise<PartitionSpans> {
     let s = states.get(partition);
@@ -241,11 +235,7 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
         const mine = new Set((e.payload.memberAssignment[L7_TOPIC] ?? []) as number[]);
         for (const p of [...states.keys()]) if (!mine.has(p)) states.delete(p);
       });
-      consumer.on(consumer.events.FETCH, () => {
-        const now = Date.now();
-        if (now - fetchedAt > FETCH_GAP_MS) fetchingSince = now;
-        fetchedAt = now;
-      });
+      consumer.on(consumer.events.FETCH, () => fetches.answered(Date.now()));
       await consumer.subscribe({ topic: L7_TOPIC, fromBeginning: true });
       await consumer.run({
         autoCommit: false,
@@ -322,11 +312,11 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
           // (soak finding 5) the collectors hold their records and send them when it is back,
           // in order, after their own back-off (up to IDLE_GRACE); the clock must not time out
           // a request whose response is among them, so the silence counts from then
-          if (now - fetchedAt > FETCH_GAP_MS) return;
+          if (!fetches.answering(now)) return;
           const wm = BigInt(now) * 1_000_000n - IDLE_GRACE_NS;
           let did = false;
           for (const [partition, s] of states) {
-            if (s.c.size === 0 || now - Math.max(s.lastEventAt, fetchingSince + IDLE_GRACE_MS) < latenessMs) continue;
+            if (s.c.size === 0 || !fetches.quiet(now, s.lastEventAt, latenessMs)) continue;
             did = (await emit(partition, s, s.c.advance(wm), [])) || did;
           }
           if (did) failures.ok('commit');
