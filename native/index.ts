@@ -91,6 +91,7 @@ interface NativeSession {
   resume(): void;
   stop(): Promise<void>;
   drops(): bigint[];
+  mapCounters(name: string): bigint[] | null;
   stats(): SessionStats;
 }
 
@@ -172,6 +173,16 @@ export class Session {
   /** Records lost because the ring was full, per event type (index = type). Last values after stop(). */
   drops(): bigint[] {
     return this.#n.drops();
+  }
+
+  /**
+   * Per-index counts of a counter map of the loaded objects (an ARRAY or
+   * PERCPU_ARRAY of u64 keyed by u32, e.g. `rf_block_lost`), per-CPU values
+   * summed; null when no loaded object has that map. After stop(), the last
+   * values of a map read before it.
+   */
+  mapCounters(name: string): bigint[] | null {
+    return this.#n.mapCounters(name);
   }
 
   stats(): SessionStats {

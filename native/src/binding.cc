@@ -7,6 +7,8 @@
 // finalizer hands the memory back to the core's pool (no copy).
 #include <napi.h>
 
+#include <cerrno>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -50,6 +52,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
                            InstanceMethod<&SessionWrap::Resume>("resume"),
                            InstanceMethod<&SessionWrap::Stop>("stop"),
                            InstanceMethod<&SessionWrap::Drops>("drops"),
+                           InstanceMethod<&SessionWrap::MapCounters>("mapCounters"),
                            InstanceMethod<&SessionWrap::Stats>("stats"),
                        });
   }
@@ -261,6 +264,31 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     }
     Napi::Array a = Napi::Array::New(env, RF_CORE_EV_MAX);
     for (uint32_t i = 0; i < RF_CORE_EV_MAX; i++) a.Set(i, Napi::BigInt::New(env, v[i]));
+    return a;
+  }
+
+  // Per-index sums of a counter map (rf_session_map_counters); null when no object has it.
+  Napi::Value MapCounters(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!s_) return Stopped(env, "mapCounters");
+    if (info.Length() < 1 || !info[0].IsString()) {
+      ThrowType(env, "mapCounters(name): name must be a string");
+      return env.Undefined();
+    }
+    std::string name = info[0].As<Napi::String>();
+    uint64_t v[RF_CORE_COUNTERS_MAX];
+    rf_error err = {};
+    int n = rf_session_map_counters(s_, name.c_str(), v, RF_CORE_COUNTERS_MAX, &err);
+    if (n == -ENOENT && strcmp(err.op, "rf_session_map_counters") == 0) {
+      rf_error_clear(&err);
+      return env.Null();
+    }
+    if (n < 0) {
+      ThrowRf(env, &err);
+      return env.Undefined();
+    }
+    Napi::Array a = Napi::Array::New(env, n);
+    for (int i = 0; i < n; i++) a.Set(i, Napi::BigInt::New(env, v[i]));
     return a;
   }
 

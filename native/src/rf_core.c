@@ -337,6 +337,13 @@ struct rf_session {
 
 	rf_stats st; /* written by the thread with relaxed atomics */
 	uint64_t last_drops[RF_CORE_EV_MAX];
+	/* counter maps read so far, with their last values (what is answered once stopped) */
+	struct rf_counters {
+		char name[64];
+		uint64_t vals[RF_CORE_COUNTERS_MAX];
+		size_t n;
+	} *counters;
+	size_t n_counters;
 	int released; /* maps and objects gone */
 };
 
@@ -982,18 +989,97 @@ static void read_drops(rf_session *s, uint64_t out[RF_CORE_EV_MAX], int *errp)
 	}
 }
 
+/* Sums of a counter map's entries into c (see rf_session_map_counters). 0 or -errno. */
+static int read_counters(rf_session *s, struct rf_counters *c, rf_error *err)
+{
+	const struct bpf_map *m = NULL;
+	uint64_t vals[s->ncpus > 0 ? s->ncpus : 1];
+	enum bpf_map_type t;
+	uint32_t n;
+	int fd, percpu;
+
+	for (size_t i = 0; i < s->n_objs && !m; i++)
+		m = bpf_object__find_map_by_name(s->objs[i].obj, c->name);
+	if (!m)
+		return set_err(err, "rf_session_map_counters", c->name, ENOENT,
+			       "no map '%s' in the session's objects", c->name);
+	t = bpf_map__type(m);
+	percpu = t == BPF_MAP_TYPE_PERCPU_ARRAY;
+	if ((t != BPF_MAP_TYPE_ARRAY && !percpu) || bpf_map__key_size(m) != 4 || bpf_map__value_size(m) != 8)
+		return set_err(err, "rf_session_map_counters", c->name, EINVAL,
+			       "map '%s' is not an array of __u64 counters", c->name);
+	fd = bpf_map__fd(m);
+	n = bpf_map__max_entries(m);
+	if (n > RF_CORE_COUNTERS_MAX)
+		n = RF_CORE_COUNTERS_MAX;
+	for (uint32_t k = 0; k < n; k++) {
+		uint64_t sum = 0;
+		if (bpf_map_lookup_elem(fd, &k, vals))
+			return set_err(err, "bpf_map_lookup_elem", c->name, errno, NULL);
+		for (int cpu = 0; cpu < (percpu ? s->ncpus : 1); cpu++)
+			sum += vals[cpu];
+		c->vals[k] = sum;
+	}
+	c->n = n;
+	return 0;
+}
+
+int rf_session_map_counters(rf_session *s, const char *map, uint64_t *out, size_t max, rf_error *err)
+{
+	struct rf_counters *c = NULL;
+	int r;
+
+	for (size_t i = 0; i < s->n_counters && !c; i++)
+		if (strcmp(s->counters[i].name, map) == 0)
+			c = &s->counters[i];
+	if (!c && s->released)
+		return set_err(err, "rf_session_map_counters", map, ENOENT,
+			       "session is stopped and map '%s' was never read", map);
+	if (!c) {
+		struct rf_counters *nc;
+
+		if (strlen(map) >= sizeof(nc->name))
+			return set_err(err, "rf_session_map_counters", map, ENAMETOOLONG, NULL);
+		nc = realloc(s->counters, sizeof(*nc) * (s->n_counters + 1));
+		if (!nc)
+			return set_err(err, "rf_session_map_counters", map, ENOMEM, NULL);
+		s->counters = nc;
+		c = &nc[s->n_counters];
+		memset(c, 0, sizeof(*c));
+		snprintf(c->name, sizeof(c->name), "%s", map);
+		r = read_counters(s, c, err);
+		if (r)
+			return r; /* not kept: the next call looks again */
+		s->n_counters++;
+	} else if (!s->released) {
+		r = read_counters(s, c, err);
+		if (r)
+			return r;
+	}
+	if (max > c->n)
+		max = c->n;
+	memcpy(out, c->vals, max * sizeof(*out));
+	return (int)max;
+}
+
 /* Free everything but the struct; the thread must be gone. */
 static void release_all(rf_session *s)
 {
 	int e;
 	if (s->released)
 		return;
-	s->released = 1;
 	if (s->rb)
 		ring_buffer__free(s->rb);
 	s->rb = NULL;
 	detach_all(s);
 	read_drops(s, s->last_drops, &e);
+	/* the counters' last values, for reads after stop (as drops) */
+	for (size_t i = 0; i < s->n_counters; i++) {
+		rf_error ignored = { 0 };
+		read_counters(s, &s->counters[i], &ignored);
+		rf_error_clear(&ignored);
+	}
+	s->released = 1;
 	for (size_t i = 0; i < s->n_objs; i++)
 		obj_destroy(&s->objs[i]);
 	free(s->objs);
@@ -1044,6 +1130,7 @@ void rf_session_free(rf_session *s)
 	if (!s)
 		return;
 	rf_session_abort(s);
+	free(s->counters);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
 	free(s);

@@ -149,6 +149,17 @@ void rf_session_free(rf_session *s);
 int rf_session_drops(rf_session *s, uint64_t out[RF_CORE_EV_MAX], rf_error *err);
 void rf_session_stats(const rf_session *s, rf_stats *out);
 
+/* Entries of one counter map read by rf_session_map_counters. */
+#define RF_CORE_COUNTERS_MAX 64
+/*
+ * Per-index counts of a counter map (BPF_MAP_TYPE_ARRAY or PERCPU_ARRAY of
+ * __u64 keyed by __u32, e.g. rf_block_lost) of any object in the session,
+ * per-CPU values summed. Once stopped, the last values of each map read at
+ * least once before (read again as the objects close). Count of entries
+ * written to out (at most max), or -errno: -ENOENT when no object has it.
+ */
+int rf_session_map_counters(rf_session *s, const char *map, uint64_t *out, size_t max, rf_error *err);
+
 typedef struct rf_enum_entry {
 	int64_t value;
 	const char *name;  /* points into the cached vmlinux BTF */

@@ -1,0 +1,76 @@
+/**
+ * Kernel-side losses that only BPF maps count, by reason: per-reason counters
+ * of bpf/block.bpf.c (rf_block_lost) and bpf/tcp.bpf.c (rf_tcp_unattributed),
+ * read through the addon (Session.mapCounters sums the per-CPU slots), turned
+ * into deltas per stats interval for the stats record's drop_reasons.
+ *
+ *   session ──mapCounters──▶ readKernelLosses (cumulative, per reason) ──▶ kernelLossDeltas(prev, cur) ──▶ { reason: n }
+ *
+ * Only losses are named here. rf_block_lost[RF_BLOCK_LOST_UNOWNED] is not one
+ * (the request was reported, attributed to the task current at issue) and is
+ * left out. rf_tcp_unattributed counts retransmits and drops of sockets with
+ * no known owner: records are lost only when a task filter is set (without
+ * one they are emitted with the current task, see bpf/tcp.bpf.c), so the
+ * caller passes `taskFiltered`.
+ */
+
+/** Where each reason is counted: index = the BPF enum value (bpf/block.bpf.c, bpf/tcp.bpf.c). */
+export const KERNEL_LOSS_COUNTERS: readonly { map: string; index: number; reason: string; onlyFiltered?: boolean }[] = [
+  // enum rf_block_lost_reason
+  { map: 'rf_block_lost', index: 0, reason: 'block_orphaned' },
+  { map: 'rf_block_lost', index: 1, reason: 'block_untracked' },
+  { map: 'rf_block_lost', index: 2, reason: 'block_map_full' },
+  // enum rf_tcp_unattributed_index
+  { map: 'rf_tcp_unattributed', index: 0, reason: 'tcp_retransmit_unattributed', onlyFiltered: true },
+  { map: 'rf_tcp_unattributed', index: 1, reason: 'tcp_drop_unattributed', onlyFiltered: true },
+];
+
+/** Cumulative counts per reason since the objects were loaded. */
+export type KernelLossReading = Readonly<Record<string, bigint>>;
+
+/** What readKernelLosses needs of native Session. */
+export interface CounterMaps {
+  mapCounters(name: string): bigint[] | null;
+}
+
+/**
+ * The cumulative counts of every reason whose map is loaded (a signal not
+ * loaded has none: its reasons are absent). A map that cannot be read is
+ * reported through onError and its reasons are absent from this reading
+ * (kernelLossDeltas carries their previous values over). Never throws.
+ */
+export function readKernelLosses(session: CounterMaps, opts: { taskFiltered: boolean; onError?: (map: string, err: unknown) => void }): KernelLossReading {
+  const out: Record<string, bigint> = {};
+  const maps = new Map<string, bigint[] | null>();
+  for (const c of KERNEL_LOSS_COUNTERS) {
+    if (c.onlyFiltered && !opts.taskFiltered) continue;
+    if (!maps.has(c.map)) {
+      try {
+        maps.set(c.map, session.mapCounters(c.map));
+      } catch (err) {
+        maps.set(c.map, null);
+        opts.onError?.(c.map, err);
+      }
+    }
+    const v = maps.get(c.map)?.[c.index];
+    if (v !== undefined) out[c.reason] = v;
+  }
+  return out;
+}
+
+/**
+ * Two successive readings -> what each reason lost in between (reasons with
+ * none left out), and the reading to pass as `prev` next time (a reason
+ * missing from `cur`, e.g. a failed read, keeps its previous value, so its
+ * count is not taken again from zero). A counter lower than before was
+ * restarted (the objects were loaded again): all of it is new. Pure.
+ */
+export function kernelLossDeltas(prev: KernelLossReading | null, cur: KernelLossReading): { deltas: Record<string, number>; reading: KernelLossReading } {
+  const deltas: Record<string, number> = {};
+  for (const [reason, n] of Object.entries(cur)) {
+    const before = prev?.[reason] ?? 0n;
+    const d = n >= before ? n - before : n;
+    if (d > 0n) deltas[reason] = Number(d);
+  }
+  return { deltas, reading: { ...(prev ?? {}), ...cur } };
+}
