@@ -16,6 +16,7 @@ import { Collector, type StatsSnapshot } from '../collector/collector.ts';
 import { createKafkaSink, type Compression } from '../collector/kafka-sink.ts';
 import { createStdoutSink } from '../collector/stdout-sink.ts';
 import { createCodec, bootTimeNs } from '../collector/codec.ts';
+import { RunStateFile, newRunId, stateDir, statePath } from '../collector/run-state.ts';
 import type { EventSink } from '../collector/sink.ts';
 import type { L7Counters } from '../collector/l7/tracker.ts';
 
@@ -275,6 +276,10 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
         throw loadError(s, err);
       }
     }
+    // the run's identity, and what the state file says of the run before it (crash or clean stop)
+    const runId = newRunId();
+    const stateFile = cfg.stdout ? undefined : new RunStateFile(statePath(stateDir(), cfg.host), log);
+    const previous = stateFile?.read() ?? null;
     let l7Prev: L7CountersSnapshot = { records: 0, messages: 0, lostRecords: 0, resyncs: 0, failed: 0 };
     let cpuPrev = process.cpuUsage();
     const collector = new Collector({
@@ -287,6 +292,8 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
       statsIntervalMs: cfg.statsIntervalMs,
       log,
       ...(cfg.stdout ? {} : { encodeStats: (s: StatsSnapshot) => codec.encodeStats(s) }),
+      run: { id: runId, previousId: previous?.runId ?? '', previousEndNs: previous?.endNs ?? 0n },
+      onStatsAcked: (endNs) => stateFile?.write({ runId, endNs }),
       onStats: (s) => {
         const cpu = process.cpuUsage(cpuPrev);
         cpuPrev = process.cpuUsage();
@@ -300,6 +307,10 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
     });
     collector.start();
     started = true;
+    if (!cfg.quiet && !cfg.stdout) {
+      const since = previous ? `, after run ${previous.runId} (last known watching at ${new Date(Number(previous.endNs / 1_000_000n)).toISOString()})` : '';
+      log(`ringflow: run ${runId}${since}`);
+    }
     // printed even with --quiet: it says the programs are attached (scripts and tests wait for it)
     log(`ringflow: collecting ${cfg.signals.join(',')} as ${cfg.host} into ${cfg.stdout ? 'stdout' : `Kafka ${cfg.brokers.join(',')}`}; Ctrl-C to stop`);
     hooks.ready?.();

@@ -169,6 +169,10 @@ export function createCodec(opts: CodecOptions): Codec {
         drop_reasons: s.drop_reasons,
         l7_parse_failures: s.l7_parse_failures,
         clamped: s.clamped,
+        run_id: s.run?.id ?? '',
+        run_start_ns: s.run?.startNs ?? 0n,
+        previous_run_id: s.run?.previousId ?? '',
+        previous_run_end_ns: s.run?.previousEndNs ?? 0n,
       });
       return { topic: STATS_TOPIC, key: opts.host, value, type: 0 };
     },

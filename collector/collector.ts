@@ -23,6 +23,13 @@
  * whichever part lost it: here, the transcoder or the sink; the stats record
  * carries them all. Stats values are clamped to what Avro longs and the
  * reader can take (clampCount), and the clamps counted.
+ *
+ * Coverage: a run has an identity (run_id) and a start (run_start_ns, taken
+ * as its ring starts being read). Its stats records tile its life without a
+ * gap: one right at start, one per interval, one at a clean stop, each
+ * covering (previous time_ns, time_ns]. Each acknowledged one is reported to
+ * onStatsAcked (the run state file, run-state.ts), so the next run can state
+ * where this one is last known to have watched, even after a SIGKILL.
  */
 import type { EventSink, OutRecord } from './sink.ts';
 
@@ -109,6 +116,18 @@ export interface StatsSnapshot {
   l7_parse_failures: ReasonCount[];
   /** Stats values over the interval that could not be right and were clamped (see clampCount). */
   clamped: number;
+  /** The run these stats belong to (absent: the collector was given no run identity). */
+  run?: RunInfo;
+}
+
+/** A collector run's identity, as its stats records carry it (schemas/collector.stats.avsc). */
+export interface RunInfo {
+  id: string;
+  /** Wall clock when this run began reading its ring; its first stats record covers from here. */
+  startNs: bigint;
+  /** The run before this one on the host, from the run state file ('' and 0n: none known). */
+  previousId: string;
+  previousEndNs: bigint;
 }
 
 export interface CollectorOptions {
@@ -126,6 +145,10 @@ export interface CollectorOptions {
   wallClockNs?: () => bigint;
   /** Where errors caught in callbacks and timers are reported (once per kind, then at 10, 100, ... repeats). */
   log?: (line: string) => void;
+  /** This run's identity and its predecessor's (startNs is set by start()). */
+  run?: Omit<RunInfo, 'startNs'>;
+  /** A stats record of this run was acknowledged by the sink: the host is known watched up to timeNs. */
+  onStatsAcked?: (timeNs: bigint) => void;
 }
 
 /** Walks a native batch ([u32 len][u32 0][record][pad to 8])*, yielding each record's type byte. */
@@ -178,22 +201,59 @@ export class Collector {
   private readonly lowWater: number;
   private readonly now: () => bigint;
   private readonly errorsByKind = new Map<string, number>();
+  /** This run's identity once started. */
+  run: RunInfo | undefined;
+  /** time_ns of the stats records handed to the sink, oldest first, until acknowledged */
+  private readonly statsInFlight: bigint[] = [];
+  /** stats records (type 0) the sink had acknowledged or refused, as last seen */
+  private statsSettled = 0;
+  private statsProduced = 0;
 
   constructor(opts: CollectorOptions) {
     this.opts = opts;
     this.lowWater = Math.floor(opts.highWater / 2);
     this.now = opts.wallClockNs ?? (() => BigInt(Date.now()) * 1_000_000n);
     this.last = { time: this.now(), read: new Map(), user: new Map(), produced: new Map(), kernel: [], sendErrors: 0, undecodable: 0, drops: new Map(), parse: new Map(), clamped: 0, sinkLost: new Map() };
-    opts.sink.onProgress(() => this.guard('resume', () => this.maybeResume()));
+    opts.sink.onProgress(() => {
+      this.guard('resume', () => this.maybeResume());
+      this.guard('stats_ack', () => this.noteStatsAcks());
+    });
   }
 
   start(): void {
     this.last.kernel = this.opts.session.drops();
+    // the run starts as its ring starts being read: the first stats record covers from here
+    const startNs = this.now();
+    this.last.time = startNs;
+    if (this.opts.run) this.run = { ...this.opts.run, startNs };
     // a throw here would reach the addon's callback and become an uncaughtException: never let one out
     this.opts.session.start((batch) => this.guard('batch', () => this.onBatch(batch)));
     if (this.opts.statsIntervalMs > 0) {
+      // one record right away: it says the run began (and where its predecessor was last known to
+      // watch) without waiting an interval; it covers the few µs since startNs, so records still tile
+      if (this.opts.encodeStats) this.guard('stats', () => this.publishStats(false));
       this.timer = setInterval(() => this.guard('stats', () => this.publishStats()), this.opts.statsIntervalMs);
     }
+  }
+
+  /**
+   * Stats records are the sink's type 0, in one key's order: the n-th one
+   * settled (acknowledged, or refused and dead-lettered: rare, stats records
+   * are small) is the n-th one sent. The newest settled one is reported when
+   * any was acknowledged.
+   */
+  private noteStatsAcks(): void {
+    const c = this.opts.sink.counters;
+    const produced = c.produced.get(0) ?? 0;
+    const settled = produced + (c.lost?.get(0) ?? 0);
+    let acked: bigint | undefined;
+    while (this.statsSettled < settled && this.statsInFlight.length > 0) {
+      acked = this.statsInFlight.shift()!;
+      this.statsSettled++;
+    }
+    if (produced === this.statsProduced) acked = undefined;
+    this.statsProduced = produced;
+    if (acked !== undefined) this.opts.onStatsAcked?.(acked);
   }
 
   /** Errors caught in a callback or timer, by where they happened. */
@@ -323,6 +383,7 @@ export class Collector {
       l7_parse_failures: reasonDeltas(parse, this.last.parse).map((r) => ({ reason: r.reason, count: c(r.count) })),
       clamped: 0,
     };
+    if (this.run) snap.run = this.run;
     if (snap.interval_ns < 0n) {
       // the wall clock stepped back: an interval cannot be negative
       this.clamped++;
@@ -333,10 +394,15 @@ export class Collector {
     return snap;
   }
 
-  private publishStats(): void {
+  private publishStats(report = true): void {
     const s = this.snapshot();
-    this.opts.onStats?.(s);
-    if (this.opts.encodeStats) this.opts.sink.enqueue([this.opts.encodeStats(s)]);
+    if (report) this.opts.onStats?.(s);
+    if (this.opts.encodeStats) this.enqueueStats(this.opts.encodeStats(s), s.time_ns);
+  }
+
+  private enqueueStats(r: OutRecord, timeNs: bigint): void {
+    this.opts.sink.enqueue([r]);
+    this.statsInFlight.push(timeNs);
   }
 
   /**
@@ -381,7 +447,7 @@ export class Collector {
     this.guard('stats', () => this.opts.onStats?.(final));
     if (this.opts.encodeStats) {
       const enc = this.opts.encodeStats;
-      this.guard('stats', () => this.opts.sink.enqueue([enc(final)]));
+      this.guard('stats', () => this.enqueueStats(enc(final), final.time_ns));
       flushed = (await this.opts.sink.flush(Math.min(flushTimeoutMs, 5000))) && flushed;
     }
     return { flushed, final };
