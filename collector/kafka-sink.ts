@@ -26,8 +26,8 @@
  * - too large / rejected (a non-retriable error about the records): the
  *   request is split in halves until the one record at fault is alone; that
  *   record goes to the dead-letter topic with headers naming its topic and
- *   the error (deadLetterOf: as processor/repartition.ts writes an oversized
- *   record; a too-large one keeps its first KiB, so the letter fits) or, if
+ *   the error (deadLetterOf: kafka/client.ts refusedDeadLetter, the form
+ *   every stage writes; a too-large one keeps its first KiB, so the letter fits) or, if
  *   even that is refused, is dropped. Either way it is counted by reason in
  *   counters.drops / counters.lost, never retried forever.
  * - producer state lost (sequence or epoch refused): a new producer is
@@ -40,7 +40,7 @@
  */
 import type { Producer, TopicMessages, CompressionTypes as CompressionType, ConfigResourceTypes, Kafka as KafkaClient } from 'kafkajs';
 import { CompressionTypes, createPartitioner } from '../kafka/kafkajs.ts';
-import { createKafkaClient, connectAdmin, ensureTopics, describeKafkaError, isTooLarge, DEADLETTER_TOPIC, DEFAULT_MAX_MESSAGE_BYTES } from '../kafka/client.ts';
+import { createKafkaClient, connectAdmin, ensureTopics, describeKafkaError, isTooLarge, refusedDeadLetter, DEADLETTER_TOPIC, DEFAULT_MAX_MESSAGE_BYTES } from '../kafka/client.ts';
 import { murmur2 } from '../kafka/partitioner.ts';
 import { FatalError, EXIT } from '../common/errors.ts';
 import type { EventSink, OutRecord, SinkCounters } from './sink.ts';
@@ -143,8 +143,14 @@ export function classifySendError(err: unknown): SendFailure {
   return chain[0]?.retriable === false ? 'rejected' : 'retriable';
 }
 
-/** Bytes a record takes in a v2 record batch, uncompressed (an upper bound of its share of the compressed batch). */
-export function recordBytes(r: OutRecord): number {
+/**
+ * Bytes a record takes in a v2 record batch, uncompressed (an upper bound of
+ * its share of the compressed batch), cheaply, for the hot path: the key at 3
+ * bytes per UTF-16 unit (no UTF-8 encoding per record) and no headers (the
+ * collector's records have none). kafka/client.ts recordBytes counts both
+ * exactly, for the stages' records that carry headers.
+ */
+export function cheapRecordBytes(r: OutRecord): number {
   return r.value.length + r.key.length * 3 + RECORD_OVERHEAD;
 }
 
@@ -183,7 +189,7 @@ export function cutRequest(records: readonly OutRecord[], maxRecords: number, li
       if (!t) used.set(topic, (t = new Float64Array(parts)));
       u = t;
     }
-    const size = recordBytes(r);
+    const size = cheapRecordBytes(r);
     if (size > budget) return n === 0 ? 1 : n; // alone: a refusal then concerns this record only
     const p = parts > 1 ? partitionOf(r, parts) : 0;
     if (u[p]! + size > budget || total + size > requestBudget) break;
@@ -213,32 +219,20 @@ export function keyPartitioner(): (r: OutRecord, partitions: number) => number {
   };
 }
 
-/** Bytes of a too-large record kept in its dead letter: processor/repartition.ts OVERSIZED_KEEP_BYTES (the dead-letter topic has a limit too). */
-export const OVERSIZED_KEEP_BYTES = 1024;
+/** Bytes of a too-large record kept in its dead letter (kafka/client.ts, shared with the processor's stages). */
+export { OVERSIZED_KEEP_BYTES } from '../kafka/client.ts';
 
 /**
- * The dead letter of one record Kafka refused for its topic, in the form
- * processor/repartition.ts `oversizedDeadLetter` gives a record a stage built
- * (reason, error, target topic and key, value size); never written, so no
+ * The dead letter of one record Kafka refused for its topic, in the one form
+ * every stage writes (kafka/client.ts refusedDeadLetter); never written, so no
  * source partition or offset. A too-large record keeps its first
  * OVERSIZED_KEEP_BYTES (so the letter itself fits), a refused one all of it.
  * Pure.
  */
 export function deadLetterOf(r: OutRecord, kind: 'too_large' | 'rejected', error: string): { key: string; value: Buffer; headers: Record<string, string> } {
-  const tooLarge = kind === 'too_large';
-  const kept = tooLarge ? Math.min(r.value.length, OVERSIZED_KEEP_BYTES) : r.value.length;
-  const reason = tooLarge ? 'oversized' : 'rejected';
-  return {
-    key: `${r.topic}/${reason}/${r.key}`,
-    value: r.value.subarray(0, kept),
-    headers: {
-      'ringflow.reason': reason,
-      'ringflow.error': tooLarge ? `${error}; a record of ${r.value.length} bytes for ${r.topic}, its first ${kept} bytes kept` : error,
-      'ringflow.target.topic': r.topic,
-      'ringflow.target.key': r.key.slice(0, 256),
-      'ringflow.value.bytes': String(r.value.length),
-    },
-  };
+  return kind === 'too_large'
+    ? refusedDeadLetter(r, 'oversized', (kept) => `${error}; a record of ${r.value.length} bytes for ${r.topic}, its first ${kept} bytes kept`)
+    : refusedDeadLetter(r, 'rejected', () => error);
 }
 
 /** Reads max.message.bytes per topic and socket.request.max.bytes (the broker's) from the cluster. */

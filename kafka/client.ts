@@ -300,9 +300,48 @@ export const DEADLETTER_TOPIC = 'ringflow.deadletter.v1';
  */
 export const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
 
+/** Bytes of a refused or oversized record kept in its dead letter (the dead-letter topic has a limit too). */
+export const OVERSIZED_KEEP_BYTES = 1024;
+
+/**
+ * The dead letter of one record that can never be produced to its topic:
+ * `oversized` (alone over the topic's max.message.bytes: its first
+ * OVERSIZED_KEEP_BYTES kept, so the letter itself fits) or `rejected` (refused
+ * by Kafka for another reason: all of it kept). Headers say why (`error` gets
+ * the bytes kept), the target topic and key, the value's size, and when known
+ * the input it came from. Every stage and the collector write this one form
+ * (topic DEADLETTER_TOPIC). Pure.
+ */
+export function refusedDeadLetter(
+  r: { topic: string; key: string | Buffer | null; value: Buffer },
+  reason: 'oversized' | 'rejected',
+  error: (kept: number) => string,
+  source?: { topic: string; partition: number; offset?: string },
+): { key: string; value: Buffer; headers: Record<string, string> } {
+  const key = r.key === null ? '' : r.key.toString();
+  const kept = reason === 'oversized' ? Math.min(r.value.length, OVERSIZED_KEEP_BYTES) : r.value.length;
+  return {
+    key: `${r.topic}/${reason}/${key}`,
+    value: r.value.subarray(0, kept),
+    headers: {
+      ...(source ? { 'ringflow.source.topic': source.topic, 'ringflow.source.partition': String(source.partition) } : {}),
+      ...(source?.offset !== undefined ? { 'ringflow.source.offset': source.offset } : {}),
+      'ringflow.reason': reason,
+      'ringflow.error': error(kept),
+      'ringflow.target.topic': r.topic,
+      'ringflow.target.key': key.slice(0, 256),
+      'ringflow.value.bytes': String(r.value.length),
+    },
+  };
+}
+
 const strBytes = (s: string | Buffer | null | undefined): number => (s == null ? 0 : typeof s === 'string' ? Buffer.byteLength(s) : s.length);
 
-/** An upper bound on a record's size inside a record batch, before compression. */
+/**
+ * An upper bound on a record's size inside a record batch, before
+ * compression: key and headers counted byte for byte (UTF-8). The collector's
+ * hot path uses a cheaper bound (collector/kafka-sink.ts cheapRecordBytes).
+ */
 export function recordBytes(m: OutRecord): number {
   let n = RECORD_OVERHEAD + strBytes(m.key) + m.value.length;
   if (m.headers) {

@@ -49,7 +49,7 @@ import { DEADLETTER_TOPIC, EVENT_TOPICS, REPARTITION_GROUP, REPARTITION_TOPIC, S
 import { PartialAggregator, invalidValue, spanEvent, type EventBase } from './aggregate.ts';
 import { createFastDecoder, eventTimeNs, type FastDecoder } from './fast-decode.ts';
 import { encodePartial, rejectionRecord } from './partial.ts';
-import { superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS, MessageLimits, batchBudget, describeKafkaError, isTooLarge, sendWithinLimits, type Oversized } from '../kafka/client.ts';
+import { superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS, MessageLimits, batchBudget, describeKafkaError, isTooLarge, refusedDeadLetter, sendWithinLimits, type Oversized } from '../kafka/client.ts';
 import { splitPartial } from './partial-split.ts';
 import { FatalError } from '../common/errors.ts';
 import { createSerial } from './serial.ts';
@@ -151,31 +151,21 @@ export function deadLetter(topic: string, partition: number, offset: string, val
   };
 }
 
-/** Bytes of an oversized record kept in its dead letter (the dead-letter topic has a limit too). */
-export const OVERSIZED_KEEP_BYTES = 1024;
+/** Bytes of an oversized record kept in its dead letter (kafka/client.ts, shared with the collector). */
+export { OVERSIZED_KEEP_BYTES } from '../kafka/client.ts';
 
 /**
  * The dead letter of a record a stage built that alone is over its topic's
  * max.message.bytes: it can never be produced, and retrying would stop the
- * stage on the same input forever. Its first bytes, and headers saying what
- * it was, how large, the limit, and (when known) the input it came from.
+ * stage on the same input forever. The one form (kafka/client.ts
+ * refusedDeadLetter): its first bytes, and headers saying what it was, how
+ * large, the limit, and (when known) the input it came from.
  */
 export function oversizedDeadLetter(o: Oversized, source?: { topic: string; partition: number; offset?: string }): OutMessage {
-  const key = o.message.key === null ? '' : o.message.key.toString();
-  const kept = Math.min(o.message.value.length, OVERSIZED_KEEP_BYTES);
   return {
     topic: DEADLETTER_TOPIC,
-    key: `${o.topic}/oversized/${key}`,
-    value: o.message.value.subarray(0, kept),
-    headers: {
-      ...(source ? { 'ringflow.source.topic': source.topic, 'ringflow.source.partition': String(source.partition) } : {}),
-      ...(source?.offset !== undefined ? { 'ringflow.source.offset': source.offset } : {}),
-      'ringflow.reason': 'oversized',
-      'ringflow.error': `MESSAGE_TOO_LARGE: a record of ${o.bytes} bytes for ${o.topic}, over its max.message.bytes (${o.limit}); its first ${kept} bytes kept`,
-      'ringflow.target.topic': o.topic,
-      'ringflow.target.key': key.slice(0, 256),
-      'ringflow.value.bytes': String(o.message.value.length),
-    },
+    ...refusedDeadLetter({ topic: o.topic, key: o.message.key, value: o.message.value }, 'oversized',
+      (kept) => `MESSAGE_TOO_LARGE: a record of ${o.bytes} bytes for ${o.topic}, over its max.message.bytes (${o.limit}); its first ${kept} bytes kept`, source),
   };
 }
 

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import kafkajs from '../../kafka/kafkajs.ts';
-import { classifySendError, cutRequest, deadLetterOf, keyPartitioner, recordBytes, DEADLETTER_TOPIC, OVERSIZED_KEEP_BYTES, type SendFailure, type SizeLimits } from '../../collector/kafka-sink.ts';
+import { classifySendError, cutRequest, deadLetterOf, keyPartitioner, cheapRecordBytes, DEADLETTER_TOPIC, OVERSIZED_KEEP_BYTES, type SendFailure, type SizeLimits } from '../../collector/kafka-sink.ts';
 import { OVERSIZED_KEEP_BYTES as PROCESSOR_KEEP } from '../../processor/repartition.ts';
 import { createRingflowPartitioner } from '../../kafka/partitioner.ts';
 import { DEADLETTER_TOPIC as PROCESSOR_DEADLETTER } from '../../processor/topics.ts';
@@ -62,7 +62,7 @@ const byKey = (r: OutRecord, n: number) => Number(r.key) % n;
 
 test('cutRequest: by count, by bytes per (topic, partition), alone when over, by request size (table)', () => {
   const big = 10_000;
-  const size = recordBytes(rec('a', '0', 1000)); // ~1 KB each
+  const size = cheapRecordBytes(rec('a', '0', 1000)); // ~1 KB each
   const cases: [string, OutRecord[], number, SizeLimits, number][] = [
     ['count bound', Array.from({ length: 50 }, (_, i) => rec('a', String(i), 10)), 20, limits([['a', big]]), 20],
     ['everything fits', Array.from({ length: 5 }, (_, i) => rec('a', String(i), 10)), 100, limits([['a', big]]), 5],
