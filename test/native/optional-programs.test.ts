@@ -11,14 +11,14 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Session, isNativeError } from '../../native/index.ts';
+import { Session, forEachRecord, isNativeError } from '../../native/index.ts';
 import { encodeSettings } from '../../collector/signals/settings.ts';
 import { objectPath } from '../../collector/signals/registry.ts';
 import { ensureTracefs } from '../../collector/preflight.ts';
-import { ROOT } from './helpers.ts';
+import { ROOT, sleep } from './helpers.ts';
 
 const prog = (section: string, name: string) =>
   `__attribute__((section("${section}"), used)) int ${name}(void *ctx) { return 0; }\n`;
@@ -80,5 +80,31 @@ describe('optional programs', () => {
     assert.deepEqual(info.skipped, []);
     const sections = execFileSync('llvm-objdump', ['-h', objectPath('block')], { encoding: 'utf8' });
     assert.match(sections, /\?tp_btf\/block_io_start/, 'marked optional in bpf/block.bpf.c');
+  });
+
+  it('block.bpf.c built for a kernel without its tracepoint: the signal loads without rf_block_io_start and still reports writes', async (t) => {
+    // the real object, its optional hook renamed to one no kernel has (what a 6.1 kernel is to block_io_start)
+    const src = readFileSync(`${ROOT}bpf/block.bpf.c`, 'utf8').replace('SEC("?tp_btf/block_io_start")', 'SEC("?tp_btf/ringflow_no_block_io_start")');
+    assert.match(src, /ringflow_no_block_io_start/);
+    writeFileSync(join(dir, 'block.bpf.c'), src);
+    const arch = process.arch === 'arm64' ? 'arm64' : 'x86';
+    execFileSync('clang', ['-g', '-O2', '-target', 'bpf', `-D__TARGET_ARCH_${arch}`, '-I', `${ROOT}bpf`, '-Wall', '-Werror', '-c', join(dir, 'block.bpf.c'), '-o', join(dir, 'block-old.bpf.o')]);
+    const session = new Session({ ringBytes: 1 << 22 });
+    t.after(() => session.stop());
+    const info = session.addObject(join(dir, 'block-old.bpf.o'), encodeSettings({ selfTgid: process.pid }));
+    assert.deepEqual(info.skipped.map((s) => s.program), ['rf_block_io_start']);
+    assert.deepEqual(info.programs.sort(), ['rf_block_rq_complete', 'rf_block_rq_issue', 'rf_block_rq_requeue']);
+    let writes = 0;
+    session.start((batch) => forEachRecord(batch, (off) => {
+      if (batch[off] === 3 && batch[off + 84] === 1) writes++; // RF_EV_BLOCK_RQ, RF_BLOCK_WRITE (struct rf_block_event op @84)
+    }));
+    // direct writes on the root disk (not tmpfs), so they reach the block layer
+    const wdir = mkdtempSync('/var/tmp/ringflow-optional-');
+    t.after(() => rmSync(wdir, { recursive: true, force: true }));
+    execFileSync('dd', ['if=/dev/zero', `of=${join(wdir, 'f')}`, 'bs=64k', 'count=32', 'oflag=direct', 'status=none']);
+    await sleep(300);
+    const lost = session.mapCounters('rf_block_lost')!;
+    await session.stop();
+    assert.ok(writes >= 1, `block writes reported without block_io_start (${writes}); rf_block_lost ${lost.join(',')}`);
   });
 });
