@@ -26,8 +26,8 @@
  *
  * Coverage: a run has an identity (run_id) and a start (run_start_ns, taken
  * as its ring starts being read). Its stats records tile its life without a
- * gap: one right at start, one per interval, one at a clean stop, each
- * covering (previous time_ns, time_ns]. Each acknowledged one is reported to
+ * gap: one right at start (stamped run_start_ns, interval 0), one per
+ * interval, one at a clean stop, each covering (previous time_ns, time_ns]. Each acknowledged one is reported to
  * onStatsAcked (the run state file, run-state.ts), so the next run can state
  * where this one is last known to have watched, even after a SIGKILL.
  */
@@ -230,8 +230,10 @@ export class Collector {
     this.opts.session.start((batch) => this.guard('batch', () => this.onBatch(batch)));
     if (this.opts.statsIntervalMs > 0) {
       // one record right away: it says the run began (and where its predecessor was last known to
-      // watch) without waiting an interval; it covers the few µs since startNs, so records still tile
-      if (this.opts.encodeStats) this.guard('stats', () => this.publishStats(false));
+      // watch) without waiting an interval. It is stamped exactly startNs (interval 0): the one
+      // record of a run with time_ns = run_start_ns, which is how the processor knows to read the
+      // gap from it once (the next record also starts at startNs when the clock has not moved)
+      if (this.opts.encodeStats) this.guard('stats', () => this.publishStats(false, startNs));
       this.timer = setInterval(() => this.guard('stats', () => this.publishStats()), this.opts.statsIntervalMs);
     }
   }
@@ -351,8 +353,8 @@ export class Collector {
   }
 
   /** Deltas since the previous snapshot; every number is a non-negative safe integer (clampCount). */
-  snapshot(): StatsSnapshot {
-    const time = this.now();
+  snapshot(at?: bigint): StatsSnapshot {
+    const time = at ?? this.now();
     const c = (v: number | bigint) => clampCount(v, () => this.clamped++);
     const kernel = this.opts.session.drops();
     const produced = this.opts.sink.counters.produced;
@@ -394,8 +396,8 @@ export class Collector {
     return snap;
   }
 
-  private publishStats(report = true): void {
-    const s = this.snapshot();
+  private publishStats(report = true, at?: bigint): void {
+    const s = this.snapshot(at);
     if (report) this.opts.onStats?.(s);
     if (this.opts.encodeStats) this.enqueueStats(this.opts.encodeStats(s), s.time_ns);
   }

@@ -167,6 +167,32 @@ export function droppedRecord(o: { host: string; reason: string; signal: string;
   };
 }
 
+/**
+ * How much of a window a host's collector runs watched, per (host, signal)
+ * and window: a GAUGE in [0, 1] (processor/coverage.ts, partition.ts). 1 is
+ * said too: it is the statement that the window was fully watched.
+ */
+export const COVERAGE_METRIC = 'ringflow.collector.coverage';
+export const COVERAGE_UNIT = '1';
+
+/** Pure: one window's coverage -> a schemas/metrics.avsc record (attributes sorted by key). */
+export function coverageRecord(o: { host: string; signal: string; startNs: bigint; endNs: bigint; fraction: number; processor: string }): Record<string, unknown> {
+  return {
+    name: COVERAGE_METRIC,
+    unit: COVERAGE_UNIT,
+    kind: 'GAUGE',
+    attributes: [{ key: 'host.name', value: o.host }, { key: 'signal', value: o.signal }],
+    window_start_ns: o.startNs,
+    window_end_ns: o.endNs,
+    histogram: null,
+    sum: null,
+    gauge: Math.min(1, Math.max(0, o.fraction)),
+    late_events: 0n,
+    dropped_inputs: 0n,
+    processor: o.processor,
+  };
+}
+
 const HOUR_NS = 3_600_000_000_000n;
 const DAY_NS = 24n * HOUR_NS;
 

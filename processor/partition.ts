@@ -26,10 +26,26 @@
  * first held record and the offset it resumes at; the commit is the lowest
  * of the lanes' holds, and on replay a lane skips its records below its own
  * resume offset (their effect is in its restored state or emitted windows).
+ *
+ * Coverage (ringflow.collector.coverage): the stats records of collectors
+ * with a run identity say which intervals each host was watched
+ * (processor/coverage.ts). Per (topic, host, window) the covered intervals
+ * are kept until the window is settled: the events lane's watermark has
+ * passed its end + the settle delay (the largest stats interval seen, 5-60 s:
+ * the record covering a window's last part arrives up to one interval after
+ * it). A contribution to a settled window is ignored (late), so what a window
+ * holds is a function of the record order, as for events. A run's first
+ * record also states the gap since its predecessor: windows wholly inside it
+ * that are settled already are written at once with coverage 0, the others
+ * wait like any window. Each window's first contributing record is held like
+ * an open window's; the checkpoint carries how far coverage was written, the
+ * offset after the last record whose gap was written, and the settle delay as
+ * of its resume offset.
  */
 import { decodeCurrent, encodeRecord, schemaRegistry } from '../schemas/index.ts';
 import { METRICS, WindowAggregator, capCardinality, type SeriesPoint, type WindowAssignerState, type EventBase } from './index.ts';
-import { DROPPED_METRIC, droppedRecord, spanEvent, type PartialWindow } from './aggregate.ts';
+import { COVERAGE_METRIC, DROPPED_METRIC, coverageRecord, droppedRecord, spanEvent, type PartialWindow } from './aggregate.ts';
+import { addInterval, coverageFraction, coveredNs, runCoverageOf, windowStartsOf, type Interval } from './coverage.ts';
 import { isPartial, partialOf, rejectionsOf } from './partial.ts';
 import { createFastDecoder, eventTimeNs } from './fast-decode.ts';
 import { METRICS_TOPIC, SPANS_TOPIC, STATS_TOPIC, parseRepartitionKey } from './topics.ts';
@@ -103,6 +119,11 @@ interface LaneCheckpoint {
    * the record at that offset. Absent: none.
    */
   idle?: [string, string][];
+  /**
+   * Events lane only: [coverage written through (window end ns), first offset whose
+   * run gap is still to be written, settle delay ns as of `from`]. Absent: none yet.
+   */
+  cov?: [string, string, string];
 }
 
 /** v1: one lane (events), resuming at the committed offset. */
@@ -111,6 +132,8 @@ type Checkpoint = { v: 1; windows: WindowAssignerState; emittedThroughNs: string
 interface Hold {
   offset: bigint;
   before: WindowAssignerState;
+  /** The coverage settle delay just before that offset. */
+  settleNs: bigint;
 }
 
 /** How far behind the wall clock an idle partition's events may still be arriving. */
@@ -125,6 +148,12 @@ export const DEFAULT_SPAN_LAG_MS = 7_000;
 
 /** Idle-clock advances a lane's checkpoint carries at most (about 45 bytes each). */
 const MAX_IDLE_LOG = 8;
+
+/** Bounds of the coverage settle delay (the largest stats interval seen). */
+export const COVERAGE_SETTLE_MIN_NS = 5_000_000_000n;
+export const COVERAGE_SETTLE_MAX_NS = 60_000_000_000n;
+/** Windows one stats record (its interval, or its run gap) may mark at most: the latest ones. */
+const MAX_COVERAGE_WINDOWS = 512;
 
 const metricTopic = new Map(METRICS.map((m) => [m.name, m.topic]));
 
@@ -154,6 +183,9 @@ export function parseCheckpoint(text: string | undefined): Partial<Record<LaneId
       if (!/^-?\d+$/.test(l.emittedThroughNs) || !/^\d+$/.test(l.from)) throw new Error(`checkpoint: lane ${id} has a bad number`);
       if (l.idle !== undefined && !(Array.isArray(l.idle) && l.idle.every((x) => Array.isArray(x) && x.length === 2 && typeof x[0] === 'string' && typeof x[1] === 'string' && /^\d+$/.test(x[0]) && /^-?\d+$/.test(x[1])))) {
         throw new Error(`checkpoint: lane ${id} has a bad idle clock`);
+      }
+      if (l.cov !== undefined && !(Array.isArray(l.cov) && l.cov.length === 3 && /^-?\d+$/.test(String(l.cov[0])) && /^\d+$/.test(String(l.cov[1])) && /^\d+$/.test(String(l.cov[2])))) {
+        throw new Error(`checkpoint: lane ${id} has a bad coverage state`);
       }
     }
     return cp.lanes;
@@ -216,6 +248,14 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
   /** the same drops per reason, until their window closes: then written as ringflow.dropped points */
   const dropsBy = new Map<string, { topic: string; host: string; startNs: bigint; counts: Map<string, number> }>();
   let closed: SeriesPoint[] = [];
+  /** `${topic}|${host}|${windowStart}` -> intervals watched, until the window is settled */
+  const coverage = new Map<string, { topic: string; host: string; startNs: bigint; endNs: bigint; intervals: Interval[]; hold: Hold }>();
+  /** run gaps' windows settled already: written with coverage 0 at the next takeClosed */
+  let gapPoints: { topic: string; host: string; startNs: bigint; endNs: bigint }[] = [];
+  const savedCov = saved.events?.cov;
+  let covThrough = savedCov ? BigInt(savedCov[0]) : -1n;
+  let gapFrom = savedCov ? BigInt(savedCov[1]) : 0n;
+  let covSettle = savedCov ? BigInt(savedCov[2]) : COVERAGE_SETTLE_MIN_NS;
   let lastIdleCheck = -1n;
   let pos = -1n;
   // per lane, when it last received an event or partial: stats records do not count (the
@@ -227,10 +267,10 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
   // fast-decode.ts); spans, stats and anything it declines take decodeCurrent
   const fast = createFastDecoder();
 
-  function hold(l: Lane, windowStart: bigint, offset: bigint, before: WindowAssignerState | undefined): void {
+  function hold(l: Lane, windowStart: bigint, offset: bigint, before: WindowAssignerState | undefined, settleNs = covSettle): void {
     if (l.holds.has(windowStart)) return;
     if (!before) throw new Error(`window ${windowStart}: first record held without the assigner's state`);
-    l.holds.set(windowStart, { offset, before });
+    l.holds.set(windowStart, { offset, before, settleNs });
   }
 
   /** The window that takes a record for time `ns`: its own, or the oldest open one if that closed. */
@@ -276,6 +316,80 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
     return out;
   }
 
+  /** Coverage of a window is settled once the events lane's watermark passed its end + the settle delay. */
+  function covSettled(endNs: bigint): boolean {
+    return lanes.events.agg.assigner.isClosed(endNs + covSettle);
+  }
+
+  /** What a stats record (of `topic`, `host`) says of coverage, into the windows it touches. */
+  function addCoverage(topic: string, host: string, rec: Record<string, unknown>, offset: bigint, before: WindowAssignerState): void {
+    const rc = runCoverageOf(rec as Parameters<typeof runCoverageOf>[0]);
+    if (!rc) return; // a collector older than run identities: nothing known
+    const size = lanes.events.agg.assigner.sizeNs;
+    const settleBefore = covSettle;
+    if (rc.covered) {
+      const iv = rc.covered[1] - rc.covered[0];
+      const d = iv < COVERAGE_SETTLE_MIN_NS ? COVERAGE_SETTLE_MIN_NS : iv > COVERAGE_SETTLE_MAX_NS ? COVERAGE_SETTLE_MAX_NS : iv;
+      if (d > covSettle) covSettle = d;
+    }
+    const entry = (start: bigint) => {
+      const k = `${topic}|${host}|${start}`;
+      let e = coverage.get(k);
+      if (!e) coverage.set(k, (e = { topic, host, startNs: start, endNs: start + size, intervals: [], hold: { offset, before, settleNs: settleBefore } }));
+      return e;
+    };
+    if (rc.covered) {
+      for (const start of windowStartsOf(rc.covered[0], rc.covered[1], size, MAX_COVERAGE_WINDOWS)) {
+        if (covSettled(start + size)) continue; // settled (maybe written) without it: late, as an event would be
+        const e = entry(start);
+        e.intervals = addInterval(e.intervals, rc.covered, e.startNs, e.endNs);
+      }
+    }
+    if (rc.gap) {
+      const [gapLo, gapHi] = rc.gap;
+      for (const start of windowStartsOf(gapLo, gapHi, size, MAX_COVERAGE_WINDOWS)) {
+        const end = start + size;
+        if (!covSettled(end)) {
+          entry(start); // written when settled, with whatever the runs around the gap covered of it
+          continue;
+        }
+        // settled already: a window wholly inside the gap was watched by nobody. One that holds
+        // the predecessor's end was written from its records; one that holds this run's start
+        // gets this run's records late: neither is written here
+        if (start >= gapLo && end <= gapHi && offset >= gapFrom) gapPoints.push({ topic, host, startNs: start, endNs: end });
+      }
+      // a replay from before this record must not write its gap's windows again
+      if (offset >= gapFrom) gapFrom = offset + 1n;
+    }
+  }
+
+  function coverageSettledAny(): boolean {
+    if (gapPoints.length > 0) return true;
+    for (const e of coverage.values()) if (covSettled(e.endNs)) return true;
+    return false;
+  }
+
+  /** Coverage points of the windows settled so far (and of run gaps), each once across restarts. */
+  function takeCoveragePoints(): EncodedPoint[] {
+    const out: EncodedPoint[] = [];
+    const write = (e: { topic: string; host: string; startNs: bigint; endNs: bigint }, fraction: number) => {
+      const rec = coverageRecord({ host: e.host, signal: e.topic, startNs: e.startNs, endNs: e.endNs, fraction, processor: cfg.processorId });
+      out.push({ key: `${COVERAGE_METRIC}|host.name=${e.host},signal=${e.topic}`, value: encodeRecord(metrics, rec) });
+    };
+    for (const g of gapPoints) write(g, 0);
+    gapPoints = [];
+    const done = [...coverage].filter(([, e]) => covSettled(e.endNs)).sort(([, a], [, b]) => (a.endNs < b.endNs ? -1 : a.endNs > b.endNs ? 1 : 0));
+    let through = covThrough;
+    for (const [k, e] of done) {
+      coverage.delete(k);
+      // written before a restart: rebuilt by the replay, not written again
+      if (e.endNs > covThrough) write(e, coverageFraction(coveredNs(e.intervals, e.startNs, e.endNs), e.endNs - e.startNs));
+      if (e.endNs > through) through = e.endNs;
+    }
+    covThrough = through;
+    return out;
+  }
+
   /** The idle clock moves lane `l` to `ns` before the record at `at`; logged for the checkpoint. */
   function idleAdvance(l: Lane, at: bigint, ns: bigint): void {
     const wm = l.agg.assigner.watermarkNs;
@@ -293,6 +407,8 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
   function firstHold(l: Lane): Hold | undefined {
     let first: Hold | undefined;
     for (const h of l.holds.values()) if (!first || h.offset < first.offset) first = h;
+    // a window's coverage not yet settled needs its records as an open window does
+    if (l === lanes.events) for (const e of coverage.values()) if (!first || e.hold.offset < first.offset) first = e.hold;
     return first;
   }
 
@@ -345,6 +461,8 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
       const agg = l.agg;
       if (isStats) {
         const before = agg.assigner.state();
+        const settleBefore = covSettle; // the record may raise it: a hold keeps the state before it
+        addCoverage(route!.topic, route!.host, rec, offset, before);
         // a stats record routed for one event topic: the drops reported for it
         const e = (rec.events as { event: string; kernel_drops: bigint; user_drops: bigint }[]).find((x) => x.event === route!.topic);
         const n = e ? Number(e.kernel_drops + e.user_drops) : 0;
@@ -353,7 +471,7 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
         if (agg.assigner.watermarkNs === null && n === 0 && rejected.length === 0) return 'ok';
         const t = rec.time_ns as bigint;
         const start = agg.assigner.watermarkNs === null ? agg.assigner.windowOf(t).startNs : targetWindow(agg, t);
-        hold(l, start, offset, before);
+        hold(l, start, offset, before, settleBefore);
         const k = `${route!.topic}|${route!.host}|${start}`;
         drops.set(k, (drops.get(k) ?? 0) + n);
         const add = (reason: string, c: number) => {
@@ -414,10 +532,10 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
       // transaction; for spans also the correlator's wait): only assume event time has
       // reached now - the lane's grace
       for (const l of quiet) idleAdvance(l, pos < 0n ? l.from : pos, wallNs - l.idleGraceNs);
-      return closed.length > before || [...dropsBy.values()].some(dropClosed);
+      return closed.length > before || [...dropsBy.values()].some(dropClosed) || coverageSettledAny();
     },
     takeClosed() {
-      const dropped = takeDropPoints();
+      const dropped = takeDropPoints().concat(takeCoveragePoints());
       if (closed.length === 0) return dropped;
       const points = capCardinality(closed, { topK: cfg.topK, perHost: true });
       closed = [];
@@ -451,6 +569,7 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
     minOpenOffset() {
       let min: bigint | null = null;
       for (const l of laneList) for (const h of l.holds.values()) if (min === null || h.offset < min) min = h.offset;
+      for (const e of coverage.values()) if (min === null || e.hold.offset < min) min = e.hold.offset;
       return min;
     },
     position() {
@@ -467,6 +586,9 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
         l.idleLog = l.idleLog.filter((x) => x.at > from);
         const lc: LaneCheckpoint = { windows: first ? first.before : l.agg.assigner.state(), emittedThroughNs: String(l.emittedThrough), from: String(from) };
         if (l.idleLog.length > 0) lc.idle = l.idleLog.map((x) => [String(x.at), String(x.ns)]);
+        if (id === 'events' && (covThrough >= 0n || gapFrom > 0n || coverage.size > 0 || covSettle !== COVERAGE_SETTLE_MIN_NS)) {
+          lc.cov = [String(covThrough), String(gapFrom), String(first ? first.settleNs : covSettle)];
+        }
         c.lanes[id] = lc;
       }
       return JSON.stringify(c);

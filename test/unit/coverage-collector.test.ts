@@ -78,8 +78,11 @@ test('coverage: a run sends a stats record at start and at stop, and its records
   await c.stop(1000);
   const recs = sink.sent.map(decoded);
   assert.equal(recs.length, 2, 'start and stop');
+  // the start record: stamped the run's start, interval 0 (the one record whose time is run_start_ns)
+  assert.equal(recs[0]!.time_ns, run.startNs);
+  assert.equal(recs[0]!.interval_ns, 0n);
   let from = run.startNs;
-  for (const r of recs) {
+  for (const r of recs.slice(1)) {
     assert.equal(r.run_id, '00112233aabbccdd');
     assert.equal(r.run_start_ns, run.startNs);
     assert.equal(r.previous_run_id, 'ffeeddccbbaa9988');
