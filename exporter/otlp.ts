@@ -18,6 +18,9 @@
  *                                   or, with histogramMode 'explicit', a Histogram with the
  *                                   fixed power-of-two bounds of EXPLICIT_BOUNDS
  *   kind SUM + sum               -> monotonic Sum of ints, DELTA (each point is one window's total)
+ *   kind GAUGE + gauge           -> Gauge of doubles (e.g. ringflow.collector.coverage, unit "1":
+ *                                   the fraction of the window the host's collectors watched; 1 is
+ *                                   exported too: it says the window was fully watched)
  *   late_events > 0              -> a point of DROPPED_METRIC (monotonic delta Sum of ints):
  *                                   the series' attributes + reason "late" + signal = the
  *                                   metric's name, same window; late events are drops
@@ -57,12 +60,14 @@ export const DROPPED_UNIT = '{event}';
 export interface MetricPoint {
   name: string;
   unit: string;
-  kind: 'HISTOGRAM' | 'SUM';
+  kind: 'HISTOGRAM' | 'SUM' | 'GAUGE';
   attributes: { key: string; value: string }[];
   window_start_ns: bigint;
   window_end_ns: bigint;
   histogram: ExpHistogramRecord | null;
   sum: bigint | null;
+  /** Set when kind is GAUGE; absent in records of an older processor (read as null). */
+  gauge?: number | null;
   late_events: bigint;
   dropped_inputs: bigint;
   processor: string;
@@ -197,9 +202,18 @@ export function toResourceMetrics(points: readonly MetricPoint[], opts: MapOptio
   for (const p of points) {
     const reason = p.kind === 'HISTOGRAM' ? (p.histogram ? null : 'kind HISTOGRAM without a histogram')
       : p.kind === 'SUM' ? (p.sum === null || p.sum === undefined ? 'kind SUM without a sum' : null)
+      : p.kind === 'GAUGE' ? (typeof p.gauge !== 'number' || !Number.isFinite(p.gauge) ? 'kind GAUGE without a finite gauge' : null)
       : `unknown kind ${String(p.kind)}`;
     if (reason) {
       invalid.push({ point: p, reason });
+      continue;
+    }
+    if (p.kind === 'GAUGE') {
+      const { host, attributes } = pointAttributes(p.attributes);
+      let h = hosts.get(host);
+      if (!h) hosts.set(host, (h = { metrics: new Map(), points: 0 }));
+      h.points++;
+      addGauge(h.metrics, p.name, p.unit, { startTime: nsToHrTime(p.window_start_ns), endTime: nsToHrTime(p.window_end_ns), attributes, value: p.gauge! });
       continue;
     }
     const late = toNumber(p.late_events ?? 0n);
@@ -240,6 +254,23 @@ export function toResourceMetrics(points: readonly MetricPoint[], opts: MapOptio
     },
   }));
   return { resources, invalid };
+}
+
+/** Adds a point to the Gauge of doubles (name, unit) of `metrics`. */
+function addGauge(metrics: Map<string, MetricData>, name: string, unit: string, point: DataPoint<number>): void {
+  const id = `GAUGE\u0000${name}\u0000${unit}`;
+  let m = metrics.get(id);
+  if (!m) {
+    m = {
+      descriptor: { name, description: '', unit, valueType: ValueType.DOUBLE },
+      // a gauge has no temporality in OTLP; the SDK's type wants one and the transformer ignores it
+      aggregationTemporality: AggregationTemporality.DELTA,
+      dataPointType: DataPointType.GAUGE,
+      dataPoints: [],
+    };
+    metrics.set(id, m);
+  }
+  (m.dataPoints as DataPoint<number>[]).push(point);
 }
 
 /** Adds a point to the monotonic delta Sum of ints (name, unit) of `metrics`. */
