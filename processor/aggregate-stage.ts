@@ -15,6 +15,15 @@
  * was already emitted is skipped (it is in a committed point, or was counted
  * late in one); everything else is processed as the first time. Readers use
  * read_committed, so a crash between transactions shows no partial output.
+ *
+ * A partition gone quiet has its windows closed by the processing clock
+ * (PartitionState.advanceIdle), but only while its silence means something:
+ * with the broker away the collectors hold their records and send them, with
+ * their true times, once it is back (soak finding 5: ~30% of HTTP requests
+ * late in a soak with a broker restart). The idle clock stops while fetches go
+ * unanswered, never runs past what the last answered fetch vouches for, and
+ * after an outage counts silence only from IDLE_GRACE after the first answer
+ * (processor/fetch-watch.ts, as the spans stage).
  */
 import { createSerial } from './serial.ts';
 import type { Kafka, Consumer, Producer, EachBatchPayload } from 'kafkajs';
@@ -26,6 +35,7 @@ import { connectStageClients, isFenced, type TxProducer } from './stage-clients.
 import { FatalError } from '../common/errors.ts';
 import { AGGREGATE_GROUP, DEADLETTER_TOPIC, METRICS_TOPIC, REPARTITION_TOPIC } from './topics.ts';
 import type { PartitionState } from './partition.ts';
+import { FetchWatch, IDLE_GRACE_MS } from './fetch-watch.ts';
 
 /** How often the points closed by the batches read are committed, for every partition in one transaction (as stage 1). */
 export const COMMIT_INTERVAL_MS = 100;
@@ -51,6 +61,12 @@ export interface AggregateStageOptions {
   newState: (partition: number, checkpoint: string | undefined) => PartitionState;
   /** How often idle partitions are advanced by processing time. */
   idleTickMs: number;
+  /**
+   * After fetches answer again (a broker outage, the stage's start), how long
+   * past IDLE_GRACE the stage must have been able to read before the idle
+   * clock moves (the partitions' own quiet period; default IDLE_GRACE).
+   */
+  idleQuietMs?: number;
   log: (l: string) => void;
   onPoints?: (points: readonly { value: Buffer }[]) => void;
   /** The consumer stopped for good (see superviseConsumer), or a failure persisted (FailureReporter). */
@@ -89,6 +105,8 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
   let tick: NodeJS.Timeout | undefined;
   let flushTimer: NodeJS.Timeout | undefined;
   const serial = createSerial();
+  const fetches = new FetchWatch();
+  const idleQuietMs = opts.idleQuietMs ?? IDLE_GRACE_MS;
 
   /**
    * The group's committed offsets and checkpoints, fetched once for every
@@ -140,8 +158,12 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
     const commits = parts.map((e) => ({ partition: e.partition, offset: e.s.minOpenOffset() ?? e.nextOffset, metadata: e.s.checkpoint() }));
     const points = parts.flatMap((e) => e.points);
     let oversized = 0;
-    const tx = await producer!.transaction();
+    let tx: Awaited<ReturnType<TxProducer['transaction']>> | undefined;
     try {
+      // inside the try: with the broker away transaction() itself throws, and the points
+      // taken above must then be rebuilt from the last commit like those of a failed commit
+      // (outside it, the windows closed by an idle tick during an outage were lost)
+      tx = await producer!.transaction();
       if (points.length > 0) {
         // within the topic's max.message.bytes per request; a point alone over it is dead-lettered
         const sent = await sendWithinLimits(tx, [{ topic: METRICS_TOPIC, messages: points.map((p) => ({ key: p.key, value: p.value })) }], {
@@ -158,7 +180,7 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
       });
       await tx.commit();
     } catch (err) {
-      await producer!.abort(tx, err);
+      if (tx) await producer!.abort(tx, err);
       // the points are lost with these states: drop them and read again from the last commit
       // (a failure in a timer is no consumer crash: nothing else would rewind)
       committedOffsets = undefined;
@@ -208,6 +230,7 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
         for (const p of [...states.keys()]) if (!mine.has(p)) states.delete(p);
         committedOffsets = undefined;
       });
+      consumer.on(consumer.events.FETCH, () => fetches.answered(Date.now()));
       await consumer.subscribe({ topic: REPARTITION_TOPIC, fromBeginning: true });
       await consumer.run({
         autoCommit: false,
@@ -242,9 +265,13 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
       tick = setInterval(() => {
         // the same transactions as the commit timer's: failures of both are one kind
         void serial.run(async () => {
+          // a partition's silence is evidence only while we can read it (soak finding 5)
+          const now = Date.now();
+          if (!fetches.quiet(now, -Infinity, idleQuietMs)) return false;
+          const wallNs = BigInt(fetches.vouchedUntil(now)) * 1_000_000n;
           let did = false;
           for (const [partition, s] of states) {
-            if (s.advanceIdle(BigInt(Date.now()) * 1_000_000n)) did = (await emit(partition, s, s.position(), false)) || did;
+            if (s.advanceIdle(wallNs)) did = (await emit(partition, s, s.position(), false)) || did;
           }
           return did;
         }).then((did) => did && failures.ok('commit'), (err) => commitFailed(err));
