@@ -12,7 +12,26 @@ export interface SummaryPoint {
   window_end_ns: bigint;
   histogram: (Omit<ExpHistogramJSON, 'count' | 'zero_count' | 'positive_buckets'> & { count: bigint; zero_count: bigint; positive_buckets: bigint[] }) | null;
   sum: bigint | null;
+  /** Set on GAUGE points (ringflow.collector.coverage); absent in older records. */
+  gauge?: number | null;
   dropped_inputs: bigint;
+}
+
+const COVERAGE_METRIC = 'ringflow.collector.coverage';
+
+/**
+ * The coverage points of a window, as a clause: hosts whose collectors did not
+ * watch the whole window (the least covered signal of each), '' when all did.
+ */
+export function coverageClause(points: readonly SummaryPoint[]): string {
+  const worst = new Map<string, number>();
+  for (const p of points) {
+    if (p.name !== COVERAGE_METRIC || typeof p.gauge !== 'number') continue;
+    const host = p.attributes.find((a) => a.key === 'host.name')?.value ?? '';
+    worst.set(host, Math.min(worst.get(host) ?? 1, p.gauge));
+  }
+  const short = [...worst].filter(([, f]) => f < 1).map(([h, f]) => `${h} ${Math.floor(f * 100)}%`);
+  return short.length ? `collectors watched only: ${short.join(', ')}` : '';
 }
 
 const WATCHED: [metric: string, label: string, dims: string[]][] = [
@@ -32,9 +51,13 @@ function clock(ns: bigint): string {
 }
 
 /** One line for one window's points. */
-export function summarizeWindow(points: readonly SummaryPoint[]): string {
+export function summarizeWindow(all: readonly SummaryPoint[]): string {
+  // coverage is settled well after its window's points: it usually comes alone, and says
+  // something only when a collector was not running for part of the window
+  const coverage = coverageClause(all);
+  const points = all.filter((p) => p.name !== COVERAGE_METRIC);
   const first = points[0];
-  if (!first) return '';
+  if (!first) return coverage && all[0] ? `window ${clock(all[0].window_start_ns)}-${clock(all[0].window_end_ns)}: ${coverage}` : '';
   const parts: string[] = [];
   let events = 0;
   let dropped = 0;
@@ -61,7 +84,8 @@ export function summarizeWindow(points: readonly SummaryPoint[]): string {
     if (worst) parts.push(`${label} p99 ${formatSeconds(worst.p99)} (${worst.who}, ${worst.n} events)`);
   }
   const head = `window ${clock(first.window_start_ns)}-${clock(first.window_end_ns)}: ${points.length} series, ${events} latency events${dropped ? `, ${dropped} dropped by collectors` : ''}`;
-  return parts.length ? `${head}; worst ${parts.join('; ')}` : head;
+  const line = parts.length ? `${head}; worst ${parts.join('; ')}` : head;
+  return coverage ? `${line}; ${coverage}` : line;
 }
 
 /** What `up` reads of a collector stats record (schemas/collector.stats.avsc; longs decode as bigint). */
@@ -70,6 +94,12 @@ export interface CollectorLossInput {
   drop_reasons?: { reason: string; count: bigint | number }[];
   l7_parse_failures?: { reason: string; count: bigint | number }[];
   clamped?: bigint | number;
+  host?: string;
+  time_ns?: bigint | number;
+  run_id?: string;
+  run_start_ns?: bigint | number;
+  previous_run_id?: string;
+  previous_run_end_ns?: bigint | number;
 }
 
 /**
@@ -85,8 +115,17 @@ export class CollectorLosses {
   private clamped = 0;
   private readonly reasons = new Map<string, number>();
   private readonly parse = new Map<string, number>();
+  /** Collector runs that started after a predecessor (restart or crash) since the last take(); bounded. */
+  private restarts: string[] = [];
+  private restartsMore = 0;
 
   add(s: CollectorLossInput): void {
+    // a run's start record (stamped run_start_ns) names its predecessor: a restart, said once
+    if (s.run_id && s.previous_run_id && s.run_start_ns !== undefined && s.time_ns !== undefined && BigInt(s.time_ns) === BigInt(s.run_start_ns)) {
+      const gap = Number(BigInt(s.run_start_ns) - BigInt(s.previous_run_end_ns ?? s.run_start_ns)) / 1e9;
+      if (this.restarts.length < 4) this.restarts.push(`${s.host ?? '?'} run ${s.run_id} after ${s.previous_run_id}, ${gap.toFixed(1)}s unwatched`);
+      else this.restartsMore++;
+    }
     for (const e of s.events) {
       this.kernel += Number(e.kernel_drops);
       this.user += Number(e.user_drops);
@@ -106,6 +145,9 @@ export class CollectorLosses {
     const parse = list(this.parse);
     if (parse) parts.push(`l7 parsers stopped: ${parse}`);
     if (this.clamped > 0) parts.push(`stats values clamped ${this.clamped}`);
+    if (this.restarts.length > 0) parts.push(`restarted: ${this.restarts.join('; ')}${this.restartsMore ? ` and ${this.restartsMore} more` : ''}`);
+    this.restarts = [];
+    this.restartsMore = 0;
     this.kernel = this.user = this.clamped = 0;
     this.reasons.clear();
     this.parse.clear();

@@ -191,7 +191,9 @@ export async function upCommand(argv: string[]): Promise<number> {
           w = { points: [], timer: setTimeout(() => {
             const done = windows.get(key);
             windows.delete(key);
-            if (done) console.log(summarizeWindow(done.points) + losses.take());
+            // '' for a window of coverage points only, all fully watched (they settle after the window's points)
+            const line = done ? summarizeWindow(done.points) + losses.take() : '';
+            if (line) console.log(line);
           }, SUMMARY_DELAY_MS) };
           windows.set(key, w);
         }
