@@ -6,7 +6,9 @@
  * is later stopped cleanly. ringflow.metrics.v1 (read_committed) must then
  * hold exactly one ringflow.collector.coverage point per window of that
  * span: 1 inside a run, 0 for windows wholly inside the gap, strictly between
- * for the windows holding the kill and the restart.
+ * for the windows holding the kill and the restart. Then `ringflow export`
+ * ships them to a real OpenTelemetry Collector: the same values arrive as an
+ * OTLP Gauge (unit 1, start/end = the window, signal on the point).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +16,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { ownBroker, readTopic, rootOrSkip, runCli, sleep } from '../support/integration.ts';
+import { freePort, ownBroker, readTopic, rootOrSkip, runCli, sleep } from '../support/integration.ts';
+import { readOtlpFile, startOtelcol, stopOtelcol } from '../../cli/otelcol.ts';
 import { Kafka, logLevel } from '../../kafka/kafkajs.ts';
 import { ensureTopics } from '../../kafka/client.ts';
 
@@ -34,6 +37,8 @@ test('coverage: a SIGKILLed collector leaves windows of coverage 0, its runs 1, 
   const proc = runCli(['process', '--brokers', k.brokers, '--window', '2s', '--lateness', '1s', '--partitions', '1', '--instance', 'it-cov']);
   let c1: ReturnType<typeof runCli> | undefined;
   let c2: ReturnType<typeof runCli> | undefined;
+  let exp: ReturnType<typeof runCli> | undefined;
+  const colDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rf-cov-otelcol-'));
   try {
     const kafka = new Kafka({ clientId: 'it-coverage', brokers: [k.brokers], logLevel: logLevel.NOTHING });
     const admin = kafka.admin();
@@ -104,9 +109,47 @@ test('coverage: a SIGKILLed collector leaves windows of coverage 0, its runs 1, 
     }
     // windows wholly inside the gap exist (the test would prove little otherwise)
     assert.ok([...byStart.entries()].some(([s, v]) => s >= prevEnd && s + W <= start2 && v[0] === 0), show);
+
+    // the OTLP end: the same values, as a Gauge
+    const grpcPort = await freePort();
+    const { outputFile } = await startOtelcol({ stateDir: colDir, grpcPort });
+    exp = runCli(['export', '--brokers', k.brokers, '--signals', 'metrics'], { env: { OTEL_EXPORTER_OTLP_ENDPOINT: `localhost:${grpcPort}` } });
+    await exp.waitFor(/exporting/);
+    const want = [...byStart.entries()].filter(([s]) => s >= first && s <= last).map(([s, v]) => `${s} ${v[0]}`).sort();
+    let got: string[] = [];
+    let meta: { unit?: string; start?: string; end?: string; hasSignal?: boolean } = {};
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await sleep(1000)) {
+      got = [];
+      for (const rm of readOtlpFile(outputFile).metrics) {
+        if (!rm.resource?.attributes?.some((a: { key: string; value: { stringValue?: string } }) => a.key === 'host.name' && a.value.stringValue === host)) continue;
+        for (const sm of rm.scopeMetrics ?? []) {
+          for (const m of sm.metrics ?? []) {
+            if (m.name !== 'ringflow.collector.coverage') continue;
+            for (const dp of m.gauge?.dataPoints ?? []) {
+              if (!dp.attributes?.some((a: { key: string; value: { stringValue?: string } }) => a.key === 'signal' && a.value.stringValue === RUNQ)) continue;
+              const startNs = BigInt(dp.startTimeUnixNano);
+              if (startNs < first || startNs > last) continue;
+              got.push(`${startNs} ${dp.asDouble ?? 0}`);
+              meta = { unit: m.unit, start: dp.startTimeUnixNano, end: dp.timeUnixNano, hasSignal: true };
+            }
+          }
+        }
+      }
+      got.sort();
+      if (got.length >= want.length) break;
+    }
+    assert.deepEqual(got, want, `OTLP coverage points of ${host}\n${show}`);
+    assert.equal(meta.unit, '1');
+    assert.equal(BigInt(meta.end!) - BigInt(meta.start!), W);
   } finally {
     busy.kill('SIGKILL');
     for (const c of [c1, c2]) if (c && c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
+    if (exp) {
+      exp.child.kill('SIGTERM');
+      await exp.exit;
+    }
+    await stopOtelcol({ stateDir: colDir }).catch(() => {});
+    fs.rmSync(colDir, { recursive: true, force: true });
     proc.child.kill('SIGTERM');
     await proc.exit;
     await k.stop();
