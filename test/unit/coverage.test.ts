@@ -207,3 +207,37 @@ test('coverage: stats records of an older collector (no run identity) make no co
   s.advanceIdle(T + 1000n * S);
   assert.deepEqual(coverageOf(s.takeClosed().map((p) => p.value)), []);
 });
+
+test('coverage: a restart judges late contributions with the settle delay as of its resume offset, not the one it had at the checkpoint', () => {
+  const key = `${RUNQ}|h1`;
+  const run = { id: 'cccc', start: T, prevId: '', prevEnd: 0n };
+  // settle delay 5 s (the floor) until the 8 s interval of the last record raises it to 8 s
+  const input: Buffer[] = [
+    stats(T + ms(3500), S, run), // covers (2.5, 3.5]: window [2, 4) held here, settle 5 s
+    runq(T + 10n * S), // watermark T+9 s: [2, 4) is settled under 5 s (4 + 5 <= 9), not under 8 s
+    stats(T + ms(4500), S, run), // (3.5, 4.5]: late for [2, 4) (settled), counted for [4, 6)
+    stats(T + ms(12_500), 8n * S, run), // (4.5, 12.5]: settle delay now 8 s
+  ];
+  const tail = [runq(T + 40n * S)];
+  const feed = (s: ReturnType<typeof createPartitionState>, from: number, recs: Buffer[], base = 0) => {
+    for (let i = from; i < recs.length; i++) s.add(key, recs[i]!, BigInt(base + i));
+  };
+  const points = (s: ReturnType<typeof createPartitionState>) => {
+    feed(s, 0, tail, input.length);
+    s.advance();
+    s.advanceIdle(T + 1000n * S);
+    return coverageOf(s.takeClosed().map((p) => p.value));
+  };
+  const a = createPartitionState(cfg, 0, undefined);
+  feed(a, 0, input);
+  const once = points(a);
+  assert.ok(once.includes(`2s h1 ${RUNQ} GAUGE 0.5`), once.join('\n'));
+  // the same, with a restart from the checkpoint taken after the last record
+  const b = createPartitionState(cfg, 0, undefined);
+  feed(b, 0, input);
+  const resume = Number(b.minOpenOffset());
+  assert.equal(resume, 0);
+  const c = createPartitionState(cfg, 0, b.checkpoint());
+  feed(c, resume, input);
+  assert.deepEqual(points(c), once);
+});
