@@ -25,7 +25,7 @@
  * again: through a broker outage the collectors hold the responses of the
  * requests waiting here (soak finding 5).
  */
-import type { Kafka, Consumer, Producer, EachBatchPayload } from 'kafkajs';
+import type { Kafka, Consumer, Producer, EachBatchPayload, Transaction } from 'kafkajs';
 import { CompressionTypes } from '../kafka/kafkajs.ts';
 import { MessageLimits, describeKafkaError, isTooLarge, retrying, sendWithinLimits } from '../kafka/client.ts';
 import { retryTxStep } from '../kafka/transaction.ts';
@@ -83,6 +83,8 @@ export interface SpansStageOptions {
    */
   maxClockSkewMs?: number;
   log: (l: string) => void;
+  /** For tests: awaited in each transaction after its sends, before its offsets and commit (a broker stopped there). */
+  beforeCommit?: (partition: number) => Promise<void>;
   onSpans?: (spans: readonly Span[]) => void;
   onFatal?: (err: FatalError) => void;
 }
@@ -173,14 +175,19 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
     if (spans.length === 0 && dead.length === 0 && commitOffset === s.committed) return false;
     const meta: Metadata = { v: 1, read: String(s.next), spans: s.c.checkpoint() };
     let oversized = 0;
-    const tx = await producer!.transaction();
+    let tx: Transaction | undefined;
     try {
+      // inside the failure path too: advance() has handed these spans out already, and a
+      // transaction() that throws (a producer being replaced while the broker is away) must
+      // drop the state as any failure does; else the state lives on, saying they were
+      // emitted, and they are lost (the soak's missing spans after a broker restart)
+      const t = (tx = await producer!.transaction());
       const topicMessages: { topic: string; messages: { key: string; value: Buffer; headers?: OutMessage['headers'] }[] }[] = [];
       if (spans.length > 0) topicMessages.push({ topic: SPANS_TOPIC, messages: spans.map(encodeSpan) });
       if (dead.length > 0) topicMessages.push({ topic: DEADLETTER_TOPIC, messages: dead.map((d) => ({ key: d.key, value: d.value, headers: d.headers })) });
       // one fetched batch's spans can be far over the broker's limit for one request (33 k
       // requests/s did it): as many requests as the limits need, in this one transaction
-      const sent = await sendWithinLimits(tx, topicMessages, {
+      const sent = await sendWithinLimits(t, topicMessages, {
         limitOf: limits!.limitOf,
         compression: CompressionTypes.GZIP,
         replace: (o) => ({ topic: DEADLETTER_TOPIC, messages: [oversizedDeadLetter(o, { topic: L7_TOPIC, partition })] }),
@@ -189,20 +196,25 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
       for (const o of sent.oversized) {
         opts.log(`processor: spans: ${L7_TOPIC}[${partition}]: a ${o.bytes}-byte record for ${o.topic} is over its max.message.bytes (${o.limit}) -> dead letter (first bytes)`);
       }
+      await opts.beforeCommit?.(partition);
       // a transaction of offsets alone, begun while the coordinator still writes the markers of
       // the one before, is refused with CONCURRENT_TRANSACTIONS, which kafkajs does not retry
       // there (kafka/transaction.ts): asked again shortly, in this same transaction
-      await retryTxStep(() => tx.sendOffsets({
+      await retryTxStep(() => t.sendOffsets({
         consumerGroupId: SPANS_GROUP,
         topics: [{ topic: L7_TOPIC, partitions: [{ partition, offset: String(commitOffset), metadata: JSON.stringify(meta) } as never] }],
       }), { onRetry: () => counters.txRetries++ });
-      await tx.commit();
+      await t.commit();
     } catch (err) {
-      await producer!.abort(tx, err);
+      if (tx) await producer!.abort(tx, err);
       // the spans are lost with this state: drop it and read again from the last commit
       // (the idle tick's failures included, which no consumer restart would rewind)
       states.delete(partition);
-      consumer?.seek({ topic: L7_TOPIC, partition, offset: String(s.committed ?? 0n) });
+      try {
+        consumer?.seek({ topic: L7_TOPIC, partition, offset: String(s.committed ?? 0n) });
+      } catch {
+        // not running (restarting after a crash): its restart reads from the committed offset anyway
+      }
       // the topic's limit may have been lowered since we read it
       if (isTooLarge(err)) await limits!.refresh();
       throw err;
