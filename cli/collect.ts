@@ -174,13 +174,15 @@ export function summaryLine(s: StatsSnapshot): string {
 
 /**
  * What the stats record says was lost or set aside besides the per-type
- * counts: user-space losses by reason (dead-lettered ones included), L7
+ * counts: user-space losses by reason (dead-lettered ones included), losses
+ * the BPF programs counted by reason (kernel_losses), L7
  * parser directions stopped by reason, clamped counters. Empty when none.
  */
-export function lossesSummaryPart(s: Pick<StatsSnapshot, 'drop_reasons' | 'l7_parse_failures' | 'clamped'>): string {
+export function lossesSummaryPart(s: Pick<StatsSnapshot, 'drop_reasons' | 'l7_parse_failures' | 'clamped'> & Partial<Pick<StatsSnapshot, 'kernel_losses'>>): string {
   const list = (rs: readonly { reason: string; count: number }[]) => rs.map((r) => `${r.reason} ${r.count}`).join(', ');
   let out = '';
   if (s.drop_reasons.length > 0) out += `; lost by reason: ${list(s.drop_reasons)}`;
+  if (s.kernel_losses && s.kernel_losses.length > 0) out += `; lost in the kernel by reason: ${list(s.kernel_losses)}`;
   if (s.l7_parse_failures.length > 0) out += `; l7 parsers stopped: ${list(s.l7_parse_failures)}`;
   if (s.clamped > 0) out += `; stats values clamped ${s.clamped}`;
   return out;
@@ -294,6 +296,7 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
       ...(cfg.stdout ? {} : { encodeStats: (s: StatsSnapshot) => codec.encodeStats(s) }),
       run: { id: runId, previousId: previous?.runId ?? '', previousEndNs: previous?.endNs ?? 0n },
       onStatsAcked: (endNs) => stateFile?.write({ runId, endNs }),
+      taskFiltered: cfg.filters.pid !== undefined || cfg.filters.uid !== undefined || cfg.filters.comm !== undefined || cfg.filters.cgroupId !== undefined,
       onStats: (s) => {
         const cpu = process.cpuUsage(cpuPrev);
         cpuPrev = process.cpuUsage();

@@ -92,6 +92,7 @@ export function summarizeWindow(all: readonly SummaryPoint[]): string {
 export interface CollectorLossInput {
   events: { kernel_drops: bigint | number; user_drops: bigint | number }[];
   drop_reasons?: { reason: string; count: bigint | number }[];
+  kernel_losses?: { reason: string; count: bigint | number }[];
   l7_parse_failures?: { reason: string; count: bigint | number }[];
   clamped?: bigint | number;
   host?: string;
@@ -105,7 +106,7 @@ export interface CollectorLossInput {
 /**
  * The collectors' losses between two summary lines, from their stats records:
  * `up` runs the collector with --quiet, so its own summary line is not seen;
- * this carries the same losses (kernel and user drops, user losses by reason,
+ * this carries the same losses (kernel and user drops, user and kernel losses by reason,
  * L7 parser stops by reason, clamped values) onto up's line. Reasons are a
  * fixed set (collector.ts DROP_REASONS), so the maps stay small.
  */
@@ -114,6 +115,7 @@ export class CollectorLosses {
   private user = 0;
   private clamped = 0;
   private readonly reasons = new Map<string, number>();
+  private readonly kernelReasons = new Map<string, number>();
   private readonly parse = new Map<string, number>();
   /** Collector runs that started after a predecessor (restart or crash) since the last take(); bounded. */
   private restarts: string[] = [];
@@ -131,6 +133,7 @@ export class CollectorLosses {
       this.user += Number(e.user_drops);
     }
     for (const r of s.drop_reasons ?? []) this.reasons.set(r.reason, (this.reasons.get(r.reason) ?? 0) + Number(r.count));
+    for (const r of s.kernel_losses ?? []) this.kernelReasons.set(r.reason, (this.kernelReasons.get(r.reason) ?? 0) + Number(r.count));
     for (const r of s.l7_parse_failures ?? []) this.parse.set(r.reason, (this.parse.get(r.reason) ?? 0) + Number(r.count));
     this.clamped += Number(s.clamped ?? 0);
   }
@@ -142,6 +145,8 @@ export class CollectorLosses {
     if (this.kernel > 0 || this.user > 0) parts.push(`kernel drops ${this.kernel}, user drops ${this.user}`);
     const reasons = list(this.reasons);
     if (reasons) parts.push(`lost by reason: ${reasons}`);
+    const kernelReasons = list(this.kernelReasons);
+    if (kernelReasons) parts.push(`lost in the kernel by reason: ${kernelReasons}`);
     const parse = list(this.parse);
     if (parse) parts.push(`l7 parsers stopped: ${parse}`);
     if (this.clamped > 0) parts.push(`stats values clamped ${this.clamped}`);
@@ -150,6 +155,7 @@ export class CollectorLosses {
     this.restartsMore = 0;
     this.kernel = this.user = this.clamped = 0;
     this.reasons.clear();
+    this.kernelReasons.clear();
     this.parse.clear();
     return parts.length ? `; collectors: ${parts.join('; ')}` : '';
   }

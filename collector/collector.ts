@@ -32,6 +32,7 @@
  * where this one is last known to have watched, even after a SIGKILL.
  */
 import type { EventSink, OutRecord } from './sink.ts';
+import { kernelLossDeltas, readKernelLosses, type KernelLossReading } from './kernel-losses.ts';
 
 /**
  * Why records were lost in user space: a fixed set, so the stats record and
@@ -80,6 +81,8 @@ export interface SessionLike {
   drops(): bigint[];
   /** Bytes written to the ring and not yet consumed. */
   ringPending(): number;
+  /** A loaded map's u64 counters (per-CPU summed); null when no loaded object has it. */
+  mapCounters?(name: string): bigint[] | null;
 }
 
 export interface TranscoderLike {
@@ -116,6 +119,8 @@ export interface StatsSnapshot {
   l7_parse_failures: ReasonCount[];
   /** Stats values over the interval that could not be right and were clamped (see clampCount). */
   clamped: number;
+  /** Losses the BPF programs counted by reason in their maps over the interval (collector/kernel-losses.ts). */
+  kernel_losses: ReasonCount[];
   /** The run these stats belong to (absent: the collector was given no run identity). */
   run?: RunInfo;
 }
@@ -149,6 +154,11 @@ export interface CollectorOptions {
   run?: Omit<RunInfo, 'startNs'>;
   /** A stats record of this run was acknowledged by the sink: the host is known watched up to timeNs. */
   onStatsAcked?: (timeNs: bigint) => void;
+  /**
+   * A task filter (--pid/--uid/--comm/--cgroup) is set: TCP events of sockets with no known
+   * owner are then lost in the kernel (without one they are emitted), so they count as losses.
+   */
+  taskFiltered?: boolean;
 }
 
 /** Walks a native batch ([u32 len][u32 0][record][pad to 8])*, yielding each record's type byte. */
@@ -196,6 +206,8 @@ export class Collector {
   private readonly perType = new Uint32Array(256);
   private stopping = false;
   private timer: NodeJS.Timeout | undefined;
+  /** the BPF maps' loss counters at the previous snapshot (cumulative, per reason) */
+  private lastKernelLosses: KernelLossReading | null = null;
   private last: { time: bigint; read: Map<number, number>; user: Map<number, number>; produced: Map<number, number>; kernel: bigint[]; sendErrors: number; undecodable: number; drops: Map<string, number>; parse: Map<string, number>; clamped: number; sinkLost: Map<number, number> };
   private readonly opts: CollectorOptions;
   private readonly lowWater: number;
@@ -222,6 +234,7 @@ export class Collector {
 
   start(): void {
     this.last.kernel = this.opts.session.drops();
+    this.lastKernelLosses = this.readKernelLosses();
     // the run starts as its ring starts being read: the first stats record covers from here
     const startNs = this.now();
     this.last.time = startNs;
@@ -384,7 +397,11 @@ export class Collector {
       drop_reasons: reasonDeltas(drops, this.last.drops).map((r) => ({ reason: r.reason, count: c(r.count) })),
       l7_parse_failures: reasonDeltas(parse, this.last.parse).map((r) => ({ reason: r.reason, count: c(r.count) })),
       clamped: 0,
+      kernel_losses: [],
     };
+    const losses = kernelLossDeltas(this.lastKernelLosses, this.readKernelLosses());
+    this.lastKernelLosses = losses.reading;
+    for (const [reason, n] of Object.entries(losses.deltas)) snap.kernel_losses.push({ reason, count: c(n) });
     if (this.run) snap.run = this.run;
     if (snap.interval_ns < 0n) {
       // the wall clock stepped back: an interval cannot be negative
@@ -394,6 +411,18 @@ export class Collector {
     snap.clamped = this.clamped - this.last.clamped;
     this.last = { time, read: new Map(this.read), user: new Map(this.userDrops), produced: new Map(produced), kernel, sendErrors: this.opts.sink.counters.sendErrors, undecodable: this.undecodable, drops, parse, clamped: this.clamped, sinkLost: new Map(sinkLost) };
     return snap;
+  }
+
+  /** The BPF maps' per-reason loss counters now (cumulative); a failed read is said once, never thrown. */
+  private readKernelLosses(): KernelLossReading {
+    const session = this.opts.session;
+    if (!session.mapCounters) return {};
+    return readKernelLosses({ mapCounters: (name) => session.mapCounters!(name) }, {
+      taskFiltered: this.opts.taskFiltered ?? false,
+      onError: (map, err) => this.guard('kernel_losses', () => {
+        throw new Error(`reading ${map}: ${(err as Error)?.message ?? String(err)}`);
+      }),
+    });
   }
 
   private publishStats(report = true, at?: bigint): void {

@@ -211,3 +211,37 @@ test('records the sink refused (dead-lettered or dropped) are user drops of thei
   assert.deepEqual(final.events, [{ event: 't1', read: 0, kernel_drops: 0, user_drops: 2, produced: 0 }], 'the two held, not the dead-lettered one again');
   assert.deepEqual(final.drop_reasons, [{ reason: 'unacknowledged_at_stop', count: 2 }]);
 });
+
+test('stats: the BPF maps\' per-reason losses reach the stats record as deltas (kernel_losses); tcp ones only under a task filter; a failed read is logged, not thrown', () => {
+  class MapSession extends FakeSession {
+    maps = new Map<string, bigint[]>([['rf_block_lost', [0n, 0n, 0n, 0n]], ['rf_tcp_unattributed', [0n, 0n]]]);
+    fail = false;
+    mapCounters(name: string) {
+      if (this.fail) throw new Error('map gone');
+      return this.maps.get(name) ?? null;
+    }
+  }
+  for (const taskFiltered of [false, true]) {
+    const session = new MapSession();
+    const sink = new FakeSink();
+    const cd = codec();
+    const lines: string[] = [];
+    const c = new Collector({ session, sink, transcoder: cd.transcoder, topics: new Map([[1, 'ringflow.block.io.v1']]), highWater: 100, maxPending: 200, statsIntervalMs: 0, encodeStats: (s) => cd.encodeStats(s), taskFiltered, log: (l) => lines.push(l) });
+    session.maps.set('rf_block_lost', [5n, 0n, 0n, 0n]); // before start: not this run's
+    c.start();
+    session.maps.set('rf_block_lost', [7n, 1n, 0n, 0n]);
+    session.maps.set('rf_tcp_unattributed', [3n, 0n]);
+    const s = c.snapshot();
+    const want = [{ reason: 'block_orphaned', count: 2 }, { reason: 'block_untracked', count: 1 }, ...(taskFiltered ? [{ reason: 'tcp_retransmit_unattributed', count: 3 }] : [])];
+    assert.deepEqual(s.kernel_losses, want, `taskFiltered ${taskFiltered}`);
+    const rec = decodeRecord(cd.encodeStats(s).value).value as { kernel_losses: { reason: string; count: bigint }[] };
+    assert.deepEqual(rec.kernel_losses.map((r) => ({ reason: r.reason, count: Number(r.count) })), want, 'in the Avro record');
+    assert.deepEqual(c.snapshot().kernel_losses, [], 'a delta: nothing new');
+    session.fail = true;
+    assert.deepEqual(c.snapshot().kernel_losses, [], 'a failed read counts nothing');
+    assert.equal(lines.filter((l) => l.includes('kernel_losses')).length, 1, 'said once');
+    session.fail = false;
+    session.maps.set('rf_block_lost', [8n, 1n, 0n, 0n]);
+    assert.deepEqual(c.snapshot().kernel_losses, [{ reason: 'block_orphaned', count: 1 }], 'after a failed read: from the last good reading');
+  }
+});

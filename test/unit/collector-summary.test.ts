@@ -11,7 +11,7 @@ import { CollectorLosses, type CollectorLossInput } from '../../cli/summary.ts';
 const base: StatsSnapshot = {
   time_ns: 0n, interval_ns: 5_000_000_000n,
   events: [{ event: 'ringflow.tcp.connect.v1', read: 10, kernel_drops: 2, user_drops: 3, produced: 7 }],
-  send_errors: 1, pending: 4, ring_bytes: 0, undecodable: 0, drop_reasons: [], l7_parse_failures: [], clamped: 0,
+  send_errors: 1, pending: 4, ring_bytes: 0, undecodable: 0, drop_reasons: [], l7_parse_failures: [], clamped: 0, kernel_losses: [],
 };
 
 test('summary line: losses by reason, L7 parser stops by reason, clamped values (table)', () => {
@@ -20,6 +20,7 @@ test('summary line: losses by reason, L7 parser stops by reason, clamped values 
     ['losses by reason', { drop_reasons: [{ reason: 'backpressure', count: 3 }, { reason: 'too_large_dead_lettered', count: 1 }] }, '; lost by reason: backpressure 3, too_large_dead_lettered 1'],
     ['L7 parser stops', { l7_parse_failures: [{ reason: 'HTTP1: bad start line', count: 2 }] }, '; l7 parsers stopped: HTTP1: bad start line 2'],
     ['clamped', { clamped: 1 }, '; stats values clamped 1'],
+    ['kernel losses by reason', { kernel_losses: [{ reason: 'block_orphaned', count: 2 }, { reason: 'tcp_drop_unattributed', count: 1 }] }, '; lost in the kernel by reason: block_orphaned 2, tcp_drop_unattributed 1'],
     ['all', { drop_reasons: [{ reason: 'undecodable', count: 5 }], l7_parse_failures: [{ reason: 'DNS: not DNS', count: 1 }], clamped: 2 },
       '; lost by reason: undecodable 5; l7 parsers stopped: DNS: not DNS 1; stats values clamped 2'],
   ];
@@ -40,6 +41,10 @@ test('up: the collectors\' losses from their stats records, between two summary 
       { events: [{ kernel_drops: 1n, user_drops: 2n }, { kernel_drops: 0n, user_drops: 1n }], drop_reasons: [{ reason: 'backpressure', count: 2n }, { reason: 'too_large_dead_lettered', count: 1n }], l7_parse_failures: [{ reason: 'HTTP1: bad start line', count: 1n }], clamped: 0n },
       { events: [{ kernel_drops: 2n, user_drops: 0n }], drop_reasons: [{ reason: 'backpressure', count: 1n }], l7_parse_failures: [], clamped: 1n },
     ], '; collectors: kernel drops 3, user drops 3; lost by reason: backpressure 3, too_large_dead_lettered 1; l7 parsers stopped: HTTP1: bad start line 1; stats values clamped 1'],
+    ['kernel losses by reason, summed', [
+      { events: [{ kernel_drops: 0n, user_drops: 0n }], kernel_losses: [{ reason: 'block_orphaned', count: 1n }] },
+      { events: [{ kernel_drops: 0n, user_drops: 0n }], kernel_losses: [{ reason: 'block_orphaned', count: 2n }, { reason: 'block_untracked', count: 1n }] },
+    ], '; collectors: lost in the kernel by reason: block_orphaned 3, block_untracked 1'],
   ];
   for (const [name, records, want] of cases) {
     const t = new CollectorLosses();
