@@ -60,13 +60,17 @@ export async function startProcessor(opts: ProcessorOptions): Promise<Processor>
   // spans reach stage 2 once the correlator's watermark (lateness, or the idle grace) passed their end + the link delay
   const lagNs = (latenessNs > IDLE_GRACE_NS ? latenessNs : IDLE_GRACE_NS) + spanLinkDelayNs;
   const spanLagMs = opts.spanLagMs ?? Number(lagNs / 1_000_000n);
+  // a partition is quiet after a lateness period without events (at least the idle grace): the
+  // stage's fetch watch and the partitions' idle clocks use the same period
+  const idleQuietMs = opts.idleQuietMs ?? Math.max(opts.latenessMs, Number(IDLE_GRACE_NS / 1_000_000n));
   const aggregate = createAggregateStage({
     kafka: opts.kafka,
     instanceId: opts.instanceId,
     idleTickMs: opts.idleTickMs ?? 1000,
+    idleQuietMs,
     log: opts.log,
     onFatal,
-    newState: (partition, checkpoint) => createPartitionState({ ...opts, spanLagMs, idleQuietMs: opts.idleQuietMs ?? Math.max(opts.latenessMs, Number(IDLE_GRACE_NS / 1_000_000n)), processorId: opts.instanceId }, partition, checkpoint),
+    newState: (partition, checkpoint) => createPartitionState({ ...opts, spanLagMs, idleQuietMs, processorId: opts.instanceId }, partition, checkpoint),
   });
   const spans = createSpansStage({
     kafka: opts.kafka,
