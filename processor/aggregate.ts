@@ -20,7 +20,8 @@
  */
 import { ExpHistogram, type ExpHistogramJSON, type ExpHistogramOptions } from './histogram.ts';
 import { WindowAssigner, type Window, type WindowAssignerOptions, type WindowAssignerState } from './window.ts';
-import { SPANS_TOPIC } from './topics.ts';
+import { EVENT_TOPICS, SPANS_TOPIC } from './topics.ts';
+import { REJECTED_PREFIX } from './partial.ts';
 
 /**
  * Fields every decoded event has (schemas/*.avsc: Avro longs decode as BigInt).
@@ -165,6 +166,76 @@ export function droppedRecord(o: { host: string; reason: string; signal: string;
     dropped_inputs: 0n,
     processor: o.processor,
   };
+}
+
+/**
+ * The collectors' losses by cause, per (host, reason, location) and window:
+ * a SUM (a delta) beside ringflow.dropped, never inside it. location "user":
+ * the stats record's drop_reasons (backpressure, undecodable,
+ * too_large_dead_lettered, ...), already inside ringflow.dropped{reason=user}
+ * of the topics; location "kernel": its kernel_losses (block_orphaned,
+ * block_map_full, tcp_*_unattributed, ...), counted in the BPF maps and partly
+ * inside ringflow.dropped{reason=kernel} (schemas/collector.stats.avsc). So it
+ * is the breakdown of those totals: adding it to them would count twice, and
+ * it is a metric of its own so that summing ringflow.dropped by reason stays
+ * right. Per collector, not per topic: the record lists no topic per cause.
+ */
+export const LOSSES_METRIC = 'ringflow.collector.losses';
+export const LOSSES_UNIT = '{record}';
+export type LossLocation = 'user' | 'kernel';
+
+/** Pure: one loss count -> a schemas/metrics.avsc record (attributes sorted by key). */
+export function lossesRecord(o: { host: string; reason: string; location: LossLocation; startNs: bigint; endNs: bigint; count: number; processor: string }): Record<string, unknown> {
+  return {
+    name: LOSSES_METRIC,
+    unit: LOSSES_UNIT,
+    kind: 'SUM',
+    attributes: [{ key: 'host.name', value: o.host }, { key: 'location', value: o.location }, { key: 'reason', value: o.reason }],
+    window_start_ns: o.startNs,
+    window_end_ns: o.endNs,
+    histogram: null,
+    sum: BigInt(o.count),
+    late_events: 0n,
+    dropped_inputs: 0n,
+    processor: o.processor,
+  };
+}
+
+/**
+ * The event topic in whose lane stage 2 counts a stats record's losses: stage
+ * 1 hands the record to stage 2 once per event topic it lists (keyed by
+ * topic|host, so possibly to different partitions and instances), and the
+ * breakdown is per collector, so exactly one of those copies may count it.
+ * The smallest listed topic stage 1 routes (EVENT_TOPICS): every copy can tell
+ * on its own whether it is the one, and the choice does not depend on the
+ * order in which the collector lists its topics. null: no copy reaches stage 2.
+ */
+export function lossesLeadTopic(events: readonly { event: string }[]): string | null {
+  let lead: string | null = null;
+  for (const { event } of events) if ((EVENT_TOPICS as readonly string[]).includes(event) && (lead === null || event < lead)) lead = event;
+  return lead;
+}
+
+/**
+ * Pure: what one copy of a stats record, routed for event topic `topic`,
+ * counts of the collector's losses: [location, reason, count], only reasons
+ * with a count, and nothing unless `topic` is the record's lead topic.
+ * drop_reasons prefixed REJECTED_PREFIX are stage 1's rejections, not the
+ * collector's: those are ringflow.dropped reasons of their own. Table-tested
+ * (test/unit/collector-losses.test.ts).
+ */
+export function collectorLossesOf(stats: Record<string, unknown>, topic: string): [LossLocation, string, number][] {
+  if (lossesLeadTopic((stats.events as { event: string }[] | undefined) ?? []) !== topic) return [];
+  const out: [LossLocation, string, number][] = [];
+  const take = (location: LossLocation, list: unknown) => {
+    for (const r of (list as { reason: string; count: bigint | number }[] | undefined) ?? []) {
+      const n = Number(r.count);
+      if (n > 0 && !r.reason.startsWith(REJECTED_PREFIX)) out.push([location, r.reason, n]);
+    }
+  };
+  take('user', stats.drop_reasons);
+  take('kernel', stats.kernel_losses);
+  return out;
 }
 
 /**

@@ -44,7 +44,7 @@
  */
 import { decodeCurrent, encodeRecord, schemaRegistry } from '../schemas/index.ts';
 import { METRICS, WindowAggregator, capCardinality, type SeriesPoint, type WindowAssignerState, type EventBase } from './index.ts';
-import { COVERAGE_METRIC, DROPPED_METRIC, coverageRecord, droppedRecord, spanEvent, type PartialWindow } from './aggregate.ts';
+import { COVERAGE_METRIC, DROPPED_METRIC, LOSSES_METRIC, collectorLossesOf, coverageRecord, droppedRecord, lossesRecord, spanEvent, type LossLocation, type PartialWindow } from './aggregate.ts';
 import { addInterval, coverageFraction, coveredNs, runCoverageOf, windowStartsOf, type Interval } from './coverage.ts';
 import { isPartial, partialOf, rejectionsOf } from './partial.ts';
 import { createFastDecoder, eventTimeNs } from './fast-decode.ts';
@@ -245,8 +245,11 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
   const laneList = [lanes.events, lanes.spans];
   /** `${topic}|${host}|${windowStart}` -> events the collectors reported dropped */
   const drops = new Map<string, number>();
-  /** the same drops per reason, until their window closes: then written as ringflow.dropped points */
-  const dropsBy = new Map<string, { topic: string; host: string; startNs: bigint; counts: Map<string, number> }>();
+  /**
+   * the same drops per reason, until their window closes: then written as ringflow.dropped points;
+   * with the collector's losses by cause (`${location}|${reason}`), written as ringflow.collector.losses
+   */
+  const dropsBy = new Map<string, { topic: string; host: string; startNs: bigint; counts: Map<string, number>; losses: Map<string, number> }>();
   let closed: SeriesPoint[] = [];
   /** `${topic}|${host}|${windowStart}` -> intervals watched, until the window is settled */
   const coverage = new Map<string, { topic: string; host: string; startNs: bigint; endNs: bigint; intervals: Interval[]; hold: Hold }>();
@@ -311,6 +314,13 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
       for (const [reason, count] of d.counts) {
         const rec = droppedRecord({ host: d.host, reason, signal: d.topic, startNs: d.startNs, endNs, count, processor: cfg.processorId });
         out.push({ key: `${DROPPED_METRIC}|host.name=${d.host},reason=${reason},signal=${d.topic}`, value: encodeRecord(metrics, rec) });
+      }
+      for (const [lr, count] of d.losses) {
+        const i = lr.indexOf('|');
+        const location = lr.slice(0, i) as LossLocation;
+        const reason = lr.slice(i + 1);
+        const rec = lossesRecord({ host: d.host, reason, location, startNs: d.startNs, endNs, count, processor: cfg.processorId });
+        out.push({ key: `${LOSSES_METRIC}|host.name=${d.host},location=${location},reason=${reason}`, value: encodeRecord(metrics, rec) });
       }
     }
     return out;
@@ -468,18 +478,30 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
         const n = e ? Number(e.kernel_drops + e.user_drops) : 0;
         // events stage 1 dead-lettered (invalid values, clock skew): partial.ts rejectionRecord
         const rejected = rejectionsOf(rec);
-        if (agg.assigner.watermarkNs === null && n === 0 && rejected.length === 0) return 'ok';
+        // the collector's losses by cause: only in the copy of the record routed for its lead topic
+        // (stage 1 sends one copy per listed topic; the breakdown is per collector)
+        const losses = collectorLossesOf(rec, route!.topic);
+        if (agg.assigner.watermarkNs === null && n === 0 && rejected.length === 0 && losses.length === 0) return 'ok';
         const t = rec.time_ns as bigint;
         const start = agg.assigner.watermarkNs === null ? agg.assigner.windowOf(t).startNs : targetWindow(agg, t);
         hold(l, start, offset, before, settleBefore);
         const k = `${route!.topic}|${route!.host}|${start}`;
         drops.set(k, (drops.get(k) ?? 0) + n);
+        const entry = () => {
+          let d = dropsBy.get(k);
+          if (!d) dropsBy.set(k, (d = { topic: route!.topic, host: route!.host, startNs: start, counts: new Map(), losses: new Map() }));
+          return d;
+        };
         const add = (reason: string, c: number) => {
           if (c <= 0) return;
-          let d = dropsBy.get(k);
-          if (!d) dropsBy.set(k, (d = { topic: route!.topic, host: route!.host, startNs: start, counts: new Map() }));
+          const d = entry();
           d.counts.set(reason, (d.counts.get(reason) ?? 0) + c);
         };
+        for (const [location, reason, c] of losses) {
+          const d = entry();
+          const lk = `${location}|${reason}`;
+          d.losses.set(lk, (d.losses.get(lk) ?? 0) + c);
+        }
         if (e) {
           add('kernel', Number(e.kernel_drops));
           add('user', Number(e.user_drops));
