@@ -10,8 +10,9 @@
  * retries it only where the request sits inside its send retrier
  * (AddPartitionsToTxn); its sendOffsets sends AddOffsetsToTxn once and throws.
  * So a transaction that carries offsets only (nothing sent before them),
- * begun right after a commit, fails at once: on a real broker 10-14 of 25
- * such transactions back to back did (test/integration/spans-tx-retry.test.ts),
+ * begun right after a commit, fails at once: on a real broker, 10 of 25 such
+ * transactions back to back with a bare kafkajs producer (14 of 25 after a
+ * broker restart; the stage's case: test/integration/spans-tx-retry.test.ts),
  * and after a broker restart the spans stage's backlog makes exactly such
  * transactions one after the other (soak, test/soak/README.md). A stage that
  * takes this for a failure aborts, drops its state and re-reads: work thrown
