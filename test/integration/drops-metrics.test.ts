@@ -2,7 +2,10 @@
  * Issue 9, item 5: the collectors' drops reach ringflow.metrics.v1 as
  * ringflow.dropped points per host, reason (kernel, user) and signal (the
  * event topic), once per window: also for a window in which every event was
- * dropped (no series point to carry dropped_inputs). Real broker, real processor.
+ * dropped (no series point to carry dropped_inputs). The collector's losses
+ * by cause (drop_reasons, kernel_losses) reach it as ringflow.collector.losses
+ * {host.name, location, reason}, once per stats record although stage 1 hands
+ * stage 2 a copy per listed topic. Real broker, real processor.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +16,7 @@ import { ensureTopics } from '../../kafka/client.ts';
 
 const RUNQ = 'ringflow.sched.runqlat.v1';
 const STATS = 'ringflow.collector.stats.v1';
+const CSW = 'ringflow.sched.cswitch.v1';
 const W = 2_000_000_000n;
 
 function runq(tsNs: bigint) {
@@ -22,14 +26,20 @@ function runq(tsNs: bigint) {
 }
 
 function stats(timeNs: bigint, kernel: number, user: number) {
+  // two topics: stage 1 fans the record out to both (their losses must count once)
   return encodeRecord(schemaRegistry().byTopic(STATS)!, {
     host: 'h1', boot_time_ns: 0n, time_ns: timeNs, interval_ns: 1_000_000_000n,
-    events: [{ event: RUNQ, read: 100n, kernel_drops: BigInt(kernel), user_drops: BigInt(user), produced: 100n }],
+    events: [
+      { event: RUNQ, read: 100n, kernel_drops: BigInt(kernel), user_drops: BigInt(user), produced: 100n },
+      { event: CSW, read: 0n, kernel_drops: 0n, user_drops: 0n, produced: 0n },
+    ],
     send_errors: 0n, pending: 0n, ring_bytes: 0n,
+    drop_reasons: user > 0 ? [{ reason: 'backpressure', count: BigInt(user) }] : [],
+    kernel_losses: [{ reason: 'block_orphaned', count: BigInt(kernel + 1) }],
   });
 }
 
-test('collector drops reach ringflow.metrics.v1 as ringflow.dropped{reason, signal} per window, once', { timeout: 180_000 }, async () => {
+test('collector drops reach ringflow.metrics.v1 as ringflow.dropped{reason, signal} per window, once; losses by cause as ringflow.collector.losses, once per stats record', { timeout: 180_000 }, async () => {
   const k = await ownBroker();
   const kafka = new Kafka({ clientId: 'it-drops-metrics', brokers: [k.brokers], logLevel: logLevel.NOTHING });
   const proc = runCli(['process', '--brokers', k.brokers, '--window', '2s', '--lateness', '1s', '--partitions', '1', '--instance', 'it-drops']);
@@ -55,11 +65,21 @@ test('collector drops reach ringflow.metrics.v1 as ringflow.dropped{reason, sign
     await p.disconnect();
 
     const want = [`${base}|kernel=7`, `${base}|user=3`, `${base + 2n * W}|kernel=11`];
+    const wantLosses = [`${base}|user|backpressure=3`, `${base}|kernel|block_orphaned=8`, `${base + 2n * W}|kernel|block_orphaned=12`].sort();
     let got: string[] = [];
+    let losses: string[] = [];
     for (let i = 0; i < 60; i++) {
       await sleep(1000);
-      got = (await readTopic(k.brokers, 'ringflow.metrics.v1', 1000))
-        .map((r) => r.value)
+      const values = (await readTopic(k.brokers, 'ringflow.metrics.v1', 1000)).map((r) => r.value);
+      losses = values
+        .filter((v) => v.name === 'ringflow.collector.losses')
+        .map((v) => {
+          const a = Object.fromEntries((v.attributes as { key: string; value: string }[]).map((x) => [x.key, x.value]));
+          assert.deepEqual([a['host.name'], v.kind, v.unit, (v.window_end_ns as bigint) - (v.window_start_ns as bigint)], ['h1', 'SUM', '{record}', W]);
+          return `${v.window_start_ns}|${a.location}|${a.reason}=${v.sum}`;
+        })
+        .sort();
+      got = values
         .filter((v) => v.name === 'ringflow.dropped')
         .map((v) => {
           const a = Object.fromEntries((v.attributes as { key: string; value: string }[]).map((x) => [x.key, x.value]));
@@ -68,12 +88,15 @@ test('collector drops reach ringflow.metrics.v1 as ringflow.dropped{reason, sign
           return `${v.window_start_ns}|${a.reason}=${v.sum}`;
         })
         .sort();
-      if (got.length >= want.length) break;
+      if (got.length >= want.length && losses.length >= wantLosses.length) break;
     }
     await sleep(3000);
-    const again = (await readTopic(k.brokers, 'ringflow.metrics.v1', 1000)).filter((r) => r.value.name === 'ringflow.dropped').length;
+    const all = await readTopic(k.brokers, 'ringflow.metrics.v1', 1000);
+    const again = all.filter((r) => r.value.name === 'ringflow.dropped').length;
     assert.deepEqual(got, want.sort());
     assert.equal(again, want.length, 'each once');
+    assert.deepEqual(losses, wantLosses);
+    assert.equal(all.filter((r) => r.value.name === 'ringflow.collector.losses').length, wantLosses.length, 'losses once, not once per topic copy');
   } finally {
     proc.child.kill('SIGTERM');
     await proc.exit;
