@@ -17,7 +17,10 @@
  *                                   count, sum, min, max (min/max omitted when count is 0)
  *                                   or, with histogramMode 'explicit', a Histogram with the
  *                                   fixed power-of-two bounds of EXPLICIT_BOUNDS
- *   kind SUM + sum               -> monotonic Sum of ints, DELTA (each point is one window's total)
+ *   kind SUM + sum               -> monotonic Sum of ints, DELTA (each point is one window's total;
+ *                                   also ringflow.collector.losses{location, reason}, unit {record}:
+ *                                   the collectors' losses by cause, a breakdown that overlaps
+ *                                   DROPPED_METRIC's kernel/user totals, not added to them)
  *   kind GAUGE + gauge           -> Gauge of doubles (e.g. ringflow.collector.coverage, unit "1":
  *                                   the fraction of the window the host's collectors watched; 1 is
  *                                   exported too: it says the window was fully watched)
