@@ -29,6 +29,7 @@ import { createSerial } from './serial.ts';
 import type { Kafka, Consumer, Producer, EachBatchPayload } from 'kafkajs';
 import { CompressionTypes } from '../kafka/kafkajs.ts';
 import { MessageLimits, describeKafkaError, isTooLarge, retrying, sendWithinLimits } from '../kafka/client.ts';
+import { retryTxStep } from '../kafka/transaction.ts';
 import { FailureReporter } from './failures.ts';
 import { oversizedDeadLetter } from './repartition.ts';
 import { connectStageClients, isFenced, type TxProducer } from './stage-clients.ts';
@@ -52,6 +53,8 @@ export interface AggregateCounters {
   oversized: number;
   /** Transactions that failed (their partitions re-read from the last commit). */
   failedCommits: number;
+  /** sendOffsets asked again in the same transaction after a "not now" from the coordinator (kafka/transaction.ts). */
+  txRetries: number;
 }
 
 export interface AggregateStageOptions {
@@ -82,7 +85,7 @@ export interface AggregateStage {
 }
 
 export function createAggregateStage(opts: AggregateStageOptions): AggregateStage {
-  const counters: AggregateCounters = { events: 0, points: 0, transactions: 0, skippedReplay: 0, checkpointsIgnored: 0, oversized: 0, failedCommits: 0 };
+  const counters: AggregateCounters = { events: 0, points: 0, transactions: 0, skippedReplay: 0, checkpointsIgnored: 0, oversized: 0, failedCommits: 0, txRetries: 0 };
   const failures = new FailureReporter({
     what: 'processor: aggregate', log: opts.log,
     ...(opts.onFatal ? { onFatal: opts.onFatal } : {}), ...(opts.failurePersistMs !== undefined ? { persistMs: opts.failurePersistMs } : {}),
@@ -174,10 +177,12 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
         oversized = sent.oversized.length;
         for (const o of sent.oversized) opts.log(`processor: aggregate: a ${o.bytes}-byte point for ${o.topic} is over its max.message.bytes (${o.limit}) -> dead letter (first bytes)`);
       }
-      await tx.sendOffsets({
+      // an idle tick's transaction often carries offsets alone: refused with CONCURRENT_TRANSACTIONS
+      // while the coordinator completes the one before, asked again in this transaction
+      await retryTxStep(() => tx!.sendOffsets({
         consumerGroupId: AGGREGATE_GROUP,
         topics: [{ topic: REPARTITION_TOPIC, partitions: commits.map((c) => ({ partition: c.partition, offset: String(c.offset), metadata: c.metadata }) as never) }],
-      });
+      }), { onRetry: () => counters.txRetries++ });
       await tx.commit();
     } catch (err) {
       if (tx) await producer!.abort(tx, err);

@@ -22,6 +22,7 @@ import { createSerial } from './serial.ts';
 import type { Kafka, Consumer, Producer, EachBatchPayload, PartitionAssigner } from 'kafkajs';
 import kafkajs, { CompressionTypes } from '../kafka/kafkajs.ts';
 import { MessageLimits, ensureTopics, isTooLarge, retrying, sendWithinLimits } from '../kafka/client.ts';
+import { retryTxStep } from '../kafka/transaction.ts';
 import { FailureReporter } from './failures.ts';
 import { oversizedDeadLetter } from './repartition.ts';
 import { connectStageClients, type TxProducer } from './stage-clients.ts';
@@ -41,6 +42,8 @@ export interface AlertsCounters {
   transactions: number;
   /** Alert records alone over ringflow.alerts.v1's max.message.bytes: dead-lettered (first bytes). */
   oversized: number;
+  /** sendOffsets asked again in the same transaction after a "not now" from the coordinator. */
+  txRetries: number;
 }
 
 export interface AlertsStageOptions {
@@ -89,7 +92,7 @@ export const singleOwnerAssigner: PartitionAssigner = ({ cluster }) => ({
 });
 
 export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
-  const counters: AlertsCounters = { points: 0, undecodable: 0, alerts: 0, transactions: 0, oversized: 0 };
+  const counters: AlertsCounters = { points: 0, undecodable: 0, alerts: 0, transactions: 0, oversized: 0, txRetries: 0 };
   const failures = new FailureReporter({ what: 'alerts', log: opts.log, ...(opts.onFatal ? { onFatal: opts.onFatal } : {}) });
   let limits: MessageLimits | undefined;
   const evalOpts = { processor: opts.instanceId, graceWindows: opts.graceWindows ?? 1 };
@@ -208,7 +211,9 @@ export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
         const h = held.get(partition);
         return { partition, offset: String(h !== undefined && h < next ? h : next), metadata: meta };
       });
-      if (partitions.length > 0) await tx.sendOffsets({ consumerGroupId: ALERTS_GROUP, topics: [{ topic: METRICS_TOPIC, partitions: partitions as never }] });
+      // offsets alone (no alert): refused with CONCURRENT_TRANSACTIONS while the coordinator completes
+      // the transaction before; asked again in this one (kafka/transaction.ts)
+      if (partitions.length > 0) await retryTxStep(() => tx.sendOffsets({ consumerGroupId: ALERTS_GROUP, topics: [{ topic: METRICS_TOPIC, partitions: partitions as never }] }), { onRetry: () => counters.txRetries++ });
       await tx.commit();
     } catch (err) {
       await producer!.abort(tx, err);

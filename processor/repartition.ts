@@ -50,6 +50,7 @@ import { PartialAggregator, invalidValue, spanEvent, type EventBase } from './ag
 import { createFastDecoder, eventTimeNs, type FastDecoder } from './fast-decode.ts';
 import { encodePartial, rejectionRecord } from './partial.ts';
 import { superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS, MessageLimits, batchBudget, describeKafkaError, isTooLarge, refusedDeadLetter, sendWithinLimits, type Oversized } from '../kafka/client.ts';
+import { retryTxStep } from '../kafka/transaction.ts';
 import { splitPartial } from './partial-split.ts';
 import { FatalError } from '../common/errors.ts';
 import { createSerial } from './serial.ts';
@@ -68,6 +69,8 @@ export interface RepartitionCounters {
   invalidValues: number;
   /** Records (partials, forwarded records) alone over their topic's max.message.bytes: dead-lettered, first bytes only. */
   oversized: number;
+  /** sendOffsets asked again in the same transaction after a "not now" from the coordinator (kafka/transaction.ts). */
+  txRetries: number;
   /** Transactions that failed (their records were re-read from the last commit). */
   failedCommits: number;
 }
@@ -216,7 +219,7 @@ export function createRepartitionStage(opts: {
   /** Failures of the same kind that last this long with no success end the service (default 60 s). */
   failurePersistMs?: number;
 }): RepartitionStage {
-  const counters: RepartitionCounters = { records: 0, deadLetters: 0, transactions: 0, partials: 0, clockSkew: 0, invalidValues: 0, oversized: 0, failedCommits: 0 };
+  const counters: RepartitionCounters = { records: 0, deadLetters: 0, transactions: 0, partials: 0, clockSkew: 0, invalidValues: 0, oversized: 0, failedCommits: 0, txRetries: 0 };
   const maxSkewNs = BigInt(opts.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS) * 1_000_000n;
   const onFatal = opts.onFatal ?? (() => {});
   const failures = new FailureReporter({ what: 'processor: repartition', log: opts.log, onFatal, ...(opts.failurePersistMs !== undefined ? { persistMs: opts.failurePersistMs } : {}) });
@@ -339,10 +342,11 @@ export function createRepartitionStage(opts: {
           // a partial of one series still over the repartition topic's limit, or a forwarded record
           replace: (o) => ({ topic: DEADLETTER_TOPIC, messages: [oversizedDeadLetter(o)] }),
         }));
-        await tx.sendOffsets({
+        // CONCURRENT_TRANSACTIONS and coordinator moves: asked again in this transaction (kafka/transaction.ts)
+        await retryTxStep(() => tx.sendOffsets({
           consumerGroupId: REPARTITION_GROUP,
           topics: [...offs].map(([topic, ps]) => ({ topic, partitions: [...ps].map(([partition, offset]) => ({ partition, offset: String(offset) })) })),
-        });
+        }), { onRetry: () => counters.txRetries++ });
         await tx.commit();
       } catch (err) {
         await tx.abort().catch(() => {
