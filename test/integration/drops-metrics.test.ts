@@ -5,11 +5,17 @@
  * dropped (no series point to carry dropped_inputs). The collector's losses
  * by cause (drop_reasons, kernel_losses) reach it as ringflow.collector.losses
  * {host.name, location, reason}, once per stats record although stage 1 hands
- * stage 2 a copy per listed topic. Real broker, real processor.
+ * stage 2 a copy per listed topic. Then `ringflow export` ships both to a
+ * real OpenTelemetry Collector: monotonic delta Sums of ints, the same counts.
+ * Real broker, real processor, real collector.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ownBroker, readTopic, runCli, sleep } from '../support/integration.ts';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort, ownBroker, readTopic, runCli, sleep } from '../support/integration.ts';
+import { readOtlpFile, startOtelcol, stopOtelcol } from '../../cli/otelcol.ts';
 import { encodeRecord, schemaRegistry } from '../../schemas/index.ts';
 import { Kafka, logLevel } from '../../kafka/kafkajs.ts';
 import { ensureTopics } from '../../kafka/client.ts';
@@ -43,6 +49,8 @@ test('collector drops reach ringflow.metrics.v1 as ringflow.dropped{reason, sign
   const k = await ownBroker();
   const kafka = new Kafka({ clientId: 'it-drops-metrics', brokers: [k.brokers], logLevel: logLevel.NOTHING });
   const proc = runCli(['process', '--brokers', k.brokers, '--window', '2s', '--lateness', '1s', '--partitions', '1', '--instance', 'it-drops']);
+  let exp: ReturnType<typeof runCli> | undefined;
+  const colDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rf-drops-otelcol-'));
   try {
     const admin = kafka.admin();
     await admin.connect();
@@ -97,7 +105,42 @@ test('collector drops reach ringflow.metrics.v1 as ringflow.dropped{reason, sign
     assert.equal(again, want.length, 'each once');
     assert.deepEqual(losses, wantLosses);
     assert.equal(all.filter((r) => r.value.name === 'ringflow.collector.losses').length, wantLosses.length, 'losses once, not once per topic copy');
+
+    // the OTLP end: the same counts, as monotonic delta Sums of ints (host.name on the Resource)
+    const grpcPort = await freePort();
+    const { outputFile } = await startOtelcol({ stateDir: colDir, grpcPort });
+    exp = runCli(['export', '--brokers', k.brokers, '--signals', 'metrics'], { env: { OTEL_EXPORTER_OTLP_ENDPOINT: `localhost:${grpcPort}` } });
+    await exp.waitFor(/exporting/);
+    const str = (attrs: { key: string; value: { stringValue?: string } }[] | undefined, key: string) => attrs?.find((a) => a.key === key)?.value.stringValue;
+    let otlp: string[] = [];
+    const wantOtlp = [...want.map((w) => `ringflow.dropped|{event}|${w}`), ...wantLosses.map((w) => `ringflow.collector.losses|{record}|${w}`)].sort();
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await sleep(1000)) {
+      otlp = [];
+      for (const rm of readOtlpFile(outputFile).metrics) {
+        if (str(rm.resource?.attributes, 'host.name') !== 'h1') continue;
+        for (const sm of rm.scopeMetrics ?? []) {
+          for (const m of sm.metrics ?? []) {
+            if (m.name !== 'ringflow.dropped' && m.name !== 'ringflow.collector.losses') continue;
+            assert.deepEqual([m.sum?.aggregationTemporality, m.sum?.isMonotonic], [1, true], `${m.name}: a monotonic DELTA Sum`); // 1: AGGREGATION_TEMPORALITY_DELTA
+            for (const dp of m.sum.dataPoints) {
+              assert.equal(BigInt(dp.timeUnixNano) - BigInt(dp.startTimeUnixNano), W);
+              const what = m.name === 'ringflow.dropped' ? str(dp.attributes, 'reason') : `${str(dp.attributes, 'location')}|${str(dp.attributes, 'reason')}`;
+              otlp.push(`${m.name}|${m.unit}|${dp.startTimeUnixNano}|${what}=${dp.asInt}`);
+            }
+          }
+        }
+      }
+      otlp.sort();
+      if (otlp.length >= wantOtlp.length) break;
+    }
+    assert.deepEqual(otlp, wantOtlp);
   } finally {
+    if (exp) {
+      exp.child.kill('SIGTERM');
+      await exp.exit;
+    }
+    await stopOtelcol({ stateDir: colDir }).catch(() => {});
+    fs.rmSync(colDir, { recursive: true, force: true });
     proc.child.kill('SIGTERM');
     await proc.exit;
     await k.stop();
