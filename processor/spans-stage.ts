@@ -38,7 +38,8 @@ import { SpanCorrelator, encodeSpan, type L7Record, type Span, type SpanCounters
 import { DEFAULT_MAX_CLOCK_SKEW_MS, RejectedRecord, clockSkewError, deadLetter, oversizedDeadLetter, type OutMessage } from './repartition.ts';
 import { IDLE_GRACE_NS } from './partition.ts';
 import { FetchWatch } from './fetch-watch.ts';
-import { DEADLETTER_TOPIC, L7_TOPIC, SPANS_GROUP, SPANS_TOPIC } from './topics.ts';
+import { DEADLETTER_TOPIC, L7_TOPIC, REPARTITION_TOPIC, SPANS_GROUP, SPANS_TOPIC, repartitionKey } from './topics.ts';
+import { rejectionRecord } from './partial.ts';
 
 export const DEFAULT_SPAN_TIMEOUT_NS = 30_000_000_000n;
 export const DEFAULT_SPAN_LINK_DELAY_NS = 2_000_000_000n;
@@ -169,6 +170,11 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
     return s;
   }
 
+  /** The record that counts one L7 record this stage dead-lettered in stage 2's ringflow.dropped (partial.ts rejectionRecord). */
+  function rejectionOf(host: string, atNs: bigint, reason: string): OutMessage {
+    return { topic: REPARTITION_TOPIC, key: repartitionKey(L7_TOPIC, host), value: rejectionRecord(L7_TOPIC, host, atNs, reason) };
+  }
+
   /** One transaction: `spans` and `dead`, and the commit of what `s` still needs with its checkpoint. Skipped when there is nothing new. */
   async function emit(partition: number, s: PartitionSpans, spans: readonly Span[], dead: readonly OutMessage[]): Promise<boolean> {
     const commitOffset = s.c.minPendingOffset() ?? s.next;
@@ -184,7 +190,10 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
       const t = (tx = await producer!.transaction());
       const topicMessages: { topic: string; messages: { key: string; value: Buffer; headers?: OutMessage['headers'] }[] }[] = [];
       if (spans.length > 0) topicMessages.push({ topic: SPANS_TOPIC, messages: spans.map(encodeSpan) });
-      if (dead.length > 0) topicMessages.push({ topic: DEADLETTER_TOPIC, messages: dead.map((d) => ({ key: d.key, value: d.value, headers: d.headers })) });
+      // dead letters, and the rejection records that count them in ringflow.dropped (stage 2)
+      for (const topic of new Set(dead.map((d) => d.topic))) {
+        topicMessages.push({ topic, messages: dead.filter((d) => d.topic === topic).map((d) => ({ key: d.key, value: d.value, ...(d.headers ? { headers: d.headers } : {}) })) });
+      }
       // one fetched batch's spans can be far over the broker's limit for one request (33 k
       // requests/s did it): as many requests as the limits need, in this one transaction
       const sent = await sendWithinLimits(t, topicMessages, {
@@ -240,7 +249,7 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
         kafka: opts.kafka, transactionalId: `ringflow-spans-${opts.instanceId}`, groupId: SPANS_GROUP,
         name: 'processor spans stage', log: opts.log, ...(opts.onFatal ? { onFatal: opts.onFatal } : {}),
       }));
-      limits = new MessageLimits(admin, [SPANS_TOPIC, DEADLETTER_TOPIC], opts.log);
+      limits = new MessageLimits(admin, [SPANS_TOPIC, DEADLETTER_TOPIC, REPARTITION_TOPIC], opts.log);
       await limits.refresh();
       // partitions taken from us lose their correlator; their next owner replays from the checkpoint
       consumer.on(consumer.events.GROUP_JOIN, (e) => {
@@ -261,7 +270,7 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
             const nowNs = BigInt(Date.now()) * 1_000_000n;
             for (const m of batch.messages) {
               const offset = BigInt(m.offset);
-              let rec: L7Record;
+              let rec: L7Record | undefined;
               try {
                 if (!m.value) throw new Error('record has no value');
                 const d = decodeCurrent(m.value); // an older writer version reads as the current one
@@ -281,6 +290,9 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
                   const quiet = err instanceof RejectedRecord && err.reason === 'clock_skew' && n > 1 && !/^10+$/.test(String(n));
                   if (!quiet) opts.log(`processor: ${L7_TOPIC}[${batch.partition}]@${m.offset} -> dead letter (${o.headers!['ringflow.error']})${err instanceof RejectedRecord ? `; ${n} so far` : ''}`);
                   dead.push(o);
+                  // counted in ringflow.metrics.v1 as ringflow.dropped{reason, signal=ringflow.l7.v1} by stage 2,
+                  // committed with the dead letter (as stage 1 counts its rejections); a skewed time names no real window
+                  if (err instanceof RejectedRecord && rec !== undefined) dead.push(rejectionOf(String(rec.host), nowNs, err.reason));
                 }
                 if (offset + 1n > s.next) s.next = offset + 1n;
                 continue;
@@ -297,6 +309,7 @@ export function createSpansStage(opts: SpansStageOptions): SpansStage {
                   const n = counters.failedRecords;
                   if (n === 1 || (n % 10 === 0 && /^10*$/.test(String(n)))) opts.log(`processor: spans: ${L7_TOPIC}[${batch.partition}]@${m.offset}: the correlator failed (${(err as Error).message}) -> dead letter (${n} so far)`);
                   dead.push(o);
+                  dead.push(rejectionOf(String(rec.host), BigInt(rec.boot_time_ns) + BigInt(rec.ts_ns), 'correlator'));
                 }
               }
               if (offset + 1n > s.next) s.next = offset + 1n;

@@ -245,7 +245,7 @@ describe('processor: spans stage, one host\'s clock a day ahead', { timeout: 240
     const kafka = new Kafka({ clientId: 'it-processor-spans-skew', brokers: [k.brokers], logLevel: logLevel.NOTHING });
     const admin = kafka.admin();
     await admin.connect();
-    await ensureTopics(admin, ['ringflow.l7.v1', 'ringflow.spans.v1', DEADLETTER], 1);
+    await ensureTopics(admin, ['ringflow.l7.v1', 'ringflow.spans.v1', DEADLETTER, REPARTITION_TOPIC], 1);
     await admin.disconnect();
     const now = BigInt(Date.now()) * 1_000_000n;
     const T = now - 60n * S;
@@ -276,6 +276,10 @@ describe('processor: spans stage, one host\'s clock a day ahead', { timeout: 240
     assert.equal(dead.length, 1, JSON.stringify(dead));
     assert.equal(dead[0]!['ringflow.reason'], 'clock_skew');
     assert.equal(stage.counters.clockSkew, 1);
+    // and counted for stage 2's ringflow.dropped{reason=clock_skew, signal=ringflow.l7.v1}, committed
+    // with the dead letter, once (partial.ts rejectionRecord: a stats-shaped record on the repartition topic)
+    const counted = (await readTopic(k.brokers, REPARTITION_TOPIC)).map((r) => ({ key: r.key, reasons: (r.value.drop_reasons as { reason: string; count: bigint }[]).map((x) => `${x.reason}=${x.count}`) }));
+    assert.deepEqual(counted, [{ key: 'ringflow.l7.v1|bad', reasons: ['processor:clock_skew=1'] }]);
   });
 });
 
