@@ -38,7 +38,8 @@ export function keepHeader(out: Record<string, string>, name: string, value: str
 
 /**
  * The request target as it may be stored: the query's values become
- * `<redacted>` (names stay: they tell what kind of request it was) unless
+ * `REDACTED`, the word the OpenTelemetry conventions use for url.query (names
+ * stay: they tell what kind of request it was) unless
  * the options keep them; the fragment is dropped; the result is cut to MAX_PATH.
  */
 export function redactTarget(target: string, opts: L7ParseOptions): string {
@@ -50,7 +51,7 @@ export function redactTarget(target: string, opts: L7ParseOptions): string {
     const query = t.slice(q + 1);
     const redacted = query === '' ? '' : query.split('&').map((kv) => {
       const eq = kv.indexOf('=');
-      return eq < 0 ? kv : `${kv.slice(0, eq)}=<redacted>`;
+      return eq < 0 ? kv : `${kv.slice(0, eq)}=REDACTED`;
     }).join('&');
     t = `${t.slice(0, q)}?${redacted}`;
   }

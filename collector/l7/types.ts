@@ -27,7 +27,7 @@ export interface L7Message {
   stream_id: number;
   /** HTTP request method (requests only), e.g. 'GET'; null otherwise. */
   method: string | null;
-  /** HTTP request target's path with the query redacted per the parser options ('/users/42?id=<redacted>'); gRPC ':path'. */
+  /** HTTP request target's path with the query redacted per the parser options ('/users/42?id=REDACTED'); gRPC ':path'. */
   path: string | null;
   /** HTTP status code (responses), null otherwise. */
   status: number | null;
@@ -53,7 +53,7 @@ export interface L7Message {
 export interface L7ParseOptions {
   /** Header names to keep (lower case). Authorization, Cookie and Set-Cookie are dropped whatever this says. */
   headers: readonly string[];
-  /** Keep query-string values (default false: `?a=1&b=2` becomes `?a=<redacted>&b=<redacted>`). */
+  /** Keep query-string values (default false: `?a=1&b=2` becomes `?a=REDACTED&b=REDACTED`). */
   keepQueryValues: boolean;
 }
 

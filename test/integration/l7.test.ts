@@ -95,10 +95,10 @@ describe('L7: HTTP/1.1, gRPC and DNS from socket syscalls to ringflow.l7.v1', { 
 
     // curl: 4 requests, seen by curl (client) and by the server, with their responses
     const curlReqs = side('CLIENT', 'REQUEST').filter((m) => m.comm === 'curl');
-    assert.deepEqual(curlReqs.map((m) => `${m.method} ${m.path}`).sort(), ['GET /boom', 'GET /missing', 'GET /slow', 'GET /users/42?token=<redacted>']);
+    assert.deepEqual(curlReqs.map((m) => `${m.method} ${m.path}`).sort(), ['GET /boom', 'GET /missing', 'GET /slow', 'GET /users/42?token=REDACTED']);
     const curlRes = side('CLIENT', 'RESPONSE').filter((m) => m.comm === 'curl');
     assert.deepEqual(curlRes.map((m) => m.status).sort(), [200, 200, 404, 500]);
-    const withParent = curlReqs.find((m) => m.path === '/users/42?token=<redacted>')!;
+    const withParent = curlReqs.find((m) => m.path === '/users/42?token=REDACTED')!;
     assert.equal(withParent.headers.traceparent, TRACEPARENT);
     assert.equal(withParent.headers.host, `127.0.0.1:${httpPort}`);
     assert.match(withParent.headers['user-agent'] ?? '', /^curl\//);

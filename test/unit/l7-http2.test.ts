@@ -211,7 +211,7 @@ const cases: Case[] = [
       return c;
     },
     requests: [
-      msg({ kind: 'REQUEST', stream_id: 1, start_ns: 10n, end_ns: 10n, method: 'GET', path: '/users/42?id=<redacted>&debug',
+      msg({ kind: 'REQUEST', stream_id: 1, start_ns: 10n, end_ns: 10n, method: 'GET', path: '/users/42?id=REDACTED&debug',
         headers: { host: 'api.local:8080', 'user-agent': 'curl/8.5.0', traceparent: TRACEPARENT } }),
       msg({ kind: 'REQUEST', stream_id: 3, start_ns: 20n, end_ns: 20n, method: 'GET', path: '/users/43',
         headers: { host: 'api.local:8080', 'user-agent': 'curl/8.5.0', traceparent: TRACEPARENT } }),
@@ -566,7 +566,7 @@ test('http2: secrets (authorization, cookie, set-cookie, proxy-authorization) ne
   assert.equal(got.requests.length, 2);
   assert.equal(got.responses.length, 2);
   assert.deepEqual(got.requests[1]!.headers, { host: 'api.local:8080', 'x-ok': 'fine' });
-  assert.equal(got.requests[1]!.path, '/login?token=<redacted>');
+  assert.equal(got.requests[1]!.path, '/login?token=REDACTED');
   const json = bigintJson(got);
   for (const s of secrets) assert.ok(!json.includes(s), `output contains ${s}`);
 });

@@ -35,7 +35,7 @@ test('HTTP/1 client: request then response, with context, role and a host-free k
     ...t.feed(cap({ data: RES, ts_ns: 20n, direction: L7Direction.INGRESS })),
   ];
   assert.deepEqual(out.map((o) => [o.msg.kind, o.msg.method, o.msg.path, o.msg.status, o.msg.start_ns]), [
-    ['REQUEST', 'GET', '/users/42?token=<redacted>', null, 10n],
+    ['REQUEST', 'GET', '/users/42?token=REDACTED', null, 10n],
     ['RESPONSE', null, null, 200, 20n],
   ]);
   assert.equal(out[0]!.ctx.role, 'CLIENT');
