@@ -76,6 +76,7 @@
  */
 import { createHash } from 'node:crypto';
 import { encodeRecord, schemaRegistry } from '../schemas/index.ts';
+import { attributeAddress, GRPC_CODES } from './semconv.ts';
 
 export const SPANS_SCHEMA_ID = 'spans';
 export const SPANS_TOPIC = 'ringflow.spans.v1';
@@ -215,15 +216,14 @@ export const MAX_RAISES = 12;
 /** RFC 9110 methods plus PATCH: the conventions' known methods; others are _OTHER. */
 const KNOWN_METHODS = new Set(['CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT', 'TRACE']);
 
-/** gRPC status code names (grpc/doc/statuscodes.md). */
-const GRPC_CODES = [
-  'OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED',
-  'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED',
-];
 /** Codes that make a gRPC SERVER span an error (semconv rpc spans, v1.37); any non-zero code does for a client. */
 const GRPC_SERVER_ERRORS = new Set([2, 4, 12, 13, 14, 15]);
-/** DNS answers that are not errors: NXDOMAIN is an authoritative "no such name" (see dnsStatus). */
-const DNS_NOT_ERRORS = new Set(['NOERROR', 'NXDOMAIN']);
+/**
+ * DNS answers that are not errors. NXDOMAIN is one (issue 10, and the
+ * conventions: a lookup that found no such name failed, getaddrinfo's
+ * host_not_found), as are SERVFAIL, REFUSED and the rest.
+ */
+const DNS_NOT_ERRORS = new Set(['NOERROR']);
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const NUMBER = /^[+-]?\d+(?:[.,]\d+)?$/;
@@ -1058,14 +1058,14 @@ function buildSpan(req: L7Record, resp: L7Record | null, outcome: Outcome, timeo
     const addr = localSide ? req.local_addr : req.remote_addr;
     const port = localSide ? req.local_port : req.remote_port;
     const named = family !== 'dns' && authority !== null;
-    set('server.address', named ? authority.host : addr);
+    set('server.address', named ? authority.host : attributeAddress(addr));
     set('server.port', named && authority.port !== null ? authority.port : port);
   }
   if (kind === 'SERVER') {
-    set('client.address', req.remote_addr);
+    set('client.address', attributeAddress(req.remote_addr));
     set('client.port', req.remote_port);
   }
-  set('network.peer.address', req.remote_addr);
+  set('network.peer.address', attributeAddress(req.remote_addr));
   if (req.remote_addr !== '') set('network.peer.port', req.remote_port);
   if (req.transport !== 'UNKNOWN') set('network.transport', req.transport.toLowerCase());
 
@@ -1078,8 +1078,8 @@ function buildSpan(req: L7Record, resp: L7Record | null, outcome: Outcome, timeo
     set('dns.question.type', req.dns_type);
     if (resp) {
       set('dns.response_code', resp.dns_rcode);
-      // NXDOMAIN is an answer, not a failure: Kubernetes' search list (ndots:5) puts
-      // several before every successful lookup, and they would bury real errors
+      // NXDOMAIN counts as a failed lookup too (error.type NXDOMAIN): a search list's
+      // misses (ndots:5) show as such, sorted apart by error.type
       if (resp.dns_rcode !== null && !DNS_NOT_ERRORS.has(resp.dns_rcode)) {
         status = 'ERROR';
         errorType = resp.dns_rcode;
@@ -1093,6 +1093,9 @@ function buildSpan(req: L7Record, resp: L7Record | null, outcome: Outcome, timeo
     set('rpc.system', 'grpc');
     set('rpc.service', service);
     set('rpc.method', method);
+    // gRPC runs over HTTP/2 (the collector sees gRPC only there)
+    set('network.protocol.name', 'http');
+    set('network.protocol.version', '2');
     if (resp) {
       const code = resp.grpc_status;
       if (code !== null) {
@@ -1124,7 +1127,7 @@ function buildSpan(req: L7Record, resp: L7Record | null, outcome: Outcome, timeo
       if (kind === 'SERVER') set('http.route', route);
       if (kind === 'CLIENT') {
         set('url.template', route);
-        const host = req.headers.host ?? endpoint(req.remote_addr, req.remote_port);
+        const host = req.headers.host ?? endpoint(attributeAddress(req.remote_addr), req.remote_port);
         set('url.full', /^[a-z][a-z0-9+.-]*:\/\//i.test(req.path) ? req.path : `http://${host}${req.path}`);
       }
     }

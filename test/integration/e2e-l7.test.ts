@@ -183,12 +183,13 @@ describe('L7 end to end: ringflow up --signals l7 -> OpenTelemetry Collector tra
     ].sort());
     assert.equal(g.find((s) => s.kind === CLIENT && s.name.endsWith('/Fail'))!.status, ERROR);
 
-    // DNS: dig's queries to dnsmasq, names and response codes (NXDOMAIN is an answer, not an error)
+    // DNS: dig's queries to dnsmasq, names and response codes (NXDOMAIN is a failed lookup: ERROR)
     const d = spans.filter((s) => String(s.attrs['dns.question.name'] ?? '').endsWith('.ringflow.test') && s.kind === CLIENT);
     assert.deepEqual(d.map((s) => [s.name, s.attrs['dns.question.name'], s.attrs['dns.response_code'], s.status]).sort(), [
       ['DNS A', 'svc.ringflow.test', 'NOERROR', 0],
-      ['DNS AAAA', 'nope.ringflow.test', 'NXDOMAIN', 0],
+      ['DNS AAAA', 'nope.ringflow.test', 'NXDOMAIN', ERROR],
     ]);
+    assert.equal(d.find((s) => s.attrs['dns.response_code'] === 'NXDOMAIN')!.attrs['error.type'], 'NXDOMAIN');
 
     // RED metrics: server request durations per route, exact counts
     let red = 0;

@@ -253,7 +253,27 @@ test('spans: gRPC names, attributes and error status by side', () => {
     assert.equal(s.attributes['rpc.grpc.status_code'], String(code));
     assert.equal(s.attributes['server.address'], 'cart');
     assert.equal(s.attributes['server.port'], '50051');
+    assert.equal(s.attributes['network.protocol.name'], 'http');
+    assert.equal(s.attributes['network.protocol.version'], '2');
   });
+});
+
+test('spans: IPv4-mapped IPv6 peers are written as IPv4 in the address attributes', () => {
+  // a dual-stack server socket reports its IPv4 peers as ::ffff:a.b.c.d
+  const dual: Side = { ...SERVER_B, local: ['::ffff:10.0.0.2', 8080], remote: ['::ffff:10.0.0.1', 40000] };
+  const server = run([rec(dual, { kind: 'REQUEST', id: 0, at: T0 }), rec(dual, { kind: 'RESPONSE', id: 0, at: T0 + MS })]).spans[0]!;
+  assert.equal(server.attributes['client.address'], '10.0.0.1');
+  assert.equal(server.attributes['server.address'], '10.0.0.2');
+  assert.equal(server.attributes['network.peer.address'], '10.0.0.1');
+  const dualClient: Side = { ...CLIENT, local: ['::ffff:10.0.0.1', 40000], remote: ['::ffff:10.0.0.2', 8080] };
+  const client = run([rec(dualClient, { kind: 'REQUEST', id: 0, at: T0 }), rec(dualClient, { kind: 'RESPONSE', id: 0, at: T0 + MS })]).spans[0]!;
+  assert.equal(client.attributes['server.address'], '10.0.0.2');
+  assert.equal(client.attributes['network.peer.address'], '10.0.0.2');
+  assert.equal(client.attributes['url.full'], 'http://10.0.0.2:8080/');
+  // a real IPv6 peer stays as it is
+  const v6: Side = { ...SERVER_B, local: ['fd00::2', 8080], remote: ['fd00::1', 40000] };
+  const s6 = run([rec(v6, { kind: 'REQUEST', id: 0, at: T0 }), rec(v6, { kind: 'RESPONSE', id: 0, at: T0 + MS })]).spans[0]!;
+  assert.equal(s6.attributes['client.address'], 'fd00::1');
 });
 
 test('spans: DNS pairs by (socket, peer, id): one id to two resolvers, answered in the other order', () => {
@@ -278,11 +298,15 @@ test('spans: DNS pairs by (socket, peer, id): one id to two resolvers, answered 
   assert.equal(s.attributes['server.address'], '10.0.0.54');
   assert.equal(s.attributes['network.transport'], 'udp');
   assert.equal(s.key, 'udp/10.0.0.1:5353-10.0.0.54:53');
-  // [rcode, status]: NXDOMAIN is an answer ("no such name"), not a failure
-  const rcodes: [string, string][] = [['NOERROR', 'UNSET'], ['NXDOMAIN', 'UNSET'], ['SERVFAIL', 'ERROR'], ['REFUSED', 'ERROR'], ['FORMERR', 'ERROR'], ['RCODE23', 'ERROR']];
-  for (const [rcode, status] of rcodes) {
+  // [rcode, status, error.type]: every rcode but NOERROR is a failed lookup, NXDOMAIN included (issue 10)
+  const rcodes: [string, string, string | undefined][] = [
+    ['NOERROR', 'UNSET', undefined], ['NXDOMAIN', 'ERROR', 'NXDOMAIN'], ['SERVFAIL', 'ERROR', 'SERVFAIL'],
+    ['REFUSED', 'ERROR', 'REFUSED'], ['FORMERR', 'ERROR', 'FORMERR'], ['RCODE23', 'ERROR', 'RCODE23'],
+  ];
+  for (const [rcode, status, errorType] of rcodes) {
     const got = run([q(one, T0), r(one, T0 + MS, rcode)]).spans;
     assert.equal(got[0]!.status, status, rcode);
+    assert.equal(got[0]!.attributes['error.type'], errorType, rcode);
   }
 });
 
