@@ -10,7 +10,8 @@
  *   e2e_events_per_s     ring buffer -> Avro -> Kafka acknowledged (acks=all, idempotent, zstd)
  *   e2e_ratio            e2e / plain kafkajs producing the same pre-encoded records with the same settings
  *   cpu_us_per_event     collector process CPU (user+sys) per delivered event in the e2e run
- *   l7_parse_messages_per_s, http_overhead_ratio, http_added_p99_ms: see test/bench/l7.ts
+ *   l7_parse_messages_per_s, http_overhead_ratio, http_added_p99_ms, BPF run time per hook
+ *                        and the observer's cost per HTTP request: see test/bench/l7.ts
  *
  * Needs root. Starts its own Kafka broker on free ports and stops it.
  */
@@ -385,10 +386,12 @@ async function main() {
     Object.assign(out, l7Parse());
   }
   if (want('l7overhead')) {
-    log('l7overhead: a node:http server under wrk, 10 s each: alone, with ringflow collect --signals l7, alone, with the kernel side only, with a CPU burner using what the collector used, alone');
+    const seconds = Number(process.env.BENCH_L7_SECONDS ?? 10);
+    if (!Number.isInteger(seconds) || seconds < 1) throw new Error(`BENCH_L7_SECONDS must be a whole number of seconds >= 1, not ${process.env.BENCH_L7_SECONDS}`);
+    log(`l7overhead: a node:http server under wrk, ${seconds} s each: alone, with ringflow collect --signals l7, alone, with the kernel side only, with a CPU burner using what the collector used, alone; BPF run time per hook from kernel.bpf_stats_enabled`);
     const k = await ownBroker();
     try {
-      Object.assign(out, await httpOverhead(k.brokers));
+      Object.assign(out, await httpOverhead(k.brokers, seconds));
     } finally {
       await k.stop();
     }

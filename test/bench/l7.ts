@@ -18,6 +18,18 @@
  *   http_l7_collector_cpu_us_per_message  the collector's CPU (its stats lines) per
  *                            L7 message over its whole run; http_host_cpu_cores_* the
  *                            machine's busy cores (/proc/stat) without and with it
+ *   http_l7_bpf_hooks        per BPF program of the collector over the measured run
+ *                            (kernel.bpf_stats_enabled): calls, ns_per_call, total_ns;
+ *                            http_capture_only_bpf_hooks the same for the kernel side alone
+ *   http_l7_bpf_ns_per_request, http_l7_collector_cpu_us_per_request,
+ *   http_l7_observer_us_per_request  per wrk request: BPF run time, collector CPU,
+ *                            their sum (the observer's whole cost per request)
+ *   http_l7_records_per_exchange, http_l7_messages_per_exchange, http_l7_kernel_drops
+ *                            capture records / parsed messages per HTTP/1 exchange
+ *                            and what the kernel could not hand over, at wrk's rate
+ *
+ * BENCH_L7_SECONDS (default 10) sets each run's length (a short run only checks
+ * the output); BENCH_L7_BPF_STATS=0 leaves kernel.bpf_stats_enabled alone.
  */
 import { spawn, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -28,6 +40,7 @@ import dnsPacket from 'dns-packet';
 import { L7Tracker } from '../../collector/l7/tracker.ts';
 import { L7Direction, L7Kind, L7Role, IPPROTO_TCP, IPPROTO_UDP, type L7Capture } from '../../collector/l7/capture.ts';
 import { REPO_ROOT } from '../../collector/signals/registry.ts';
+import { parseWrk, parseProgFdinfo, parseBpftoolNames, hookDeltas, totalNs, perRequest, collectorTotals, ratio, type WrkResult, type ProgCounters, type HookFigures } from './l7-figures.ts';
 
 const enc = new TextEncoder();
 
@@ -46,7 +59,7 @@ class Conn {
       cpu: 0, pid: 1, tgid: 1, uid: 0, ts_ns: BigInt(this.recs.length), cgroup_id: 1n, comm: 'bench',
       conn_id: this.id, offset: this.off[dir]!, peer_offset: 0, laddr: Uint8Array.of(127, 0, 0, 1), raddr: Uint8Array.of(127, 0, 0, 1), fd: 3,
       total_len: payload.length, captured_len: payload.length, lport: 40000, rport: this.proto === IPPROTO_UDP ? 53 : 8080, family: 2,
-      direction: dir, syscall: 2, role: L7Role.CLIENT, protocol: this.proto, kind: L7Kind.DATA, flags: 0, payload,
+      direction: dir, syscall: 2, role: L7Role.CLIENT, protocol: this.proto, kind: L7Kind.DATA, flags: 0, enter_ns: BigInt(this.recs.length), payload,
     });
     this.off[dir]! += payload.length;
   }
@@ -143,21 +156,7 @@ export function l7Parse(ms = 2000): Record<string, unknown> {
   };
 }
 
-interface WrkResult { rps: number; p99_ms: number }
-
-function parseWrk(out: string): WrkResult {
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
-  const m = /\s99%\s+([\d.]+)(us|ms|s)\b/.exec(out);
-  if (!Number.isFinite(rps) || !m) throw new Error(`cannot read wrk's output:\n${out}`);
-  const p99 = Number(m[1]) * (m[2] === 'us' ? 1e-3 : m[2] === 's' ? 1e3 : 1);
-  return { rps, p99_ms: p99 };
-}
-
 const wrkArgs = (port: number, seconds: number) => ['-t1', '-c8', `-d${seconds}s`, '--latency', `http://127.0.0.1:${port}/users/42`];
-
-function wrk(port: number, seconds: number): WrkResult {
-  return parseWrk(execFileSync('wrk', wrkArgs(port, seconds), { encoding: 'utf8' }));
-}
 
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
@@ -175,12 +174,76 @@ function hostBusySeconds(): number {
   return (f.reduce((a, n) => a + n, 0) - f[3]! - f[4]!) / CLK_TCK;
 }
 
-/** wrk while measuring the host's busy cores over its run. */
-async function wrkMeasured(port: number, seconds: number): Promise<WrkResult & { host_cores: number }> {
+const BPF_STATS_SYSCTL = '/proc/sys/kernel/bpf_stats_enabled';
+
+/**
+ * Turns kernel.bpf_stats_enabled on (run_cnt and run_time_ns of every BPF
+ * program are counted only while it is) and returns what puts the old value
+ * back. The counting itself costs each program run two clock reads: on for
+ * the whole l7overhead part so the with-ringflow and capture-only runs pay
+ * it alike; BENCH_L7_BPF_STATS=0 leaves it alone (no per-hook figures then).
+ */
+function enableBpfStats(): () => void {
+  const old = fs.readFileSync(BPF_STATS_SYSCTL, 'utf8').trim();
+  fs.writeFileSync(BPF_STATS_SYSCTL, '1');
+  return () => fs.writeFileSync(BPF_STATS_SYSCTL, old);
+}
+
+/** The bpf_stats counters of every BPF program `pid` holds an fd of (the collector's own: other helpers' programs are not counted). */
+function progCounters(pid: number): ProgCounters[] {
+  const out = new Map<number, ProgCounters>();
+  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (fs.readlinkSync(`/proc/${pid}/fd/${fd}`) !== 'anon_inode:bpf-prog') continue;
+      const p = parseProgFdinfo(fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+      if (p) out.set(p.id, p); // several fds of one program: counted once
+    } catch {
+      // an fd closed between readdir and read: not a program of the run
+    }
+  }
+  return [...out.values()];
+}
+
+/** Program names by id (fdinfo has only ids); without bpftool the hooks are named by id. */
+function progNames(): Map<number, string> {
+  try {
+    return parseBpftoolNames(execFileSync('bpftool', ['prog', 'show', '-j'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
+  } catch (err) {
+    process.stderr.write(`bench: bpftool prog show failed, hooks named by id: ${(err as Error).message}\n`);
+    return new Map();
+  }
+}
+
+interface Run extends WrkResult {
+  seconds: number;
+  /** the machine's busy cores over the run (/proc/stat) */
+  host_cores: number;
+  /** the observer's (collector's or capture process's) CPU seconds over the run; 0 without one */
+  observer_cpu_s: number;
+  /** what each of the observer's BPF programs ran over the run; null without an observer or without bpf_stats */
+  hooks: Record<string, HookFigures> | null;
+}
+
+/**
+ * One measured load run, the only way any run here is made (warm-up,
+ * without ringflow, with it, kernel side only, CPU reference): wrk spawned
+ * asynchronously, the host's busy cores, and, when an observer process is
+ * given, its CPU and its programs' bpf_stats read just before and just after.
+ * Until this, the runs without ringflow (and the warm-up) ran wrk through a
+ * synchronous execFileSync and the runs with it through an async spawn, and
+ * only two runs measured the host's CPU: the two sides were not timed alike.
+ */
+async function measuredRun(port: number, seconds: number, observer?: { pid: number; names: ReadonlyMap<number, string> | null }): Promise<Run> {
+  const p0 = observer?.names ? progCounters(observer.pid) : [];
+  const c0 = observer ? procCpuSeconds(observer.pid) : 0;
   const h0 = hostBusySeconds();
   const t0 = performance.now();
   const r = await wrkAsync(port, seconds);
-  return { ...r, host_cores: (hostBusySeconds() - h0) / ((performance.now() - t0) / 1000) };
+  const s = (performance.now() - t0) / 1000;
+  const h1 = hostBusySeconds();
+  const c1 = observer ? procCpuSeconds(observer.pid) : 0;
+  const hooks = observer?.names ? hookDeltas(p0, progCounters(observer.pid), observer.names) : null;
+  return { ...r, seconds: s, host_cores: (h1 - h0) / s, observer_cpu_s: c1 - c0, hooks };
 }
 
 /**
@@ -209,65 +272,95 @@ async function wrkAsync(port: number, seconds: number): Promise<WrkResult> {
   return parseWrk(out);
 }
 
+/** Starts a child and waits for `ready` on its stderr; its stderr so far and on, for the figures. */
+async function startObserver(cmd: string, args: string[], ready: RegExp, what: string): Promise<{ child: ReturnType<typeof spawn>; err: () => string; out: () => string }> {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  let out = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  for (let i = 0; i < 300 && !ready.test(err) && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 100));
+  if (!ready.test(err)) {
+    child.kill('SIGKILL');
+    throw new Error(`${what} did not start:\n${err}`);
+  }
+  return { child, err: () => err, out: () => out };
+}
+
+async function stopObserver(child: ReturnType<typeof spawn>): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGINT');
+  await exited;
+}
+
 /**
  * A node:http server under wrk: alone, with `ringflow collect --signals l7`
  * producing into Kafka, alone, with only the kernel side (l7-capture.ts),
- * alone again (the baseline is the mean of the three runs alone, so drift
- * shows less).
+ * with a CPU burner, alone again (interleaved: the baseline is the mean of
+ * the three runs alone, so drift shows less). Every run goes through
+ * measuredRun after one warm-up through it too.
+ *
+ * Per HTTP request (one wrk request = one HTTP/1 exchange, seen by the hooks
+ * on both wrk's and the server's side): the BPF run time of the collector's
+ * programs over the measured run (bpf_stats), the collector's CPU over the
+ * same run, and their sum; L7 records and messages per exchange from the
+ * collector's stats lines, which cover its whole life (start-up and stop
+ * add a few idle seconds, and any other process's traffic on the host is
+ * captured too: an over-count on a shared machine, never an under-count).
  */
 export async function httpOverhead(brokers: string, seconds = 10): Promise<Record<string, unknown>> {
+  const withStats = process.env.BENCH_L7_BPF_STATS !== '0';
+  const restoreStats = withStats ? enableBpfStats() : () => {};
   const server = spawn(process.execPath, ['-e', `
     const http = require('node:http');
     const s = http.createServer((req, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"id":42,"name":"x"}'); });
     s.listen(0, '127.0.0.1', () => console.log(s.address().port));
   `], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const [line] = await once(server.stdout!, 'data') as [Buffer];
-  const port = Number(line.toString().trim());
   try {
-    wrk(port, 2); // warm-up
-    const before = await wrkMeasured(port, seconds);
-    const collector = spawn(path.join(REPO_ROOT, 'bin/ringflow'), ['collect', '--signals', 'l7', '--brokers', brokers, '--stats-interval', '1s', '--host', 'bench-l7'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    collector.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    for (let i = 0; i < 300 && !/collecting l7/.test(err); i++) await new Promise((r) => setTimeout(r, 100));
-    if (!/collecting l7/.test(err)) throw new Error(`collector did not start:\n${err}`);
-    // bin/ringflow execs node: the pid is the collector's
-    const cpu0 = procCpuSeconds(collector.pid!);
-    const t0 = performance.now();
-    const during = await wrkMeasured(port, seconds);
-    const collectorCores = (procCpuSeconds(collector.pid!) - cpu0) / ((performance.now() - t0) / 1000);
-    collector.kill('SIGINT');
-    await once(collector, 'exit');
-    // the collector's stats lines: what it parsed into messages, what the kernel could not hand it, its CPU
-    const sum = (re: RegExp) => [...err.matchAll(re)].reduce((a, m) => a + Number(m[1]), 0);
-    const cpuSeconds = [...err.matchAll(/ringflow: ([\d.]+)s: .*?, cpu (\d+)%/g)].reduce((a, m) => a + Number(m[1]) * Number(m[2]) / 100, 0);
-    const parsed = sum(/read (\d+) \(/g);
-    const after = wrk(port, seconds);
+    const [line] = await once(server.stdout!, 'data') as [Buffer];
+    const port = Number(line.toString().trim());
+    await measuredRun(port, Math.min(2, seconds)); // warm-up
+    const before = await measuredRun(port, seconds);
+
+    const collector = await startObserver(path.join(REPO_ROOT, 'bin/ringflow'), ['collect', '--signals', 'l7', '--brokers', brokers, '--stats-interval', '1s', '--host', 'bench-l7'], /collecting l7/, 'collector');
+    let during: Run;
+    try {
+      // bin/ringflow execs node: the pid is the collector's
+      during = await measuredRun(port, seconds, { pid: collector.child.pid!, names: withStats ? progNames() : null });
+    } finally {
+      await stopObserver(collector.child);
+    }
+    // the collector's stats lines: what it read and parsed, what the kernel could not hand it, its CPU
+    const totals = collectorTotals(collector.err());
+    const after = await measuredRun(port, seconds);
 
     // the kernel side alone
-    const capture = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', path.join(REPO_ROOT, 'test/bench/l7-capture.ts')], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let cerr = '';
-    let cout = '';
-    capture.stderr!.on('data', (d: Buffer) => (cerr += d.toString()));
-    capture.stdout!.on('data', (d: Buffer) => (cout += d.toString()));
-    for (let i = 0; i < 300 && !/capturing/.test(cerr); i++) await new Promise((r) => setTimeout(r, 100));
-    if (!/capturing/.test(cerr)) throw new Error(`l7-capture did not start:\n${cerr}`);
-    const captureOnly = await wrkAsync(port, seconds);
-    capture.kill('SIGINT');
-    await once(capture, 'exit');
-    const captured = JSON.parse(cout.trim() || '{}') as { records?: number; kernel_drops?: number };
+    const capture = await startObserver(process.execPath, ['--disable-warning=ExperimentalWarning', path.join(REPO_ROOT, 'test/bench/l7-capture.ts')], /capturing/, 'l7-capture');
+    let captureOnly: Run;
+    try {
+      captureOnly = await measuredRun(port, seconds, { pid: capture.child.pid!, names: withStats ? progNames() : null });
+    } finally {
+      await stopObserver(capture.child);
+    }
+    const captured = JSON.parse(capture.out().trim() || '{}') as { records?: number; kernel_drops?: number };
 
     // the reference: as much CPU as the collector used, spent on nothing
+    const collectorCores = during.observer_cpu_s / during.seconds;
     const stopBurning = burn(collectorCores);
-    let reference: WrkResult;
+    let reference: Run;
     try {
-      reference = await wrkAsync(port, seconds);
+      reference = await measuredRun(port, seconds);
     } finally {
       stopBurning();
     }
-    const last = wrk(port, seconds);
+    const last = await measuredRun(port, seconds);
 
     const base = { rps: (before.rps + after.rps + last.rps) / 3, p99_ms: (before.p99_ms + after.p99_ms + last.p99_ms) / 3 };
+    const bpfHooks = (r: Run) => (r.hooks ? totalNs(r.hooks) : NaN);
+    const withL7 = perRequest(bpfHooks(during), during.observer_cpu_s, during.requests);
+    const captureOnlyPer = perRequest(bpfHooks(captureOnly), captureOnly.observer_cpu_s, captureOnly.requests);
+    const orNull = (n: number | null) => (n === null || Number.isNaN(n) ? null : n);
     return {
       http_rps_without: Math.round(base.rps),
       http_rps_with_l7: Math.round(during.rps),
@@ -275,20 +368,35 @@ export async function httpOverhead(brokers: string, seconds = 10): Promise<Recor
       http_p99_ms_without: +base.p99_ms.toFixed(3),
       http_p99_ms_with_l7: +during.p99_ms.toFixed(3),
       http_added_p99_ms: +(during.p99_ms - base.p99_ms).toFixed(3),
-      http_l7_messages_parsed: parsed,
-      http_l7_kernel_drops: sum(/kernel drops (\d+)/g),
-      http_l7_collector_cpu_us_per_message: parsed > 0 ? +(cpuSeconds * 1e6 / parsed).toFixed(2) : null,
+      http_l7_messages_parsed: totals.read,
+      http_l7_kernel_drops: totals.kernel_drops,
+      http_l7_collector_cpu_us_per_message: totals.read > 0 ? +(totals.cpu_seconds * 1e6 / totals.read).toFixed(2) : null,
       http_collector_cpu_cores: +collectorCores.toFixed(2),
       http_host_cpu_cores_without: +before.host_cores.toFixed(2),
       http_host_cpu_cores_with_l7: +during.host_cores.toFixed(2),
+      // per HTTP request of the with-ringflow run (see httpOverhead's comment)
+      http_requests_with_l7: during.requests,
+      http_l7_bpf_ns_per_request: orNull(withL7.bpf_ns_per_request),
+      http_l7_collector_cpu_us_per_request: withL7.collector_cpu_us_per_request,
+      http_l7_observer_us_per_request: withStats ? withL7.observer_us_per_request : null,
+      http_l7_records_per_exchange: ratio(totals.captures, during.requests),
+      http_l7_messages_per_exchange: ratio(totals.messages, during.requests),
+      http_l7_bpf_hooks: during.hooks,
       http_rps_with_capture_only: Math.round(captureOnly.rps),
       http_overhead_capture_ratio: +(captureOnly.rps / base.rps).toFixed(3),
       http_capture_only_records: captured.records ?? null,
       http_capture_only_kernel_drops: captured.kernel_drops ?? null,
+      http_capture_only_records_per_exchange: captured.records === undefined ? null : ratio(captured.records, captureOnly.requests),
+      http_capture_only_bpf_ns_per_request: orNull(captureOnlyPer.bpf_ns_per_request),
+      http_capture_only_bpf_hooks: captureOnly.hooks,
+      http_host_cpu_cores_capture_only: +captureOnly.host_cores.toFixed(2),
       http_rps_with_cpu_reference: Math.round(reference.rps),
       http_overhead_cpu_reference_ratio: +(reference.rps / base.rps).toFixed(3),
+      http_l7_run_seconds: seconds,
+      http_l7_bpf_stats: withStats ? 'kernel.bpf_stats_enabled=1 during this part (restored after)' : 'off (BENCH_L7_BPF_STATS=0)',
     };
   } finally {
     server.kill();
+    restoreStats();
   }
 }
