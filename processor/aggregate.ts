@@ -10,7 +10,8 @@
  * so the metric names live under `ringflow.`, as do the attributes with no
  * convention (ringflow.switch.voluntary, ringflow.block.op, ringflow.tcp.state,
  * ringflow.tcp.drop.reason). The RED metrics of spans (ringflow.spans.v1) do
- * have conventions: http.{server,client}.request.duration, rpc.{server,client}.duration
+ * have conventions: http.{server,client}.request.duration, rpc.{server,client}.call.duration
+ * (and the older rpc.{server,client}.duration with OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup)
  * and dns.lookup.duration, with the conventions' attributes.
  *
  * Attribute values are strings (server.port "443", ringflow.switch.voluntary
@@ -22,6 +23,7 @@ import { ExpHistogram, type ExpHistogramJSON, type ExpHistogramOptions } from '.
 import { WindowAssigner, type Window, type WindowAssignerOptions, type WindowAssignerState } from './window.ts';
 import { EVENT_TOPICS, SPANS_TOPIC } from './topics.ts';
 import { REJECTED_PREFIX } from './partial.ts';
+import { attributeAddress, grpcStatusName, rpcConventions, type RpcConventions } from './semconv.ts';
 
 /**
  * Fields every decoded event has (schemas/*.avsc: Avro longs decode as BigInt).
@@ -365,7 +367,7 @@ export const METRICS: readonly MetricDef[] = [
     dimensions: [
       hostName,
       command,
-      { key: 'server.address', get: (e) => e.daddr }, // semconv
+      { key: 'server.address', get: (e) => attributeAddress(e.daddr) }, // semconv (an IPv4-mapped peer as IPv4)
       { key: 'server.port', get: (e) => String(e.dport) }, // semconv (an int: exporters convert)
     ],
   }),
@@ -411,30 +413,7 @@ export const METRICS: readonly MetricDef[] = [
     accept: (e) => e.kind === 'CLIENT' && isHttp(e) && measured(e),
     dimensions: spanDimensions(['error.type', 'http.request.method', 'http.response.status_code', 'network.protocol.version', 'server.address', 'server.port', 'url.template']),
   }),
-  // RPC: the v1.37 conventions, whose attribute names processor/spans.ts uses
-  // (rpc.system, rpc.service, rpc.grpc.status_code); they define these two
-  // metrics in milliseconds (the stable rpc.*.call.duration, in s, goes with
-  // rpc.system.name and rpc.response.status_code instead)
-  metric<SpanEvent>({
-    topic: SPANS_TOPIC,
-    name: 'rpc.server.duration',
-    unit: 'ms',
-    kind: 'histogram',
-    description: 'Duration of inbound RPCs.',
-    value: spanMillis,
-    accept: (e) => e.kind === 'SERVER' && e.protocol === 'GRPC' && measured(e),
-    dimensions: spanDimensions(['error.type', 'rpc.grpc.status_code', 'rpc.method', 'rpc.service', 'rpc.system', 'server.address', 'server.port']),
-  }),
-  metric<SpanEvent>({
-    topic: SPANS_TOPIC,
-    name: 'rpc.client.duration',
-    unit: 'ms',
-    kind: 'histogram',
-    description: 'Duration of outbound RPCs.',
-    value: spanMillis,
-    accept: (e) => e.kind === 'CLIENT' && e.protocol === 'GRPC' && measured(e),
-    dimensions: spanDimensions(['error.type', 'rpc.grpc.status_code', 'rpc.method', 'rpc.service', 'rpc.system', 'server.address', 'server.port']),
-  }),
+  ...rpcMetrics(rpcConventions(process.env.OTEL_SEMCONV_STABILITY_OPT_IN)),
   metric<SpanEvent>({
     topic: SPANS_TOPIC,
     name: 'dns.lookup.duration',
@@ -446,6 +425,69 @@ export const METRICS: readonly MetricDef[] = [
     dimensions: spanDimensions(['dns.question.name', 'error.type']),
   }),
 ];
+
+/**
+ * The RPC duration metrics the conventions selected (semconv.ts rpcConventions,
+ * from OTEL_SEMCONV_STABILITY_OPT_IN, read by the processor at start).
+ *
+ * Stable (release candidate, the default): rpc.{server,client}.call.duration
+ * in s with rpc.system.name, rpc.method as the fully-qualified
+ * 'package.Service/Method', rpc.response.status_code as the code's name,
+ * error.type, server.address/port. The spans keep the v1.37 attribute names
+ * (rpc.system, rpc.service, rpc.method = the method alone,
+ * rpc.grpc.status_code), so the stable values are derived from them here.
+ *
+ * Old (v1.37, only with rpc/dup, beside the stable ones):
+ * rpc.{server,client}.duration in ms with the span's attributes as they are.
+ */
+export function rpcMetrics(conv: RpcConventions): MetricDef<SpanEvent>[] {
+  const rows: MetricDef<SpanEvent>[] = [];
+  const server = (e: SpanEvent): boolean => e.kind === 'SERVER' && e.protocol === 'GRPC' && measured(e);
+  const client = (e: SpanEvent): boolean => e.kind === 'CLIENT' && e.protocol === 'GRPC' && measured(e);
+  if (conv.stable) {
+    const stableDims = (): DimensionDef<SpanEvent>[] => withSpanResource([
+      { key: 'error.type', get: (e) => e.attributes['error.type'] },
+      {
+        key: 'rpc.method',
+        get: (e) => {
+          const svc = e.attributes['rpc.service'];
+          const m = e.attributes['rpc.method'];
+          return svc !== undefined && m !== undefined ? `${svc}/${m}` : undefined;
+        },
+      },
+      { key: 'rpc.response.status_code', get: (e) => grpcStatusName(e.attributes['rpc.grpc.status_code']) },
+      { key: 'rpc.system.name', get: (e) => e.attributes['rpc.system'] },
+      { key: 'server.address', get: (e) => e.attributes['server.address'] },
+      { key: 'server.port', get: (e) => e.attributes['server.port'] },
+    ]);
+    rows.push(
+      metric<SpanEvent>({
+        topic: SPANS_TOPIC, name: 'rpc.server.call.duration', unit: 's', kind: 'histogram',
+        description: 'Measures the duration of an incoming Remote Procedure Call (RPC).',
+        value: spanSeconds, accept: server, dimensions: stableDims(),
+      }),
+      metric<SpanEvent>({
+        topic: SPANS_TOPIC, name: 'rpc.client.call.duration', unit: 's', kind: 'histogram',
+        description: 'Measures the duration of an outgoing Remote Procedure Call (RPC).',
+        value: spanSeconds, accept: client, dimensions: stableDims(),
+      }),
+    );
+  }
+  if (conv.old) {
+    const oldKeys = ['error.type', 'rpc.grpc.status_code', 'rpc.method', 'rpc.service', 'rpc.system', 'server.address', 'server.port'];
+    rows.push(
+      metric<SpanEvent>({
+        topic: SPANS_TOPIC, name: 'rpc.server.duration', unit: 'ms', kind: 'histogram',
+        description: 'Duration of inbound RPCs.', value: spanMillis, accept: server, dimensions: spanDimensions(oldKeys),
+      }),
+      metric<SpanEvent>({
+        topic: SPANS_TOPIC, name: 'rpc.client.duration', unit: 'ms', kind: 'histogram',
+        description: 'Duration of outbound RPCs.', value: spanMillis, accept: client, dimensions: spanDimensions(oldKeys),
+      }),
+    );
+  }
+  return rows;
+}
 
 /**
  * Block I/O: disk.io.direction (semconv: read | write only) for reads and
@@ -470,7 +512,11 @@ function blockDimensions(): DimensionDef<BlockIoEvent>[] {
  * (spans.ts routeOf), and the cardinality cap folds whatever exceeds top-K.
  */
 function spanDimensions(keys: readonly string[]): DimensionDef<SpanEvent>[] {
-  const dims: DimensionDef<SpanEvent>[] = keys.map((key) => ({ key, get: (e: SpanEvent) => e.attributes[key] }));
+  return withSpanResource(keys.map((key) => ({ key, get: (e: SpanEvent) => e.attributes[key] })));
+}
+
+/** dims plus host.name and service.name, sorted. */
+function withSpanResource(dims: DimensionDef<SpanEvent>[]): DimensionDef<SpanEvent>[] {
   dims.push(hostName, { key: 'service.name', get: (e) => e.service_name });
   return dims.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }

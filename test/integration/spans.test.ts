@@ -253,19 +253,19 @@ describe('spans stage: l7 records -> spans and RED metrics, exactly once', { tim
       'http.client.request.duration http.request.method=GET,http.response.status_code=200,server.address=users,server.port=8080,service.name=curl,url.template=/users/{id}': 2,
       'http.server.request.duration error.type=503,http.request.method=POST,http.response.status_code=503,http.route=/orders,service.name=api,url.scheme=http': 1,
       'http.server.request.duration http.request.method=GET,http.response.status_code=200,http.route=/users/{id},service.name=api,url.scheme=http': 2,
-      'rpc.client.duration error.type=INTERNAL,rpc.grpc.status_code=13,rpc.method=SayHello,rpc.service=helloworld.Greeter,rpc.system=grpc,server.address=10.1.0.2,server.port=50051,service.name=greeter-cli': 1,
-      'rpc.server.duration error.type=INTERNAL,rpc.grpc.status_code=13,rpc.method=SayHello,rpc.service=helloworld.Greeter,rpc.system=grpc,server.address=10.1.0.2,server.port=50051,service.name=greeter': 1,
+      'rpc.client.call.duration error.type=INTERNAL,rpc.method=helloworld.Greeter/SayHello,rpc.response.status_code=INTERNAL,rpc.system.name=grpc,server.address=10.1.0.2,server.port=50051,service.name=greeter-cli': 1,
+      'rpc.server.call.duration error.type=INTERNAL,rpc.method=helloworld.Greeter/SayHello,rpc.response.status_code=INTERNAL,rpc.system.name=grpc,server.address=10.1.0.2,server.port=50051,service.name=greeter': 1,
     };
     const total = () => Object.values(red(w.points, [C, SV])).reduce((a, b) => a + b, 0);
     await until('10 requests in RED metrics', () => total() >= 10, 30_000);
     await sleep(1500);
     assert.deepEqual(red(w.points, [C, SV]), want);
     assert.equal(w.points.filter((p) => p.attrs['host.name'] === C || p.attrs['host.name'] === SV).reduce((a, p) => a + p.late, 0), 0, 'no span late');
-    // the timeout's duration is the timeout; rpc.* durations are in ms
+    // the timeout's duration is the timeout; rpc.*.call.duration is in s
     const slow = w.points.find((p) => p.attrs['url.template'] === '/slow' && p.attrs['host.name'] === C)!;
     assert.equal(slow.sum, 2);
-    const rpc = w.points.find((p) => p.name === 'rpc.client.duration' && p.attrs['host.name'] === C)!;
-    assert.equal(rpc.sum, 6); // from the client request's first byte (t) to its response's last (t + 5 ms + 1 ms)
+    const rpc = w.points.find((p) => p.name === 'rpc.client.call.duration' && p.attrs['host.name'] === C)!;
+    assert.equal(rpc.sum, 0.006); // from the client request's first byte (t) to its response's last (t + 5 ms + 1 ms)
   });
 
   test('poison records go to the dead-letter topic with their source, once', async () => {

@@ -400,8 +400,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
         case 'ringflow.block.io.latency': return p.attrs['process.command'] === DD_COMM && p.attrs['disk.io.direction'] === 'write' ? 'dd.write' : undefined;
         case 'http.server.request.duration': return p.attrs['http.route'] === HTTP_PATH ? 'http.server' : undefined;
         case 'http.client.request.duration': return p.attrs['server.port'] === String(httpPort) ? 'http.client' : undefined;
-        case 'rpc.server.duration': return p.attrs['rpc.service'] === GRPC_SERVICE ? 'grpc.server' : undefined;
-        case 'rpc.client.duration': return p.attrs['rpc.service'] === GRPC_SERVICE ? 'grpc.client' : undefined;
+        case 'rpc.server.call.duration': return String(p.attrs['rpc.method'] ?? '').startsWith(`${GRPC_SERVICE}/`) ? 'grpc.server' : undefined;
+        case 'rpc.client.call.duration': return String(p.attrs['rpc.method'] ?? '').startsWith(`${GRPC_SERVICE}/`) ? 'grpc.client' : undefined;
         case 'dns.lookup.duration': return p.attrs['dns.question.name'] === dnsName ? 'dns.lookup' : undefined;
         // loss counters by name ('late' as a word: ringflow.sched.runqueue.latency is no counter)
         default: return /^ringflow\..*(dropped|drops|\blate(_events)?\b|lost|orphan|dead|incomplete|duplicate)/.test(p.metric) ? `counter ${p.metric}` : undefined;

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { METRICS, WindowAggregator, mergePoints, seriesKey, spanEvent, type SeriesPoint, type TopicEvent } from '../../processor/aggregate.ts';
+import { METRICS, rpcMetrics, WindowAggregator, mergePoints, seriesKey, spanEvent, type SeriesPoint, type TopicEvent } from '../../processor/aggregate.ts';
 import { ExpHistogram } from '../../processor/histogram.ts';
 import { replayWithCrashes } from '../support/replay.ts';
 
@@ -77,12 +77,12 @@ function spanCases(): { name: string; ev: TopicEvent; want: [string, [string, st
     {
       name: 'gRPC server error',
       ev: span('SERVER', 'GRPC', 2_500_000n, { 'rpc.system': 'grpc', 'rpc.service': 'helloworld.Greeter', 'rpc.method': 'SayHello', 'rpc.grpc.status_code': '13', 'error.type': 'INTERNAL', 'server.address': '10.0.0.1', 'server.port': '50051', 'network.protocol.version': '2' }, 'ERROR'),
-      want: [['rpc.server.duration', sorted([['error.type', 'INTERNAL'], ['rpc.grpc.status_code', '13'], ['rpc.method', 'SayHello'], ['rpc.service', 'helloworld.Greeter'], ['rpc.system', 'grpc'], ['server.address', '10.0.0.1'], ['server.port', '50051']]), 2.5]],
+      want: [['rpc.server.call.duration', sorted([['error.type', 'INTERNAL'], ['rpc.method', 'helloworld.Greeter/SayHello'], ['rpc.response.status_code', 'INTERNAL'], ['rpc.system.name', 'grpc'], ['server.address', '10.0.0.1'], ['server.port', '50051']]), 0.0025]],
     },
     {
       name: 'gRPC client ok',
       ev: span('CLIENT', 'GRPC', 4_000_000n, { 'rpc.system': 'grpc', 'rpc.service': 'helloworld.Greeter', 'rpc.method': 'SayHello', 'rpc.grpc.status_code': '0', 'server.address': 'greeter', 'server.port': '50051' }),
-      want: [['rpc.client.duration', sorted([['rpc.grpc.status_code', '0'], ['rpc.method', 'SayHello'], ['rpc.service', 'helloworld.Greeter'], ['rpc.system', 'grpc'], ['server.address', 'greeter'], ['server.port', '50051']]), 4]],
+      want: [['rpc.client.call.duration', sorted([['rpc.method', 'helloworld.Greeter/SayHello'], ['rpc.response.status_code', 'OK'], ['rpc.system.name', 'grpc'], ['server.address', 'greeter'], ['server.port', '50051']]), 0.004]],
     },
     {
       name: 'DNS client lookup',
@@ -93,6 +93,11 @@ function spanCases(): { name: string; ev: TopicEvent; want: [string, [string, st
       name: 'DNS SERVFAIL',
       ev: span('CLIENT', 'DNS', 1_000_000n, { 'dns.question.name': 'bad.example', 'dns.response_code': 'SERVFAIL', 'error.type': 'SERVFAIL' }, 'ERROR'),
       want: [['dns.lookup.duration', sorted([['dns.question.name', 'bad.example'], ['error.type', 'SERVFAIL']]), 0.001]],
+    },
+    {
+      name: 'DNS NXDOMAIN: a failed lookup, error.type NXDOMAIN',
+      ev: span('CLIENT', 'DNS', 1_000_000n, { 'dns.question.name': 'nope.example', 'dns.response_code': 'NXDOMAIN', 'error.type': 'NXDOMAIN' }, 'ERROR'),
+      want: [['dns.lookup.duration', sorted([['dns.question.name', 'nope.example'], ['error.type', 'NXDOMAIN']]), 0.001]],
     },
     {
       name: 'DNS seen from the server (a resolver): not a lookup',
@@ -116,8 +121,8 @@ test('aggregate: the METRICS table (names, units, kinds, sorted dimensions per t
     ['ringflow.tcp.drop.v1', 'ringflow.tcp.drops', '{segment}', 'sum', ['host.name', 'ringflow.tcp.drop.reason']],
     ['ringflow.spans.v1', 'http.server.request.duration', 's', 'histogram', ['error.type', 'host.name', 'http.request.method', 'http.response.status_code', 'http.route', 'network.protocol.version', 'service.name', 'url.scheme']],
     ['ringflow.spans.v1', 'http.client.request.duration', 's', 'histogram', ['error.type', 'host.name', 'http.request.method', 'http.response.status_code', 'network.protocol.version', 'server.address', 'server.port', 'service.name', 'url.template']],
-    ['ringflow.spans.v1', 'rpc.server.duration', 'ms', 'histogram', ['error.type', 'host.name', 'rpc.grpc.status_code', 'rpc.method', 'rpc.service', 'rpc.system', 'server.address', 'server.port', 'service.name']],
-    ['ringflow.spans.v1', 'rpc.client.duration', 'ms', 'histogram', ['error.type', 'host.name', 'rpc.grpc.status_code', 'rpc.method', 'rpc.service', 'rpc.system', 'server.address', 'server.port', 'service.name']],
+    ['ringflow.spans.v1', 'rpc.server.call.duration', 's', 'histogram', ['error.type', 'host.name', 'rpc.method', 'rpc.response.status_code', 'rpc.system.name', 'server.address', 'server.port', 'service.name']],
+    ['ringflow.spans.v1', 'rpc.client.call.duration', 's', 'histogram', ['error.type', 'host.name', 'rpc.method', 'rpc.response.status_code', 'rpc.system.name', 'server.address', 'server.port', 'service.name']],
     ['ringflow.spans.v1', 'dns.lookup.duration', 's', 'histogram', ['dns.question.name', 'error.type', 'host.name', 'service.name']],
   ];
   assert.deepEqual(METRICS.map((m) => [m.topic, m.name, m.unit, m.kind, m.dimensions.map((d) => d.key)]), want);
@@ -179,6 +184,11 @@ test('aggregate: each topic becomes its metrics, values and attributes (table)',
       want: [['ringflow.tcp.drops', [['host.name', 'h2'], ['ringflow.tcp.drop.reason', 'NO_SOCKET']], 1]],
     },
   ];
+  cases.push({
+    name: 'tcp connect to an IPv4-mapped peer: server.address as IPv4',
+    ev: { topic: 'ringflow.tcp.connect.v1', value: { ...base, ...tcp, daddr: '::ffff:10.0.0.2', family: 10, host: 'h2', comm: 'curl', ts_ns: S, state: 'ESTABLISHED', latency_ns: 120_000n } as TopicEvent['value'] },
+    want: [['ringflow.tcp.connect.duration', [['host.name', 'h2'], ['process.command', 'curl'], ['server.address', '10.0.0.2'], ['server.port', '443']], 0.00012]],
+  });
   for (const c of [...cases, ...spanCases()]) {
     const a = new WindowAggregator();
     assert.equal(a.add(c.ev), 'ok', c.name);
@@ -358,4 +368,17 @@ test('aggregate: stage 2 keeps spans in their own lane: not late behind live eve
   assert.equal(once.reduce((a, p) => a + p.late, 0), 0, 'no span and no event late');
   assert.equal(once.filter((p) => p.name === 'ringflow.sched.runqueue.latency').reduce((a, p) => a + p.count, 0), 100);
   for (const crashAt of [[7], [33, 34], [50, 120, 151], [199]]) assert.deepEqual(run(crashAt), once, `crash after ${crashAt}`);
+});
+
+test('aggregate: OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup adds the v1.37 rpc.*.duration (ms) beside the stable rpc.*.call.duration (s)', () => {
+  const ev = span('SERVER', 'GRPC', 2_500_000n, { 'rpc.system': 'grpc', 'rpc.service': 'helloworld.Greeter', 'rpc.method': 'SayHello', 'rpc.grpc.status_code': '13', 'error.type': 'INTERNAL', 'server.address': '10.0.0.1', 'server.port': '50051' }, 'ERROR').value as Parameters<ReturnType<typeof rpcMetrics>[number]['value']>[0];
+  const emitted = (rows: ReturnType<typeof rpcMetrics>): [string, string, number, string][] => rows.filter((m) => m.accept?.(ev) ?? true).map((m) => [
+    m.name, m.unit, m.value(ev), m.dimensions.flatMap((d) => { const v = d.get(ev); return v === undefined ? [] : [`${d.key}=${v}`]; }).join(','),
+  ]);
+  const stable: [string, string, number, string] = ['rpc.server.call.duration', 's', 0.0025,
+    'error.type=INTERNAL,host.name=h1,rpc.method=helloworld.Greeter/SayHello,rpc.response.status_code=INTERNAL,rpc.system.name=grpc,server.address=10.0.0.1,server.port=50051,service.name=api'];
+  const old: [string, string, number, string] = ['rpc.server.duration', 'ms', 2.5,
+    'error.type=INTERNAL,host.name=h1,rpc.grpc.status_code=13,rpc.method=SayHello,rpc.service=helloworld.Greeter,rpc.system=grpc,server.address=10.0.0.1,server.port=50051,service.name=api'];
+  assert.deepEqual(emitted(rpcMetrics({ stable: true, old: false })), [stable]);
+  assert.deepEqual(emitted(rpcMetrics({ stable: true, old: true })), [stable, old]);
 });
