@@ -237,6 +237,13 @@ struct rf_l7_capture {
 	__u8  protocol;     /* IPPROTO_TCP (6) or IPPROTO_UDP (17) */
 	__u8  kind;         /* enum rf_l7_kind */
 	__u8  flags;        /* enum rf_l7_flag bits */
+	/*
+	 * bpf_ktime_get_ns() at the call's sys_enter; hdr.ts_ns is its sys_exit.
+	 * Span edges need both: bytes sent exist from the send's enter on (a peer
+	 * can receive them before the send returns), bytes received only from the
+	 * recv's exit (a recv blocks at its enter until they arrive). Close: = ts_ns.
+	 */
+	__u64 enter_ns;
 };
 
 /*

@@ -156,6 +156,7 @@ struct rf_l7_args {
 	__u64 count;   /* buffer length, iovec count, or vlen */
 	__u64 addr;    /* recvfrom/sendto: sockaddr */
 	__u64 addrlen; /* sendto: the length; recvfrom: int * (read at exit) */
+	__u64 enter_ns; /* bpf_ktime_get_ns() at sys_enter: the record's enter_ns */
 	__u32 fd;
 	__u8  sys;     /* enum rf_l7_syscall or RF_L7_SYS_CONNECT */
 	__u8  protocol;
@@ -268,6 +269,7 @@ struct rf_l7_call {
 	__u64 buflen;
 	__u64 iov;     /* ... else an array of iovcnt iovecs */
 	__u64 iovcnt;
+	__u64 enter_ns; /* the call's sys_enter time */
 	__u32 fd;
 	__u8  sys;
 	__u8  protocol;
@@ -394,6 +396,12 @@ static __always_inline int rf_l7_enter(__u32 fd, __u8 sys, __u64 buf, __u64 coun
 	a.protocol = protocol;
 	/* TCP with MSG_TRUNC discards what it returns (UDP's is the datagram's full length) */
 	a.nocopy = protocol == IPPROTO_TCP && (msg_flags & MSG_TRUNC);
+	/*
+	 * After the filters (untraced calls pay no clock read), still before the
+	 * call moves a byte: a send's bytes cannot reach the peer before this
+	 * time, which is what puts a server span inside its client span.
+	 */
+	a.enter_ns = bpf_ktime_get_ns();
 	p = bpf_task_storage_get(&rf_l7_args, bpf_get_current_task_btf(), 0,
 				 BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (p)
@@ -737,6 +745,7 @@ __noinline int rf_l7_emit(struct rf_l7_call *c)
 	r->role = st->role;
 	r->kind = RF_L7_KIND_DATA;
 	r->flags |= st->flags;
+	r->enter_ns = c->enter_ns;
 
 	if (limit > RF_L7_MAX_CAPTURE)
 		limit = RF_L7_MAX_CAPTURE;
@@ -806,6 +815,7 @@ static __always_inline void rf_l7_call_init(struct rf_l7_call *c, struct rf_l7_a
 	c->buflen = 0;
 	c->iov = 0;
 	c->iovcnt = 0;
+	c->enter_ns = a->enter_ns;
 	c->fd = a->fd;
 	c->sys = a->sys;
 	c->protocol = a->protocol;
@@ -1142,6 +1152,7 @@ int rf_l7_enter_close(struct trace_event_raw_sys_enter *ctx)
 	r->role = st->role;
 	r->kind = RF_L7_KIND_CLOSE;
 	r->flags = st->flags;
+	r->enter_ns = r->hdr.ts_ns;
 	rf_submit(r);
 out:
 	bpf_map_delete_elem(&rf_l7_conns, &k);

@@ -7,10 +7,11 @@
  * offsets below are pinned to it by test/unit/layout.test.ts):
  *
  *   record  = header capture payload
- *   header  = struct rf_header                    ; 48 bytes, type = RF_EV_L7_CAPTURE
+ *   header  = struct rf_header                    ; 48 bytes, type = RF_EV_L7_CAPTURE, ts_ns = sys_exit time
  *   capture = conn_id:u64 offset:u64 peer_offset:u64 laddr:16 raddr:16
  *             fd:u32 total_len:u32 captured_len:u32 lport:u16 rport:u16 family:u16
  *             direction:u8 syscall:u8 role:u8 protocol:u8 kind:u8 flags:u8
+ *             enter_ns:u64
  *   payload = captured_len bytes                  ; the first bytes the call moved
  *
  * A data record's payload is the first min(total_len, limit) bytes of what
@@ -25,7 +26,7 @@
 /** RF_EV_L7_CAPTURE: the record's first byte. */
 export const L7_CAPTURE_TYPE = 9;
 /** sizeof(struct rf_l7_capture): the payload starts here. */
-export const L7_CAPTURE_SIZE = 128;
+export const L7_CAPTURE_SIZE = 136;
 /** RF_L7_MAX_CAPTURE: hard maximum of rf_l7_capture_bytes. */
 export const L7_MAX_CAPTURE = 16384;
 /** RF_L7_DEFAULT_CAPTURE: rf_l7_capture_bytes when not set. */
@@ -58,6 +59,7 @@ export const L7_OFFSETS = {
   protocol: 125,
   kind: 126,
   flags: 127,
+  enter_ns: 128,
 } as const;
 
 /** enum rf_l7_kind */
@@ -116,7 +118,7 @@ export interface L7Capture {
   pid: number;
   tgid: number;
   uid: number;
-  /** bpf_ktime_get_ns(): CLOCK_MONOTONIC. */
+  /** bpf_ktime_get_ns() at the call's sys_exit (CLOCK_MONOTONIC); close: at close()'s enter. */
   ts_ns: bigint;
   cgroup_id: bigint;
   comm: string;
@@ -151,6 +153,11 @@ export interface L7Capture {
   kind: number;
   /** L7_FLAG bits. */
   flags: number;
+  /**
+   * bpf_ktime_get_ns() at the call's sys_enter (<= ts_ns); close: = ts_ns.
+   * Which of the two edges stamps a message: see messageEdgeNs (tracker.ts).
+   */
+  enter_ns: bigint;
   /** The captured bytes: a view into the record, not a copy. */
   payload: Uint8Array;
 }
@@ -236,6 +243,7 @@ export function decodeL7Capture(buf: Uint8Array, offset: number, length: number)
     protocol: buf[o + L7_OFFSETS.protocol]!,
     kind: buf[o + L7_OFFSETS.kind]!,
     flags: buf[o + L7_OFFSETS.flags]!,
+    enter_ns: u64(buf, o + L7_OFFSETS.enter_ns),
     payload: buf.subarray(o + L7_CAPTURE_SIZE, o + L7_CAPTURE_SIZE + captured),
   };
 }

@@ -93,6 +93,38 @@ export interface L7Counters {
   otherDatagrams: number;
 }
 
+/**
+ * The time that stamps the bytes of capture `c` in the messages they belong
+ * to (a message's start_ns is the stamp of its first byte's record, end_ns
+ * that of its last byte's): the ENTER of a send, the EXIT of a recv,
+ * whatever the role. Why, on one host (one CLOCK_MONOTONIC), with C the
+ * client and S the server:
+ *
+ *   C sends the request's first byte   (enter e1)  <= S's recv of it returns  (exit x2)
+ *   S sends the response's last byte   (enter e3)  <= C's recv of it returns  (exit x4)
+ *
+ * A byte cannot be received before the call that sends it has begun, but it
+ * can be received before that call returns (the send may still be copying,
+ * or be descheduled after queueing the bytes; seen: dig's sendmsg returned
+ * 1.4 ms after dnsmasq had answered). And a recv may block at its enter
+ * long before its bytes exist, so only its exit is after them. The client
+ * span [e1, x4] therefore contains the server span [x2, e3] by causality
+ * alone, for HTTP/1, HTTP/2/gRPC and DNS alike, and so does every message
+ * inside its span: the server's request [x2, exit of the recv of the last
+ * request byte] and response [enter of its first send, e3], which hold the
+ * handler's time between them. Stamping both directions at the exit (as
+ * before) made e1 late by a whole send: client spans started after their
+ * server spans and were left unlinked (processor/spans.ts links only a
+ * server span within its client span on one clock).
+ *
+ * A close record has no bytes: its ts_ns (= enter_ns) is returned.
+ */
+export function messageEdgeNs(c: Pick<L7Capture, 'direction' | 'ts_ns' | 'enter_ns' | 'kind'>): bigint {
+  if (c.kind !== L7Kind.DATA || c.direction !== L7Direction.EGRESS) return c.ts_ns;
+  // an enter after the exit cannot be (a record from before enter_ns existed reads 0): the exit then
+  return c.enter_ns > 0n && c.enter_ns <= c.ts_ns ? c.enter_ns : c.ts_ns;
+}
+
 /** "1.2.3.4" for an IPv4-mapped IPv6 address, so both ends of a dual-stack connection name it alike. */
 export function normalizeAddr(text: string): string {
   return text.startsWith('::ffff:') && text.indexOf('.') > 0 ? text.slice(7) : text;
@@ -249,7 +281,8 @@ export class L7Tracker {
       this.counters.lostRecords++;
       this.counters.gapBytes += c.offset - expected;
       const wasFailed = p.failed !== null;
-      this.collect(conn, p.gap(c.offset - expected, c.ts_ns), out);
+      // the lost bytes came before this call: their time is no later than its edge
+      this.collect(conn, p.gap(c.offset - expected, messageEdgeNs(c)), out);
       // this gap lost it (not an upgrade or a bad start line from before)
       if (conn.proto === 'HTTP1' && !wasFailed && p.failed !== null) {
         this.noteFailure(conn, dir);
@@ -260,10 +293,11 @@ export class L7Tracker {
     }
     if (expected >= 0 && c.offset < expected) return; // already fed (cannot happen unless ids repeat)
     if (p.failed !== null) this.noteLostRecord(conn, p.failed);
-    if (c.captured_len > 0) this.collect(conn, p.push(c.payload, c.ts_ns), out);
+    const at = messageEdgeNs(c);
+    if (c.captured_len > 0) this.collect(conn, p.push(c.payload, at), out);
     if (c.total_len > c.captured_len) {
       this.counters.gapBytes += c.total_len - c.captured_len;
-      this.collect(conn, p.gap(c.total_len - c.captured_len, c.ts_ns), out);
+      this.collect(conn, p.gap(c.total_len - c.captured_len, at), out);
     }
     conn.next[dir] = c.offset + c.total_len;
     this.noteFailure(conn, dir);
@@ -439,7 +473,7 @@ export class L7Tracker {
       this.counters.otherDatagrams++;
       return [];
     }
-    const msg = parseDnsMessage(c.payload, c.ts_ns);
+    const msg = parseDnsMessage(c.payload, messageEdgeNs(c));
     if (!msg) {
       this.counters.otherDatagrams++;
       return [];

@@ -42,7 +42,7 @@ function cap(conn: bigint, payload: Uint8Array, offset: number, ts: bigint): L7C
     cpu: 0, pid: 100, tgid: 100, uid: 0, ts_ns: ts, cgroup_id: 1n, comm: 'dig',
     conn_id: conn, offset, peer_offset: 0, laddr: Uint8Array.from([127, 0, 0, 1]), raddr: Uint8Array.from([127, 0, 0, 1]), fd: 3,
     total_len: payload.length, captured_len: payload.length, lport: 40000, rport: 53, family: 2,
-    direction: L7Direction.EGRESS, syscall: 2, role: L7Role.CLIENT, protocol: IPPROTO_TCP, kind: L7Kind.DATA, flags: 0,
+    direction: L7Direction.EGRESS, syscall: 2, role: L7Role.CLIENT, protocol: IPPROTO_TCP, kind: L7Kind.DATA, flags: 0, enter_ns: ts,
     payload,
   };
 }

@@ -44,7 +44,7 @@ function feed(recs: readonly Rec[]): L7Tracker {
       cpu: 0, pid: 100, tgid: 100, uid: 0, ts_ns: ts++, cgroup_id: 1n, comm: 'python3',
       conn_id: 9n, offset: off[dir]!, peer_offset: off[1 - dir]!, laddr: Uint8Array.from([127, 0, 0, 1]), raddr: Uint8Array.from([127, 0, 0, 1]), fd: 5,
       total_len: r.data.length, captured_len: captured, lport: 40000, rport: 50051, family: 2,
-      direction: dir, syscall: 2, role: L7Role.CLIENT, protocol: IPPROTO_TCP, kind: L7Kind.DATA, flags: 0,
+      direction: dir, syscall: 2, role: L7Role.CLIENT, protocol: IPPROTO_TCP, kind: L7Kind.DATA, flags: 0, enter_ns: ts - 1n,
       payload: r.data.subarray(0, captured),
     };
     off[dir]! += r.data.length;

@@ -21,6 +21,8 @@ function cap(p: Partial<L7Capture> & { data?: string }): L7Capture {
     total_len: payload.length, captured_len: payload.length, lport: 40000, rport: 8080, family: 2,
     direction: L7Direction.EGRESS, syscall: 2, role: L7Role.CLIENT, protocol: IPPROTO_TCP, kind: L7Kind.DATA, flags: 0,
     ...p,
+    // a call that took no time unless the case says otherwise
+    enter_ns: p.enter_ns ?? p.ts_ns ?? 1000n,
     payload,
   };
 }
