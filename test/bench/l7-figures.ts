@@ -162,3 +162,16 @@ export function collectorTotals(stderr: string): CollectorTotals {
 export function ratio(a: number, b: number, digits = 2): number | null {
   return b > 0 ? +(a / b).toFixed(digits) : null;
 }
+
+/**
+ * IRQ work interrupts so far, all CPUs (/proc/interrupts "IWI"): a ring
+ * submit with BPF_RB_FORCE_WAKEUP (ringflow's programs force one on every
+ * record while the consumer is rf_wakeup_bytes behind) raises one to wake the
+ * consumer, inside the program's own run time. Host-wide: the runs without an
+ * observer give the machine's background. null where the line is missing.
+ */
+export function irqWorkCount(interrupts: string): number | null {
+  const line = /^\s*IWI:((?:\s+\d+)+)/m.exec(interrupts);
+  if (!line) return null;
+  return line[1]!.trim().split(/\s+/).reduce((a, n) => a + Number(n), 0);
+}

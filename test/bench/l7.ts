@@ -40,7 +40,7 @@ import dnsPacket from 'dns-packet';
 import { L7Tracker } from '../../collector/l7/tracker.ts';
 import { L7Direction, L7Kind, L7Role, IPPROTO_TCP, IPPROTO_UDP, type L7Capture } from '../../collector/l7/capture.ts';
 import { REPO_ROOT } from '../../collector/signals/registry.ts';
-import { parseWrk, parseProgFdinfo, parseBpftoolNames, hookDeltas, totalNs, perRequest, collectorTotals, ratio, type WrkResult, type ProgCounters, type HookFigures } from './l7-figures.ts';
+import { parseWrk, parseProgFdinfo, parseBpftoolNames, hookDeltas, totalNs, perRequest, collectorTotals, ratio, irqWorkCount, type WrkResult, type ProgCounters, type HookFigures } from './l7-figures.ts';
 
 const enc = new TextEncoder();
 
@@ -222,7 +222,11 @@ interface Run extends WrkResult {
   observer_cpu_s: number;
   /** what each of the observer's BPF programs ran over the run; null without an observer or without bpf_stats */
   hooks: Record<string, HookFigures> | null;
+  /** IRQ work interrupts on the host over the run (the ring's forced wake-ups among them); null where /proc/interrupts has none */
+  irq_work: number | null;
 }
+
+const irqWork = () => irqWorkCount(fs.readFileSync('/proc/interrupts', 'utf8'));
 
 /**
  * One measured load run, the only way any run here is made (warm-up,
@@ -236,14 +240,16 @@ interface Run extends WrkResult {
 async function measuredRun(port: number, seconds: number, observer?: { pid: number; names: ReadonlyMap<number, string> | null }): Promise<Run> {
   const p0 = observer?.names ? progCounters(observer.pid) : [];
   const c0 = observer ? procCpuSeconds(observer.pid) : 0;
+  const i0 = irqWork();
   const h0 = hostBusySeconds();
   const t0 = performance.now();
   const r = await wrkAsync(port, seconds);
   const s = (performance.now() - t0) / 1000;
   const h1 = hostBusySeconds();
+  const i1 = irqWork();
   const c1 = observer ? procCpuSeconds(observer.pid) : 0;
   const hooks = observer?.names ? hookDeltas(p0, progCounters(observer.pid), observer.names) : null;
-  return { ...r, seconds: s, host_cores: (h1 - h0) / s, observer_cpu_s: c1 - c0, hooks };
+  return { ...r, seconds: s, host_cores: (h1 - h0) / s, observer_cpu_s: c1 - c0, hooks, irq_work: i0 === null || i1 === null ? null : i1 - i0 };
 }
 
 /**
@@ -360,6 +366,9 @@ export async function httpOverhead(brokers: string, seconds = 10): Promise<Recor
     const bpfHooks = (r: Run) => (r.hooks ? totalNs(r.hooks) : NaN);
     const withL7 = perRequest(bpfHooks(during), during.observer_cpu_s, during.requests);
     const captureOnlyPer = perRequest(bpfHooks(captureOnly), captureOnly.observer_cpu_s, captureOnly.requests);
+    const irqPerRequest = (r: Run) => (r.irq_work === null ? null : ratio(r.irq_work, r.requests, 3));
+    // hooks that never ran (readv, sendmmsg... under wrk and node:http) would only lengthen the output
+    const called = (h: Record<string, HookFigures> | null) => (h ? Object.fromEntries(Object.entries(h).filter(([, f]) => f.calls > 0)) : null);
     const orNull = (n: number | null) => (n === null || Number.isNaN(n) ? null : n);
     return {
       http_rps_without: Math.round(base.rps),
@@ -381,15 +390,19 @@ export async function httpOverhead(brokers: string, seconds = 10): Promise<Recor
       http_l7_observer_us_per_request: withStats ? withL7.observer_us_per_request : null,
       http_l7_records_per_exchange: ratio(totals.captures, during.requests),
       http_l7_messages_per_exchange: ratio(totals.messages, during.requests),
-      http_l7_bpf_hooks: during.hooks,
+      http_l7_bpf_hooks: called(during.hooks),
       http_rps_with_capture_only: Math.round(captureOnly.rps),
       http_overhead_capture_ratio: +(captureOnly.rps / base.rps).toFixed(3),
       http_capture_only_records: captured.records ?? null,
       http_capture_only_kernel_drops: captured.kernel_drops ?? null,
       http_capture_only_records_per_exchange: captured.records === undefined ? null : ratio(captured.records, captureOnly.requests),
       http_capture_only_bpf_ns_per_request: orNull(captureOnlyPer.bpf_ns_per_request),
-      http_capture_only_bpf_hooks: captureOnly.hooks,
+      http_capture_only_bpf_hooks: called(captureOnly.hooks),
       http_host_cpu_cores_capture_only: +captureOnly.host_cores.toFixed(2),
+      // the ring's forced wake-ups show here (host-wide: the run alone before is the background)
+      http_irq_work_per_request_without: irqPerRequest(before),
+      http_irq_work_per_request_with_l7: irqPerRequest(during),
+      http_irq_work_per_request_capture_only: irqPerRequest(captureOnly),
       http_rps_with_cpu_reference: Math.round(reference.rps),
       http_overhead_cpu_reference_ratio: +(reference.rps / base.rps).toFixed(3),
       http_l7_run_seconds: seconds,

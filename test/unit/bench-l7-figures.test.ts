@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseWrk, parseProgFdinfo, parseBpftoolNames, hookDeltas, totalNs, perRequest, collectorTotals, ratio } from '../bench/l7-figures.ts';
+import { parseWrk, parseProgFdinfo, parseBpftoolNames, hookDeltas, totalNs, perRequest, collectorTotals, ratio, irqWorkCount } from '../bench/l7-figures.ts';
 
 const wrkOut = (p99: string, requests = '48376') => `Running 2s test @ http://127.0.0.1:40123/users/42
   1 threads and 8 connections
@@ -109,4 +109,15 @@ test('collectorTotals: sums of the stats lines, other lines ignored', () => {
   ].join('\n');
   assert.deepEqual(collectorTotals(stderr), { read: 70000, captures: 70000, messages: 35000, kernel_drops: 64000, cpu_seconds: 0.95 + 1 + 0.01, lines: 3 });
   assert.deepEqual(collectorTotals(''), { read: 0, captures: 0, messages: 0, kernel_drops: 0, cpu_seconds: 0, lines: 0 });
+});
+
+test('irqWorkCount: the IWI line summed over CPUs, null without one', () => {
+  const two = '           CPU0       CPU1       \n 24:          1          0  IO-APIC   5-edge      ACPI:Ged\nIWI:    2571093    4702420   IRQ work interrupts\nRES:    2035174    1665861   Rescheduling interrupts\n';
+  const cases: [string, number | null][] = [
+    [two, 2571093 + 4702420],
+    ['           CPU0\nIWI:          7   IRQ work interrupts\n', 7],
+    ['           CPU0\nRES:          7   Rescheduling interrupts\n', null],
+    ['', null],
+  ];
+  for (const [text, want] of cases) assert.equal(irqWorkCount(text), want);
 });
