@@ -7,7 +7,10 @@
  * OTLPMetricExporter.export() ourselves.
  *
  * Mapping (MetricPoint field -> OTLP):
- *   attributes["host.name"]      -> Resource attribute host.name (one ResourceMetrics per host)
+ *   attributes["host.name"]      -> Resource attribute host.name (one ResourceMetrics per host and
+ *                                   observed service)
+ *   attributes service.name,     -> Resource attributes (POINT_RESOURCE_KEYS): the RED metrics'
+ *     container.id ...              observed service, over the exporter's own service.name
  *   other attributes             -> data point attributes; integer conventions (server.port...)
  *                                   become ints, a folded "other" value stays a string
  *   name, unit                   -> Metric name and unit, unchanged
@@ -129,16 +132,29 @@ function toNumber(v: bigint | number): number {
   return typeof v === 'number' ? v : Number(v);
 }
 
-export function pointAttributes(attrs: readonly { key: string; value: string }[]): { host: string; attributes: Attributes } {
+export function pointAttributes(attrs: readonly { key: string; value: string }[]): { host: string; attributes: Attributes; resource: Attributes } {
   let host = '';
   const attributes: Attributes = {};
+  const resource: Attributes = {};
   for (const { key, value } of attrs) {
     if (key === 'host.name') host = value;
-    else if (INT_ATTRIBUTES.has(key) && /^\d{1,15}$/.test(value)) attributes[key] = Number(value);
+    else if (POINT_RESOURCE_KEYS.has(key)) {
+      if (value !== '') resource[key] = value;
+    } else if (INT_ATTRIBUTES.has(key) && /^\d{1,15}$/.test(value)) attributes[key] = Number(value);
     else attributes[key] = value;
   }
-  return { host, attributes };
+  return { host, attributes, resource };
 }
+
+/**
+ * Point attributes that describe the observed process, not the measurement:
+ * the RED metrics carry the observed service's service.name (and its
+ * container, when known) as dimensions; OTLP puts them on the Resource, one
+ * Resource per observed service, under which ringflow's own service.name
+ * does not stand (issue 10). process.pid is not a metric dimension (a
+ * series per process would explode the cardinality), so it is not here.
+ */
+export const POINT_RESOURCE_KEYS: ReadonlySet<string> = new Set(['service.name', 'service.namespace', 'service.instance.id', 'container.id']);
 
 export function toExponential(h: ExpHistogramRecord): ExponentialHistogram {
   const count = toNumber(h.count);
@@ -192,7 +208,7 @@ export interface MapOptions {
 }
 
 export interface MappedBatch {
-  /** One per host, in order of first appearance. */
+  /** One per (host, observed service: POINT_RESOURCE_KEYS), in order of first appearance. */
   resources: { host: string; metrics: ResourceMetrics; points: number }[];
   /** Points that could not be mapped (kind without its value), with why. */
   invalid: { point: MetricPoint; reason: string }[];
@@ -200,8 +216,14 @@ export interface MappedBatch {
 
 /** Pure: points -> one ResourceMetrics per host, one MetricData per (name, unit, kind). */
 export function toResourceMetrics(points: readonly MetricPoint[], opts: MapOptions): MappedBatch {
-  const hosts = new Map<string, { metrics: Map<string, MetricData>; points: number }>();
+  const groups = new Map<string, { host: string; resource: Attributes; metrics: Map<string, MetricData>; points: number }>();
   const invalid: MappedBatch['invalid'] = [];
+  const groupOf = (host: string, resource: Attributes): { metrics: Map<string, MetricData>; points: number } => {
+    const id = JSON.stringify([host, Object.entries(resource).sort(([a], [b]) => (a < b ? -1 : 1))]);
+    let g = groups.get(id);
+    if (!g) groups.set(id, (g = { host, resource, metrics: new Map(), points: 0 }));
+    return g;
+  };
   for (const p of points) {
     const reason = p.kind === 'HISTOGRAM' ? (p.histogram ? null : 'kind HISTOGRAM without a histogram')
       : p.kind === 'SUM' ? (p.sum === null || p.sum === undefined ? 'kind SUM without a sum' : null)
@@ -212,9 +234,8 @@ export function toResourceMetrics(points: readonly MetricPoint[], opts: MapOptio
       continue;
     }
     if (p.kind === 'GAUGE') {
-      const { host, attributes } = pointAttributes(p.attributes);
-      let h = hosts.get(host);
-      if (!h) hosts.set(host, (h = { metrics: new Map(), points: 0 }));
+      const { host, attributes, resource } = pointAttributes(p.attributes);
+      const h = groupOf(host, resource);
       h.points++;
       addGauge(h.metrics, p.name, p.unit, { startTime: nsToHrTime(p.window_start_ns), endTime: nsToHrTime(p.window_end_ns), attributes, value: p.gauge! });
       continue;
@@ -222,11 +243,10 @@ export function toResourceMetrics(points: readonly MetricPoint[], opts: MapOptio
     const late = toNumber(p.late_events ?? 0n);
     const empty = p.kind === 'HISTOGRAM' ? toNumber(p.histogram!.count) === 0 : toNumber(p.sum!) === 0 && late > 0;
     if (empty && late === 0) continue; // nothing to say: no data, no drop
-    const { host, attributes } = pointAttributes(p.attributes);
+    const { host, attributes, resource } = pointAttributes(p.attributes);
     const startTime = nsToHrTime(p.window_start_ns);
     const endTime = nsToHrTime(p.window_end_ns);
-    let h = hosts.get(host);
-    if (!h) hosts.set(host, (h = { metrics: new Map(), points: 0 }));
+    const h = groupOf(host, resource);
     h.points++;
     if (late > 0) {
       addSum(h.metrics, DROPPED_METRIC, DROPPED_UNIT, { startTime, endTime, attributes: { ...attributes, reason: 'late', signal: p.name }, value: late });
@@ -248,14 +268,19 @@ export function toResourceMetrics(points: readonly MetricPoint[], opts: MapOptio
     }
     h.metrics.set(id, m);
   }
-  const resources = [...hosts].map(([host, h]) => ({
-    host,
-    points: h.points,
-    metrics: {
-      resource: resourceFromAttributes(host === '' ? { ...opts.resource } : { ...opts.resource, 'host.name': host }),
-      scopeMetrics: [{ scope: { name: SCOPE_NAME, version: SCOPE_VERSION }, metrics: [...h.metrics.values()] }],
-    },
-  }));
+  const resources = [...groups.values()].map((g) => {
+    // the observed service's attributes over the exporter's own (OTEL_RESOURCE_ATTRIBUTES, service.name ringflow)
+    const attrs: Attributes = { ...opts.resource, ...g.resource };
+    if (g.host !== '') attrs['host.name'] = g.host;
+    return {
+      host: g.host,
+      points: g.points,
+      metrics: {
+        resource: resourceFromAttributes(attrs),
+        scopeMetrics: [{ scope: { name: SCOPE_NAME, version: SCOPE_VERSION }, metrics: [...g.metrics.values()] }],
+      },
+    };
+  });
   return { resources, invalid };
 }
 

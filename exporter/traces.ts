@@ -16,10 +16,11 @@
  *   start_ns, end_ns            -> start_time_unix_nano, end_time_unix_nano (exact ns)
  *   status, status_message      -> status {code UNSET|OK|ERROR, message}
  *   attributes                  -> attributes: NUMERIC_SPAN_ATTRIBUTES as ints, BOOLEAN_SPAN_ATTRIBUTES
- *                                  as bools, the rest strings; service.name and host.name are
- *                                  Resource attributes and not repeated on the span
+ *                                  as bools, the rest strings; service.name, host.name, process.pid
+ *                                  (an int) and container.id are Resource attributes, not repeated
+ *                                  on the span
  *   service_name, host          -> Resource service.name (the observed process), host.name
- *                                  (one Resource per pair, over OTEL_RESOURCE_ATTRIBUTES)
+ *                                  (one Resource per observed process, over OTEL_RESOURCE_ATTRIBUTES)
  *   protocol                    -> not exported (the attributes already say it)
  * Scope: name "ringflow", version of package.json. No events, no links.
  */
@@ -38,8 +39,23 @@ export type SpanExporterLike = OtlpExporterLike<ReadableSpan[]>;
 /** service.name of a span whose record has none (the OTel resource spec's fallback). */
 export const UNKNOWN_SERVICE = 'unknown_service';
 
-/** Span attributes that identify the Resource: carried there, not on each span. */
-const RESOURCE_KEYS: ReadonlySet<string> = new Set(['service.name', 'host.name']);
+/**
+ * Span attributes that identify the Resource (the observed process): carried
+ * there, not on each span. process.pid is one (issue 10): a Resource per
+ * observed process, as an SDK inside it would have made.
+ */
+const RESOURCE_KEYS: ReadonlySet<string> = new Set(['service.name', 'host.name', 'process.pid', 'service.namespace', 'service.instance.id', 'container.id']);
+/** Resource attributes of the span's own process besides service.name and host.name, typed. */
+function processResource(attrs: Readonly<Record<string, string>>): Attributes {
+  const out: Attributes = {};
+  for (const key of RESOURCE_KEYS) {
+    if (key === 'service.name' || key === 'host.name') continue;
+    const v = attrs[key];
+    if (v === undefined || v === '') continue;
+    out[key] = key === 'process.pid' && /^\d{1,15}$/.test(v) ? Number(v) : v;
+  }
+  return out;
+}
 
 const KINDS: Readonly<Record<SpanRecord['kind'], SpanKind>> = { INTERNAL: SpanKind.INTERNAL, SERVER: SpanKind.SERVER, CLIENT: SpanKind.CLIENT };
 const STATUS: Readonly<Record<SpanRecord['status'], SpanStatusCode>> = { UNSET: SpanStatusCode.UNSET, OK: SpanStatusCode.OK, ERROR: SpanStatusCode.ERROR };
@@ -133,7 +149,7 @@ export interface TraceMapOptions {
 }
 
 export interface MappedSpans {
-  /** One per (service.name, host.name), in order of first appearance; each span holds that Resource object. */
+  /** One per observed process (service.name, host.name, process.pid...), in order of first appearance; each span holds that Resource object. */
   resources: { service: string; host: string; resource: Resource; spans: ReadableSpan[] }[];
   /** Every mapped span, in record order (what one export sends). */
   spans: ReadableSpan[];
@@ -157,10 +173,11 @@ export function toReadableSpans(records: readonly SpanRecord[], opts: TraceMapOp
       continue;
     }
     const service = r.service_name === '' ? UNKNOWN_SERVICE : r.service_name;
-    const id = `${service}\u0000${r.host}`;
+    const own = processResource(r.attributes);
+    const id = JSON.stringify([service, r.host, Object.entries(own)]);
     let g = groups.get(id);
     if (!g) {
-      const attrs: Attributes = { ...opts.resource, 'service.name': service };
+      const attrs: Attributes = { ...opts.resource, ...own, 'service.name': service };
       if (r.host !== '') attrs['host.name'] = r.host;
       else delete attrs['host.name'];
       groups.set(id, (g = { service, host: r.host, resource: resourceFromAttributes(attrs), spans: [] }));

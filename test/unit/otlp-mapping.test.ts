@@ -126,6 +126,34 @@ test('one Resource per host; one MetricData per (kind, name, unit) within it', (
   assert.match(out.invalid[0]!.reason, /SUM without a sum/);
 });
 
+test('RED metrics: the observed service (service.name, container.id) is the Resource, one per service, not a point attribute under service.name ringflow', () => {
+  const red = (service: string, route: string, extra: { key: string; value: string }[] = []): MetricPoint => point({
+    name: 'http.server.request.duration',
+    attributes: [{ key: 'host.name', value: 'h1' }, { key: 'http.route', value: route }, { key: 'service.name', value: service }, ...extra],
+  });
+  const pts = [
+    red('checkout', '/a'),
+    red('http.server', '/b'),
+    point(), // ringflow's own metric on h1: under the exporter's Resource
+    red('checkout', '/c'),
+    red('cart', '/d', [{ key: 'container.id', value: 'c0ffee' }]),
+  ];
+  const out = toResourceMetrics(pts.map(roundTrip), { histogramMode: 'exponential', resource: { ...RESOURCE, 'deployment.environment.name': 'test' } });
+  assert.deepEqual(out.resources.map((r) => [r.metrics.resource.attributes, r.points]), [
+    [{ 'service.name': 'checkout', 'deployment.environment.name': 'test', 'host.name': 'h1' }, 2],
+    [{ 'service.name': 'http.server', 'deployment.environment.name': 'test', 'host.name': 'h1' }, 1],
+    [{ 'service.name': 'ringflow', 'deployment.environment.name': 'test', 'host.name': 'h1' }, 1],
+    [{ 'service.name': 'cart', 'deployment.environment.name': 'test', 'host.name': 'h1', 'container.id': 'c0ffee' }, 1],
+  ]);
+  const checkout = out.resources[0]!.metrics.scopeMetrics[0]!.metrics[0]!;
+  assert.deepEqual(checkout.dataPoints.map((d) => d.attributes), [{ 'http.route': '/a' }, { 'http.route': '/c' }]);
+  for (const r of out.resources) {
+    for (const m of r.metrics.scopeMetrics[0]!.metrics) {
+      for (const d of m.dataPoints) assert.ok(!('service.name' in d.attributes) && !('container.id' in d.attributes), 'no resource attribute on a point');
+    }
+  }
+});
+
 test('explicit buckets: whole exponential buckets move, counts sum to count', () => {
   const s = explicitBoundsFor('s'); // 2^-20 .. 2^5
   assert.equal(s.length, 26);

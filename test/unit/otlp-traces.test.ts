@@ -130,9 +130,10 @@ test('ids, parent, times, kind, status: exact', () => {
   }
 });
 
-test('attributes: ints, booleans, strings; service.name and host.name go to the Resource', () => {
+test('attributes: ints, booleans, strings; service.name, host.name, process.pid and container.id go to the Resource', () => {
   const cases: [Record<string, string>, Record<string, string | number | boolean>][] = [
-    [span().attributes, { 'http.request.method': 'GET', 'http.response.status_code': 200, 'process.pid': 4242, 'server.port': 8080, 'url.path': '/users/42' }],
+    [span().attributes, { 'http.request.method': 'GET', 'http.response.status_code': 200, 'server.port': 8080, 'url.path': '/users/42' }],
+    [{ 'container.id': 'abc', 'process.pid': '7', 'url.path': '/' }, { 'url.path': '/' }],
     [
       { 'client.port': '51234', 'network.peer.port': '0', 'rpc.grpc.status_code': '14', 'http.request.body.size': '9007199254740991', 'http.response.body.size': '12' },
       { 'client.port': 51234, 'network.peer.port': 0, 'rpc.grpc.status_code': 14, 'http.request.body.size': 9007199254740991, 'http.response.body.size': 12 },
@@ -150,7 +151,7 @@ test('attributes: ints, booleans, strings; service.name and host.name go to the 
   assert.deepEqual(toReadableSpan(record(span()), resourceFromAttributes({})).attributes, cases[0]![1]);
 });
 
-test('resources: one per (service.name, host.name), shared by its spans, in order of first appearance', () => {
+test('resources: one per observed process (service.name, host.name, process.pid), shared by its spans, in order of first appearance', () => {
   const records = [
     span({ span_id: '0000000000000001' }),
     span({ span_id: '0000000000000002', service_name: 'curl', kind: 'CLIENT' }),
@@ -158,22 +159,24 @@ test('resources: one per (service.name, host.name), shared by its spans, in orde
     span({ span_id: '0000000000000004', host: 'h2' }),
     span({ span_id: '0000000000000005', service_name: '', host: '' }),
     span({ span_id: '0000000000000006', service_name: 'curl' }),
+    span({ span_id: '0000000000000007', attributes: { ...span().attributes, 'process.pid': '5151' } }), // a second nginx worker
   ].map(record);
   const mapped = toReadableSpans(records, { resource: { ...RESOURCE, 'host.name': 'exporter-host' } });
   assert.deepEqual(mapped.invalid, []);
   assert.deepEqual(mapped.spans.map((s) => s.spanContext().spanId), records.map((r) => r.span_id), 'every span, in record order');
   assert.deepEqual(
     mapped.resources.map((r) => [r.service, r.host, r.spans.map((s) => s.spanContext().spanId.slice(-1))]),
-    [['nginx', 'h1', ['1', '3']], ['curl', 'h1', ['2', '6']], ['nginx', 'h2', ['4']], [UNKNOWN_SERVICE, '', ['5']]],
+    [['nginx', 'h1', ['1', '3']], ['curl', 'h1', ['2', '6']], ['nginx', 'h2', ['4']], [UNKNOWN_SERVICE, '', ['5']], ['nginx', 'h1', ['7']]],
   );
   assert.deepEqual(
     mapped.resources.map((r) => r.resource.attributes),
     [
-      { 'service.name': 'nginx', 'deployment.environment.name': 'test', 'host.name': 'h1' },
-      { 'service.name': 'curl', 'deployment.environment.name': 'test', 'host.name': 'h1' },
-      { 'service.name': 'nginx', 'deployment.environment.name': 'test', 'host.name': 'h2' },
+      { 'service.name': 'nginx', 'deployment.environment.name': 'test', 'host.name': 'h1', 'process.pid': 4242 },
+      { 'service.name': 'curl', 'deployment.environment.name': 'test', 'host.name': 'h1', 'process.pid': 4242 },
+      { 'service.name': 'nginx', 'deployment.environment.name': 'test', 'host.name': 'h2', 'process.pid': 4242 },
       // no host: not the exporter's own host.name either
-      { 'service.name': UNKNOWN_SERVICE, 'deployment.environment.name': 'test' },
+      { 'service.name': UNKNOWN_SERVICE, 'deployment.environment.name': 'test', 'process.pid': 4242 },
+      { 'service.name': 'nginx', 'deployment.environment.name': 'test', 'host.name': 'h1', 'process.pid': 5151 },
     ],
   );
   // the OTLP serializer groups by Resource identity: spans of one pair share the object
