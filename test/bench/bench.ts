@@ -37,7 +37,7 @@ import { decodeCurrent, decodeRecord, encodeRecord, schemaRegistry } from '../..
 import { WindowAggregator } from '../../processor/index.ts';
 import { createFastDecoder, eventTimeNs } from '../../processor/fast-decode.ts';
 import { startProcessor } from '../../processor/service.ts';
-import { l7Parse, httpOverhead } from './l7.ts';
+import { l7Parse, httpOverhead, wakeupCost } from './l7.ts';
 
 const { CompressionTypes } = kafkajs;
 const { createPartitioner } = await import('../../kafka/kafkajs.ts');
@@ -395,6 +395,11 @@ async function main() {
     } finally {
       await k.stop();
     }
+  }
+  // opt-in: an experiment on the kernel side's wake-ups, not a figure with a goal
+  if (only?.includes('l7wakeup')) {
+    log('l7wakeup: the kernel side alone with a lagging consumer, ring wake-ups forced as the collector has them vs never, 3 pairs of 5 s');
+    Object.assign(out, await wakeupCost());
   }
   if (!want('e2e')) {
     process.stdout.write(JSON.stringify(out, null, 2) + '\n');

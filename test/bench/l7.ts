@@ -279,8 +279,8 @@ async function wrkAsync(port: number, seconds: number): Promise<WrkResult> {
 }
 
 /** Starts a child and waits for `ready` on its stderr; its stderr so far and on, for the figures. */
-async function startObserver(cmd: string, args: string[], ready: RegExp, what: string): Promise<{ child: ReturnType<typeof spawn>; err: () => string; out: () => string }> {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+async function startObserver(cmd: string, args: string[], ready: RegExp, what: string, env: NodeJS.ProcessEnv = process.env): Promise<{ child: ReturnType<typeof spawn>; err: () => string; out: () => string }> {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let err = '';
   let out = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
@@ -298,6 +298,20 @@ async function stopObserver(child: ReturnType<typeof spawn>): Promise<void> {
   const exited = once(child, 'exit');
   child.kill('SIGINT');
   await exited;
+}
+
+/** The traced server: node:http answering a small JSON body; prints its port. */
+function startServer(): ReturnType<typeof spawn> {
+  return spawn(process.execPath, ['-e', `
+    const http = require('node:http');
+    const s = http.createServer((req, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"id":42,"name":"x"}'); });
+    s.listen(0, '127.0.0.1', () => console.log(s.address().port));
+  `], { stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
+async function serverPort(server: ReturnType<typeof spawn>): Promise<number> {
+  const [line] = await once(server.stdout!, 'data') as [Buffer];
+  return Number(line.toString().trim());
 }
 
 /**
@@ -318,14 +332,9 @@ async function stopObserver(child: ReturnType<typeof spawn>): Promise<void> {
 export async function httpOverhead(brokers: string, seconds = 10): Promise<Record<string, unknown>> {
   const withStats = process.env.BENCH_L7_BPF_STATS !== '0';
   const restoreStats = withStats ? enableBpfStats() : () => {};
-  const server = spawn(process.execPath, ['-e', `
-    const http = require('node:http');
-    const s = http.createServer((req, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"id":42,"name":"x"}'); });
-    s.listen(0, '127.0.0.1', () => console.log(s.address().port));
-  `], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const server = startServer();
   try {
-    const [line] = await once(server.stdout!, 'data') as [Buffer];
-    const port = Number(line.toString().trim());
+    const port = await serverPort(server);
     await measuredRun(port, Math.min(2, seconds)); // warm-up
     const before = await measuredRun(port, seconds);
 
@@ -408,6 +417,51 @@ export async function httpOverhead(brokers: string, seconds = 10): Promise<Recor
       http_l7_run_seconds: seconds,
       http_l7_bpf_stats: withStats ? 'kernel.bpf_stats_enabled=1 during this part (restored after)' : 'off (BENCH_L7_BPF_STATS=0)',
     };
+  } finally {
+    server.kill();
+    restoreStats();
+  }
+}
+
+/**
+ * What the ring's forced wake-ups cost the traced server (`BENCH_ONLY=l7wakeup`,
+ * not in the default run). The BPF side submits with BPF_RB_FORCE_WAKEUP
+ * whenever the ring holds rf_wakeup_bytes or more (common.bpf.h rf_submit,
+ * l7.bpf.c): once the consumer lags that far, on every record, each one an
+ * IRQ work interrupt inside the program's run time. The kernel side alone
+ * (l7-capture.ts) with a consumer slowed to `usPerRecord` per record, as the
+ * collector lags, alternately with rf_wakeup_bytes as the collector has it and
+ * past the ring (never forced: the native thread's poll timeout still drains
+ * it), `pairs` times; the same server and wrk as httpOverhead.
+ */
+export async function wakeupCost(seconds = 5, pairs = 3, usPerRecord = 8): Promise<Record<string, unknown>> {
+  const restoreStats = enableBpfStats();
+  const server = startServer();
+  try {
+    const port = await serverPort(server);
+    await measuredRun(port, Math.min(2, seconds)); // warm-up
+    const runs: Record<string, unknown>[] = [];
+    for (let i = 0; i < pairs; i++) {
+      for (const forced of [true, false]) {
+        const env = { ...process.env, L7_CAPTURE_US_PER_RECORD: String(usPerRecord), ...(forced ? {} : { L7_CAPTURE_WAKEUP_BYTES: String(2 ** 40) }) };
+        const capture = await startObserver(process.execPath, ['--disable-warning=ExperimentalWarning', path.join(REPO_ROOT, 'test/bench/l7-capture.ts')], /capturing/, 'l7-capture', env);
+        let r: Run;
+        try {
+          r = await measuredRun(port, seconds, { pid: capture.child.pid!, names: progNames() });
+        } finally {
+          await stopObserver(capture.child);
+        }
+        const exits = Object.entries(r.hooks ?? {}).filter(([n]) => /_exit_/.test(n)).reduce((a, [, h]) => ({ calls: a.calls + h.calls, ns: a.ns + h.total_ns }), { calls: 0, ns: 0 });
+        runs.push({
+          wakeups: forced ? 'forced past rf_wakeup_bytes (as the collector runs)' : 'never forced',
+          rps: Math.round(r.rps),
+          bpf_ns_per_request: r.hooks ? ratio(totalNs(r.hooks), r.requests, 1) : null,
+          exit_ns_per_call: ratio(exits.ns, exits.calls, 1),
+          irq_work_per_request: r.irq_work === null ? null : ratio(r.irq_work, r.requests, 3),
+        });
+      }
+    }
+    return { l7_wakeup_runs: runs, l7_wakeup_settings: `kernel side alone, consumer busy ${usPerRecord} us per record, ${seconds} s per run, alternating` };
   } finally {
     server.kill();
     restoreStats();
