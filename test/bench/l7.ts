@@ -186,7 +186,19 @@ const BPF_STATS_SYSCTL = '/proc/sys/kernel/bpf_stats_enabled';
 function enableBpfStats(): () => void {
   const old = fs.readFileSync(BPF_STATS_SYSCTL, 'utf8').trim();
   fs.writeFileSync(BPF_STATS_SYSCTL, '1');
-  return () => fs.writeFileSync(BPF_STATS_SYSCTL, old);
+  const restore = () => fs.writeFileSync(BPF_STATS_SYSCTL, old);
+  // a benchmark stopped by Ctrl-C must not leave every BPF program on the host counting
+  const interrupted = (sig: NodeJS.Signals) => {
+    restore();
+    process.kill(process.pid, sig); // the handlers are gone (once): ends as it would have
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
+  return () => {
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
+    restore();
+  };
 }
 
 /** The bpf_stats counters of every BPF program `pid` holds an fd of (the collector's own: other helpers' programs are not counted). */
