@@ -173,7 +173,7 @@ describe('L7 end to end: ringflow up --signals l7 -> OpenTelemetry Collector tra
       const s = byPath(kind, '/slow')[0]!;
       assert.ok(s.end - s.start >= BigInt(SLOW_MS) * 1_000_000n, `${kind}: ${s.end - s.start} ns`);
     }
-    assert.equal(byPath(SERVER, '/slow')[0]!.service, 'node', 'service.name from the process');
+    assert.equal(byPath(SERVER, '/slow')[0]!.service, 'traffic', 'service.name: the script node runs (l7/traffic.ts)');
 
     // gRPC: Echo OK, Fail NOT_FOUND (an error for the client only, per the conventions)
     const g = spans.filter((s) => s.attrs['rpc.system'] === 'grpc' && onPort(s, grpcPort));
@@ -193,15 +193,20 @@ describe('L7 end to end: ringflow up --signals l7 -> OpenTelemetry Collector tra
 
     // RED metrics: server request durations per route, exact counts
     let red = 0;
+    const redServices = new Set<string>();
     for (let i = 0; i < 30 && red < 7; i++) {
       red = 0;
-      for (const rm of readOtlpFile(outputFile).metrics as { scopeMetrics: { metrics: Record<string, any>[] }[] }[]) {
+      for (const rm of readOtlpFile(outputFile).metrics as { resource: { attributes: { key: string; value: AnyValue }[] }; scopeMetrics: { metrics: Record<string, any>[] }[] }[]) {
         for (const sm of rm.scopeMetrics) {
           for (const m of sm.metrics) {
             if (m.name !== 'http.server.request.duration') continue;
             for (const dp of (m.exponentialHistogram ?? m.histogram)?.dataPoints ?? []) {
               // this Collector hears only this run's exporter; the route tells HTTP server spans
-              if (attrsOf(dp.attributes)['http.route'] !== undefined) red += Number(dp.count);
+              if (attrsOf(dp.attributes)['http.route'] === undefined) continue;
+              red += Number(dp.count);
+              // the observed service is the Resource, not a point attribute (issue 10)
+              redServices.add(String(attrsOf(rm.resource.attributes)['service.name']));
+              assert.equal(attrsOf(dp.attributes)['service.name'], undefined, 'service.name on the Resource only');
             }
           }
         }
@@ -209,6 +214,7 @@ describe('L7 end to end: ringflow up --signals l7 -> OpenTelemetry Collector tra
       if (red < 7) await sleep(1000);
     }
     assert.equal(red, 7, 'one server request duration per HTTP request');
+    assert.deepEqual([...redServices], ['traffic'], 'RED metrics under the observed service\'s Resource');
 
     // no secret anywhere in what the backend received or in what ringflow printed
     const all = fs.readFileSync(outputFile, 'utf8') + up!.stderr() + up!.stdout();

@@ -77,6 +77,8 @@ describe('L7: a Python grpcio client and server, every call captured from both s
         // (seen as 'default-executo'), like dig's isc-net threads
         if (role === 'SERVER') assert.equal(Number(m.tgid), server!.pid, role);
         else assert.notEqual(Number(m.tgid), server!.pid, role);
+        // service.name of a Python process: the script it runs (grpc-peer.py), not python3.x (issue 10)
+        assert.equal((m as { process_name?: string }).process_name, 'grpc-peer', role);
       }
       const res = msgs.filter((m) => m.role === role && m.kind === 'RESPONSE');
       assert.equal(res.length, CALLS, `${role} responses`);
