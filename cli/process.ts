@@ -17,7 +17,7 @@ histograms and sums, and writes each closed window exactly once to
 ringflow.metrics.v1 (Kafka transactions; read it with read_committed).
 Pairs the L7 requests and responses of ringflow.l7.v1 into spans, written
 exactly once to ringflow.spans.v1, and aggregates those into RED metrics
-(http.server.request.duration, rpc.client.duration, dns.lookup.duration...).
+(http.server.request.duration, rpc.client.call.duration, dns.lookup.duration...).
 Run several instances to share the partitions.
 
 Options:
