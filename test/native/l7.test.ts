@@ -21,6 +21,7 @@ import {
   L7_CAPTURE_TYPE, L7_DEFAULT_CAPTURE, L7_DEFAULT_DETECT_RECORDS, L7_FLAG, L7_GATE, L7_MAX_CAPTURE, L7Direction, L7Kind, L7Role, L7Syscall,
   decodeL7Capture, type L7Capture,
 } from '../../collector/l7/capture.ts';
+import { messageEdgeNs } from '../../collector/l7/tracker.ts';
 import { ROOT } from './helpers.ts';
 
 const L7_OBJ = `${ROOT}bpf/.output/l7.bpf.o`;
@@ -47,7 +48,7 @@ before(() => {
  * prints the log as the last line of stdout.
  */
 const PRELUDE = String.raw`
-import ctypes, json, os, socket, sys
+import ctypes, json, os, socket, sys, time
 LOG = []
 CONNS = {}
 A4, A6 = socket.AF_INET, socket.AF_INET6
@@ -68,7 +69,8 @@ def track(s, role, flags=0):
         laddr=ahex(fam, l[0]), lport=l[1], raddr=ahex(fam, r[0]), rport=r[1])
 def log(s, op, data, n=None, **kw):
     fd = s if isinstance(s, int) else s.fileno()
-    LOG.append(dict(fd=fd, op=op, data=bytes(data).hex(), n=len(data) if n is None else n, conn=dict(CONNS[fd]), **kw))
+    # at: CLOCK_MONOTONIC (bpf_ktime_get_ns's clock) after the call returned
+    LOG.append(dict(fd=fd, op=op, data=bytes(data).hex(), n=len(data) if n is None else n, conn=dict(CONNS[fd]), at=time.monotonic_ns(), **kw))
 def close(s):
     fd = s.fileno()
     LOG.append(dict(fd=fd, op='close', conn=dict(CONNS.pop(fd))))
@@ -97,6 +99,8 @@ interface LogEntry {
   conn: Conn;
   /** hex of the bytes the call moved (what the child saw) */
   data?: string;
+  /** time.monotonic_ns() just after the call returned (data calls) */
+  at?: number;
   /** the call's return value when it differs from data's length (MSG_TRUNC) */
   n?: number;
   /** the fd names a new connection from this call on (it was replaced without a close seen) */
@@ -272,6 +276,9 @@ function assertMatchesLog(run: ChildRun, limit = L7_DEFAULT_CAPTURE): void {
     assert.equal(hex(r.payload), data.subarray(0, captured).toString('hex'), `${at}: payload bytes`);
     assert.equal(r.offset, b[dir], `${at}: offset`);
     assert.equal(r.peer_offset, b[1 - dir], `${at}: peer_offset`);
+    // both edges of the call, in order, before the child saw it return
+    assert.ok(r.enter_ns > 0n && r.enter_ns <= r.ts_ns, `${at}: enter ${r.enter_ns} <= exit ${r.ts_ns}`);
+    if (e.at !== undefined) assert.ok(r.ts_ns <= BigInt(e.at), `${at}: exit ${r.ts_ns} <= returned ${e.at}`);
     b[dir] += n;
   }
   assert.equal(run.drops[L7_CAPTURE_TYPE], 0n, 'no drops');
@@ -381,6 +388,46 @@ close(c); close(s); srv.close()
 done()
 `);
     assertMatchesLog(run);
+  });
+
+  it('span edges: a recv blocked before the send began exits after the send entered; the send is stamped at its enter', async (t) => {
+    if (!rootOrSkip(t)) return;
+    // The server's recv waits ~100 ms at its enter; a thread sends only then.
+    // The send's bytes exist from its enter on, the recv has them only at its
+    // exit: the edges the tracker stamps (messageEdgeNs) keep that order,
+    // the recv's enter (before the send) and the send's exit would not.
+    const run = await runChild(t, String.raw`
+import threading
+srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()
+go()
+c = socket.create_connection(srv.getsockname()); track(c, 1)
+s, _ = srv.accept(); track(s, 2)
+T = {}
+def later():
+    time.sleep(0.1)
+    T['send_before'] = time.monotonic_ns()
+    assert c.send(b'GET /edge HTTP/1.1\r\n\r\n') == 22
+    T['send_after'] = time.monotonic_ns()
+th = threading.Thread(target=later)
+T['recv_before'] = time.monotonic_ns()
+th.start()
+d = s.recv(4096)
+T['recv_after'] = time.monotonic_ns()
+th.join()
+assert d == b'GET /edge HTTP/1.1\r\n\r\n'
+done(T=T)
+`);
+    const T = Object.fromEntries(Object.entries(run.out.T as Record<string, number>).map(([k, v]) => [k, BigInt(v)]));
+    const send = run.records.find((r) => r.direction === L7Direction.EGRESS && r.kind === L7Kind.DATA);
+    const recv = run.records.find((r) => r.direction === L7Direction.INGRESS && r.kind === L7Kind.DATA);
+    assert.ok(send && recv, 'the send and the recv were captured');
+    assert.ok(T.send_before! <= send.enter_ns && send.enter_ns <= send.ts_ns && send.ts_ns <= T.send_after!, 'send: both edges inside the call');
+    assert.ok(T.recv_before! <= recv.enter_ns && recv.enter_ns < T.send_before!, 'recv: entered before the send began');
+    assert.ok(recv.ts_ns >= send.enter_ns && recv.ts_ns <= T.recv_after!, 'recv: exited after the send entered');
+    assert.ok(recv.ts_ns - recv.enter_ns >= 90_000_000n, `recv blocked ${recv.ts_ns - recv.enter_ns} ns`);
+    assert.ok(messageEdgeNs(send) <= messageEdgeNs(recv), 'the stamps keep the causal order');
+    assert.equal(messageEdgeNs(send), send.enter_ns);
+    assert.equal(messageEdgeNs(recv), recv.ts_ns);
   });
 
   it('IPv6 over ::1: family 10 and 16-byte addresses', async (t) => {
