@@ -11,7 +11,7 @@ import type { OutRecord } from './sink.ts';
 import { decodeL7Capture, L7_CAPTURE_TYPE } from './l7/capture.ts';
 import { L7Tracker, type L7TrackerOptions, type L7Output } from './l7/tracker.ts';
 import { createL7Encoder } from './l7/encode.ts';
-import { procServiceNames } from './process-identity.ts';
+import { procIdentities } from './process-identity.ts';
 
 export const L7_TOPIC = 'ringflow.l7.v1';
 
@@ -88,8 +88,9 @@ export function createCodec(opts: CodecOptions): Codec {
     (opts.log ?? ((l: string) => console.error(l)))(`ringflow: collector: ${reason}: ${e?.stack ?? e?.message ?? String(err)} (counted in the stats as drop_reasons ${reason}; further ones are counted only)`);
   };
   if (opts.l7) {
-    const tracker = new L7Tracker({ processName: procServiceNames(), ...opts.l7 }); // service.name: collector/process-identity.ts
-    const enc = createL7Encoder({ host: opts.host, bootTimeNs: opts.bootTimeNs });
+    const ids = procIdentities(); // service.name and container.id: collector/process-identity.ts
+    const tracker = new L7Tracker({ processName: (tgid) => ids(tgid).serviceName, ...opts.l7 });
+    const enc = createL7Encoder({ host: opts.host, bootTimeNs: opts.bootTimeNs, containerId: (tgid) => ids(tgid).containerId });
     let lastSweep = 0n;
     l7 = { tracker };
     raw.set(L7_CAPTURE_TYPE, (batch, off, len) => {

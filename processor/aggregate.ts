@@ -515,9 +515,14 @@ function spanDimensions(keys: readonly string[]): DimensionDef<SpanEvent>[] {
   return withSpanResource(keys.map((key) => ({ key, get: (e: SpanEvent) => e.attributes[key] })));
 }
 
-/** dims plus host.name and service.name, sorted. */
+/**
+ * dims plus the observed process's Resource attributes (host.name,
+ * service.name, container.id when it has one: the exporter lifts them to the
+ * Resource), sorted. process.pid is left out: a series per process would
+ * multiply the series by every restart and worker.
+ */
 function withSpanResource(dims: DimensionDef<SpanEvent>[]): DimensionDef<SpanEvent>[] {
-  dims.push(hostName, { key: 'service.name', get: (e) => e.service_name });
+  dims.push(hostName, { key: 'service.name', get: (e) => e.service_name }, { key: 'container.id', get: (e) => e.attributes['container.id'] });
   return dims.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
 

@@ -93,8 +93,10 @@ export interface L7Record {
   readonly pid: bigint;
   readonly tgid: bigint;
   readonly comm: string;
-  /** Executable name (schemas/l7.avsc); empty when the collector could not read it. */
+  /** service.name of the process (schemas/l7.avsc: OTEL_SERVICE_NAME, script or executable); empty when the collector could not read it. */
   readonly process_name?: string;
+  /** container.id of the process ('' or absent: none known). */
+  readonly container_id?: string;
   readonly conn_id: bigint;
   readonly role: Role;
   readonly transport: 'UNKNOWN' | 'TCP' | 'UDP';
@@ -1158,6 +1160,7 @@ function buildSpan(req: L7Record, resp: L7Record | null, outcome: Outcome, timeo
   set('service.name', serviceName(req));
   set('host.name', req.host);
   set('process.pid', req.tgid);
+  set('container.id', req.container_id); // a Resource attribute, as service.name (the exporter lifts it)
 
   const tp = parseTraceparent(req.headers.traceparent);
   // the request's identity: the same request gives the same ids whatever its outcome

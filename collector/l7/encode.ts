@@ -13,7 +13,8 @@ export interface L7Encoder {
   encode(o: L7Output): { key: string; value: Buffer };
 }
 
-export function createL7Encoder(opts: { host: string; bootTimeNs: bigint; format?: WireFormat }): L7Encoder {
+/** containerId: container.id of a process by tgid (collector/process-identity.ts); '' when none. */
+export function createL7Encoder(opts: { host: string; bootTimeNs: bigint; format?: WireFormat; containerId?: (tgid: number) => string }): L7Encoder {
   const schema = schemaRegistry().byId(L7_SCHEMA_ID);
   if (!schema) throw new Error(`schemas/${L7_SCHEMA_ID}.avsc is missing`);
   return {
@@ -27,6 +28,7 @@ export function createL7Encoder(opts: { host: string; bootTimeNs: bigint; format
         uid: c.uid,
         comm: c.comm,
         process_name: c.process_name,
+        container_id: opts.containerId?.(c.tgid) ?? '',
         cgroup_id: c.cgroup_id,
         conn_id: BigInt.asIntN(64, c.conn_id),
         role: c.role,

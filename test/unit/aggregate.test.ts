@@ -119,11 +119,11 @@ test('aggregate: the METRICS table (names, units, kinds, sorted dimensions per t
     ['ringflow.tcp.connect.v1', 'ringflow.tcp.connect.duration', 's', 'histogram', ['host.name', 'process.command', 'server.address', 'server.port']],
     ['ringflow.tcp.retransmit.v1', 'ringflow.tcp.retransmits', '{segment}', 'sum', ['host.name', 'ringflow.tcp.state']],
     ['ringflow.tcp.drop.v1', 'ringflow.tcp.drops', '{segment}', 'sum', ['host.name', 'ringflow.tcp.drop.reason']],
-    ['ringflow.spans.v1', 'http.server.request.duration', 's', 'histogram', ['error.type', 'host.name', 'http.request.method', 'http.response.status_code', 'http.route', 'network.protocol.version', 'service.name', 'url.scheme']],
-    ['ringflow.spans.v1', 'http.client.request.duration', 's', 'histogram', ['error.type', 'host.name', 'http.request.method', 'http.response.status_code', 'network.protocol.version', 'server.address', 'server.port', 'service.name', 'url.template']],
-    ['ringflow.spans.v1', 'rpc.server.call.duration', 's', 'histogram', ['error.type', 'host.name', 'rpc.method', 'rpc.response.status_code', 'rpc.system.name', 'server.address', 'server.port', 'service.name']],
-    ['ringflow.spans.v1', 'rpc.client.call.duration', 's', 'histogram', ['error.type', 'host.name', 'rpc.method', 'rpc.response.status_code', 'rpc.system.name', 'server.address', 'server.port', 'service.name']],
-    ['ringflow.spans.v1', 'dns.lookup.duration', 's', 'histogram', ['dns.question.name', 'error.type', 'host.name', 'service.name']],
+    ['ringflow.spans.v1', 'http.server.request.duration', 's', 'histogram', ['container.id', 'error.type', 'host.name', 'http.request.method', 'http.response.status_code', 'http.route', 'network.protocol.version', 'service.name', 'url.scheme']],
+    ['ringflow.spans.v1', 'http.client.request.duration', 's', 'histogram', ['container.id', 'error.type', 'host.name', 'http.request.method', 'http.response.status_code', 'network.protocol.version', 'server.address', 'server.port', 'service.name', 'url.template']],
+    ['ringflow.spans.v1', 'rpc.server.call.duration', 's', 'histogram', ['container.id', 'error.type', 'host.name', 'rpc.method', 'rpc.response.status_code', 'rpc.system.name', 'server.address', 'server.port', 'service.name']],
+    ['ringflow.spans.v1', 'rpc.client.call.duration', 's', 'histogram', ['container.id', 'error.type', 'host.name', 'rpc.method', 'rpc.response.status_code', 'rpc.system.name', 'server.address', 'server.port', 'service.name']],
+    ['ringflow.spans.v1', 'dns.lookup.duration', 's', 'histogram', ['container.id', 'dns.question.name', 'error.type', 'host.name', 'service.name']],
   ];
   assert.deepEqual(METRICS.map((m) => [m.topic, m.name, m.unit, m.kind, m.dimensions.map((d) => d.key)]), want);
   for (const m of METRICS) assert.deepEqual(m.dimensions.map((d) => d.key), [...m.dimensions.map((d) => d.key)].sort(), m.name);
