@@ -688,7 +688,7 @@ __noinline int rf_l7_emit(struct rf_l7_call *c)
 	struct rf_l7_conn *st;
 	__u32 zero = 0;
 	__u32 limit = rf_l7_capture_bytes, want;
-	__u64 off, peer, flags, captured;
+	__u64 off, peer, captured;
 
 	e = bpf_map_lookup_elem(&rf_l7_emit_scratch, &zero);
 	if (!c || !s || !e)
@@ -783,11 +783,8 @@ __noinline int rf_l7_emit(struct rf_l7_call *c)
 	}
 	bpf_dynptr_write(&dp, 0, r, sizeof(*r), 0);
 	bpf_dynptr_write(&dp, sizeof(*r), s->data, captured, 0);
-	/* wake-up batching as in rf_submit */
-	flags = BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_query(&rf_events, BPF_RB_AVAIL_DATA) >= rf_wakeup_bytes)
-		flags = BPF_RB_FORCE_WAKEUP;
-	bpf_ringbuf_submit_dynptr(&dp, flags);
+	/* wake-up batching as in rf_submit: once, as the pending data crosses rf_wakeup_bytes */
+	bpf_ringbuf_submit_dynptr(&dp, rf_wakeup_flags(sizeof(*r) + captured));
 	return 0;
 }
 
