@@ -155,15 +155,25 @@ export const DROPPED_UNIT = '{event}';
 
 /** Pure: one drop count -> a schemas/metrics.avsc record (attributes sorted by key). */
 export function droppedRecord(o: { host: string; reason: string; signal: string; startNs: bigint; endNs: bigint; count: number; processor: string }): Record<string, unknown> {
+  return accountingPoint(DROPPED_METRIC, DROPPED_UNIT, [['host.name', o.host], ['reason', o.reason], ['signal', o.signal]], o, { sum: BigInt(o.count) });
+}
+
+/**
+ * Pure: a point of the processor's own accounting (drops, losses, coverage)
+ * -> a schemas/metrics.avsc record: a SUM (`sum`) or a GAUGE (`gauge`) over
+ * one window, attributes given sorted by key, no late events or drops of its own.
+ */
+function accountingPoint(name: string, unit: string, attributes: [string, string][], o: { startNs: bigint; endNs: bigint; processor: string }, value: { sum: bigint } | { gauge: number }): Record<string, unknown> {
   return {
-    name: DROPPED_METRIC,
-    unit: DROPPED_UNIT,
-    kind: 'SUM',
-    attributes: [{ key: 'host.name', value: o.host }, { key: 'reason', value: o.reason }, { key: 'signal', value: o.signal }],
+    name,
+    unit,
+    kind: 'sum' in value ? 'SUM' : 'GAUGE',
+    attributes: attributes.map(([key, v]) => ({ key, value: v })),
     window_start_ns: o.startNs,
     window_end_ns: o.endNs,
     histogram: null,
-    sum: BigInt(o.count),
+    sum: 'sum' in value ? value.sum : null,
+    ...('gauge' in value ? { gauge: value.gauge } : {}),
     late_events: 0n,
     dropped_inputs: 0n,
     processor: o.processor,
@@ -188,19 +198,7 @@ export type LossLocation = 'user' | 'kernel';
 
 /** Pure: one loss count -> a schemas/metrics.avsc record (attributes sorted by key). */
 export function lossesRecord(o: { host: string; reason: string; location: LossLocation; startNs: bigint; endNs: bigint; count: number; processor: string }): Record<string, unknown> {
-  return {
-    name: LOSSES_METRIC,
-    unit: LOSSES_UNIT,
-    kind: 'SUM',
-    attributes: [{ key: 'host.name', value: o.host }, { key: 'location', value: o.location }, { key: 'reason', value: o.reason }],
-    window_start_ns: o.startNs,
-    window_end_ns: o.endNs,
-    histogram: null,
-    sum: BigInt(o.count),
-    late_events: 0n,
-    dropped_inputs: 0n,
-    processor: o.processor,
-  };
+  return accountingPoint(LOSSES_METRIC, LOSSES_UNIT, [['host.name', o.host], ['location', o.location], ['reason', o.reason]], o, { sum: BigInt(o.count) });
 }
 
 /**
@@ -250,20 +248,7 @@ export const COVERAGE_UNIT = '1';
 
 /** Pure: one window's coverage -> a schemas/metrics.avsc record (attributes sorted by key). */
 export function coverageRecord(o: { host: string; signal: string; startNs: bigint; endNs: bigint; fraction: number; processor: string }): Record<string, unknown> {
-  return {
-    name: COVERAGE_METRIC,
-    unit: COVERAGE_UNIT,
-    kind: 'GAUGE',
-    attributes: [{ key: 'host.name', value: o.host }, { key: 'signal', value: o.signal }],
-    window_start_ns: o.startNs,
-    window_end_ns: o.endNs,
-    histogram: null,
-    sum: null,
-    gauge: Math.min(1, Math.max(0, o.fraction)),
-    late_events: 0n,
-    dropped_inputs: 0n,
-    processor: o.processor,
-  };
+  return accountingPoint(COVERAGE_METRIC, COVERAGE_UNIT, [['host.name', o.host], ['signal', o.signal]], o, { gauge: Math.min(1, Math.max(0, o.fraction)) });
 }
 
 const HOUR_NS = 3_600_000_000_000n;
