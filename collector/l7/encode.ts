@@ -53,6 +53,7 @@ export function createL7Encoder(opts: { host: string; bootTimeNs: bigint; format
         dns_answers: m.dns_answers,
         body_bytes: m.body_bytes,
         truncated: m.truncated,
+        protocol_version: m.protocol_version ?? '',
         host: opts.host,
         boot_time_ns: opts.bootTimeNs,
       };

@@ -88,8 +88,8 @@ const HT = 0x09;
 const TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const IS_TOKEN = new Uint8Array(256);
 for (let k = 0; k < TOKEN_CHARS.length; k++) IS_TOKEN[TOKEN_CHARS.charCodeAt(k)] = 1;
-const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([^\x00-\x20\x7f]+) HTTP\/1\.\d$/;
-const STATUS_LINE = /^HTTP\/1\.\d ([1-9]\d\d)(?: .*)?$/;
+const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([^\x00-\x20\x7f]+) HTTP\/(1\.\d)$/;
+const STATUS_LINE = /^HTTP\/(1\.\d) ([1-9]\d\d)(?: .*)?$/;
 /** At most 12 hex digits keep sizes (and their sums) far below 2^53. */
 const CHUNK_SIZE = /^([0-9A-Fa-f]{1,12})[ \t]*(?:;.*)?$/;
 const CONTENT_LENGTH = /^\d{1,15}$/;
@@ -154,6 +154,8 @@ interface StartLine {
   method: string | null;
   target: string | null;
   status: number | null;
+  /** '1.0' or '1.1' (the digits after 'HTTP/' in the start line): network.protocol.version. */
+  version: string;
 }
 
 type Framing = { body: 'none' } | { body: 'sized'; length: number } | { body: 'chunked' } | { body: 'close' } | { error: string };
@@ -417,10 +419,10 @@ class Http1Direction implements Http1StreamParser {
     const line = stripEol(utf8.decode(this.buf.subarray(0, this.startLineEnd())));
     if (this.kind === 'REQUEST') {
       const m = REQUEST_LINE.exec(line);
-      return m === null ? null : { method: m[1]!, target: m[2]!, status: null };
+      return m === null ? null : { method: m[1]!, target: m[2]!, status: null, version: m[3]! };
     }
     const m = STATUS_LINE.exec(line);
-    return m === null ? null : { method: null, target: null, status: Number(m[1]) };
+    return m === null ? null : { method: null, target: null, status: Number(m[2]), version: m[1]! };
   }
 
   private headDone(out: L7Message[]): void {
@@ -478,6 +480,7 @@ class Http1Direction implements Http1StreamParser {
       dns_answers: null,
       body_bytes: 0,
       truncated: false,
+      protocol_version: start.version,
     };
   }
 

@@ -47,6 +47,12 @@ export interface L7Message {
   body_bytes: number;
   /** True when part of the message was not captured (a gap) or the parser gave up on it; what is known is still reported. */
   truncated: boolean;
+  /**
+   * HTTP/1: the version its start line names ('1.0', '1.1'), which spans and RED
+   * metrics carry as network.protocol.version. Absent for HTTP/2, gRPC and DNS,
+   * whose version the protocol itself implies (the processor sets '2' for HTTP/2).
+   */
+  protocol_version?: string;
 }
 
 /** Parser options shared by the protocols. */

@@ -342,6 +342,33 @@ const cases: Case[] = [
     responses: ['HTTP/1.1 OK\r\n\r\n'],
     want: { responses: [], responsesFailed: 'bad start line' },
   },
+  // network.protocol.version: each message keeps the version its own start line names
+  {
+    name: 'version: an HTTP/1.0 request answered with an HTTP/1.1 status line (as node:http does)',
+    requests: ['GET /old HTTP/1.0\r\nHost: h\r\n\r\n'],
+    responses: ['HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'],
+    want: { requests: [{ method: 'GET', protocol_version: '1.0' }], responses: [{ status: 200, protocol_version: '1.1' }] },
+  },
+  {
+    name: 'version: pipelined requests of different versions keep their own',
+    requests: ['GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.0\r\n\r\n'],
+    responses: ['HTTP/1.1 204 No Content\r\n\r\nHTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n'],
+    want: {
+      requests: [{ path: '/a', protocol_version: '1.1' }, { path: '/b', protocol_version: '1.0' }],
+      responses: [{ status: 204, protocol_version: '1.1' }, { status: 200, protocol_version: '1.0' }],
+    },
+  },
+  {
+    name: 'version: a 1xx then the final response: the final one\'s',
+    requests: ['GET / HTTP/1.1\r\n\r\n'],
+    responses: ['HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n'],
+    want: { responses: [{ status: 200, protocol_version: '1.0' }] },
+  },
+  {
+    name: 'version: a head cut short by a gap still names it',
+    requests: ['GET /cut HTTP/1.0\r\nHost: h\r\n', { gap: 100 }],
+    want: { requests: [{ path: '/cut', truncated: true, protocol_version: '1.0' }], requestsFailed: 'gap in headers' },
+  },
 ];
 
 for (const c of cases) {
