@@ -119,6 +119,8 @@ export interface L7Record {
   readonly dns_rcode: string | null;
   readonly body_bytes: bigint;
   readonly truncated: boolean;
+  /** HTTP1: '1.0' or '1.1' from the start line ('' or absent: not HTTP/1, or a record from before the field). */
+  readonly protocol_version?: string;
 }
 
 /** The process's executable name, else its thread's comm (records from before process_name existed). */
@@ -497,6 +499,18 @@ class Heap<T> {
     this.a = [];
     for (const v of items) this.push(v);
   }
+}
+
+/**
+ * network.protocol.version of an HTTP/1 exchange: the lower of the versions its
+ * two start lines name (an HTTP/1.0 peer makes the exchange 1.0 whatever the
+ * other side can speak: RFC 9110 2.5; a 1.1 server answers a 1.0 request with
+ * 'HTTP/1.1' in its status line), either one when only one is known, null when
+ * neither is (records from collectors older than the field).
+ */
+function http1Version(req: L7Record, resp: L7Record | null): string | null {
+  const versions = [req.protocol_version, resp?.protocol_version].filter((v): v is string => v !== undefined && v !== '');
+  return versions.length === 0 ? null : versions.reduce((a, b) => (b < a ? b : a));
 }
 
 const familyOf = (p: L7RecordProtocol): Family => (p === 'HTTP1' ? 'h1' : p === 'DNS' ? 'dns' : 'h2');
@@ -1135,6 +1149,7 @@ function buildSpan(req: L7Record, resp: L7Record | null, outcome: Outcome, timeo
     }
     set('network.protocol.name', 'http');
     if (family === 'h2') set('network.protocol.version', '2');
+    else set('network.protocol.version', http1Version(req, resp));
     set('user_agent.original', req.headers['user-agent']);
     if (req.body_bytes > 0n) set('http.request.body.size', req.body_bytes);
     if (resp) {

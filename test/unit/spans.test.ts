@@ -61,6 +61,8 @@ interface Msg {
   remote?: [string, number];
   body?: number;
   truncated?: boolean;
+  /** HTTP/1 start-line version ('1.0', '1.1'); '' as records from before the field read. */
+  version?: string;
 }
 
 /** An l7 record as decodeRecord returns it. */
@@ -97,6 +99,7 @@ function rec(side: Side, m: Msg): L7Record {
     dns_answers: m.protocol === 'DNS' ? 1 : null,
     body_bytes: m.body ?? 0,
     truncated: m.truncated ?? false,
+    protocol_version: m.version ?? '',
     host: side.host,
     boot_time_ns: side.boot,
   };
@@ -171,6 +174,27 @@ test('spans: HTTP/1 pipelined requests pair FIFO with their responses (n-th resp
   assert.equal(c.counters.requests, 4);
   assert.equal(c.counters.responses, 4);
   assert.equal(c.minPendingOffset(), null);
+});
+
+test('spans: HTTP/1 network.protocol.version: the lower of the two start lines\' versions, either alone, none when neither is known', () => {
+  // [side, request version, response version (null: no response, timed out), attribute]
+  const cases: [Side, string, string | null, string | undefined][] = [
+    [CLIENT, '1.1', '1.1', '1.1'],
+    [CLIENT, '1.0', '1.1', '1.0'], // curl --http1.0 to node:http, which answers 'HTTP/1.1 200 OK'
+    [SERVER_B, '1.0', '1.1', '1.0'],
+    [SERVER_B, '1.1', '1.0', '1.0'], // an HTTP/1.0 server: the exchange is 1.0
+    [CLIENT, '1.0', null, '1.0'], // no response: the request's
+    [CLIENT, '', '1.1', '1.1'], // one side unknown: the other's
+    [CLIENT, '', '', undefined], // records from collectors older than the field
+  ];
+  cases.forEach(([side, reqV, respV, want], i) => {
+    const records = [rec(side, { kind: 'REQUEST', id: 0, at: T0, version: reqV })];
+    if (respV !== null) records.push(rec(side, { kind: 'RESPONSE', id: 0, at: T0 + 5n * MS, version: respV }));
+    const { spans } = run(records);
+    assert.equal(spans.length, 1, `case ${i}`);
+    assert.equal(spans[0]!.attributes['network.protocol.version'], want, `case ${i}: ${side.role} ${reqV}/${respV}`);
+    assert.equal(spans[0]!.attributes['network.protocol.name'], 'http', `case ${i}`);
+  });
 });
 
 test('spans: HTTP/1 server spans: >= 500 is an error, http.route and client.address set', () => {
