@@ -107,8 +107,9 @@ describe('L7 end to end: ringflow up --signals l7 -> OpenTelemetry Collector tra
     const curl = (p: string, extra: string[] = []) =>
       run('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', 'Authorization: Bearer CURL-SECRET-TOKEN', '-H', 'Cookie: sid=CURL-SECRET-COOKIE', ...extra, `http://127.0.0.1:${httpPort}${p}`]);
     assert.equal((await curl('/users/42?token=query-secret-value', ['-H', `traceparent: 00-${TRACE_ID}-${PARENT_ID}-01`])).stdout, '200');
-    assert.equal((await curl('/missing')).stdout, '404');
-    assert.equal((await curl('/boom')).stdout, '500');
+    // HTTP/1.0 and an explicit HTTP/1.1: network.protocol.version (node:http answers both with 'HTTP/1.1')
+    assert.equal((await curl('/missing', ['--http1.0'])).stdout, '404');
+    assert.equal((await curl('/boom', ['--http1.1'])).stdout, '500');
     assert.equal((await curl('/slow')).stdout, '200');
     traffic.stdin!.write('go\n');
     assert.equal((await lines.next()).value, 'done');
@@ -168,6 +169,13 @@ describe('L7 end to end: ringflow up --signals l7 -> OpenTelemetry Collector tra
     assert.notEqual(status(SERVER, '/missing')[0], ERROR);
     assert.equal(byPath(SERVER, '/boom')[0]!.attrs['http.response.status_code'], 500);
 
+    // network.protocol.version from the start lines: curl --http1.0's exchange is 1.0 on both
+    // sides, every other request (curl's default, Node's client) 1.1
+    const versions = (p: string) => [SERVER, CLIENT].map((kind) => byPath(kind, p).map((s) => s.attrs['network.protocol.version']));
+    assert.deepEqual(versions('/missing'), [['1.0'], ['1.0']]);
+    assert.deepEqual(versions('/boom'), [['1.1'], ['1.1']]);
+    assert.deepEqual([...new Set(h.filter((s) => s.attrs['url.path'] !== '/missing').map((s) => s.attrs['network.protocol.version']))], ['1.1']);
+
     // durations contain the handler's known delay
     for (const kind of [SERVER, CLIENT]) {
       const s = byPath(kind, '/slow')[0]!;
@@ -194,8 +202,10 @@ describe('L7 end to end: ringflow up --signals l7 -> OpenTelemetry Collector tra
     // RED metrics: server request durations per route, exact counts
     let red = 0;
     const redServices = new Set<string>();
+    let redVersions: Record<string, number> = {};
     for (let i = 0; i < 30 && red < 7; i++) {
       red = 0;
+      redVersions = {};
       for (const rm of readOtlpFile(outputFile).metrics as { resource: { attributes: { key: string; value: AnyValue }[] }; scopeMetrics: { metrics: Record<string, any>[] }[] }[]) {
         for (const sm of rm.scopeMetrics) {
           for (const m of sm.metrics) {
@@ -204,6 +214,8 @@ describe('L7 end to end: ringflow up --signals l7 -> OpenTelemetry Collector tra
               // this Collector hears only this run's exporter; the route tells HTTP server spans
               if (attrsOf(dp.attributes)['http.route'] === undefined) continue;
               red += Number(dp.count);
+              const v = String(attrsOf(dp.attributes)['network.protocol.version']);
+              redVersions[v] = (redVersions[v] ?? 0) + Number(dp.count);
               // the observed service is the Resource, not a point attribute (issue 10)
               redServices.add(String(attrsOf(rm.resource.attributes)['service.name']));
               assert.equal(attrsOf(dp.attributes)['service.name'], undefined, 'service.name on the Resource only');
@@ -214,6 +226,7 @@ describe('L7 end to end: ringflow up --signals l7 -> OpenTelemetry Collector tra
       if (red < 7) await sleep(1000);
     }
     assert.equal(red, 7, 'one server request duration per HTTP request');
+    assert.deepEqual(redVersions, { '1.0': 1, '1.1': 6 }, 'network.protocol.version: a dimension of the RED metric');
     assert.deepEqual([...redServices], ['traffic'], 'RED metrics under the observed service\'s Resource');
 
     // no secret anywhere in what the backend received or in what ringflow printed
