@@ -70,8 +70,8 @@ describe('L7: HTTP/1.1, gRPC and DNS from socket syscalls to ringflow.l7.v1', { 
     const curl = (p: string, extra: string[] = []) =>
       run('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', 'Authorization: Bearer CURL-SECRET-TOKEN', '-H', 'Cookie: sid=CURL-SECRET-COOKIE', ...extra, `http://127.0.0.1:${httpPort}${p}`]);
     assert.equal((await curl('/users/42?token=query-secret-value', ['-H', `traceparent: ${TRACEPARENT}`])).stdout, '200');
-    assert.equal((await curl('/missing')).stdout, '404');
-    assert.equal((await curl('/boom')).stdout, '500');
+    assert.equal((await curl('/missing', ['--http1.0'])).stdout, '404');
+    assert.equal((await curl('/boom', ['--http1.1'])).stdout, '500');
     assert.equal((await curl('/slow')).stdout, '200');
     traffic!.stdin!.write('go\n');
     assert.equal((await lines!.next()).value, 'done');
@@ -102,6 +102,13 @@ describe('L7: HTTP/1.1, gRPC and DNS from socket syscalls to ringflow.l7.v1', { 
     assert.equal(withParent.headers.traceparent, TRACEPARENT);
     assert.equal(withParent.headers.host, `127.0.0.1:${httpPort}`);
     assert.match(withParent.headers['user-agent'] ?? '', /^curl\//);
+
+    // each message's start-line version: curl --http1.0's request says 1.0 on both sides, every
+    // other request 1.1 (curl's default, --http1.1, Node's client); each response names one too
+    const reqVersions = (role: string) => side(role, 'REQUEST').map((m) => `${m.path} ${m.protocol_version}`).filter((v) => !v.startsWith('/users/'));
+    for (const role of ['CLIENT', 'SERVER']) assert.deepEqual(reqVersions(role).sort(), ['/boom 1.1', '/missing 1.0', '/slow 1.1'], role);
+    assert.deepEqual([...new Set(http.filter((m) => m.kind === 'REQUEST' && m.path !== '/missing').map((m) => m.protocol_version))], ['1.1']);
+    for (const m of http.filter((x) => x.kind === 'RESPONSE')) assert.match(String(m.protocol_version), /^1\.[01]$/, `response ${m.status}`);
 
     // the server side saw the same 7 requests (4 from curl, 3 from Node's client) and answered them
     const srvReqs = side('SERVER', 'REQUEST');
