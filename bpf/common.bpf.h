@@ -106,11 +106,16 @@ static __always_inline void rf_fill_current(struct rf_header *h, __u8 type, __u6
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 
-static __always_inline void rf_count_drop(__u32 type)
+static __always_inline void rf_count_drops(__u32 type, __u64 count)
 {
 	__u64 *n = bpf_map_lookup_elem(&rf_drops, &type);
 	if (n)
-		*n += 1; /* per-CPU slot: no atomics needed */
+		*n += count; /* per-CPU slot: no atomics needed */
+}
+
+static __always_inline void rf_count_drop(__u32 type)
+{
+	rf_count_drops(type, 1);
 }
 
 /* Reserve a record; count it as dropped when the ring is full. */

@@ -885,7 +885,12 @@ static __always_inline int rf_l7_exit(long ret, __u8 sys)
 	return 0;
 }
 
-/* recvmmsg/sendmmsg: ret messages, one record each (the first RF_L7_MAX_MMSG). */
+/*
+ * recvmmsg/sendmmsg: ret messages, one record each (the first RF_L7_MAX_MMSG);
+ * the messages past them are not captured and are counted as kernel drops of
+ * the L7 capture, never left out silently (glibc's resolver sends 2, DNS
+ * servers batching replies may send more).
+ */
 static __always_inline int rf_l7_exit_mmsg(long ret, __u8 sys)
 {
 	struct rf_l7_args a;
@@ -894,6 +899,8 @@ static __always_inline int rf_l7_exit_mmsg(long ret, __u8 sys)
 		return 0;
 	if (ret <= 0)
 		return 0;
+	if (ret > RF_L7_MAX_MMSG)
+		rf_count_drops(RF_EV_L7_CAPTURE, ret - RF_L7_MAX_MMSG);
 	for (int i = 0; i < RF_L7_MAX_MMSG; i++) {
 		struct rf_ummsghdr m;
 		struct rf_l7_call c;

@@ -551,6 +551,36 @@ done()
     assert.deepEqual(run.records.filter((r) => r.kind === L7Kind.DATA).map((r) => r.syscall),
       [L7Syscall.SENDMMSG, L7Syscall.SENDMMSG, L7Syscall.RECVMMSG, L7Syscall.RECVMMSG]);
   });
+
+  it('sendmmsg past RF_L7_MAX_MMSG (8) messages: the first 8 captured, the rest counted as kernel drops, not left out silently', async (t) => {
+    if (!rootOrSkip(t)) return;
+    const run = await runChild(t, String.raw`
+libc = ctypes.CDLL(None, use_errno=True)
+class iovec(ctypes.Structure):
+    _fields_ = [('base', ctypes.c_void_p), ('len', ctypes.c_size_t)]
+class msghdr(ctypes.Structure):
+    _fields_ = [('name', ctypes.c_void_p), ('namelen', ctypes.c_uint32), ('iov', ctypes.POINTER(iovec)),
+                ('iovlen', ctypes.c_size_t), ('control', ctypes.c_void_p), ('controllen', ctypes.c_size_t),
+                ('flags', ctypes.c_int)]
+class mmsghdr(ctypes.Structure):
+    _fields_ = [('hdr', msghdr), ('len', ctypes.c_uint)]
+go()
+b = socket.socket(A4, socket.SOCK_DGRAM); b.bind(('127.0.0.1', 0))
+c = socket.socket(A4, socket.SOCK_DGRAM); c.connect(b.getsockname())
+msgs = [b'reply-%02d' % i for i in range(11)]
+keep = [ctypes.create_string_buffer(m, len(m)) for m in msgs]
+vecs = [iovec(ctypes.cast(k, ctypes.c_void_p), len(m)) for k, m in zip(keep, msgs)]
+mm = (mmsghdr * 11)()
+for i in range(11):
+    mm[i].hdr.iov = ctypes.pointer(vecs[i]); mm[i].hdr.iovlen = 1
+assert libc.sendmmsg(c.fileno(), mm, 11, 0) == 11
+b.close(); c.close()
+done()
+`);
+    const sent = run.records.filter((r) => r.kind === L7Kind.DATA && r.syscall === L7Syscall.SENDMMSG);
+    assert.deepEqual(sent.map((r) => r.payload.toString()), Array.from({ length: 8 }, (_, i) => `reply-${String(i).padStart(2, '0')}`));
+    assert.equal(run.drops[L7_CAPTURE_TYPE], 3n, 'the 3 messages past the 8th are counted');
+  });
 });
 
 describe('l7.bpf.o: filters and accounting', () => {
