@@ -72,8 +72,11 @@
 
 /*
  * iovecs walked per call: UIO_MAXIOV, the most a readv/writev/sendmsg/recvmsg
- * takes (a bpf_loop, so the verifier checks its body once); messages per
- * recvmmsg/sendmmsg: a bounded loop.
+ * takes (a bpf_loop: the walk's length does not multiply the program, but the
+ * verifier re-walks the callback until the state it is entered with converges,
+ * ~64 k of the 1 M instruction budget per exit program here, and over it when
+ * built with -mcpu=v3: docs/design/l7-in-kernel.md); messages per
+ * recvmmsg/sendmmsg: a bounded loop (those past it are counted as drops).
  */
 #define RF_L7_MAX_IOV  1024
 #define RF_L7_MAX_MMSG 8
