@@ -49,6 +49,18 @@ before(() => {
  */
 const PRELUDE = String.raw`
 import ctypes, json, os, socket, sys, time
+def mmsg_types():
+    # libc and struct mmsghdr for the sendmmsg/recvmmsg tests, as globals of the script
+    global libc, iovec, msghdr, mmsghdr
+    libc = ctypes.CDLL(None, use_errno=True)
+    class iovec(ctypes.Structure):
+        _fields_ = [('base', ctypes.c_void_p), ('len', ctypes.c_size_t)]
+    class msghdr(ctypes.Structure):
+        _fields_ = [('name', ctypes.c_void_p), ('namelen', ctypes.c_uint32), ('iov', ctypes.POINTER(iovec)),
+                    ('iovlen', ctypes.c_size_t), ('control', ctypes.c_void_p), ('controllen', ctypes.c_size_t),
+                    ('flags', ctypes.c_int)]
+    class mmsghdr(ctypes.Structure):
+        _fields_ = [('hdr', msghdr), ('len', ctypes.c_uint)]
 LOG = []
 CONNS = {}
 A4, A6 = socket.AF_INET, socket.AF_INET6
@@ -512,15 +524,7 @@ done()
   it('sendmmsg/recvmmsg: one record per message', async (t) => {
     if (!rootOrSkip(t)) return;
     const run = await runChild(t, String.raw`
-libc = ctypes.CDLL(None, use_errno=True)
-class iovec(ctypes.Structure):
-    _fields_ = [('base', ctypes.c_void_p), ('len', ctypes.c_size_t)]
-class msghdr(ctypes.Structure):
-    _fields_ = [('name', ctypes.c_void_p), ('namelen', ctypes.c_uint32), ('iov', ctypes.POINTER(iovec)),
-                ('iovlen', ctypes.c_size_t), ('control', ctypes.c_void_p), ('controllen', ctypes.c_size_t),
-                ('flags', ctypes.c_int)]
-class mmsghdr(ctypes.Structure):
-    _fields_ = [('hdr', msghdr), ('len', ctypes.c_uint)]
+mmsg_types()
 go()
 b = socket.socket(A4, socket.SOCK_DGRAM); b.bind(('127.0.0.1', 0)); track(b, 0, flags=1)
 c = socket.socket(A4, socket.SOCK_DGRAM); c.connect(b.getsockname()); track(c, 1)
@@ -555,15 +559,7 @@ done()
   it('sendmmsg past RF_L7_MAX_MMSG (8) messages: the first 8 captured, the rest counted as kernel drops, not left out silently', async (t) => {
     if (!rootOrSkip(t)) return;
     const run = await runChild(t, String.raw`
-libc = ctypes.CDLL(None, use_errno=True)
-class iovec(ctypes.Structure):
-    _fields_ = [('base', ctypes.c_void_p), ('len', ctypes.c_size_t)]
-class msghdr(ctypes.Structure):
-    _fields_ = [('name', ctypes.c_void_p), ('namelen', ctypes.c_uint32), ('iov', ctypes.POINTER(iovec)),
-                ('iovlen', ctypes.c_size_t), ('control', ctypes.c_void_p), ('controllen', ctypes.c_size_t),
-                ('flags', ctypes.c_int)]
-class mmsghdr(ctypes.Structure):
-    _fields_ = [('hdr', msghdr), ('len', ctypes.c_uint)]
+mmsg_types()
 go()
 b = socket.socket(A4, socket.SOCK_DGRAM); b.bind(('127.0.0.1', 0))
 c = socket.socket(A4, socket.SOCK_DGRAM); c.connect(b.getsockname())
