@@ -19,6 +19,7 @@ import { createHttp1Connection, looksLikeHttp1Request, looksLikeHttp1Response } 
 import { createHttp2Connection, looksLikeHttp2Preface } from './http2.ts';
 import { createDnsTcpParser, looksLikeDns, parseDnsMessage } from './dns.ts';
 import { formatInet } from '../events/inet.ts';
+import { attributeAddress } from '../../common/address.ts';
 
 export type Role = 'UNKNOWN' | 'CLIENT' | 'SERVER';
 export type Transport = 'TCP' | 'UDP';
@@ -125,10 +126,8 @@ export function messageEdgeNs(c: Pick<L7Capture, 'direction' | 'ts_ns' | 'enter_
   return c.enter_ns > 0n && c.enter_ns <= c.ts_ns ? c.enter_ns : c.ts_ns;
 }
 
-/** "1.2.3.4" for an IPv4-mapped IPv6 address, so both ends of a dual-stack connection name it alike. */
-export function normalizeAddr(text: string): string {
-  return text.startsWith('::ffff:') && text.indexOf('.') > 0 ? text.slice(7) : text;
-}
+/** "1.2.3.4" for an IPv4-mapped IPv6 address, so both ends of a dual-stack connection name it alike (the processor's attributes use the same function). */
+export const normalizeAddr = attributeAddress;
 
 /**
  * The Kafka key of a connection: both ends, in a fixed order, without the host,
