@@ -2,8 +2,6 @@
  * The collector's view of schemas/ and collector/events/: topics per event
  * type, the batch transcoder, the stats record, and JSON lines for people.
  */
-import fs from 'node:fs';
-import path from 'node:path';
 import { schemaRegistry, encodeRecord, decodeRecord } from '../schemas/index.ts';
 import { createTranscoder, toJsonLine, type DropReasonNames } from './events/index.ts';
 import type { StatsSnapshot, TranscoderLike } from './collector.ts';
@@ -15,26 +13,6 @@ import { procIdentities } from './process-identity.ts';
 
 export const L7_TOPIC = 'ringflow.l7.v1';
 
-/**
- * Executable names by tgid, read from /proc/<tgid>/exe once per process seen
- * (bounded: forgotten wholesale past 4096 processes; a pid reused after that
- * is read again). Empty when the process is gone or unreadable.
- */
-export function procExeNames(procRoot = '/proc'): (tgid: number) => string {
-  const cache = new Map<number, string>();
-  return (tgid) => {
-    let name = cache.get(tgid);
-    if (name !== undefined) return name;
-    try {
-      name = path.basename(fs.readlinkSync(`${procRoot}/${tgid}/exe`)).replace(/ \(deleted\)$/, '');
-    } catch {
-      name = '';
-    }
-    if (cache.size >= 4096) cache.clear();
-    cache.set(tgid, name);
-    return name;
-  };
-}
 /** How often (in capture time) idle L7 connections are swept. */
 const L7_SWEEP_NS = 1_000_000_000n;
 

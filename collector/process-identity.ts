@@ -259,8 +259,3 @@ export function procIdentities(o: ProcIdentityOptions = {}): (tgid: number) => P
   };
 }
 
-/** service.name by tgid, for the L7 tracker's processName (the record's process_name). */
-export function procServiceNames(o: ProcIdentityOptions = {}): (tgid: number) => string {
-  const ids = procIdentities(o);
-  return (tgid) => ids(tgid).serviceName;
-}

@@ -56,8 +56,10 @@ export interface L7TrackerOptions {
   /** Records of a connection looked at before it is declared not L7 we parse (default 8). */
   detectRecords?: number;
   /**
-   * The executable name of a process, by tgid (default: none). The collector
-   * reads /proc/<tgid>/exe: a thread's comm is often a runtime's name for it.
+   * The service name of a process, by tgid (default: none). The collector
+   * reads it from /proc (collector/process-identity.ts: OTEL_SERVICE_NAME, the
+   * script an interpreter runs, the executable): a thread's comm is often a
+   * runtime's name for it.
    */
   processName?: (tgid: number) => string;
   /** Processes whose captures are skipped (ringflow up: its own processor and exporter). */

@@ -245,10 +245,11 @@ test('encoded records decode with schemas/l7.avsc, secrets absent', () => {
   assert.equal((decodeRecord(e.encode(outs[0]!).value).value.headers as Record<string, string>).host, 'api');
 });
 
-test('process_name: the executable, not the thread name (Node names its main thread MainThread)', async () => {
-  const { procExeNames } = await import('../../collector/codec.ts');
-  const names = procExeNames();
-  assert.equal(names(process.pid), (await import('node:path')).basename(process.execPath));
+test('process_name: the process\'s service name, not the thread name (Node names its main thread MainThread)', async () => {
+  // the collector's reader (collector/codec.ts): this test runs as `node <this file>`, a script
+  const { procIdentities } = await import('../../collector/process-identity.ts');
+  const names = (tgid: number) => procIdentities()(tgid).serviceName;
+  assert.equal(names(process.pid), (await import('node:path')).basename(process.argv[1]!, '.ts'));
   assert.equal(names(0x3fffffff), '', 'a process that is gone');
   const t = new L7Tracker({ processName: (tgid) => (tgid === 100 ? 'node' : '') });
   const [o] = t.feed(cap({ data: REQ, comm: 'MainThread' }));
