@@ -21,26 +21,8 @@ export type Interval = readonly [fromNs: bigint, toNs: bigint];
  * record read twice, two records overlapping after a clock step) count once.
  */
 export function coveredNs(intervals: readonly Interval[], startNs: bigint, endNs: bigint): bigint {
-  const clipped: [bigint, bigint][] = [];
-  for (const [a, b] of intervals) {
-    const lo = a > startNs ? a : startNs;
-    const hi = b < endNs ? b : endNs;
-    if (hi > lo) clipped.push([lo, hi]);
-  }
-  clipped.sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
   let total = 0n;
-  let curLo = 0n;
-  let curHi: bigint | null = null;
-  for (const [lo, hi] of clipped) {
-    if (curHi === null || lo > curHi) {
-      if (curHi !== null) total += curHi - curLo;
-      curLo = lo;
-      curHi = hi;
-    } else if (hi > curHi) {
-      curHi = hi;
-    }
-  }
-  if (curHi !== null) total += curHi - curLo;
+  for (const [a, b] of mergeClipped(intervals, startNs, endNs)) total += b - a;
   return total;
 }
 
@@ -50,7 +32,12 @@ export function coveredNs(intervals: readonly Interval[], startNs: bigint, endNs
  * coverage, not by the number of records.
  */
 export function addInterval(intervals: readonly Interval[], add: Interval, startNs: bigint, endNs: bigint): Interval[] {
-  const all = [...intervals, add]
+  return mergeClipped([...intervals, add], startNs, endNs);
+}
+
+/** The intervals clipped to [startNs, endNs), sorted, overlapping or touching ones merged. */
+function mergeClipped(intervals: readonly Interval[], startNs: bigint, endNs: bigint): [bigint, bigint][] {
+  const all = intervals
     .map(([a, b]): [bigint, bigint] => [a > startNs ? a : startNs, b < endNs ? b : endNs])
     .filter(([a, b]) => b > a)
     .sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
