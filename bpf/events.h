@@ -259,4 +259,101 @@ enum rf_l7_gate_counter {
 	RF_L7_GATE_NR             = 3,
 };
 
+/*
+ * L7 exchange (bpf/l7.bpf.c, issue 10, docs/design/l7-in-kernel.md): an
+ * HTTP/1.x connection is framed and paired in BPF, and ONE record per
+ * request/response exchange reaches user space instead of one capture record
+ * per syscall. BPF does what needs every byte of the stream (message
+ * boundaries: start line, end of head, Content-Length, chunked, no-body
+ * rules; the pairing by ordinal; the edge times); user space does what needs
+ * one exchange (the heads' method, target, version, status and captured
+ * header values: collector/l7/exchange.ts, with http1.ts's head parser).
+ * Like rf_l7_capture it is decoded by hand, not transcoded: a constant of its
+ * own outside enum rf_event_type; it indexes rf_drops.
+ *
+ * Record = struct rf_l7_exchange + req_head_len bytes of the request head +
+ * resp_head_len bytes of the response head (each from its message's first
+ * byte, at most rf_l7_head_bytes, cut flagged).
+ */
+#define RF_EV_L7_EXCHANGE     10
+/* Hard maximum of head bytes per side of an exchange record. */
+#define RF_L7_MAX_HEAD        2048
+/* Head bytes kept per side by default (rf_l7_head_bytes). */
+#define RF_L7_DEFAULT_HEAD    512
+
+/* What the connection's bytes are parsed as in BPF (rf_l7_conn). */
+enum rf_l7_app {
+	RF_L7_APP_RAW   = 0, /* not parsed in BPF: capture records, as before (HTTP/2, DNS, undecided, kernel parsing off) */
+	RF_L7_APP_HTTP1 = 1, /* framed and paired in BPF: exchange records */
+};
+
+/* How an exchange ended. Lines up with L7Outcome in collector/l7/exchange.ts. */
+enum rf_l7_outcome {
+	RF_L7_OUT_RESPONDED = 0, /* the request and its response */
+	RF_L7_OUT_CLOSED    = 1, /* the request got no response before close(): request fields only */
+	RF_L7_OUT_RESP_ONLY = 2, /* a response whose request is unknown (pending table full, request before capture) */
+	RF_L7_OUT_LOST      = 3, /* framing was lost mid-exchange: what was known is reported */
+	RF_L7_OUT_REQ_ONLY  = 4, /* no response yet after the hand-over time: request fields only (the response, if it comes, is RESP_ONLY) */
+};
+
+/* flags: bits. Lines up with L7_XFLAG in collector/l7/exchange.ts. */
+enum rf_l7_xflag {
+	RF_L7_X_REQ_HEAD_CUT     = 1,  /* the request head is longer than the bytes that follow */
+	RF_L7_X_RESP_HEAD_CUT    = 2,  /* the same for the response head */
+	RF_L7_X_RESP_END_UNKNOWN = 4,  /* the response's end was not framed (emitted at the end of its head): resp_end_ns is that time */
+	RF_L7_X_RESYNCED         = 8,  /* first exchange after framing was lost and found again */
+	RF_L7_X_MIDSTREAM        = 16, /* the connection was tracked from mid-stream (no connect()/accept() seen) */
+	RF_L7_X_UPGRADE          = 32, /* CONNECT or Upgrade: the connection is a tunnel after this exchange */
+	RF_L7_X_COPY_FAILED      = 64, /* reading a user buffer failed during the exchange */
+};
+
+struct rf_l7_exchange {
+	struct rf_header hdr;   /* the task that completed the exchange; ts_ns = emit time */
+	__u64 conn_id;          /* as rf_l7_capture's */
+	__u64 req_start_ns;     /* edge of the syscall that moved the request's first byte (send: enter, recv: exit) */
+	__u64 req_end_ns;       /* edge of the syscall that moved its last byte */
+	__u64 resp_start_ns;    /* the same for the response; 0 when there is none */
+	__u64 resp_end_ns;
+	__u64 req_body_bytes;   /* body bytes as framed (Content-Length, chunk sizes), copied or not */
+	__u64 resp_body_bytes;
+	__u8  laddr[16];
+	__u8  raddr[16];
+	__u32 seq;              /* ordinal of the request on its connection from capture start (0, 1, 2...) */
+	__u32 req_pid;          /* thread / process that moved the request's first byte */
+	__u32 req_tgid;
+	__u32 fd;
+	__u16 lport;            /* host byte order */
+	__u16 rport;
+	__u16 family;           /* AF_INET (2) or AF_INET6 (10) */
+	__u16 status;           /* status code from the response's start line, 0 if none */
+	__u16 req_head_len;     /* request head bytes that follow the struct */
+	__u16 resp_head_len;    /* response head bytes that follow those */
+	__u8  app;              /* enum rf_l7_app */
+	__u8  role;             /* enum rf_l7_role */
+	__u8  protocol;         /* IPPROTO_TCP (6) or IPPROTO_UDP (17) */
+	__u8  outcome;          /* enum rf_l7_outcome */
+	__u8  flags;            /* enum rf_l7_xflag bits */
+	__u8  _pad[7];
+};
+
+/*
+ * In-kernel parsing counters: indexes of the per-CPU array rf_l7_parse
+ * (__u64 per CPU). Lines up with L7_PARSE in collector/l7/exchange.ts. The
+ * ones marked (loss) are data not reported, and reach ringflow.dropped and
+ * ringflow.collector.losses through the stats record's kernel_losses.
+ */
+enum rf_l7_parse_counter {
+	RF_L7_P_EXCHANGES       = 0,  /* exchange records emitted (all outcomes) */
+	RF_L7_P_H1_HEAD_TOO_LONG = 1, /* a head over 16 KiB: the direction re-synchronises (loss) */
+	RF_L7_P_H1_BAD_START    = 2,  /* a message start that is no request/status line (loss) */
+	RF_L7_P_H1_BAD_FRAMING  = 3,  /* unparsable or conflicting Content-Length/Transfer-Encoding, bad chunk line (loss) */
+	RF_L7_P_H1_UPGRADE      = 4,  /* connections that became tunnels (CONNECT, 101): no longer parsed */
+	RF_L7_P_H1_RESYNCED     = 5,  /* directions that found a start line again after a loss */
+	RF_L7_P_H1_END_UNKNOWN  = 6,  /* responses whose end was not framed (RF_L7_X_RESP_END_UNKNOWN) */
+	RF_L7_P_PENDING_FULL    = 7,  /* requests not kept for pairing (pending table full): their response goes out RESP_ONLY (loss) */
+	RF_L7_P_RESP_ORPHAN     = 8,  /* responses with no request to pair and nothing to report (loss) */
+	RF_L7_P_CONCURRENT      = 9,  /* two threads moving bytes in one direction at once: framing dropped (loss) */
+	RF_L7_P_NR              = 16,
+};
+
 #endif /* RINGFLOW_EVENTS_H */
