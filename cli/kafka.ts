@@ -235,7 +235,13 @@ async function brokerAnswers(brokers: string, timeoutMs = 3000): Promise<boolean
   try {
     await admin.connect();
     const cluster = await admin.describeCluster();
-    return cluster.brokers.length > 0 && cluster.controller !== null && cluster.controller >= 0;
+    if (!(cluster.brokers.length > 0 && cluster.controller !== null && cluster.controller >= 0)) return false;
+    // A broker restarted on its old state dir answers before every partition
+    // it holds is back online (its logs load after it registers): "ready" also
+    // means every partition has a leader, so a producer or an offsets read
+    // right after start finds the data (kafka-broker test, restart case).
+    const { topics } = await admin.fetchTopicMetadata();
+    return topics.every((t) => t.partitions.every((p) => p.partitionErrorCode === 0 && p.leader >= 0));
   } catch {
     return false;
   } finally {
