@@ -68,6 +68,8 @@ export const L7Kind = { DATA: 0, CLOSE: 1 } as const;
 export const L7Direction = { EGRESS: 0, INGRESS: 1 } as const;
 /** enum rf_l7_role */
 export const L7Role = { UNKNOWN: 0, CLIENT: 1, SERVER: 2 } as const;
+/** L7Role -> the role a message's context names (tracker.ts Role). */
+export const L7_ROLE_NAME: Readonly<Record<number, 'UNKNOWN' | 'CLIENT' | 'SERVER'>> = { 0: 'UNKNOWN', 1: 'CLIENT', 2: 'SERVER' };
 /** enum rf_l7_syscall */
 export const L7Syscall = {
   READ: 1,
@@ -162,20 +164,22 @@ export interface L7Capture {
   payload: Uint8Array;
 }
 
-function u16(b: Uint8Array, o: number): number {
+// Little-endian readers shared with collector/l7/exchange.ts (the exchange record is decoded the same way).
+
+export function u16(b: Uint8Array, o: number): number {
   return b[o]! | b[o + 1]! << 8;
 }
 
-function u32(b: Uint8Array, o: number): number {
+export function u32(b: Uint8Array, o: number): number {
   return (b[o]! | b[o + 1]! << 8 | b[o + 2]! << 16 | b[o + 3]! << 24) >>> 0;
 }
 
-function u64(b: Uint8Array, o: number): bigint {
+export function u64(b: Uint8Array, o: number): bigint {
   return BigInt(u32(b, o)) | BigInt(u32(b, o + 4)) << 32n;
 }
 
 /** A u64 byte count as a number (exact below 2^53, i.e. 8 PiB). */
-function u64n(b: Uint8Array, o: number): number {
+export function u64n(b: Uint8Array, o: number): number {
   return u32(b, o + 4) * 4294967296 + u32(b, o);
 }
 
@@ -187,7 +191,7 @@ let lastCommLength = -1;
 let lastComm = '';
 
 /** char[16] up to the first NUL, as UTF-8 (invalid bytes become U+FFFD, as the transcoder does). */
-function comm(b: Uint8Array, o: number): string {
+export function comm(b: Uint8Array, o: number): string {
   let n = 0;
   let high = 0;
   let same = true;

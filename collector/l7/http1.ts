@@ -150,13 +150,15 @@ class MethodLog {
 
 type State = 'idle' | 'head' | 'sized' | 'close' | 'chunk-size' | 'chunk-data' | 'chunk-crlf' | 'trailers';
 
-interface StartLine {
+/** A head's start line. */
+export interface Http1StartLine {
   method: string | null;
   target: string | null;
   status: number | null;
-  /** '1.0' or '1.1' (the digits after 'HTTP/' in the start line): network.protocol.version. */
+  /** '1.0' or '1.1' (the digits after 'HTTP/' in the start line): network.protocol.version; '' when cut before it. */
   version: string;
 }
+type StartLine = Http1StartLine;
 
 type Framing = { body: 'none' } | { body: 'sized'; length: number } | { body: 'chunked' } | { body: 'close' } | { error: string };
 
@@ -324,7 +326,7 @@ class Http1Direction implements Http1StreamParser {
     this.append(bytes, i, end);
     if (!this.lineDone) return end;
     if (this.start === null) {
-      this.start = this.parseStartLine();
+      this.start = parseStartLine(this.kind, this.buf, 0, this.bufLen);
       if (this.start === null) this.fail('bad start line');
     } else if (this.lineEmpty) {
       this.headDone(out);
@@ -410,27 +412,13 @@ class Http1Direction implements Http1StreamParser {
     this.bufLen = need;
   }
 
-  /** End of the (complete) start line in the buffer: just past its LF. */
-  private startLineEnd(): number {
-    return this.buf.indexOf(LF) + 1;
-  }
-
-  private parseStartLine(): StartLine | null {
-    const line = stripEol(utf8.decode(this.buf.subarray(0, this.startLineEnd())));
-    if (this.kind === 'REQUEST') {
-      const m = REQUEST_LINE.exec(line);
-      return m === null ? null : { method: m[1]!, target: m[2]!, status: null, version: m[3]! };
-    }
-    const m = STATUS_LINE.exec(line);
-    return m === null ? null : { method: null, target: null, status: Number(m[2]), version: m[1]! };
-  }
-
   private headDone(out: L7Message[]): void {
-    const fields = parseFields(this.buf, this.startLineEnd(), this.bufLen, true, this.captured);
-    if (fields === null) {
+    const head = parseHttp1Head(this.kind, this.buf, this.bufLen, this.captured, this.start!);
+    if (head === null || !head.wellFormed) {
       this.loseSync('bad header line', out);
       return;
     }
+    const fields = head.fields;
     this.bufLen = 0;
     if (this.buf.length > KEEP_BUFFER) this.buf = EMPTY;
     const start = this.start!;
@@ -457,31 +445,9 @@ class Http1Direction implements Http1StreamParser {
 
   /** A message for a start line, taking its ordinal (and, for a response, its request's method). */
   private newMessage(start: StartLine, fields: readonly (readonly [string, string])[]): L7Message {
-    const headers: Record<string, string> = {};
-    for (const [name, value] of fields) keepHeader(headers, name, value, this.opts);
     const stream_id = this.ordinal++;
     if (start.method !== null) this.log.record(stream_id, start.method);
-    return {
-      protocol: 'HTTP1',
-      kind: this.kind,
-      start_ns: this.startTs,
-      end_ns: this.lastTs,
-      stream_id,
-      method: start.method,
-      path: start.target === null ? null : redactTarget(start.target, this.opts),
-      status: start.status,
-      headers,
-      grpc_service: null,
-      grpc_method: null,
-      grpc_status: null,
-      dns_name: null,
-      dns_type: null,
-      dns_rcode: null,
-      dns_answers: null,
-      body_bytes: 0,
-      truncated: false,
-      protocol_version: start.version,
-    };
+    return http1Message(this.kind, start, fields, this.opts, stream_id, this.startTs, this.lastTs);
   }
 
   private framing(msg: L7Message, fields: readonly (readonly [string, string])[]): Framing {
@@ -546,7 +512,7 @@ class Http1Direction implements Http1StreamParser {
       const { status } = this.start;
       if (status !== null && status < 200 && status !== 101) return;
       // Only whole field lines: a line the cut went through may hold a value cut short.
-      msg = this.newMessage(this.start, parseFields(this.buf, this.startLineEnd(), this.bufLen, false, this.captured) ?? []);
+      msg = this.newMessage(this.start, parseHttp1Head(this.kind, this.buf, this.bufLen, this.captured, this.start)?.fields ?? []);
     }
     if (msg === null) return;
     msg.truncated = true;
@@ -584,17 +550,112 @@ function stripEol(line: string): string {
   return stripCr(line.endsWith('\n') ? line.slice(0, -1) : line);
 }
 
+/** A message head parsed from its bytes: see parseHttp1Head. */
+export interface Http1Head {
+  start: Http1StartLine;
+  /** [lower-case name, value] of framing's fields and the captured ones, in order (the other lines are checked, not kept). */
+  fields: [string, string][];
+  /** Just past the empty line that ends the head; -1 when the bytes end first (a head cut short). */
+  end: number;
+  /** False when a line is malformed (RFC 9112 5.1 makes the head invalid; such lines are skipped in `fields`). */
+  wellFormed: boolean;
+  /** The start line is cut short: `start` holds what its bytes show ('' version, a target perhaps cut). */
+  startCut: boolean;
+}
+
 /**
- * The complete field lines in buf[from, to) up to the empty line that ends a
- * head, as [lower-case name, value] for framing's fields and the `captured`
- * ones (the other lines are checked, not kept). Strict: any malformed line makes the head invalid
- * (null), as RFC 9112 5.1 asks. Lenient (a head cut short): malformed lines
- * are skipped, and so is a line not yet ended (it may hold a value cut short).
- * Works on bytes: every delimiter (LF, CR, ':', SP, HT) is ASCII, so no UTF-8
- * sequence spans one, and only kept values are decoded.
+ * The HTTP/1 head parser, the one both paths use: the stream parser on the
+ * head it has buffered (whole, or cut short by a gap or a close), and
+ * exchange.ts on the head bytes of an exchange record (bpf/l7.bpf.c copies
+ * the first rf_l7_head_bytes of each message). `buf[0, len)` starts at the
+ * start line (CR and LF before it are skipped, RFC 9112 2.2) and may end
+ * anywhere: a head cut short keeps its whole field lines only (a line the
+ * cut went through may hold a value cut short), and a start line cut short
+ * gives what its bytes show (method and the target so far; a status
+ * line's version and code once its first 12 bytes are there). Null when
+ * the bytes start no start line. `start`: the start line the caller parsed already.
  */
-function parseFields(buf: Uint8Array, from: number, to: number, strict: boolean, captured: ReadonlySet<string>): [string, string][] | null {
+export function parseHttp1Head(kind: L7Kind, buf: Uint8Array, len: number, captured: ReadonlySet<string>, start?: Http1StartLine): Http1Head | null {
+  let from = 0;
+  while (from < len && (buf[from] === CR || buf[from] === LF)) from++;
+  const lf = buf.subarray(from, len).indexOf(LF);
+  if (lf < 0) {
+    const cut = parseCutStartLine(kind, buf, from, len);
+    return cut === null ? null : { start: cut, fields: [], end: -1, wellFormed: true, startCut: true };
+  }
+  const s = start ?? parseStartLine(kind, buf, from, len);
+  if (s === null) return null;
+  return { start: s, ...parseFields(buf, from + lf + 1, len, captured), startCut: false };
+}
+
+/** The start line at buf[from] (it ends at the next LF before `to`), null when there is none or it is malformed. */
+function parseStartLine(kind: L7Kind, buf: Uint8Array, from: number, to: number): Http1StartLine | null {
+  const lf = buf.subarray(from, to).indexOf(LF);
+  if (lf < 0) return null;
+  const line = stripEol(utf8.decode(buf.subarray(from, from + lf + 1)));
+  if (kind === 'REQUEST') {
+    const m = REQUEST_LINE.exec(line);
+    return m === null ? null : { method: m[1]!, target: m[2]!, status: null, version: m[3]! };
+  }
+  const m = STATUS_LINE.exec(line);
+  return m === null ? null : { method: null, target: null, status: Number(m[2]), version: m[1]! };
+}
+
+const REQUEST_LINE_CUT = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([^\x00-\x20\x7f]+)(?: (?:H(?:T(?:T(?:P(?:\/(?:1(?:\.\d?)?)?)?)?)?)?)?)?$/;
+const STATUS_LINE_CUT = /^HTTP\/(1\.\d) ([1-9]\d\d)(?: .*)?$/;
+
+/** A start line whose bytes end before its LF: what they show, null when they cannot be the start of one. */
+function parseCutStartLine(kind: L7Kind, buf: Uint8Array, from: number, to: number): Http1StartLine | null {
+  const line = stripCr(utf8.decode(buf.subarray(from, to)));
+  if (kind === 'REQUEST') {
+    const m = REQUEST_LINE_CUT.exec(line);
+    return m === null ? null : { method: m[1]!, target: m[2]!, status: null, version: '' };
+  }
+  const m = STATUS_LINE_CUT.exec(line);
+  return m === null ? null : { method: null, target: null, status: Number(m[2]), version: m[1]! };
+}
+
+/** The L7Message of a head (body_bytes 0 and truncated false until the caller knows better). */
+export function http1Message(kind: L7Kind, start: Http1StartLine, fields: readonly (readonly [string, string])[], opts: L7ParseOptions,
+  stream_id: number, start_ns: bigint, end_ns: bigint): L7Message {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of fields) keepHeader(headers, name, value, opts);
+  return {
+    protocol: 'HTTP1',
+    kind,
+    start_ns,
+    end_ns,
+    stream_id,
+    method: start.method,
+    path: start.target === null ? null : redactTarget(start.target, opts),
+    status: start.status,
+    headers,
+    grpc_service: null,
+    grpc_method: null,
+    grpc_status: null,
+    dns_name: null,
+    dns_type: null,
+    dns_rcode: null,
+    dns_answers: null,
+    body_bytes: 0,
+    truncated: false,
+    protocol_version: start.version,
+  };
+}
+
+/**
+ * The field lines in buf[from, to) up to the empty line that ends a head
+ * (`end` just past it, -1 when there is none), as [lower-case name, value]
+ * for framing's fields and the `captured` ones (the other lines are checked,
+ * not kept). A malformed line makes the head invalid (RFC 9112 5.1:
+ * wellFormed false) and is skipped, and so is a line not yet ended (it may
+ * hold a value cut short). Works on bytes: every delimiter (LF, CR, ':',
+ * SP, HT) is ASCII, so no UTF-8 sequence spans one, and only kept values are decoded.
+ */
+function parseFields(buf: Uint8Array, from: number, to: number, captured: ReadonlySet<string>): { fields: [string, string][]; end: number; wellFormed: boolean } {
   const fields: [string, string][] = [];
+  let wellFormed = true;
+  let end = -1;
   // obs-fold (RFC 9112 5.2) continues the previous well-formed field line, kept or not.
   let previous: [string, string] | null = null;
   let seenField = false;
@@ -603,11 +664,14 @@ function parseFields(buf: Uint8Array, from: number, to: number, strict: boolean,
     if (e < 0 || e >= to) break;
     const next = e + 1;
     if (e > s && buf[e - 1] === CR) e--;
-    if (e === s) break; // the empty line
+    if (e === s) {
+      end = next; // the empty line
+      break;
+    }
     const first = buf[s]!;
     if (first === SP || first === HT) {
       if (!seenField) {
-        if (strict) return null;
+        wellFormed = false;
       } else if (previous !== null) {
         previous[1] = `${previous[1]} ${decodeTrimmed(buf, s, e)}`;
       }
@@ -622,7 +686,7 @@ function parseFields(buf: Uint8Array, from: number, to: number, strict: boolean,
       name += String.fromCharCode(c >= 0x41 && c <= 0x5a ? c | 0x20 : c);
     }
     if (colon === s || colon === e || buf[colon] !== COLON) {
-      if (strict) return null;
+      wellFormed = false;
       s = next;
       continue;
     }
@@ -634,7 +698,7 @@ function parseFields(buf: Uint8Array, from: number, to: number, strict: boolean,
     }
     s = next;
   }
-  return fields;
+  return { fields, end, wellFormed };
 }
 
 /** buf[from, to) as UTF-8 without leading or trailing SP and HT (OWS). */

@@ -11,12 +11,16 @@
  * datagrams are parsed one by one (DNS). Memory is bounded: at most
  * `maxConnections` are tracked (the least recently used is flushed and
  * dropped, counted) and connections idle for `idleNs` are flushed by sweep().
+ * HTTP/1 connections that BPF frames and pairs itself (bpf/l7.bpf.c) arrive
+ * as one exchange record per request/response instead (exchange()): no
+ * state is kept for those here.
  */
 import type { L7Message, L7ParseOptions, StreamParser } from './types.ts';
 import { DEFAULT_L7_OPTIONS } from './types.ts';
-import { L7Direction, L7Kind, L7Role, IPPROTO_TCP, IPPROTO_UDP, type L7Capture } from './capture.ts';
+import { L7Direction, L7Kind, L7_ROLE_NAME, IPPROTO_TCP, IPPROTO_UDP, type L7Capture } from './capture.ts';
 import { createHttp1Connection, looksLikeHttp1Request, looksLikeHttp1Response } from './http1.ts';
-import { createHttp2Connection, looksLikeHttp2Preface } from './http2.ts';
+import { createHttp2Connection, looksLikeHttp2Preface, takeHttp2Counts } from './http2.ts';
+import { exchangeOutputs, type L7Exchange } from './exchange.ts';
 import { createDnsTcpParser, looksLikeDns, parseDnsMessage } from './dns.ts';
 import { formatInet } from '../events/inet.ts';
 import { attributeAddress } from '../../common/address.ts';
@@ -69,6 +73,8 @@ export interface L7TrackerOptions {
 export interface L7Counters {
   /** Capture records fed. */
   records: number;
+  /** Exchange records fed (HTTP/1 framed and paired in BPF: exchange.ts). */
+  exchanges: number;
   /** Messages produced. */
   messages: number;
   /** Connections recognised, by protocol. */
@@ -180,14 +186,13 @@ interface Conn {
   resync: { reqAt: number | null } | null;
 }
 
-const ROLE_NAME: Record<number, Role> = { [L7Role.UNKNOWN]: 'UNKNOWN', [L7Role.CLIENT]: 'CLIENT', [L7Role.SERVER]: 'SERVER' };
 const DNS_PORT = 53;
 /** Bytes of early records kept per connection while its protocol is unknown. */
 const MAX_EARLY_BYTES = 16384;
 
 export class L7Tracker {
   readonly counters: L7Counters = {
-    records: 0, messages: 0, recognised: 0, unrecognised: 0, gapBytes: 0, lostRecords: 0, failed: new Map(), evicted: 0, otherDatagrams: 0,
+    records: 0, exchanges: 0, messages: 0, recognised: 0, unrecognised: 0, gapBytes: 0, lostRecords: 0, failed: new Map(), evicted: 0, otherDatagrams: 0,
     resyncs: 0, resynced: 0, resyncSkippedBytes: 0,
   };
   private readonly conns = new Map<bigint, Conn>();
@@ -302,6 +307,17 @@ export class L7Tracker {
     }
     conn.next[dir] = c.offset + c.total_len;
     this.noteFailure(conn, dir);
+    this.noteCounts(conn, p);
+  }
+
+  /** HTTP/2 losses it went on from and its recoveries (HPACK partly decoded, resynced): next to the stops, by fixed reason. */
+  private noteCounts(conn: Conn, p: StreamParser): void {
+    const counts = takeHttp2Counts(p);
+    if (counts === null) return;
+    for (const [why, n] of counts) {
+      const k = `${conn.proto}: ${why}`;
+      this.counters.failed.set(k, (this.counters.failed.get(k) ?? 0) + n);
+    }
   }
 
   /**
@@ -333,6 +349,25 @@ export class L7Tracker {
     return true;
   }
 
+  /**
+   * One exchange record: BPF framed and paired the HTTP/1 exchange, so no
+   * connection state is kept here; its messages come out with their context
+   * (exchange.ts). A message it stands for that cannot be reported (head
+   * bytes that are no start line) is counted in `failed` under
+   * 'HTTP1: exchange <why>', as a stopped direction's losses are.
+   */
+  exchange(x: L7Exchange): L7Output[] {
+    this.counters.exchanges++;
+    if (this.ignore.has(x.tgid) || this.ignore.has(x.req_tgid)) return [];
+    const { outputs, unreported } = exchangeOutputs(x, this.opts, this.processName);
+    for (const why of unreported) {
+      const k = `HTTP1: exchange ${why}`;
+      this.counters.failed.set(k, (this.counters.failed.get(k) ?? 0) + 1);
+    }
+    this.counters.messages += outputs.length;
+    return outputs;
+  }
+
   /** Flushes and forgets connections idle for longer than idleNs (call every few seconds). */
   sweep(nowNs: bigint): L7Output[] {
     const out: L7Output[] = [];
@@ -359,7 +394,7 @@ export class L7Tracker {
       key: c.conn_id,
       ctx: {
         pid: c.pid, tgid: c.tgid, uid: c.uid, comm: c.comm, process_name: this.processName(c.tgid), cgroup_id: c.cgroup_id, conn_id: c.conn_id,
-        role: ROLE_NAME[c.role] ?? 'UNKNOWN',
+        role: L7_ROLE_NAME[c.role] ?? 'UNKNOWN',
         transport: 'TCP',
         local_addr: normalizeAddr(formatInet(c.laddr, 0, c.family)),
         local_port: c.lport,
@@ -453,7 +488,10 @@ export class L7Tracker {
     if (!conn.parsers) return out;
     // requests first: a response completed by the close answers a request completed before it
     const order = conn.reqDir === 0 ? [0, 1] : [1, 0];
-    for (const d of order) this.collect(conn, conn.parsers[d]!.end(ts), out);
+    for (const d of order) {
+      this.collect(conn, conn.parsers[d]!.end(ts), out);
+      this.noteCounts(conn, conn.parsers[d]!);
+    }
     return out;
   }
 

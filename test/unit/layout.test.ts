@@ -14,6 +14,7 @@ import path from 'node:path';
 import { schemaRegistry, type CKind, type RegisteredSchema } from '../../schemas/registry.ts';
 import { EventType } from '../../collector/events/types.ts';
 import * as l7 from '../../collector/l7/capture.ts';
+import * as x7 from '../../collector/l7/exchange.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 const HEADER = path.join(ROOT, 'bpf', 'events.h');
@@ -328,4 +329,127 @@ test('collector/l7/capture.ts: a record filled in C decodes field for field', ()
     Buffer.from(name).copy(r, co);
     assert.equal(l7.decodeL7Capture(r, 0, r.length)?.comm, name.slice(0, 16));
   }
+});
+
+/*
+ * struct rf_l7_exchange (issue 10: one record per HTTP/1 exchange) has no
+ * schema either: collector/l7/exchange.ts decodes it by hand. Same checks as
+ * rf_l7_capture: offsets, size, constants and enums against the header, and a
+ * record filled in C (two heads after the struct) decoding field for field.
+ */
+const EXCHANGE_ENUMS: Record<string, { prefix: string; values: Readonly<Record<string, number>>; extra?: Readonly<Record<string, number>> }> = {
+  rf_l7_app: { prefix: 'RF_L7_APP_', values: x7.L7App },
+  rf_l7_outcome: { prefix: 'RF_L7_OUT_', values: x7.L7Outcome },
+  rf_l7_xflag: { prefix: 'RF_L7_X_', values: x7.L7_XFLAG },
+  rf_l7_parse_counter: { prefix: 'RF_L7_P_', values: x7.L7_PARSE, extra: { NR: x7.L7_PARSE_NR } },
+};
+
+function measureExchange(): { out: Map<string, string>; record: Buffer } {
+  const members = structs.get('rf_l7_exchange');
+  assert.ok(members, 'struct rf_l7_exchange is in events.h');
+  const consts = ['RF_EV_L7_EXCHANGE', 'RF_L7_MAX_HEAD', 'RF_L7_DEFAULT_HEAD'];
+  for (const e of Object.values(EXCHANGE_ENUMS)) for (const k of Object.keys({ ...e.values, ...e.extra })) consts.push(`${e.prefix}${k}`);
+  const lines = [
+    '#include <stddef.h>',
+    '#include <stdio.h>',
+    '#include <string.h>',
+    '#include <linux/types.h>',
+    '#include "events.h"',
+    'int main(void) {',
+    '  struct { struct rf_l7_exchange r; char heads[40]; } b;',
+    '  unsigned char *p = (unsigned char *)&b;',
+    '  printf("size %zu\\n", sizeof(struct rf_l7_exchange));',
+    '  for (size_t i = 0; i < sizeof(b); i++) p[i] = (unsigned char)(i * 13 + 7);',
+    '  b.r.hdr.type = RF_EV_L7_EXCHANGE;',
+    '  memcpy(b.r.hdr.comm, "node\\0zzzzzzzzzzz", 16);',
+    '  b.r.conn_id = 0x8000000100000002ULL;',
+    '  b.r.req_start_ns = 0xfedcba9876543210ULL;',
+    '  b.r.req_body_bytes = 0x001fffffffffffffULL;',
+    '  b.r.resp_body_bytes = 4294967296ULL + 5;',
+    '  b.r.family = 2;',
+    '  b.r.req_head_len = 19;',
+    '  b.r.resp_head_len = 19;',
+    '  memcpy(b.heads, "GET /x HTTP/1.1\\r\\n\\r\\nHTTP/1.1 204 No\\r\\n\\r\\n", 38);',
+  ];
+  for (const m of members) {
+    lines.push(`  printf("field ${m.name} %zu %zu\\n", offsetof(struct rf_l7_exchange, ${m.path}), sizeof(((struct rf_l7_exchange *)0)->${m.path}));`);
+  }
+  for (const c of consts) lines.push(`  printf("const ${c} %d\\n", (int)${c});`);
+  lines.push('  printf("bytes ");', '  for (size_t i = 0; i < sizeof(b); i++) printf("%02x", p[i]);', '  printf("\\n");');
+  lines.push('  return 0;', '}', '');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rf-layout-x7-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'x7.c'), lines.join('\n'));
+    const cc = spawnSync('gcc', ['-std=gnu11', '-Wall', '-Wpadded', '-Werror', '-I', path.join(ROOT, 'bpf'), '-o', path.join(dir, 'x7'), path.join(dir, 'x7.c')], { encoding: 'utf8' });
+    if (cc.error) throw new Error(`gcc is needed for this test: ${cc.error.message}`);
+    assert.equal(cc.status, 0, `gcc failed:\n${cc.stderr}\n--- generated source ---\n${lines.join('\n')}`);
+    const run = spawnSync(path.join(dir, 'x7'), { encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr);
+    const out = new Map<string, string>();
+    let bytes = '';
+    for (const line of run.stdout.trim().split('\n')) {
+      const p = line.split(' ');
+      if (p[0] === 'bytes') bytes = p[1]!;
+      else out.set(p[0] === 'size' ? 'size' : `${p[0]} ${p[1]}`, p.slice(p[0] === 'size' ? 1 : 2).join(' '));
+    }
+    return { out, record: Buffer.from(bytes, 'hex') };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('collector/l7/exchange.ts: offsets, size, constants and enums match struct rf_l7_exchange', () => {
+  const { out } = measureExchange();
+  assert.equal(Number(out.get('size')), x7.L7_EXCHANGE_SIZE, 'sizeof(struct rf_l7_exchange)');
+  const members = structs.get('rf_l7_exchange')!.filter((m) => !m.name.startsWith('_pad'));
+  assert.deepEqual(members.map((m) => m.name), Object.keys(x7.L7_EXCHANGE_OFFSETS), 'L7_EXCHANGE_OFFSETS names every member, in order');
+  for (const m of members) {
+    const [offset] = out.get(`field ${m.name}`)!.split(' ').map(Number);
+    assert.equal(offset, x7.L7_EXCHANGE_OFFSETS[m.name as keyof typeof x7.L7_EXCHANGE_OFFSETS], `offsetof ${m.path}`);
+  }
+  assert.equal(Number(out.get('const RF_EV_L7_EXCHANGE')), x7.L7_EXCHANGE_TYPE);
+  assert.equal(Number(out.get('const RF_L7_MAX_HEAD')), x7.L7_MAX_HEAD);
+  assert.equal(Number(out.get('const RF_L7_DEFAULT_HEAD')), x7.L7_DEFAULT_HEAD);
+  assert.ok(!Object.values(EventType).includes(x7.L7_EXCHANGE_TYPE as never), 'RF_EV_L7_EXCHANGE is not a schema-backed event type');
+  assert.ok(x7.L7_EXCHANGE_TYPE < EventType.MAX, 'RF_EV_L7_EXCHANGE indexes rf_drops');
+  for (const [name, e] of Object.entries(EXCHANGE_ENUMS)) {
+    const all = { ...e.values, ...e.extra };
+    assert.deepEqual(enums.get(name), Object.keys(all).map((k) => `${e.prefix}${k}`), `enum ${name}: same constants, same order`);
+    for (const [k, v] of Object.entries(all)) assert.equal(Number(out.get(`const ${e.prefix}${k}`)), v, `${e.prefix}${k}`);
+  }
+});
+
+test('collector/l7/exchange.ts: a record filled in C decodes field for field, heads included', () => {
+  const { record } = measureExchange();
+  const members = structs.get('rf_l7_exchange')!.filter((m) => !m.name.startsWith('_pad'));
+  const WIDTH: Record<string, number> = { __u8: 1, __u16: 2, __u32: 4, __u64: 8 };
+  const d = x7.decodeL7Exchange(record, 0, record.length);
+  assert.ok(d);
+  const got = d as unknown as Record<string, unknown>;
+  const asNumber = new Set(['req_body_bytes', 'resp_body_bytes']);
+  const notReturned = new Set(['type', 'req_head_len', 'resp_head_len']); // checked, or the heads' lengths
+  for (const m of members) {
+    if (notReturned.has(m.name)) continue;
+    const o = x7.L7_EXCHANGE_OFFSETS[m.name as keyof typeof x7.L7_EXCHANGE_OFFSETS];
+    let want: unknown;
+    if (m.name === 'comm') want = 'node';
+    else if (m.array) want = Buffer.from(record.subarray(o, o + 4)); // AF_INET: 4 bytes
+    else if (WIDTH[m.ctype] === 8) want = asNumber.has(m.name) ? Number(record.readBigUInt64LE(o)) : record.readBigUInt64LE(o);
+    else want = record.readUIntLE(o, WIDTH[m.ctype]!);
+    assert.deepEqual(got[m.name] instanceof Uint8Array ? Buffer.from(got[m.name] as Uint8Array) : got[m.name], want, `${m.name} (${m.ctype})`);
+  }
+  assert.equal(d.conn_id, 0x8000000100000002n);
+  assert.equal(d.req_start_ns, 0xfedcba9876543210n);
+  assert.equal(d.req_body_bytes, 2 ** 53 - 1);
+  assert.equal(d.resp_body_bytes, 2 ** 32 + 5);
+  assert.equal(Buffer.from(d.req_head).toString(), 'GET /x HTTP/1.1\r\n\r\n');
+  assert.equal(Buffer.from(d.resp_head).toString(), 'HTTP/1.1 204 No\r\n\r\n');
+  assert.equal(d.req_head.buffer, record.buffer, 'heads are views, not copies');
+  assert.equal(x7.decodeL7Exchange(record, 0, x7.L7_EXCHANGE_SIZE + 37), null, 'heads beyond the record');
+  assert.equal(x7.decodeL7Exchange(record, 0, x7.L7_EXCHANGE_SIZE - 1), null, 'shorter than the struct');
+  const other = Buffer.from(record);
+  other[0] = l7.L7_CAPTURE_TYPE;
+  assert.equal(x7.decodeL7Exchange(other, 0, other.length), null, 'a capture record');
+  const framed = Buffer.concat([Buffer.alloc(8), record]);
+  assert.equal(x7.decodeL7Exchange(framed, 8, record.length)?.seq, record.readUInt32LE(x7.L7_EXCHANGE_OFFSETS.seq));
 });
