@@ -15,6 +15,11 @@
  *   HTTP/2    by stream id; gRPC is HTTP/2 with its own attributes.
  *   DNS       by (observer, peer address, peer port, message id): one UDP
  *             socket talks to many resolvers. Retransmits (same id) pair FIFO.
+ *   EXCHANGE  records (HTTP/1 paired in the kernel, one record per exchange)
+ *             are their request followed at once by their response, paired
+ *             with each other: the same span, ids, links and RED metrics as
+ *             the REQUEST + RESPONSE pair. One without a response is its
+ *             REQUEST alone (a later RESPONSE may answer it; else it times out).
  * A response never pairs with a request that started after it (same clock).
  * A request with no response within `timeoutNs` becomes an ERROR span ('no
  * response'); a response with no waiting request is counted and dropped.
@@ -105,7 +110,8 @@ export interface L7Record {
   readonly remote_addr: string;
   readonly remote_port: number;
   readonly protocol: L7RecordProtocol;
-  readonly kind: 'REQUEST' | 'RESPONSE';
+  /** EXCHANGE: a request and its response in one record (schemas/l7.avsc): its own fields are the request's, resp_* and the response-only ones (status, grpc_status, dns_rcode) the response's. */
+  readonly kind: 'REQUEST' | 'RESPONSE' | 'EXCHANGE';
   readonly stream_id: bigint;
   readonly method: string | null;
   readonly path: string | null;
@@ -121,6 +127,36 @@ export interface L7Record {
   readonly truncated: boolean;
   /** HTTP1: '1.0' or '1.1' from the start line ('' or absent: not HTTP/1, or a record from before the field). */
   readonly protocol_version?: string;
+  /** EXCHANGE: the response's times, body size, headers, truncated flag and version; resp_end_ns null (or absent: older records) when it got no response. */
+  readonly resp_start_ns?: bigint | null;
+  readonly resp_end_ns?: bigint | null;
+  readonly resp_body_bytes?: bigint | null;
+  readonly resp_headers?: Readonly<Record<string, string>>;
+  readonly resp_truncated?: boolean;
+  readonly resp_protocol_version?: string;
+  /** EXCHANGE: how it ended (RESPONDED, CLOSED, LOST, REQ_ONLY; UNKNOWN); null on REQUEST and RESPONSE. */
+  readonly outcome?: string | null;
+}
+
+/**
+ * The response half of an EXCHANGE record as the RESPONSE record of the pair
+ * would have it, or null when the exchange has none (no response before
+ * close, handed over, lost): then the record is exactly its REQUEST.
+ */
+export function exchangeResponse(r: L7Record): L7Record | null {
+  if (r.resp_end_ns === null || r.resp_end_ns === undefined) return null;
+  return {
+    ...r,
+    kind: 'RESPONSE',
+    ts_ns: r.resp_start_ns ?? r.resp_end_ns,
+    end_ns: r.resp_end_ns,
+    method: null,
+    path: null,
+    headers: r.resp_headers ?? {},
+    body_bytes: r.resp_body_bytes ?? 0n,
+    truncated: r.resp_truncated ?? false,
+    protocol_version: r.resp_protocol_version ?? '',
+  };
 }
 
 /** The process's executable name, else its thread's comm (records from before process_name existed). */
@@ -622,14 +658,28 @@ export class SpanCorrelator {
     }
     this.applyReplayRaises(offset);
     const before: Clock = { maxWall: this.maxWall, floor: this.floor };
-    const wall = wallStart(rec);
-    if (this.maxWall === null || wall > this.maxWall) this.maxWall = wall;
     this.pos = offset + 1n;
-    this.clockSaw(clockOf(rec), wall);
+    this.saw(rec);
     if (rec.protocol === 'UNKNOWN') this.counters.skipped++;
-    else if (rec.kind === 'REQUEST') this.request(rec, offset, before);
-    else this.response(rec, offset);
+    else if (rec.kind === 'RESPONSE') this.response(rec, offset);
+    else {
+      // REQUEST, or EXCHANGE: its request, then its response as the pair's RESPONSE record would
+      // come (times, watermark, missed ordinals), paired with it directly: the kernel paired them
+      const p = this.request(rec, offset, before);
+      const resp = rec.kind === 'EXCHANGE' ? exchangeResponse(rec) : null;
+      if (resp !== null) {
+        this.saw(resp);
+        this.answer(p, resp, offset);
+      }
+    }
     this.expire();
+  }
+
+  /** A record's (or an exchange's response's) start: the watermark's input, and its own clock's time. */
+  private saw(r: L7Record): void {
+    const wall = wallStart(r);
+    if (this.maxWall === null || wall > this.maxWall) this.maxWall = wall;
+    this.clockSaw(clockOf(r), wall);
   }
 
   /**
@@ -735,7 +785,7 @@ export class SpanCorrelator {
     }
   }
 
-  private request(rec: L7Record, offset: bigint, before: Clock): void {
+  private request(rec: L7Record, offset: bigint, before: Clock): Pending {
     this.counters.requests++;
     const family = familyOf(rec.protocol);
     const obs = observerOf(rec);
@@ -768,6 +818,7 @@ export class SpanCorrelator {
     if (!h) this.byClock.set(p.clock, (h = new Heap<Pending>((a, b) => a.deadlineNs < b.deadlineNs || (a.deadlineNs === b.deadlineNs && a.seq < b.seq))));
     h.push(p);
     if (++this.byClockEntries > 2 * this.pending.size + 1024) this.rebuildClocks();
+    return p;
   }
 
   /**
@@ -821,6 +872,21 @@ export class SpanCorrelator {
     }
     if (match) this.complete(match, rec, 'response', wallEnd(rec), offset);
     else this.counters.unmatchedResponses++;
+  }
+
+  /**
+   * An EXCHANGE's response: what response() does for the pair's RESPONSE
+   * record (HTTP/1 requests before it lost theirs), but the request is the
+   * one it came with, whatever else waits under its key (a DNS retransmit
+   * is one exchange with its retries in the kernel, not FIFO).
+   */
+  private answer(p: Pending, resp: L7Record, offset: bigint): void {
+    this.counters.responses++;
+    if (p.family === 'h1') {
+      const q = this.h1.get(p.obs);
+      for (let h = q?.first(); h !== undefined && h !== p && h.rec.stream_id < resp.stream_id; h = q!.first()) this.complete(h, null, 'missed', wallStart(resp), offset);
+    }
+    this.complete(p, resp, 'response', wallEnd(resp), offset);
   }
 
   private unlinkPending(p: Pending): void {

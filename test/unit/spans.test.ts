@@ -939,3 +939,177 @@ test('spans: a request times out by its own host\'s records or a raise after it,
     }
   }
 });
+
+// ---------------------------------------------------------------------------
+// EXCHANGE records: a request and its response paired by the kernel, one record
+
+/** The EXCHANGE record a collector pairing in the kernel writes for `req` and its `resp` (none: not answered), as a consumer decodes it. */
+function exchangeOf(req: L7Record, resp: L7Record | null, outcome: string = resp ? 'RESPONDED' : 'CLOSED'): L7Record {
+  const r = resp as (L7Record & { dns_answers: number | null }) | null;
+  const value = {
+    ...(req as unknown as Record<string, unknown>),
+    kind: 'EXCHANGE',
+    status: r?.status ?? null,
+    grpc_status: r?.grpc_status ?? null,
+    dns_rcode: r?.dns_rcode ?? null,
+    dns_answers: r ? r.dns_answers : (req as L7Record & { dns_answers: number | null }).dns_answers,
+    resp_start_ns: r?.ts_ns ?? null,
+    resp_end_ns: r?.end_ns ?? null,
+    resp_body_bytes: r?.body_bytes ?? null,
+    resp_headers: r?.headers ?? {},
+    resp_truncated: r?.truncated ?? false,
+    resp_protocol_version: r?.protocol_version ?? '',
+    outcome,
+  };
+  return decodeRecord(encodeRecord(l7, value)).value as unknown as L7Record;
+}
+
+/**
+ * The same conversation as EXCHANGE records: each REQUEST with the first
+ * RESPONSE of its observer and id after it becomes one record at that
+ * response's place (the kernel emits an exchange when its response ends); a
+ * REQUEST never answered becomes an EXCHANGE without a response at its own
+ * place. `which` picks the requests to turn (default all: the rest stay pairs).
+ */
+function asExchanges(records: readonly L7Record[], which: (r: L7Record) => boolean = () => true): L7Record[] {
+  return exchangesFrom(records, which).records;
+}
+
+/** asExchanges, and the index in `records` each output record stands at. */
+function exchangesFrom(records: readonly L7Record[], which: (r: L7Record) => boolean): { records: L7Record[]; from: number[] } {
+  const id = (r: L7Record): string => [r.host, r.boot_time_ns, r.tgid, r.conn_id, r.protocol, r.protocol === 'DNS' ? `${r.remote_addr}:${r.remote_port}` : '', r.stream_id].join('|');
+  const waiting = new Map<string, L7Record[]>();
+  const answerOf = new Map<L7Record, L7Record>();
+  const requestOf = new Map<L7Record, L7Record>();
+  for (const r of records) {
+    if (r.kind === 'REQUEST') {
+      if (!which(r)) continue;
+      const q = waiting.get(id(r)) ?? [];
+      waiting.set(id(r), [...q, r]);
+    } else {
+      const q = waiting.get(id(r));
+      const req = q?.shift();
+      if (req) {
+        answerOf.set(req, r);
+        requestOf.set(r, req);
+      }
+    }
+  }
+  const out: L7Record[] = [];
+  const from: number[] = [];
+  records.forEach((r, i) => {
+    if (r.kind === 'REQUEST' && which(r)) {
+      if (answerOf.has(r)) return;
+      out.push(exchangeOf(r, null));
+    } else if (r.kind === 'RESPONSE' && requestOf.has(r)) out.push(exchangeOf(requestOf.get(r)!, r));
+    else out.push(r);
+    from.push(i);
+  });
+  return { records: out, from };
+}
+
+test('spans: EXCHANGE records give the spans, links and counters of their REQUEST + RESPONSE pairs', () => {
+  const tid = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const pid = '00f067aa0ba902b7';
+  const LINK: SpanCorrelatorOptions = { ...OPTS, linkDelayNs: 20n * S };
+  const pipelined: L7Record[] = [];
+  (['GET /users/42?fields=REDACTED 200', 'POST /orders 404', 'DELETE /carts/3f2b9c1e-8a4d-4e0b-9c1a-2b3c4d5e6f70 503', 'BREW /pot 200'] as const).forEach((c, i) => {
+    const [method, path] = c.split(' ');
+    pipelined.push(rec(CLIENT, { kind: 'REQUEST', id: i, at: T0 + BigInt(i) * MS, method, path, headers: { host: 'api.local:8080', 'user-agent': 'curl/8' }, version: '1.1' }));
+  });
+  [200, 404, 503, 200].forEach((status, i) => pipelined.push(rec(CLIENT, { kind: 'RESPONSE', id: i, at: T0 + BigInt(10 + i) * MS, end: T0 + BigInt(11 + i) * MS, status, body: 10, version: '1.1' })));
+  const server = [200, 404, 500, 503].flatMap((status, i) => [
+    rec(SERVER_B, { kind: 'REQUEST', id: i, at: T0 + BigInt(i) * 10n * MS, path: `/items/${i + 1000}`, method: 'PUT', body: 7, version: '1.0' }),
+    rec(SERVER_B, { kind: 'RESPONSE', id: i, at: T0 + BigInt(i) * 10n * MS + 2n * MS, status, version: '1.1', headers: { 'content-type': 'text/plain' } }),
+  ]);
+  const q = (remote: [string, number], at: bigint, id = 0x1234): L7Record => rec(RESOLVER, { kind: 'REQUEST', protocol: 'DNS', id, at, dns: ['db.svc', 'A'], remote });
+  const a = (remote: [string, number], at: bigint, rcode: string, id = 0x1234): L7Record => rec(RESOLVER, { kind: 'RESPONSE', protocol: 'DNS', id, at, dns: ['db.svc', 'A'], remote, rcode });
+  const one: [string, number] = ['10.0.0.53', 53];
+  const two: [string, number] = ['10.0.0.54', 53];
+  const other: Side = { ...CLIENT, conn: 3 };
+  const isClient = (r: L7Record): boolean => r.role === 'CLIENT';
+  // [case, records as pairs, which requests become exchanges, options, spans expected]
+  const cases: [string, L7Record[], ((r: L7Record) => boolean) | undefined, SpanCorrelatorOptions, number][] = [
+    ['HTTP/1 client, pipelined: names, errors >= 400, _OTHER method, url.*, body sizes, version', pipelined, undefined, OPTS, 4],
+    ['HTTP/1 server: errors >= 500, http.route, client.address, request body, 1.0/1.1 -> 1.0', server, undefined, OPTS, 4],
+    ['HTTP/1 ordinal hole: the requests before an answered one are missed', [
+      ...[0, 1, 2].map((i) => rec(CLIENT, { kind: 'REQUEST', id: i, at: T0 + BigInt(i) * MS, path: `/p${i}` })),
+      rec(CLIENT, { kind: 'RESPONSE', id: 2, at: T0 + 5n * MS, status: 200 })], undefined, OPTS, 3],
+    ['HTTP/1 no response: an ERROR span \'no response\' at the timeout', [
+      rec(CLIENT, { kind: 'REQUEST', id: 0, at: T0, path: '/slow' }),
+      rec(other, { kind: 'REQUEST', id: 0, at: T0 + 10_500n * MS, path: '/fast' }),
+      rec(other, { kind: 'RESPONSE', id: 0, at: T0 + 10_700n * MS, status: 200 })], undefined, OPTS, 2],
+    ['HTTP/1 truncated response, response headers not on the span', [
+      rec(CLIENT, { kind: 'REQUEST', id: 0, at: T0 }),
+      rec(CLIENT, { kind: 'RESPONSE', id: 0, at: T0 + MS, truncated: true, body: 1 << 20 })], undefined, OPTS, 1],
+    ['traceparent joins its trace', [
+      rec(CLIENT, { kind: 'REQUEST', id: 0, at: T0, headers: { traceparent: `00-${tid}-${pid}-01`, tracestate: 'congo=t61rcWkgMzE' } }),
+      rec(CLIENT, { kind: 'RESPONSE', id: 0, at: T0 + MS })], undefined, OPTS, 1],
+    ['linked, same host', exchange(SERVER_A), undefined, LINK, 2],
+    ['linked, same host, server records first', ((r) => [r[1]!, r[2]!, r[0]!, r[3]!])(exchange(SERVER_A)), undefined, LINK, 2],
+    ['linked, two hosts, 300 ms skew', exchange(SERVER_B, { skew: 300n * MS }), undefined, LINK, 2],
+    ['not linked: two hosts, 5 s skew', exchange(SERVER_B, { skew: 5n * S }), undefined, LINK, 2],
+    ['not linked: ordinals drifted', exchange(SERVER_B, { serverPath: '/users/2' }), undefined, LINK, 2],
+    ['linked: the client side as exchanges, the server side as pairs', exchange(SERVER_A, { id: 3 }), isClient, LINK, 2],
+    ['linked: the server side as exchanges, the client side as pairs', exchange(SERVER_B, { id: 3 }), (r) => !isClient(r), LINK, 2],
+    ['DNS: one id to two resolvers, NOERROR and SERVFAIL', [q(one, T0), q(two, T0 + MS), a(two, T0 + 2n * MS, 'NOERROR'), a(one, T0 + 9n * MS, 'SERVFAIL')], undefined, OPTS, 2],
+    ['DNS: NXDOMAIN is an error', [q(one, T0, 7), a(one, T0 + MS, 'NXDOMAIN', 7)], undefined, OPTS, 1],
+    ['gRPC: a client error code', [
+      rec(CLIENT, { kind: 'REQUEST', protocol: 'GRPC', id: 1, at: T0, grpc: ['shop.Cart', 'Add'] }),
+      rec(CLIENT, { kind: 'RESPONSE', protocol: 'GRPC', id: 1, at: T0 + MS, grpc: ['shop.Cart', 'Add'], grpcStatus: 14 })], undefined, OPTS, 1],
+  ];
+  for (const [what, records, which, opts, n] of cases) {
+    const pairs = run(records, opts);
+    const exchanges = asExchanges(records, which);
+    assert.ok(exchanges.some((r) => r.kind === 'EXCHANGE') && exchanges.length < records.length, what);
+    const got = run(exchanges, opts);
+    assert.equal(pairs.spans.length, n, what);
+    assert.deepEqual(sortSpans(got.spans), sortSpans(pairs.spans), what);
+    assert.deepEqual(got.c.counters, pairs.c.counters, what);
+    assert.equal(got.c.minPendingOffset(), null, what);
+  }
+});
+
+test('spans: an EXCHANGE without a response waits as its REQUEST would: a later RESPONSE (hand-over) answers it, else it times out', () => {
+  const req = rec(CLIENT, { kind: 'REQUEST', id: 4, at: T0, path: '/handed' });
+  const resp = rec(CLIENT, { kind: 'RESPONSE', id: 4, at: T0 + 3n * S, status: 201 });
+  for (const outcome of ['REQ_ONLY', 'CLOSED', 'LOST']) {
+    const handed = run([exchangeOf(req, null, outcome), resp]);
+    assert.deepEqual(handed.spans, run([req, resp]).spans, outcome);
+    assert.equal(handed.spans[0]!.attributes['http.response.status_code'], '201', outcome);
+    assert.equal(handed.spans[0]!.end_ns, T0 + 3n * S + MS, outcome);
+    const alone = run([exchangeOf(req, null, outcome)]);
+    assert.deepEqual(alone.spans, run([req]).spans, outcome);
+    assert.equal(alone.spans[0]!.status_message, 'no response', outcome);
+    assert.equal(alone.c.counters.timeouts, 1, outcome);
+  }
+});
+
+test('spans: an EXCHANGE pairs with its own request, not with an earlier one waiting under the same DNS id (a retransmit is one exchange)', () => {
+  const first = rec(RESOLVER, { kind: 'REQUEST', protocol: 'DNS', id: 9, at: T0, dns: ['db.svc', 'A'] });
+  const again = rec(RESOLVER, { kind: 'REQUEST', protocol: 'DNS', id: 9, at: T0 + S, dns: ['db.svc', 'A'] });
+  const answer = rec(RESOLVER, { kind: 'RESPONSE', protocol: 'DNS', id: 9, at: T0 + S + MS, dns: ['db.svc', 'A'] });
+  const { spans } = run([first, exchangeOf(again, answer)]);
+  const answered = spans.find((s) => s.status !== 'ERROR')!;
+  assert.equal(answered.start_ns, T0 + S);
+  assert.equal(answered.end_ns, T0 + S + 2n * MS);
+  assert.equal(spans.find((s) => s.start_ns === T0)!.status_message, 'no response');
+});
+
+test('spans: EXCHANGE records (HTTP/1) in the mixed workload: every span exactly once across crashes, the same as their pairs give', () => {
+  const { records, idle } = workload(11);
+  const { records: exchanges, from } = exchangesFrom(records, (r) => r.protocol === 'HTTP1');
+  assert.ok(exchanges.filter((r) => r.kind === 'EXCHANGE').length >= 50);
+  // the records moved (a request now comes with its response): the idle raise stays before the same record
+  const moved = new Map([...idle].map(([i, w]) => [from.findIndex((j) => j >= i), w]));
+  const pairs = consume(records, idle, [], () => 5).committed;
+  const whole = consume(exchanges, moved, [], () => 5).committed;
+  assert.equal(new Set(whole.map((s) => s.span_id)).size, whole.length);
+  assert.deepEqual(sortSpans(whole), sortSpans(pairs));
+  const n = exchanges.length;
+  for (const crashes of [[1], [7], [Math.floor(n / 2)], [n - 1], [20, 21, 22], Array.from({ length: Math.floor(n / 9) }, (_, k) => 9 * (k + 1))]) {
+    const got = consume(exchanges, moved, crashes, (k) => 1 + (k % 4));
+    assert.equal(new Set(got.committed.map((s) => s.span_id)).size, got.committed.length, `duplicates with crashes at ${crashes}`);
+    assert.deepEqual(sortSpans(got.committed), sortSpans(whole), `crashes at ${crashes}`);
+  }
+});
