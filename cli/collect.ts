@@ -41,6 +41,9 @@ ${SIGNALS.map((s) => `                          ${s.name}: ${s.summary}`).join('
   --headers LIST        l7: header names kept (default ${DEFAULT_CAPTURED_HEADERS.join(',')});
                           ${[...NEVER_CAPTURED_HEADERS].join(', ')} are never kept
   --keep-query          l7: keep query-string values (default: redacted)
+  --l7-kernel-parse on|off
+                        l7: frame and pair HTTP/1 in the kernel, one record per exchange
+                          (default on); off: capture every syscall and parse here, as before
   --exclude-pid LIST    l7: processes whose traffic is not parsed (ringflow up passes its own
                           processor and exporter, so their OTLP exports do not become spans)
   --duration DUR        stop after DUR (e.g. 30s); default: until Ctrl-C
@@ -65,6 +68,7 @@ const OPTIONS = {
   'capture-bytes': { type: 'string' },
   headers: { type: 'string' },
   'keep-query': { type: 'boolean' },
+  'l7-kernel-parse': { type: 'string' },
   'exclude-pid': { type: 'string' },
   duration: { type: 'string' },
   stdout: { type: 'boolean' },
@@ -138,6 +142,7 @@ export function parseCollectArgs(argv: string[]): CollectConfig & { help: boolea
     l7: {
       ...(v.port === undefined ? {} : { port: parseIntFlag('--port', v.port, 1, 65535) }),
       ...(v['capture-bytes'] === undefined ? {} : { captureBytes: parseIntFlag('--capture-bytes', v['capture-bytes'], 0, L7_MAX_CAPTURE) }),
+      ...(v['l7-kernel-parse'] === undefined ? {} : { kernelParse: parseOnOff('--l7-kernel-parse', v['l7-kernel-parse']) }),
     },
     l7Exclude: v['exclude-pid'] === undefined ? [] : v['exclude-pid'].split(',').map((p) => parseIntFlag('--exclude-pid', p.trim(), 1, 4194304)),
     l7Parse: {
@@ -145,6 +150,12 @@ export function parseCollectArgs(argv: string[]): CollectConfig & { help: boolea
       keepQueryValues: v['keep-query'] ?? false,
     },
   };
+}
+
+function parseOnOff(flag: string, v: string): boolean {
+  if (v === 'on') return true;
+  if (v === 'off') return false;
+  throw new FatalError(`${flag}: "${v}" is neither on nor off`, { exitCode: EXIT.usage });
 }
 
 /** Native errors carry op/code; turn the ones a user can fix into one line. */
@@ -189,15 +200,15 @@ export function lossesSummaryPart(s: Pick<StatsSnapshot, 'drop_reasons' | 'l7_pa
 }
 
 /**
- * The L7 tracker's counters since the previous line: captures in, messages
- * out, and what went missing on the way (records the ring lost, HTTP/1
+ * The L7 tracker's counters since the previous line: captures and (last)
+ * HTTP/1 exchange records in, messages out, and what went missing on the way (records the ring lost, HTTP/1
  * connections that had to resync, parser directions that stopped for good).
  * Loss inside the L7 stream would otherwise show only as fewer messages.
  */
 export function l7SummaryPart(counters: L7Counters, prev: L7CountersSnapshot): string {
   const now = l7CountersSnapshot(counters);
   return `; l7: captures ${now.records - prev.records}, messages ${now.messages - prev.messages}, records lost ${now.lostRecords - prev.lostRecords}, ` +
-    `HTTP/1 resyncs ${now.resyncs - prev.resyncs}, parsers stopped ${now.failed - prev.failed}`;
+    `HTTP/1 resyncs ${now.resyncs - prev.resyncs}, parsers stopped ${now.failed - prev.failed}, HTTP/1 exchanges from the kernel ${now.exchanges - prev.exchanges}`;
 }
 
 /**
@@ -210,10 +221,10 @@ export function cpuSummaryPart(cpuUs: number, intervalNs: bigint): string {
   return `, cpu ${secs > 0 ? Math.round(cpuUs / 1e4 / secs) : 0}%`;
 }
 
-export interface L7CountersSnapshot { records: number; messages: number; lostRecords: number; resyncs: number; failed: number }
+export interface L7CountersSnapshot { records: number; exchanges: number; messages: number; lostRecords: number; resyncs: number; failed: number }
 
 export function l7CountersSnapshot(c: L7Counters): L7CountersSnapshot {
-  return { records: c.records, messages: c.messages, lostRecords: c.lostRecords, resyncs: c.resyncs, failed: [...c.failed.values()].reduce((a, n) => a + n, 0) };
+  return { records: c.records, exchanges: c.exchanges, messages: c.messages, lostRecords: c.lostRecords, resyncs: c.resyncs, failed: [...c.failed.values()].reduce((a, n) => a + n, 0) };
 }
 
 export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string) => void; ready?: () => void } = {}): Promise<number> {
@@ -282,7 +293,7 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
     const runId = newRunId();
     const stateFile = cfg.stdout ? undefined : new RunStateFile(statePath(stateDir(), cfg.host), log);
     const previous = stateFile?.read() ?? null;
-    let l7Prev: L7CountersSnapshot = { records: 0, messages: 0, lostRecords: 0, resyncs: 0, failed: 0 };
+    let l7Prev: L7CountersSnapshot = { records: 0, exchanges: 0, messages: 0, lostRecords: 0, resyncs: 0, failed: 0 };
     let cpuPrev = process.cpuUsage();
     const collector = new Collector({
       session,

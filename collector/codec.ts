@@ -7,6 +7,7 @@ import { createTranscoder, toJsonLine, type DropReasonNames } from './events/ind
 import type { StatsSnapshot, TranscoderLike } from './collector.ts';
 import type { OutRecord } from './sink.ts';
 import { decodeL7Capture, L7_CAPTURE_TYPE } from './l7/capture.ts';
+import { decodeL7Exchange, L7_EXCHANGE_TYPE } from './l7/exchange.ts';
 import { L7Tracker, type L7TrackerOptions, type L7Output } from './l7/tracker.ts';
 import { createL7Encoder } from './l7/encode.ts';
 import { procIdentities } from './process-identity.ts';
@@ -51,7 +52,7 @@ export interface CodecOptions {
 export function createCodec(opts: CodecOptions): Codec {
   const registry = schemaRegistry();
   // L7 captures become parsed messages; they are emitted into the batch being transcoded
-  let emitL7: ((o: L7Output) => void) | undefined;
+  let emitL7: ((o: L7Output, type?: number) => void) | undefined;
   let l7: Codec['l7'];
   const raw = new Map<number, (batch: Buffer, off: number, len: number) => boolean>();
   // Losses by DropReason (collector.ts): one capture or message that throws is
@@ -90,14 +91,28 @@ export function createCodec(opts: CodecOptions): Codec {
       for (const o of outs) emitL7!(o);
       return true;
     });
-    emitL7 = (o) => {
+    // HTTP/1 exchanges framed and paired in BPF: one record, its messages (collector/l7/exchange.ts)
+    raw.set(L7_EXCHANGE_TYPE, (batch, off, len) => {
+      const x = decodeL7Exchange(batch, off, len);
+      if (!x) return false;
+      let outs: L7Output[];
+      try {
+        outs = tracker.exchange(x);
+      } catch (err) {
+        lose('l7_tracker_error', err);
+        return true;
+      }
+      for (const o of outs) emitL7!(o, L7_EXCHANGE_TYPE);
+      return true;
+    });
+    emitL7 = (o, type = L7_CAPTURE_TYPE) => {
       let kv: { key: string; value: Buffer };
       try {
         kv = enc.encode(o);
       } catch (err) {
         return lose('l7_encode_error', err);
       }
-      currentEmit!(L7_TOPIC, L7_CAPTURE_TYPE, kv.key, kv.value);
+      currentEmit!(L7_TOPIC, type, kv.key, kv.value);
     };
   }
   let currentEmit: ((topic: string, type: number, key: string, value: Buffer) => void) | undefined;
@@ -125,7 +140,7 @@ export function createCodec(opts: CodecOptions): Codec {
     topicsFor(eventTypes) {
       const m = new Map<number, string>();
       for (const type of eventTypes) {
-        if (type === L7_CAPTURE_TYPE) {
+        if (type === L7_CAPTURE_TYPE || type === L7_EXCHANGE_TYPE) {
           m.set(type, L7_TOPIC);
           continue;
         }

@@ -373,16 +373,29 @@ export class Collector {
     const produced = this.opts.sink.counters.produced;
     // read but refused by the destination (dead-lettered or dropped): user drops of their type
     const sinkLost = this.opts.sink.counters.lost ?? new Map<number, number>();
+    // one entry per topic: several event types can feed one (l7: capture records and exchange
+    // records), and the processor takes a topic's first entry and fans a stats record out per entry
     const events: StatsEvent[] = [];
+    const byTopic = new Map<string, StatsEvent>();
     for (const [type, topic] of this.opts.topics) {
       const d = (m: Map<number, number>, prev: Map<number, number>) => c((m.get(type) ?? 0) - (prev.get(type) ?? 0));
-      events.push({
+      const e: StatsEvent = {
         event: topic,
         read: d(this.read, this.last.read),
         kernel_drops: c((kernel[type] ?? 0n) - (this.last.kernel[type] ?? 0n)),
         user_drops: c(d(this.userDrops, this.last.user) + d(sinkLost, this.last.sinkLost)),
         produced: d(produced, this.last.produced),
-      });
+      };
+      const same = byTopic.get(topic);
+      if (same === undefined) {
+        byTopic.set(topic, e);
+        events.push(e);
+        continue;
+      }
+      same.read = c(same.read + e.read);
+      same.kernel_drops = c(same.kernel_drops + e.kernel_drops);
+      same.user_drops = c(same.user_drops + e.user_drops);
+      same.produced = c(same.produced + e.produced);
     }
     const drops = this.allDrops();
     const parse = new Map(this.opts.transcoder.parseFailures ?? []);

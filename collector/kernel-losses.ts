@@ -1,6 +1,9 @@
 /**
  * Kernel-side losses that only BPF maps count, by reason: per-reason counters
- * of bpf/block.bpf.c (rf_block_lost) and bpf/tcp.bpf.c (rf_tcp_unattributed),
+ * of bpf/block.bpf.c (rf_block_lost), bpf/tcp.bpf.c (rf_tcp_unattributed)
+ * and bpf/l7.bpf.c's in-kernel HTTP/1 parsing (rf_l7_parse: heads too long,
+ * bad start lines or framing, requests the pending table could not hold,
+ * responses with no request, two threads in one direction),
  * read through the addon (Session.mapCounters sums the per-CPU slots), turned
  * into deltas per stats interval for the stats record's drop_reasons.
  *
@@ -14,7 +17,9 @@
  * caller passes `taskFiltered`.
  */
 
-/** Where each reason is counted: index = the BPF enum value (bpf/block.bpf.c, bpf/tcp.bpf.c). */
+import { L7_PARSE } from './l7/exchange.ts';
+
+/** Where each reason is counted: index = the BPF enum value (bpf/block.bpf.c, bpf/tcp.bpf.c, bpf/events.h). */
 export const KERNEL_LOSS_COUNTERS: readonly { map: string; index: number; reason: string; onlyFiltered?: boolean }[] = [
   // enum rf_block_lost_reason
   { map: 'rf_block_lost', index: 0, reason: 'block_orphaned' },
@@ -23,6 +28,14 @@ export const KERNEL_LOSS_COUNTERS: readonly { map: string; index: number; reason
   // enum rf_tcp_unattributed_index
   { map: 'rf_tcp_unattributed', index: 0, reason: 'tcp_retransmit_unattributed', onlyFiltered: true },
   { map: 'rf_tcp_unattributed', index: 1, reason: 'tcp_drop_unattributed', onlyFiltered: true },
+  // enum rf_l7_parse_counter (bpf/events.h; L7_PARSE in collector/l7/exchange.ts): the in-kernel
+  // HTTP/1 parsing's losses. Its other slots (exchanges, upgrades, resyncs, ends not framed) are not losses.
+  { map: 'rf_l7_parse', index: L7_PARSE.H1_HEAD_TOO_LONG, reason: 'l7_h1_head_too_long' },
+  { map: 'rf_l7_parse', index: L7_PARSE.H1_BAD_START, reason: 'l7_h1_bad_start' },
+  { map: 'rf_l7_parse', index: L7_PARSE.H1_BAD_FRAMING, reason: 'l7_h1_bad_framing' },
+  { map: 'rf_l7_parse', index: L7_PARSE.PENDING_FULL, reason: 'l7_pending_full' },
+  { map: 'rf_l7_parse', index: L7_PARSE.RESP_ORPHAN, reason: 'l7_resp_orphan' },
+  { map: 'rf_l7_parse', index: L7_PARSE.CONCURRENT, reason: 'l7_h1_concurrent' },
 ];
 
 /** Cumulative counts per reason since the objects were loaded. */

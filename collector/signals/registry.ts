@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 export interface SignalDef {
   readonly name: string;
   readonly summary: string;
-  /** Event type ids (enum rf_event_type, or RF_EV_L7_CAPTURE) this signal's object emits. */
+  /** Event type ids (enum rf_event_type, or RF_EV_L7_CAPTURE / RF_EV_L7_EXCHANGE) this signal's object emits. */
   readonly eventTypes: readonly number[];
   /**
    * Off unless asked for with --signals: l7 hooks every socket read/write on
@@ -46,7 +46,8 @@ export const SIGNALS: readonly SignalDef[] = [
       '(e.g. NO_SOCKET drops) are left out and counted (rf_tcp_unattributed)',
     eventTypes: [4, 5, 6, 7],
   },
-  { name: 'l7', summary: 'HTTP/1.x, HTTP/2 + gRPC and DNS requests and responses parsed from socket syscalls (opt-in)', eventTypes: [9], optIn: true },
+  // 9: capture records (HTTP/2, DNS, undecided, kernel parsing off), 10: HTTP/1 exchanges framed and paired in BPF
+  { name: 'l7', summary: 'HTTP/1.x, HTTP/2 + gRPC and DNS requests and responses parsed from socket syscalls (opt-in)', eventTypes: [9, 10], optIn: true },
 ];
 
 /** What --signals defaults to: every signal that is not opt-in. */

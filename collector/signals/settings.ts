@@ -45,8 +45,25 @@ export interface L7Settings {
    * UDP only DNS. Default 4; 0 turns the gate off (everything captured).
    */
   detectRecords?: number;
+  /**
+   * HTTP/1 framed and paired in BPF, one exchange record per request and
+   * response (rf_l7_kernel_parse, default on); off: every connection is
+   * captured per syscall and parsed here, as before (the A/B switch, and the
+   * way out should a kernel refuse the parsing code).
+   */
+  kernelParse?: boolean;
+  /** Tests only: BPF emits both the capture records and the exchange records of HTTP/1 connections (rf_l7_dual, default off). */
+  dual?: boolean;
+  /** Head bytes of each message an exchange record carries (rf_l7_head_bytes, default 512, at most RF_L7_MAX_HEAD). */
+  headBytes?: number;
 }
 
+/**
+ * The l7 object's globals. The in-kernel parsing ones are written only when
+ * set: left out, the object's own defaults hold (on, not dual, 512 head
+ * bytes), and an object built before they existed still loads (the loader
+ * refuses a global it does not find).
+ */
 export function encodeL7Settings(s: L7Settings): Record<string, Buffer> {
   const port = Buffer.alloc(2);
   port.writeUInt16LE(s.port ?? 0);
@@ -54,6 +71,9 @@ export function encodeL7Settings(s: L7Settings): Record<string, Buffer> {
     rf_l7_capture_bytes: u32(s.captureBytes ?? 4096),
     rf_filter_port: port,
     rf_l7_detect_records: Buffer.from([Math.min(255, Math.max(0, s.detectRecords ?? 4))]),
+    ...(s.kernelParse === undefined ? {} : { rf_l7_kernel_parse: Buffer.from([s.kernelParse ? 1 : 0]) }),
+    ...(s.dual === undefined ? {} : { rf_l7_dual: Buffer.from([s.dual ? 1 : 0]) }),
+    ...(s.headBytes === undefined ? {} : { rf_l7_head_bytes: u32(s.headBytes) }),
   };
 }
 

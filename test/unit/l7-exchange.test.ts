@@ -280,3 +280,88 @@ test('decodeL7Exchange: short or foreign records are null, never a throw', () =>
     if (x) exchangeMessages(x, DEFAULT_L7_OPTIONS); // never throws either
   }), { numRuns: 300 });
 });
+
+test('the collector\'s codec: an exchange record in a batch becomes its l7 messages on ringflow.l7.v1, as type 10', () => {
+  const codec = createCodec({ host: 'h1', bootTimeNs: 5n, dropReasonNames: {}, l7: { processName: () => 'svc' } });
+  assert.deepEqual([...codec.topicsFor([9, 10])], [[9, 'ringflow.l7.v1'], [10, 'ringflow.l7.v1']]);
+  const out: { topic: string; type: number; key: string; value: Buffer }[] = [];
+  const res = codec.transcoder.transcodeBatch(
+    buildBatch([record({ ...TIMES, seq: 2, status: 200, resp_body_bytes: 5, reqHead: REQ, respHead: RES })]),
+    (topic, type, key, value) => out.push({ topic, type, key, value }),
+  );
+  assert.equal(res.unknown, 0, 'decoded, not undecodable');
+  assert.deepEqual(out.map((o) => [o.topic, o.type, o.key]), [
+    ['ringflow.l7.v1', 10, 'tcp/127.0.0.1:40000-127.0.0.1:8080'],
+    ['ringflow.l7.v1', 10, 'tcp/127.0.0.1:40000-127.0.0.1:8080'],
+  ]);
+  const vals = out.map((o) => decodeRecord(o.value).value);
+  assert.deepEqual(vals.map((v) => [v.kind, v.stream_id, v.method, v.path, v.status, v.body_bytes, v.ts_ns, v.end_ns, v.role, v.process_name, v.protocol_version, v.host]), [
+    ['REQUEST', 2n, 'GET', '/users/42?token=REDACTED', null, 0n, 10n, 11n, 'CLIENT', 'svc', '1.1', 'h1'],
+    ['RESPONSE', 2n, null, null, 200, 5n, 20n, 21n, 'CLIENT', 'svc', '1.1', 'h1'],
+  ]);
+  for (const o of out) assert.ok(!o.value.toString('latin1').includes('hunter'));
+  assert.equal(codec.l7!.tracker.counters.exchanges, 1);
+  assert.equal(codec.l7!.tracker.counters.messages, 2);
+  // a record whose heads cannot be reported is counted where stopped parsers are (stats l7_parse_failures)
+  codec.transcoder.transcodeBatch(buildBatch([record({ ...TIMES, status: 0, reqHead: 'garbage', respHead: 'junk' })]), () => {});
+  assert.deepEqual([...codec.transcoder.parseFailures!], [['HTTP1: exchange request head unparsed', 1], ['HTTP1: exchange response head unparsed', 1]]);
+  // a short one is undecodable, counted as such
+  assert.equal(codec.transcoder.transcodeBatch(buildBatch([record({ reqHead: 'GET / HTTP/1.1\r\n\r\n' }).subarray(0, 100)]), () => {}).unknown, 1);
+});
+
+test('the l7 signal emits both record types; the stats give the l7 topic one entry, both types summed', () => {
+  assert.deepEqual(SIGNALS.find((s) => s.name === 'l7')!.eventTypes, [9, 10]);
+  const kernelDrops: bigint[] = new Array(16).fill(0n);
+  const parse: bigint[] = new Array(16).fill(0n);
+  const session: SessionLike = {
+    start() {}, pause() {}, resume() {}, async stop() {}, drops: () => [...kernelDrops], ringPending: () => 0,
+    mapCounters: (name) => (name === 'rf_l7_parse' ? [...parse] : null),
+  };
+  const counters: SinkCounters = { produced: new Map([[9, 3], [10, 4]]), sendErrors: 0 };
+  const sink: EventSink = {
+    counters, async start() {}, enqueue(_r: readonly OutRecord[]) {}, pending: () => 0, onProgress() {}, async flush() { return true; }, async close() {},
+  };
+  let now = 1_000_000_000n;
+  const c = new Collector({
+    session, sink, transcoder: { transcodeBatch: () => ({ records: 0, unknown: 0 }) },
+    topics: new Map([[1, 'ringflow.sched.runqlat.v1'], [9, 'ringflow.l7.v1'], [10, 'ringflow.l7.v1']]),
+    highWater: 10, maxPending: 20, statsIntervalMs: 0, wallClockNs: () => (now += 1_000_000_000n),
+  });
+  c.start();
+  kernelDrops[9] = 2n;
+  kernelDrops[10] = 3n;
+  [50n, 1n, 2n, 3n, 4n, 5n, 6n, 7n, 8n, 9n].forEach((v, i) => (parse[i] = v));
+  c.read.set(9, 3);
+  c.read.set(10, 4);
+  const s = c.snapshot();
+  assert.deepEqual(s.events.map((e) => e.event), ['ringflow.sched.runqlat.v1', 'ringflow.l7.v1'], 'one entry per topic');
+  assert.deepEqual(s.events[1], { event: 'ringflow.l7.v1', read: 7, kernel_drops: 5, user_drops: 0, produced: 7 });
+  // the in-kernel parsing's losses (rf_l7_parse's loss slots only) reach kernel_losses with their reasons
+  const losses = Object.fromEntries(s.kernel_losses.map((r) => [r.reason, r.count]));
+  assert.deepEqual(losses, { l7_h1_head_too_long: 1, l7_h1_bad_start: 2, l7_h1_bad_framing: 3, l7_pending_full: 7, l7_resp_orphan: 8, l7_h1_concurrent: 9 });
+});
+
+test('rf_l7_parse: each loss slot by its enum index; exchanges, upgrades, resyncs and ends not framed are not losses', () => {
+  const got = Object.fromEntries(Object.entries(L7_PARSE).map(([k, i]) => {
+    const r = readKernelLosses({ mapCounters: (n) => (n === 'rf_l7_parse' ? Array.from({ length: 16 }, (_, j) => (j === i ? 1n : 0n)) : null) }, { taskFiltered: false });
+    return [k, Object.entries(r).filter(([, v]) => v > 0n).map(([name]) => name)];
+  }));
+  assert.deepEqual(got, {
+    EXCHANGES: [], H1_HEAD_TOO_LONG: ['l7_h1_head_too_long'], H1_BAD_START: ['l7_h1_bad_start'], H1_BAD_FRAMING: ['l7_h1_bad_framing'],
+    H1_UPGRADE: [], H1_RESYNCED: [], H1_END_UNKNOWN: [], PENDING_FULL: ['l7_pending_full'], RESP_ORPHAN: ['l7_resp_orphan'], CONCURRENT: ['l7_h1_concurrent'],
+  });
+});
+
+test('load-time settings and --l7-kernel-parse: written only when set, so an object without the globals still loads', () => {
+  const none = encodeL7Settings({});
+  for (const g of ['rf_l7_kernel_parse', 'rf_l7_dual', 'rf_l7_head_bytes']) assert.ok(!(g in none), g);
+  const set = encodeL7Settings({ kernelParse: false, dual: true, headBytes: 1024 });
+  assert.deepEqual([...set.rf_l7_kernel_parse!], [0]);
+  assert.deepEqual([...set.rf_l7_dual!], [1]);
+  assert.deepEqual([...set.rf_l7_head_bytes!], [0, 4, 0, 0]);
+  assert.deepEqual([...encodeL7Settings({ kernelParse: true }).rf_l7_kernel_parse!], [1]);
+  assert.equal(parseCollectArgs([]).l7.kernelParse, undefined);
+  assert.equal(parseCollectArgs(['--l7-kernel-parse', 'off']).l7.kernelParse, false);
+  assert.equal(parseCollectArgs(['--l7-kernel-parse=on']).l7.kernelParse, true);
+  assert.throws(() => parseCollectArgs(['--l7-kernel-parse', 'maybe']), /--l7-kernel-parse: "maybe" is neither on nor off/);
+});

@@ -152,10 +152,11 @@ test("collect's L7 summary: the tracker's counters since the previous line", () 
   const prev = l7CountersSnapshot(t.counters);
   Object.assign(t.counters, { records: 120, messages: 40, lostRecords: 3, resyncs: 2 });
   t.counters.failed.set('HTTP2: gap', 1);
-  assert.equal(l7SummaryPart(t.counters, prev), '; l7: captures 120, messages 40, records lost 3, HTTP/1 resyncs 2, parsers stopped 1');
+  assert.equal(l7SummaryPart(t.counters, prev), '; l7: captures 120, messages 40, records lost 3, HTTP/1 resyncs 2, parsers stopped 1, HTTP/1 exchanges from the kernel 0');
   const next = l7CountersSnapshot(t.counters);
   t.counters.records += 5;
-  assert.equal(l7SummaryPart(t.counters, next), '; l7: captures 5, messages 0, records lost 0, HTTP/1 resyncs 0, parsers stopped 0');
+  t.counters.exchanges += 7;
+  assert.equal(l7SummaryPart(t.counters, next), '; l7: captures 5, messages 0, records lost 0, HTTP/1 resyncs 0, parsers stopped 0, HTTP/1 exchanges from the kernel 7');
 });
 
 test("collect's summary: its own CPU over the interval, in % of one core", () => {
