@@ -53,11 +53,33 @@ declare module 'hpack.js' {
       /** Emits a dynamic table size update (when size >= the `maxSize` option) and applies it. */
       updateTableSize(size: number): void;
     }
+
+    /**
+     * hpack.js's bit reader (lib/hpack/decoder.js): integers (RFC 7541 5.1)
+     * and strings (5.2, Huffman included). Each read throws when the
+     * pushed octets run out or the input is invalid.
+     */
+    export interface HpackPrimitiveDecoder {
+      push(chunk: Buffer): void;
+      isEmpty(): boolean;
+      decodeBit(): number;
+      decodeInt(): number;
+      /** A raw string as a Buffer, a Huffman-coded one as its decoded octets. */
+      decodeStr(): Buffer | number[];
+    }
+
+    export interface HpackStaticEntry {
+      name: string;
+      value: string;
+    }
   }
 
   const hpack: {
     decompressor: { create(options: { table: hpack.HpackTableOptions }): hpack.HpackDecompressor };
     compressor: { create(options: { table: hpack.HpackTableOptions }): hpack.HpackCompressor };
+    decoder: { create(): hpack.HpackPrimitiveDecoder };
+    /** RFC 7541 Appendix A: index 1 is table[0]. */
+    'static-table': { table: readonly hpack.HpackStaticEntry[] };
   };
   export = hpack;
 }

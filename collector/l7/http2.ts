@@ -33,6 +33,7 @@
 import hpack from 'hpack.js';
 import type { HpackDecompressor, HpackHeaderField } from 'hpack.js';
 import { keepHeader, redactTarget, MAX_HEADER_VALUE, MAX_PATH } from './headers.ts';
+import { PartialHpack, type PartialField } from './hpack-partial.ts';
 import { DEFAULT_L7_OPTIONS, type L7Kind, type L7Message, type L7ParseOptions, type StreamParser } from './types.ts';
 
 const PREFACE = new TextEncoder().encode('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
@@ -95,11 +96,88 @@ export function looksLikeHttp2Preface(b: Uint8Array): boolean {
   return true;
 }
 
+/**
+ * True when `b` (the captured start of one syscall's bytes) reads as whole
+ * HTTP/2 frames: a plausible frame header (a known type, its stream id, length
+ * and flags as RFC 9113 6 allows them; a block's CONTINUATION only right after
+ * it) followed by more of them, ending exactly at the end of `b` or, for a
+ * capture cut short, running past it after at least two. Where a direction that
+ * lost its framing starts again: senders write whole frames per syscall, and a
+ * chain makes a false start on a frame's inside rare (one header alone is
+ * what Coroot checks; two are the design's, §3).
+ */
+export function looksLikeHttp2Frames(b: Uint8Array): boolean {
+  let o = 0;
+  let frames = 0;
+  let open = false; // a header block without END_HEADERS: only its CONTINUATION may follow
+  while (o + 9 <= b.length) {
+    const len = (b[o]! << 16) | (b[o + 1]! << 8) | b[o + 2]!;
+    const type = b[o + 3]!;
+    const flags = b[o + 4]!;
+    const stream = (((b[o + 5]! << 24) | (b[o + 6]! << 16) | (b[o + 7]! << 8) | b[o + 8]!) >>> 0);
+    if (stream > 0x7fffffff || len > LARGEST_MAX_FRAME_SIZE) return false;
+    if (open !== (type === CONTINUATION)) return false;
+    let ok: boolean;
+    switch (type) {
+      case DATA: ok = stream !== 0 && (flags & ~(FLAG_END_STREAM | FLAG_PADDED)) === 0; break;
+      case HEADERS: ok = stream !== 0 && (flags & ~(FLAG_END_STREAM | FLAG_END_HEADERS | FLAG_PADDED | FLAG_PRIORITY)) === 0; break;
+      case PRIORITY: ok = stream !== 0 && len === 5 && flags === 0; break;
+      case RST_STREAM: ok = stream !== 0 && len === 4 && flags === 0; break;
+      case SETTINGS: ok = stream === 0 && len % 6 === 0 && (flags & ~FLAG_ACK) === 0 && ((flags & FLAG_ACK) === 0 || len === 0); break;
+      case PUSH_PROMISE: ok = stream !== 0 && (flags & ~(FLAG_END_HEADERS | FLAG_PADDED)) === 0; break;
+      case PING: ok = stream === 0 && len === 8 && (flags & ~FLAG_ACK) === 0; break;
+      case GOAWAY: ok = stream === 0 && len >= 8 && flags === 0; break;
+      case WINDOW_UPDATE: ok = len === 4 && flags === 0; break;
+      case CONTINUATION: ok = stream !== 0 && (flags & ~FLAG_END_HEADERS) === 0; break;
+      default: ok = false;
+    }
+    if (!ok) return false;
+    if (type === HEADERS || type === PUSH_PROMISE || type === CONTINUATION) open = (flags & FLAG_END_HEADERS) === 0;
+    frames++;
+    o += 9 + len;
+  }
+  return o === b.length ? frames >= 1 : frames >= 2;
+}
+
+/** Counts a direction keeps besides its stop reason (takeHttp2Counts): what it lost and what it recovered. */
+export const H2_COUNT = {
+  /** A message decoded while the HPACK table was partly unknown: some of its fields are absent (it is marked truncated). */
+  hpackPartial: 'hpack_partial',
+  /** The dynamic table became fully known again after a loss. */
+  hpackResynced: 'hpack_resynced',
+  /** Framing found again after a loss (looksLikeHttp2Frames). */
+  frameResync: 'frame_resync',
+  /** Records skipped while the framing was lost: their messages are lost. */
+  seekSkipped: 'record skipped seeking frames',
+} as const;
+
+/**
+ * The counts (by reason) a direction made since the last call, then forgets
+ * them; null when there are none or `p` is not an HTTP/2 direction. Losses are
+ * counted by the reason a stop used to have ('hpack desync', 'gap across
+ * frames'), recoveries under H2_COUNT.
+ */
+export function takeHttp2Counts(p: StreamParser): [string, number][] | null {
+  if (!(p instanceof Direction) || p.counts.size === 0) return null;
+  const out = [...p.counts];
+  p.counts.clear();
+  return out;
+}
+
+export interface Http2ConnectionOptions {
+  /**
+   * The connection was under way before its first bytes seen here (ringflow
+   * started mid-connection): no preface or SETTINGS first, framing found at
+   * the first syscall that starts with whole frames, HPACK tables unknown.
+   */
+  midConnection?: boolean;
+}
+
 /** The two parsers of one TCP connection: `requests` is fed what the client sent, `responses` what the server sent. */
-export function createHttp2Connection(opts: L7ParseOptions = DEFAULT_L7_OPTIONS): { requests: StreamParser; responses: StreamParser } {
+export function createHttp2Connection(opts: L7ParseOptions = DEFAULT_L7_OPTIONS, o: Http2ConnectionOptions = {}): { requests: StreamParser; responses: StreamParser } {
   const shared: Shared = { requests: new Map() };
-  const requests = new Direction('REQUEST', opts, shared);
-  const responses = new Direction('RESPONSE', opts, shared);
+  const requests = new Direction('REQUEST', opts, shared, o.midConnection === true);
+  const responses = new Direction('RESPONSE', opts, shared, o.midConnection === true);
   requests.peer = responses;
   responses.peer = requests;
   return { requests, responses };
@@ -132,6 +210,8 @@ interface Stream {
   grpcStatus: number | null;
   body: number;
   truncated: boolean;
+  /** Some field referred to the unknown part of the HPACK table (or a whole block was lost). */
+  partial: boolean;
 }
 
 interface Block {
@@ -142,6 +222,8 @@ interface Block {
   promise: boolean;
   parts: Uint8Array[];
   size: number;
+  /** Octets of it were not captured: its fields are unknown and the table is lost after it. */
+  lost: boolean;
 }
 
 const S_PREFACE = 0;
@@ -163,6 +245,13 @@ class Direction implements StreamParser {
   private readonly shared: Shared;
   private decoder: HpackDecompressor | null;
   private hpackError: Error | null = null;
+  /** Set at the first loss of the HPACK table: decodes from then on (hpack.js needs the whole table). */
+  private partial: PartialHpack | null = null;
+  private partialResyncs = 0;
+  /** The framing was lost: bytes are skipped until a push starts with whole frames (looksLikeHttp2Frames). */
+  private seeking = false;
+  /** See takeHttp2Counts. */
+  readonly counts = new Map<string, number>();
   private ended = false;
   private out: L7Message[] = [];
 
@@ -192,11 +281,18 @@ class Direction implements StreamParser {
   /** RST_STREAMs seen on the other direction: stream id -> time, applied at this side's first frame at or after it. */
   private readonly peerResets = new Map<number, bigint>();
 
-  constructor(kind: L7Kind, opts: L7ParseOptions, shared: Shared) {
+  constructor(kind: L7Kind, opts: L7ParseOptions, shared: Shared, midConnection: boolean) {
     this.kind = kind;
     this.opts = opts;
     this.shared = shared;
-    this.state = kind === 'REQUEST' ? S_PREFACE : S_HEADER;
+    this.state = kind === 'REQUEST' && !midConnection ? S_PREFACE : S_HEADER;
+    if (midConnection) {
+      this.decoder = null;
+      this.partial = new PartialHpack(MAX_HPACK_TABLE);
+      this.seeking = true;
+      this.framesSeen = 1; // its SETTINGS went by before
+      return;
+    }
     const d = hpack.decompressor.create({ table: { maxSize: MAX_HPACK_TABLE } });
     d.updateTableSize(INITIAL_HPACK_TABLE);
     // hpack.js reports bad input by emitting 'error' from execute(); keep it rather than have it thrown.
@@ -206,11 +302,20 @@ class Direction implements StreamParser {
 
   push(bytes: Uint8Array, ts: bigint): L7Message[] {
     if (this.failed !== null || this.ended) return [];
+    if (this.seeking) {
+      // Each push is the start of a syscall's bytes (the tracker's records): where framing may start again.
+      if (!looksLikeHttp2Frames(bytes)) {
+        this.count(H2_COUNT.seekSkipped);
+        return [];
+      }
+      this.seeking = false;
+      this.count(H2_COUNT.frameResync);
+    }
     return this.run(() => this.consume(bytes, ts));
   }
 
   gap(len: number, ts: bigint): L7Message[] {
-    if (this.failed !== null || this.ended || !(len > 0)) return [];
+    if (this.failed !== null || this.ended || !(len > 0) || this.seeking) return [];
     return this.run(() => this.skip(len, ts));
   }
 
@@ -284,15 +389,51 @@ class Direction implements StreamParser {
     if (!Number.isSafeInteger(len)) return this.fail('bad gap length');
     if (this.state === S_PREFACE) return this.fail('gap in connection preface');
     // A lost frame header loses the framing; if a header block was open, its CONTINUATION is what was lost.
-    if (this.state === S_HEADER) return this.fail(this.block !== null ? 'hpack desync' : 'gap across frames');
-    // Header block octets feed the HPACK dynamic table: missing any of them leaves it unknown for the rest of the connection.
-    if (this.fType === HEADERS || this.fType === CONTINUATION || this.fType === PUSH_PROMISE) return this.fail('hpack desync');
+    if (this.state === S_HEADER) return this.loseFraming(this.block !== null ? 'hpack desync' : 'gap across frames', ts);
+    // Header block octets feed the HPACK dynamic table: missing any of them leaves it unknown from here
+    // (the block's own fields too); the frame layer goes on, and so do the fields that do not need the table.
+    const blockFrame = this.fType === HEADERS || this.fType === CONTINUATION || this.fType === PUSH_PROMISE;
+    if (blockFrame) {
+      this.loseTable('hpack desync');
+      if (this.block !== null) this.block.lost = true;
+    }
     const remaining = this.fLen - this.fGot;
     this.fGot += Math.min(len, remaining);
     this.fGapped = true;
     if (this.fGot === this.fLen) this.finishFrame(ts);
     // The gap ran past this frame: the frames it hid (maybe HEADERS) cannot be known.
-    if (len > remaining && this.failed === null) this.fail('gap across frames');
+    if (len > remaining && this.failed === null) this.loseFraming(blockFrame ? null : 'gap across frames', ts);
+  }
+
+  /**
+   * Where the next frame starts is unknown: an open header block is finished
+   * as lost (its stream is still reported), the table is lost (the hidden
+   * frames may have changed it), and bytes are skipped until a push starts
+   * with whole frames. `reason`: the loss to count (null: counted already).
+   */
+  private loseFraming(reason: string | null, ts: bigint): void {
+    if (reason !== null) this.count(reason);
+    if (this.block !== null) {
+      this.block.lost = true;
+      this.completeBlock(ts);
+    }
+    this.loseTable(null);
+    this.seeking = true;
+    this.state = S_HEADER;
+    this.hdrGot = 0;
+    this.fKeep = EMPTY;
+  }
+
+  /** The HPACK table is no longer known: decoding goes on in PartialHpack (what it can still know: see there). */
+  private loseTable(reason: string | null): void {
+    if (reason !== null) this.count(reason);
+    this.decoder = null;
+    this.partial ??= new PartialHpack(MAX_HPACK_TABLE);
+    this.partial.lose();
+  }
+
+  private count(key: string): void {
+    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
   }
 
   private beginFrame(): void {
@@ -387,6 +528,15 @@ class Direction implements StreamParser {
       }
       case HEADERS:
       case PUSH_PROMISE: {
+        if (this.fGapped) {
+          // Its fields are unknown (the table was lost with them); its stream and END_STREAM are not.
+          this.block = {
+            stream: this.fStream, startNs: this.frameStartNs, endStream: this.fType === HEADERS && (this.fFlags & FLAG_END_STREAM) !== 0,
+            promise: this.fType === PUSH_PROMISE, parts: [], size: 0, lost: true,
+          };
+          if ((this.fFlags & FLAG_END_HEADERS) !== 0) this.completeBlock(ts);
+          return;
+        }
         let off = 0;
         let pad = 0;
         if ((this.fFlags & FLAG_PADDED) !== 0) {
@@ -403,6 +553,7 @@ class Direction implements StreamParser {
           promise: this.fType === PUSH_PROMISE,
           parts: [p.subarray(off, p.length - pad)],
           size: p.length - off - pad,
+          lost: false,
         };
         if ((this.fFlags & FLAG_END_HEADERS) !== 0) this.completeBlock(ts);
         return;
@@ -410,7 +561,7 @@ class Direction implements StreamParser {
       case CONTINUATION: {
         const b = this.block;
         if (b === null) return;
-        b.parts.push(p);
+        if (!b.lost) b.parts.push(p);
         b.size += p.length;
         if ((this.fFlags & FLAG_END_HEADERS) !== 0) this.completeBlock(ts);
         return;
@@ -447,7 +598,7 @@ class Direction implements StreamParser {
     const b = this.block;
     if (b === null) return;
     this.block = null;
-    const fields = this.decode(b);
+    const fields = b.lost ? LOST_BLOCK : this.decode(b);
     if (fields === null || b.promise) return;
     // Even ids are server-pushed streams: gRPC never pushes and they answer no request seen here.
     if (b.stream % 2 === 0) return;
@@ -462,10 +613,11 @@ class Direction implements StreamParser {
   }
 
   /** Every block is decoded, reported or not: each one may change the dynamic table the next ones index into. */
-  private decode(b: Block): HpackHeaderField[] | null {
+  private decode(b: Block): readonly PartialField[] | null {
+    const data = b.parts.length === 1 ? b.parts[0]! : concat(b.parts, b.size);
+    if (this.partial !== null) return this.decodePartial(this.partial, data);
     const d = this.decoder;
     if (d === null) return null;
-    const data = b.parts.length === 1 ? b.parts[0]! : concat(b.parts, b.size);
     const fields: HpackHeaderField[] = [];
     try {
       if (data.length > 0) {
@@ -483,9 +635,34 @@ class Direction implements StreamParser {
     return fields;
   }
 
-  private apply(s: Stream, fields: readonly HpackHeaderField[]): void {
+  private decodePartial(h: PartialHpack, data: Uint8Array): readonly PartialField[] | null {
+    let fields: PartialField[];
+    try {
+      fields = h.decode(data);
+    } catch (err) {
+      this.fail(`hpack: ${String((err as Error)?.message ?? err).slice(0, 80)}`);
+      return null;
+    }
+    if (h.resyncs !== this.partialResyncs) {
+      this.partialResyncs = h.resyncs;
+      this.count(H2_COUNT.hpackResynced);
+    }
+    return fields;
+  }
+
+  private apply(s: Stream, fields: readonly PartialField[]): void {
     const req = this.kind === 'REQUEST';
+    if (fields === LOST_BLOCK) {
+      s.partial = true;
+      s.truncated = true;
+    }
     for (const { name, value } of fields) {
+      // Referred to the unknown part of the table: absent, and the message says it is incomplete.
+      if (name === null || value === null) {
+        s.partial = true;
+        s.truncated = true;
+        continue;
+      }
       if (name.startsWith(':')) {
         if (name === ':method' && req && s.method === null) s.method = text(value, MAX_METHOD);
         else if (name === ':path' && req && s.path === null) {
@@ -508,6 +685,9 @@ class Direction implements StreamParser {
       else if (name === 'grpc-message') continue;
       keepHeader(s.headers, name, text(value, 4 * MAX_HEADER_VALUE), this.opts);
     }
+    // After a loss, a stream's first block seen here with no pseudo-header known may be
+    // the trailers of a stream that began in the lost part: its start is not known.
+    if (s.blocks === 0 && this.partial !== null && !s.truncated && !fields.some((f) => f.name !== null && f.name.startsWith(':'))) s.truncated = true;
     s.blocks++;
     if (req && s.blocks === 1) {
       const m = this.shared.requests;
@@ -523,7 +703,7 @@ class Direction implements StreamParser {
     }
     const s: Stream = {
       id, startNs, lastNs: startNs, blocks: 0, method: null, path: null, status: null, headers: {},
-      grpc: false, grpcService: null, grpcMethod: null, grpcStatus: null, body: 0, truncated: false,
+      grpc: false, grpcService: null, grpcMethod: null, grpcStatus: null, body: 0, truncated: false, partial: false,
     };
     this.streams.set(id, s);
     if (id > this.maxOpened) this.maxOpened = id;
@@ -536,7 +716,9 @@ class Direction implements StreamParser {
     this.closed.add(s.id);
     if (this.closed.size > MAX_REMEMBERED) deleteOldest(this.closed);
     const req = this.kind === 'REQUEST';
-    let grpc = s.grpc;
+    if (s.partial) this.count(H2_COUNT.hpackPartial);
+    // A partly decoded message may have lost its content-type; grpc-status is said only by gRPC.
+    let grpc = s.grpc || (s.partial && s.grpcStatus !== null);
     let service: string | null = null;
     let method: string | null = null;
     if (req) {
@@ -609,8 +791,12 @@ class Direction implements StreamParser {
     this.block = null;
     this.fKeep = EMPTY;
     this.decoder = null;
+    this.partial = null;
   }
 }
+
+/** The fields of a block whose octets were lost (Block.lost): none known. */
+const LOST_BLOCK: readonly PartialField[] = Object.freeze([]);
 
 function concat(parts: readonly Uint8Array[], size: number): Uint8Array {
   const out = new Uint8Array(size);
