@@ -139,6 +139,44 @@ export function looksLikeHttp2Frames(b: Uint8Array): boolean {
   return o === b.length ? frames >= 1 : frames >= 2;
 }
 
+/**
+ * For a connection seen only from its middle (ringflow started after it): when
+ * `b`, one syscall's captured bytes, reads as whole frames (looksLikeHttp2Frames)
+ * holding a whole header block whose pseudo-header fields can be known without
+ * the connection's HPACK tables, which side wrote it: 'REQUEST' for :method,
+ * :path, :scheme or :authority, 'RESPONSE' for :status; else null. Static-table
+ * references and literals with static names are how every encoder writes the
+ * common pseudo-headers (RFC 7541 Appendix A puts them first in the table).
+ */
+export function http2MidstreamSide(b: Uint8Array): L7Kind | null {
+  if (!looksLikeHttp2Frames(b)) return null;
+  for (let o = 0; o + 9 <= b.length;) {
+    const len = (b[o]! << 16) | (b[o + 1]! << 8) | b[o + 2]!;
+    const type = b[o + 3]!;
+    const flags = b[o + 4]!;
+    if (type === HEADERS && (flags & FLAG_END_HEADERS) !== 0 && o + 9 + len <= b.length) {
+      let from = o + 9;
+      let to = from + len;
+      if ((flags & FLAG_PADDED) !== 0) to -= b[from++]!;
+      if ((flags & FLAG_PRIORITY) !== 0) from += 5;
+      if (from > to) return null;
+      let fields: PartialField[];
+      try {
+        // a throwaway table: what this block inserts is decoded again, for real, by the parser
+        fields = new PartialHpack(MAX_HPACK_TABLE).decode(b.subarray(from, to));
+      } catch {
+        return null;
+      }
+      for (const f of fields) {
+        if (f.name === ':status') return 'RESPONSE';
+        if (f.name === ':method' || f.name === ':path' || f.name === ':scheme' || f.name === ':authority') return 'REQUEST';
+      }
+    }
+    o += 9 + len;
+  }
+  return null;
+}
+
 /** Counts a direction keeps besides its stop reason (takeHttp2Counts): what it lost and what it recovered. */
 export const H2_COUNT = {
   /** A message decoded while the HPACK table was partly unknown: some of its fields are absent (it is marked truncated). */

@@ -17,9 +17,9 @@
  */
 import type { L7Message, L7ParseOptions, StreamParser } from './types.ts';
 import { DEFAULT_L7_OPTIONS } from './types.ts';
-import { L7Direction, L7Kind, L7_ROLE_NAME, IPPROTO_TCP, IPPROTO_UDP, type L7Capture } from './capture.ts';
+import { L7Direction, L7Kind, L7_FLAG, L7_ROLE_NAME, IPPROTO_TCP, IPPROTO_UDP, type L7Capture } from './capture.ts';
 import { createHttp1Connection, looksLikeHttp1Request, looksLikeHttp1Response } from './http1.ts';
-import { createHttp2Connection, looksLikeHttp2Preface, takeHttp2Counts } from './http2.ts';
+import { createHttp2Connection, http2MidstreamSide, looksLikeHttp2Preface, takeHttp2Counts } from './http2.ts';
 import { exchangeOutputs, type L7Exchange } from './exchange.ts';
 import { createDnsTcpParser, looksLikeDns, parseDnsMessage } from './dns.ts';
 import { formatInet } from '../events/inet.ts';
@@ -429,6 +429,7 @@ export class L7Tracker {
     const b = c.payload;
     let proto: Proto | null = null;
     let reqDir = dir;
+    let midstream = false;
     if (looksLikeHttp2Preface(b)) proto = 'HTTP2';
     else if (looksLikeHttp1Request(b)) proto = 'HTTP1';
     else if (looksLikeHttp1Response(b)) {
@@ -438,6 +439,14 @@ export class L7Tracker {
       proto = 'DNS';
       // QR bit of the first message (after the 2-byte length): a query travels from the client
       reqDir = b.length > 4 && (b[4]! & 0x80) !== 0 ? 1 - dir : dir;
+    } else if ((c.flags & L7_FLAG.MIDSTREAM) !== 0) {
+      // set up before ringflow started: HTTP/2 shows as whole frames, its client side by a request's pseudo-headers
+      const side = http2MidstreamSide(b);
+      if (side !== null) {
+        proto = 'HTTP2';
+        midstream = true;
+        reqDir = side === 'REQUEST' ? dir : 1 - dir;
+      }
     }
     if (!proto) return false;
     conn.proto = proto;
@@ -445,7 +454,7 @@ export class L7Tracker {
     if (proto === 'DNS') {
       conn.parsers = [createDnsTcpParser(), createDnsTcpParser()];
     } else {
-      const pair = proto === 'HTTP2' ? createHttp2Connection(this.opts) : createHttp1Connection(this.opts);
+      const pair = proto === 'HTTP2' ? createHttp2Connection(this.opts, { midConnection: midstream }) : createHttp1Connection(this.opts);
       conn.parsers = reqDir === 0 ? [pair.requests, pair.responses] : [pair.responses, pair.requests];
     }
     if (conn.ctx.role === 'UNKNOWN') conn.ctx = { ...conn.ctx, role: reqDir === 0 ? 'CLIENT' : 'SERVER' };

@@ -19,9 +19,9 @@ import hpack from 'hpack.js';
 import fc from 'fast-check';
 import * as grpc from '@grpc/grpc-js';
 import { PartialHpack, type PartialField } from '../../collector/l7/hpack-partial.ts';
-import { createHttp2Connection, looksLikeHttp2Frames, takeHttp2Counts, H2_COUNT } from '../../collector/l7/http2.ts';
+import { createHttp2Connection, http2MidstreamSide, looksLikeHttp2Frames, takeHttp2Counts, H2_COUNT } from '../../collector/l7/http2.ts';
 import { L7Tracker } from '../../collector/l7/tracker.ts';
-import { L7Direction, L7Kind, L7Role, IPPROTO_TCP, type L7Capture } from '../../collector/l7/capture.ts';
+import { L7Direction, L7Kind, L7Role, L7_FLAG, IPPROTO_TCP, type L7Capture } from '../../collector/l7/capture.ts';
 import type { L7Message, StreamParser } from '../../collector/l7/types.ts';
 
 // ---------------------------------------------------------------------------
@@ -621,4 +621,62 @@ test('L7 tracker: an HTTP/2 connection with a record cut inside HEADERS goes on,
   assert.deepEqual(Object.fromEntries(t.counters.failed), {
     'HTTP2: hpack desync': 1, [`HTTP2: ${H2_COUNT.frameResync}`]: 1, [`HTTP2: ${H2_COUNT.hpackPartial}`]: 3,
   });
+});
+
+test('http2MidstreamSide: which side wrote a write seen mid-connection, from pseudo-headers that need no HPACK state (table)', () => {
+  const c = new Encoder();
+  const sv = new Encoder();
+  c.block([['content-type', 'application/grpc']]); // earlier blocks: the tables are not empty
+  sv.block([['content-type', 'application/grpc']]);
+  const reqBlock = c.block([[':method', 'POST'], [':path', '/p.S/M'], ['content-type', 'application/grpc']]);
+  const respBlock = sv.block([[':status', '200'], ['content-type', 'application/grpc']]);
+  const cases: [string, Uint8Array, 'REQUEST' | 'RESPONSE' | null][] = [
+    ['request HEADERS + DATA', cat(headers(3, reqBlock), data(3, 10)), 'REQUEST'],
+    ['WINDOW_UPDATE then request HEADERS', cat(frame(WINDOW_UPDATE, 0, 0, Uint8Array.of(0, 0, 1, 0)), headers(3, reqBlock)), 'REQUEST'],
+    ['response HEADERS + DATA + trailers', cat(headers(3, respBlock), data(3, 5, false), headers(3, sv.block([['grpc-status', '0']]), { end: true })), 'RESPONSE'],
+    ['a request whose :method is literal with a static name', headers(5, c.block([{ name: ':method', value: 'PATCH', incremental: false }])), 'REQUEST'],
+    ['trailers only (no pseudo-header)', headers(3, sv.block([['grpc-status', '0']]), { end: true }), null],
+    ['DATA only', data(3, 100), null],
+    ['HEADERS split over a CONTINUATION', headers(3, reqBlock, { fragments: 2 }), null],
+    ['a block that is no HPACK (index 0)', headers(3, Uint8Array.of(0x80)), null],
+    ['an HTTP/1 request', new TextEncoder().encode('GET / HTTP/1.1\r\nHost: a\r\n\r\n'), null],
+    ['a TLS record', Uint8Array.of(0x17, 0x03, 0x03, 0x00, 0x20, ...new Uint8Array(32)), null],
+  ];
+  for (const [name, b, want] of cases) assert.equal(http2MidstreamSide(b), want, name);
+});
+
+test('L7 tracker: a grpc-js connection set up before ringflow started (MIDSTREAM records from after its first calls) is recognised from its frames; its calls come out by stream id, the client side found by :method', async () => {
+  const rec = await recordGrpcChannel(['k1', 'missing1'], ['k2', 'missing2', 'k3']);
+  const evs = [...rec.req.slice(rec.mark[0]).map((e) => ({ e, dir: L7Direction.EGRESS })), ...rec.resp.slice(rec.mark[1]).map((e) => ({ e, dir: L7Direction.INGRESS }))]
+    .sort((a, b) => (a.e.ts < b.e.ts ? -1 : a.e.ts > b.e.ts ? 1 : 0));
+  const feedAll = (flags: number) => {
+    const t = new L7Tracker();
+    const off = [0, 0];
+    const out = [];
+    for (const { e, dir } of evs) {
+      const b = (e as { b: Uint8Array }).b;
+      out.push(...t.feed({
+        cpu: 0, pid: 100, tgid: 100, uid: 0, ts_ns: e.ts, cgroup_id: 1n, comm: 'node',
+        conn_id: 9n, offset: off[dir]!, peer_offset: off[1 - dir]!, laddr: Uint8Array.from([127, 0, 0, 1]), raddr: Uint8Array.from([127, 0, 0, 1]), fd: 5,
+        total_len: b.length, captured_len: b.length, lport: 40000, rport: 50051, family: 2,
+        direction: dir, syscall: 2, role: L7Role.UNKNOWN, protocol: IPPROTO_TCP, kind: L7Kind.DATA, flags, enter_ns: e.ts, payload: b,
+      }));
+      off[dir]! += b.length;
+    }
+    out.push(...t.flushAll(1_000_000n));
+    return { t, out };
+  };
+  const { t, out } = feedAll(L7_FLAG.MIDSTREAM);
+  assert.equal(t.counters.recognised, 1);
+  assert.deepEqual(out.map((o) => [o.msg.kind, o.msg.stream_id, o.msg.method, o.msg.path, o.msg.status, o.msg.truncated, o.ctx.role]), [
+    ['REQUEST', 5, 'POST', '/ringflow.test.Store/Get', null, true, 'CLIENT'],
+    ['RESPONSE', 5, null, null, 200, true, 'CLIENT'],
+    ['REQUEST', 7, 'POST', '/ringflow.test.Store/Get', null, true, 'CLIENT'],
+    ['RESPONSE', 7, null, null, 200, true, 'CLIENT'],
+    ['REQUEST', 9, 'POST', '/ringflow.test.Store/Get', null, true, 'CLIENT'],
+    ['RESPONSE', 9, null, null, 200, true, 'CLIENT'],
+  ]);
+  assert.equal(t.counters.failed.get(`HTTP2: ${H2_COUNT.hpackPartial}`), 6);
+  // the same records without MIDSTREAM (a connection whose start was seen, yet no preface): not HTTP/2 we parse, as before
+  assert.equal(feedAll(0).t.counters.recognised, 0);
 });
