@@ -43,23 +43,24 @@ export type L7EncoderInput = L7Output & { readonly exchange?: L7ExchangeParts };
 const C_OUTCOMES = ['RESPONDED', 'CLOSED', 'RESP_ONLY', 'LOST', 'REQ_ONLY'] as const;
 
 /**
- * The encoder's inputs for the messages of one exchange paired in the kernel
- * (a request and/or a response, as collector/l7/exchange.ts gives them, with
- * `outcome` its name or its C value): ONE output that `encode` turns into one
- * EXCHANGE record when the request is known and the outcome fits; otherwise
- * the messages as REQUEST/RESPONSE outputs, as before (a response whose
- * request is unknown, RESP_ONLY; a RESPONDED exchange whose response head
- * did not parse: the request alone). `requestCtx` is the context of the task
- * that moved the request's first byte, `ctx` the one of the response.
+ * The kernel exchange path's switch to EXCHANGE records: the outputs of one
+ * exchange record (its request and/or response with their contexts, as
+ * collector/l7/exchange.ts gives them; `outcome` its name or its C value)
+ * become ONE output that `encode` turns into one EXCHANGE record when the
+ * request is known and the outcome fits; otherwise they stay as they are
+ * (REQUEST/RESPONSE records, as before): a response whose request is
+ * unknown (RESP_ONLY), a RESPONDED exchange whose response head did not
+ * parse (the request alone), an outcome this collector does not know.
+ * The record carries the request's context (the task that moved its first byte).
  */
-export function asExchangeRecord(messages: readonly L7Message[], outcome: L7Outcome | 'RESP_ONLY' | number, requestCtx: L7Context, ctx: L7Context = requestCtx): L7Output[] {
+export function asExchangeRecord(outputs: readonly L7Output[], outcome: L7Outcome | 'RESP_ONLY' | number): L7Output[] {
   const name = typeof outcome === 'number' ? C_OUTCOMES[outcome] : outcome;
-  const request = messages.find((m) => m.kind === 'REQUEST');
-  const response = messages.find((m) => m.kind === 'RESPONSE') ?? null;
-  const paired = request !== undefined && messages.length <= 2 && name !== undefined && name !== 'RESP_ONLY' &&
-    (response !== null ? name === 'RESPONDED' || name === 'LOST' : name !== 'RESPONDED');
-  if (!paired) return messages.map((msg) => ({ msg, ctx: msg.kind === 'REQUEST' ? requestCtx : ctx }));
-  const o: L7EncoderInput = { msg: request, ctx: requestCtx, exchange: { response, outcome: name } };
+  const request = outputs.find((o) => o.msg.kind === 'REQUEST');
+  const response = outputs.find((o) => o.msg.kind === 'RESPONSE')?.msg ?? null;
+  const paired = request !== undefined && outputs.length <= 2 && name !== undefined && name !== 'RESP_ONLY' &&
+    (response !== null ? name === 'RESPONDED' || name === 'LOST' : name !== 'RESPONDED' && outputs.length === 1);
+  if (!paired) return [...outputs];
+  const o: L7EncoderInput = { msg: request.msg, ctx: request.ctx, exchange: { response, outcome: name } };
   return [o];
 }
 

@@ -159,7 +159,8 @@ test('exchange kind: asExchangeRecord (the kernel exchange path\'s switch): one 
     [[], 0, []],
   ];
   for (const [messages, outcome, want] of cases) {
-    const got = asExchangeRecord(messages, outcome, reqCtx, respCtx).map((o) => decodeRecord(enc.encode(o).value).value);
+    const outputs = messages.map((msg) => ({ msg, ctx: msg.kind === 'REQUEST' ? reqCtx : respCtx }));
+    const got = asExchangeRecord(outputs, outcome).map((o) => decodeRecord(enc.encode(o).value).value);
     assert.deepEqual(got.map((v) => [v.kind, v.outcome, v.status, v.pid]), want, `${messages.map((m) => m.kind)} ${outcome}`);
   }
 });
