@@ -680,3 +680,36 @@ test('L7 tracker: a grpc-js connection set up before ringflow started (MIDSTREAM
   // the same records without MIDSTREAM (a connection whose start was seen, yet no preface): not HTTP/2 we parse, as before
   assert.equal(feedAll(0).t.counters.recognised, 0);
 });
+
+test('http2 property: mid-connection or after losses, well-framed garbage and random gaps never throw, stop only with a reason, and finish quickly', () => {
+  const e = new Encoder();
+  const blocks = [[[':method', 'GET'], [':path', '/a']], [[':status', '200'], ['grpc-status', '3']]].map((f) => e.block(f as Field[]));
+  const fr = fc.record({
+    type: fc.integer({ min: 0, max: 10 }),
+    flags: fc.constantFrom(0, END_STREAM, END_HEADERS, END_HEADERS | END_STREAM, 0x8, 0x20 | END_HEADERS, 0xff),
+    stream: fc.constantFrom(0, 1, 3, 5),
+    payload: fc.oneof(fc.uint8Array({ maxLength: 40 }), fc.constantFrom(...blocks), fc.constant(new Uint8Array(8))),
+    gap: fc.option(fc.integer({ min: 1, max: 80 }), { freq: 4 }),
+    split: fc.nat({ max: 30 }),
+  });
+  const evs = (frames: { type: number; flags: number; stream: number; payload: Uint8Array; gap: number | null; split: number }[]): Ev[] =>
+    frames.flatMap((f, i): Ev[] => {
+      const b = frame(f.type, f.flags, f.stream, f.payload);
+      const ts = BigInt(10 + i);
+      const k = Math.min(f.split, b.length);
+      const parts: Ev[] = k > 0 && k < b.length ? [{ b: b.subarray(0, k), ts }, { b: b.subarray(k), ts }] : [{ b, ts }];
+      return f.gap === null ? parts : [...parts, { gap: f.gap, ts }];
+    });
+  fc.assert(fc.property(fc.boolean(), fc.array(fr, { maxLength: 30 }), fc.array(fr, { maxLength: 30 }), (mid, req, resp) => {
+    const t0 = performance.now();
+    const start: [Ev[], Ev[]] = mid ? [[], []] : [[{ b: cat(PREFACE, SETTINGS_FRAME), ts: 1n }], [{ b: SETTINGS_FRAME, ts: 2n }]];
+    const got = run([...start[0], ...evs(req)], [...start[1], ...evs(resp)], mid);
+    for (const f of got.failed) assert.ok(!(f ?? '').startsWith('internal error'), String(f));
+    for (const m of [...got.requests, ...got.responses]) {
+      assert.ok(m.stream_id > 0 && m.stream_id % 2 === 1);
+      assert.ok(m.start_ns <= m.end_ns);
+    }
+    assert.ok(got.requests.length + got.responses.length <= req.length + resp.length + 2);
+    assert.ok(performance.now() - t0 < 200, 'took too long');
+  }), { numRuns: 500 });
+});
