@@ -29,6 +29,17 @@
  * service and method (a response carries neither), each side's SETTINGS
  * (the other side's frames are bounded by them), and RST_STREAM (a stream
  * reset by one side ends on the other too).
+ *
+ * Losses do not stop a direction (issue 10, docs/design/l7-in-kernel.md §3).
+ * A gap inside a header block loses that block's fields and the HPACK table:
+ * the stream is still reported (truncated) and later blocks are decoded by
+ * hpack-partial.ts, which knows what does not depend on the lost part of the
+ * table and reports the rest as absent (the message then truncated). A gap
+ * across frames (records dropped) loses the framing too: the direction skips
+ * to the next write that starts with whole frames (looksLikeHttp2Frames). A
+ * connection seen from its middle starts that way (midConnection). What was
+ * lost and recovered is counted (takeHttp2Counts); only input no peer writes
+ * (malformed frames, HPACK that cannot be decoded) still stops a direction.
  */
 import hpack from 'hpack.js';
 import type { HpackDecompressor, HpackHeaderField } from 'hpack.js';
