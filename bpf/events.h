@@ -356,4 +356,65 @@ enum rf_l7_parse_counter {
 	RF_L7_P_NR              = 16,
 };
 
+/*
+ * CPU profiling and off-CPU stacks (issue 11; bpf/profile.bpf.c). Not ring
+ * buffer records: counts are aggregated in the kernel in the hash
+ * rf_prof_counts (struct rf_prof_key -> __u64 samples or blocked ns) and
+ * drained by user space every interval (native rf_session_profile_drain).
+ *
+ * Generations: rf_prof_ctl[0] holds a generation number g that user space
+ * increments at every drain. Counts go to keys with slot = g & 1, stacks to
+ * the stack map rf_prof_stacks<g % 3>. A drain clears the stack map of g + 1
+ * (no key can still name it), moves to g + 1, waits until no program can
+ * still be running with g (membarrier: synchronize_rcu), then reads and
+ * deletes every key of slot g & 1 with the frames of the stack maps they
+ * name. Nothing writes those keys or maps any more, so no increment is lost or
+ * counted twice. An off-CPU block names the stack map of the generation it
+ * started in; one that lasted past two drains finds that map cleared, and its
+ * time is counted without a stack (RF_PROF_STACK_EXPIRED, and
+ * RF_PROF_L_OFFCPU_EXPIRED). Lines up with collector/profile/layout.ts.
+ */
+enum rf_prof_kind {
+	RF_PROF_ONCPU  = 0, /* value = samples of the cpu-clock event */
+	RF_PROF_OFFCPU = 1, /* value = ns blocked */
+};
+
+/* Task state at switch-out (sched_switch prev_state), off-CPU only. */
+enum rf_prof_state {
+	RF_PROF_ST_RUNNING  = 0, /* on-CPU samples */
+	RF_PROF_ST_PREEMPTED = 1, /* switched out while runnable: waited for a CPU */
+	RF_PROF_ST_SLEEPING = 2, /* S, TASK_INTERRUPTIBLE: a lock, futex, socket, sleep */
+	RF_PROF_ST_DISK     = 3, /* D, TASK_UNINTERRUPTIBLE: I/O, some kernel locks */
+	RF_PROF_ST_OTHER    = 4, /* anything else (stopped, traced, parked...) */
+};
+
+/* Stack id values that are not ids (>= 0 is an id in the slot's stack map). */
+#define RF_PROF_STACK_NONE    (-1) /* no stack of that kind (kernel thread: no user stack; sample in user mode: no kernel stack) */
+#define RF_PROF_STACK_LOST    (-2) /* bpf_get_stackid failed: counted in rf_prof_lost */
+#define RF_PROF_STACK_EXPIRED (-3) /* off-CPU block longer than two drains: its stack map was cleared */
+
+#define RF_PROF_MAX_FRAMES 127 /* PERF_MAX_STACK_DEPTH: a stack map value is __u64[127] */
+
+struct rf_prof_key {
+	__u32 tgid;
+	__u32 pid;              /* thread id when per-thread counts are asked for, else 0 */
+	__s32 user_stack_id;    /* id in rf_prof_stacks<stack_map>, or RF_PROF_STACK_* */
+	__s32 kernel_stack_id;
+	__u8  kind;             /* enum rf_prof_kind */
+	__u8  slot;             /* generation & 1 of the count */
+	__u8  stack_map;        /* 0..2: generation % 3 of the stacks */
+	__u8  state;            /* enum rf_prof_state */
+	__u8  _pad[4];
+};
+
+/* Indexes of the per-CPU counter array rf_prof_lost (__u64); reach kernel_losses. */
+enum rf_prof_lost_reason {
+	RF_PROF_L_USTACK_COLLISION = 0, /* bpf_get_stackid -EEXIST for a user stack: the sample kept, its stack lost */
+	RF_PROF_L_KSTACK_COLLISION = 1, /* the same for a kernel stack */
+	RF_PROF_L_STACK_MAP_FULL   = 2, /* bpf_get_stackid -ENOMEM (or any other error) */
+	RF_PROF_L_COUNTS_FULL      = 3, /* rf_prof_counts full: the sample or block lost */
+	RF_PROF_L_OFFCPU_EXPIRED   = 4, /* off-CPU time reported without its stack (RF_PROF_STACK_EXPIRED) */
+	RF_PROF_L_NR               = 8,
+};
+
 #endif /* RINGFLOW_EVENTS_H */
