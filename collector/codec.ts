@@ -98,6 +98,11 @@ export function createCodec(opts: CodecOptions): Codec {
       let outs: L7Output[];
       try {
         outs = tracker.exchange(x);
+        // the capture records' connections are swept by time too when only exchange records flow
+        if (x.ts_ns - lastSweep >= L7_SWEEP_NS) {
+          lastSweep = x.ts_ns;
+          outs = outs.concat(tracker.sweep(x.ts_ns));
+        }
       } catch (err) {
         lose('l7_tracker_error', err);
         return true;

@@ -52,7 +52,11 @@ export interface L7Settings {
    * way out should a kernel refuse the parsing code).
    */
   kernelParse?: boolean;
-  /** Tests only: BPF emits both the capture records and the exchange records of HTTP/1 connections (rf_l7_dual, default off). */
+  /**
+   * Tests only: BPF emits both the capture records and the exchange records
+   * of HTTP/1 connections (rf_l7_dual, default off), for a differential test
+   * that decodes them itself; the collector would report each message twice.
+   */
   dual?: boolean;
   /** Head bytes of each message an exchange record carries (rf_l7_head_bytes, default 512, at most RF_L7_MAX_HEAD). */
   headBytes?: number;

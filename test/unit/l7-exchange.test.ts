@@ -19,7 +19,7 @@ import {
   decodeL7Exchange, exchangeMessages, exchangeOutputs, L7App, L7Outcome, L7_EXCHANGE_OFFSETS as X, L7_EXCHANGE_SIZE, L7_EXCHANGE_TYPE,
   L7_PARSE, L7_XFLAG, type L7Exchange,
 } from '../../collector/l7/exchange.ts';
-import { L7Direction, L7Kind, L7Role, IPPROTO_TCP, type L7Capture } from '../../collector/l7/capture.ts';
+import { L7Direction, L7Kind, L7Role, IPPROTO_TCP, L7_OFFSETS, L7_CAPTURE_SIZE, type L7Capture } from '../../collector/l7/capture.ts';
 import { L7Tracker, type L7Output } from '../../collector/l7/tracker.ts';
 import { DEFAULT_L7_OPTIONS, NEVER_CAPTURED_HEADERS, type L7Message, type L7ParseOptions } from '../../collector/l7/types.ts';
 import { redactTarget } from '../../collector/l7/headers.ts';
@@ -613,4 +613,24 @@ test('differential: fixed cases (pipelined, 100-continue, a head cut at every by
   for (let n = 1; n <= 120; n++) runDifferential(conv({ n }));
   for (const variant of ['closed', 'lost', 'respOnly'] as const) for (const n of [5, 30, 512]) runDifferential(conv({ variant, n, side: 'client' }));
   runDifferential(conv({ closeLast: true, exchanges: [x({}), x({ status: 404 })] }));
+});
+
+test('the codec sweeps idle capture-record connections by the exchange records\' time too', () => {
+  const C = L7_OFFSETS;
+  const payload = bytes('GET / HTTP/1.1\r\n\r\n');
+  const cap = Buffer.alloc(L7_CAPTURE_SIZE + payload.length);
+  cap[C.type] = 9;
+  cap.writeBigUInt64LE(1_000_000_000n, C.ts_ns);
+  cap.writeBigUInt64LE(1_000_000_000n, C.enter_ns);
+  cap.writeBigUInt64LE(99n, C.conn_id);
+  cap.writeUInt32LE(payload.length, C.total_len);
+  cap.writeUInt32LE(payload.length, C.captured_len);
+  cap.writeUInt16LE(2, C.family);
+  cap[C.protocol] = IPPROTO_TCP;
+  cap.set(payload, L7_CAPTURE_SIZE);
+  const codec = createCodec({ host: 'h1', bootTimeNs: 5n, dropReasonNames: {}, l7: { idleNs: 10_000_000_000n } });
+  codec.transcoder.transcodeBatch(buildBatch([cap]), () => {});
+  assert.equal(codec.l7!.tracker.size, 1, 'an HTTP/1 connection seen through capture records (kernel parsing off, or dual)');
+  codec.transcoder.transcodeBatch(buildBatch([record({ ts_ns: 20_000_000_000n, ...TIMES, status: 200, reqHead: 'GET / HTTP/1.1\r\n\r\n', respHead: 'HTTP/1.1 200 OK\r\n\r\n' })]), () => {});
+  assert.equal(codec.l7!.tracker.size, 0, 'idle for longer than idleNs by the exchange record\'s clock: swept');
 });
