@@ -713,3 +713,29 @@ test('http2 property: mid-connection or after losses, well-framed garbage and ra
     assert.ok(performance.now() - t0 < 200, 'took too long');
   }), { numRuns: 500 });
 });
+
+test('http2: a grpc-js channel (nghttp2\'s encoder) with any one write dropped or cut short: every field equals the truth or is absent; nothing stops', async () => {
+  const rec = await recordGrpcChannel([], ['k1', 'missing1', 'k2', 'denied1', 'k3', 'missing2']);
+  const truth = run(rec.req, rec.resp);
+  assert.deepEqual(truth.failed, [null, null]);
+  let partial = 0;
+  for (const side of [0, 1] as const) {
+    const evs = side === 0 ? rec.req : rec.resp;
+    for (let i = 1; i < evs.length; i++) {
+      const e = evs[i] as { b: Uint8Array; ts: bigint };
+      for (const keep of [0, 1, 9, 12, Math.floor(e.b.length / 2), e.b.length - 1]) {
+        if (keep < 0 || keep >= e.b.length) continue;
+        const lossy = [...evs];
+        lossy.splice(i, 1, ...(keep > 0 ? [{ b: e.b.subarray(0, keep), ts: e.ts }] : []), { gap: e.b.length - keep, ts: e.ts });
+        const got = side === 0 ? run(lossy, rec.resp) : run(rec.req, lossy);
+        const what = `${side === 0 ? 'request' : 'response'} write ${i} kept ${keep}`;
+        assert.deepEqual(got.failed, [null, null], what);
+        for (const [mine, theirs] of [[got.requests, truth.requests], [got.responses, truth.responses]] as const) {
+          for (const m of mine) assertNeverWrong(m, theirs.find((t) => t.stream_id === m.stream_id), `${what}: ${m.kind} ${m.stream_id}`);
+        }
+        partial += got.counts[H2_COUNT.hpackPartial] ?? 0;
+      }
+    }
+  }
+  assert.ok(partial > 0, 'some loss left fields unknown');
+});
