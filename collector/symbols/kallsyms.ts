@@ -40,6 +40,8 @@ export type Kallsyms = {
   /** bytes held (typed arrays and names), for the symboliser's stats */
   readonly bytes: number;
   lookup(address: bigint): KernelSymbol | null;
+  /** the lowest text address of a module (`_text` for the core kernel): frames' offsets count from it */
+  base(module: string): bigint | null;
 };
 
 const TEXT_TYPES = new Set(['t', 'T', 'w', 'W']);
@@ -90,10 +92,12 @@ export function parseKallsyms(text: string): Kallsyms {
   const sNames: string[] = new Array(order.length);
   const sMods: string[] = new Array(order.length);
   let nameBytes = 0;
+  const bases = new Map<string, bigint>();
   order.forEach((i, k) => {
     sorted[k] = addrs[i]!;
     sNames[k] = names[i]!;
     sMods[k] = mods[i]!;
+    if (!bases.has(mods[i]!)) bases.set(mods[i]!, addrs[i]!);
     nameBytes += names[i]!.length + 16;
   });
   const restricted = sorted.length === 0 && zero > 0 && lines > 0;
@@ -101,6 +105,7 @@ export function parseKallsyms(text: string): Kallsyms {
     size: sorted.length,
     restricted,
     bytes: sorted.byteLength + nameBytes,
+    base: (module) => bases.get(module) ?? null,
     lookup(address: bigint): KernelSymbol | null {
       // last symbol whose start <= address
       let lo = 0, hi = sorted.length - 1, at = -1;

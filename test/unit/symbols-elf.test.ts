@@ -1,0 +1,225 @@
+/**
+ * collector/symbols: ELF symbolisation on real files and live processes.
+ * A C program and a shared library of its own (test/fixtures/symbols), built
+ * here with gcc -O0 -fno-omit-frame-pointer as PIE, -no-pie and stripped
+ * (-rdynamic, so only .dynsym is left, as in Debian's packages), print their
+ * functions' runtime addresses; `symbolize` must name addresses inside them
+ * exactly, as `nm` names them, and libc's `read` through its .dynsym. Also: a
+ * deleted executable (read through /proc/PID/map_files), a mapped file that is
+ * no ELF, a vanished process, the build id against `readelf -n`, and the
+ * kernel's `schedule`. Throughput figures are printed, not asserted.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createSymbolizer, openElf, parseMaps, type Frame } from '../../collector/symbols/index.ts';
+
+const SRC = path.resolve(import.meta.dirname, '../fixtures/symbols');
+let dir = '';
+const children: ChildProcess[] = [];
+
+before(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rf-sym-elf-'));
+  const cc = (...a: string[]): void => { execFileSync('gcc', ['-O0', '-fno-omit-frame-pointer', ...a], { stdio: 'inherit' }); };
+  cc('-shared', '-fPIC', '-o', `${dir}/librfsym.so`, `${SRC}/rfsym-lib.c`);
+  const link = ['-L', dir, '-lrfsym', `-Wl,-rpath,${dir}`];
+  cc('-fPIE', '-pie', '-o', `${dir}/rfsym-pie`, `${SRC}/rfsym-main.c`, ...link);
+  cc('-no-pie', '-o', `${dir}/rfsym-nopie`, `${SRC}/rfsym-main.c`, ...link);
+  cc('-fPIE', '-pie', '-rdynamic', '-o', `${dir}/rfsym-stripped`, `${SRC}/rfsym-main.c`, ...link);
+  execFileSync('strip', ['--strip-all', `${dir}/rfsym-stripped`]);
+});
+
+after(() => {
+  for (const c of children) c.kill('SIGKILL');
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+type Addrs = { pid: number; child: ChildProcess; alpha: bigint; beta: bigint; gamma: bigint; read: bigint };
+
+async function start(exe: string): Promise<Addrs> {
+  const child = spawn(exe, [], { stdio: ['pipe', 'pipe', 'inherit'] });
+  children.push(child);
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('\n')) resolve(out.split('\n')[0]!); });
+    child.once('exit', (code) => reject(new Error(`${exe} exited ${code} before printing`)));
+  });
+  const get = (k: string): bigint => BigInt(new RegExp(`${k}=(0x[0-9a-f]+)`).exec(line)![1]!);
+  return { pid: child.pid!, child, alpha: get('alpha'), beta: get('beta'), gamma: get('gamma'), read: get('read') };
+}
+
+/** `nm` as the truth: name -> address (vaddr) for the functions of a file. */
+function nm(file: string, dynamic = false): Map<string, bigint> {
+  const out = execFileSync('nm', [...(dynamic ? ['-D'] : []), '--defined-only', file], { encoding: 'utf8', maxBuffer: 1 << 30 });
+  const m = new Map<string, bigint>();
+  for (const l of out.split('\n')) {
+    const [a, t, n] = l.trim().split(/\s+/);
+    if (n && /^[tTwWi]$/.test(t ?? '')) m.set(n.replace(/@.*/, ''), BigInt(`0x${a}`));
+  }
+  return m;
+}
+
+function buildIdOf(file: string): string {
+  return /Build ID: ([0-9a-f]+)/.exec(execFileSync('readelf', ['-n', file], { encoding: 'utf8' }))![1]!;
+}
+
+function expectFrame(f: Frame, fn: string | null, functionOffset: number | null, moduleEnds: string, name: string): void {
+  assert.equal(f.function, fn, `${name}: function`);
+  if (functionOffset !== null) assert.equal(f.functionOffset, functionOffset, `${name}: offset in function`);
+  assert.ok(f.module.endsWith(moduleEnds), `${name}: module ${f.module} ends with ${moduleEnds}`);
+  assert.equal(f.kind, 'USER', `${name}: kind`);
+}
+
+const LIBC = '/libc.so.6';
+
+for (const variant of ['pie', 'nopie'] as const) {
+  test(`symbolize: a live ${variant === 'pie' ? 'PIE' : 'non-PIE'} executable, its shared library and libc's read, named as nm names them`, async () => {
+    const exe = `${dir}/rfsym-${variant}`;
+    const p = await start(exe);
+    const sym = createSymbolizer();
+    const stack = [p.alpha + 5n, p.beta + 9n, p.gamma + 3n, p.read + 2n];
+    const frames = sym.symbolize(p.pid, stack, false);
+    expectFrame(frames[0]!, 'rf_sym_alpha', 5, `/rfsym-${variant}`, 'alpha (.symtab, global)');
+    expectFrame(frames[1]!, 'rf_sym_beta', 9, `/rfsym-${variant}`, 'beta (.symtab, static)');
+    expectFrame(frames[2]!, 'rf_lib_gamma', 3, '/librfsym.so', 'gamma (shared library)');
+    expectFrame(frames[3]!, 'read', 2, LIBC, 'read (libc .dynsym)');
+    for (const f of frames) assert.equal(f.address, stack[frames.indexOf(f)]);
+
+    // module offsets are file offsets: the same as the live maps say, and the
+    // ELF address of that offset is nm's address + the function offset
+    const maps = parseMaps(fs.readFileSync(`/proc/${p.pid}/maps`, 'latin1'));
+    const m = maps.find((x) => x.path === exe && Number(p.alpha) >= x.start && Number(p.alpha) < x.end)!;
+    assert.equal(frames[0]!.offset, Number(p.alpha) + 5 - m.start + m.pgoff);
+    const truth = nm(exe);
+    const elf = openElf(exe);
+    const fromElf = elf.lookupFileOffset(frames[0]!.offset)!;
+    assert.equal(BigInt(fromElf.start), truth.get('rf_sym_alpha'));
+    assert.equal(BigInt(elf.lookupFileOffset(frames[1]!.offset)!.start), truth.get('rf_sym_beta'));
+    const libTruth = nm(`${dir}/librfsym.so`);
+    assert.equal(BigInt(openElf(`${dir}/librfsym.so`).lookupFileOffset(frames[2]!.offset)!.start), libTruth.get('rf_lib_gamma'));
+    assert.equal(frames[0]!.buildId, buildIdOf(exe));
+    assert.equal(frames[2]!.buildId, buildIdOf(`${dir}/librfsym.so`));
+    assert.equal(elf.headers.type, variant === 'pie' ? 'DYN' : 'EXEC');
+    // libc is stripped on Debian: .dynsym only, and that is what named read
+    const libc = frames[3]!.module;
+    const libcElf = openElf(libc);
+    assert.deepEqual([...libcElf.symbols.sources], libcElf.headers.sections.some((s) => s.name === '.symtab') ? ['.symtab', '.dynsym'] : ['.dynsym']);
+    assert.equal(BigInt(libcElf.lookupFileOffset(frames[3]!.offset)!.start), nm(libc, true).get('read'));
+    const s = sym.stats();
+    assert.equal(s.frames, 4);
+    assert.equal(s.unknown, 0);
+    p.child.kill('SIGKILL');
+  });
+}
+
+test('symbolize: a stripped executable (.dynsym only, as Debian ships them) names its exported functions, not its static ones', async () => {
+  const exe = `${dir}/rfsym-stripped`;
+  const elf = openElf(exe);
+  assert.deepEqual([...elf.symbols.sources], ['.dynsym']);
+  const p = await start(exe);
+  const sym = createSymbolizer();
+  const [a, b] = sym.symbolize(p.pid, [p.alpha + 1n, p.beta + 1n], false);
+  expectFrame(a!, 'rf_sym_alpha', 1, '/rfsym-stripped', 'exported (-rdynamic)');
+  // the static function has no symbol left, and alpha's size ends before it
+  assert.equal(b!.function, null);
+  assert.ok(b!.module.endsWith('/rfsym-stripped'));
+  assert.equal(sym.stats().unknownBy.no_symbol, 1);
+  p.child.kill('SIGKILL');
+});
+
+test('symbolize: a deleted executable is read through /proc/PID/map_files', async () => {
+  const exe = `${dir}/rfsym-deleted`;
+  fs.copyFileSync(`${dir}/rfsym-pie`, exe);
+  fs.chmodSync(exe, 0o755);
+  const p = await start(exe);
+  fs.unlinkSync(exe);
+  const sym = createSymbolizer();
+  const [a] = sym.symbolize(p.pid, [p.alpha + 2n], false);
+  expectFrame(a!, 'rf_sym_alpha', 2, '/rfsym-deleted', 'deleted');
+  p.child.kill('SIGKILL');
+});
+
+test('symbolize: a vanished process, an unmapped address, a mapped file that is no ELF: frames without names, counted, never a throw', async () => {
+  const sym = createSymbolizer();
+  const p = await start(`${dir}/rfsym-pie`);
+  const before = sym.symbolize(p.pid, [p.alpha + 1n, 0x10n], false);
+  assert.equal(before[0]!.function, 'rf_sym_alpha');
+  assert.equal(before[1]!.function, null);
+  assert.equal(sym.stats().unknownBy.no_mapping, 1);
+  p.child.kill('SIGKILL');
+  await new Promise((r) => p.child.once('exit', r));
+  for (let i = 0; i < 200 && fs.existsSync(`/proc/${p.pid}`); i++) await new Promise((r) => setTimeout(r, 10));
+  const gone = createSymbolizer().symbolize(p.pid, [p.alpha + 1n], false);
+  assert.equal(gone.length, 1);
+  assert.equal(gone[0]!.function, null);
+  assert.equal(gone[0]!.address, p.alpha + 1n);
+
+  // a data file mapped executable: module + offset kept, reason not_elf
+  const data = `${dir}/data.bin`;
+  fs.writeFileSync(data, Buffer.alloc(8192, 0x90));
+  const py = spawn('python3', ['-c', `import mmap,sys\nf=open(${JSON.stringify(data)},'rb')\nm=mmap.mmap(f.fileno(),0,prot=mmap.PROT_READ|mmap.PROT_EXEC)\nprint('ok',flush=True)\nsys.stdin.read()`], { stdio: ['pipe', 'pipe', 'inherit'] });
+  children.push(py);
+  await new Promise<void>((resolve) => py.stdout!.once('data', () => resolve()));
+  const m = parseMaps(fs.readFileSync(`/proc/${py.pid}/maps`, 'latin1')).find((x) => x.path === data)!;
+  const s2 = createSymbolizer();
+  const [f] = s2.symbolize(py.pid!, [BigInt(m.start + 0x123)], false);
+  assert.equal(f!.function, null);
+  assert.equal(f!.module, data);
+  assert.equal(f!.offset, 0x123);
+  assert.equal(s2.stats().unknownBy.not_elf, 1);
+  assert.ok(s2.stats().causes.not_elf, 'its cause is kept');
+  py.kill('SIGKILL');
+});
+
+test('symbolize: kernel addresses by /proc/kallsyms (schedule)', () => {
+  const line = fs.readFileSync('/proc/kallsyms', 'latin1').split('\n').find((l) => / [tT] schedule$/.test(l))!;
+  const start = BigInt(`0x${line.split(' ')[0]}`);
+  const text = fs.readFileSync('/proc/kallsyms', 'latin1').split('\n').find((l) => / [tT] _text$/.test(l))!;
+  const sym = createSymbolizer();
+  const [f, g] = sym.symbolize(0, [start + 4n, start + 8n], true);
+  assert.equal(f!.function, 'schedule');
+  assert.equal(f!.functionOffset, 4);
+  assert.equal(f!.kind, 'KERNEL');
+  assert.equal(f!.module, '[kernel.kallsyms]');
+  assert.equal(BigInt(f!.offset), start + 4n - BigInt(`0x${text.split(' ')[0]}`), 'offset from _text');
+  assert.equal(g!.function, 'schedule');
+  assert.equal(g!.functionOffset, 8);
+});
+
+test('symbolize: throughput over node\'s own binary (cold: parse ~150 k symbols; cached), printed only', () => {
+  const exe = fs.readlinkSync('/proc/self/exe');
+  const truth = nm(exe);
+  const fns = [...truth.entries()].filter(([n]) => n.startsWith('_ZN2v88internal')).slice(0, 2000);
+  const maps = parseMaps(fs.readFileSync('/proc/self/maps', 'latin1'));
+  const elf = openElf(exe);
+  // runtime address of an ELF address: through the PT_LOAD holding it and the mapping of that file offset
+  const runtime = (v: bigint): bigint | null => {
+    const seg = elf.headers.loads.find((l) => Number(v) >= l.vaddr && Number(v) < l.vaddr + l.filesz);
+    if (!seg) return null;
+    const off = Number(v) - seg.vaddr + seg.offset;
+    const m = maps.find((x) => x.path === exe && off >= x.pgoff && off < x.pgoff + (x.end - x.start));
+    return m ? BigInt(m.start + off - m.pgoff) : null;
+  };
+  // function starts: some are 1-byte functions (a lone ret), start + 1 is past them
+  const addrs = fns.map(([, v]) => runtime(v)).filter((a): a is bigint => a !== null);
+  assert.ok(addrs.length > 100, 'node functions mapped');
+  const sym = createSymbolizer();
+  const t0 = process.hrtime.bigint();
+  const cold = sym.symbolize(process.pid, addrs.slice(0, 1), false);
+  const coldMs = Number(process.hrtime.bigint() - t0) / 1e6;
+  assert.ok(cold[0]!.function?.startsWith('_ZN2v88internal'), `cold frame named: ${cold[0]!.function}`);
+  const rounds = 50;
+  const t1 = process.hrtime.bigint();
+  let named = 0;
+  for (let r = 0; r < rounds; r++) {
+    // one address per "stack" (index 0: no return-address adjustment) so each is exact
+    for (const a of addrs) if (sym.symbolize(process.pid, [a], false)[0]!.function !== null) named++;
+  }
+  const sec = Number(process.hrtime.bigint() - t1) / 1e9;
+  assert.equal(named, rounds * addrs.length);
+  const st = sym.stats();
+  console.log(`symbolize: node binary cold ${coldMs.toFixed(0)} ms (${elf.symbols.size} functions, ${(st.bytes / 2 ** 20).toFixed(1)} MiB held); cached ${((rounds * addrs.length) / sec / 1e3).toFixed(0)} k addresses/s`);
+});
