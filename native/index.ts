@@ -93,6 +93,26 @@ interface NativeSession {
   drops(): bigint[];
   mapCounters(name: string): bigint[] | null;
   stats(): SessionStats;
+  attachPerfEvent(program: string, frequencyHz: number): number;
+  profileDrain(prefix: string): ProfileDrain;
+}
+
+/**
+ * One drain of a profiling map set (bpf/prof_maps.bpf.h; native rf_core.h
+ * rf_session_profile_drain), little-endian:
+ *
+ *   counts := (struct rf_prof_key (24 bytes), u64 value)*        32 bytes each
+ *   stacks := (u32 stack_map, u32 id, u32 n, u32 0, u64 ip[n])*
+ *   comms  := (u32 tgid, char comm[16])*                         20 bytes each
+ *
+ * Decoded by collector/profile/drain.ts.
+ */
+export interface ProfileDrain {
+  /** The generation drained (bpf/events.h). */
+  generation: bigint;
+  counts: Buffer;
+  stacks: Buffer;
+  comms: Buffer;
 }
 
 interface NativeModule {
@@ -187,6 +207,25 @@ export class Session {
 
   stats(): SessionStats {
     return this.#n.stats();
+  }
+
+  /**
+   * Attaches a loaded perf_event program (left unattached by addObject) to the
+   * software cpu-clock event of every online CPU, sampling at frequencyHz.
+   * Returns the number of CPUs; detached with the other programs on stop().
+   */
+  attachPerfEvent(program: string, frequencyHz: number): number {
+    return this.#n.attachPerfEvent(program, frequencyHz);
+  }
+
+  /**
+   * Takes every count aggregated in the kernel since the previous drain out of
+   * the map set `prefix` (`rf_prof`, `rf_offcpu`), each increment exactly once,
+   * with the frames of the stacks they name. Blocks the calling thread for one
+   * RCU grace period (milliseconds).
+   */
+  profileDrain(prefix: string): ProfileDrain {
+    return this.#n.profileDrain(prefix);
   }
 
   /** Bytes in the ring not yet consumed (the collector's stats report it). */

@@ -54,6 +54,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
                            InstanceMethod<&SessionWrap::Drops>("drops"),
                            InstanceMethod<&SessionWrap::MapCounters>("mapCounters"),
                            InstanceMethod<&SessionWrap::Stats>("stats"),
+                           InstanceMethod<&SessionWrap::AttachPerfEvent>("attachPerfEvent"),
+                           InstanceMethod<&SessionWrap::ProfileDrain>("profileDrain"),
                        });
   }
 
@@ -290,6 +292,53 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     Napi::Array a = Napi::Array::New(env, n);
     for (int i = 0; i < n; i++) a.Set(i, Napi::BigInt::New(env, v[i]));
     return a;
+  }
+
+  // Profiling (rf_core.h): a perf_event program on every online CPU's cpu-clock; count of CPUs.
+  Napi::Value AttachPerfEvent(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!s_) return Stopped(env, "attachPerfEvent");
+    if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
+      ThrowType(env, "attachPerfEvent(program, frequencyHz): a string and a number");
+      return env.Undefined();
+    }
+    std::string prog = info[0].As<Napi::String>();
+    double hz = info[1].As<Napi::Number>().DoubleValue();
+    if (!(hz >= 1 && hz <= 100000) || hz != static_cast<double>(static_cast<int64_t>(hz))) {
+      ThrowType(env, "attachPerfEvent: frequencyHz must be an integer in 1..100000");
+      return env.Undefined();
+    }
+    rf_error err = {};
+    int n = rf_session_attach_perf_event(s_, prog.c_str(), static_cast<uint64_t>(hz), &err);
+    if (n < 0) {
+      ThrowRf(env, &err);
+      return env.Undefined();
+    }
+    return Napi::Number::New(env, n);
+  }
+
+  // One drain of a profiling map set, as whole Buffers (copies: a drain is small and rare).
+  Napi::Value ProfileDrain(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!s_) return Stopped(env, "profileDrain");
+    if (info.Length() < 1 || !info[0].IsString()) {
+      ThrowType(env, "profileDrain(prefix): prefix must be a string");
+      return env.Undefined();
+    }
+    std::string prefix = info[0].As<Napi::String>();
+    rf_profile_drain d = {};
+    rf_error err = {};
+    if (rf_session_profile_drain(s_, prefix.c_str(), &d, &err)) {
+      ThrowRf(env, &err);
+      return env.Undefined();
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("generation", Napi::BigInt::New(env, d.generation));
+    o.Set("counts", Napi::Buffer<uint8_t>::Copy(env, static_cast<uint8_t*>(d.counts), d.n_counts * 32));
+    o.Set("stacks", Napi::Buffer<uint8_t>::Copy(env, static_cast<uint8_t*>(d.stacks), d.stacks_len));
+    o.Set("comms", Napi::Buffer<uint8_t>::Copy(env, static_cast<uint8_t*>(d.comms), d.n_comms * 20));
+    rf_profile_drain_clear(&d);
+    return o;
   }
 
   Napi::Value Stats(const Napi::CallbackInfo& info) {

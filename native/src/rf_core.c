@@ -24,6 +24,10 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <linux/membarrier.h>
+#include <linux/perf_event.h>
 #include <sys/mman.h>
 
 #include <bpf/bpf.h>
@@ -33,6 +37,7 @@
 #include "../../bpf/events.h"
 
 _Static_assert(RF_CORE_EV_MAX == RF_EV_MAX, "RF_CORE_EV_MAX must equal RF_EV_MAX (bpf/events.h)");
+_Static_assert(sizeof(struct rf_prof_key) == 24, "rf_profile_drain hands counts over as 24 + 8 bytes (rf_core.h)");
 
 #define ALIGN8(x) (((x) + 7u) & ~(size_t)7u)
 #define REC_HDR 8u
@@ -744,6 +749,9 @@ int rf_session_add_object(rf_session *s, const char *path, const rf_global *glob
 
 		if (!bpf_program__autoload(prog))
 			continue;
+		/* no auto-attach: opened per CPU by rf_session_attach_perf_event */
+		if (strcmp(bpf_program__section_name(prog), "perf_event") == 0)
+			continue;
 		link = bpf_program__attach(prog);
 		if (!link && errno == ENOENT && is_optional(&optional, prog)) {
 			/* a classic or raw tracepoint this kernel lacks: the object works without it */
@@ -1209,4 +1217,357 @@ int rf_kernel_enum(const char *name, rf_enum_entry **out, rf_error *err)
 	}
 	*out = v;
 	return n;
+}
+
+/* ------------------------------------------------- profiling (issue 11) */
+
+static struct bpf_program *find_program(rf_session *s, const char *name, struct rf_obj **owner)
+{
+	for (size_t i = 0; i < s->n_objs; i++) {
+		struct bpf_program *p = bpf_object__find_program_by_name(s->objs[i].obj, name);
+		if (p) {
+			*owner = &s->objs[i];
+			return p;
+		}
+	}
+	return NULL;
+}
+
+static struct bpf_map *find_map(rf_session *s, const char *name)
+{
+	for (size_t i = 0; i < s->n_objs; i++) {
+		struct bpf_map *m = bpf_object__find_map_by_name(s->objs[i].obj, name);
+		if (m)
+			return m;
+	}
+	return NULL;
+}
+
+/* Online CPUs from /sys/devices/system/cpu/online ("0-1,4"); marks into on[ncpus]. */
+static int online_cpus(int ncpus, char *on)
+{
+	char buf[1024];
+	FILE *f = fopen("/sys/devices/system/cpu/online", "re");
+	char *p, *save = NULL;
+
+	memset(on, 0, (size_t)ncpus);
+	if (!f)
+		return -errno;
+	if (!fgets(buf, sizeof(buf), f)) {
+		fclose(f);
+		return -EIO;
+	}
+	fclose(f);
+	for (p = strtok_r(buf, ",\n", &save); p; p = strtok_r(NULL, ",\n", &save)) {
+		int a, b;
+		int n = sscanf(p, "%d-%d", &a, &b);
+		if (n == 1)
+			b = a;
+		else if (n != 2)
+			return -EINVAL;
+		for (int c = a; c <= b && c < ncpus; c++)
+			if (c >= 0)
+				on[c] = 1;
+	}
+	return 0;
+}
+
+int rf_session_attach_perf_event(rf_session *s, const char *program, uint64_t freq_hz, rf_error *err)
+{
+	uint64_t mark = log_mark();
+	struct rf_obj *o = NULL;
+	struct bpf_program *prog;
+	char on[s->ncpus > 0 ? s->ncpus : 1];
+	char target[256];
+	int attached = 0, r;
+
+	if (s->released || LOAD(s->stopping))
+		return set_err(err, "attachPerfEvent", program, ESHUTDOWN, "session is stopped");
+	prog = find_program(s, program, &o);
+	if (!prog)
+		return set_err(err, "attachPerfEvent", program, ENOENT, "no program '%s' in the session's objects", program);
+	if (bpf_program__type(prog) != BPF_PROG_TYPE_PERF_EVENT)
+		return set_err(err, "attachPerfEvent", program, EINVAL, "program '%s' is not a perf_event program", program);
+	if (freq_hz == 0 || freq_hz > 100000)
+		return set_err(err, "attachPerfEvent", program, EINVAL, "frequency %llu Hz out of range (1..100000)",
+			       (unsigned long long)freq_hz);
+	r = online_cpus(s->ncpus, on);
+	if (r)
+		return set_err(err, "attachPerfEvent", "/sys/devices/system/cpu/online", -r, NULL);
+	snprintf(target, sizeof(target), "%s/%s", o->file, program);
+	for (int cpu = 0; cpu < s->ncpus; cpu++) {
+		/*
+		 * The software cpu-clock event: the one sampling clock this kind of
+		 * machine has (no hardware PMU, shared/KERNEL.md), in frequency mode so
+		 * the kernel keeps the rate whatever the tick.
+		 */
+		struct perf_event_attr attr = {
+			.type = PERF_TYPE_SOFTWARE,
+			.config = PERF_COUNT_SW_CPU_CLOCK,
+			.size = sizeof(attr),
+			.freq = 1,
+			.sample_freq = freq_hz,
+		};
+		struct bpf_link *link, **nl;
+		int fd;
+
+		if (!on[cpu])
+			continue;
+		fd = (int)syscall(__NR_perf_event_open, &attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+		if (fd < 0) {
+			r = errno;
+			if (r == ENODEV)
+				continue; /* went offline since we read the list */
+			set_err(err, "perf_event_open", target, r, "cpu-clock on CPU %d: %s", cpu, strerror(r));
+			goto fail;
+		}
+		link = bpf_program__attach_perf_event(prog, fd); /* takes the fd: closed with the link */
+		if (!link) {
+			r = errno;
+			close(fd);
+			set_err(err, "bpf_program__attach_perf_event", target, r, NULL);
+			log_attach(err, mark);
+			goto fail;
+		}
+		nl = realloc(o->links, sizeof(*nl) * (o->n_links + 1));
+		if (!nl) {
+			bpf_link__destroy(link);
+			set_err(err, "attachPerfEvent", target, ENOMEM, NULL);
+			goto fail;
+		}
+		o->links = nl;
+		o->links[o->n_links++] = link;
+		attached++;
+	}
+	return attached;
+fail:
+	/* the links attached so far stay with the object and go with it (detach_all) */
+	return -err->err;
+}
+
+void rf_profile_drain_clear(rf_profile_drain *d)
+{
+	free(d->counts);
+	free(d->stacks);
+	free(d->comms);
+	memset(d, 0, sizeof(*d));
+}
+
+/* Deletes every entry of a stack map (nothing writes it: see the scheme in bpf/events.h). */
+static int clear_stack_map(int fd, uint32_t max, rf_error *err, const char *name)
+{
+	uint32_t *keys = malloc(sizeof(*keys) * (max ? max : 1));
+	uint32_t n = 0, k, *prev = NULL;
+
+	if (!keys)
+		return set_err(err, "rf_session_profile_drain", name, ENOMEM, NULL);
+	/* all keys first: deleting while walking makes get_next_key start over */
+	while (n < max && bpf_map_get_next_key(fd, prev, &k) == 0) {
+		keys[n] = k;
+		prev = &keys[n++];
+	}
+	for (uint32_t i = 0; i < n; i++)
+		if (bpf_map_delete_elem(fd, &keys[i]) && errno != ENOENT) {
+			int e = errno;
+			free(keys);
+			return set_err(err, "bpf_map_delete_elem", name, e, NULL);
+		}
+	free(keys);
+	return 0;
+}
+
+/*
+ * Waits until every BPF program that may have read the previous generation
+ * has returned. perf_event and tp_btf programs run with preemption disabled,
+ * which is an RCU read-side section, and MEMBARRIER_CMD_GLOBAL is
+ * synchronize_rcu() (kernel/sched/membarrier.c). Where membarrier is refused
+ * (nohz_full), sleep 20 ms: far longer than any program runs (microseconds).
+ */
+static void wait_programs(void)
+{
+	if (syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) != 0)
+		usleep(20000);
+}
+
+int rf_session_profile_drain(rf_session *s, const char *prefix, rf_profile_drain *out, rf_error *err)
+{
+	char name[5][64];
+	struct bpf_map *ctl, *counts, *comm, *stacks[3];
+	uint32_t zero = 0, max, ksz;
+	uint64_t gen, next;
+	void *keys = NULL, *vals = NULL, *dels = NULL;
+	uint32_t got = 0, n_del = 0;
+	size_t stack_cap = 0, comm_cap = 0;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if (s->released)
+		return set_err(err, "profileDrain", prefix, ESHUTDOWN, "session is stopped");
+	if (strlen(prefix) > 40)
+		return set_err(err, "profileDrain", prefix, ENAMETOOLONG, NULL);
+	snprintf(name[0], 64, "%s_ctl", prefix);
+	snprintf(name[1], 64, "%s_counts", prefix);
+	snprintf(name[2], 64, "%s_comm", prefix);
+	ctl = find_map(s, name[0]);
+	counts = find_map(s, name[1]);
+	comm = find_map(s, name[2]);
+	for (int i = 0; i < 3; i++) {
+		snprintf(name[3], 64, "%s_stacks%d", prefix, i);
+		stacks[i] = find_map(s, name[3]);
+		if (!stacks[i])
+			return set_err(err, "profileDrain", name[3], ENOENT, "no map '%s' in the session's objects", name[3]);
+	}
+	if (!ctl || !counts || !comm)
+		return set_err(err, "profileDrain", prefix, ENOENT, "no map set '%s_*' in the session's objects", prefix);
+	ksz = bpf_map__key_size(counts);
+	if (ksz != sizeof(struct rf_prof_key) || bpf_map__value_size(counts) != 8)
+		return set_err(err, "profileDrain", name[1], EINVAL, "key %u bytes, want %zu", ksz, sizeof(struct rf_prof_key));
+
+	if (bpf_map_lookup_elem(bpf_map__fd(ctl), &zero, &gen))
+		return set_err(err, "bpf_map_lookup_elem", name[0], errno, NULL);
+	/* 1. the stack map of generation gen + 1 is named by no key that is still to be read */
+	snprintf(name[3], 64, "%s_stacks%d", prefix, (int)((gen + 1) % 3));
+	r = clear_stack_map(bpf_map__fd(stacks[(gen + 1) % 3]), bpf_map__max_entries(stacks[(gen + 1) % 3]), err, name[3]);
+	if (r)
+		return r;
+	/* 2. move on; 3. wait for programs still running with gen */
+	next = gen + 1;
+	if (bpf_map_update_elem(bpf_map__fd(ctl), &zero, &next, BPF_ANY))
+		return set_err(err, "bpf_map_update_elem", name[0], errno, NULL);
+	wait_programs();
+	out->generation = gen;
+
+	/* 4. every key of slot gen & 1, then delete them: nothing writes them any more */
+	max = bpf_map__max_entries(counts);
+	keys = malloc((size_t)ksz * max);
+	vals = malloc(8u * max);
+	dels = malloc((size_t)ksz * max);
+	out->counts = malloc((size_t)(ksz + 8) * max);
+	if (!keys || !vals || !dels || !out->counts) {
+		r = set_err(err, "profileDrain", name[1], ENOMEM, NULL);
+		goto fail;
+	}
+	{
+		/* one batch for the whole map: a hash batch call never splits a bucket, and the buffers hold every entry */
+		uint8_t in_batch[8], out_batch[8];
+		void *in = NULL;
+		for (;;) {
+			uint32_t cnt = max - got;
+			DECLARE_LIBBPF_OPTS(bpf_map_batch_opts, bo);
+			if (cnt == 0)
+				break;
+			r = bpf_map_lookup_batch(bpf_map__fd(counts), in, out_batch, (uint8_t *)keys + (size_t)got * ksz,
+						 (uint8_t *)vals + (size_t)got * 8, &cnt, &bo);
+			int e = errno;
+			got += cnt;
+			if (r && e == ENOENT)
+				break; /* the end of the map */
+			if (r) {
+				r = set_err(err, "bpf_map_lookup_batch", name[1], e, NULL);
+				goto fail;
+			}
+			memcpy(in_batch, out_batch, sizeof(in_batch));
+			in = in_batch;
+		}
+	}
+	for (uint32_t i = 0; i < got; i++) {
+		const struct rf_prof_key *k = (const void *)((uint8_t *)keys + (size_t)i * ksz);
+		if (k->slot != (gen & 1))
+			continue;
+		memcpy((uint8_t *)out->counts + out->n_counts * (ksz + 8), k, ksz);
+		memcpy((uint8_t *)out->counts + out->n_counts * (ksz + 8) + ksz, (uint8_t *)vals + (size_t)i * 8, 8);
+		memcpy((uint8_t *)dels + (size_t)n_del * ksz, k, ksz);
+		out->n_counts++;
+		n_del++;
+	}
+	for (uint32_t i = 0; i < n_del; i++)
+		if (bpf_map_delete_elem(bpf_map__fd(counts), (uint8_t *)dels + (size_t)i * ksz) && errno != ENOENT) {
+			/* the entry stays and would be read again at the next drain of its slot: say so */
+			r = set_err(err, "bpf_map_delete_elem", name[1], errno, NULL);
+			goto fail;
+		}
+
+	/* 5. the frames of every stack these keys name, and the comm of every process */
+	for (size_t i = 0; i < out->n_counts; i++) {
+		const struct rf_prof_key *k = (const void *)((uint8_t *)out->counts + i * (ksz + 8));
+		int32_t ids[2] = { k->user_stack_id, k->kernel_stack_id };
+		uint32_t tg = k->tgid;
+		int seen = 0;
+
+		for (int j = 0; j < 2; j++) {
+			uint64_t frames[RF_PROF_MAX_FRAMES];
+			uint32_t nf = 0, id = (uint32_t)ids[j];
+			size_t need;
+
+			if (ids[j] < 0 || k->stack_map > 2)
+				continue;
+			/* already out? (linear: a drain holds hundreds of stacks) */
+			seen = 0;
+			for (size_t off = 0; off < out->stacks_len && !seen;) {
+				const uint32_t *h = (const void *)((uint8_t *)out->stacks + off);
+				seen = h[0] == k->stack_map && h[1] == id;
+				off += 16 + (size_t)h[2] * 8;
+			}
+			if (seen)
+				continue;
+			memset(frames, 0, sizeof(frames));
+			if (bpf_map_lookup_elem(bpf_map__fd(stacks[k->stack_map]), &id, frames) == 0)
+				while (nf < RF_PROF_MAX_FRAMES && frames[nf])
+					nf++;
+			/* not found (nf 0): the key keeps the id, its stack reads as empty */
+			need = out->stacks_len + 16 + (size_t)nf * 8;
+			if (need > stack_cap) {
+				size_t cap = stack_cap ? stack_cap * 2 : 65536;
+				void *p;
+				while (cap < need)
+					cap *= 2;
+				p = realloc(out->stacks, cap);
+				if (!p) {
+					r = set_err(err, "profileDrain", prefix, ENOMEM, NULL);
+					goto fail;
+				}
+				out->stacks = p;
+				stack_cap = cap;
+			}
+			{
+				uint32_t h[4] = { k->stack_map, id, nf, 0 };
+				memcpy((uint8_t *)out->stacks + out->stacks_len, h, 16);
+				memcpy((uint8_t *)out->stacks + out->stacks_len + 16, frames, (size_t)nf * 8);
+				out->stacks_len = need;
+			}
+		}
+		seen = 0;
+		for (size_t c = 0; c < out->n_comms && !seen; c++)
+			seen = memcmp((uint8_t *)out->comms + c * 20, &tg, 4) == 0;
+		if (seen)
+			continue;
+		if (out->n_comms == comm_cap) {
+			size_t cap = comm_cap ? comm_cap * 2 : 256;
+			void *p = realloc(out->comms, cap * 20);
+			if (!p) {
+				r = set_err(err, "profileDrain", prefix, ENOMEM, NULL);
+				goto fail;
+			}
+			out->comms = p;
+			comm_cap = cap;
+		}
+		{
+			uint8_t *rec = (uint8_t *)out->comms + out->n_comms * 20;
+			memset(rec, 0, 20);
+			memcpy(rec, &tg, 4);
+			/* absent (the LRU evicted it): an empty comm, the collector falls back to /proc */
+			bpf_map_lookup_elem(bpf_map__fd(comm), &tg, rec + 4);
+			out->n_comms++;
+		}
+	}
+	free(keys);
+	free(vals);
+	free(dels);
+	return 0;
+fail:
+	free(keys);
+	free(vals);
+	free(dels);
+	rf_profile_drain_clear(out);
+	return r;
 }

@@ -167,6 +167,41 @@ typedef struct rf_enum_entry {
 /* Values of a kernel enum from /sys/kernel/btf/vmlinux. *out is malloc'd. Count or -errno. */
 int rf_kernel_enum(const char *name, rf_enum_entry **out, rf_error *err);
 
+/*
+ * Profiling (issue 11, bpf/profile.bpf.c and bpf/offcpu.bpf.c).
+ *
+ * rf_session_attach_perf_event opens the software cpu-clock perf event of
+ * every online CPU at freq_hz (frequency mode) and attaches the perf_event
+ * program `program` of a loaded object to each (rf_session_add_object leaves
+ * perf_event programs unattached). Count of CPUs attached, or -errno.
+ */
+int rf_session_attach_perf_event(rf_session *s, const char *program, uint64_t freq_hz, rf_error *err);
+
+/*
+ * One drain of a profiling map set <prefix>_{ctl,counts,stacks0..2,comm}
+ * (bpf/prof_maps.bpf.h): moves to the next generation, waits until no program
+ * still runs with the old one, then takes every count of the old one out
+ * (read and deleted: each increment is read exactly once; bpf/events.h says
+ * why) with the frames of the stacks they name. Three malloc'd arrays:
+ *
+ *   counts := (struct rf_prof_key, __u64 value)*                 n_counts x 32 bytes
+ *   stacks := (u32 stack_map, u32 id, u32 n, u32 0, u64 ip[n])*  stacks_len bytes
+ *   comms  := (u32 tgid, char comm[16])*                         n_comms x 20 bytes
+ *
+ * Runs on the calling thread; blocks for one RCU grace period (ms).
+ */
+typedef struct rf_profile_drain {
+	uint64_t generation; /* the generation drained */
+	void *counts;
+	size_t n_counts;
+	void *stacks;
+	size_t stacks_len;
+	void *comms;
+	size_t n_comms;
+} rf_profile_drain;
+int rf_session_profile_drain(rf_session *s, const char *prefix, rf_profile_drain *out, rf_error *err);
+void rf_profile_drain_clear(rf_profile_drain *d);
+
 #ifdef __cplusplus
 }
 #endif
