@@ -197,6 +197,8 @@ export function decodeL7Exchange(buf: Uint8Array, offset: number, length: number
   const family = u16(buf, o + O.family);
   const alen = family === 2 ? 4 : 16;
   const heads = o + L7_EXCHANGE_SIZE;
+  // plain Uint8Array views: a Buffer's indexOf goes through a native call, the head parser makes one per line
+  const view = (from: number, n: number) => new Uint8Array(buf.buffer, buf.byteOffset + from, n);
   return {
     cpu: u16(buf, o + O.cpu),
     pid: u32(buf, o + O.pid),
@@ -227,8 +229,8 @@ export function decodeL7Exchange(buf: Uint8Array, offset: number, length: number
     protocol: buf[o + O.protocol]!,
     outcome: buf[o + O.outcome]!,
     flags: buf[o + O.flags]!,
-    req_head: buf.subarray(heads, heads + reqLen),
-    resp_head: buf.subarray(heads + reqLen, heads + reqLen + respLen),
+    req_head: view(heads, reqLen),
+    resp_head: view(heads + reqLen, respLen),
   };
 }
 

@@ -578,21 +578,21 @@ export interface Http1Head {
 export function parseHttp1Head(kind: L7Kind, buf: Uint8Array, len: number, captured: ReadonlySet<string>, start?: Http1StartLine): Http1Head | null {
   let from = 0;
   while (from < len && (buf[from] === CR || buf[from] === LF)) from++;
-  const lf = buf.subarray(from, len).indexOf(LF);
-  if (lf < 0) {
+  const lf = buf.indexOf(LF, from);
+  if (lf < 0 || lf >= len) {
     const cut = parseCutStartLine(kind, buf, from, len);
     return cut === null ? null : { start: cut, fields: [], end: -1, wellFormed: true, startCut: true };
   }
   const s = start ?? parseStartLine(kind, buf, from, len);
   if (s === null) return null;
-  return { start: s, ...parseFields(buf, from + lf + 1, len, captured), startCut: false };
+  return { start: s, ...parseFields(buf, lf + 1, len, captured), startCut: false };
 }
 
 /** The start line at buf[from] (it ends at the next LF before `to`), null when there is none or it is malformed. */
 function parseStartLine(kind: L7Kind, buf: Uint8Array, from: number, to: number): Http1StartLine | null {
-  const lf = buf.subarray(from, to).indexOf(LF);
-  if (lf < 0) return null;
-  const line = stripEol(utf8.decode(buf.subarray(from, from + lf + 1)));
+  const lf = buf.indexOf(LF, from);
+  if (lf < 0 || lf >= to) return null;
+  const line = stripEol(text(buf, from, lf + 1, utf8));
   if (kind === 'REQUEST') {
     const m = REQUEST_LINE.exec(line);
     return m === null ? null : { method: m[1]!, target: m[2]!, status: null, version: m[3]! };
@@ -606,7 +606,7 @@ const STATUS_LINE_CUT = /^HTTP\/(1\.\d) ([1-9]\d\d)(?: .*)?$/;
 
 /** A start line whose bytes end before its LF: what they show, null when they cannot be the start of one. */
 function parseCutStartLine(kind: L7Kind, buf: Uint8Array, from: number, to: number): Http1StartLine | null {
-  const line = stripCr(utf8.decode(buf.subarray(from, to)));
+  const line = stripCr(text(buf, from, to, utf8));
   if (kind === 'REQUEST') {
     const m = REQUEST_LINE_CUT.exec(line);
     return m === null ? null : { method: m[1]!, target: m[2]!, status: null, version: '' };
@@ -707,5 +707,20 @@ function decodeTrimmed(buf: Uint8Array, from: number, to: number): string {
   let b = to;
   while (a < b && (buf[a] === SP || buf[a] === HT)) a++;
   while (b > a && (buf[b - 1] === SP || buf[b - 1] === HT)) b--;
-  return a === b ? '' : utf8Value.decode(buf.subarray(a, b));
+  return a === b ? '' : text(buf, a, b, utf8Value);
+}
+
+/**
+ * buf[from, to) as a string: ASCII (nearly every head) without a call into
+ * TextDecoder, anything else through `decoder` (UTF-8, invalid bytes as U+FFFD).
+ */
+function text(buf: Uint8Array, from: number, to: number, decoder: { decode(b: Uint8Array): string }): string {
+  if (to - from > 256) return decoder.decode(buf.subarray(from, to));
+  let s = '';
+  for (let k = from; k < to; k++) {
+    const c = buf[k]!;
+    if (c >= 0x80) return decoder.decode(buf.subarray(from, to));
+    s += String.fromCharCode(c);
+  }
+  return s;
 }
