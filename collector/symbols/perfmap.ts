@@ -71,6 +71,10 @@ export class PerfMapTable {
   private pending: PerfMapEntry[] = [];
   private nameBytes = 0;
 
+  /** @param spliceMax at most this many out-of-order entries per flush are spliced in; more rebuild */
+  private readonly spliceMax: number;
+  constructor(spliceMax = 32) { this.spliceMax = spliceMax; }
+
   add(entries: readonly PerfMapEntry[]): void {
     for (const e of entries) this.pending.push(e);
   }
@@ -104,7 +108,7 @@ export class PerfMapTable {
       } else rest.push(e);
     }
     if (rest.length === 0) return;
-    if (rest.length <= 32) for (const e of rest) this.splice(e);
+    if (rest.length <= this.spliceMax) for (const e of rest) this.splice(e);
     else this.rebuild(rest);
   }
 
