@@ -350,6 +350,8 @@ export type ElfCache = {
   bytes(): number;
   /** files parsed so far */
   readonly parsed: number;
+  /** files evicted so far: a holder of an ElfFile checks this did not move before reusing it without get() */
+  readonly evictions: number;
 };
 
 type CacheEntry = { load: ElfLoad; bytes: number };
@@ -361,12 +363,14 @@ export function createElfCache(opts: ElfCacheOptions = {}): ElfCache {
   const byBuildId = new Map<string, ElfFile>();
   let held = 0;
   let parsed = 0;
+  let evictions = 0;
 
   function evict(): void {
     while (byKey.size > maxFiles || (held > maxBytes && byKey.size > 1)) {
       const [k, e] = byKey.entries().next().value as [string, CacheEntry];
       byKey.delete(k);
       held -= e.bytes;
+      evictions++;
       if (e.load.ok && e.load.file.buildId && byBuildId.get(e.load.file.buildId) === e.load.file) byBuildId.delete(e.load.file.buildId);
     }
   }
@@ -406,5 +410,6 @@ export function createElfCache(opts: ElfCacheOptions = {}): ElfCache {
     get size() { return byKey.size; },
     bytes: () => held,
     get parsed() { return parsed; },
+    get evictions() { return evictions; },
   };
 }

@@ -36,7 +36,7 @@
 import fs from 'node:fs';
 import { type Kallsyms, readKallsyms } from './kallsyms.ts';
 import { createElfCache, type ElfFile, ElfError, parseElf, bufferReader } from './elf.ts';
-import { createMapsCache, fileOffsetOf, type Mapping, mapFilesPath, moduleOf, type ProcessMaps } from './maps.ts';
+import { createMapsCache, fileOffsetOf, findMapping, type Mapping, mapFilesPath, moduleOf, type ProcessMaps } from './maps.ts';
 import { openPerfMap, type PerfMapFile } from './perfmap.ts';
 
 export type FrameKind = 'KERNEL' | 'USER' | 'JIT';
@@ -115,9 +115,11 @@ export type Symbolizer = {
   stats(): SymbolizerStats;
 };
 
+type FileRef = { file: ElfFile | null; reason?: UnknownReason; cause?: unknown; epoch: number };
+
 type ProcState = {
   generation: number;
-  files: Map<string, { file: ElfFile | null; reason?: UnknownReason; cause?: unknown }>;
+  files: Map<string, FileRef>;
   perfMap: PerfMapFile | null;
 };
 
@@ -172,17 +174,26 @@ export function createSymbolizer(opts: SymbolizerOptions = {}): Symbolizer {
     return p;
   }
   const procKeys = new Map<number, string>();
+  // the mapping objects of a table read: a frame in a known mapping costs no string key
+  const byMapping = new WeakMap<Mapping, FileRef & { cached: boolean }>();
+  let perfMapsRead = false;
 
-  function elfFor(pid: number, p: ProcState, m: Mapping): { file: ElfFile | null; reason?: UnknownReason; cause?: unknown; cached: boolean } {
+  function elfFor(pid: number, p: ProcState, m: Mapping): FileRef & { cached: boolean } {
+    // what a process holds is reused only while the file cache evicted nothing
+    // since: an evicted table is read again through the cache, never kept alive here
+    const fast = byMapping.get(m);
+    if (fast && fast.epoch === elfs.evictions) return fast;
     const key = `${m.dev}:${m.inode}:${m.path}`;
     const had = p.files.get(key);
-    if (had) return { ...had, cached: true };
+    if (had && had.epoch === elfs.evictions) { const r = { ...had, cached: true }; byMapping.set(m, r); return r; }
     // deleted files and memfds are only reachable through the mapping itself
     const viaMapFiles = m.deleted || m.kind === 'memfd';
     let load = elfs.get(viaMapFiles ? mapFilesPath(procRoot, pid, m) : `${procRoot}/${pid}/root${m.path}`);
     if (!load.ok && load.reason === 'file_unreadable' && !viaMapFiles) load = elfs.get(mapFilesPath(procRoot, pid, m));
-    const r = load.ok ? { file: load.file } : { file: null, reason: load.reason as UnknownReason, cause: load.cause };
+    const epoch = elfs.evictions;
+    const r = load.ok ? { file: load.file, epoch } : { file: null, reason: load.reason as UnknownReason, cause: load.cause, epoch };
     p.files.set(key, r);
+    byMapping.set(m, { ...r, cached: true });
     return { ...r, cached: load.cached };
   }
 
@@ -242,21 +253,36 @@ export function createSymbolizer(opts: SymbolizerOptions = {}): Symbolizer {
     if (cached) st.hits++; else st.misses++;
   }
 
-  function userFrame(pid: number, address: bigint, lookupAt: bigint): Frame {
+  /** One stack's view of its process: validated once per call, not per frame. */
+  type Ctx = { pid: number; proc: ProcessMaps; p: ProcState; fresh: boolean } | { pid: number; reason: UnknownReason; cause: unknown };
+
+  function context(pid: number): Ctx {
+    const r = maps.lookup(pid);
+    if (!r.ok) { procs.delete(pid); procKeys.delete(pid); return { pid, reason: r.reason, cause: r.cause }; }
+    return { pid, proc: r.proc, p: procState(pid, r.proc), fresh: !r.cached };
+  }
+
+  function userFrame(ctx: Ctx, address: bigint, lookupAt: bigint): Frame {
     const frame: Frame = { address, module: '', offset: 0, function: null, functionOffset: null, kind: 'USER', buildId: null };
     const a = Number(address);
     const at = Number(lookupAt);
-    if (address >= 1n << 53n && address < 0xffffffffff600000n) { unknown('not_user_address'); st.hits++; frame.offset = 0; return frame; }
-    const r = maps.lookup(pid, a);
-    if (!r.ok) {
-      procs.delete(pid);
-      unknown(r.reason, r.cause);
-      miss(false);
-      return frame;
+    if (address >= 1n << 53n && address < 0xffffffffff600000n) { unknown('not_user_address'); st.hits++; return frame; }
+    if (!('proc' in ctx)) { unknown(ctx.reason, ctx.cause); miss(false); return frame; }
+    const pid = ctx.pid;
+    let m = findMapping(ctx.proc.maps, a);
+    let cached = !ctx.fresh;
+    ctx.fresh = false;
+    if (m === null) {
+      // mapped since the last read (dlopen, a new JIT region): re-read, rate-limited
+      const r = maps.lookup(pid, a);
+      if (r.ok && r.proc !== ctx.proc) {
+        ctx.proc = r.proc;
+        ctx.p = procState(pid, r.proc);
+        cached = false;
+      }
+      if (r.ok) m = r.mapping;
     }
-    let cached = r.cached;
-    const p = procState(pid, r.proc);
-    const m = r.mapping;
+    const p = ctx.p;
     if (m && (m.kind === 'file' || m.kind === 'memfd')) {
       frame.module = moduleOf(m);
       frame.offset = fileOffsetOf(m, a);
@@ -307,6 +333,7 @@ export function createSymbolizer(opts: SymbolizerOptions = {}): Symbolizer {
     if (!s) {
       // new code since the last read: the file has grown (read at most once per rereadMs)
       p.perfMap.refresh(t);
+      perfMapsRead = true;
       s = p.perfMap.lookup(at);
     }
     if (!s) return null;
@@ -327,13 +354,16 @@ export function createSymbolizer(opts: SymbolizerOptions = {}): Symbolizer {
   return {
     symbolize(pid, addresses, kernel) {
       const out: Frame[] = [];
+      perfMapsRead = false;
+      let ctx: Ctx | null = null;
       for (let i = 0; i < addresses.length; i++) {
         const raw = addresses[i]!;
         const address = typeof raw === 'bigint' ? raw : BigInt(raw);
         const lookupAt = adjust && i > 0 && address > 0n ? address - 1n : address;
         let f: Frame;
         try {
-          f = kernel ? kernelFrame(address, lookupAt) : userFrame(pid, address, lookupAt);
+          if (kernel) f = kernelFrame(address, lookupAt);
+          else f = userFrame(ctx ??= context(pid), address, lookupAt);
         } catch (cause) {
           // a bug or an unforeseen file: the frame keeps its address, the cause is counted
           f = { address, module: '', offset: 0, function: null, functionOffset: null, kind: kernel ? 'KERNEL' : 'USER', buildId: null };
@@ -344,7 +374,7 @@ export function createSymbolizer(opts: SymbolizerOptions = {}): Symbolizer {
         if (f.function === null) st.unknown++;
         out.push(f);
       }
-      boundPerfMaps();
+      if (perfMapsRead) boundPerfMaps();
       return out;
     },
     forget(pid) {

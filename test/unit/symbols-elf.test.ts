@@ -174,6 +174,67 @@ test('symbolize: a vanished process, an unmapped address, a mapped file that is 
   py.kill('SIGKILL');
 });
 
+test('symbolize: bounded caches: one file and one process kept still name every frame right, and say what they hold', async () => {
+  const a = await start(`${dir}/rfsym-pie`);
+  const b = await start(`${dir}/rfsym-nopie`);
+  const sym = createSymbolizer({ maxFiles: 1, maxProcesses: 1 });
+  for (let round = 0; round < 3; round++) {
+    for (const p of [a, b]) {
+      const fr = sym.symbolize(p.pid, [p.alpha + 1n, p.gamma + 1n, p.read + 1n, p.beta + 1n], false);
+      assert.deepEqual(fr.map((f) => f.function), ['rf_sym_alpha', 'rf_lib_gamma', 'read', 'rf_sym_beta'], `round ${round}`);
+    }
+  }
+  const s = sym.stats();
+  assert.equal(s.files, 1);
+  assert.equal(s.processes, 1);
+  assert.ok(s.misses > 4, 'evicted files were read again');
+  assert.equal(s.unknown, 0);
+  // one process, three files, room for one: what the cache evicted is read again
+  // through it, not kept alive by the process's own references (the byte bound holds)
+  const one = createSymbolizer({ maxFiles: 1 });
+  one.symbolize(a.pid, [a.alpha + 1n, a.gamma + 1n, a.read + 1n], false);
+  const m1 = one.stats().misses;
+  const again = one.symbolize(a.pid, [a.alpha + 1n, a.gamma + 1n, a.read + 1n], false);
+  assert.deepEqual(again.map((f) => f.function), ['rf_sym_alpha', 'rf_lib_gamma', 'read']);
+  assert.ok(one.stats().misses > m1, 'evicted files read again');
+  assert.equal(one.stats().files, 1);
+  // unbounded: everything is read once, then hits
+  const warm = createSymbolizer();
+  for (let round = 0; round < 3; round++) warm.symbolize(a.pid, [a.alpha + 1n, a.gamma + 1n, a.read + 1n], false);
+  const w = warm.stats();
+  assert.equal(w.files, 3);
+  assert.equal(w.hits, 6);
+  assert.ok(w.bytes > 0);
+  a.child.kill('SIGKILL');
+  b.child.kill('SIGKILL');
+});
+
+test('symbolize: the vDSO (read from the process\'s memory) names clock_gettime', () => {
+  // our own process: the vDSO image from /proc/self/mem gives the truth's address
+  const maps = parseMaps(fs.readFileSync('/proc/self/maps', 'latin1'));
+  const v = maps.find((m) => m.kind === 'vdso');
+  assert.ok(v, 'a [vdso] mapping');
+  const fd = fs.openSync('/proc/self/mem', 'r');
+  const img = Buffer.alloc(v.end - v.start);
+  fs.readSync(fd, img, 0, img.length, v.start);
+  fs.closeSync(fd);
+  fs.writeFileSync(`${dir}/vdso.so`, img);
+  const out = execFileSync('nm', ['-D', '--defined-only', `${dir}/vdso.so`], { encoding: 'utf8' });
+  const line = out.split('\n').find((l) => / (__vdso_clock_gettime|clock_gettime)(@.*)?$/.test(l));
+  assert.ok(line, `clock_gettime in the vDSO's symbols:\n${out}`);
+  const [addrHex, , name] = line.trim().split(/\s+/);
+  // the vDSO is linked at 0 and mapped from its first byte: its ELF address is its offset in the mapping
+  const addr = BigInt(v.start) + BigInt(`0x${addrHex}`) + 2n;
+  const [f] = createSymbolizer().symbolize(process.pid, [addr], false);
+  assert.equal(f!.module, '[vdso]');
+  assert.match(f!.function ?? '', /clock_gettime$/);
+  // clock_gettime is a weak alias of __vdso_clock_gettime: the one without underscores is kept
+  const aliases = out.split('\n').filter((l) => l.startsWith(addrHex!)).map((l) => l.trim().split(/\s+/)[2]!.replace(/@.*/, ''));
+  assert.ok(aliases.includes(name!.replace(/@.*/, '')));
+  assert.equal(f!.function, aliases.includes('clock_gettime') ? 'clock_gettime' : name!.replace(/@.*/, ''));
+  assert.equal(f!.functionOffset, 2);
+});
+
 test('symbolize: kernel addresses by /proc/kallsyms (schedule)', () => {
   const line = fs.readFileSync('/proc/kallsyms', 'latin1').split('\n').find((l) => / [tT] schedule$/.test(l))!;
   const start = BigInt(`0x${line.split(' ')[0]}`);
