@@ -47,7 +47,8 @@ export const SIGNALS: readonly SignalDef[] = [
     eventTypes: [4, 5, 6, 7],
   },
   // 9: capture records (HTTP/2, DNS, undecided, kernel parsing off), 10: HTTP/1 exchanges framed and paired in BPF
-  { name: 'l7', summary: 'HTTP/1.x, HTTP/2 + gRPC and DNS requests and responses parsed from socket syscalls (opt-in)', eventTypes: [9, 10], optIn: true },
+  { name: 'l7', summary: 'HTTP/1.x, HTTP/2 + gRPC and DNS requests and responses parsed from socket syscalls (opt-in); ' +
+      'HTTP/1.x is framed and paired in the kernel, one record per exchange (--l7-kernel-parse off: parsed here)', eventTypes: [9, 10], optIn: true },
 ];
 
 /** What --signals defaults to: every signal that is not opt-in. */
