@@ -72,6 +72,8 @@ const SHT_DYNSYM = 11;
 const STT_FUNC = 2;
 const STT_GNU_IFUNC = 10;
 const NT_GNU_BUILD_ID = 3;
+/** decoded names kept per file (~100 bytes each, counted in `bytes`) */
+const NAME_CACHE = 4096;
 
 export type ElfType = 'REL' | 'EXEC' | 'DYN' | 'CORE' | 'OTHER';
 
@@ -262,14 +264,25 @@ export function readSymbols(r: ElfReader, headers: ElfHeaders): SymbolTable {
     if (m > 0 && A[m - 1] === addr[i]) continue;
     A[m] = addr[i]!; S[m] = size[i]!; N[m] = nameOff[i]!; T[m] = table[i]!; m++;
   }
+  // names decoded once, when first asked for (a profile names the same hot functions again and again)
+  const decoded = new Map<number, string>();
   const nameOf = (j: number): string => {
+    const hit = decoded.get(j);
+    if (hit !== undefined) return hit;
+    const name = decodeName(j);
+    // bounded: a table that names everything over time starts again rather than growing
+    if (decoded.size >= NAME_CACHE) decoded.clear();
+    decoded.set(j, name);
+    return name;
+  };
+  const decodeName = (j: number): string => {
     const strs = tables[T[j]!]!.strs;
     const o = N[j]!;
     const end = strs.indexOf(0, o);
     return strs.toString('utf8', o, end < 0 ? strs.length : end);
   };
   const symbol = (j: number, vaddr: number): ElfSymbol => ({ name: nameOf(j), start: A[j]!, size: S[j]!, offset: vaddr - A[j]! });
-  const bytes = m * (8 + 8 + 4 + 1) + tables.reduce((b, t) => b + t.strs.length, 0);
+  const bytes = m * (8 + 8 + 4 + 1) + tables.reduce((b, t) => b + t.strs.length, 0) + Math.min(m, NAME_CACHE) * 100;
   return {
     size: m,
     bytes,

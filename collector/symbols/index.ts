@@ -41,6 +41,9 @@ import { openPerfMap, type PerfMapFile } from './perfmap.ts';
 
 export type FrameKind = 'KERNEL' | 'USER' | 'JIT';
 
+const TWO_53 = 1n << 53n;
+const VSYSCALL = 0xffffffffff600000n;
+
 export type Frame = {
   address: bigint;
   module: string;
@@ -266,7 +269,7 @@ export function createSymbolizer(opts: SymbolizerOptions = {}): Symbolizer {
     const frame: Frame = { address, module: '', offset: 0, function: null, functionOffset: null, kind: 'USER', buildId: null };
     const a = Number(address);
     const at = Number(lookupAt);
-    if (address >= 1n << 53n && address < 0xffffffffff600000n) { unknown('not_user_address'); st.hits++; return frame; }
+    if (address >= TWO_53 && address < VSYSCALL) { unknown('not_user_address'); st.hits++; return frame; }
     if (!('proc' in ctx)) { unknown(ctx.reason, ctx.cause); miss(false); return frame; }
     const pid = ctx.pid;
     let m = findMapping(ctx.proc.maps, a);
