@@ -292,7 +292,13 @@ export function createSymbolizer(opts: SymbolizerOptions = {}): Symbolizer {
       const e = elfFor(pid, p, m);
       cached &&= e.cached;
       miss(cached);
-      if (!e.file) { unknown(e.reason ?? 'file_unreadable', e.cause); return frame; }
+      if (!e.file) {
+        // JIT code in a memfd (or any executable mapping of something not ELF): the perf map may name it
+        const j = m.exec ? jit(pid, p, a, at) : null;
+        if (j) { Object.assign(frame, j); return frame; }
+        unknown(e.reason ?? 'file_unreadable', e.cause);
+        return frame;
+      }
       frame.buildId = e.file.buildId;
       const s = e.file.lookupFileOffset(fileOffsetOf(m, at));
       if (!s) {

@@ -248,6 +248,20 @@ test('symbolize: kernel addresses by /proc/kallsyms (schedule)', () => {
   assert.equal(BigInt(f!.offset), start + 4n - BigInt(`0x${text.split(' ')[0]}`), 'offset from _text');
   assert.equal(g!.function, 'schedule');
   assert.equal(g!.functionOffset, 8);
+
+  // a return address at the first byte of the next function belongs to the
+  // caller before it (a call at the very end of schedule): frames after the
+  // first are named at address - 1; the first frame (the sampled IP) is not
+  const next = fs.readFileSync('/proc/kallsyms', 'latin1').split('\n')
+    .filter((l) => / [tTwW] /.test(l)).map((l) => BigInt(`0x${l.split(' ')[0]}`))
+    .filter((a) => a > start).reduce((m, a) => (a < m ? a : m), 1n << 64n);
+  const [ip, ret] = sym.symbolize(0, [next, next], true);
+  assert.notEqual(ip!.function, 'schedule', 'the IP at the next function is that function');
+  assert.equal(ret!.function, 'schedule', 'the return address is its caller\'s');
+  assert.equal(ret!.address, next);
+  assert.equal(BigInt(ret!.functionOffset!), next - start);
+  const plain = createSymbolizer({ returnAddresses: false }).symbolize(0, [next, next], true);
+  assert.equal(plain[1]!.function, ip!.function);
 });
 
 test('symbolize: throughput over node\'s own binary (cold: parse ~150 k symbols; cached), printed only', () => {

@@ -158,3 +158,35 @@ test('symbolize: a node --perf-basic-prof process\'s hot JS function is named fr
     fs.rmSync(mapFile, { force: true });
   }
 });
+
+test('symbolize: JIT code in a memfd (no ELF) is named from the perf map; without one it keeps memfd + offset', async () => {
+  const py = spawn('python3', ['-c', [
+    'import mmap, os, sys',
+    'fd = os.memfd_create("rfjit")',
+    'os.write(fd, b"\\xc3" * 8192)',
+    'm = mmap.mmap(fd, 8192, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_EXEC)',
+    'print("ok", flush=True)',
+    'sys.stdin.read()',
+  ].join('\n')], { stdio: ['pipe', 'pipe', 'inherit'] });
+  children.push(py);
+  const pid = py.pid!;
+  const mapFile = `/tmp/perf-${pid}.map`;
+  try {
+    await new Promise<void>((resolve) => py.stdout!.once('data', () => resolve()));
+    const line = fs.readFileSync(`/proc/${pid}/maps`, 'latin1').split('\n').find((l) => l.includes('/memfd:rfjit'));
+    assert.ok(line, 'the memfd is mapped');
+    const start = parseInt(line.split('-')[0]!, 16);
+    const before = createSymbolizer().symbolize(pid, [BigInt(start + 0x10)], false)[0]!;
+    assert.equal(before.function, null);
+    assert.equal(before.module, '/memfd:rfjit');
+    assert.equal(before.offset, 0x10);
+    fs.writeFileSync(mapFile, `${start.toString(16)} 100 jitted_fn\n`);
+    const [f] = createSymbolizer().symbolize(pid, [BigInt(start + 0x10)], false);
+    assert.equal(f!.function, 'jitted_fn');
+    assert.equal(f!.kind, 'JIT');
+    assert.equal(f!.functionOffset, 0x10);
+  } finally {
+    py.kill('SIGKILL');
+    fs.rmSync(mapFile, { force: true });
+  }
+});
