@@ -142,6 +142,30 @@ test('symbolize: a deleted executable is read through /proc/PID/map_files', asyn
   p.child.kill('SIGKILL');
 });
 
+test('symbolize: a process in its own mount namespace is read through /proc/PID/root, not the host\'s path', async () => {
+  // inside: a tmpfs over NS holds the PIE build as NS/app; on the host NS/app is
+  // the non-PIE build, whose symbols at the same offsets are other functions
+  const ns = `${dir}/ns`;
+  fs.mkdirSync(ns, { recursive: true });
+  fs.copyFileSync(`${dir}/rfsym-nopie`, `${ns}/app`);
+  fs.chmodSync(`${ns}/app`, 0o755);
+  const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs none ${ns} && cp ${dir}/rfsym-pie ${ns}/app && exec ${ns}/app`], { stdio: ['pipe', 'pipe', 'inherit'] });
+  children.push(child);
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('\n')) resolve(out.split('\n')[0]!); });
+    child.once('exit', (code) => reject(new Error(`unshare exited ${code}`)));
+  });
+  const alpha = BigInt(/alpha=(0x[0-9a-f]+)/.exec(line)![1]!);
+  const beta = BigInt(/beta=(0x[0-9a-f]+)/.exec(line)![1]!);
+  assert.equal(fs.readlinkSync(`/proc/${child.pid}/exe`), `${ns}/app`);
+  const frames = createSymbolizer().symbolize(child.pid!, [alpha + 3n, beta + 3n], false);
+  assert.deepEqual(frames.map((f) => f.function), ['rf_sym_alpha', 'rf_sym_beta']);
+  assert.equal(frames[0]!.module, `${ns}/app`);
+  assert.equal(frames[0]!.buildId, buildIdOf(`${dir}/rfsym-pie`));
+  child.kill('SIGKILL');
+});
+
 test('symbolize: a vanished process, an unmapped address, a mapped file that is no ELF: frames without names, counted, never a throw', async () => {
   const sym = createSymbolizer();
   const p = await start(`${dir}/rfsym-pie`);
