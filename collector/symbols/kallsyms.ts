@@ -57,28 +57,27 @@ export function parseKallsyms(text: string): Kallsyms {
   while (pos < text.length) {
     let nl = text.indexOf('\n', pos);
     if (nl < 0) nl = text.length;
-    const line = text.slice(pos, nl);
-    pos = nl + 1;
-    // ADDR TYPE NAME[\t[MODULE]]; module symbols separate the module by a tab
-    const s1 = line.indexOf(' ');
-    const s2 = s1 < 0 ? -1 : line.indexOf(' ', s1 + 1);
-    if (s2 < 0) continue;
+    // ADDR TYPE NAME[\t[MODULE]]: look at the type letter before cutting anything
+    const s1 = text.indexOf(' ', pos);
+    if (s1 < 0 || s1 >= nl || text.charCodeAt(s1 + 2) !== 32 /* ' ' */) { pos = nl + 1; continue; }
     lines++;
-    const type = line.slice(s1 + 1, s2);
-    if (!TEXT_TYPES.has(type)) continue;
-    const hex = line.slice(0, s1);
-    if (!/^[0-9a-fA-F]{1,16}$/.test(hex)) continue;
-    const addr = BigInt(`0x${hex}`);
-    if (addr === 0n) { zero++; continue; }
-    let rest = line.slice(s2 + 1);
+    const type = text[s1 + 1]!;
+    if (!TEXT_TYPES.has(type)) { pos = nl + 1; continue; }
+    const hex = text.slice(pos, s1);
+    let addr: bigint;
+    try { addr = BigInt(`0x${hex}`); } catch { pos = nl + 1; continue; }
+    if (hex.length > 16 || hex.length === 0) { pos = nl + 1; continue; }
+    if (addr === 0n) { zero++; pos = nl + 1; continue; }
+    let name = text.slice(s1 + 3, nl);
+    pos = nl + 1;
     let mod = KERNEL_MODULE;
-    const br = rest.search(/\s+\[/);
+    const br = name.indexOf('[');
     if (br >= 0) {
-      const m = /\[([^\]]+)\]/.exec(rest.slice(br));
-      if (m) mod = `[${m[1]}]`;
-      rest = rest.slice(0, br);
+      const end = name.indexOf(']', br);
+      if (end > br) mod = name.slice(br, end + 1);
+      name = name.slice(0, br);
     }
-    const name = rest.trim();
+    name = name.trim();
     if (name === '') continue;
     addrs.push(addr);
     names.push(name);
