@@ -58,9 +58,27 @@
  * a rejected connection costs ~430 ns at sys_enter (the lookup adds ~25 ns
  * over an ungated one) and ~125 ns at sys_exit, against ~850 ns at sys_exit
  * and a ring record when captured.
+ *
+ * HTTP/1 in the kernel (rf_l7_kernel_parse, issue 10,
+ * docs/design/l7-in-kernel.md): a TCP connection the gate accepts by an
+ * HTTP/1 start line becomes RF_L7_APP_HTTP1 from that very record. Its bytes
+ * then go through the framing machine of l7_h1.h (one per direction, in
+ * rf_l7_conns; heads scanned in the copied window, bodies skipped by length)
+ * and each request is kept in rf_l7_pending, keyed (conn_id, ordinal), with
+ * its head bytes, until its response ends: then ONE struct rf_l7_exchange
+ * record (+ both heads) goes out per exchange and observed end, and no
+ * capture record (rf_l7_dual = 1: both). close() completes a response read
+ * until close and sends the requests still waiting as CLOSED. Give-ups are
+ * counted in rf_l7_parse (enum rf_l7_parse_counter) and the side looks for a
+ * syscall that starts with a start line. HTTP/2, DNS and undecided
+ * connections stay RAW (capture records) as before.
  */
 #include "common.bpf.h"
 #include <bpf/bpf_endian.h>
+
+/* l7_h1.h reads the copied window (rf_l7_scratch.data) through this: the mask keeps every index in it. */
+#define RF_H1_BYTE(buf, i) ((buf)[(i) & (2 * RF_L7_MAX_CAPTURE - 1)])
+#include "l7_h1.h"
 
 #define AF_INET    2
 #define AF_INET6   10
@@ -89,6 +107,19 @@ const volatile __u32 rf_l7_capture_bytes = RF_L7_DEFAULT_CAPTURE; /* clamped to 
 const volatile __u16 rf_filter_port = 0; /* 0 = any; else the local or the remote port */
 /* Protocol gate: data records a TCP connection gets to be recognised in; 0 = no gate. */
 const volatile __u8 rf_l7_detect_records = 4;
+/*
+ * In-kernel HTTP/1 (issue 10): a TCP connection the gate accepts by an HTTP/1
+ * start line is framed and paired here and reported as one exchange record
+ * per request (struct rf_l7_exchange) instead of a capture record per
+ * syscall. 0: every connection stays RAW (capture records, as before). Off
+ * by default until the collector decodes exchange records (issue 10, K2's
+ * collector/l7/exchange.ts); the lead turns it on when both sides are in.
+ */
+const volatile __u8 rf_l7_kernel_parse = 0;
+/* 1: HTTP1 connections also emit today's capture records (differential tests). */
+const volatile __u8 rf_l7_dual = 0;
+/* Head bytes an exchange record carries per side (clamped to RF_L7_MAX_HEAD). */
+const volatile __u32 rf_l7_head_bytes = RF_L7_DEFAULT_HEAD;
 
 #define RF_L7_DNS_PORT 53
 
@@ -209,7 +240,11 @@ struct rf_l7_conn {
 	__u8  flags; /* RF_L7_F_MIDSTREAM */
 	__u8  gate;  /* enum rf_l7_gate_state (TCP) */
 	__u8  looked; /* TCP data records seen while undecided */
-	__u8  _pad[4];
+	__u8  app;   /* enum rf_l7_app: RAW (capture records) or HTTP1 (framed here, exchange records) */
+	__u8  req_dir; /* HTTP1: the direction (enum rf_l7_direction) requests move in */
+	__u8  xfl[2]; /* HTTP1, per h1[] side: enum rf_l7_xflag bits for that side's next message (RESYNCED) */
+	/* HTTP1: [0] the requests side, [1] the responses side (bpf/l7_h1.h) */
+	struct rf_h1 h1[2];
 };
 
 /*
@@ -278,6 +313,9 @@ struct rf_l7_call {
 	__u8  protocol;
 	__u8  direction;
 	__u8  nocopy;  /* the user buffer does not hold the bytes: capture none */
+	__u32 captured; /* set by rf_l7_emit for rf_l7_h1_feed: bytes of the call in the window */
+	__u32 _pad;
+	__u64 now;     /* ... and the call's exit time */
 };
 
 /* The struct sock of an inet TCP/UDP socket fd of the current task, else NULL. */
@@ -579,19 +617,32 @@ static __always_inline struct rf_l7_scratch *rf_l7_scratch_get(void)
 	return bpf_map_lookup_elem(&rf_l7_scratch, &zero);
 }
 
+/* A new connection's value is built here: with its HTTP/1 state it is too large for the stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rf_l7_conn);
+} rf_l7_conn_stage SEC(".maps");
+
 /* A new tracked connection of the current process (replacing any state fd had). */
 static __always_inline struct rf_l7_conn *rf_l7_conn_start(__u32 fd, __u64 sk, struct rf_l7_tuple *t,
 							   __u8 role, __u8 flags)
 {
 	struct rf_l7_key k = { .tgid = bpf_get_current_pid_tgid() >> 32, .fd = fd };
-	struct rf_l7_conn st = {};
+	struct rf_l7_conn *st;
+	__u32 zero = 0;
 
-	st.id = rf_l7_new_id();
-	st.sk = sk;
-	st.t = *t;
-	st.role = role;
-	st.flags = flags;
-	bpf_map_update_elem(&rf_l7_conns, &k, &st, BPF_ANY);
+	st = bpf_map_lookup_elem(&rf_l7_conn_stage, &zero);
+	if (!st)
+		return NULL;
+	__builtin_memset(st, 0, sizeof(*st));
+	st->id = rf_l7_new_id();
+	st->sk = sk;
+	st->t = *t;
+	st->role = role;
+	st->flags = flags;
+	bpf_map_update_elem(&rf_l7_conns, &k, st, BPF_ANY);
 	return bpf_map_lookup_elem(&rf_l7_conns, &k);
 }
 
@@ -649,6 +700,22 @@ static __always_inline bool rf_l7_signature(const __u8 *h)
 	return false;
 }
 
+/*
+ * Does a syscall whose first bytes are h (zero-padded to 16) start an HTTP/1
+ * message of this side: a response 'HTTP/1.', a request a method and SP?
+ * rf_h1_sig of l7_h1.h says the same (the host test uses it); this one is
+ * built on the gate's branch-free prefix tests, which the verifier walks in a
+ * few paths (rf_h1_sig's byte loop multiplied them: ~180 k instructions).
+ */
+static __always_inline bool rf_l7_h1_sig(const __u8 *h, int resp)
+{
+	bool status = RF_L7_PREFIX(h, "HTTP/1.");
+
+	if (resp)
+		return status;
+	return !status && rf_l7_signature(h) && !RF_L7_PREFIX(h, "PRI * HTTP/2.0");
+}
+
 /* The first min(n, 16) bytes of data, zero-padded to 16: bounded, fixed-size reads only. */
 static __always_inline void rf_l7_head(__u8 *h, const __u8 *data, __u64 n)
 {
@@ -675,10 +742,496 @@ static __always_inline bool rf_l7_dns_header(__u8 *data, struct rf_l7_call *c)
 	return (h[2] & 0x78) == 0 && h[4] == 0 && h[5] == 1;
 }
 
+/* ---- HTTP/1 in the kernel: framing (l7_h1.h), pairing, exchange records ---- */
+
+/* Parsing counters (enum rf_l7_parse_counter), per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RF_L7_P_NR);
+	__type(key, __u32);
+	__type(value, __u64);
+} rf_l7_parse SEC(".maps");
+
+static __always_inline void rf_l7_parse_count(__u32 which)
+{
+	__u64 *n = bpf_map_lookup_elem(&rf_l7_parse, &which);
+
+	if (n)
+		*n += 1;
+}
+
+struct rf_l7_pkey {
+	__u64 conn_id;
+	__u32 seq;
+	__u32 _pad;
+};
+
+/*
+ * An exchange being built, from its request's first byte (or its response's,
+ * when the request is unknown) to its emission. The heads are appended as
+ * their bytes go by (a head may be split over syscalls); the third
+ * RF_L7_MAX_HEAD is slack, so that "offset < MAX, length <= MAX" is provably
+ * inside the value for the verifier.
+ */
+struct rf_l7_pend {
+	struct rf_l7_exchange x;
+	__u8 method;   /* enum rf_h1_method of the request: a response to HEAD/CONNECT is framed by it */
+	__u8 has_req;  /* the request was seen (else the exchange is RESP_ONLY) */
+	__u8 lost;     /* framing was lost during it: LOST */
+	__u8 _pad[5];
+	__u8 head[3 * RF_L7_MAX_HEAD]; /* [0, MAX): request head; [MAX, 2 MAX): response head */
+};
+
+/*
+ * A HASH, not an LRU: an LRU would drop a waiting request silently. Not
+ * preallocated: 16 k entries of 6 KiB would pin ~100 MiB for what is mostly
+ * empty. An insert that fails is counted (RF_L7_P_PENDING_FULL) and the
+ * response then goes out as RESP_ONLY.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, struct rf_l7_pkey);
+	__type(value, struct rf_l7_pend);
+} rf_l7_pending SEC(".maps");
+
+/* The staging copy of a new pending entry (too large for the stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rf_l7_pend);
+} rf_l7_pend_stage SEC(".maps");
+
+/*
+ * One syscall's walk over its bytes, per CPU rather than on the stack: the
+ * bpf_loop callback that carries these values is then re-walked by the
+ * verifier with unknown scalars, which converge at once (design §4).
+ */
+struct rf_l7_h1_walk {
+	__u64 edge;    /* this syscall's edge time: a send's enter, a recv's exit */
+	__u32 pos;     /* next byte of the syscall */
+	__u32 n;       /* bytes it moved */
+	__u32 have;    /* bytes of them in the window (rf_l7_scratch.data) */
+	__u32 hstart;  /* window offset where the current head's bytes start */
+	__u32 seq0;    /* the side's seq before the current step */
+	__u32 fd;
+	__u32 emit_seq; /* rf_l7_h1_on returned 1: send this exchange ... */
+	__u32 emit_out; /* ... with this outcome */
+	__u8  resp;    /* 1: the responses side */
+	__u8  _pad[7];
+	__u8  h[16];   /* the syscall's first bytes, zero-padded (gate and resync), off the stack */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rf_l7_h1_walk);
+} rf_l7_h1_walk SEC(".maps");
+
+/* What the walk's callback needs: pointers only, the same at every step. */
+struct rf_l7_h1_ctx {
+	struct rf_l7_h1_walk *w;
+	struct rf_l7_conn *st;
+	struct rf_l7_scratch *s;
+};
+
+static __always_inline __u32 rf_l7_head_cap(void)
+{
+	return rf_l7_head_bytes < RF_L7_MAX_HEAD ? rf_l7_head_bytes : RF_L7_MAX_HEAD;
+}
+
+static __always_inline struct rf_l7_pend *rf_l7_pend_get(__u64 conn_id, __u32 seq)
+{
+	struct rf_l7_pkey k = { .conn_id = conn_id, .seq = seq };
+
+	return bpf_map_lookup_elem(&rf_l7_pending, &k);
+}
+
+/*
+ * A new pending entry for message seq of the connection: the request half
+ * when has_req, else a response whose request is unknown. NULL when the
+ * table is full (counted).
+ */
+static __always_inline struct rf_l7_pend *rf_l7_pend_new(struct rf_l7_conn *st, __u32 seq, __u32 fd,
+							 __u8 has_req, __u64 start_ns)
+{
+	struct rf_l7_pkey k = { .conn_id = st->id, .seq = seq };
+	struct rf_l7_pend *p;
+	struct rf_l7_exchange *x;
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 zero = 0;
+
+	p = bpf_map_lookup_elem(&rf_l7_pend_stage, &zero);
+	if (!p)
+		return NULL;
+	x = &p->x;
+	__builtin_memset(x, 0, sizeof(*x));
+	x->hdr.type = RF_EV_L7_EXCHANGE;
+	x->conn_id = st->id;
+	if (has_req) {
+		x->req_start_ns = start_ns;
+		x->req_pid = (__u32)id;
+		x->req_tgid = id >> 32;
+	} else {
+		x->resp_start_ns = start_ns;
+	}
+	__builtin_memcpy(x->laddr, st->t.laddr, sizeof(x->laddr));
+	__builtin_memcpy(x->raddr, st->t.raddr, sizeof(x->raddr));
+	x->seq = seq;
+	x->fd = fd;
+	x->lport = st->t.lport;
+	x->rport = st->t.rport;
+	x->family = st->t.family;
+	x->app = RF_L7_APP_HTTP1;
+	x->role = st->role;
+	x->protocol = st->t.protocol;
+	x->flags = (st->flags & RF_L7_F_MIDSTREAM) ? RF_L7_X_MIDSTREAM : 0;
+	p->method = RF_H1_M_NONE;
+	p->has_req = has_req;
+	p->lost = 0;
+	if (bpf_map_update_elem(&rf_l7_pending, &k, p, BPF_ANY)) {
+		rf_l7_parse_count(has_req ? RF_L7_P_PENDING_FULL : RF_L7_P_RESP_ORPHAN);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&rf_l7_pending, &k);
+}
+
+/* Appends window bytes [from, to) to a head of p, up to the head cap; past it, flags the cut. */
+static __always_inline void rf_l7_head_put(struct rf_l7_pend *p, int resp, const __u8 *data, __u32 from, __u32 to)
+{
+	__u32 cap = rf_l7_head_cap();
+	__u32 cur = resp ? p->x.resp_head_len : p->x.req_head_len;
+	__u64 n, off;
+
+	if (to <= from)
+		return;
+	if (cur >= cap) {
+		p->x.flags |= resp ? RF_L7_X_RESP_HEAD_CUT : RF_L7_X_REQ_HEAD_CUT;
+		return;
+	}
+	n = to - from;
+	if (n > cap - cur) {
+		n = cap - cur;
+		p->x.flags |= resp ? RF_L7_X_RESP_HEAD_CUT : RF_L7_X_REQ_HEAD_CUT;
+	}
+	/* bounds for the verifier: cur < MAX, n <= MAX, from < 2 * MAX_CAPTURE (the window) */
+	off = (cur & (RF_L7_MAX_HEAD - 1)) + (resp ? RF_L7_MAX_HEAD : 0);
+	barrier_var(n);
+	if (n > RF_L7_MAX_HEAD)
+		n = RF_L7_MAX_HEAD;
+	if (bpf_probe_read_kernel(p->head + off, n, data + (from & (RF_L7_MAX_CAPTURE - 1))))
+		return;
+	if (resp)
+		p->x.resp_head_len = cur + n;
+	else
+		p->x.req_head_len = cur + n;
+}
+
+/*
+ * Sends exchange seq of connection conn_id (its struct, then its request
+ * head, then its response head) and deletes it. A global function: verified
+ * once; called from the walk's callback and from close().
+ */
+__noinline int rf_l7_x_emit(__u64 conn_id, __u32 seq, __u32 outcome)
+{
+	struct rf_l7_pkey k = { .conn_id = conn_id, .seq = seq };
+	struct rf_l7_pend *p = bpf_map_lookup_elem(&rf_l7_pending, &k);
+	struct bpf_dynptr dp;
+	__u64 rl, sl;
+
+	if (!p)
+		return 0;
+	rf_fill_current(&p->x.hdr, RF_EV_L7_EXCHANGE, bpf_ktime_get_ns());
+	p->x.outcome = p->lost ? RF_L7_OUT_LOST : !p->has_req ? RF_L7_OUT_RESP_ONLY : outcome;
+	rl = p->x.req_head_len;
+	sl = p->x.resp_head_len;
+	barrier_var(rl);
+	barrier_var(sl);
+	if (rl > RF_L7_MAX_HEAD)
+		rl = RF_L7_MAX_HEAD;
+	if (sl > RF_L7_MAX_HEAD)
+		sl = RF_L7_MAX_HEAD;
+	rf_l7_parse_count(RF_L7_P_EXCHANGES);
+	if (bpf_ringbuf_reserve_dynptr(&rf_events, sizeof(p->x) + rl + sl, 0, &dp)) {
+		bpf_ringbuf_discard_dynptr(&dp, BPF_RB_NO_WAKEUP);
+		rf_count_drop(RF_EV_L7_EXCHANGE);
+	} else {
+		bpf_dynptr_write(&dp, 0, &p->x, sizeof(p->x), 0);
+		bpf_dynptr_write(&dp, sizeof(p->x), p->head, rl, 0);
+		bpf_dynptr_write(&dp, sizeof(p->x) + rl, p->head + RF_L7_MAX_HEAD, sl, 0);
+		bpf_ringbuf_submit_dynptr(&dp, rf_wakeup_flags(sizeof(p->x) + rl + sl));
+	}
+	bpf_map_delete_elem(&rf_l7_pending, &k);
+	return 0;
+}
+
+/* rf_l7_h1_on's answer: exchange seq is complete, to be sent with outcome out. */
+static __always_inline int rf_l7_x_ready(struct rf_l7_h1_walk *w, __u32 seq, __u32 out)
+{
+	w->emit_seq = seq;
+	w->emit_out = out;
+	return 1;
+}
+
+/*
+ * One framing event of the walk w on side w->resp of connection st
+ * (window in s). Returns 1 when an exchange is complete (rf_l7_x_ready):
+ * the caller sends it, so that the call chain stays within the stack. A
+ * global function: verified once, not at every step of the callback.
+ */
+__noinline int rf_l7_h1_on(struct rf_l7_h1_walk *w, struct rf_l7_conn *st, struct rf_l7_scratch *s, int ev)
+{
+	struct rf_l7_pend *p;
+	struct rf_h1 *d;
+	int resp;
+
+	if (!w || !st || !s)
+		return 0;
+	resp = w->resp;
+	d = resp ? &st->h1[1] : &st->h1[0];
+
+	if (ev == RF_H1_EV_START) {
+		w->hstart = w->pos - 1;
+		if (!resp) {
+			p = rf_l7_pend_new(st, d->seq, w->fd, 1, d->first_ns);
+			if (p) {
+				p->x.flags |= st->xfl[0];
+				st->xfl[0] = 0;
+			}
+			return 0;
+		}
+		p = rf_l7_pend_get(st->id, d->seq);
+		if (!p)
+			p = rf_l7_pend_new(st, d->seq, w->fd, 0, d->first_ns);
+		if (p) {
+			/* a 1xx before it: the final response starts here */
+			p->x.resp_start_ns = d->first_ns;
+			p->x.resp_head_len = 0;
+			p->x.flags &= ~RF_L7_X_RESP_HEAD_CUT;
+			p->x.flags |= st->xfl[1];
+			st->xfl[1] = 0;
+		}
+		return 0;
+	}
+
+	if (ev == RF_H1_EV_HEAD) {
+		__u32 seq = d->seq;
+
+		p = rf_l7_pend_get(st->id, seq);
+		if (p) {
+			rf_l7_head_put(p, resp, s->data, w->hstart, w->pos);
+			if (resp)
+				p->x.status = d->status;
+			else
+				p->method = d->method;
+		}
+		ev = rf_h1_frame(d, resp, resp && p ? p->method : d->method);
+		if (ev == RF_H1_EV_INFO || ev == RF_H1_EV_NONE)
+			return 0;
+		if (ev == RF_H1_EV_GIVEUP) {
+			rf_l7_parse_count(d->why);
+			if (p) {
+				p->lost = 1;
+				if (!resp)
+					p->x.req_end_ns = d->last_ns;
+			}
+			if (p && resp) {
+				p->x.resp_end_ns = d->last_ns;
+				return rf_l7_x_ready(w, seq, RF_L7_OUT_LOST);
+			}
+			return 0;
+		}
+		/* END: no body */
+		if (d->state == RF_H1_TUNNEL) {
+			/* both directions carry another protocol from here on */
+			st->h1[0].state = RF_H1_TUNNEL;
+			st->h1[1].state = RF_H1_TUNNEL;
+			rf_l7_parse_count(RF_L7_P_H1_UPGRADE);
+			if (p)
+				p->x.flags |= RF_L7_X_UPGRADE;
+		}
+		if (!p)
+			return 0;
+		if (!resp) {
+			p->x.req_end_ns = d->last_ns;
+			return 0;
+		}
+		p->x.resp_end_ns = d->last_ns;
+		return rf_l7_x_ready(w, seq, RF_L7_OUT_RESPONDED);
+	}
+
+	if (ev == RF_H1_EV_END) {
+		p = rf_l7_pend_get(st->id, d->seq - 1);
+		if (!p) {
+			if (resp)
+				rf_l7_parse_count(RF_L7_P_RESP_ORPHAN);
+			return 0;
+		}
+		if (!resp) {
+			p->x.req_end_ns = d->last_ns;
+			p->x.req_body_bytes = d->body;
+			return 0;
+		}
+		p->x.resp_end_ns = d->last_ns;
+		p->x.resp_body_bytes = d->body;
+		return rf_l7_x_ready(w, d->seq - 1, RF_L7_OUT_RESPONDED);
+	}
+
+	if (ev == RF_H1_EV_GIVEUP) {
+		rf_l7_parse_count(d->why);
+		/* the message in progress, if one was: what is known of it goes with its exchange */
+		if (d->seq == w->seq0)
+			return 0;
+		p = rf_l7_pend_get(st->id, w->seq0);
+		if (!p)
+			return 0;
+		p->lost = 1;
+		if (!resp) {
+			rf_l7_head_put(p, 0, s->data, w->hstart, w->pos < w->have ? w->pos : w->have);
+			p->x.req_end_ns = d->last_ns;
+			return 0;
+		}
+		rf_l7_head_put(p, 1, s->data, w->hstart, w->pos < w->have ? w->pos : w->have);
+		p->x.resp_end_ns = d->last_ns;
+		return rf_l7_x_ready(w, w->seq0, RF_L7_OUT_LOST);
+	}
+	return 0;
+}
+
+/*
+ * One unit of the walk on side d (a byte, or a body skipped): a global
+ * function, so that its many paths are verified once with d unknown, not
+ * at every re-walk of the bpf_loop callback (which then converges at once).
+ */
+__noinline int rf_l7_h1_unit(struct rf_h1 *d, struct rf_l7_h1_walk *w, struct rf_l7_scratch *s)
+{
+	__u32 pos;
+	int ev;
+
+	if (!d || !w || !s)
+		return RF_H1_EV_NONE;
+	w->seq0 = d->seq;
+	pos = w->pos;
+	ev = rf_h1_unit(d, s->data, &pos, w->n, w->have, w->resp, w->edge);
+	w->pos = pos;
+	return ev;
+}
+
+/* One step of a syscall's walk (a bpf_loop callback). */
+static long rf_l7_h1_step(__u32 i, void *ctx)
+{
+	struct rf_l7_h1_ctx *x = ctx;
+	struct rf_l7_h1_walk *w = x->w;
+	struct rf_l7_conn *st = x->st;
+	int ev;
+
+	if (w->pos >= w->n)
+		return 1;
+	ev = rf_l7_h1_unit(&st->h1[w->resp & 1], w, x->s);
+	if (ev != RF_H1_EV_NONE && rf_l7_h1_on(w, st, x->s, ev))
+		rf_l7_x_emit(st->id, w->emit_seq, w->emit_out);
+	return 0;
+}
+
+/*
+ * The bytes of one syscall of an HTTP1 connection (captured of them in
+ * s->data), through its side's framing. Heads are scanned byte by byte in
+ * the window; a body is skipped by its length, never read or copied.
+ */
+__noinline int rf_l7_h1_feed(struct rf_l7_call *c)
+{
+	struct rf_l7_h1_ctx x;
+	struct rf_l7_h1_walk *w;
+	struct rf_l7_scratch *s;
+	struct rf_l7_conn *st;
+	struct rf_h1 *d;
+	struct rf_l7_pend *p;
+	struct rf_l7_key k;
+	__u32 zero = 0, steps, captured;
+	__u64 now;
+	int resp;
+
+	if (!c)
+		return 0;
+	k.tgid = bpf_get_current_pid_tgid() >> 32;
+	k.fd = c->fd;
+	st = bpf_map_lookup_elem(&rf_l7_conns, &k);
+	s = rf_l7_scratch_get();
+	if (!st || !s || st->sk != c->sk || st->app != RF_L7_APP_HTTP1)
+		return 0;
+	captured = c->captured;
+	now = c->now;
+	resp = c->direction != st->req_dir;
+	w = bpf_map_lookup_elem(&rf_l7_h1_walk, &zero);
+	if (!w)
+		return 0;
+	d = resp ? &st->h1[1] : &st->h1[0];
+	/* a tunnel, or framing lost (rf_l7_emit looked for a start line first) */
+	if (d->state == RF_H1_TUNNEL || d->state == RF_H1_SEEK)
+		return 0;
+	w->edge = c->direction == RF_L7_EGRESS ? c->enter_ns : now;
+	w->pos = 0;
+	w->n = c->bytes > 0xffffffffULL ? 0xffffffff : c->bytes;
+	w->have = captured;
+	w->hstart = 0;
+	w->fd = c->fd;
+	w->resp = resp;
+	x.w = w;
+	x.st = st;
+	x.s = s;
+	/* a step reads a byte of the window or skips a body: at most two steps per window byte, plus one */
+	steps = 2 * (captured & (2 * RF_L7_MAX_CAPTURE - 1)) + 2;
+	bpf_loop(steps, rf_l7_h1_step, &x, 0);
+	/* a head that goes on in the next syscall: keep its bytes so far */
+	if (d->state == RF_H1_RLINE || d->state == RF_H1_SLINE || d->state == RF_H1_HEAD) {
+		p = rf_l7_pend_get(st->id, d->seq);
+		if (p)
+			rf_l7_head_put(p, resp, s->data, w->hstart, w->pos < w->have ? w->pos : w->have);
+	}
+	return 0;
+}
+
+/*
+ * close() of an HTTP1 connection: a response read until close is complete;
+ * requests still waiting (at most 16 looked at) go out CLOSED.
+ */
+__noinline int rf_l7_h1_close(struct rf_l7_conn *st)
+{
+	struct rf_l7_pend *p;
+	struct rf_h1 *q, *r;
+	__u32 from, to;
+
+	if (!st)
+		return 0;
+	q = &st->h1[0];
+	r = &st->h1[1];
+	if (rf_h1_eof(r) == RF_H1_EV_END) {
+		p = rf_l7_pend_get(st->id, r->seq - 1);
+		if (p) {
+			p->x.resp_end_ns = r->last_ns;
+			p->x.resp_body_bytes = r->body;
+			rf_l7_x_emit(st->id, r->seq - 1, RF_L7_OUT_RESPONDED);
+		}
+	}
+	from = r->seq;
+	to = q->seq + (q->state != RF_H1_START && q->state != RF_H1_SEEK && q->state != RF_H1_TUNNEL);
+	for (int i = 0; i < 16; i++) {
+		if (from + i >= to)
+			break;
+		rf_l7_x_emit(st->id, from + i, RF_L7_OUT_CLOSED);
+	}
+	return 0;
+}
+
 /*
  * One data record. Filters already passed at sys_enter, except UDP's port
  * (here). A global function, so the verifier checks it once rather than at
- * every call site: recvmmsg/sendmmsg call it in a loop.
+ * every call site: recvmmsg/sendmmsg call it in a loop. Returns 1 when the
+ * call's bytes are for rf_l7_h1_feed (an HTTP1 connection), which the caller
+ * runs next on the same window.
  */
 __noinline int rf_l7_emit(struct rf_l7_call *c)
 {
@@ -766,30 +1319,86 @@ __noinline int rf_l7_emit(struct rf_l7_call *c)
 
 	/* TCP undecided: this record goes out; it may decide the connection */
 	if (rf_l7_detect_records && c->protocol == IPPROTO_TCP && st->gate == RF_L7_GATE_UNDECIDED) {
-		__u8 h[16];
+		struct rf_l7_h1_walk *hw = bpf_map_lookup_elem(&rf_l7_h1_walk, &zero);
+		__u8 *h;
+		bool dns = r->lport == RF_L7_DNS_PORT || r->rport == RF_L7_DNS_PORT;
 
+		if (!hw)
+			return 0;
+		h = hw->h;
 		rf_l7_head(h, s->data, captured);
-		if (r->lport == RF_L7_DNS_PORT || r->rport == RF_L7_DNS_PORT || rf_l7_signature(h)) {
+		if (dns || rf_l7_signature(h)) {
 			st->gate = RF_L7_GATE_ACCEPTED;
 			rf_l7_gate_count(RF_L7_GATE_ACCEPTED_CONNS);
+			/*
+			 * An HTTP/1 start line: framed here from this very byte on
+			 * (HTTP/2's preface and DNS over TCP stay RAW). The start
+			 * line says which direction carries the requests, whatever
+			 * the role (a connection seen mid-stream has none).
+			 */
+			if (rf_l7_kernel_parse && !dns) {
+				if (rf_l7_h1_sig(h, 0)) {
+					st->app = RF_L7_APP_HTTP1;
+					st->req_dir = c->direction;
+				} else if (rf_l7_h1_sig(h, 1)) {
+					st->app = RF_L7_APP_HTTP1;
+					st->req_dir = c->direction == RF_L7_EGRESS ? RF_L7_INGRESS : RF_L7_EGRESS;
+				}
+			}
 		} else if (++st->looked >= rf_l7_detect_records) {
 			st->gate = RF_L7_GATE_REJECTED;
 			rf_l7_gate_count(RF_L7_GATE_REJECTED_CONNS);
 		}
 	}
-
-	/* the reservation must be released even when it failed */
-	if (bpf_ringbuf_reserve_dynptr(&rf_events, sizeof(*r) + captured, 0, &dp)) {
-		bpf_ringbuf_discard_dynptr(&dp, BPF_RB_NO_WAKEUP);
-		rf_count_drop(RF_EV_L7_CAPTURE);
-		return 0;
+	/* HTTP1: one exchange record per request instead of this capture record (both with rf_l7_dual) */
+	if (st->app != RF_L7_APP_HTTP1 || rf_l7_dual) {
+		/* the reservation must be released even when it failed */
+		if (bpf_ringbuf_reserve_dynptr(&rf_events, sizeof(*r) + captured, 0, &dp)) {
+			bpf_ringbuf_discard_dynptr(&dp, BPF_RB_NO_WAKEUP);
+			rf_count_drop(RF_EV_L7_CAPTURE);
+		} else {
+			bpf_dynptr_write(&dp, 0, r, sizeof(*r), 0);
+			bpf_dynptr_write(&dp, sizeof(*r), s->data, captured, 0);
+			/* wake-up batching as in rf_submit: once, as the pending data crosses rf_wakeup_bytes */
+			bpf_ringbuf_submit_dynptr(&dp, rf_wakeup_flags(sizeof(*r) + captured));
+		}
 	}
-	bpf_dynptr_write(&dp, 0, r, sizeof(*r), 0);
-	bpf_dynptr_write(&dp, sizeof(*r), s->data, captured, 0);
-	/* wake-up batching as in rf_submit: once, as the pending data crosses rf_wakeup_bytes */
-	bpf_ringbuf_submit_dynptr(&dp, rf_wakeup_flags(sizeof(*r) + captured));
+	/*
+	 * Last, with nothing after it: the paths of the signature test below
+	 * would multiply the verifier's walk of anything that followed.
+	 */
+	if (st->app == RF_L7_APP_HTTP1) {
+		int resp = c->direction != st->req_dir;
+		struct rf_h1 *d = resp ? &st->h1[1] : &st->h1[0];
+
+		/* framing was lost on this side: it starts again at a syscall that begins with a start line */
+		if (d->state == RF_H1_SEEK) {
+			struct rf_l7_h1_walk *hw = bpf_map_lookup_elem(&rf_l7_h1_walk, &zero);
+
+			if (!hw)
+				return 0;
+			rf_l7_head(hw->h, s->data, captured);
+			if (!rf_l7_h1_sig(hw->h, resp))
+				return 0;
+			d->state = RF_H1_START;
+			rf_l7_parse_count(RF_L7_P_H1_RESYNCED);
+			st->xfl[resp ? 1 : 0] |= RF_L7_X_RESYNCED;
+		}
+		/* the caller feeds the window to the framing: its frames then do not add to this one's */
+		c->captured = captured;
+		c->now = r->hdr.ts_ns;
+		return 1;
+	}
 	return 0;
 }
+
+/* The call rf_l7_emit describes, off the exit programs' stack (their frame adds to rf_l7_emit's and its callees'). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rf_l7_call);
+} rf_l7_call_scratch SEC(".maps");
 
 static __always_inline __u8 rf_l7_direction(__u8 sys)
 {
@@ -823,52 +1432,63 @@ static __always_inline void rf_l7_call_init(struct rf_l7_call *c, struct rf_l7_a
 	c->nocopy = a->nocopy;
 }
 
+/* One call's record (or, HTTP1, its bytes through the framing). */
+static __always_inline void rf_l7_emit_feed(struct rf_l7_call *c)
+{
+	if (rf_l7_emit(c) == 1)
+		rf_l7_h1_feed(c);
+}
+
 /* read/write/recvfrom/sendto, readv/writev, recvmsg/sendmsg: one record. */
 static __always_inline int rf_l7_exit(long ret, __u8 sys)
 {
 	struct rf_l7_args a;
-	struct rf_l7_call c;
+	struct rf_l7_call *cp;
+	__u32 zero = 0;
 
 	if (!rf_l7_take(&a, sys))
 		return 0;
 	if (ret <= 0) /* EOF, errors, EAGAIN: nothing moved */
 		return 0;
-	rf_l7_call_init(&c, &a, ret);
+	cp = bpf_map_lookup_elem(&rf_l7_call_scratch, &zero);
+	if (!cp)
+		return 0;
+	rf_l7_call_init(cp, &a, ret);
 
 	switch (a.sys) {
 	case RF_L7_SYS_READ:
 	case RF_L7_SYS_WRITE:
-		c.buf = a.buf;
-		c.buflen = a.count;
-		rf_l7_emit(&c);
+		cp->buf = a.buf;
+		cp->buflen = a.count;
+		rf_l7_emit_feed(cp);
 		break;
 	case RF_L7_SYS_RECVFROM: {
 		int alen = 0;
 
 		/* the kernel wrote the source address's length back through addrlen */
 		if (a.addr && a.addrlen && !bpf_probe_read_user(&alen, sizeof(alen), (void *)a.addrlen)) {
-			c.addr = a.addr;
-			c.addrlen = alen;
+			cp->addr = a.addr;
+			cp->addrlen = alen;
 		}
-		c.buf = a.buf;
-		c.buflen = a.count;
-		rf_l7_emit(&c);
+		cp->buf = a.buf;
+		cp->buflen = a.count;
+		rf_l7_emit_feed(cp);
 		break;
 	}
 	case RF_L7_SYS_SENDTO:
-		c.addr = a.addr;
-		c.addrlen = a.addrlen;
-		c.buf = a.buf;
-		c.buflen = a.count;
-		rf_l7_emit(&c);
+		cp->addr = a.addr;
+		cp->addrlen = a.addrlen;
+		cp->buf = a.buf;
+		cp->buflen = a.count;
+		rf_l7_emit_feed(cp);
 		break;
 	case RF_L7_SYS_READV:
 	case RF_L7_SYS_WRITEV:
 		if (!a.count)
 			break;
-		c.iov = a.buf;
-		c.iovcnt = a.count;
-		rf_l7_emit(&c);
+		cp->iov = a.buf;
+		cp->iovcnt = a.count;
+		rf_l7_emit_feed(cp);
 		break;
 	case RF_L7_SYS_RECVMSG:
 	case RF_L7_SYS_SENDMSG: {
@@ -877,11 +1497,11 @@ static __always_inline int rf_l7_exit(long ret, __u8 sys)
 		/* recvmsg wrote msg_name and msg_namelen before returning */
 		if (bpf_probe_read_user(&m, sizeof(m), (void *)a.buf) || !m.iovlen)
 			return 0;
-		c.addr = m.name;
-		c.addrlen = m.namelen;
-		c.iov = m.iov;
-		c.iovcnt = m.iovlen;
-		rf_l7_emit(&c);
+		cp->addr = m.name;
+		cp->addrlen = m.namelen;
+		cp->iov = m.iov;
+		cp->iovcnt = m.iovlen;
+		rf_l7_emit_feed(cp);
 		break;
 	}
 	}
@@ -906,7 +1526,8 @@ static __always_inline int rf_l7_exit_mmsg(long ret, __u8 sys)
 		rf_count_drops(RF_EV_L7_CAPTURE, ret - RF_L7_MAX_MMSG);
 	for (int i = 0; i < RF_L7_MAX_MMSG; i++) {
 		struct rf_ummsghdr m;
-		struct rf_l7_call c;
+		struct rf_l7_call *cp;
+		__u32 zero = 0;
 
 		if (i >= ret)
 			break;
@@ -914,12 +1535,15 @@ static __always_inline int rf_l7_exit_mmsg(long ret, __u8 sys)
 			break;
 		if (!m.len || !m.hdr.iovlen)
 			continue;
-		rf_l7_call_init(&c, &a, m.len);
-		c.addr = m.hdr.name;
-		c.addrlen = m.hdr.namelen;
-		c.iov = m.hdr.iov;
-		c.iovcnt = m.hdr.iovlen;
-		rf_l7_emit(&c);
+		cp = bpf_map_lookup_elem(&rf_l7_call_scratch, &zero);
+		if (!cp)
+			break;
+		rf_l7_call_init(cp, &a, m.len);
+		cp->addr = m.hdr.name;
+		cp->addrlen = m.hdr.namelen;
+		cp->iov = m.hdr.iov;
+		cp->iovcnt = m.hdr.iovlen;
+		rf_l7_emit_feed(cp);
 	}
 	return 0;
 }
@@ -1143,6 +1767,12 @@ int rf_l7_enter_close(struct trace_event_raw_sys_enter *ctx)
 	/* a rejected connection's records stopped at its Nth: no close record either */
 	if (st->gate == RF_L7_GATE_REJECTED)
 		goto out;
+	/* HTTP1: what close() completes or leaves unanswered goes out as exchanges */
+	if (st->app == RF_L7_APP_HTTP1) {
+		rf_l7_h1_close(st);
+		if (!rf_l7_dual)
+			goto out;
+	}
 	r = rf_reserve(sizeof(*r), RF_EV_L7_CAPTURE);
 	if (!r)
 		goto out;

@@ -731,32 +731,38 @@ static __always_inline int rf_h1_unit(struct rf_h1 *d, const __u8 *buf, __u32 *p
 }
 
 /*
- * SEEK: does a syscall whose first bytes are h[0..16) (zero-padded) start a
- * message of this direction? A response: 'HTTP/1.'; a request: a known method
- * and SP. Then the direction starts again from its first byte.
+ * Do the first bytes h[0..16) (zero-padded) of a syscall start a message of
+ * this direction? A response: 'HTTP/1.'; a request: a known method and SP.
+ * rf_h1_resync: then a direction in SEEK starts again from that byte.
  */
-static __always_inline int rf_h1_resync(struct rf_h1 *d, const __u8 *h, int resp)
+static __always_inline int rf_h1_sig(const __u8 *h, int resp)
 {
 	__u64 v = 0;
-	int i;
+	int i, bad = 0, sp = 0;
 
-	if (d->state != RF_H1_SEEK)
-		return 0;
 	if (resp) {
 		for (i = 0; i < 7; i++)
-			if (h[i] != RF_H1_VER(i))
-				return 0;
-	} else {
-		for (i = 0; i < 10; i++) {
-			if (h[i] == ' ')
-				break;
-			if (h[i] < 'A' || h[i] > 'Z')
-				return 0;
-			v = (v << 5) | RF_H1_L(h[i]);
-		}
-		if (i == 10 || rf_h1_method_of(v) == RF_H1_M_NONE)
-			return 0;
+			bad |= h[i] != RF_H1_VER(i);
+		return !bad;
 	}
+	/* no early exit: a fixed 10-step loop the compiler unrolls */
+	for (i = 0; i < 10; i++) {
+		if (sp)
+			continue;
+		if (h[i] == ' ')
+			sp = i;
+		else if (h[i] < 'A' || h[i] > 'Z')
+			bad = 1;
+		else
+			v = (v << 5) | RF_H1_L(h[i]);
+	}
+	return !bad && sp && rf_h1_method_of(v) != RF_H1_M_NONE;
+}
+
+static __always_inline int rf_h1_resync(struct rf_h1 *d, const __u8 *h, int resp)
+{
+	if (d->state != RF_H1_SEEK || !rf_h1_sig(h, resp))
+		return 0;
 	d->state = RF_H1_START;
 	return 1;
 }
