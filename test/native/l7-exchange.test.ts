@@ -20,6 +20,7 @@ import { Session, forEachRecord } from '../../native/index.ts';
 import { encodeSettings } from '../../collector/signals/settings.ts';
 import { ensureTracefs } from '../../collector/preflight.ts';
 import { L7_CAPTURE_TYPE, decodeL7Capture, type L7Capture } from '../../collector/l7/capture.ts';
+import { L7Tracker } from '../../collector/l7/tracker.ts';
 import { ROOT } from './helpers.ts';
 
 const L7_OBJ = `${ROOT}bpf/.output/l7.bpf.o`;
@@ -113,6 +114,8 @@ interface RunOptions {
   kernelParse?: boolean;
   /** filter on this port instead of the child's tgid (several processes) */
   port?: number;
+  /** the port is the first line the child prints before "ready" */
+  portFromChild?: boolean;
   headBytes?: number;
 }
 
@@ -156,7 +159,7 @@ async function run(t: TestContext, cmd: string, args: string[], o: RunOptions = 
   await ready;
   const session = new Session({ ringBytes: 16 << 20 });
   t.after(() => session.stop());
-  session.addObject(L7_OBJ, l7Globals(child.pid!, o));
+  session.addObject(L7_OBJ, l7Globals(child.pid!, o.portFromChild ? { ...o, port: Number(printed[0]) } : o));
   const exchanges: Exchange[] = [];
   const captures: L7Capture[] = [];
   let bad = '';
@@ -360,6 +363,96 @@ c2.close(); s2.close(); ls.close(); ls2.close()
     assert.equal(closed.length, 6, `3 CLOSED per end (${ids.length} connections)`);
     for (const x of closed) assert.deepEqual([x.status, x.resp_start_ns, x.resp_end_ns, x.req_head], [0, 0n, 0n, 'GET /x HTTP/1.1\r\n\r\n']);
     assert.deepEqual(byRole(closed).map((xs) => xs.map((x) => x.seq)), [[0, 1, 2], [0, 1, 2]]);
+  });
+
+  it('node:http keep-alive, 3 requests on one connection, rf_l7_dual = 1: the exchanges equal what tracker.ts builds from the capture records', async (t) => {
+    if (!rootOrSkip(t)) return;
+    const script = String.raw`
+const http = require('node:http');
+const server = http.createServer((req, res) => {
+  let n = 0;
+  req.on('data', (d) => { n += d.length; });
+  req.on('end', () => {
+    if (req.url === '/chunked') { res.write('abc'); res.write('defg'); res.end(); return; }
+    res.setHeader('Content-Length', String(n + 2)); res.end('x'.repeat(n + 2));
+  });
+});
+server.listen(0, '127.0.0.1', () => {
+  process.stdout.write('ready\n');
+  process.stdin.once('data', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const { port } = server.address();
+    const one = (method, path, body) => new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, method, path, agent }, (res) => {
+        res.resume(); res.on('end', () => resolve(res.statusCode));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+    await one('GET', '/a');
+    await one('POST', '/b', 'hello world');
+    await one('GET', '/chunked');
+    agent.destroy();
+    server.close();
+  });
+});
+`;
+    const r = await run(t, process.execPath, ['-e', script], { dual: true });
+    assertClean(r);
+    assert.ok(r.captures.length > 0, 'dual: capture records too');
+    const [client, server] = byRole(r.exchanges);
+    for (const [side, xs] of [['client', client], ['server', server]] as const) {
+      assert.deepEqual(xs.map((x) => [x.seq, x.status, Number(x.req_body_bytes), Number(x.resp_body_bytes), x.outcome]),
+        [[0, 200, 0, 2, 0], [1, 200, 11, 13, 0], [2, 200, 0, 7, 0]], side);
+      assert.equal(new Set(xs.map((x) => x.conn_id)).size, 1, `${side}: one connection`);
+      assert.match(xs[1]!.req_head, /^POST \/b HTTP\/1\.1\r\n/);
+      assert.match(xs[2]!.resp_head, /^HTTP\/1\.1 200 OK\r\n[^]*Transfer-Encoding: chunked\r\n/i);
+      assert.ok(xs[2]!.resp_head.endsWith('\r\n\r\n'), 'the whole response head');
+      xs.forEach((x) => assertOrdered(x, `${side} seq ${x.seq}`));
+    }
+    // the differential: user space's parse of the same syscalls gives the same exchanges, edge times included
+    const tracker = new L7Tracker();
+    const msgs = [...r.captures.flatMap((c) => tracker.feed(c)), ...tracker.flushAll(0n)];
+    for (const x of r.exchanges) {
+      const of = (kind: string) => msgs.find((m) => m.ctx.conn_id === x.conn_id && m.msg.kind === kind && m.msg.stream_id === x.seq)?.msg;
+      const q = of('REQUEST');
+      const a = of('RESPONSE');
+      assert.ok(q && a, `tracker has both messages of conn ${x.conn_id} seq ${x.seq}`);
+      assert.deepEqual(
+        [x.req_start_ns, x.req_end_ns, x.resp_start_ns, x.resp_end_ns, x.status, x.req_body_bytes, x.resp_body_bytes],
+        [q.start_ns, q.end_ns, a.start_ns, a.end_ns, a.status, BigInt(q.body_bytes), BigInt(a.body_bytes)],
+        `conn ${x.conn_id} seq ${x.seq}: kernel exchange vs tracker.ts`);
+    }
+    assert.equal(msgs.length, 2 * r.exchanges.length, 'no message the kernel did not report');
+  });
+
+  it('curl against python http.server (HTTP/1.0, body until close), filtered by port: one exchange per end', async (t) => {
+    if (!rootOrSkip(t)) return;
+    const r = await run(t, PYTHON, ['-c', String.raw`
+import http.server, socketserver, subprocess, sys, threading
+class H(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        body = b'y' * 1234
+        self.send_response(200); self.send_header('Content-Type', 'text/plain'); self.end_headers()
+        self.wfile.write(body[:1000]); self.wfile.flush(); self.wfile.write(body[1000:])
+    def log_message(self, *a): pass
+srv = socketserver.TCPServer(('127.0.0.1', 0), H)
+port = srv.server_address[1]
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+print(port); sys.stdout.write('ready\n'); sys.stdout.flush(); sys.stdin.read(1)
+out = subprocess.run(['curl', '-s', '-o', '/dev/null', '-w', '%{http_code} %{size_download}', 'http://127.0.0.1:%d/f' % port], capture_output=True, check=True).stdout
+assert out == b'200 1234', out
+srv.shutdown(); srv.server_close()
+`], { portFromChild: true });
+    assertClean(r);
+    assert.equal(r.captures.length, 0);
+    const [client, server] = byRole(r.exchanges);
+    for (const [side, xs] of [['curl', client], ['http.server', server]] as const) {
+      assert.deepEqual(xs.map((x) => [x.seq, x.status, Number(x.resp_body_bytes), x.outcome]), [[0, 200, 1234, 0]], side);
+      assert.match(xs[0]!.req_head, /^GET \/f HTTP\/1\.1\r\nHost: 127\.0\.0\.1:\d+\r\nUser-Agent: curl/);
+      assert.match(xs[0]!.resp_head, /^HTTP\/1\.0 200 OK\r\n/);
+      assertOrdered(xs[0]!, side);
+    }
   });
 
   it('rf_l7_kernel_parse = 0: everything stays capture records, as before', async (t) => {
