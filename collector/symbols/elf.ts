@@ -194,7 +194,7 @@ export function readElfHeaders(r: ElfReader): ElfHeaders {
 }
 
 /** The ELF virtual address of a file offset (PT_LOAD holding it), or null. */
-export function fileOffsetToVaddr(loads: readonly LoadSegment[], off: number): number | null {
+export function fileOffsetToVaddr(loads: readonly Pick<LoadSegment, 'offset' | 'vaddr' | 'filesz'>[], off: number): number | null {
   for (const l of loads) {
     if (off >= l.offset && off < l.offset + l.filesz) return off - l.offset + l.vaddr;
   }
