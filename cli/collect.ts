@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { FatalError, EXIT } from '../common/errors.ts';
 import { DAY_NS, MAX_TIMER_MS, parseBrokers, parseComm, parseDurationInRange, parseHost, parseIntFlag, parseList, parsePid } from '../common/options.ts';
 import { SIGNALS, SIGNAL_NAMES, DEFAULT_SIGNALS, objectPath, signalByName, skippedProgramsLine } from '../collector/signals/registry.ts';
-import { encodeSettings, encodeL7Settings, type Filters, type L7Settings } from '../collector/signals/settings.ts';
+import { encodeSettings, encodeL7Settings, encodeProfileSettings, type Filters, type L7Settings } from '../collector/signals/settings.ts';
 import { DEFAULT_CAPTURED_HEADERS, NEVER_CAPTURED_HEADERS, type L7ParseOptions } from '../collector/l7/types.ts';
 import { L7_MAX_CAPTURE } from '../collector/l7/capture.ts';
 import { checkBtf, checkBuilt, checkPrivileges, ensureTracefs, cgroupIdOf } from '../collector/preflight.ts';
@@ -16,9 +16,11 @@ import { Collector, type StatsSnapshot } from '../collector/collector.ts';
 import { createKafkaSink, type Compression } from '../collector/kafka-sink.ts';
 import { createStdoutSink } from '../collector/stdout-sink.ts';
 import { createCodec, bootTimeNs } from '../collector/codec.ts';
+import { procIdentities } from '../collector/process-identity.ts';
 import { RunStateFile, newRunId, stateDir, statePath } from '../collector/run-state.ts';
 import type { EventSink } from '../collector/sink.ts';
 import type { L7Counters } from '../collector/l7/tracker.ts';
+import { DEFAULT_OFFCPU_MIN_NS, DEFAULT_PROFILE_HZ, PROFILE_PREFIX, PROFILE_PROGRAM, PROFILE_RECORD_TYPE, PROFILE_TOPIC, ProfileSource } from '../collector/profile/source.ts';
 
 export const COLLECT_HELP = `Usage: ringflow collect [options]
 
@@ -44,6 +46,12 @@ ${SIGNALS.map((s) => `                          ${s.name}: ${s.summary}`).join('
   --l7-kernel-parse on|off
                         l7: frame and pair HTTP/1 in the kernel, one record per exchange
                           (default on); off: capture every syscall and parse here, as before
+  --profile-hz N        profile: samples per second per CPU (default 19: the OpenTelemetry eBPF profiler's and
+                          Parca's choice, a prime off the beat of 10 ms/1 ms timers, well under 1% of a CPU)
+  --profile-interval DUR
+                        profile, offcpu: how often the kernel's counts are drained into records (default 10s)
+  --offcpu-min DUR      offcpu: blocks shorter than DUR are not counted (default 1ms: shorter ones are mostly lock
+                          hand-overs and wake-ups, and at 100k switches/s they would dominate the kernel's work)
   --exclude-pid LIST    l7: processes whose traffic is not parsed (ringflow up passes its own
                           processor and exporter, so their OTLP exports do not become spans)
   --duration DUR        stop after DUR (e.g. 30s); default: until Ctrl-C
@@ -70,6 +78,9 @@ const OPTIONS = {
   'keep-query': { type: 'boolean' },
   'l7-kernel-parse': { type: 'string' },
   'exclude-pid': { type: 'string' },
+  'profile-hz': { type: 'string' },
+  'profile-interval': { type: 'string' },
+  'offcpu-min': { type: 'string' },
   duration: { type: 'string' },
   stdout: { type: 'boolean' },
   partitions: { type: 'string' },
@@ -96,6 +107,8 @@ export interface CollectConfig {
   l7: L7Settings;
   l7Parse: L7ParseOptions;
   l7Exclude: number[];
+  /** the profile and offcpu signals (collector/profile) */
+  profile: { hz: number; intervalMs: number; offcpuMinNs: bigint };
 }
 
 /**
@@ -143,6 +156,11 @@ export function parseCollectArgs(argv: string[]): CollectConfig & { help: boolea
       ...(v.port === undefined ? {} : { port: parseIntFlag('--port', v.port, 1, 65535) }),
       ...(v['capture-bytes'] === undefined ? {} : { captureBytes: parseIntFlag('--capture-bytes', v['capture-bytes'], 0, L7_MAX_CAPTURE) }),
       ...(v['l7-kernel-parse'] === undefined ? {} : { kernelParse: parseOnOff('--l7-kernel-parse', v['l7-kernel-parse']) }),
+    },
+    profile: {
+      hz: v['profile-hz'] === undefined ? DEFAULT_PROFILE_HZ : parseIntFlag('--profile-hz', v['profile-hz'], 1, 1000),
+      intervalMs: Number(parseDurationInRange('--profile-interval', v['profile-interval'] ?? '10s', 100_000_000n, 3_600_000_000_000n) / 1_000_000n),
+      offcpuMinNs: v['offcpu-min'] === undefined ? DEFAULT_OFFCPU_MIN_NS : parseDurationInRange('--offcpu-min', v['offcpu-min'], 0n, DAY_NS),
     },
     l7Exclude: v['exclude-pid'] === undefined ? [] : v['exclude-pid'].split(',').map((p) => parseIntFlag('--exclude-pid', p.trim(), 1, 4194304)),
     l7Parse: {
@@ -245,6 +263,9 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
     log,
   });
   const topics = codec.topicsFor(eventTypes);
+  // the profile signals' records come from drains, not the ring: one accounting type for their topic
+  const drained = cfg.signals.filter((s) => PROFILE_PREFIX[s] !== undefined);
+  if (drained.length > 0) topics.set(PROFILE_RECORD_TYPE, PROFILE_TOPIC);
 
   let fatal: FatalError | undefined;
   let outputGone = false;
@@ -281,7 +302,10 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
     const globals = encodeSettings({ ...cfg.filters, selfTgid: process.pid });
     for (const s of cfg.signals) {
       try {
-        const info = session.addObject(objectPath(s), s === 'l7' ? { ...globals, ...encodeL7Settings(cfg.l7) } : globals);
+        const own = s === 'l7' ? encodeL7Settings(cfg.l7) : PROFILE_PREFIX[s] ? encodeProfileSettings({ offcpuMinNs: cfg.profile.offcpuMinNs }, s === 'offcpu') : {};
+        const info = session.addObject(objectPath(s), { ...globals, ...own });
+        // perf_event programs are not auto-attached: the cpu-clock event of every online CPU
+        if (s === 'profile') session.attachPerfEvent(PROFILE_PROGRAM, cfg.profile.hz);
         // an optional program whose hook this kernel lacks was left out: said once, by name
         const without = skippedProgramsLine(s, info.skipped);
         if (without) log(without);
@@ -321,6 +345,20 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
     });
     collector.start();
     started = true;
+    const profile = drained.length === 0 ? undefined : new ProfileSource({
+      session,
+      signals: drained,
+      intervalMs: cfg.profile.intervalMs,
+      sampleHz: cfg.profile.hz,
+      host: cfg.host,
+      bootTimeNs: bootTimeNs(),
+      symbolize: ((sym) => (tgid: number, addrs: readonly bigint[], kernel: boolean) => sym.symbolize(tgid, addrs, kernel))((await import('../collector/symbols/index.ts')).createSymbolizer()),
+      processName: (() => { const ids = procIdentities(); return (tgid: number) => ids(tgid).serviceName; })(),
+      emit: (records) => collector.emitRecords(records),
+      onLost: (n) => collector.countLost('profile_encode_error', PROFILE_RECORD_TYPE, n),
+      log,
+    });
+    profile?.start();
     if (!cfg.quiet && !cfg.stdout) {
       const since = previous ? `, after run ${previous.runId} (last known watching at ${new Date(Number(previous.endNs / 1_000_000n)).toISOString()})` : '';
       log(`ringflow: run ${runId}${since}`);
@@ -342,6 +380,8 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
       stopNow = done;
       if (fatal || outputGone) done();
     });
+    // the last counts, while the maps still exist (collector.stop stops the session)
+    profile?.stop();
     // after a fatal sink error nothing more will be delivered: do not wait for it
     const { flushed, final } = await collector.stop(fatal || outputGone ? 0 : 30_000);
     await sink.close();

@@ -48,10 +48,13 @@ import { kernelLossDeltas, readKernelLosses, type KernelLossReading } from './ke
  * - stats_error: a stats record that could not be built or sent
  * - format_error / output_error: --stdout could not print a record / the
  *   stream had failed (stdout-sink.ts)
+ * - profile_encode_error: a profile stack record that could not be built or
+ *   encoded (collector/profile/source.ts)
  */
 export const DROP_REASONS = [
   'backpressure', 'unacknowledged_at_stop', 'undecodable', 'transcode_error', 'l7_tracker_error', 'l7_encode_error',
   'too_large_dead_lettered', 'rejected_dead_lettered', 'too_large', 'rejected', 'stats_error', 'format_error', 'output_error',
+  'profile_encode_error',
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
@@ -293,6 +296,31 @@ export class Collector {
         (this.opts.log ?? ((l: string) => console.error(l)))(`ringflow: collector: error in ${where} callback (${n} so far; counted, going on): ${e?.stack ?? e?.message ?? String(err)}`);
       }
     }
+  }
+
+  /**
+   * Records made outside the ring (the profile signals' drains,
+   * collector/profile/source.ts), handed over whole: counted as read per type
+   * and given to the sink like the ring's, or, past maxPending, user-dropped
+   * and counted as backpressure (there is no ring to hold them back).
+   */
+  emitRecords(out: OutRecord[]): void {
+    this.guard('records', () => {
+      if (!this.stopping && this.opts.sink.pending() >= this.opts.maxPending) {
+        for (const r of out) this.userDrops.set(r.type, (this.userDrops.get(r.type) ?? 0) + 1);
+        this.countDrop('backpressure', out.length);
+        return;
+      }
+      for (const r of out) this.read.set(r.type, (this.read.get(r.type) ?? 0) + 1);
+      this.opts.sink.enqueue(out);
+    });
+  }
+
+  /** Records of `type` lost before they could be handed over (e.g. a profile record that could not be encoded). */
+  countLost(reason: DropReason, type: number, n: number): void {
+    if (n <= 0) return;
+    this.userDrops.set(type, (this.userDrops.get(type) ?? 0) + n);
+    this.countDrop(reason, n);
   }
 
   private countDrop(reason: DropReason, n: number): void {

@@ -3,7 +3,9 @@
  * of bpf/block.bpf.c (rf_block_lost), bpf/tcp.bpf.c (rf_tcp_unattributed)
  * and bpf/l7.bpf.c's in-kernel HTTP/1 parsing (rf_l7_parse: heads too long,
  * bad start lines or framing, requests the pending table could not hold,
- * responses with no request, two threads in one direction),
+ * responses with no request, two threads in one direction) and the profile
+ * signals' bpf_get_stackid failures and full count maps (rf_prof_lost,
+ * rf_offcpu_lost: bpf/prof_maps.bpf.h),
  * read through the addon (Session.mapCounters sums the per-CPU slots), turned
  * into deltas per stats interval for the stats record's drop_reasons.
  *
@@ -18,6 +20,7 @@
  */
 
 import { L7_PARSE } from './l7/exchange.ts';
+import { PROF_LOST } from './profile/drain.ts';
 
 /** Where each reason is counted: index = the BPF enum value (bpf/block.bpf.c, bpf/tcp.bpf.c, bpf/events.h). */
 export const KERNEL_LOSS_COUNTERS: readonly { map: string; index: number; reason: string; onlyFiltered?: boolean }[] = [
@@ -36,6 +39,18 @@ export const KERNEL_LOSS_COUNTERS: readonly { map: string; index: number; reason
   { map: 'rf_l7_parse', index: L7_PARSE.PENDING_FULL, reason: 'l7_pending_full' },
   { map: 'rf_l7_parse', index: L7_PARSE.RESP_ORPHAN, reason: 'l7_resp_orphan' },
   { map: 'rf_l7_parse', index: L7_PARSE.CONCURRENT, reason: 'l7_h1_concurrent' },
+  // enum rf_prof_lost_reason (bpf/events.h; PROF_LOST in collector/profile/drain.ts), one array per profile
+  // signal. A stack lost keeps its sample or block (reported with stack LOST); a full count map loses it
+  ...(['profile', 'offcpu'] as const).flatMap((sig) => {
+    const map = sig === 'profile' ? 'rf_prof_lost' : 'rf_offcpu_lost';
+    return [
+      { map, index: PROF_LOST.USTACK_COLLISION, reason: `${sig}_user_stack_collision` },
+      { map, index: PROF_LOST.KSTACK_COLLISION, reason: `${sig}_kernel_stack_collision` },
+      { map, index: PROF_LOST.STACK_MAP_FULL, reason: `${sig}_stack_map_full` },
+      { map, index: PROF_LOST.COUNTS_FULL, reason: `${sig}_counts_full` },
+    ];
+  }),
+  { map: 'rf_offcpu_lost', index: PROF_LOST.OFFCPU_EXPIRED, reason: 'offcpu_expired' },
 ];
 
 /** Cumulative counts per reason since the objects were loaded. */

@@ -33,7 +33,10 @@ export interface SessionOptions {
 export interface ObjectInfo {
   /** File name without `.bpf.o`, e.g. `sched`. */
   name: string;
-  /** Programs attached, by BPF function name. */
+  /**
+   * Programs attached, by BPF function name; a perf_event program is listed
+   * loaded but waits for Session.attachPerfEvent (no section names its event).
+   */
   programs: string[];
   /**
    * Optional programs (section marked '?', e.g. `SEC("?tp_btf/block_io_start")`)

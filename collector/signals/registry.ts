@@ -24,6 +24,11 @@ export interface SignalDef {
    * said once, with the program's name, when the collector starts.
    */
   readonly optionalPrograms?: Readonly<Record<string, string>>;
+  /**
+   * Counted in the kernel and drained every interval (collector/profile):
+   * no ring records (eventTypes empty), ringflow.profile.stacks.v1 records instead.
+   */
+  readonly drained?: boolean;
 }
 
 export const SIGNALS: readonly SignalDef[] = [
@@ -49,6 +54,25 @@ export const SIGNALS: readonly SignalDef[] = [
   // 9: capture records (HTTP/2, DNS, undecided, kernel parsing off), 10: HTTP/1 exchanges framed and paired in BPF
   { name: 'l7', summary: 'HTTP/1.x, HTTP/2 + gRPC and DNS requests and responses parsed from socket syscalls (opt-in); ' +
       'HTTP/1.x is framed and paired in the kernel, one record per exchange (--l7-kernel-parse off: parsed here)', eventTypes: [9, 10], optIn: true },
+  // issue 11: counted in the kernel and drained every --profile-interval (collector/profile), no ring records.
+  // Opt-in until their cost is measured (issue 11's bench: profile_overhead_ratio, collector CPU)
+  {
+    name: 'profile',
+    summary: 'on-CPU stacks (kernel + user) sampled on every CPU at --profile-hz, counted per process and stack in the ' +
+      'kernel, one ringflow.profile.stacks.v1 record per stack per interval; user stacks are walked by frame pointers: ' +
+      "code built without them (Debian's libc, most distribution libraries) ends its stack early (opt-in)",
+    eventTypes: [],
+    optIn: true,
+    drained: true,
+  },
+  {
+    name: 'offcpu',
+    summary: 'time blocked per process, stack and state at switch-out (S sleeping: locks, futexes, sockets; D: I/O; ' +
+      "preempted), blocks of at least --offcpu-min, counted in the kernel like profile; stacks as profile's (opt-in)",
+    eventTypes: [],
+    optIn: true,
+    drained: true,
+  },
 ];
 
 /** What --signals defaults to: every signal that is not opt-in. */

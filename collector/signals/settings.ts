@@ -94,3 +94,19 @@ export function encodeSettings(s: LoadSettings): Record<string, Buffer> {
     rf_wakeup_bytes: u64(BigInt(s.wakeupBytes ?? 1 << 20)),
   };
 }
+
+/** Profiling settings: globals only bpf/prof_maps.bpf.h (profile, offcpu) and bpf/offcpu.bpf.c declare. */
+export interface ProfileSettings {
+  /** Counts per thread (pid) instead of per process (rf_prof_per_thread, default off). */
+  perThread?: boolean;
+  /** Off-CPU blocks shorter than this are not counted (rf_offcpu_min_ns, default 1 ms; offcpu only). */
+  offcpuMinNs?: bigint;
+}
+
+/** The globals of the profile (`offcpu: false`) or offcpu object. */
+export function encodeProfileSettings(s: ProfileSettings, offcpu: boolean): Record<string, Buffer> {
+  return {
+    rf_prof_per_thread: Buffer.from([s.perThread ? 1 : 0]),
+    ...(offcpu ? { rf_offcpu_min_ns: u64(s.offcpuMinNs ?? 1_000_000n) } : {}),
+  };
+}

@@ -749,9 +749,18 @@ int rf_session_add_object(rf_session *s, const char *path, const rf_global *glob
 
 		if (!bpf_program__autoload(prog))
 			continue;
-		/* no auto-attach: opened per CPU by rf_session_attach_perf_event */
-		if (strcmp(bpf_program__section_name(prog), "perf_event") == 0)
+		/* no auto-attach: opened per CPU by rf_session_attach_perf_event; listed as loaded */
+		if (strcmp(bpf_program__section_name(prog), "perf_event") == 0) {
+			np = realloc(info->programs, sizeof(*np) * (info->n_programs + 1));
+			if (np)
+				info->programs = np;
+			if (!np || !(np[info->n_programs] = strdup(pn))) {
+				r = set_err(err, "addObject", o.file, ENOMEM, NULL);
+				goto fail;
+			}
+			info->n_programs++;
 			continue;
+		}
 		link = bpf_program__attach(prog);
 		if (!link && errno == ENOENT && is_optional(&optional, prog)) {
 			/* a classic or raw tracepoint this kernel lacks: the object works without it */

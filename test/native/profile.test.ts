@@ -166,3 +166,39 @@ test('off-CPU: 10 x 200 ms nanosleep and a 500 ms pipe read are blocked time und
   for (const c of counts) assert.notEqual(c.tgid, process.pid, 'the collector itself is never traced');
   assert.equal(lost[4] ?? 0n, 0n, 'no block outlived its stack map (offcpu_expired)');
 });
+
+test('ringflow collect --signals profile: stack records of the spin, named by the symboliser, shares 3:1, on stdout', async () => {
+  const bin = build('spin');
+  const fx = await park(bin, ['3']);
+  const cli = spawn(`${ROOT}bin/ringflow`, ['collect', '--stdout', '--signals', 'profile,offcpu', '--pid', String(fx.pid),
+    '--profile-hz', '99', '--profile-interval', '1s', '--duration', '5s', '-q'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  cli.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  const ready = new Promise<void>((resolve) => cli.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+    if (err.includes('ringflow: collecting')) resolve();
+  }));
+  const exited = once(cli, 'exit');
+  await Promise.race([ready, exited]);
+  assert.match(err, /collecting profile,offcpu/);
+  assert.equal(await fx.go(), 0);
+  const [code] = await exited;
+  assert.equal(code, 0, err);
+  const recs = out.trim().split('\n').map((l) => JSON.parse(l) as { event: string; kind: string; tgid: number; comm: string; value: number; sample_hz: number; frames: { function: string; kind: string; module: string }[] });
+  const mine = recs.filter((r) => r.event === 'ringflow.profile.stacks.v1' && r.kind === 'ONCPU');
+  assert.ok(mine.length > 0, `profile records: ${out.slice(0, 500)}`);
+  let a = 0, b = 0;
+  for (const r of mine) {
+    assert.equal(r.tgid, fx.pid, '--pid keeps the rest out');
+    assert.equal(r.comm, 'spin');
+    assert.equal(r.sample_hz, 99);
+    const leaf = r.frames.find((f) => f.kind === 'USER');
+    if (leaf?.function === 'spin_a') a += r.value;
+    if (leaf?.function === 'spin_b') b += r.value;
+    if (leaf?.function === 'spin_a' || leaf?.function === 'spin_b') assert.equal(leaf.module, bin);
+  }
+  assert.ok(a + b >= 50, `samples named spin_a/spin_b: ${a} + ${b}`);
+  // fewer samples than the direct test: a looser bound, the ratio is what it shows
+  assert.ok(Math.abs(a / (a + b) - 0.75) <= 0.1, `spin_a share ${(100 * a / (a + b)).toFixed(1)} %`);
+});
