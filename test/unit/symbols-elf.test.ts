@@ -1,70 +1,33 @@
 /**
- * collector/symbols: ELF symbolisation on real files and live processes.
- * A C program and a shared library of its own (test/fixtures/symbols), built
- * here with gcc -O0 -fno-omit-frame-pointer as PIE, -no-pie and stripped
- * (-rdynamic, so only .dynsym is left, as in Debian's packages), print their
- * functions' runtime addresses; `symbolize` must name addresses inside them
- * exactly, as `nm` names them, and libc's `read` through its .dynsym. Also: a
- * deleted executable (read through /proc/PID/map_files), a mapped file that is
- * no ELF, a vanished process, the build id against `readelf -n`, and the
- * kernel's `schedule`. Throughput figures are printed, not asserted.
+ * collector/symbols: ELF symbolisation on real files and live processes (no
+ * root needed: our own children). A C program and a shared library of its own
+ * (test/fixtures/symbols), built with gcc -O0 -fno-omit-frame-pointer as PIE,
+ * -no-pie and stripped (-rdynamic, so only .dynsym is left, as in Debian's
+ * packages), print their functions' runtime addresses; `symbolize` must name
+ * addresses inside them exactly, as `nm` names them, and libc's `read` through
+ * its .dynsym. Also: a mapped file that is no ELF, a vanished process, the
+ * build id against `readelf -n`, bounded caches, the vDSO. Throughput figures
+ * are printed, not asserted. What needs root (map_files, mount namespaces,
+ * kernel addresses) is in test/native/symbols-root.test.ts.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { createSymbolizer, openElf, parseMaps, type Frame } from '../../collector/symbols/index.ts';
+import { buildIdOf, buildPrograms, nm, startProgram, type Addrs } from '../fixtures/symbols/programs.ts';
 
-const SRC = path.resolve(import.meta.dirname, '../fixtures/symbols');
 let dir = '';
 const children: ChildProcess[] = [];
 
-before(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rf-sym-elf-'));
-  const cc = (...a: string[]): void => { execFileSync('gcc', ['-O0', '-fno-omit-frame-pointer', ...a], { stdio: 'inherit' }); };
-  cc('-shared', '-fPIC', '-o', `${dir}/librfsym.so`, `${SRC}/rfsym-lib.c`);
-  const link = ['-L', dir, '-lrfsym', `-Wl,-rpath,${dir}`];
-  cc('-fPIE', '-pie', '-o', `${dir}/rfsym-pie`, `${SRC}/rfsym-main.c`, ...link);
-  cc('-no-pie', '-o', `${dir}/rfsym-nopie`, `${SRC}/rfsym-main.c`, ...link);
-  cc('-fPIE', '-pie', '-rdynamic', '-o', `${dir}/rfsym-stripped`, `${SRC}/rfsym-main.c`, ...link);
-  execFileSync('strip', ['--strip-all', `${dir}/rfsym-stripped`]);
-});
+before(() => { dir = buildPrograms(); });
 
 after(() => {
   for (const c of children) c.kill('SIGKILL');
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-type Addrs = { pid: number; child: ChildProcess; alpha: bigint; beta: bigint; gamma: bigint; read: bigint };
-
-async function start(exe: string): Promise<Addrs> {
-  const child = spawn(exe, [], { stdio: ['pipe', 'pipe', 'inherit'] });
-  children.push(child);
-  const line = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('\n')) resolve(out.split('\n')[0]!); });
-    child.once('exit', (code) => reject(new Error(`${exe} exited ${code} before printing`)));
-  });
-  const get = (k: string): bigint => BigInt(new RegExp(`${k}=(0x[0-9a-f]+)`).exec(line)![1]!);
-  return { pid: child.pid!, child, alpha: get('alpha'), beta: get('beta'), gamma: get('gamma'), read: get('read') };
-}
-
-/** `nm` as the truth: name -> address (vaddr) for the functions of a file. */
-function nm(file: string, dynamic = false): Map<string, bigint> {
-  const out = execFileSync('nm', [...(dynamic ? ['-D'] : []), '--defined-only', file], { encoding: 'utf8', maxBuffer: 1 << 30 });
-  const m = new Map<string, bigint>();
-  for (const l of out.split('\n')) {
-    const [a, t, n] = l.trim().split(/\s+/);
-    if (n && /^[tTwWi]$/.test(t ?? '')) m.set(n.replace(/@.*/, ''), BigInt(`0x${a}`));
-  }
-  return m;
-}
-
-function buildIdOf(file: string): string {
-  return /Build ID: ([0-9a-f]+)/.exec(execFileSync('readelf', ['-n', file], { encoding: 'utf8' }))![1]!;
-}
+const start = (exe: string): Promise<Addrs> => startProgram(exe, children);
 
 function expectFrame(f: Frame, fn: string | null, functionOffset: number | null, moduleEnds: string, name: string): void {
   assert.equal(f.function, fn, `${name}: function`);
@@ -128,42 +91,6 @@ test('symbolize: a stripped executable (.dynsym only, as Debian ships them) name
   assert.ok(b!.module.endsWith('/rfsym-stripped'));
   assert.equal(sym.stats().unknownBy.no_symbol, 1);
   p.child.kill('SIGKILL');
-});
-
-test('symbolize: a deleted executable is read through /proc/PID/map_files', async () => {
-  const exe = `${dir}/rfsym-deleted`;
-  fs.copyFileSync(`${dir}/rfsym-pie`, exe);
-  fs.chmodSync(exe, 0o755);
-  const p = await start(exe);
-  fs.unlinkSync(exe);
-  const sym = createSymbolizer();
-  const [a] = sym.symbolize(p.pid, [p.alpha + 2n], false);
-  expectFrame(a!, 'rf_sym_alpha', 2, '/rfsym-deleted', 'deleted');
-  p.child.kill('SIGKILL');
-});
-
-test('symbolize: a process in its own mount namespace is read through /proc/PID/root, not the host\'s path', async () => {
-  // inside: a tmpfs over NS holds the PIE build as NS/app; on the host NS/app is
-  // the non-PIE build, whose symbols at the same offsets are other functions
-  const ns = `${dir}/ns`;
-  fs.mkdirSync(ns, { recursive: true });
-  fs.copyFileSync(`${dir}/rfsym-nopie`, `${ns}/app`);
-  fs.chmodSync(`${ns}/app`, 0o755);
-  const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs none ${ns} && cp ${dir}/rfsym-pie ${ns}/app && exec ${ns}/app`], { stdio: ['pipe', 'pipe', 'inherit'] });
-  children.push(child);
-  const line = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('\n')) resolve(out.split('\n')[0]!); });
-    child.once('exit', (code) => reject(new Error(`unshare exited ${code}`)));
-  });
-  const alpha = BigInt(/alpha=(0x[0-9a-f]+)/.exec(line)![1]!);
-  const beta = BigInt(/beta=(0x[0-9a-f]+)/.exec(line)![1]!);
-  assert.equal(fs.readlinkSync(`/proc/${child.pid}/exe`), `${ns}/app`);
-  const frames = createSymbolizer().symbolize(child.pid!, [alpha + 3n, beta + 3n], false);
-  assert.deepEqual(frames.map((f) => f.function), ['rf_sym_alpha', 'rf_sym_beta']);
-  assert.equal(frames[0]!.module, `${ns}/app`);
-  assert.equal(frames[0]!.buildId, buildIdOf(`${dir}/rfsym-pie`));
-  child.kill('SIGKILL');
 });
 
 test('symbolize: a vanished process, an unmapped address, a mapped file that is no ELF: frames without names, counted, never a throw', async () => {
@@ -257,35 +184,6 @@ test('symbolize: the vDSO (read from the process\'s memory) names clock_gettime'
   assert.ok(aliases.includes(name!.replace(/@.*/, '')));
   assert.equal(f!.function, aliases.includes('clock_gettime') ? 'clock_gettime' : name!.replace(/@.*/, ''));
   assert.equal(f!.functionOffset, 2);
-});
-
-test('symbolize: kernel addresses by /proc/kallsyms (schedule)', () => {
-  const line = fs.readFileSync('/proc/kallsyms', 'latin1').split('\n').find((l) => / [tT] schedule$/.test(l))!;
-  const start = BigInt(`0x${line.split(' ')[0]}`);
-  const text = fs.readFileSync('/proc/kallsyms', 'latin1').split('\n').find((l) => / [tT] _text$/.test(l))!;
-  const sym = createSymbolizer();
-  const [f, g] = sym.symbolize(0, [start + 4n, start + 8n], true);
-  assert.equal(f!.function, 'schedule');
-  assert.equal(f!.functionOffset, 4);
-  assert.equal(f!.kind, 'KERNEL');
-  assert.equal(f!.module, '[kernel.kallsyms]');
-  assert.equal(BigInt(f!.offset), start + 4n - BigInt(`0x${text.split(' ')[0]}`), 'offset from _text');
-  assert.equal(g!.function, 'schedule');
-  assert.equal(g!.functionOffset, 8);
-
-  // a return address at the first byte of the next function belongs to the
-  // caller before it (a call at the very end of schedule): frames after the
-  // first are named at address - 1; the first frame (the sampled IP) is not
-  const next = fs.readFileSync('/proc/kallsyms', 'latin1').split('\n')
-    .filter((l) => / [tTwW] /.test(l)).map((l) => BigInt(`0x${l.split(' ')[0]}`))
-    .filter((a) => a > start).reduce((m, a) => (a < m ? a : m), 1n << 64n);
-  const [ip, ret] = sym.symbolize(0, [next, next], true);
-  assert.notEqual(ip!.function, 'schedule', 'the IP at the next function is that function');
-  assert.equal(ret!.function, 'schedule', 'the return address is its caller\'s');
-  assert.equal(ret!.address, next);
-  assert.equal(BigInt(ret!.functionOffset!), next - start);
-  const plain = createSymbolizer({ returnAddresses: false }).symbolize(0, [next, next], true);
-  assert.equal(plain[1]!.function, ip!.function);
 });
 
 test('symbolize: throughput over node\'s own binary (cold: parse ~150 k symbols; cached), printed only', () => {

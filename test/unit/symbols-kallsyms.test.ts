@@ -1,12 +1,11 @@
 /**
  * collector/symbols/kallsyms.ts: the parser on table cases (text types only,
- * modules, aliases, kptr_restrict zeros) and this machine's /proc/kallsyms:
- * addresses inside `schedule` (found in the file itself) resolve to it.
+ * modules, aliases, kptr_restrict zeros). This machine's /proc/kallsyms (root
+ * only) is read in test/native/symbols-root.test.ts.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import { KERNEL_MODULE, parseKallsyms, readKallsyms } from '../../collector/symbols/kallsyms.ts';
+import { KERNEL_MODULE, parseKallsyms } from '../../collector/symbols/kallsyms.ts';
 
 const TEXT = [
   'ffffffff81000000 T _text',
@@ -50,28 +49,4 @@ test('kallsyms: kptr_restrict (every address 0) reads as restricted and resolves
   assert.equal(k.restricted, true);
   assert.equal(k.size, 0);
   assert.equal(k.lookup(0xffffffff81000000n), null);
-});
-
-test('kallsyms: this kernel\'s `schedule`, from /proc/kallsyms itself', () => {
-  const text = fs.readFileSync('/proc/kallsyms', 'latin1');
-  const line = text.split('\n').find((l) => / [tT] schedule$/.test(l));
-  assert.ok(line, 'schedule in /proc/kallsyms');
-  const start = BigInt(`0x${line.split(' ')[0]}`);
-  assert.notEqual(start, 0n, 'run as root: kptr_restrict hides addresses otherwise');
-  const t0 = process.hrtime.bigint();
-  const k = readKallsyms();
-  const parseMs = Number(process.hrtime.bigint() - t0) / 1e6;
-  for (const off of [0n, 1n, 0x10n]) {
-    const s = k.lookup(start + off);
-    assert.ok(s);
-    assert.equal(s.name, 'schedule');
-    assert.equal(BigInt(s.offset), off);
-    assert.equal(s.module, KERNEL_MODULE);
-  }
-  // throughput, for the record only
-  const n = 200_000;
-  const t1 = process.hrtime.bigint();
-  for (let i = 0; i < n; i++) k.lookup(start + BigInt(i & 0xff));
-  const sec = Number(process.hrtime.bigint() - t1) / 1e9;
-  console.log(`kallsyms: ${k.size} text symbols parsed in ${parseMs.toFixed(0)} ms; ${(n / sec / 1e6).toFixed(2)} M lookups/s`);
 });
