@@ -82,10 +82,11 @@ test('on-CPU: a 3:1 spin is sampled 75 % +- 5 points at 99 Hz, both functions fr
   const bin = build('spin');
   const fns = functions(bin);
   const session = new Session({ ringBytes: 1 << 16 });
-  let a = 0n, b = 0n, withCaller = { a: false, b: false }, self = 0n;
+  let a = 0n, b = 0n, withCaller = { a: false, b: false }, self = 0n, missing = 0, spinPid = -1;
   const take = (counts: ProfileCount[]) => {
     for (const c of counts) {
       if (c.tgid === process.pid) self += c.value;
+      if (c.tgid === spinPid && (c.user.status === 'missing' || c.kernel.status === 'missing')) missing++;
       if (c.tgid === 0 || c.kind !== 'ONCPU' || c.user.status !== 'ok') continue;
       const [leaf, caller] = c.user.frames;
       if (inFn(fns, 'spin_a', leaf)) {
@@ -103,6 +104,7 @@ test('on-CPU: a 3:1 spin is sampled 75 % +- 5 points at 99 Hz, both functions fr
     // 2 s at 99 Hz is ~200 samples on an idle machine; the 2 shared cores here may give the
     // spinner half of that: it spins (up to 12 s) until 250 samples are in, for a share to +-3 points (1 sigma)
     const fx = await park(bin, ['12']);
+    spinPid = fx.pid;
     let done = false;
     const exited = fx.go().then((code) => { done = true; return code; });
     const t0 = Date.now();
@@ -119,6 +121,7 @@ test('on-CPU: a 3:1 spin is sampled 75 % +- 5 points at 99 Hz, both functions fr
     await session.stop();
   }
   assert.equal(self, 0n, 'the collector itself is never sampled');
+  assert.equal(missing, 0, 'no count of the spinner names a stack its drain did not have (read twice, or read after its map was cleared)');
   assert.ok(a + b >= 150n, `samples in spin_a/spin_b: ${a} + ${b}`);
   const share = Number(a) / Number(a + b);
   assert.ok(Math.abs(share - 0.75) <= 0.05, `spin_a share ${(share * 100).toFixed(1)} % (${a} of ${a + b}), want 75 +- 5`);
@@ -164,6 +167,12 @@ test('off-CPU: 10 x 200 ms nanosleep and a 500 ms pipe read are blocked time und
   assert.deepEqual(sleepS.states, ['SLEEPING']);
   assert.deepEqual(pipe.states, ['SLEEPING']);
   for (const c of counts) assert.notEqual(c.tgid, process.pid, 'the collector itself is never traced');
+  // every count read once and with its stacks: a key read again at a later drain (not deleted) names
+  // a stack map cleared since, and its time would be counted twice
+  const own = counts.filter((c) => c.tgid === fx.pid);
+  assert.deepEqual(own.filter((c) => c.user.status === 'missing' || c.kernel.status === 'missing'), []);
+  const sleptMs = Number(own.filter((c) => c.state === 'SLEEPING').reduce((a, c) => a + c.value, 0n)) / 1e6;
+  assert.ok(Math.abs(sleptMs - 2500) <= 250, `all S time of the process: ${sleptMs.toFixed(1)} ms, want 2500 +- 10 %`);
   assert.equal(lost[4] ?? 0n, 0n, 'no block outlived its stack map (offcpu_expired)');
 });
 
