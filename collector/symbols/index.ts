@@ -36,7 +36,7 @@
 import fs from 'node:fs';
 import { type Kallsyms, readKallsyms } from './kallsyms.ts';
 import { createElfCache, type ElfFile, ElfError, parseElf, bufferReader } from './elf.ts';
-import { createMapsCache, fileOffsetOf, findMapping, type Mapping, mapFilesPath, moduleOf, type ProcessMaps } from './maps.ts';
+import { createMapsCache, fileOffsetOf, findMapping, type Mapping, mapFilesPath, moduleOf, processKey, type ProcessMaps } from './maps.ts';
 import { openPerfMap, type PerfMapFile } from './perfmap.ts';
 
 export type FrameKind = 'KERNEL' | 'USER' | 'JIT';
@@ -102,6 +102,8 @@ export type SymbolizerOptions = {
   validateMs?: number;
   /** maps or perf map re-read after a miss at most this often per pid (ms, default 1000) */
   rereadMs?: number;
+  /** every this many ms (default 10000) processes that exited or exec'ed are dropped with their perf maps, so a host's churn does not fill the caches with the dead */
+  sweepMs?: number;
   /** kallsyms re-read after a kernel miss at most this often (ms, default 10000: modules and BPF programs come and go) */
   kallsymsRereadMs?: number;
   /** a kernel symbol farther than this from an address does not hold it (default 256 KiB) */
@@ -135,6 +137,8 @@ export function createSymbolizer(opts: SymbolizerOptions = {}): Symbolizer {
   const kallsymsRereadMs = opts.kallsymsRereadMs ?? 10_000;
   const maxKernelSpan = opts.maxKernelSymbolSpan ?? 256 << 10;
   const adjust = opts.returnAddresses ?? true;
+  const sweepMs = opts.sweepMs ?? 10_000;
+  let sweptAt = now();
   const maps = createMapsCache({ procRoot, validateMs: opts.validateMs ?? 1000, rereadMs, maxProcesses, now });
   const elfs = createElfCache({ maxFiles: opts.maxFiles ?? 256, maxBytes });
   const procs = new Map<number, ProcState>();
@@ -349,6 +353,22 @@ export function createSymbolizer(opts: SymbolizerOptions = {}): Symbolizer {
     return { module: '[jit]', function: s.name, functionOffset: s.offset + (a - at), kind: 'JIT' };
   }
 
+  /** Drops what is held for processes that are gone or are another image now (one stat per process). */
+  function sweep(): void {
+    sweptAt = now();
+    for (const pid of maps.pids()) {
+      const key = processKey(procRoot, pid);
+      if (key === null || key !== procKeys.get(pid)) forgetPid(pid);
+    }
+    for (const pid of [...procs.keys()]) if (!procKeys.has(pid)) procs.delete(pid);
+  }
+
+  function forgetPid(pid: number): void {
+    maps.forget(pid);
+    procs.delete(pid);
+    procKeys.delete(pid);
+  }
+
   function boundPerfMaps(): void {
     // perf maps of long-running JITs grow: past the budget, drop the least recently used processes' tables
     let total = perfMapBytes() + elfs.bytes();
@@ -362,6 +382,9 @@ export function createSymbolizer(opts: SymbolizerOptions = {}): Symbolizer {
 
   return {
     symbolize(pid, addresses, kernel) {
+      if (now() - sweptAt >= sweepMs) {
+        try { sweep(); } catch (cause) { because('maps_unreadable', cause); }
+      }
       const out: Frame[] = [];
       perfMapsRead = false;
       let ctx: Ctx | null = null;
@@ -386,11 +409,7 @@ export function createSymbolizer(opts: SymbolizerOptions = {}): Symbolizer {
       if (perfMapsRead) boundPerfMaps();
       return out;
     },
-    forget(pid) {
-      maps.forget(pid);
-      procs.delete(pid);
-      procKeys.delete(pid);
-    },
+    forget: forgetPid,
     stats() {
       return {
         ...st,

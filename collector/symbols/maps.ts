@@ -183,6 +183,8 @@ export type MapsCache = {
   lookup(pid: number, address?: number): MapsLookup;
   /** forget a pid (its process is known gone) */
   forget(pid: number): void;
+  /** the pids held, least recently used first */
+  pids(): number[];
   readonly size: number;
   /** rough bytes held */
   bytes(): number;
@@ -272,6 +274,7 @@ export function createMapsCache(opts: MapsCacheOptions = {}): MapsCache {
       const e = byPid.get(pid);
       if (e) { held -= e.bytes; byPid.delete(pid); }
     },
+    pids: () => [...byPid.keys()],
     get size() { return byPid.size; },
     bytes: () => held,
     get reads() { return reads; },

@@ -160,6 +160,26 @@ test('symbolize: bounded caches: one file and one process kept still name every 
   b.child.kill('SIGKILL');
 });
 
+test('symbolize: processes that exited are dropped from the caches by the periodic sweep', async () => {
+  let clock = 0;
+  const sym = createSymbolizer({ now: () => clock, sweepMs: 1000 });
+  const a = await start(`${dir}/rfsym-pie`);
+  const b = await start(`${dir}/rfsym-nopie`);
+  sym.symbolize(a.pid, [a.alpha + 1n], false);
+  sym.symbolize(b.pid, [b.alpha + 1n], false);
+  assert.equal(sym.stats().processes, 2);
+  a.child.kill('SIGKILL');
+  await new Promise((r) => a.child.once('exit', r));
+  for (let i = 0; i < 200 && fs.existsSync(`/proc/${a.pid}`); i++) await new Promise((r) => setTimeout(r, 10));
+  sym.symbolize(b.pid, [b.beta + 1n], false);
+  assert.equal(sym.stats().processes, 2, 'not before sweepMs');
+  clock += 1000;
+  const [f] = sym.symbolize(b.pid, [b.beta + 1n], false);
+  assert.equal(f!.function, 'rf_sym_beta');
+  assert.equal(sym.stats().processes, 1, 'the exited one is gone');
+  b.child.kill('SIGKILL');
+});
+
 test('symbolize: the vDSO (read from the process\'s memory) names clock_gettime', () => {
   // our own process: the vDSO image from /proc/self/mem gives the truth's address
   const maps = parseMaps(fs.readFileSync('/proc/self/maps', 'latin1'));
