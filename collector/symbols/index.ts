@@ -104,7 +104,11 @@ export type SymbolizerOptions = {
   rereadMs?: number;
   /** every this many ms (default 10000) processes that exited or exec'ed are dropped with their perf maps, so a host's churn does not fill the caches with the dead */
   sweepMs?: number;
-  /** kallsyms re-read after a kernel miss at most this often (ms, default 10000: modules and BPF programs come and go) */
+  /**
+   * kallsyms re-read after a miss above the core kernel (a module or BPF program
+   * loaded since) at most this often (ms, default 60000: a read costs ~100 ms of
+   * CPU here, 0.2% of a core at this rate; a miss inside the core kernel never re-reads)
+   */
   kallsymsRereadMs?: number;
   /** a kernel symbol farther than this from an address does not hold it (default 256 KiB) */
   maxKernelSymbolSpan?: number;
@@ -134,7 +138,7 @@ export function createSymbolizer(opts: SymbolizerOptions = {}): Symbolizer {
   const rereadMs = opts.rereadMs ?? 1000;
   const maxProcesses = opts.maxProcesses ?? 1024;
   const maxBytes = opts.maxBytes ?? 256 << 20;
-  const kallsymsRereadMs = opts.kallsymsRereadMs ?? 10_000;
+  const kallsymsRereadMs = opts.kallsymsRereadMs ?? 60_000;
   const maxKernelSpan = opts.maxKernelSymbolSpan ?? 256 << 10;
   const adjust = opts.returnAddresses ?? true;
   const sweepMs = opts.sweepMs ?? 10_000;
@@ -143,6 +147,8 @@ export function createSymbolizer(opts: SymbolizerOptions = {}): Symbolizer {
   const elfs = createElfCache({ maxFiles: opts.maxFiles ?? 256, maxBytes });
   const procs = new Map<number, ProcState>();
   let vdso: { key: string; file: ElfFile | null } | null = null;
+  let vdsoFailedAt = -Infinity;
+  let vdsoCause: unknown = undefined;
   let kallsyms: Kallsyms | null = null;
   let kallsymsAt = -Infinity;
   const st: SymbolizerStats = { frames: 0, hits: 0, misses: 0, unknown: 0, unknownBy: {}, causes: {}, processes: 0, files: 0, bytes: 0, kernelRestricted: false };
@@ -208,6 +214,9 @@ export function createSymbolizer(opts: SymbolizerOptions = {}): Symbolizer {
     // one vDSO per kernel: keyed by its size, read once from the first process asked about
     const key = `${m.end - m.start}`;
     if (vdso && vdso.key === key) return { file: vdso.file, cached: true };
+    // /proc/PID/mem needs ptrace rights over the process: a failure is tried again
+    // at most once per minute (and with another process), not once per frame
+    if (now() - vdsoFailedAt < 60_000) return { file: null, cached: true, cause: vdsoCause };
     try {
       const fd = fs.openSync(`${procRoot}/${pid}/mem`, 'r');
       try {
@@ -218,6 +227,8 @@ export function createSymbolizer(opts: SymbolizerOptions = {}): Symbolizer {
       } finally { fs.closeSync(fd); }
       return { file: vdso.file, cached: false };
     } catch (cause) {
+      vdsoFailedAt = now();
+      vdsoCause = cause;
       return { file: null, cached: false, cause };
     }
   }
@@ -240,7 +251,7 @@ export function createSymbolizer(opts: SymbolizerOptions = {}): Symbolizer {
     if (kallsyms === null) { unknown('kallsyms_unreadable'); miss(cached); return frame; }
     if (kallsyms.restricted) { unknown('kallsyms_restricted'); miss(cached); return frame; }
     let s = kallsyms.lookup(lookupAt);
-    if ((s === null || s.offset > maxKernelSpan) && now() - kallsymsAt >= kallsymsRereadMs) {
+    if ((s === null || s.offset > maxKernelSpan) && lookupAt > kallsyms.coreEnd && now() - kallsymsAt >= kallsymsRereadMs) {
       // a module or BPF program loaded since: read again (rate-limited)
       loadKallsyms();
       cached = false;

@@ -42,6 +42,8 @@ export type Kallsyms = {
   lookup(address: bigint): KernelSymbol | null;
   /** the lowest text address of a module (`_text` for the core kernel): frames' offsets count from it */
   base(module: string): bigint | null;
+  /** the highest core-kernel text symbol: above it are modules, BPF programs and trampolines, which come and go */
+  readonly coreEnd: bigint;
 };
 
 const TEXT_TYPES = new Set(['t', 'T', 'w', 'W']);
@@ -92,11 +94,13 @@ export function parseKallsyms(text: string): Kallsyms {
   const sMods: string[] = new Array(order.length);
   let nameBytes = 0;
   const bases = new Map<string, bigint>();
+  let coreEnd = 0n;
   order.forEach((i, k) => {
     sorted[k] = addrs[i]!;
     sNames[k] = names[i]!;
     sMods[k] = mods[i]!;
     if (!bases.has(mods[i]!)) bases.set(mods[i]!, addrs[i]!);
+    if (mods[i] === KERNEL_MODULE) coreEnd = addrs[i]!;
     nameBytes += names[i]!.length + 16;
   });
   const restricted = sorted.length === 0 && zero > 0 && lines > 0;
@@ -105,6 +109,7 @@ export function parseKallsyms(text: string): Kallsyms {
     restricted,
     bytes: sorted.byteLength + nameBytes,
     base: (module) => bases.get(module) ?? null,
+    coreEnd,
     lookup(address: bigint): KernelSymbol | null {
       // last symbol whose start <= address
       let lo = 0, hi = sorted.length - 1, at = -1;
