@@ -17,7 +17,8 @@
  *   - KERNEL: module `[kernel.kallsyms]` or `[MODNAME]`, offset from the
  *     module's lowest text symbol (`_text` for the kernel: stable under KASLR);
  *   - JIT: module `[jit]` when the perf map names it, offset from the mapping's
- *     start (or the address itself when no mapping holds it).
+ *     start (or the address itself when no mapping holds it); a V8 name gives
+ *     the function without its tier mark, and the script and line.
  * `functionOffset` is the address minus the function's start when named.
  *
  * Return addresses: every frame of a stack after the first is where a call
@@ -37,7 +38,7 @@ import fs from 'node:fs';
 import { type Kallsyms, readKallsyms } from './kallsyms.ts';
 import { createElfCache, type ElfFile, ElfError, parseElf, bufferReader } from './elf.ts';
 import { createMapsCache, fileOffsetOf, findMapping, type Mapping, mapFilesPath, moduleOf, processKey, type ProcessMaps } from './maps.ts';
-import { openPerfMap, type PerfMapFile } from './perfmap.ts';
+import { openPerfMap, parseJitName, type PerfMapFile } from './perfmap.ts';
 
 export type FrameKind = 'KERNEL' | 'USER' | 'JIT';
 
@@ -52,6 +53,9 @@ export type Frame = {
   function: string | null;
   /** address - the function's start, when named */
   functionOffset: number | null;
+  /** JIT frames whose perf map name says so (V8: the script and its line); null otherwise (no DWARF) */
+  file: string | null;
+  line: number | null;
   kind: FrameKind;
   /** the GNU build id of the module's file, when it has one and was read */
   buildId: string | null;
@@ -247,7 +251,7 @@ export function createSymbolizer(opts: SymbolizerOptions = {}): Symbolizer {
   function kernelFrame(address: bigint, lookupAt: bigint): Frame {
     let cached = true;
     if (kallsyms === null && now() - kallsymsAt >= kallsymsRereadMs) { loadKallsyms(); cached = false; }
-    const frame: Frame = { address, module: '[kernel.kallsyms]', offset: 0, function: null, functionOffset: null, kind: 'KERNEL', buildId: null };
+    const frame: Frame = { address, module: '[kernel.kallsyms]', offset: 0, function: null, functionOffset: null, file: null, line: null, kind: 'KERNEL', buildId: null };
     if (kallsyms === null) { unknown('kallsyms_unreadable'); miss(cached); return frame; }
     if (kallsyms.restricted) { unknown('kallsyms_restricted'); miss(cached); return frame; }
     let s = kallsyms.lookup(lookupAt);
@@ -281,7 +285,7 @@ export function createSymbolizer(opts: SymbolizerOptions = {}): Symbolizer {
   }
 
   function userFrame(ctx: Ctx, address: bigint, lookupAt: bigint): Frame {
-    const frame: Frame = { address, module: '', offset: 0, function: null, functionOffset: null, kind: 'USER', buildId: null };
+    const frame: Frame = { address, module: '', offset: 0, function: null, functionOffset: null, file: null, line: null, kind: 'USER', buildId: null };
     const a = Number(address);
     const at = Number(lookupAt);
     if (address >= TWO_53 && address < VSYSCALL) { unknown('not_user_address'); st.hits++; return frame; }
@@ -361,7 +365,8 @@ export function createSymbolizer(opts: SymbolizerOptions = {}): Symbolizer {
       s = p.perfMap.lookup(at);
     }
     if (!s) return null;
-    return { module: '[jit]', function: s.name, functionOffset: s.offset + (a - at), kind: 'JIT' };
+    const n = parseJitName(s.name);
+    return { module: '[jit]', function: n.function, file: n.file, line: n.line, functionOffset: s.offset + (a - at), kind: 'JIT' };
   }
 
   /** Drops what is held for processes that are gone or are another image now (one stat per process). */
@@ -409,7 +414,7 @@ export function createSymbolizer(opts: SymbolizerOptions = {}): Symbolizer {
           else f = userFrame(ctx ??= context(pid), address, lookupAt);
         } catch (cause) {
           // a bug or an unforeseen file: the frame keeps its address, the cause is counted
-          f = { address, module: '', offset: 0, function: null, functionOffset: null, kind: kernel ? 'KERNEL' : 'USER', buildId: null };
+          f = { address, module: '', offset: 0, function: null, functionOffset: null, file: null, line: null, kind: kernel ? 'KERNEL' : 'USER', buildId: null };
           unknown(cause instanceof ElfError ? 'not_elf' : 'file_unreadable', cause);
           st.misses++;
         }
@@ -440,5 +445,5 @@ export { parseMaps, findMapping, fileOffsetOf, createMapsCache } from './maps.ts
 export type { Mapping, MappingKind } from './maps.ts';
 export { parseElf, openElf, readElfHeaders, fileOffsetToVaddr, createElfCache, ElfError } from './elf.ts';
 export type { ElfFile, ElfSymbol, ElfHeaders } from './elf.ts';
-export { parsePerfMapLines, PerfMapTable, openPerfMap } from './perfmap.ts';
-export type { PerfMapEntry, JitSymbol } from './perfmap.ts';
+export { parsePerfMapLines, parseJitName, PerfMapTable, openPerfMap } from './perfmap.ts';
+export type { PerfMapEntry, JitSymbol, JitName } from './perfmap.ts';

@@ -173,6 +173,50 @@ export class PerfMapTable {
   }
 }
 
+export type JitName = {
+  /** the function's name without V8's kind prefix and tier mark; '(anonymous)' for an unnamed JS function */
+  function: string;
+  /** the script (a path, `node:internal/...`, `[eval]`), when the name says */
+  file: string | null;
+  line: number | null;
+  /** V8's tier mark: ~ interpreted, ^ baseline (Sparkplug), + Maglev, * TurboFan; '' when none */
+  tier: string;
+};
+
+const V8_JS_KINDS = ['JS:', 'LazyCompile:', 'Function:', 'Script:', 'Eval:'];
+
+/**
+ * A perf map name as a frame's function, file and line (pure). V8 writes JS code
+ * as `JS:<mark><name> <script>:<line>:<column>` (Node >= 20; before: `LazyCompile:`,
+ * `Function:`, `Script:` with an optional space after the colon), with <mark>
+ * the tier the code was compiled at. The same function compiled at several
+ * tiers is one function to a profile, so the mark goes into `tier`, not the
+ * name; so does a `'` that follows the mark on some entries (Node 24; on-stack
+ * replacement code as far as we can tell). Anything else (V8's `Builtin:` and
+ * `BytecodeHandler:` entries, JVM agents' `Lpkg/Class;method()V`) is kept whole.
+ */
+export function parseJitName(raw: string): JitName {
+  const kind = V8_JS_KINDS.find((k) => raw.startsWith(k));
+  if (!kind) return { function: raw, file: null, line: null, tier: '' };
+  let rest = raw.slice(kind.length).trimStart();
+  let tier = '';
+  if (rest.length > 0 && '~^+*'.includes(rest[0]!)) { tier = rest[0]!; rest = rest.slice(1); }
+  if (rest.startsWith("'")) rest = rest.slice(1);
+  // the script and position are the last space-separated part: names may hold spaces (`get x`), paths rarely
+  let name = rest;
+  let file: string | null = null;
+  let line: number | null = null;
+  const sp = rest.lastIndexOf(' ');
+  const loc = /^(.+):(\d+):(\d+)$/.exec(sp >= 0 ? rest.slice(sp + 1) : rest);
+  if (loc) {
+    name = sp >= 0 ? rest.slice(0, sp) : '';
+    file = loc[1]!;
+    line = Number(loc[2]);
+  }
+  name = name.trim();
+  return { function: name === '' ? '(anonymous)' : name, file, line, tier };
+}
+
 /** The pid a process sees itself as (its innermost pid namespace), from /proc/PID/status text (pure). */
 export function nsPidOfStatus(status: string, pid: number): number {
   const m = /^NSpid:\s*([\d\s]+)$/m.exec(status);
