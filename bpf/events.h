@@ -362,18 +362,27 @@ enum rf_l7_parse_counter {
  * rf_prof_counts (struct rf_prof_key -> __u64 samples or blocked ns) and
  * drained by user space every interval (native rf_session_profile_drain).
  *
- * Generations: rf_prof_ctl[0] holds a generation number g that user space
- * increments at every drain. Counts go to keys with slot = g & 1, stacks to
- * the stack map rf_prof_stacks<g % 3>. A drain clears the stack map of g + 1
- * (no key can still name it), moves to g + 1, waits until no program can
- * still be running with g (membarrier: synchronize_rcu), then reads and
- * deletes every key of slot g & 1 with the frames of the stack maps they
- * name. Nothing writes those keys or maps any more, so no increment is lost or
- * counted twice. An off-CPU block names the stack map of the generation it
- * started in; one that lasted past two drains finds that map cleared, and its
- * time is counted without a stack (RF_PROF_STACK_EXPIRED, and
- * RF_PROF_L_OFFCPU_EXPIRED). Lines up with collector/profile/layout.ts.
+ * Generations and epochs: <P>_ctl[0] (struct rf_prof_ctl) holds a
+ * generation g that user space increments at every drain, and a stack epoch e
+ * that it increments every few drains (one for profile, several for offcpu).
+ * Counts go to keys with slot = g & 1, stacks to the stack map
+ * <P>_stacks<e % 3>. A drain that starts epoch e + 1 first clears the stack
+ * map of e + 1 (= e - 2: no key still to be read names it); every drain moves
+ * to g + 1, waits until no program can still be running with g (membarrier:
+ * synchronize_rcu), then reads and deletes every key of slot g & 1 with the
+ * frames of the stack maps they name. Nothing writes those keys any more and
+ * the maps they name are not cleared before the next epoch, so no increment
+ * is lost or counted twice. An off-CPU block names the stack map of the epoch
+ * it started in; one that lasted into the epoch after next finds that map
+ * cleared, and its time is counted without a stack (RF_PROF_STACK_EXPIRED,
+ * and RF_PROF_L_OFFCPU_EXPIRED). Lines up with collector/profile/drain.ts.
  */
+struct rf_prof_ctl {
+	__u64 generation;  /* count slot = generation & 1 */
+	__u64 stack_epoch; /* stack map = stack_epoch % 3 */
+	__u64 epoch_since; /* generation at which stack_epoch last moved (user space only) */
+};
+
 enum rf_prof_kind {
 	RF_PROF_ONCPU  = 0, /* value = samples of the cpu-clock event */
 	RF_PROF_OFFCPU = 1, /* value = ns blocked */
@@ -391,7 +400,7 @@ enum rf_prof_state {
 /* Stack id values that are not ids (>= 0 is an id in the slot's stack map). */
 #define RF_PROF_STACK_NONE    (-1) /* no stack of that kind (kernel thread: no user stack; sample in user mode: no kernel stack) */
 #define RF_PROF_STACK_LOST    (-2) /* bpf_get_stackid failed: counted in rf_prof_lost */
-#define RF_PROF_STACK_EXPIRED (-3) /* off-CPU block longer than two drains: its stack map was cleared */
+#define RF_PROF_STACK_EXPIRED (-3) /* off-CPU block that outlived its stack epoch and the next: its stack map was cleared */
 
 #define RF_PROF_MAX_FRAMES 127 /* PERF_MAX_STACK_DEPTH: a stack map value is __u64[127] */
 
@@ -402,7 +411,7 @@ struct rf_prof_key {
 	__s32 kernel_stack_id;
 	__u8  kind;             /* enum rf_prof_kind */
 	__u8  slot;             /* generation & 1 of the count */
-	__u8  stack_map;        /* 0..2: generation % 3 of the stacks */
+	__u8  stack_map;        /* 0..2: stack epoch % 3 of the stacks */
 	__u8  state;            /* enum rf_prof_state */
 	__u8  _pad[4];
 };

@@ -35,7 +35,7 @@ const volatile __u64 rf_offcpu_min_ns = 1000000;
 
 struct rf_offcpu_task {
 	__u64 off_ts;  /* switched out at */
-	__u64 gen;     /* generation whose stack map holds the ids */
+	__u64 epoch;   /* stack epoch whose stack map holds the ids */
 	__s32 user_stack_id;
 	__s32 kernel_stack_id;
 	__u8  state;   /* enum rf_prof_state */
@@ -58,15 +58,15 @@ int BPF_PROG(rf_offcpu_switch, bool preempt, struct task_struct *prev,
 	__u32 next_pid = BPF_CORE_READ(next, pid);
 	__u64 now = bpf_ktime_get_ns();
 	struct rf_offcpu_task *s;
-	__u64 gen;
+	__u64 gen, epoch;
 
 	/* prev leaves the CPU; it is current here, so its stacks can be taken */
 	if (prev_pid && rf_current_passes()) {
 		struct rf_offcpu_task st = {};
 
-		gen = rf_prof_gen();
+		rf_prof_now(&gen, &epoch);
 		st.off_ts = now;
-		st.gen = gen;
+		st.epoch = epoch;
 		if (preempt || prev_state == TASK_RUNNING)
 			st.state = RF_PROF_ST_PREEMPTED;
 		else if (prev_state & TASK_NOLOAD)
@@ -77,8 +77,8 @@ int BPF_PROG(rf_offcpu_switch, bool preempt, struct task_struct *prev,
 			st.state = RF_PROF_ST_DISK;
 		else
 			st.state = RF_PROF_ST_OTHER;
-		st.user_stack_id = rf_prof_stackid(ctx, gen % 3, BPF_F_USER_STACK);
-		st.kernel_stack_id = rf_prof_stackid(ctx, gen % 3, 0);
+		st.user_stack_id = rf_prof_stackid(ctx, epoch % 3, BPF_F_USER_STACK);
+		st.kernel_stack_id = rf_prof_stackid(ctx, epoch % 3, 0);
 		bpf_map_update_elem(&rf_offcpu_tasks, &prev_pid, &st, BPF_ANY);
 	}
 
@@ -91,19 +91,19 @@ int BPF_PROG(rf_offcpu_switch, bool preempt, struct task_struct *prev,
 	if (now - s->off_ts >= rf_offcpu_min_ns) {
 		struct rf_prof_key key = {};
 
-		gen = rf_prof_gen();
+		rf_prof_now(&gen, &epoch);
 		key.tgid = BPF_CORE_READ(next, tgid);
 		key.pid = rf_prof_per_thread ? next_pid : 0;
 		key.kind = RF_PROF_OFFCPU;
 		key.slot = gen & 1;
 		key.state = s->state;
-		if (s->gen == gen || s->gen + 1 == gen) {
-			/* the stack map of generation s->gen is cleared only two drains later */
-			key.stack_map = s->gen % 3;
+		if (s->epoch == epoch || s->epoch + 1 == epoch) {
+			/* the stack map of epoch s->epoch is cleared only as epoch s->epoch + 3 begins */
+			key.stack_map = s->epoch % 3;
 			key.user_stack_id = s->user_stack_id;
 			key.kernel_stack_id = s->kernel_stack_id;
 		} else {
-			key.stack_map = gen % 3;
+			key.stack_map = epoch % 3;
 			key.user_stack_id = RF_PROF_STACK_EXPIRED;
 			key.kernel_stack_id = RF_PROF_STACK_EXPIRED;
 			rf_prof_lose(RF_PROF_L_OFFCPU_EXPIRED);

@@ -6,9 +6,9 @@
  * signals load, run and drain independently; the native drain
  * (rf_session_profile_drain) finds a set by that prefix:
  *
- *   <P>_ctl      ARRAY[1] of __u64: the generation (events.h explains the scheme)
+ *   <P>_ctl      ARRAY[1] of struct rf_prof_ctl: generation and stack epoch (events.h explains the scheme)
  *   <P>_counts   HASH struct rf_prof_key -> __u64 (samples or ns)
- *   <P>_stacks0..2  STACK_TRACE: one per generation % 3, user and kernel stacks
+ *   <P>_stacks0..2  STACK_TRACE: one per stack epoch % 3, user and kernel stacks
  *   <P>_comm     LRU_HASH tgid -> process comm (group leader's), written once per tgid
  *   <P>_lost     PERCPU_ARRAY of __u64 by enum rf_prof_lost_reason
  *
@@ -44,7 +44,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct rf_prof_ctl);
 } RF_PM(_ctl) SEC(".maps");
 
 struct {
@@ -86,17 +86,23 @@ static __always_inline void rf_prof_lose(__u32 reason)
 		*n += 1; /* per-CPU slot */
 }
 
-/* The current generation; 0 if the map cannot be read (it always can: an array). */
-static __always_inline __u64 rf_prof_gen(void)
+/*
+ * The current generation and stack epoch (0, 0 if the map cannot be read: it
+ * always can, an array). User space rewrites the struct while programs run:
+ * any mix of old and new values is safe (events.h), each is read once.
+ */
+static __always_inline void rf_prof_now(__u64 *gen, __u64 *epoch)
 {
 	__u32 zero = 0;
-	__u64 *g = bpf_map_lookup_elem(&RF_PM(_ctl), &zero);
-	return g ? *(volatile __u64 *)g : 0;
+	struct rf_prof_ctl *c = bpf_map_lookup_elem(&RF_PM(_ctl), &zero);
+
+	*gen = c ? *(volatile __u64 *)&c->generation : 0;
+	*epoch = c ? *(volatile __u64 *)&c->stack_epoch : 0;
 }
 
 /*
  * The stack of current (user with BPF_F_USER_STACK, else kernel) in the stack
- * map of generation % 3 == m. A task without that kind of stack (-EFAULT: a
+ * map of stack epoch % 3 == m. A task without that kind of stack (-EFAULT: a
  * kernel thread's user stack, a sample taken in user mode's kernel stack) is
  * RF_PROF_STACK_NONE; a failure is counted and RF_PROF_STACK_LOST (the sample
  * or block is kept, without that stack).

@@ -97,7 +97,7 @@ interface NativeSession {
   mapCounters(name: string): bigint[] | null;
   stats(): SessionStats;
   attachPerfEvent(program: string, frequencyHz: number): number;
-  profileDrain(prefix: string): ProfileDrain;
+  profileDrain(prefix: string, epochDrains?: number): ProfileDrain;
 }
 
 /**
@@ -225,10 +225,12 @@ export class Session {
    * Takes every count aggregated in the kernel since the previous drain out of
    * the map set `prefix` (`rf_prof`, `rf_offcpu`), each increment exactly once,
    * with the frames of the stacks they name. Blocks the calling thread for one
-   * RCU grace period (milliseconds).
+   * RCU grace period (milliseconds). A new stack epoch begins every
+   * `stackEpochDrains` drains (default 1): an off-CPU block keeps its stack if
+   * it ends before the epoch after the one it began in (bpf/events.h).
    */
-  profileDrain(prefix: string): ProfileDrain {
-    return this.#n.profileDrain(prefix);
+  profileDrain(prefix: string, opts: { stackEpochDrains?: number } = {}): ProfileDrain {
+    return this.#n.profileDrain(prefix, opts.stackEpochDrains ?? 1);
   }
 
   /** Bytes in the ring not yet consumed (the collector's stats report it). */

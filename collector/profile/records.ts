@@ -8,7 +8,7 @@
  * Frames are leaf first, kernel then user, as perf and pprof order a stack:
  * a sample taken in the kernel has its kernel frames nearest the leaf.
  * Two keys of the kernel map can name the same stacks (an off-CPU block's
- * stacks live in the stack map of the generation it started in, so one
+ * stacks live in the stack map of the stack epoch it started in, so one
  * stack can have ids in two maps): they merge here into one record.
  */
 import type { DecodedDrain, ProfileCount, ProfKind, ProfState, StackRead } from './drain.ts';

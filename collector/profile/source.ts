@@ -39,9 +39,18 @@ export const PROFILE_PREFIX: Readonly<Record<string, string>> = { profile: 'rf_p
 export const DEFAULT_PROFILE_HZ = 19;
 export const DEFAULT_PROFILE_INTERVAL_MS = 10_000;
 export const DEFAULT_OFFCPU_MIN_NS = 1_000_000n;
+/**
+ * Drains per stack epoch (bpf/events.h), per signal. On-CPU stacks are read
+ * at the drain after they were taken: one. An off-CPU block keeps its stack
+ * if it ends before the epoch after the one it began in, so at least 6
+ * intervals (60 s at the default 10 s); longer ones are reported without
+ * stacks and counted (offcpu_expired). More drains per epoch keep more
+ * stacks in a map at once (more collisions, counted).
+ */
+export const STACK_EPOCH_DRAINS: Readonly<Record<string, number>> = { profile: 1, offcpu: 6 };
 
 export interface DrainingSession {
-  profileDrain(prefix: string): { generation: bigint; counts: Buffer; stacks: Buffer; comms: Buffer };
+  profileDrain(prefix: string, opts?: { stackEpochDrains?: number }): { generation: bigint; counts: Buffer; stacks: Buffer; comms: Buffer };
 }
 
 export interface ProfileSourceOptions {
@@ -117,7 +126,7 @@ export class ProfileSource {
   }
 
   private drainOne(signal: string, prefix: string): void {
-    const raw = this.opts.session.profileDrain(prefix);
+    const raw = this.opts.session.profileDrain(prefix, { stackEpochDrains: STACK_EPOCH_DRAINS[signal] ?? 1 });
     const end = this.now();
     const start = this.windowStart.get(signal) ?? end;
     this.windowStart.set(signal, end);

@@ -322,13 +322,21 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     Napi::Env env = info.Env();
     if (!s_) return Stopped(env, "profileDrain");
     if (info.Length() < 1 || !info[0].IsString()) {
-      ThrowType(env, "profileDrain(prefix): prefix must be a string");
+      ThrowType(env, "profileDrain(prefix, epochDrains): prefix must be a string");
       return env.Undefined();
     }
     std::string prefix = info[0].As<Napi::String>();
+    double epochDrains = 1;
+    if (info.Length() > 1 && !info[1].IsUndefined()) {
+      epochDrains = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 0;
+      if (!(epochDrains >= 1 && epochDrains <= 1000000) || epochDrains != static_cast<double>(static_cast<int64_t>(epochDrains))) {
+        ThrowType(env, "profileDrain: epochDrains must be an integer in 1..1000000");
+        return env.Undefined();
+      }
+    }
     rf_profile_drain d = {};
     rf_error err = {};
-    if (rf_session_profile_drain(s_, prefix.c_str(), &d, &err)) {
+    if (rf_session_profile_drain(s_, prefix.c_str(), static_cast<uint32_t>(epochDrains), &d, &err)) {
       ThrowRf(env, &err);
       return env.Undefined();
     }

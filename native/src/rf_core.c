@@ -1398,12 +1398,14 @@ static void wait_programs(void)
 		usleep(20000);
 }
 
-int rf_session_profile_drain(rf_session *s, const char *prefix, rf_profile_drain *out, rf_error *err)
+int rf_session_profile_drain(rf_session *s, const char *prefix, uint32_t epoch_drains, rf_profile_drain *out,
+			     rf_error *err)
 {
 	char name[5][64];
 	struct bpf_map *ctl, *counts, *comm, *stacks[3];
 	uint32_t zero = 0, max, ksz;
-	uint64_t gen, next;
+	struct rf_prof_ctl c, next;
+	uint64_t gen;
 	void *keys = NULL, *vals = NULL, *dels = NULL;
 	uint32_t got = 0, n_del = 0;
 	size_t stack_cap = 0, comm_cap = 0;
@@ -1431,16 +1433,29 @@ int rf_session_profile_drain(rf_session *s, const char *prefix, rf_profile_drain
 	ksz = bpf_map__key_size(counts);
 	if (ksz != sizeof(struct rf_prof_key) || bpf_map__value_size(counts) != 8)
 		return set_err(err, "profileDrain", name[1], EINVAL, "key %u bytes, want %zu", ksz, sizeof(struct rf_prof_key));
+	if (bpf_map__value_size(ctl) != sizeof(struct rf_prof_ctl))
+		return set_err(err, "profileDrain", name[0], EINVAL, "value %u bytes, want %zu", bpf_map__value_size(ctl),
+			       sizeof(struct rf_prof_ctl));
+	if (epoch_drains == 0)
+		epoch_drains = 1;
 
-	if (bpf_map_lookup_elem(bpf_map__fd(ctl), &zero, &gen))
+	if (bpf_map_lookup_elem(bpf_map__fd(ctl), &zero, &c))
 		return set_err(err, "bpf_map_lookup_elem", name[0], errno, NULL);
-	/* 1. the stack map of generation gen + 1 is named by no key that is still to be read */
-	snprintf(name[3], 64, "%s_stacks%d", prefix, (int)((gen + 1) % 3));
-	r = clear_stack_map(bpf_map__fd(stacks[(gen + 1) % 3]), bpf_map__max_entries(stacks[(gen + 1) % 3]), err, name[3]);
-	if (r)
-		return r;
+	gen = c.generation;
+	next = c;
+	next.generation = gen + 1;
+	if (gen + 1 - c.epoch_since >= epoch_drains) {
+		/* 1. a new stack epoch: its map (that of epoch - 2) is named by no key still to be read */
+		uint32_t m = (uint32_t)((c.stack_epoch + 1) % 3);
+
+		snprintf(name[3], 64, "%s_stacks%u", prefix, m);
+		r = clear_stack_map(bpf_map__fd(stacks[m]), bpf_map__max_entries(stacks[m]), err, name[3]);
+		if (r)
+			return r;
+		next.stack_epoch = c.stack_epoch + 1;
+		next.epoch_since = gen + 1;
+	}
 	/* 2. move on; 3. wait for programs still running with gen */
-	next = gen + 1;
 	if (bpf_map_update_elem(bpf_map__fd(ctl), &zero, &next, BPF_ANY))
 		return set_err(err, "bpf_map_update_elem", name[0], errno, NULL);
 	wait_programs();

@@ -179,7 +179,9 @@ int rf_session_attach_perf_event(rf_session *s, const char *program, uint64_t fr
 
 /*
  * One drain of a profiling map set <prefix>_{ctl,counts,stacks0..2,comm}
- * (bpf/prof_maps.bpf.h): moves to the next generation, waits until no program
+ * (bpf/prof_maps.bpf.h): moves to the next generation (and to the next stack
+ * epoch once every epoch_drains drains: an off-CPU block keeps its stack if it
+ * ends before the epoch after next), waits until no program
  * still runs with the old one, then takes every count of the old one out
  * (read and deleted: each increment is read exactly once; bpf/events.h says
  * why) with the frames of the stacks they name. Three malloc'd arrays:
@@ -199,7 +201,8 @@ typedef struct rf_profile_drain {
 	void *comms;
 	size_t n_comms;
 } rf_profile_drain;
-int rf_session_profile_drain(rf_session *s, const char *prefix, rf_profile_drain *out, rf_error *err);
+int rf_session_profile_drain(rf_session *s, const char *prefix, uint32_t epoch_drains, rf_profile_drain *out,
+			     rf_error *err);
 void rf_profile_drain_clear(rf_profile_drain *d);
 
 #ifdef __cplusplus

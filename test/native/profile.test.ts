@@ -13,8 +13,9 @@
  *   leaves, their caller main is next; this process (busy between drains) is
  *   never sampled (rf_self_tgid).
  * - off-CPU: block.c sleeps 200 ms ten times, then waits 500 ms on a pipe,
- *   drained every second: the time blocked under each function's stack is
- *   within 10 % of what it slept, state S.
+ *   drained every 250 ms (a new stack epoch every 4): the time blocked under
+ *   each function's stack is within 10 % of what it slept, state S; no block
+ *   lost its stack (the pipe read spans several drains), none read twice.
  * ~10 s.
  */
 import { test, before } from 'node:test';
@@ -32,6 +33,7 @@ import { ROOT, sleep } from './helpers.ts';
 const PROFILE_OBJ = `${ROOT}bpf/.output/profile.bpf.o`;
 const OFFCPU_OBJ = `${ROOT}bpf/.output/offcpu.bpf.o`;
 const FIXTURES = `${ROOT}test/fixtures/profile`;
+const EPOCH = 4;
 let dir = '';
 
 before(() => {
@@ -139,12 +141,14 @@ test('off-CPU: 10 x 200 ms nanosleep and a 500 ms pipe read are blocked time und
     session.addObject(OFFCPU_OBJ, encodeSettings({ selfTgid: process.pid, pid: fx.pid }));
     let done = false;
     const exited = fx.go().then((code) => { done = true; return code; });
+    // drains every 250 ms: the 500 ms pipe read spans two or three of them, within one stack epoch
+    // and the next (4 drains each), so it keeps its stack
     while (!done) {
-      await Promise.race([sleep(1000), exited]);
-      counts.push(...decodeProfileDrain(session.profileDrain('rf_offcpu')).counts);
+      await Promise.race([sleep(250), exited]);
+      counts.push(...decodeProfileDrain(session.profileDrain('rf_offcpu', { stackEpochDrains: EPOCH })).counts);
     }
     assert.equal(await exited, 0);
-    counts.push(...decodeProfileDrain(session.profileDrain('rf_offcpu')).counts);
+    counts.push(...decodeProfileDrain(session.profileDrain('rf_offcpu', { stackEpochDrains: EPOCH })).counts);
     lost.push(...(session.mapCounters('rf_offcpu_lost') ?? []));
   } finally {
     await session.stop();
