@@ -27,6 +27,8 @@ export const PROF_LOST = { USTACK_COLLISION: 0, KSTACK_COLLISION: 1, STACK_MAP_F
 
 export const PROF_KEY_SIZE = 24;
 export const PROF_COUNT_SIZE = 32;
+/** offsetof(struct rf_prof_key, ...) (test/unit/profile-layout.test.ts checks them with gcc) */
+export const PROF_KEY = { tgid: 0, pid: 4, user_stack_id: 8, kernel_stack_id: 12, kind: 16, slot: 17, stack_map: 18, state: 19 } as const;
 
 /**
  * What a stack id gave: the frames (leaf first), or why there are none:
@@ -90,17 +92,17 @@ export function decodeProfileDrain(d: { generation: bigint; counts: Buffer; stac
   const counts: ProfileCount[] = [];
   if (d.counts.length % PROF_COUNT_SIZE !== 0) malformed++;
   for (let off = 0; off + PROF_COUNT_SIZE <= d.counts.length; off += PROF_COUNT_SIZE) {
-    const map = d.counts[off + 18]!;
-    const kind = d.counts[off + 16]!;
-    const state = d.counts[off + 19]!;
+    const map = d.counts[off + PROF_KEY.stack_map]!;
+    const kind = d.counts[off + PROF_KEY.kind]!;
+    const state = d.counts[off + PROF_KEY.state]!;
     counts.push({
-      tgid: d.counts.readUInt32LE(off),
-      pid: d.counts.readUInt32LE(off + 4),
+      tgid: d.counts.readUInt32LE(off + PROF_KEY.tgid),
+      pid: d.counts.readUInt32LE(off + PROF_KEY.pid),
       kind: kind === PROF_KIND.OFFCPU ? 'OFFCPU' : 'ONCPU',
       state: PROF_STATES[state] ?? 'OTHER',
-      value: d.counts.readBigUInt64LE(off + 24),
-      user: read(map, d.counts.readInt32LE(off + 8)),
-      kernel: read(map, d.counts.readInt32LE(off + 12)),
+      value: d.counts.readBigUInt64LE(off + PROF_KEY_SIZE),
+      user: read(map, d.counts.readInt32LE(off + PROF_KEY.user_stack_id)),
+      kernel: read(map, d.counts.readInt32LE(off + PROF_KEY.kernel_stack_id)),
     });
   }
   const comms = new Map<number, string>();
