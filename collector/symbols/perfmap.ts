@@ -233,24 +233,36 @@ export type PerfMapFile = {
   readonly exists: boolean;
   readonly path: string;
   readonly bytes: number;
+  /** times the file outgrew maxFileBytes and only its tail was kept */
+  readonly truncations: number;
 };
 
 /** One process's perf map, read incrementally as it grows. */
-export function openPerfMap(procRoot: string, pid: number, opts: { minIntervalMs?: number; dir?: string } = {}): PerfMapFile {
+export function openPerfMap(procRoot: string, pid: number, opts: { minIntervalMs?: number; dir?: string; maxFileBytes?: number } = {}): PerfMapFile {
   let nspid = pid;
   try { nspid = nsPidOfStatus(fs.readFileSync(`${procRoot}/${pid}/status`, 'latin1'), pid); } catch { /* gone: the refresh will say so */ }
   const dir = opts.dir ?? '/tmp';
   const path = `${procRoot}/${pid}/root${dir}/perf-${nspid}.map`;
   const minInterval = opts.minIntervalMs ?? 1000;
-  const table = new PerfMapTable();
+  // a long-running JIT's map only grows (GBs over weeks): we hold at most its
+  // last maxFileBytes, the newest code, and start again from the tail past that
+  const maxFileBytes = Math.max(4096, opts.maxFileBytes ?? 64 << 20);
+  let table = new PerfMapTable();
+  let heldFrom = 0;
   let readTo = 0;
   let ino = -1;
   let lastRefresh = -Infinity;
   let exists = false;
+  let truncations = 0;
+  // after a cut into the file's tail: the bytes up to the first newline are the
+  // end of a line whose start we did not read, and are dropped (a suffix of
+  // `7f0123 20 f` can look like a valid line at another address)
+  let skipping = false;
   return {
     path,
     get exists() { return exists; },
     get bytes() { return table.bytes + 128; },
+    get truncations() { return truncations; },
     refresh(now) {
       if (now - lastRefresh < minInterval) return exists;
       lastRefresh = now;
@@ -263,8 +275,17 @@ export function openPerfMap(procRoot: string, pid: number, opts: { minIntervalMs
           // the start; its lines come after the old ones, so they win
           ino = st.ino;
           readTo = 0;
+          heldFrom = 0;
         }
         exists = true;
+        if (st.size - heldFrom > maxFileBytes) {
+          // keep the tail: a fresh table from half the budget before the end
+          truncations++;
+          table = new PerfMapTable();
+          heldFrom = readTo = st.size - Math.floor(maxFileBytes / 2);
+          const prev = Buffer.alloc(1);
+          skipping = fs.readSync(fd, prev, 0, 1, readTo - 1) === 1 && prev[0] !== 0x0a;
+        }
         if (st.size > readTo) {
           const len = st.size - readTo;
           const b = Buffer.allocUnsafe(len);
@@ -274,11 +295,18 @@ export function openPerfMap(procRoot: string, pid: number, opts: { minIntervalMs
             if (n === 0) break;
             got += n;
           }
+          let from = 0;
+          if (skipping) {
+            const nl = b.subarray(0, got).indexOf(0x0a);
+            if (nl >= 0) { from = nl + 1; skipping = false; } else from = got;
+          }
           // complete lines only (cut at a newline byte, so no UTF-8 name is split)
           const last = b.lastIndexOf(0x0a, got - 1);
-          if (last >= 0) {
-            table.add(parsePerfMapLines(b.toString('utf8', 0, last + 1)).entries);
+          if (last >= from) {
+            table.add(parsePerfMapLines(b.toString('utf8', from, last + 1)).entries);
             readTo += last + 1;
+          } else if (!skipping) {
+            readTo += from; // the dropped end of a line (from is 0 otherwise)
           }
         }
       } finally {

@@ -104,6 +104,64 @@ test('perf map file: read as it grows, a half-written line read again, a recreat
   }
 });
 
+test('perf map file: a map that outgrows maxFileBytes keeps its tail (the newest code), never a line read from its middle', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rf-sym-perfmap-'));
+  try {
+    const file = path.join(dir, `perf-${process.pid}.map`);
+    // lines of varying length, so the cut falls inside lines; addresses whose
+    // suffixes are valid hex (a line read from its middle would name a wrong address)
+    const all: PerfMapEntry[] = [];
+    const lines = (from: number, n: number): string => {
+      let t = '';
+      for (let i = from; i < from + n; i++) {
+        const e = { start: 0x7f0000100000 + i * 0x40, size: 0x40, name: `fn_${i}_${'x'.repeat(i % 23)}` };
+        all.push(e);
+        t += `${e.start.toString(16)} ${e.size.toString(16)} ${e.name}\n`;
+      }
+      return t;
+    };
+    fs.writeFileSync(file, lines(0, 300));
+    // the line the cut falls into: read from the cut on, it must not become an entry
+    const text = fs.readFileSync(file, 'latin1');
+    const cut = text.length - 2048;
+    const suffix = parsePerfMapLines(text.slice(cut, text.indexOf('\n', cut) + 1)).entries;
+    assert.equal(suffix.length, 1, 'the test cuts a line into something that parses');
+    const pm = openPerfMap('/proc', process.pid, { minIntervalMs: 0, dir, maxFileBytes: 4096 });
+    let clock = 0;
+    const check = (): number => {
+      let named = 0;
+      for (const e of all) {
+        for (const a of [e.start, e.start + 0x3f]) {
+          const got = pm.lookup(a);
+          if (got) { named++; assert.equal(got.name, naive(all, a), `address ${a.toString(16)}`); }
+        }
+      }
+      return named;
+    };
+    pm.refresh(clock++);
+    assert.equal(pm.truncations, 1);
+    assert.equal(pm.lookup(suffix[0]!.start), null, `the cut line's end (${JSON.stringify(suffix[0])}) is not an entry`);
+    assert.equal(pm.lookup(all[0]!.start), null, 'the oldest code is dropped');
+    assert.equal(pm.lookup(all[299]!.start)?.name, all[299]!.name, 'the newest is held');
+    const first = check();
+    assert.ok(first > 40 && first < 300, `about half the budget held: ${first / 2} entries`);
+    // growing by less than the budget: appended, no cut
+    fs.appendFileSync(file, lines(300, 20));
+    pm.refresh(clock++);
+    assert.equal(pm.truncations, 1);
+    assert.equal(pm.lookup(all[319]!.start)?.name, all[319]!.name);
+    // growing past it again: cut again, still only whole lines
+    fs.appendFileSync(file, lines(320, 200));
+    pm.refresh(clock++);
+    assert.equal(pm.truncations, 2);
+    assert.equal(pm.lookup(all[519]!.start)?.name, all[519]!.name);
+    check();
+    assert.ok(pm.bytes < 64 * 1024, `bytes held ${pm.bytes}`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('perf map: V8 names to function, script and line, the tier mark apart (table)', () => {
   const j = (fn: string, file: string | null, line: number | null, tier: string): JitName => ({ function: fn, file, line, tier });
   const cases: [string, string, JitName][] = [
