@@ -73,7 +73,9 @@ export type UnknownReason =
   | 'kallsyms_restricted'
   | 'no_kernel_symbol'
   | 'vdso_unreadable'
-  | 'not_user_address';
+  | 'not_user_address'
+  /** something this file did not foresee threw: the frame keeps its address, the cause is kept */
+  | 'internal_error';
 
 export type SymbolizerStats = {
   frames: number;
@@ -390,7 +392,8 @@ export function createSymbolizer(opts: SymbolizerOptions = {}): Symbolizer {
     let total = perfMapBytes() + elfs.bytes();
     for (const [pid, p] of procs) {
       if (total <= maxBytes || procs.size <= 1) break;
-      total -= p.perfMap?.bytes ?? 0;
+      if (!p.perfMap) continue; // dropping it would free nothing counted here
+      total -= p.perfMap.bytes;
       procs.delete(pid);
       procKeys.delete(pid);
     }
@@ -415,7 +418,7 @@ export function createSymbolizer(opts: SymbolizerOptions = {}): Symbolizer {
         } catch (cause) {
           // a bug or an unforeseen file: the frame keeps its address, the cause is counted
           f = { address, module: '', offset: 0, function: null, functionOffset: null, file: null, line: null, kind: kernel ? 'KERNEL' : 'USER', buildId: null };
-          unknown(cause instanceof ElfError ? 'not_elf' : 'file_unreadable', cause);
+          unknown(cause instanceof ElfError ? 'not_elf' : 'internal_error', cause);
           st.misses++;
         }
         st.frames++;
