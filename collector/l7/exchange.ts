@@ -31,7 +31,9 @@
  *   CLOSED     REQUEST (no response before close)
  *   REQ_ONLY   REQUEST (no response within the hand-over time)
  *   RESP_ONLY  RESPONSE (its request is unknown)
- *   LOST       what is known (the request; the response if it began), the later one truncated
+ *   LOST       what is known (the request; the response if it began), all of it truncated: the
+ *              record does not say which direction lost framing (a request with a bad
+ *              Content-Length still gets its 400)
  * A message is `truncated` when its head bytes end before its head does (the
  * head_bytes cap: only whole field lines are kept), when the response's end
  * was not framed (RESP_END_UNKNOWN), when framing was lost (LOST), or when a
@@ -265,8 +267,7 @@ export function exchangeMessages(x: L7Exchange, opts: L7ParseOptions): ExchangeM
     } else {
       const m = http1Message('REQUEST', head.start, head.fields, opts, x.seq, x.req_start_ns, x.req_end_ns);
       m.body_bytes = x.req_body_bytes;
-      // LOST: the later message known is where framing was lost
-      m.truncated = cut(head) || (x.flags & L7_XFLAG.REQ_HEAD_CUT) !== 0 || copyFailed || (lost && !hasResp);
+      m.truncated = cut(head) || (x.flags & L7_XFLAG.REQ_HEAD_CUT) !== 0 || copyFailed || lost;
       out.messages.push(m);
     }
   }

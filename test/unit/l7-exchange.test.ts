@@ -173,9 +173,9 @@ test('exchange records -> messages: one table case per outcome and flag', () => 
       want: [{ kind: 'RESPONSE', status: 200, truncated: true, protocol_version: '' }],
     },
     {
-      name: 'LOST in the response: the request whole, the response as far as known, truncated',
+      name: 'LOST with a response: both as far as known, both truncated (which direction lost framing is not said)',
       rec: { ...TIMES, outcome: L7Outcome.LOST, status: 200, reqHead: 'GET / HTTP/1.1\r\n\r\n', respHead: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n', resp_body_bytes: 4 },
-      want: [{ kind: 'REQUEST', truncated: false }, { kind: 'RESPONSE', status: 200, body_bytes: 4, truncated: true }],
+      want: [{ kind: 'REQUEST', truncated: true }, { kind: 'RESPONSE', status: 200, body_bytes: 4, truncated: true }],
     },
     {
       name: 'LOST before any response: the request, truncated',
@@ -586,7 +586,8 @@ function runDifferential(conv: Conversation): void {
     got.push(...x7.exchange(decode(spec)));
     if (k !== respOnly) {
       const m = conv.n >= reqHeadLen ? rq.msg : cutModel(rq.msg, rm, conv.n);
-      if (m) want.push({ msg: m, ctx: rq.ctx });
+      // LOST: the record does not say which direction lost framing, so the request is truncated too
+      if (m) want.push({ msg: lost ? { ...m, truncated: true } : m, ctx: rq.ctx });
     }
     if (rs) {
       const m = conv.n >= respAvail ? rs.msg : cutModel(rs.msg, sm!, Math.min(conv.n, respAvail));
