@@ -51,7 +51,8 @@ ${SIGNALS.map((s) => `                          ${s.name}: ${s.summary}`).join('
   --profile-interval DUR
                         profile, offcpu: how often the kernel's counts are drained into records (default 10s)
   --offcpu-min DUR      offcpu: blocks shorter than DUR are not counted (default 1ms: shorter ones are mostly lock
-                          hand-overs and wake-ups, and at 100k switches/s they would dominate the kernel's work)
+                          hand-overs and wake-ups that explain no latency a user sees, and at 100k switches/s
+                          they would fill the count map and the records)
   --exclude-pid LIST    l7: processes whose traffic is not parsed (ringflow up passes its own
                           processor and exporter, so their OTLP exports do not become spans)
   --duration DUR        stop after DUR (e.g. 30s); default: until Ctrl-C
