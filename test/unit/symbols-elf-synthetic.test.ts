@@ -10,6 +10,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { bufferReader, ElfError, fileOffsetToVaddr, parseElf } from '../../collector/symbols/elf.ts';
 
 type Sym = { name: string; value: number; size: number; type?: number; bind?: number; shndx?: number };
@@ -238,4 +239,29 @@ test('elf (synthetic): not ELF64 LE, or cut short: ElfError (table)', () => {
   for (const [name, buf, msg] of cases) {
     assert.throws(() => parseElf(bufferReader(buf)), (e: unknown) => e instanceof ElfError && msg.test(e.message), name);
   }
+});
+
+test('elf (synthetic): damaged images (random bytes changed, cut anywhere) give a table or an ElfError, never another exception (property)', () => {
+  const good = buildElf({
+    buildId: '00112233445566778899aabbccddeeff00112233',
+    loads: [{ offset: 0, vaddr: 0x400000, filesz: 0x2000 }, { offset: 0x2000, vaddr: 0x602000, filesz: 0x800 }],
+    symtab: [{ name: 'a', value: 0x401000, size: 0x10 }, { name: 'b', value: 0x401010, size: 0 }],
+    dynsym: [{ name: 'c', value: 0x401020, size: 0x20 }],
+    debuglink: 'x.debug',
+  });
+  fc.assert(fc.property(
+    fc.array(fc.record({ at: fc.nat(good.length - 1), v: fc.integer({ min: 0, max: 255 }) }), { minLength: 1, maxLength: 12 }),
+    fc.option(fc.nat(good.length), { nil: undefined }),
+    (edits, cutAt) => {
+      const b = Buffer.from(good);
+      for (const e of edits) b[e.at] = e.v;
+      const img = cutAt === undefined ? b : b.subarray(0, cutAt);
+      let f;
+      try { f = parseElf(bufferReader(img)); } catch (e) {
+        assert.ok(e instanceof ElfError, `${(e as Error)?.name}: ${(e as Error)?.message}`);
+        return;
+      }
+      for (const off of [0, 0x1000, 0x1004, 0x1020, 0x2000, 0x5000]) f.lookupFileOffset(off);
+    },
+  ), { numRuns: 2000 });
 });
