@@ -773,13 +773,22 @@ struct rf_l7_pkey {
  * RF_L7_MAX_HEAD is slack, so that "offset < MAX, length <= MAX" is provably
  * inside the value for the verifier.
  */
+/*
+ * Head bytes kept per side in a pending entry: rf_l7_head_bytes is clamped
+ * to this too. The entry's size is what each exchange costs (copied in at
+ * the request's start, allocated and freed): with 2 KiB heads (6 KiB values)
+ * the map cost ~24 us per request, ~10x all the rest; raising it means
+ * sizing the map's value at load (bpf_map__set_value_size), not here.
+ */
+#define RF_L7_PEND_HEAD 512
+
 struct rf_l7_pend {
 	struct rf_l7_exchange x;
 	__u8 method;   /* enum rf_h1_method of the request: a response to HEAD/CONNECT is framed by it */
 	__u8 has_req;  /* the request was seen (else the exchange is RESP_ONLY) */
 	__u8 lost;     /* framing was lost during it: LOST */
 	__u8 _pad[5];
-	__u8 head[3 * RF_L7_MAX_HEAD]; /* [0, MAX): request head; [MAX, 2 MAX): response head */
+	__u8 head[3 * RF_L7_PEND_HEAD]; /* [0, H): request head; [H, 2 H): response head; the rest slack */
 };
 
 /*
@@ -840,7 +849,7 @@ struct rf_l7_h1_ctx {
 
 static __always_inline __u32 rf_l7_head_cap(void)
 {
-	return rf_l7_head_bytes < RF_L7_MAX_HEAD ? rf_l7_head_bytes : RF_L7_MAX_HEAD;
+	return rf_l7_head_bytes < RF_L7_PEND_HEAD ? rf_l7_head_bytes : RF_L7_PEND_HEAD;
 }
 
 static __always_inline struct rf_l7_pend *rf_l7_pend_get(__u64 conn_id, __u32 seq)
@@ -917,11 +926,11 @@ static __always_inline void rf_l7_head_put(struct rf_l7_pend *p, int resp, const
 		n = cap - cur;
 		p->x.flags |= resp ? RF_L7_X_RESP_HEAD_CUT : RF_L7_X_REQ_HEAD_CUT;
 	}
-	/* bounds for the verifier: cur < MAX, n <= MAX, from < 2 * MAX_CAPTURE (the window) */
-	off = (cur & (RF_L7_MAX_HEAD - 1)) + (resp ? RF_L7_MAX_HEAD : 0);
+	/* bounds for the verifier: cur < H, n <= H, from < 2 * MAX_CAPTURE (the window) */
+	off = (cur & (RF_L7_PEND_HEAD - 1)) + (resp ? RF_L7_PEND_HEAD : 0);
 	barrier_var(n);
-	if (n > RF_L7_MAX_HEAD)
-		n = RF_L7_MAX_HEAD;
+	if (n > RF_L7_PEND_HEAD)
+		n = RF_L7_PEND_HEAD;
 	if (bpf_probe_read_kernel(p->head + off, n, data + (from & (RF_L7_MAX_CAPTURE - 1))))
 		return;
 	if (resp)
@@ -950,10 +959,10 @@ __noinline int rf_l7_x_emit(__u64 conn_id, __u32 seq, __u32 outcome)
 	sl = p->x.resp_head_len;
 	barrier_var(rl);
 	barrier_var(sl);
-	if (rl > RF_L7_MAX_HEAD)
-		rl = RF_L7_MAX_HEAD;
-	if (sl > RF_L7_MAX_HEAD)
-		sl = RF_L7_MAX_HEAD;
+	if (rl > RF_L7_PEND_HEAD)
+		rl = RF_L7_PEND_HEAD;
+	if (sl > RF_L7_PEND_HEAD)
+		sl = RF_L7_PEND_HEAD;
 	rf_l7_parse_count(RF_L7_P_EXCHANGES);
 	if (bpf_ringbuf_reserve_dynptr(&rf_events, sizeof(p->x) + rl + sl, 0, &dp)) {
 		bpf_ringbuf_discard_dynptr(&dp, BPF_RB_NO_WAKEUP);
@@ -961,7 +970,7 @@ __noinline int rf_l7_x_emit(__u64 conn_id, __u32 seq, __u32 outcome)
 	} else {
 		bpf_dynptr_write(&dp, 0, &p->x, sizeof(p->x), 0);
 		bpf_dynptr_write(&dp, sizeof(p->x), p->head, rl, 0);
-		bpf_dynptr_write(&dp, sizeof(p->x) + rl, p->head + RF_L7_MAX_HEAD, sl, 0);
+		bpf_dynptr_write(&dp, sizeof(p->x) + rl, p->head + RF_L7_PEND_HEAD, sl, 0);
 		bpf_ringbuf_submit_dynptr(&dp, rf_wakeup_flags(sizeof(p->x) + rl + sl));
 	}
 	bpf_map_delete_elem(&rf_l7_pending, &k);

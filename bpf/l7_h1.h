@@ -284,7 +284,8 @@ static __always_inline int rf_h1_field(struct rf_h1 *d, __u8 c)
 			d->flags = (d->flags & ~(RF_H1F_MCL | RF_H1F_MTE)) |
 				   (c == 'c' ? RF_H1F_MCL : 0) | (c == 't' ? RF_H1F_MTE : 0);
 			d->k = 1;
-			d->sub = RF_H1_LS_NAME;
+			/* a field framing does not need: the rest of its line is a run (rf_h1_skip) */
+			d->sub = d->flags & (RF_H1F_MCL | RF_H1F_MTE) ? RF_H1_LS_NAME : RF_H1_LS_OTHER;
 		} else {
 			d->sub = RF_H1_LS_OTHER; /* obs-fold or a malformed line: user space judges it */
 		}
@@ -315,6 +316,8 @@ static __always_inline int rf_h1_field(struct rf_h1 *d, __u8 c)
 				d->flags &= ~RF_H1F_MTE;
 			if (d->k < 32)
 				d->k++;
+			if (!(d->flags & (RF_H1F_MCL | RF_H1F_MTE)))
+				d->sub = RF_H1_LS_OTHER;
 		} else {
 			d->sub = RF_H1_LS_OTHER;
 		}
@@ -674,6 +677,56 @@ static __always_inline int rf_h1_frame(struct rf_h1 *d, int resp, __u8 req_metho
 	return rf_h1_end(d, !resp && d->method == RF_H1_M_CONNECT);
 }
 
+/* Bytes of a run skipped at most per unit (a bounded loop the verifier walks once). */
+#define RF_H1_RUN 64
+
+/*
+ * A run: the request target, a reason phrase, a field line or trailer line
+ * not about framing, a chunk extension. Its bytes change nothing but the
+ * head (or chunk-line) count until a delimiter; 0 when not in one.
+ */
+static __always_inline int rf_h1_run(struct rf_h1 *d)
+{
+	switch (d->state) {
+	case RF_H1_RLINE:
+		return d->sub == RF_H1_RL_TGT ? 1 : 0;
+	case RF_H1_SLINE:
+		return d->sub == RF_H1_SL_REASON ? 2 : 0;
+	case RF_H1_HEAD:
+	case RF_H1_TRAILERS:
+		return d->sub == RF_H1_LS_OTHER ? 3 : 0;
+	case RF_H1_CHUNK_LINE:
+		return d->sub == RF_H1_CS_EXT ? 4 : 0;
+	}
+	return 0;
+}
+
+/*
+ * How many bytes from p (< have) continue the run rf_h1_run found, at most
+ * RF_H1_RUN and never past the count where the head (or chunk line) would be
+ * too long: the byte-wise step then gives up at the same byte as it would.
+ */
+static __always_inline __u32 rf_h1_skip(struct rf_h1 *d, const __u8 *buf, __u32 p, __u32 have)
+{
+	int run = rf_h1_run(d);
+	__u32 lim = have - p, room, j;
+
+	room = run == 4 ? RF_H1_MAX_CHUNK_LINE : RF_H1_MAX_HEAD;
+	room = d->head < room ? room - d->head : 0;
+	if (lim > room)
+		lim = room;
+	for (j = 0; j < RF_H1_RUN; j++) {
+		__u8 c;
+
+		if (j >= lim)
+			break;
+		c = RF_H1_BYTE(buf, p + j);
+		if (run == 1 ? (c <= ' ' || c == 0x7f) : (c == '\n' || ((run == 2 || run == 4) && c == '\r')))
+			break;
+	}
+	return j;
+}
+
 /*
  * One unit of work on a syscall's bytes: n bytes moved, the first `have` of
  * them readable in buf (the copied window), *pos the next one. A body is
@@ -720,6 +773,17 @@ static __always_inline int rf_h1_unit(struct rf_h1 *d, const __u8 *buf, __u32 *p
 	if (p >= have) {
 		*pos = n;
 		return rf_h1_giveup(d, RF_H1_WHY_BAD_FRAMING);
+	}
+	/* inside a run of bytes that only end at a delimiter: skip the run in one unit */
+	if (rf_h1_run(d)) {
+		__u32 j = rf_h1_skip(d, buf, p, have);
+
+		if (j) {
+			d->head += j;
+			*pos = p + j;
+			d->last_ns = ts;
+			return RF_H1_EV_NONE;
+		}
 	}
 	*pos = p + 1;
 	ev = rf_h1_byte(d, RF_H1_BYTE(buf, p), resp, ts);
