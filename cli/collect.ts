@@ -50,6 +50,7 @@ ${SIGNALS.map((s) => `                          ${s.name}: ${s.summary}`).join('
                           Parca's choice, a prime off the beat of 10 ms/1 ms timers, well under 1% of a CPU)
   --profile-interval DUR
                         profile, offcpu: how often the kernel's counts are drained into records (default 10s)
+  --profile-threads     profile, offcpu: count per thread (records carry pid) rather than per process
   --offcpu-min DUR      offcpu: blocks shorter than DUR are not counted (default 1ms: shorter ones are mostly lock
                           hand-overs and wake-ups that explain no latency a user sees, and at 100k switches/s
                           they would fill the count map and the records)
@@ -82,6 +83,7 @@ const OPTIONS = {
   'profile-hz': { type: 'string' },
   'profile-interval': { type: 'string' },
   'offcpu-min': { type: 'string' },
+  'profile-threads': { type: 'boolean' },
   duration: { type: 'string' },
   stdout: { type: 'boolean' },
   partitions: { type: 'string' },
@@ -109,7 +111,7 @@ export interface CollectConfig {
   l7Parse: L7ParseOptions;
   l7Exclude: number[];
   /** the profile and offcpu signals (collector/profile) */
-  profile: { hz: number; intervalMs: number; offcpuMinNs: bigint };
+  profile: { hz: number; intervalMs: number; offcpuMinNs: bigint; perThread: boolean };
 }
 
 /**
@@ -162,6 +164,7 @@ export function parseCollectArgs(argv: string[]): CollectConfig & { help: boolea
       hz: v['profile-hz'] === undefined ? DEFAULT_PROFILE_HZ : parseIntFlag('--profile-hz', v['profile-hz'], 1, 1000),
       intervalMs: Number(parseDurationInRange('--profile-interval', v['profile-interval'] ?? '10s', 100_000_000n, 3_600_000_000_000n) / 1_000_000n),
       offcpuMinNs: v['offcpu-min'] === undefined ? DEFAULT_OFFCPU_MIN_NS : parseDurationInRange('--offcpu-min', v['offcpu-min'], 0n, DAY_NS),
+      perThread: v['profile-threads'] ?? false,
     },
     l7Exclude: v['exclude-pid'] === undefined ? [] : v['exclude-pid'].split(',').map((p) => parseIntFlag('--exclude-pid', p.trim(), 1, 4194304)),
     l7Parse: {
@@ -303,7 +306,7 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
     const globals = encodeSettings({ ...cfg.filters, selfTgid: process.pid });
     for (const s of cfg.signals) {
       try {
-        const own = s === 'l7' ? encodeL7Settings(cfg.l7) : PROFILE_PREFIX[s] ? encodeProfileSettings({ offcpuMinNs: cfg.profile.offcpuMinNs }, s === 'offcpu') : {};
+        const own = s === 'l7' ? encodeL7Settings(cfg.l7) : PROFILE_PREFIX[s] ? encodeProfileSettings({ offcpuMinNs: cfg.profile.offcpuMinNs, perThread: cfg.profile.perThread }, s === 'offcpu') : {};
         const info = session.addObject(objectPath(s), { ...globals, ...own });
         // perf_event programs are not auto-attached: the cpu-clock event of every online CPU
         if (s === 'profile') session.attachPerfEvent(PROFILE_PROGRAM, cfg.profile.hz);

@@ -26,7 +26,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Session } from '../../native/index.ts';
-import { encodeSettings } from '../../collector/signals/settings.ts';
+import { encodeProfileSettings, encodeSettings } from '../../collector/signals/settings.ts';
 import { decodeProfileDrain, type ProfileCount } from '../../collector/profile/drain.ts';
 import { ROOT, sleep } from './helpers.ts';
 
@@ -128,6 +128,28 @@ test('on-CPU: a 3:1 spin is sampled 75 % +- 5 points at 99 Hz, both functions fr
   const share = Number(a) / Number(a + b);
   assert.ok(Math.abs(share - 0.75) <= 0.05, `spin_a share ${(share * 100).toFixed(1)} % (${a} of ${a + b}), want 75 +- 5`);
   assert.deepEqual(withCaller, { a: true, b: true }, 'main is the caller frame of both');
+});
+
+test('per-thread counts (rf_prof_per_thread) carry the thread id; per-process ones 0', async () => {
+  const bin = build('spin');
+  for (const perThread of [false, true]) {
+    const fx = await park(bin, ['1']);
+    const session = new Session({ ringBytes: 1 << 16 });
+    const pids = new Set<number>();
+    try {
+      session.addObject(PROFILE_OBJ, { ...encodeSettings({ selfTgid: process.pid, pid: fx.pid }), ...encodeProfileSettings({ perThread }, false) });
+      session.attachPerfEvent('rf_prof_sample', 99);
+      assert.equal(await fx.go(), 0);
+      for (const c of decodeProfileDrain(session.profileDrain('rf_prof')).counts) {
+        assert.equal(c.tgid, fx.pid, '--pid keeps the rest out');
+        pids.add(c.pid);
+      }
+    } finally {
+      await session.stop();
+    }
+    // the spin is one thread: its thread id is its pid
+    assert.deepEqual([...pids], [perThread ? fx.pid : 0], `perThread ${perThread}`);
+  }
 });
 
 test('off-CPU: 10 x 200 ms nanosleep and a 500 ms pipe read are blocked time under their stacks, within 10 %, state S', async () => {

@@ -110,3 +110,14 @@ test('Collector.emitRecords: read and handed to the sink under maxPending, user-
   assert.deepEqual(s.events, [{ event: PROFILE_TOPIC, read: 3, kernel_drops: 0, user_drops: 3, produced: 0 }]);
   assert.deepEqual(s.drop_reasons.sort((a, b) => a.reason.localeCompare(b.reason)), [{ reason: 'backpressure', count: 2 }, { reason: 'profile_encode_error', count: 1 }]);
 });
+
+test('collect flags: --profile-hz, --profile-interval, --offcpu-min, --profile-threads; defaults 19 Hz, 10 s, 1 ms, per process; bad values refused', async () => {
+  const { parseCollectArgs } = await import('../../cli/collect.ts');
+  assert.deepEqual(parseCollectArgs(['--signals', 'profile,offcpu']).profile, { hz: 19, intervalMs: 10_000, offcpuMinNs: 1_000_000n, perThread: false });
+  assert.deepEqual(parseCollectArgs(['--signals', 'profile', '--profile-hz', '49', '--profile-interval', '2s', '--offcpu-min', '5ms', '--profile-threads']).profile,
+    { hz: 49, intervalMs: 2000, offcpuMinNs: 5_000_000n, perThread: true });
+  assert.deepEqual(parseCollectArgs([]).signals.filter((s) => s === 'profile' || s === 'offcpu'), [], 'opt-in');
+  for (const bad of [['--profile-hz', '0'], ['--profile-hz', '5000'], ['--profile-interval', '10ms'], ['--offcpu-min', 'x']]) {
+    assert.throws(() => parseCollectArgs(bad), /--profile-hz|--profile-interval|--offcpu-min/, bad.join(' '));
+  }
+});
