@@ -455,6 +455,30 @@ srv.shutdown(); srv.server_close()
     }
   });
 
+  it('a bad Content-Length: the exchange goes out LOST and counted; the next request, in a later write, starts again RESYNCED', async (t) => {
+    if (!rootOrSkip(t)) return;
+    const r = await run(t, PYTHON, ['-c', PY_PRELUDE + String.raw`
+go()
+ls, c, s = pair()
+def ex(req, resp):
+    c.sendall(req); recv_until(s, len(req)); s.sendall(resp); recv_until(c, len(resp))
+ex(b'GET /ok HTTP/1.1\r\n\r\n', b'HTTP/1.1 204 No Content\r\n\r\n')
+ex(b'POST /bad HTTP/1.1\r\nContent-Length: 1x\r\n\r\n', b'HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n')
+ex(b'GET /again HTTP/1.1\r\n\r\n', b'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
+c.close(); s.close(); ls.close()
+`]);
+    // both ends gave up on the bad request, and both found the next start line
+    assert.equal(r.parse[3], 2n, `h1_bad_framing: ${r.parse.join(',')}`);
+    assert.equal(r.parse[5], 2n, 'h1_resynced');
+    assert.equal(r.captures.length, 0);
+    const [client, server] = byRole(r.exchanges);
+    for (const [side, xs] of [['client', client], ['server', server]] as const) {
+      assert.deepEqual(xs.map((x) => [x.seq, x.status, x.outcome, x.flags & 8]),
+        [[0, 204, OUT.RESPONDED, 0], [1, 400, OUT.LOST, 0], [2, 200, OUT.RESPONDED, 8]], side);
+      assert.equal(xs[1]!.req_head, 'POST /bad HTTP/1.1\r\nContent-Length: 1x\r\n\r\n', `${side}: what was known of the lost request`);
+    }
+  });
+
   it('rf_l7_kernel_parse = 0: everything stays capture records, as before', async (t) => {
     if (!rootOrSkip(t)) return;
     const r = await run(t, PYTHON, ['-c', PY_PRELUDE + String.raw`
