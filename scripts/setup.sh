@@ -46,6 +46,8 @@ have npm || missing+=(npm)
 { have dnsmasq || [ -x /usr/sbin/dnsmasq ]; } || missing+=(dnsmasq-base)
 have dig || missing+=(dnsutils)
 have curl || missing+=(curl)
+# CPU profiling: perf is the reference the profiler and the symboliser are checked against (symbols-perf, profile fidelity)
+have perf || missing+=(linux-perf)
 # npm run bench: the HTTP load generator of http_overhead_ratio
 have wrk || missing+=(wrk)
 # the soak (test/soak): a gRPC client and server that are not grpc-js, for Debian's own python3

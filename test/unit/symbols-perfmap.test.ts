@@ -193,10 +193,13 @@ test('perf map: NSpid (the pid inside the container names the file) (table)', ()
   for (const [name, status, want] of cases) assert.equal(nsPidOfStatus(status, 4242), want, name);
 });
 
+const v8LogDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rf-v8log-'));
+after(() => fs.rmSync(v8LogDir, { recursive: true, force: true }));
+
 test('symbolize: a node --perf-basic-prof process\'s hot JS function is named from its perf map (JIT)', async () => {
   const script = 'function rfHotLoop(n){let s=0;for(let i=0;i<n;i++)s+=i%7;return s}\n' +
     'process.stdout.write("ready\\n"); setInterval(()=>{}, 1000); for(;;){ rfHotLoop(1e5); }';
-  const child = spawn(process.execPath, ['--perf-basic-prof', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--perf-basic-prof', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'], cwd: v8LogDir }); // V8 writes an isolate-*.log into its cwd
   children.push(child);
   const pid = child.pid!;
   const mapFile = `/tmp/perf-${pid}.map`;
