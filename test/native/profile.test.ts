@@ -28,6 +28,7 @@ import path from 'node:path';
 import { Session } from '../../native/index.ts';
 import { encodeProfileSettings, encodeSettings } from '../../collector/signals/settings.ts';
 import { decodeProfileDrain, type ProfileCount } from '../../collector/profile/drain.ts';
+import { createSymbolizer } from '../../collector/symbols/index.ts';
 import { ROOT, sleep } from './helpers.ts';
 
 const PROFILE_OBJ = `${ROOT}bpf/.output/profile.bpf.o`;
@@ -44,7 +45,7 @@ before(() => {
 
 function build(name: string): string {
   const out = path.join(dir, name);
-  execFileSync('gcc', ['-O0', '-fno-omit-frame-pointer', '-no-pie', '-o', out, path.join(FIXTURES, `${name}.c`)]);
+  execFileSync('gcc', ['-O0', '-fno-omit-frame-pointer', '-no-pie', '-pthread', '-o', out, path.join(FIXTURES, `${name}.c`)]);
   return out;
 }
 
@@ -236,4 +237,41 @@ test('ringflow collect --signals profile: stack records of the spin, named by th
   assert.ok(a + b >= 50, `samples named spin_a/spin_b: ${a} + ${b}`);
   // fewer samples than the direct test: a looser bound, the ratio is what it shows
   assert.ok(Math.abs(a / (a + b) - 0.75) <= 0.1, `spin_a share ${(100 * a / (a + b)).toFixed(1)} %`);
+});
+
+test('off-CPU reasons: a futex held 300 ms by another thread is S time under futex_wait, O_DIRECT reads are D time, each as the fixture timed it', async () => {
+  const bin = build('wait');
+  // O_DIRECT needs a file on a block device (not tmpfs)
+  const file = path.join(mkdtempSync('/var/tmp/rf-profile-'), 'direct.bin');
+  execFileSync('dd', ['if=/dev/urandom', `of=${file}`, 'bs=1M', 'count=16', 'conv=fsync', 'status=none']);
+  const child = spawn(bin, [file], { stdio: ['pipe', 'pipe', 'inherit'] });
+  await once(child, 'spawn');
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  const exited = once(child, 'exit');
+  const session = new Session({ ringBytes: 1 << 16 });
+  const counts: ProfileCount[] = [];
+  try {
+    // every block counted (min 0): a 1 MiB read waits about a millisecond
+    session.addObject(OFFCPU_OBJ, { ...encodeSettings({ selfTgid: process.pid, pid: child.pid! }), ...encodeProfileSettings({ offcpuMinNs: 0n }, true) });
+    child.stdin!.end('g');
+    const [code] = await exited;
+    assert.equal(code, 0);
+    counts.push(...decodeProfileDrain(session.profileDrain('rf_offcpu')).counts);
+  } finally {
+    await session.stop();
+    rmSync(path.dirname(file), { recursive: true, force: true });
+  }
+  const timed = new Map(out.trim().split('\n').map((l) => l.split(' ') as [string, string]).map(([k, v]) => [k, Number(v) / 1e6]));
+  const sym = createSymbolizer();
+  const kernelNames = (c: ProfileCount) => sym.symbolize(child.pid!, c.kernel.frames, true).map((f) => f.function ?? '');
+  const own = counts.filter((c) => c.tgid === child.pid);
+  const futexMs = Number(own.filter((c) => c.state === 'SLEEPING' && kernelNames(c).some((n) => n.startsWith('futex_wait')))
+    .reduce((a, c) => a + c.value, 0n)) / 1e6;
+  const diskMs = Number(own.filter((c) => c.state === 'DISK').reduce((a, c) => a + c.value, 0n)) / 1e6;
+  const futexWant = timed.get('futex_ns')!, ioWant = timed.get('io_ns')!;
+  assert.ok(Math.abs(futexMs - futexWant) <= futexWant * 0.1, `futex: ${futexMs.toFixed(1)} ms under futex_wait, the lock call took ${futexWant.toFixed(1)}`);
+  // a read also spends CPU time outside its wait (submission, completion): D time is most of it, never more
+  assert.ok(diskMs <= ioWant * 1.02 && diskMs >= ioWant * 0.8, `disk: ${diskMs.toFixed(2)} ms in D, the reads took ${ioWant.toFixed(2)}`);
+  assert.ok(own.filter((c) => c.state === 'DISK').some((c) => kernelNames(c).some((n) => n.includes('io_schedule'))), 'D time is under io_schedule');
 });
