@@ -21,6 +21,9 @@ export interface SymbolizedFrame {
   module: string;
   offset: number;
   function: string | null;
+  /** source file and line when symbolisation knows them (V8's perf map names them for JIT frames) */
+  file?: string | null;
+  line?: number | null;
   kind: FrameKind;
 }
 
@@ -87,8 +90,8 @@ export function buildStackRecords(drain: DecodedDrain, ctx: BuildContext): Profi
           module: f?.module ?? '',
           offset: BigInt(f?.offset ?? 0),
           function: f?.function ?? '',
-          file: null,
-          line: null,
+          file: f?.file ?? null,
+          line: f?.line ?? null,
           kind: f?.kind ?? (kernel ? 'KERNEL' : 'USER'),
         });
       });

@@ -105,6 +105,8 @@ const symbolize: Symbolize = (_tgid, addrs, kernel) => addrs.map((a) => ({
   module: kernel ? '[kernel.kallsyms]' : '/bin/spin',
   offset: kernel ? Number(a - 0xffffffff81000000n) : Number(a - 0x400000n),
   function: names[a.toString(16)] ?? null,
+  // a JIT-like frame with its script and line (V8's perf map names them)
+  ...(a === 0x401100n ? { file: 'app.js', line: 12 } : {}),
   kind: kernel ? 'KERNEL' : 'USER',
 }));
 
@@ -135,6 +137,7 @@ test('buildStackRecords: frames kernel then user, leaf first, named; statuses; s
   assert.deepEqual(a!.frames.map((f) => [f.function, f.kind]), [['schedule', 'KERNEL'], ['do_nanosleep', 'KERNEL'], ['spin_a', 'USER'], ['main', 'USER']]);
   assert.equal(a!.frames[0]!.address, BigInt.asIntN(64, K1), 'a kernel address is its two\'s complement long');
   assert.equal(a!.frames[2]!.offset, 0x1000n);
+  assert.deepEqual(a!.frames.map((f) => [f.file, f.line]), [[null, null], [null, null], [null, null], ['app.js', 12]], 'file and line when symbolisation has them');
   assert.deepEqual([a!.comm, a!.process_name, a!.value, a!.sample_hz, a!.user_stack, a!.kernel_stack], ['spin', 'spin-svc', 3n, 19, 'OK', 'OK']);
   assert.deepEqual(b!.frames.map((f) => f.function), ['spin_a', 'main']);
   assert.equal(b!.kernel_stack, 'NONE');
