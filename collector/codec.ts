@@ -9,7 +9,7 @@ import type { OutRecord } from './sink.ts';
 import { decodeL7Capture, L7_CAPTURE_TYPE } from './l7/capture.ts';
 import { decodeL7Exchange, L7_EXCHANGE_TYPE } from './l7/exchange.ts';
 import { L7Tracker, type L7TrackerOptions, type L7Output } from './l7/tracker.ts';
-import { createL7Encoder } from './l7/encode.ts';
+import { asExchangeRecord, createL7Encoder } from './l7/encode.ts';
 import { procIdentities } from './process-identity.ts';
 
 export const L7_TOPIC = 'ringflow.l7.v1';
@@ -97,7 +97,8 @@ export function createCodec(opts: CodecOptions): Codec {
       if (!x) return false;
       let outs: L7Output[];
       try {
-        outs = tracker.exchange(x);
+        // one EXCHANGE record per exchange where it fits (encode.ts), its messages otherwise
+        outs = asExchangeRecord(tracker.exchange(x), x.outcome);
         // the capture records' connections are swept by time too when only exchange records flow
         if (x.ts_ns - lastSweep >= L7_SWEEP_NS) {
           lastSweep = x.ts_ns;

@@ -5,15 +5,17 @@
  * collector twice: once with HTTP/1 framed and paired in BPF (exchange
  * records, the default) and once with --l7-kernel-parse off (capture
  * records parsed by tracker.ts, as before). The l7 messages must be the
- * same, field for field (times, ports and connection ids aside); the first
- * run must get them from exchange records only (no capture record for these
- * connections) with no in-kernel parsing loss.
+ * same, field for field (times, ports and connection ids aside; an EXCHANGE
+ * record read as its request and response); the first run must get them
+ * from exchange records only (no capture record for these connections), one
+ * EXCHANGE record per exchange and end, with no in-kernel parsing loss.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { rootOrSkip, runCli, run, sleep } from '../support/integration.ts';
+import { expandL7Records } from '../support/l7-exchange-records.ts';
 
 type Msg = Record<string, unknown>;
 
@@ -68,7 +70,7 @@ function server(): Promise<http.Server> {
 }
 
 /** One collector run around the traffic: its l7 messages (JSON lines) and its stderr. */
-async function observe(kernelParse: 'on' | 'off'): Promise<{ msgs: Msg[]; stderr: string }> {
+async function observe(kernelParse: 'on' | 'off'): Promise<{ msgs: Msg[]; records: Msg[]; stderr: string }> {
   const srv = await server();
   const port = (srv.address() as net.AddressInfo).port;
   const c = runCli(['collect', '--stdout', '--signals', 'l7', '--port', String(port), '--stats-interval', '1s', '--l7-kernel-parse', kernelParse]);
@@ -82,8 +84,9 @@ async function observe(kernelParse: 'on' | 'off'): Promise<{ msgs: Msg[]; stderr
     c.child.kill('SIGKILL');
     srv.close();
   }
-  const msgs = c.stdout().split('\n').filter((l) => l.includes('"event":"ringflow.l7.v1"')).map((l) => JSON.parse(l) as Msg);
-  return { msgs, stderr: c.stderr() };
+  const records = c.stdout().split('\n').filter((l) => l.includes('"event":"ringflow.l7.v1"')).map((l) => JSON.parse(l) as Msg);
+  // an EXCHANGE record (kernel path) stands for a REQUEST and a RESPONSE (capture path)
+  return { msgs: expandL7Records(records), records, stderr: c.stderr() };
 }
 
 /** What must not differ: everything but times, ports, connection ids and the task's thread. */
@@ -106,6 +109,9 @@ test('HTTP/1 framed in BPF (exchange records) gives the same l7 messages as capt
   // each run: both ends of 6 + 3 + 1 exchanges, a request and a response each
   for (const [name, r] of [['on', kernel], ['off', user]] as const) assert.equal(r.msgs.length, 40, `${name}: ${r.msgs.length} messages\n${r.stderr}`);
   assert.deepEqual(kernel.msgs.map(comparable).sort(), user.msgs.map(comparable).sort());
+  // one Kafka record per exchange and end from the kernel path, two from the capture path
+  assert.equal(kernel.records.filter((r) => r.kind === 'EXCHANGE').length, 20);
+  assert.equal(user.records.filter((r) => r.kind === 'EXCHANGE').length, 0);
   // the first run from exchange records only, and none lost in the kernel's parsing
   assert.equal(total(kernel.stderr, /HTTP\/1 exchanges from the kernel (\d+)/g), 20, kernel.stderr);
   assert.equal(total(kernel.stderr, /l7: captures (\d+)/g), 0, kernel.stderr);

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import readline from 'node:readline';
 import { rootOrSkip, testBrokers, readTopic, runCli, run, sleep, REPO_ROOT, type CliRun, type TopicRecord } from '../support/integration.ts';
+import { expandL7Records } from '../support/l7-exchange-records.ts';
 
 const DNS_ADDR = '127.0.0.53';
 /** Handler delay of the server's /slow route (test/integration/l7/traffic.ts takes it as its argument). */
@@ -86,10 +87,11 @@ describe('L7: HTTP/1.1, gRPC and DNS from socket syscalls to ringflow.l7.v1', { 
       records = want(await readTopic(brokers, 'ringflow.l7.v1'));
       const dns = records.filter((r) => r.value.protocol === 'DNS').length;
       const grpcs = records.filter((r) => r.value.protocol === 'GRPC').length;
-      if (dns >= 4 && grpcs >= 8 && records.filter((r) => r.value.protocol === 'HTTP1').length >= 28) break;
+      if (dns >= 4 && grpcs >= 8 && expandL7Records(records.map((r) => r.value)).filter((m) => m.protocol === 'HTTP1').length >= 28) break;
       await sleep(1000);
     }
-    const msgs = records.map((r) => r.value as Msg);
+    // HTTP/1 framed in the kernel arrives as EXCHANGE records: read each as its request and response
+    const msgs = expandL7Records(records.map((r) => r.value)) as Msg[];
     const http = msgs.filter((m) => m.protocol === 'HTTP1' && (m.local_port === httpPort || m.remote_port === httpPort));
     const side = (role: string, kind: string) => http.filter((m) => m.role === role && m.kind === kind);
 

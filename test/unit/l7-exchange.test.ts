@@ -281,7 +281,7 @@ test('decodeL7Exchange: short or foreign records are null, never a throw', () =>
   }), { numRuns: 300 });
 });
 
-test('the collector\'s codec: an exchange record in a batch becomes its l7 messages on ringflow.l7.v1, as type 10', () => {
+test('the collector\'s codec: an exchange record in a batch becomes one EXCHANGE record on ringflow.l7.v1, as type 10', () => {
   const codec = createCodec({ host: 'h1', bootTimeNs: 5n, dropReasonNames: {}, l7: { processName: () => 'svc' } });
   assert.deepEqual([...codec.topicsFor([9, 10])], [[9, 'ringflow.l7.v1'], [10, 'ringflow.l7.v1']]);
   const out: { topic: string; type: number; key: string; value: Buffer }[] = [];
@@ -290,18 +290,24 @@ test('the collector\'s codec: an exchange record in a batch becomes its l7 messa
     (topic, type, key, value) => out.push({ topic, type, key, value }),
   );
   assert.equal(res.unknown, 0, 'decoded, not undecodable');
-  assert.deepEqual(out.map((o) => [o.topic, o.type, o.key]), [
-    ['ringflow.l7.v1', 10, 'tcp/127.0.0.1:40000-127.0.0.1:8080'],
-    ['ringflow.l7.v1', 10, 'tcp/127.0.0.1:40000-127.0.0.1:8080'],
-  ]);
-  const vals = out.map((o) => decodeRecord(o.value).value);
-  assert.deepEqual(vals.map((v) => [v.kind, v.stream_id, v.method, v.path, v.status, v.body_bytes, v.ts_ns, v.end_ns, v.role, v.process_name, v.protocol_version, v.host]), [
-    ['REQUEST', 2n, 'GET', '/users/42?token=REDACTED', null, 0n, 10n, 11n, 'CLIENT', 'svc', '1.1', 'h1'],
-    ['RESPONSE', 2n, null, null, 200, 5n, 20n, 21n, 'CLIENT', 'svc', '1.1', 'h1'],
-  ]);
+  assert.deepEqual(out.map((o) => [o.topic, o.type, o.key]), [['ringflow.l7.v1', 10, 'tcp/127.0.0.1:40000-127.0.0.1:8080']]);
+  const v = decodeRecord(out[0]!.value).value;
+  assert.deepEqual(
+    [v.kind, v.outcome, v.stream_id, v.method, v.path, v.headers, v.status, v.body_bytes, v.ts_ns, v.end_ns, v.resp_start_ns, v.resp_end_ns, v.resp_body_bytes, v.resp_headers, v.resp_truncated, v.role, v.process_name, v.protocol_version, v.resp_protocol_version, v.host],
+    ['EXCHANGE', 'RESPONDED', 2n, 'GET', '/users/42?token=REDACTED', { host: 'api', 'user-agent': 'curl/8' }, 200, 0n, 10n, 11n, 20n, 21n, 5n, { 'content-type': 'text/plain' }, false, 'CLIENT', 'svc', '1.1', '1.1', 'h1'],
+  );
+  // a response whose request is unknown stays a RESPONSE record; a request closed unanswered is an EXCHANGE without response
+  const kinds = (spec: RecordSpec) => {
+    const o: Buffer[] = [];
+    codec.transcoder.transcodeBatch(buildBatch([record(spec)]), (_t, _ty, _k, value) => o.push(value));
+    return o.map((b) => { const d = decodeRecord(b).value; return [d.kind, d.outcome]; });
+  };
+  assert.deepEqual(kinds({ outcome: L7Outcome.RESP_ONLY, status: 404, respHead: 'HTTP/1.1 404 No\r\n\r\n' }), [['RESPONSE', null]]);
+  assert.deepEqual(kinds({ outcome: L7Outcome.CLOSED, reqHead: 'GET / HTTP/1.1\r\n\r\n' }), [['EXCHANGE', 'CLOSED']]);
+  assert.deepEqual(kinds({ ...TIMES, outcome: L7Outcome.LOST, status: 400, reqHead: 'GET / HTTP/1.1\r\n\r\n', respHead: 'HTTP/1.1 400 Bad\r\n\r\n' }), [['EXCHANGE', 'LOST']]);
   for (const o of out) assert.ok(!o.value.toString('latin1').includes('hunter'));
-  assert.equal(codec.l7!.tracker.counters.exchanges, 1);
-  assert.equal(codec.l7!.tracker.counters.messages, 2);
+  assert.equal(codec.l7!.tracker.counters.exchanges, 4);
+  assert.equal(codec.l7!.tracker.counters.messages, 2 + 1 + 1 + 2);
   // a record whose heads cannot be reported is counted where stopped parsers are (stats l7_parse_failures)
   codec.transcoder.transcodeBatch(buildBatch([record({ ...TIMES, status: 0, reqHead: 'garbage', respHead: 'junk' })]), () => {});
   assert.deepEqual([...codec.transcoder.parseFailures!], [['HTTP1: exchange request head unparsed', 1], ['HTTP1: exchange response head unparsed', 1]]);
