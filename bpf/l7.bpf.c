@@ -313,8 +313,8 @@ struct rf_l7_call {
 	__u8  protocol;
 	__u8  direction;
 	__u8  nocopy;  /* the user buffer does not hold the bytes: capture none */
-	__u32 captured; /* set by rf_l7_emit for rf_l7_h1_feed: bytes of the call in the window */
-	__u32 _pad;
+	__u32 captured; /* set by rf_l7_emit for rf_l7_h1_feed: bytes of the call in the window ... */
+	__u32 base;    /* ... from this offset of the call's bytes on */
 	__u64 now;     /* ... and the call's exit time */
 };
 
@@ -823,7 +823,9 @@ struct rf_l7_h1_walk {
 	__u32 pos;     /* next byte of the syscall */
 	__u32 n;       /* bytes it moved */
 	__u32 have;    /* bytes of them in the window (rf_l7_scratch.data) */
-	__u32 hstart;  /* window offset where the current head's bytes start */
+	__u32 hstart;  /* offset in the call where the current head's bytes (in the window) start */
+	__u32 base;    /* offset in the call of the window's first byte */
+	__u32 _pad2;
 	__u32 seq0;    /* the side's seq before the current step */
 	__u32 fd;
 	__u32 emit_seq; /* rf_l7_h1_on returned 1: send this exchange ... */
@@ -1031,7 +1033,7 @@ __noinline int rf_l7_h1_on(struct rf_l7_h1_walk *w, struct rf_l7_conn *st, struc
 
 		p = rf_l7_pend_get(st->id, seq);
 		if (p) {
-			rf_l7_head_put(p, resp, s->data, w->hstart, w->pos);
+			rf_l7_head_put(p, resp, s->data, w->hstart - w->base, w->pos - w->base);
 			if (resp)
 				p->x.status = d->status;
 			else
@@ -1099,11 +1101,11 @@ __noinline int rf_l7_h1_on(struct rf_l7_h1_walk *w, struct rf_l7_conn *st, struc
 			return 0;
 		p->lost = 1;
 		if (!resp) {
-			rf_l7_head_put(p, 0, s->data, w->hstart, w->pos < w->have ? w->pos : w->have);
+			rf_l7_head_put(p, 0, s->data, w->hstart - w->base, (w->pos < w->have ? w->pos : w->have) - w->base);
 			p->x.req_end_ns = d->last_ns;
 			return 0;
 		}
-		rf_l7_head_put(p, 1, s->data, w->hstart, w->pos < w->have ? w->pos : w->have);
+		rf_l7_head_put(p, 1, s->data, w->hstart - w->base, (w->pos < w->have ? w->pos : w->have) - w->base);
 		p->x.resp_end_ns = d->last_ns;
 		return rf_l7_x_ready(w, w->seq0, RF_L7_OUT_LOST);
 	}
@@ -1124,7 +1126,7 @@ __noinline int rf_l7_h1_unit(struct rf_h1 *d, struct rf_l7_h1_walk *w, struct rf
 		return RF_H1_EV_NONE;
 	w->seq0 = d->seq;
 	pos = w->pos;
-	ev = rf_h1_unit(d, s->data, &pos, w->n, w->have, w->resp, w->edge);
+	ev = rf_h1_unit(d, s->data, w->base, &pos, w->n, w->have, w->resp, w->edge);
 	w->pos = pos;
 	return ev;
 }
@@ -1182,10 +1184,12 @@ __noinline int rf_l7_h1_feed(struct rf_l7_call *c)
 	if (d->state == RF_H1_TUNNEL || d->state == RF_H1_SEEK)
 		return 0;
 	w->edge = c->direction == RF_L7_EGRESS ? c->enter_ns : now;
+	/* the window holds bytes [base, base + captured) of the call (rf_l7_emit skipped a body's bytes) */
 	w->pos = 0;
 	w->n = c->bytes > 0xffffffffULL ? 0xffffffff : c->bytes;
-	w->have = captured;
-	w->hstart = 0;
+	w->base = c->base;
+	w->have = c->base + captured;
+	w->hstart = c->base;
 	w->fd = c->fd;
 	w->resp = resp;
 	x.w = w;
@@ -1198,7 +1202,7 @@ __noinline int rf_l7_h1_feed(struct rf_l7_call *c)
 	if (d->state == RF_H1_RLINE || d->state == RF_H1_SLINE || d->state == RF_H1_HEAD) {
 		p = rf_l7_pend_get(st->id, d->seq);
 		if (p)
-			rf_l7_head_put(p, resp, s->data, w->hstart, w->pos < w->have ? w->pos : w->have);
+			rf_l7_head_put(p, resp, s->data, w->hstart - w->base, (w->pos < w->have ? w->pos : w->have) - w->base);
 	}
 	return 0;
 }
@@ -1235,6 +1239,16 @@ __noinline int rf_l7_h1_close(struct rf_l7_conn *st)
 	return 0;
 }
 
+/* Bytes at the start of a call of n bytes that side d will not read: the rest of a body. */
+static __always_inline __u64 rf_l7_h1_skip_bytes(struct rf_h1 *d, __u64 n)
+{
+	if (d->state == RF_H1_BODY || d->state == RF_H1_CHUNK_DATA)
+		return d->left < n ? d->left : n;
+	if (d->state == RF_H1_CLOSE || d->state == RF_H1_TUNNEL)
+		return n;
+	return 0;
+}
+
 /*
  * One data record. Filters already passed at sys_enter, except UDP's port
  * (here). A global function, so the verifier checks it once rather than at
@@ -1253,7 +1267,7 @@ __noinline int rf_l7_emit(struct rf_l7_call *c)
 	struct rf_l7_conn *st;
 	__u32 zero = 0;
 	__u32 limit = rf_l7_capture_bytes, want;
-	__u64 off, peer, captured;
+	__u64 off, peer, captured, skip;
 
 	e = bpf_map_lookup_elem(&rf_l7_emit_scratch, &zero);
 	if (!c || !s || !e)
@@ -1314,13 +1328,24 @@ __noinline int rf_l7_emit(struct rf_l7_call *c)
 
 	if (limit > RF_L7_MAX_CAPTURE)
 		limit = RF_L7_MAX_CAPTURE;
-	want = c->bytes < limit ? c->bytes : limit;
+	/*
+	 * HTTP1 (without capture records): the bytes of a body are never read,
+	 * so the window starts after them: a call inside a known-length body
+	 * copies nothing, and a head that follows a body's end in the same call
+	 * is in the window whatever the body's size. A buffer, not iovecs (their
+	 * walk copies from the first byte).
+	 */
+	skip = 0;
+	if (st->app == RF_L7_APP_HTTP1 && !rf_l7_dual && !c->iovcnt)
+		skip = rf_l7_h1_skip_bytes(c->direction != st->req_dir ? &st->h1[1] : &st->h1[0], c->bytes);
+	want = c->bytes - skip < limit ? c->bytes - skip : limit;
 	if (c->nocopy)
 		want = 0;
 	/* MSG_TRUNC: a datagram's return value can exceed the buffer it was given */
 	if (!c->iovcnt && c->buflen < want)
 		want = c->buflen;
-	captured = rf_l7_copy(s->data, c->buf, c->iov, c->iovcnt, want, &r->flags);
+	c->base = skip;
+	captured = rf_l7_copy(s->data, c->buf + skip, c->iov, c->iovcnt, want, &r->flags);
 	barrier_var(captured);
 	if (captured > RF_L7_MAX_CAPTURE)
 		captured = RF_L7_MAX_CAPTURE;

@@ -706,7 +706,7 @@ static __always_inline int rf_h1_run(struct rf_h1 *d)
  * RF_H1_RUN and never past the count where the head (or chunk line) would be
  * too long: the byte-wise step then gives up at the same byte as it would.
  */
-static __always_inline __u32 rf_h1_skip(struct rf_h1 *d, const __u8 *buf, __u32 p, __u32 have)
+static __always_inline __u32 rf_h1_skip(struct rf_h1 *d, const __u8 *buf, __u32 base, __u32 p, __u32 have)
 {
 	int run = rf_h1_run(d);
 	__u32 lim = have - p, room, j;
@@ -720,7 +720,7 @@ static __always_inline __u32 rf_h1_skip(struct rf_h1 *d, const __u8 *buf, __u32 
 
 		if (j >= lim)
 			break;
-		c = RF_H1_BYTE(buf, p + j);
+		c = RF_H1_BYTE(buf, p + j - base);
 		if (run == 1 ? (c <= ' ' || c == 0x7f) : (c == '\n' || ((run == 2 || run == 4) && c == '\r')))
 			break;
 	}
@@ -728,14 +728,15 @@ static __always_inline __u32 rf_h1_skip(struct rf_h1 *d, const __u8 *buf, __u32 
 }
 
 /*
- * One unit of work on a syscall's bytes: n bytes moved, the first `have` of
- * them readable in buf (the copied window), *pos the next one. A body is
- * skipped in one step (never read); anything else is read one byte a step.
- * Returns an event; *pos advances by at least one byte unless *pos >= n.
- * A byte past the window that would have to be read loses framing.
+ * One unit of work on a syscall's bytes: n bytes moved, bytes [base, have)
+ * of them readable in buf (the copied window: byte p at buf[p - base]), *pos
+ * the next one. A body is skipped in one step (never read); anything else is
+ * read one byte a step, or a run at a time. Returns an event; *pos advances
+ * by at least one byte unless *pos >= n. A byte outside the window that
+ * would have to be read loses framing.
  */
-static __always_inline int rf_h1_unit(struct rf_h1 *d, const __u8 *buf, __u32 *pos, __u32 n, __u32 have,
-				       int resp, __u64 ts)
+static __always_inline int rf_h1_unit(struct rf_h1 *d, const __u8 *buf, __u32 base, __u32 *pos, __u32 n,
+				       __u32 have, int resp, __u64 ts)
 {
 	__u32 p = *pos, avail;
 	int ev;
@@ -770,13 +771,13 @@ static __always_inline int rf_h1_unit(struct rf_h1 *d, const __u8 *buf, __u32 *p
 		*pos = n;
 		return RF_H1_EV_NONE;
 	}
-	if (p >= have) {
+	if (p >= have || p < base) {
 		*pos = n;
 		return rf_h1_giveup(d, RF_H1_WHY_BAD_FRAMING);
 	}
 	/* inside a run of bytes that only end at a delimiter: skip the run in one unit */
 	if (rf_h1_run(d)) {
-		__u32 j = rf_h1_skip(d, buf, p, have);
+		__u32 j = rf_h1_skip(d, buf, base, p, have);
 
 		if (j) {
 			d->head += j;
@@ -786,7 +787,7 @@ static __always_inline int rf_h1_unit(struct rf_h1 *d, const __u8 *buf, __u32 *p
 		}
 	}
 	*pos = p + 1;
-	ev = rf_h1_byte(d, RF_H1_BYTE(buf, p), resp, ts);
+	ev = rf_h1_byte(d, RF_H1_BYTE(buf, p - base), resp, ts);
 	if (d->state != RF_H1_START && d->state != RF_H1_SEEK)
 		d->last_ns = ts;
 	else if (ev == RF_H1_EV_END)

@@ -479,6 +479,31 @@ c.close(); s.close(); ls.close()
     }
   });
 
+  it('a body that ends past the capture window, then a pipelined response in the same call: the window starts after the body', async (t) => {
+    if (!rootOrSkip(t)) return;
+    const r = await run(t, PYTHON, ['-c', PY_PRELUDE + String.raw`
+go()
+ls, c, s = pair()
+reqs = b'GET /big HTTP/1.1\r\n\r\nGET /small HTTP/1.1\r\n\r\n'
+c.sendall(reqs); recv_until(s, len(reqs))
+head = b'HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n'
+second = b'HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok'
+s.sendall(head + b'b' * 1000); recv_until(c, len(head) + 1000)
+# one write and (all queued before it) one read: the body's last 9000 bytes, then the next response
+s.sendall(b'b' * 9000 + second)
+time.sleep(0.1)
+got = c.recv(65536)
+assert len(got) == 9000 + len(second), len(got)
+c.close(); s.close(); ls.close()
+`]);
+    assertClean(r);
+    const [client, server] = byRole(r.exchanges);
+    for (const [side, xs] of [['client', client], ['server', server]] as const) {
+      assert.deepEqual(xs.map((x) => [x.seq, x.status, Number(x.resp_body_bytes), x.outcome]), [[0, 200, 10000, 0], [1, 201, 2, 0]], side);
+      assert.equal(xs[1]!.resp_head, 'HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n');
+    }
+  });
+
   it('rf_l7_kernel_parse = 0: everything stays capture records, as before', async (t) => {
     if (!rootOrSkip(t)) return;
     const r = await run(t, PYTHON, ['-c', PY_PRELUDE + String.raw`

@@ -43,7 +43,7 @@ static void feed(int resp, __u64 ts, const __u8 *b, __u32 n)
 	if (rf_h1_resync(d, h, resp))
 		printf("%s RESYNC\n", side);
 	while (pos < n) {
-		int ev = rf_h1_unit(d, b, &pos, n, n, resp, ts);
+		int ev = rf_h1_unit(d, b, 0, &pos, n, n, resp, ts);
 
 		if (ev == RF_H1_EV_HEAD) {
 			__u32 seq = d->seq;
