@@ -275,3 +275,45 @@ test('off-CPU reasons: a futex held 300 ms by another thread is S time under fut
   assert.ok(diskMs <= ioWant * 1.02 && diskMs >= ioWant * 0.8, `disk: ${diskMs.toFixed(2)} ms in D, the reads took ${ioWant.toFixed(2)}`);
   assert.ok(own.filter((c) => c.state === 'DISK').some((c) => kernelNames(c).some((n) => n.includes('io_schedule'))), 'D time is under io_schedule');
 });
+
+test('Node.js: two hot JavaScript functions named from V8\'s perf map, with file and line, 3:1 within 10 points', async () => {
+  const script = path.join(FIXTURES, 'hot.js');
+  // no inlining: an optimising tier that inlines hotA and hotB into their caller names the caller instead
+  // (a property of the program, not of the profiler: perf shows the same)
+  const child = spawn(process.execPath, ['--perf-basic-prof', '--no-turbo-inlining', '--no-maglev-inlining', script, '12000'], { stdio: ['pipe', 'ignore', 'inherit'] });
+  await once(child, 'spawn');
+  const pid = child.pid!;
+  const exited = once(child, 'exit');
+  const sym = createSymbolizer();
+  const session = new Session({ ringBytes: 1 << 16 });
+  const by = new Map<string, bigint>();
+  let where = '';
+  try {
+    session.addObject(PROFILE_OBJ, encodeSettings({ selfTgid: process.pid, pid }));
+    session.attachPerfEvent('rf_prof_sample', 99);
+    await sleep(300); // node reads its script before it listens on stdin
+    child.stdin!.write('g');
+    const t0 = Date.now();
+    // named while the process lives (its maps and perf map are read then), until 150 samples are in
+    while ((by.get('hotA') ?? 0n) + (by.get('hotB') ?? 0n) < 150n && Date.now() - t0 < 11_000) {
+      await sleep(500);
+      for (const c of decodeProfileDrain(session.profileDrain('rf_prof')).counts) {
+        if (c.user.status !== 'ok') continue;
+        const leaf = sym.symbolize(pid, c.user.frames, false)[0]!;
+        const name = leaf.function ?? '';
+        by.set(name, (by.get(name) ?? 0n) + c.value);
+        if (name === 'hotA') where = `${leaf.kind} ${leaf.file}:${leaf.line}`;
+      }
+    }
+  } finally {
+    child.kill('SIGKILL');
+    await exited;
+    await session.stop();
+    rmSync(`/tmp/perf-${pid}.map`, { force: true });
+  }
+  const a = by.get('hotA') ?? 0n, b = by.get('hotB') ?? 0n;
+  assert.ok(a + b >= 100n, `samples in hotA/hotB: ${a} + ${b}; leaves: ${[...by].map(([k, v]) => `${k || '?'}=${v}`).join(', ')}`);
+  assert.match(where, /^JIT (file:\/\/)?\/.*\/test\/fixtures\/profile\/hot\.js:5$/, 'hotA is V8 JIT code, named with its script and line');
+  const share = Number(a) / Number(a + b);
+  assert.ok(Math.abs(share - 0.75) <= 0.1, `hotA share ${(share * 100).toFixed(1)} % (${a} of ${a + b})`);
+});
