@@ -131,6 +131,8 @@ export interface CollectorTotals {
   read: number;
   /** L7 capture records into the tracker and messages out of it ("l7: captures N, messages M") */
   captures: number;
+  /** HTTP/1 exchange records framed in the kernel ("HTTP/1 exchanges from the kernel N"): records too */
+  exchanges: number;
   messages: number;
   kernel_drops: number;
   /** CPU seconds from each line's interval and "cpu N%" (whole percent: rough) */
@@ -140,7 +142,7 @@ export interface CollectorTotals {
 
 /** Sums of `ringflow collect`'s stats lines (cli/collect.ts summaryLine, l7SummaryPart, cpuSummaryPart) on its stderr. */
 export function collectorTotals(stderr: string): CollectorTotals {
-  const t: CollectorTotals = { read: 0, captures: 0, messages: 0, kernel_drops: 0, cpu_seconds: 0, lines: 0 };
+  const t: CollectorTotals = { read: 0, captures: 0, exchanges: 0, messages: 0, kernel_drops: 0, cpu_seconds: 0, lines: 0 };
   for (const line of stderr.split('\n')) {
     const head = /ringflow: ([\d.]+)s: read (\d+)\b/.exec(line);
     if (!head) continue;
@@ -152,6 +154,7 @@ export function collectorTotals(stderr: string): CollectorTotals {
       t.captures += Number(l7[1]);
       t.messages += Number(l7[2]);
     }
+    t.exchanges += Number(/HTTP\/1 exchanges from the kernel (\d+)/.exec(line)?.[1] ?? 0);
     const cpu = /, cpu (\d+)%/.exec(line);
     if (cpu) t.cpu_seconds += Number(head[1]) * Number(cpu[1]) / 100;
   }

@@ -409,7 +409,8 @@ export async function httpOverhead(brokers: string, seconds = 10): Promise<Recor
       http_l7_bpf_ns_per_request: orNull(withL7.bpf_ns_per_request),
       http_l7_collector_cpu_us_per_request: withL7.collector_cpu_us_per_request,
       http_l7_observer_us_per_request: withStats ? withL7.observer_us_per_request : null,
-      http_l7_records_per_exchange: ratio(totals.captures, during.requests),
+      // capture records, and the exchange records of HTTP/1 framed in the kernel
+      http_l7_records_per_exchange: ratio(totals.captures + totals.exchanges, during.requests),
       http_l7_messages_per_exchange: ratio(totals.messages, during.requests),
       http_l7_bpf_hooks: called(during.hooks),
       http_rps_with_capture_only: Math.round(captureOnly.rps),

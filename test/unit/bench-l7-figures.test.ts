@@ -106,9 +106,11 @@ test('collectorTotals: sums of the stats lines, other lines ignored', () => {
     'ringflow: 1.0s: read 40000 (l7.capture 40000), produced 20000, kernel drops 0, user drops 0, send errors 0, pending 12, cpu 95%; l7: captures 40000, messages 20000, records lost 0, HTTP/1 resyncs 0, parsers stopped 0',
     'ringflow: 2.0s: read 30000 (l7.capture 30000), produced 15000, kernel drops 64000, user drops 2, send errors 0, pending 0; lost in the kernel by reason: ring_full 64000, cpu 50%; l7: captures 30000, messages 15000, records lost 3, HTTP/1 resyncs 1, parsers stopped 0',
     'ringflow: 0.5s: read 0, produced 0, kernel drops 0, user drops 0, send errors 0, pending 0, cpu 2%',
+    // HTTP/1 framed in the kernel: exchange records, one EXCHANGE message each
+    'ringflow: 1.0s: read 5000 (l7 5000), produced 5000, kernel drops 0, user drops 0, send errors 0, pending 0, cpu 20%; l7: captures 0, messages 10000, records lost 0, HTTP/1 resyncs 0, parsers stopped 0, HTTP/1 exchanges from the kernel 5000',
   ].join('\n');
-  assert.deepEqual(collectorTotals(stderr), { read: 70000, captures: 70000, messages: 35000, kernel_drops: 64000, cpu_seconds: 0.95 + 1 + 0.01, lines: 3 });
-  assert.deepEqual(collectorTotals(''), { read: 0, captures: 0, messages: 0, kernel_drops: 0, cpu_seconds: 0, lines: 0 });
+  assert.deepEqual(collectorTotals(stderr), { read: 75000, captures: 70000, exchanges: 5000, messages: 45000, kernel_drops: 64000, cpu_seconds: 0.95 + 1 + 0.01 + 0.2, lines: 4 });
+  assert.deepEqual(collectorTotals(''), { read: 0, captures: 0, exchanges: 0, messages: 0, kernel_drops: 0, cpu_seconds: 0, lines: 0 });
 });
 
 test('irqWorkCount: the IWI line summed over CPUs, null without one', () => {
