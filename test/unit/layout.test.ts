@@ -192,7 +192,7 @@ test('topics, namespaces and keys follow the naming scheme', () => {
     'sched.runqlat': 'process', 'sched.cswitch': 'process', 'block.io': 'device',
     'tcp.connect': 'connection', 'tcp.accept': 'connection', 'tcp.retransmit': 'connection', 'tcp.drop': 'connection',
     'collector.stats': 'host', 'bench.getpid': 'process', metrics: 'series', alerts: 'rule', l7: 'connection',
-    spans: 'connection', 'processor.repartition': 'host', 'profile.stacks': 'process',
+    spans: 'connection', 'processor.repartition': 'host', 'profile.stacks': 'process', profiles: 'series',
   };
   assert.deepEqual(registry.all.map((s) => s.id).sort(), Object.keys(expected).sort());
   for (const s of registry.all) {
