@@ -6,7 +6,10 @@
  * REQUEST and RESPONSE messages (types.ts) that tracker.ts builds from the
  * capture records of the same conversation, with the same connection
  * context, so encode.ts, the spans stage and everything after see no
- * difference. Pure and per exchange: no state per connection.
+ * difference. Pure and per exchange: no state per connection. The codec
+ * (collector/codec.ts) then sends a request and its response as ONE
+ * EXCHANGE record (encode.ts asExchangeRecord), a response whose request is
+ * unknown as a RESPONSE record.
  *
  * Record grammar (little-endian, struct rf_l7_exchange in bpf/events.h; the
  * offsets below are pinned to it by test/unit/layout.test.ts):
