@@ -826,6 +826,7 @@ struct rf_l7_h1_walk {
 	__u32 hstart;  /* offset in the call where the current head's bytes (in the window) start */
 	__u32 base;    /* offset in the call of the window's first byte */
 	__u32 _pad2;
+	__u64 buf;     /* the call's user buffer, to copy a later window from (0: iovecs, or a copy failed) */
 	__u32 seq0;    /* the side's seq before the current step */
 	__u32 fd;
 	__u32 emit_seq; /* rf_l7_h1_on returned 1: send this exchange ... */
@@ -841,6 +842,9 @@ struct {
 	__type(key, __u32);
 	__type(value, struct rf_l7_h1_walk);
 } rf_l7_h1_walk SEC(".maps");
+
+/* rf_l7_h1_unit: the window is used up with bytes to read (not an l7_h1.h event). */
+#define RF_L7_H1_EV_REFILL 16
 
 /* What the walk's callback needs: pointers only, the same at every step. */
 struct rf_l7_h1_ctx {
@@ -1124,11 +1128,57 @@ __noinline int rf_l7_h1_unit(struct rf_h1 *d, struct rf_l7_h1_walk *w, struct rf
 
 	if (!d || !w || !s)
 		return RF_H1_EV_NONE;
+	/* bytes to read past the window: the caller copies the next one first */
+	if (w->pos >= w->have && w->pos < w->n && w->buf && d->state != RF_H1_BODY &&
+	    d->state != RF_H1_CHUNK_DATA && d->state != RF_H1_CLOSE && d->state != RF_H1_SEEK &&
+	    d->state != RF_H1_TUNNEL)
+		return RF_L7_H1_EV_REFILL;
 	w->seq0 = d->seq;
 	pos = w->pos;
 	ev = rf_h1_unit(d, s->data, w->base, &pos, w->n, w->have, w->resp, w->edge);
 	w->pos = pos;
 	return ev;
+}
+
+/*
+ * The walk reached the end of the window with bytes of a head (or chunk
+ * line) still to read: what the window holds of the head goes to its
+ * pending entry, then the window is refilled from the call's buffer at the
+ * walk's position (pipelined messages after a body larger than the window,
+ * in one call). Iovecs are not walked again: w->buf is 0 and the next step
+ * gives up as before.
+ */
+__noinline int rf_l7_h1_refill(struct rf_l7_h1_walk *w, struct rf_l7_conn *st, struct rf_l7_scratch *s)
+{
+	struct rf_l7_pend *p;
+	struct rf_h1 *d;
+	__u64 n;
+	__u32 limit = rf_l7_capture_bytes;
+
+	if (!w || !st || !s)
+		return 0;
+	d = w->resp ? &st->h1[1] : &st->h1[0];
+	if (d->state == RF_H1_RLINE || d->state == RF_H1_SLINE || d->state == RF_H1_HEAD) {
+		p = rf_l7_pend_get(st->id, d->seq);
+		if (p)
+			rf_l7_head_put(p, w->resp, s->data, w->hstart - w->base, w->have - w->base);
+	}
+	if (limit > RF_L7_MAX_CAPTURE)
+		limit = RF_L7_MAX_CAPTURE;
+	n = w->n - w->pos;
+	if (n > limit)
+		n = limit;
+	barrier_var(n);
+	if (n > RF_L7_MAX_CAPTURE)
+		n = RF_L7_MAX_CAPTURE;
+	if (bpf_probe_read_user(s->data, n, (void *)(w->buf + w->pos))) {
+		w->buf = 0;
+		return 0;
+	}
+	w->base = w->pos;
+	w->have = w->pos + n;
+	w->hstart = w->pos;
+	return 0;
 }
 
 /* One step of a syscall's walk (a bpf_loop callback). */
@@ -1142,6 +1192,10 @@ static long rf_l7_h1_step(__u32 i, void *ctx)
 	if (w->pos >= w->n)
 		return 1;
 	ev = rf_l7_h1_unit(&st->h1[w->resp & 1], w, x->s);
+	if (ev == RF_L7_H1_EV_REFILL) {
+		rf_l7_h1_refill(w, st, x->s);
+		return 0;
+	}
 	if (ev != RF_H1_EV_NONE && rf_l7_h1_on(w, st, x->s, ev))
 		rf_l7_x_emit(st->id, w->emit_seq, w->emit_out);
 	return 0;
@@ -1190,13 +1244,18 @@ __noinline int rf_l7_h1_feed(struct rf_l7_call *c)
 	w->base = c->base;
 	w->have = c->base + captured;
 	w->hstart = c->base;
+	w->buf = c->iovcnt || c->nocopy ? 0 : c->buf;
 	w->fd = c->fd;
 	w->resp = resp;
 	x.w = w;
 	x.st = st;
 	x.s = s;
-	/* a step reads a byte of the window or skips a body: at most two steps per window byte, plus one */
-	steps = 2 * (captured & (2 * RF_L7_MAX_CAPTURE - 1)) + 2;
+	/*
+	 * A step reads a byte or a run, skips a body, or refills the window: the
+	 * walk ends at the call's end, long before this bound (heads are capped
+	 * at 16 KiB, and every refill is followed by a byte read).
+	 */
+	steps = 1 << 18;
 	bpf_loop(steps, rf_l7_h1_step, &x, 0);
 	/* a head that goes on in the next syscall: keep its bytes so far */
 	if (d->state == RF_H1_RLINE || d->state == RF_H1_SLINE || d->state == RF_H1_HEAD) {

@@ -504,6 +504,30 @@ c.close(); s.close(); ls.close()
     }
   });
 
+  it('pipelined responses with bodies larger than the window in one write and one read: the window is refilled at each head', async (t) => {
+    if (!rootOrSkip(t)) return;
+    const r = await run(t, PYTHON, ['-c', PY_PRELUDE + String.raw`
+go()
+ls, c, s = pair()
+reqs = b'GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n'
+c.sendall(reqs); recv_until(s, len(reqs))
+def resp(n):
+    return b'HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n' % n + b'z' * n
+out = resp(6000) + resp(9000) + resp(3)
+s.sendall(out)
+time.sleep(0.1)
+got = c.recv(65536)
+assert len(got) == len(out), len(got)
+c.close(); s.close(); ls.close()
+`]);
+    assertClean(r);
+    const [client, server] = byRole(r.exchanges);
+    for (const [side, xs] of [['client', client], ['server', server]] as const) {
+      assert.deepEqual(xs.map((x) => [x.seq, x.status, Number(x.resp_body_bytes), x.outcome]), [[0, 200, 6000, 0], [1, 200, 9000, 0], [2, 200, 3, 0]], side);
+      assert.deepEqual(xs.map((x) => x.resp_head), [6000, 9000, 3].map((n) => `HTTP/1.1 200 OK\r\nContent-Length: ${n}\r\n\r\n`));
+    }
+  });
+
   it('rf_l7_kernel_parse = 0: everything stays capture records, as before', async (t) => {
     if (!rootOrSkip(t)) return;
     const r = await run(t, PYTHON, ['-c', PY_PRELUDE + String.raw`
