@@ -11,6 +11,7 @@ Usage: ringflow COMMAND [options]
 Commands:
   up        the whole pipeline here: Kafka (unless --brokers), collect, process, export, and a summary per window
   collect   load the eBPF programs and publish their events to Kafka (or --stdout)
+  profile   a one-off CPU (or --offcpu) profile of this host: folded stacks, pprof or an SVG flame graph
   tail      decode a topic's records to JSON lines
   process   aggregate events into windowed histograms, exactly once, on ringflow.metrics.v1
   export    ship ringflow.metrics.v1 and ringflow.spans.v1 to an OTLP backend over gRPC
@@ -25,6 +26,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   collect: async () => (await import('./collect.ts')).collectCommand,
   up: async () => (await import('./up.ts')).upCommand,
   tail: async () => (await import('./tail.ts')).tailCommand,
+  profile: async () => (await import('./profile.ts')).profileCommand,
   kafka: async () => (await import('./kafka.ts')).kafkaCommand,
   process: async () => (await import('./process.ts')).processCommand,
   export: async () => (await import('../exporter/command.ts')).exportCommand,
