@@ -1,5 +1,5 @@
 /**
- * The processor: its stages in one process (repartition, aggregate, spans;
+ * The processor: its stages in one process (repartition, aggregate, spans, profiles;
  * alerts with rules). Run as many instances as there are partitions to share;
  * each stage is its own consumer group.
  */
@@ -12,7 +12,8 @@ import { createAlertsStage, ALERTS_TOPIC, type AlertsStage } from './alerts-stag
 import type { AlertRule } from './alerts.ts';
 import { createPartitionState, IDLE_GRACE_NS, type PartitionConfig } from './partition.ts';
 import { createSpansStage, DEFAULT_SPAN_LINK_DELAY_NS, DEFAULT_SPAN_TIMEOUT_NS, type SpansStage } from './spans-stage.ts';
-import { DEADLETTER_TOPIC, EVENT_TOPICS, L7_TOPIC, METRICS_TOPIC, REPARTITION_TOPIC, SPANS_TOPIC, STATS_TOPIC } from './topics.ts';
+import { createProfilesStage, type ProfilesStage } from './profiles-stage.ts';
+import { DEADLETTER_TOPIC, EVENT_TOPICS, L7_TOPIC, METRICS_TOPIC, PROFILE_STACKS_TOPIC, PROFILES_TOPIC, REPARTITION_TOPIC, SPANS_TOPIC, STATS_TOPIC } from './topics.ts';
 
 export interface ProcessorOptions extends PartitionConfig {
   kafka: Kafka;
@@ -26,6 +27,8 @@ export interface ProcessorOptions extends PartitionConfig {
   spanLinkDelayNs?: bigint;
   /** Events dated further than this ahead of the processor's clock are dead-lettered (--max-clock-skew; default 60 s). */
   maxClockSkewMs?: number;
+  /** Profiles stage: stacks kept per profile, the rest folded into '[other]' (default 200). */
+  profileTopStacks?: number;
   /** Alert rules (processor/alerts.ts): when given, the alerts stage runs too. */
   rules?: readonly AlertRule[];
   log: (l: string) => void;
@@ -35,6 +38,7 @@ export interface Processor {
   repartition: RepartitionStage;
   aggregate: AggregateStage;
   spans: SpansStage;
+  profiles: ProfilesStage;
   alerts?: AlertsStage;
   /** Resolves when a stage's consumer stopped for good: the service cannot go on. */
   failed: Promise<FatalError>;
@@ -45,7 +49,7 @@ export async function startProcessor(opts: ProcessorOptions): Promise<Processor>
   const admin = await connectAdmin(opts.kafka, opts.brokers);
   try {
     // inputs too: a processor may start before any collector has created them
-    await ensureTopics(admin, [...new Set([...EVENT_TOPICS, STATS_TOPIC, L7_TOPIC, SPANS_TOPIC, REPARTITION_TOPIC, METRICS_TOPIC, DEADLETTER_TOPIC, ...(opts.rules ? [ALERTS_TOPIC] : [])])], opts.partitions);
+    await ensureTopics(admin, [...new Set([...EVENT_TOPICS, STATS_TOPIC, L7_TOPIC, SPANS_TOPIC, PROFILE_STACKS_TOPIC, PROFILES_TOPIC, REPARTITION_TOPIC, METRICS_TOPIC, DEADLETTER_TOPIC, ...(opts.rules ? [ALERTS_TOPIC] : [])])], opts.partitions);
   } finally {
     await admin.disconnect();
   }
@@ -83,19 +87,32 @@ export async function startProcessor(opts: ProcessorOptions): Promise<Processor>
     log: opts.log,
     onFatal,
   });
+  const profiles = createProfilesStage({
+    kafka: opts.kafka,
+    instanceId: opts.instanceId,
+    windowMs: opts.windowMs,
+    latenessMs: opts.latenessMs,
+    ...(opts.profileTopStacks !== undefined ? { topStacks: opts.profileTopStacks } : {}),
+    idleTickMs: opts.idleTickMs ?? 1000,
+    idleQuietMs,
+    log: opts.log,
+    onFatal,
+  });
   const alerts = opts.rules ? createAlertsStage({ kafka: opts.kafka, instanceId: opts.instanceId, rules: opts.rules, partitions: opts.partitions, log: opts.log, onFatal }) : undefined;
   // independent consumer groups and producers: connecting and joining them one after another only added up
-  await Promise.all([repartition.start(), aggregate.start(), spans.start(), alerts?.start()]);
+  await Promise.all([repartition.start(), aggregate.start(), spans.start(), profiles.start(), alerts?.start()]);
   return {
     repartition,
     aggregate,
     spans,
+    profiles,
     alerts,
     failed,
     async stop() {
       await repartition.stop();
       await aggregate.stop();
       await spans.stop();
+      await profiles.stop();
       await alerts?.stop();
     },
   };

@@ -9,9 +9,15 @@ export const L7_TOPIC = 'ringflow.l7.v1';
 /** Spans built from them (schemas/spans.avsc, processor/spans.ts): the spans stage's output, read_committed. */
 export const SPANS_TOPIC = 'ringflow.spans.v1';
 
+/** Stacks with counts per collector interval and process (schemas/profile.stacks.avsc): the profiles stage's input. */
+export const PROFILE_STACKS_TOPIC = 'ringflow.profile.stacks.v1';
+/** Profiles per window and series (schemas/profiles.avsc, processor/profiles.ts): its output, read_committed. */
+export const PROFILES_TOPIC = 'ringflow.profiles.v1';
+
 export const REPARTITION_GROUP = 'ringflow-processor-repartition';
 export const AGGREGATE_GROUP = 'ringflow-processor-aggregate';
 export const SPANS_GROUP = 'ringflow-processor-spans';
+export const PROFILES_GROUP = 'ringflow-processor-profiles';
 
 /**
  * Topics the processor aggregates (see processor/aggregate.ts for what each
