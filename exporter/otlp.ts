@@ -444,7 +444,7 @@ export interface ResolvedEndpoint {
 }
 
 /** Which OTEL_EXPORTER_OTLP_<SIGNAL>_* variables win over the generic ones. */
-export type OtlpSignal = 'METRICS' | 'TRACES';
+export type OtlpSignal = 'METRICS' | 'TRACES' | 'PROFILES';
 
 function env(name: string, signal: OtlpSignal): string | undefined {
   const v = process.env[`OTEL_EXPORTER_OTLP_${signal}_${name}`]?.trim() || process.env[`OTEL_EXPORTER_OTLP_${name}`]?.trim();

@@ -1,0 +1,250 @@
+/**
+ * ringflow.profiles.v1 -> OTLP profiles (opentelemetry-proto
+ * profiles/v1development, the alpha signal) over gRPC.
+ *
+ * Encoded by hand, no .proto at run time: the OTel JS SDK has no profiles
+ * exporter, the alpha proto changes between releases, and the few messages
+ * needed are short. Field numbers are those of the proto the Collector we
+ * build speaks (pdata v1.67.0 / Collector v0.161.0, ~opentelemetry-proto
+ * v1.9): the request carries one ProfilesDictionary shared by every profile
+ * in it, and every table's entry 0 is the zero value (the spec's rule: index
+ * 0 means "unset"). Sent with @grpc/grpc-js's generic client (bytes in,
+ * bytes out) to ProfilesService/Export.
+ *
+ *   ExportProfilesServiceRequest { 1 resource_profiles*, 2 dictionary }
+ *   ResourceProfiles { 1 resource, 2 scope_profiles* }   one per (service.name, host.name)
+ *   ScopeProfiles    { 1 scope {1 name, 2 version}, 2 profiles* }
+ *   Profile  { 1 sample_type, 2 samples*, 3 time_unix_nano (fixed64), 4 duration_nano,
+ *              5 period_type, 6 period, 11 attribute_indices* }   one per ringflow profile
+ *   Sample   { 1 stack_index, 4 values* }                           one per stack
+ *   ProfilesDictionary { 1 mapping_table*, 2 location_table*, 3 function_table*,
+ *              5 string_table*, 6 attribute_table*, 7 stack_table* }
+ *   Mapping  { 4 filename_strindex }   Location { 1 mapping_index, 2 address, 3 lines*, 4 attribute_indices* }
+ *   Line     { 1 function_index, 2 line }   Function { 1 name_strindex, 2 system_name_strindex, 3 filename_strindex }
+ *   Stack    { 1 location_indices* (leaf first) }   KeyValueAndUnit { 1 key_strindex, 2 value {1 string_value} }
+ *
+ * Values: ONCPU sample_type samples/count with period_type cpu/nanoseconds
+ * and period 1e9/sample_hz (so a backend turns samples into CPU time);
+ * OFFCPU sample_type off_cpu/nanoseconds. The task state is a profile
+ * attribute (ringflow.profile.state), a frame's kind a location attribute
+ * (profile.frame.type: kernel, native, jit), a location's address the file
+ * offset (pprof's normalised address).
+ */
+import type { ProfileOut } from '../processor/profiles.ts';
+import type { CreatedOtlpExporter, OtlpOptions } from './otlp.ts';
+import { resolveEndpoint, resolveTimeoutMs } from './otlp.ts';
+
+export const PROFILES_TOPIC = 'ringflow.profiles.v1';
+export const DEFAULT_PROFILES_GROUP_ID = 'ringflow-exporter-profiles';
+export const PROFILES_EXPORT_PATH = '/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export';
+
+// ---- a minimal protobuf writer ---------------------------------------------------
+
+/** Protobuf wire encoding: fields appended in order; a nested message is its own writer. */
+export class PbWriter {
+  private chunks: Buffer[] = [];
+  private len = 0;
+
+  private push(b: Buffer): void {
+    this.chunks.push(b);
+    this.len += b.length;
+  }
+
+  private varint(v: bigint): void {
+    // negative int64 are ten bytes of two's complement
+    let x = BigInt.asUintN(64, v);
+    const out: number[] = [];
+    while (x >= 0x80n) {
+      out.push(Number(x & 0x7fn) | 0x80);
+      x >>= 7n;
+    }
+    out.push(Number(x));
+    this.push(Buffer.from(out));
+  }
+
+  private tag(field: number, wire: number): void {
+    this.varint(BigInt((field << 3) | wire));
+  }
+
+  /** int32/int64/uint32/uint64/enum; zero is the default and is left out. */
+  int(field: number, v: number | bigint): this {
+    if (v === 0 || v === 0n) return this;
+    this.tag(field, 0);
+    this.varint(BigInt(v));
+    return this;
+  }
+
+  fixed64(field: number, v: bigint): this {
+    if (v === 0n) return this;
+    this.tag(field, 1);
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(BigInt.asUintN(64, v));
+    this.push(b);
+    return this;
+  }
+
+  bytes(field: number, b: Buffer): this {
+    this.tag(field, 2);
+    this.varint(BigInt(b.length));
+    this.push(b);
+    return this;
+  }
+
+  /** A string; `always` writes it even when empty (repeated string_table entries). */
+  string(field: number, s: string, always = false): this {
+    if (s === '' && !always) return this;
+    return this.bytes(field, Buffer.from(s, 'utf8'));
+  }
+
+  message(field: number, m: PbWriter, always = false): this {
+    if (m.len === 0 && !always) return this;
+    return this.bytes(field, m.finish());
+  }
+
+  /** A packed repeated varint field. */
+  packed(field: number, vs: readonly (number | bigint)[]): this {
+    if (vs.length === 0) return this;
+    const inner = new PbWriter();
+    for (const v of vs) inner.varint(BigInt(v));
+    return this.bytes(field, inner.finish());
+  }
+
+  finish(): Buffer {
+    return Buffer.concat(this.chunks, this.len);
+  }
+}
+
+// ---- mapping -------------------------------------------------------------------
+
+/** Interns values into a table whose entry 0 is the zero value. */
+class Table<K> {
+  readonly keys: K[];
+  private readonly index = new Map<string, number>();
+  constructor(zero: K) {
+    this.keys = [zero];
+    this.index.set(JSON.stringify(zero, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)), 0);
+  }
+  of(k: K): number {
+    const id = JSON.stringify(k, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
+    let i = this.index.get(id);
+    if (i === undefined) {
+      i = this.keys.length;
+      this.keys.push(k);
+      this.index.set(id, i);
+    }
+    return i;
+  }
+}
+
+const FRAME_TYPE: Record<string, string> = { KERNEL: 'kernel', USER: 'native', JIT: 'jit' };
+
+/**
+ * Profiles -> one ExportProfilesServiceRequest (bytes). Pure. One
+ * ResourceProfiles per (service, host), in first-seen order; `resource` adds
+ * attributes every Resource carries (OTEL_RESOURCE_ATTRIBUTES), under ours.
+ */
+export function toProfilesRequest(profiles: readonly ProfileOut[], resource: Readonly<Record<string, string>> = {}): Buffer {
+  const strings = new Table<string>('');
+  const s = (x: string) => strings.of(x);
+  const mappings = new Table<number>(0); // filename strindex
+  const functions = new Table<[number, number]>([0, 0]); // name, filename
+  const locations = new Table<[number, string, number, number, number]>([0, '0', 0, 0, 0]); // mapping, address, function, line, attribute
+  const attributes = new Table<[number, string]>([0, '']);
+  const stacks = new Table<number[]>([]);
+  const resources = new Map<string, { service: string; host: string; profiles: PbWriter[] }>();
+  for (const p of profiles) {
+    const rk = JSON.stringify([p.service, p.host]);
+    let r = resources.get(rk);
+    if (!r) resources.set(rk, (r = { service: p.service, host: p.host, profiles: [] }));
+    const locOf = p.frames.map((f) => {
+      const fnIdx = functions.of([s(f.function), f.file ? s(f.file) : 0]);
+      const mapIdx = f.module === '' ? 0 : mappings.of(s(f.module));
+      const attr = attributes.of([s('profile.frame.type'), FRAME_TYPE[f.kind] ?? 'native']);
+      return locations.of([mapIdx, String(f.offset), fnIdx, f.line ?? 0, attr]);
+    });
+    const w = new PbWriter();
+    const oncpu = p.kind === 'ONCPU';
+    w.message(1, new PbWriter().int(1, s(oncpu ? 'samples' : 'off_cpu')).int(2, s(oncpu ? 'count' : 'nanoseconds')));
+    for (const st of p.stacks) {
+      const stackIdx = stacks.of(st.frames.map((i) => locOf[i]!));
+      w.message(2, new PbWriter().int(1, stackIdx).packed(4, [BigInt(st.value)]), true);
+    }
+    w.fixed64(3, BigInt(p.window_start_ns));
+    w.int(4, BigInt(p.window_end_ns) - BigInt(p.window_start_ns));
+    if (oncpu && p.sample_hz > 0) {
+      w.message(5, new PbWriter().int(1, s('cpu')).int(2, s('nanoseconds')));
+      w.int(6, Math.round(1e9 / p.sample_hz));
+    }
+    w.packed(11, [attributes.of([s('ringflow.profile.state'), p.state])]);
+    r.profiles.push(w);
+  }
+  const req = new PbWriter();
+  for (const r of resources.values()) {
+    const res = new PbWriter();
+    const attrs: [string, string][] = [...Object.entries(resource).filter(([k]) => k !== 'service.name' && k !== 'host.name'), ['service.name', r.service], ['host.name', r.host]];
+    for (const [k, v] of attrs) res.message(1, new PbWriter().string(1, k).message(2, new PbWriter().string(1, v, true), true));
+    const scope = new PbWriter().message(1, new PbWriter().string(1, 'ringflow'));
+    for (const p of r.profiles) scope.message(2, p, true);
+    req.message(1, new PbWriter().message(1, res).message(2, scope, true), true);
+  }
+  const dict = new PbWriter();
+  for (const m of mappings.keys) dict.message(1, new PbWriter().int(4, m), true);
+  for (const [mapIdx, address, fnIdx, line, attr] of locations.keys) {
+    const loc = new PbWriter().int(1, mapIdx).int(2, BigInt(address));
+    if (fnIdx !== 0) loc.message(3, new PbWriter().int(1, fnIdx).int(2, line), true);
+    loc.packed(4, attr === 0 ? [] : [attr]);
+    dict.message(2, loc, true);
+  }
+  for (const [name, file] of functions.keys) dict.message(3, new PbWriter().int(1, name).int(2, name).int(3, file), true);
+  for (const x of strings.keys) dict.string(5, x, true);
+  for (const [key, value] of attributes.keys) dict.message(6, key === 0 ? new PbWriter() : new PbWriter().int(1, key).message(2, new PbWriter().string(1, value, true), true), true);
+  for (const st of stacks.keys) dict.message(7, new PbWriter().packed(1, st), true);
+  req.message(2, dict, true);
+  return req.finish();
+}
+
+// ---- the gRPC exporter -----------------------------------------------------------
+
+/** An OtlpExporterLike of request bytes: one unary ProfilesService/Export call per request. */
+export async function createOtlpProfilesExporter(opts: OtlpOptions = {}): Promise<CreatedOtlpExporter<Buffer>> {
+  const grpc = await import('@grpc/grpc-js');
+  const { ExportResultCode } = await import('@opentelemetry/core');
+  const endpoint = resolveEndpoint(opts, 'PROFILES');
+  const { ms: timeoutMs, warnings } = resolveTimeoutMs(opts, 'PROFILES');
+  const target = endpoint.url.replace(/^https?:\/\//i, '').replace(/\/+$/, '');
+  const client = new grpc.Client(target, endpoint.insecure ? grpc.credentials.createInsecure() : grpc.credentials.createSsl());
+  const headers = { ...parseHeaders(process.env.OTEL_EXPORTER_OTLP_HEADERS), ...parseHeaders(process.env.OTEL_EXPORTER_OTLP_PROFILES_HEADERS), ...opts.headers };
+  const id = (b: Buffer): Buffer => b;
+  return {
+    endpoint,
+    timeoutMs,
+    warnings,
+    exporter: {
+      export(data, done) {
+        const md = new grpc.Metadata();
+        for (const [k, v] of Object.entries(headers)) md.set(k, v);
+        client.makeUnaryRequest(PROFILES_EXPORT_PATH, id, id, data, md, { deadline: Date.now() + timeoutMs }, (err) => {
+          done(err ? { code: ExportResultCode.FAILED, error: err } : { code: ExportResultCode.SUCCESS });
+        });
+      },
+      async shutdown() {
+        client.close();
+      },
+    },
+  };
+}
+
+/** OTEL_EXPORTER_OTLP_HEADERS: k=v pairs, comma-separated, URL-encoded. */
+function parseHeaders(raw: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of (raw ?? '').split(',')) {
+    const i = part.indexOf('=');
+    if (i <= 0) continue;
+    try {
+      out[decodeURIComponent(part.slice(0, i).trim()).toLowerCase()] = decodeURIComponent(part.slice(i + 1).trim());
+    } catch {
+      // a malformed pair is skipped, as the SDK does
+    }
+  }
+  return out;
+}
