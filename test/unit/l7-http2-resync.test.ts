@@ -226,7 +226,9 @@ const NAMES = [':method', ':path', ':status', ':authority', 'content-type', 'use
 const VALUES = ['GET', 'POST', '/', '/index.html', '/a/b', '200', '404', 'application/grpc', 'text/html', '0', '5', 'trailers', 'x', 'yy', ''];
 const fieldArb: fc.Arbitrary<Field> = fc.record({
   name: fc.oneof(fc.constantFrom(...NAMES), fc.stringMatching(/^x-[a-z]{1,6}$/)),
-  value: fc.oneof(fc.constantFrom(...VALUES), fc.string({ maxLength: 40 }).map((s) => s.replace(/[^\x20-\x7e]/g, 'z'))),
+  // hpack.js's encoder finds a value in its static table through a plain object: 'toString' and the other
+  // Object.prototype names make it write an index to nothing (its bug, not the parser's; seed -408944465)
+  value: fc.oneof(fc.constantFrom(...VALUES), fc.string({ maxLength: 40 }).map((s) => s.replace(/[^\x20-\x7e]/g, 'z')).filter((s) => !(s in Object.prototype))),
   huffman: fc.boolean(),
   neverIndex: fc.boolean().map((b) => b && Math.random() < 0.2),
   incremental: fc.boolean().map((b) => b || Math.random() < 0.6),
