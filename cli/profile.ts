@@ -29,6 +29,7 @@ import { decodeProfileDrain, PROF_LOST } from '../collector/profile/drain.ts';
 import { buildStackRecords, type ProfileStackRecord, type SymbolizedFrame } from '../collector/profile/records.ts';
 import { DEFAULT_OFFCPU_MIN_NS, PROFILE_PREFIX, PROFILE_PROGRAM, STACK_EPOCH_DRAINS } from '../collector/profile/source.ts';
 import { parseMaps, type Mapping } from '../collector/symbols/maps.ts';
+import { openElf, type ElfFile } from '../collector/symbols/elf.ts';
 import { renderFolded } from '../exporter/profiles/folded.ts';
 import { renderPprof, type MappingInfo } from '../exporter/profiles/pprof.ts';
 import { renderFlamegraph } from '../exporter/profiles/flamegraph.ts';
@@ -44,6 +45,8 @@ import { loadError } from './collect.ts';
 export const DEFAULT_ONE_OFF_HZ = 49;
 /** drains during the run: symbolised while the processes live; kernel maps stay small */
 export const DRAIN_MS = 2000;
+/** how often --pid targets' /proc/PID/maps are read (one small file each) */
+export const MAPS_REFRESH_MS = 250;
 
 export const PROFILE_HELP = `Usage: ringflow profile [options]
 
@@ -149,17 +152,25 @@ export function lostSummary(counters: readonly bigint[] | null): string {
 
 /**
  * User mappings as pprof wants them (range, file offset, build id), from
- * /proc/PID/maps read at each drain, while the process lives.
+ * /proc/PID/maps read at each drain (and more often for --pid targets),
+ * while the process lives. They also name the frames of a process that
+ * exited before the drain that took its last counts (the symboliser can no
+ * longer read its maps then): an off-CPU block is counted when it ends, and
+ * a process's last block often ends with its exit, so without this the end
+ * of every short-lived process was [unknown] (seen with block.c: its final
+ * sleep and pipe wait).
  */
-export function createMappingTable() {
+export function createMappingTable(procRoot = '/proc') {
   const maps = new Map<number, Mapping[]>();
   const buildIds = new Map<string, string>();
+  const elves = new Map<string, ElfFile | null>();
+  const find = (tgid: number, a: number) => maps.get(tgid)?.find((x) => a >= x.start && a < x.end) ?? null;
   return {
     /** re-read the maps of these processes (one that is gone keeps its last table) */
     refresh(tgids: Iterable<number>): void {
       for (const t of tgids) {
         try {
-          maps.set(t, parseMaps(fs.readFileSync(`/proc/${t}/maps`, 'utf8')));
+          maps.set(t, parseMaps(fs.readFileSync(`${procRoot}/${t}/maps`, 'utf8')));
         } catch {
           // exited: its last table (if any) still describes its frames
         }
@@ -172,6 +183,30 @@ export function createMappingTable() {
       const a = Number(address);
       const m = maps.get(tgid)?.find((x) => x.path === module && a >= x.start && a < x.end);
       return m ? { start: BigInt(m.start), limit: BigInt(m.end), offset: BigInt(m.pgoff), buildId: buildIds.get(module) ?? '' } : undefined;
+    },
+    /**
+     * A user frame the symboliser left without a module, named from the
+     * process's last known maps and the file's ELF symbols (read by path:
+     * the file outlives the process). `returnAddress`: not the leaf, so the
+     * call is at address - 1, as the symboliser does.
+     */
+    nameFromLastMaps(tgid: number, address: bigint, returnAddress: boolean): SymbolizedFrame | null {
+      if (address >= 1n << 53n) return null;
+      const m = find(tgid, Number(address));
+      if (!m || !m.path.startsWith('/')) return null;
+      const offset = Number(address) - m.start + m.pgoff;
+      let elf = elves.get(m.path);
+      if (elf === undefined) {
+        try {
+          elf = openElf(m.path);
+        } catch {
+          elf = null;
+        }
+        elves.set(m.path, elf);
+      }
+      if (elf?.buildId) buildIds.set(m.path, elf.buildId);
+      const sym = elf?.lookupFileOffset(returnAddress ? offset - 1 : offset) ?? null;
+      return { address, module: m.path, offset, function: sym?.name ?? null, kind: 'USER' };
     },
   };
 }
@@ -196,8 +231,11 @@ export async function runProfile(cfg: ProfileConfig, hooks: { log?: (l: string) 
   const sym = createSymbolizer();
   const mappings = createMappingTable();
   const symbolize = (tgid: number, addrs: readonly bigint[], kernel: boolean): SymbolizedFrame[] =>
-    sym.symbolize(tgid, addrs, kernel).map((f) => {
-      if (!kernel) mappings.noteBuildId(f.module, f.buildId);
+    sym.symbolize(tgid, addrs, kernel).map((f, i) => {
+      if (kernel) return { address: f.address, module: f.module, offset: f.offset, function: f.function, kind: f.kind };
+      mappings.noteBuildId(f.module, f.buildId);
+      // in no mapping the symboliser could read: the process is gone; its last maps we read may know
+      if (f.module === '' && f.function === null) return mappings.nameFromLastMaps(tgid, f.address, i > 0) ?? { address: f.address, module: '', offset: f.offset, function: null, kind: f.kind };
       return { address: f.address, module: f.module, offset: f.offset, function: f.function, kind: f.kind };
     });
   const ids = procIdentities();
@@ -242,6 +280,7 @@ export async function runProfile(cfg: ProfileConfig, hooks: { log?: (l: string) 
     } catch (err) {
       throw loadError(signal, err);
     }
+    mappings.refresh(cfg.pids);
     const what = cfg.offcpu ? 'off-CPU time' : `on-CPU stacks at ${cfg.hz} Hz`;
     const whom = cfg.pids.length ? `pid ${cfg.pids.join(',')}` : cfg.comm !== undefined ? `comm ${cfg.comm}` : 'every process';
     log(`ringflow profile: sampling ${what} of ${whom} for ${cfg.durationMs / 1000}s; Ctrl-C to stop early`);
@@ -254,6 +293,7 @@ export async function runProfile(cfg: ProfileConfig, hooks: { log?: (l: string) 
         process.off('SIGTERM', onTerm);
         clearTimeout(timer);
         clearInterval(tick);
+        clearInterval(watch);
         resolve();
       };
       const onInt = () => done('interrupted');
@@ -261,6 +301,8 @@ export async function runProfile(cfg: ProfileConfig, hooks: { log?: (l: string) 
       process.on('SIGINT', onInt);
       process.on('SIGTERM', onTerm);
       const timer = setTimeout(() => done('duration'), cfg.durationMs);
+      // --pid targets' maps, often: their frames stay nameable after they exit (createMappingTable)
+      const watch = cfg.pids.length > 0 ? setInterval(() => mappings.refresh(cfg.pids), MAPS_REFRESH_MS) : undefined;
       const tick = setInterval(() => {
         drain();
         if (cfg.pids.length > 0 && cfg.pids.every((p) => !fs.existsSync(`/proc/${p}`))) done('every --pid exited');
