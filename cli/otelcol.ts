@@ -28,6 +28,8 @@ export const DEFAULT_GRPC_PORT = 4317;
 export const DEFAULT_HTTP_PORT = 4318;
 /** Fallback when go.mod cannot be read; the real pin is go.opentelemetry.io/collector/otelcol in scripts/otelcol/go.mod. */
 const FALLBACK_VERSION = '0.161.0';
+/** The Collector's feature gate for the (alpha) OTLP profiles signal: receiver and pipelines (checked on v0.161.0). */
+export const PROFILES_FEATURE_GATE = 'service.profilesSupport';
 const BINARY_NAME = 'otelcol-ringflow';
 /** Bump when the go build command line changes, so cached binaries are rebuilt. */
 const BUILD_RECIPE = 'go build -trimpath -buildvcs=false -mod=readonly -ldflags=-s -w v1';
@@ -264,7 +266,8 @@ function renderConfig(p: Paths, grpcPort: number, httpPort: number): void {
         // No internal metrics endpoint (it would take localhost:8888).
         metrics: { level: 'none' },
       },
-      pipelines: { metrics: pipeline, traces: pipeline, logs: pipeline },
+      // profiles: the alpha signal, accepted only with the service.profilesSupport gate (start passes it)
+      pipelines: { metrics: pipeline, traces: pipeline, logs: pipeline, profiles: pipeline },
     },
   };
   fs.writeFileSync(p.config, `${JSON.stringify(config, null, 2)}\n`);
@@ -373,7 +376,8 @@ export async function startOtelcol(opts: OtelcolOptions = {}): Promise<OtelcolSt
 
   fs.mkdirSync(p.stateDir, { recursive: true });
   renderConfig(p, grpcPort, httpPort);
-  const { pid, logOffset } = spawnDetached(bin, ['--config', `file:${p.config}`], {
+  // OTLP profiles are alpha: the receiver takes them, and a profiles pipeline is valid, only behind this gate
+  const { pid, logOffset } = spawnDetached(bin, ['--config', `file:${p.config}`, `--feature-gates=${PROFILES_FEATURE_GATE}`], {
     cwd: p.stateDir,
     logFile: p.log,
     pidFile: p.pidFile,
@@ -408,6 +412,8 @@ export interface OtlpFile {
   traces: any[];
   /** Every ResourceLogs. */
   logs: any[];
+  /** Every profiles request (OTLP JSON): its ResourceProfiles and the dictionary their indexes point into. */
+  profiles: { resourceProfiles: any[]; dictionary: any }[];
 }
 
 /**
@@ -415,7 +421,7 @@ export interface OtlpFile {
  * line still being written (no newline yet) is ignored.
  */
 export function readOtlpFile(file: string): OtlpFile {
-  const out: OtlpFile = { metrics: [], traces: [], logs: [] };
+  const out: OtlpFile = { metrics: [], traces: [], logs: [], profiles: [] };
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -427,7 +433,7 @@ export function readOtlpFile(file: string): OtlpFile {
   lines.pop(); // after the last '\n': empty, or a partial line
   for (const [i, line] of lines.entries()) {
     if (!line.trim()) continue;
-    let doc: { resourceMetrics?: unknown[]; resourceSpans?: unknown[]; resourceLogs?: unknown[] };
+    let doc: { resourceMetrics?: unknown[]; resourceSpans?: unknown[]; resourceLogs?: unknown[]; resourceProfiles?: unknown[]; dictionary?: unknown };
     try {
       doc = JSON.parse(line);
     } catch (err) {
@@ -436,6 +442,7 @@ export function readOtlpFile(file: string): OtlpFile {
     if (doc.resourceMetrics) out.metrics.push(...doc.resourceMetrics);
     if (doc.resourceSpans) out.traces.push(...doc.resourceSpans);
     if (doc.resourceLogs) out.logs.push(...doc.resourceLogs);
+    if (doc.resourceProfiles) out.profiles.push({ resourceProfiles: doc.resourceProfiles, dictionary: doc.dictionary ?? {} });
   }
   return out;
 }

@@ -8,14 +8,17 @@ import { FatalError, EXIT } from '../common/errors.ts';
 import { parseBrokers } from '../common/options.ts';
 import { createKafkaClient, connectAdmin, describeKafkaError, isBrokerOutage, CONSUMER_OUTAGE_LIMIT_MS } from '../kafka/client.ts';
 import { DEFAULT_BROKERS } from '../cli/collect.ts';
-import { createExporter, createTraceExporter, METRICS_TOPIC, TRACES_TOPIC, DEFAULT_GROUP_ID, type Exporter } from './service.ts';
+import { createExporter, createTraceExporter, createProfilesExporter, METRICS_TOPIC, TRACES_TOPIC, DEFAULT_GROUP_ID, type Exporter } from './service.ts';
+import { PROFILES_TOPIC } from './otlp-profiles.ts';
 import type { ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import { baseResourceAttributes, type HistogramMode } from './otlp.ts';
 import { startOwnMetrics, type OwnMetricsReporter } from './self-metrics.ts';
 
-export type Signal = 'metrics' | 'traces';
-export const SIGNALS: readonly Signal[] = ['metrics', 'traces'];
-const TOPICS: Readonly<Record<Signal, string>> = { metrics: METRICS_TOPIC, traces: TRACES_TOPIC };
+export type Signal = 'metrics' | 'traces' | 'profiles';
+export const SIGNALS: readonly Signal[] = ['metrics', 'traces', 'profiles'];
+/** Exported unless --signals says otherwise: profiles are opt-in, the OTLP signal is alpha and most backends refuse it. */
+export const DEFAULT_SIGNALS: readonly Signal[] = ['metrics', 'traces'];
+const TOPICS: Readonly<Record<Signal, string>> = { metrics: METRICS_TOPIC, traces: TRACES_TOPIC, profiles: PROFILES_TOPIC };
 
 export const EXPORT_HELP = `Usage: ringflow export [options]
 
@@ -26,14 +29,17 @@ Ships the processor's output over OTLP gRPC, each signal from its topic
            Resource per host.name
   traces   ${TRACES_TOPIC}: one span per record, one Resource per
            (service.name = the observed process, host.name = the observing host)
+  profiles ${PROFILES_TOPIC} (opt-in): OTLP profiles, the alpha
+           profiles/v1development signal, one Resource per (service.name,
+           host.name); a Collector needs --feature-gates=service.profilesSupport
 Offsets are committed only after the backend accepted; while it is down the
 records stay in Kafka and the export is retried with backoff. A topic that
 does not exist yet is waited for (the processor creates it).
 
 Options:
   --brokers H:P[,H:P]     Kafka bootstrap brokers (default 127.0.0.1:9092)
-  --signals LIST          which signals, comma-separated: metrics, traces
-                          (default metrics,traces)
+  --signals LIST          which signals, comma-separated: metrics, traces,
+                          profiles (default metrics,traces)
   --histograms MODE       exponential (default) or explicit: fixed power-of-two
                           bounds (seconds 2^-20..2^5, bytes 2^6..2^26) for
                           backends without exponential histograms
@@ -91,7 +97,7 @@ export async function exportCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const brokers = v.brokers === undefined ? DEFAULT_BROKERS : parseBrokers(v.brokers);
-  const signals = parseSignals(v.signals ?? SIGNALS.join(','));
+  const signals = parseSignals(v.signals ?? DEFAULT_SIGNALS.join(','));
   const histogramMode = parseHistogramMode(v.histograms ?? 'exponential');
   const groupId = v['group-id'];
   const log = (line: string) => console.error(line);
@@ -99,6 +105,7 @@ export async function exportCommand(argv: string[]): Promise<number> {
   const make: Record<Signal, () => Exporter> = {
     metrics: () => createExporter({ kafka, histogramMode, log, ...(groupId ? { groupId } : {}) }),
     traces: () => createTraceExporter({ kafka, log, ...(groupId ? { groupId: `${groupId}-traces` } : {}) }),
+    profiles: () => createProfilesExporter({ kafka, log, ...(groupId ? { groupId: `${groupId}-profiles` } : {}) }),
   };
   const admin: Admin = await connectAdmin(kafka, brokers);
   // what ends the command: a signal, or an exporter that cannot go on

@@ -40,6 +40,8 @@ import {
 } from './otlp.ts';
 import { createLogOnce } from './log-once.ts';
 import { toReadableSpans, createOtlpTraceExporter, type SpanRecord, type SpanExporterLike } from './traces.ts';
+import { toProfilesRequest, createOtlpProfilesExporter, PROFILES_TOPIC, DEFAULT_PROFILES_GROUP_ID } from './otlp-profiles.ts';
+import type { ProfileOut } from '../processor/profiles.ts';
 
 export const METRICS_TOPIC = 'ringflow.metrics.v1';
 export const TRACES_TOPIC = SPANS_TOPIC;
@@ -173,6 +175,30 @@ export function createTraceExporter(opts: TraceExporterOptions): Exporter<Readab
       };
     },
     createExporter: createOtlpTraceExporter,
+  };
+  return createSignalExporter(spec, opts);
+}
+
+/** ringflow.profiles.v1 -> OTLP profiles (alpha: the backend must accept profiles, e.g. a Collector with service.profilesSupport). */
+export function createProfilesExporter(opts: ServiceOptions<Buffer> & { maxProfilesPerExport?: number }): Exporter<Buffer> {
+  const resource = baseResourceAttributes();
+  const extra: Record<string, string> = {};
+  for (const [k, v] of Object.entries(resource)) if (typeof v === 'string') extra[k] = v;
+  // service.name and host.name are the observed process's and host's (toProfilesRequest puts them last)
+  delete extra['service.name'];
+  const spec: SignalSpec<ProfileOut, Buffer> = {
+    signal: 'profiles',
+    topic: opts.topic ?? PROFILES_TOPIC,
+    groupId: opts.groupId ?? DEFAULT_PROFILES_GROUP_ID,
+    recordName: 'io.ringflow.profiles.Profile',
+    unit: 'profiles',
+    consumerName: 'profiles exporter',
+    // a profile holds up to 200 stacks: 50 keep a request in the low MiB
+    maxPerExport: opts.maxPerExport ?? opts.maxProfilesPerExport ?? 50,
+    map(records) {
+      return { requests: records.length > 0 ? [{ items: records.length, payload: toProfilesRequest(records, extra) }] : [], invalid: [] };
+    },
+    createExporter: createOtlpProfilesExporter,
   };
   return createSignalExporter(spec, opts);
 }
