@@ -825,7 +825,7 @@ struct rf_l7_h1_walk {
 	__u32 have;    /* bytes of them in the window (rf_l7_scratch.data) */
 	__u32 hstart;  /* offset in the call where the current head's bytes (in the window) start */
 	__u32 base;    /* offset in the call of the window's first byte */
-	__u32 _pad2;
+	__u32 upos;    /* where the last step began (a START step's message begins there) */
 	__u64 buf;     /* the call's user buffer, to copy a later window from (0: iovecs, or a copy failed) */
 	__u32 seq0;    /* the side's seq before the current step */
 	__u32 fd;
@@ -1009,7 +1009,7 @@ __noinline int rf_l7_h1_on(struct rf_l7_h1_walk *w, struct rf_l7_conn *st, struc
 	d = resp ? &st->h1[1] : &st->h1[0];
 
 	if (ev == RF_H1_EV_START) {
-		w->hstart = w->pos - 1;
+		w->hstart = w->upos;
 		if (!resp) {
 			p = rf_l7_pend_new(st, d->seq, w->fd, 1, d->first_ns);
 			if (p) {
@@ -1135,6 +1135,7 @@ __noinline int rf_l7_h1_unit(struct rf_h1 *d, struct rf_l7_h1_walk *w, struct rf
 		return RF_L7_H1_EV_REFILL;
 	w->seq0 = d->seq;
 	pos = w->pos;
+	w->upos = pos;
 	ev = rf_h1_unit(d, s->data, w->base, &pos, w->n, w->have, w->resp, w->edge);
 	w->pos = pos;
 	return ev;

@@ -151,6 +151,11 @@ const table: Conv[] = ([
   ['oversized headers', ['GET /big HTTP/1.1\r\nHost: h\r\n', `X-Pad: ${'a'.repeat(20_000)}\r\n\r\n`, 'GET / HTTP/1.1\r\n\r\n'], []],
   ['head of exactly 16 KiB is kept', [`GET / HTTP/1.1\r\nX: ${'a'.repeat(16384 - 16 - 5 - 2)}\r\n\r\n`], [OK0]],
   ['head of 16 KiB + 1 is too long', [`GET / HTTP/1.1\r\nX: ${'a'.repeat(16384 - 16 - 5 - 1)}\r\n\r\n`], [OK0]],
+  // the whole-token steps (status, version, Content-Length name) count head bytes as the byte-wise ones do
+  ['16 KiB head with a Content-Length', [`GET / HTTP/1.1\r\nContent-Length: 0\r\nX: ${'a'.repeat(16384 - 16 - 19 - 7)}\r\n\r\n`], [OK0]],
+  ['16 KiB + 1 head with a Content-Length', [`GET / HTTP/1.1\r\nContent-Length: 0\r\nX: ${'a'.repeat(16384 - 16 - 19 - 6)}\r\n\r\n`], [OK0]],
+  ['16 KiB response head', ['GET / HTTP/1.1\r\n\r\n'], [`HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX: ${'a'.repeat(16384 - 17 - 19 - 7)}\r\n\r\n`, OK0]],
+  ['16 KiB + 1 response head', ['GET / HTTP/1.1\r\n\r\n'], [`HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX: ${'a'.repeat(16384 - 17 - 19 - 6)}\r\n\r\n`, OK0]],
   ['Upgrade header without Connection: upgrade', ['GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\nGET /2 HTTP/1.1\r\n\r\n'], []],
   ['TLS bytes on an HTTP/1 direction', ['\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03'], []],
   ['HTTP/2 preface is not HTTP/1', ['PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'], []],
