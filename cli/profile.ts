@@ -230,14 +230,33 @@ export async function runProfile(cfg: ProfileConfig, hooks: { log?: (l: string) 
   const { createSymbolizer } = await import('../collector/symbols/index.ts');
   const sym = createSymbolizer();
   const mappings = createMappingTable();
+  // source file and line of JIT frames (V8's perf map names carry them): records.ts keeps neither, pprof can show both
+  const sourceOf = new Map<string, { file: string; line: number | null }>();
+  const named = { frames: 0, unnamed: 0 };
   const symbolize = (tgid: number, addrs: readonly bigint[], kernel: boolean): SymbolizedFrame[] =>
     sym.symbolize(tgid, addrs, kernel).map((f, i) => {
-      if (kernel) return { address: f.address, module: f.module, offset: f.offset, function: f.function, kind: f.kind };
-      mappings.noteBuildId(f.module, f.buildId);
-      // in no mapping the symboliser could read: the process is gone; its last maps we read may know
-      if (f.module === '' && f.function === null) return mappings.nameFromLastMaps(tgid, f.address, i > 0) ?? { address: f.address, module: '', offset: f.offset, function: null, kind: f.kind };
-      return { address: f.address, module: f.module, offset: f.offset, function: f.function, kind: f.kind };
+      let out: SymbolizedFrame = { address: f.address, module: f.module, offset: f.offset, function: f.function, kind: f.kind };
+      if (!kernel) {
+        mappings.noteBuildId(f.module, f.buildId);
+        // in no mapping the symboliser could read: the process is gone; its last maps we read may know
+        if (f.module === '' && f.function === null) out = mappings.nameFromLastMaps(tgid, f.address, i > 0) ?? out;
+        if (f.file !== null) sourceOf.set(`${tgid}:${f.address}`, { file: f.file, line: f.line });
+      }
+      named.frames++;
+      if (out.function === null || out.function === '') named.unnamed++;
+      return out;
     });
+  const addSources = (r: ProfileStackRecord) => {
+    if (sourceOf.size === 0) return r;
+    for (const f of r.frames) {
+      const src = f.kind === 'KERNEL' ? undefined : sourceOf.get(`${r.tgid}:${BigInt.asUintN(64, f.address)}`);
+      if (src) {
+        f.file = src.file;
+        f.line = src.line;
+      }
+    }
+    return r;
+  };
   const ids = procIdentities();
   const only = cfg.pids.length > 1 ? new Set(cfg.pids) : undefined;
 
@@ -259,7 +278,7 @@ export async function runProfile(cfg: ProfileConfig, hooks: { log?: (l: string) 
       malformed += d.malformed;
       if (only) d.counts = d.counts.filter((c) => only.has(c.tgid));
       mappings.refresh(new Set(d.counts.map((c) => c.tgid)));
-      for (const r of buildStackRecords(d, { windowStartNs: windowStart, windowEndNs: end, sampleHz: cfg.hz, processName: (t) => ids(t).serviceName, symbolize })) records.push(r);
+      for (const r of buildStackRecords(d, { windowStartNs: windowStart, windowEndNs: end, sampleHz: cfg.hz, processName: (t) => ids(t).serviceName, symbolize })) records.push(addSources(r));
       windowStart = end;
     } catch (err) {
       failures++;
@@ -319,7 +338,9 @@ export async function runProfile(cfg: ProfileConfig, hooks: { log?: (l: string) 
     const procs = new Set(records.map((r) => r.tgid)).size;
     const amount = cfg.offcpu ? `${(Number(total) / 1e6).toFixed(1)} ms blocked` : `${total} samples`;
     log(`ringflow profile: ${secs.toFixed(1)}s (${reason}): ${amount} in ${records.length} stack records of ${procs} process${procs === 1 ? '' : 'es'}; ` +
-      `wrote ${cfg.format} to ${cfg.output ?? 'stdout'}${lostSummary(lost)}${failures ? `; ${failures} drains failed` : ''}${malformed ? `; ${malformed} malformed stacks` : ''}`);
+      `wrote ${cfg.format} to ${cfg.output ?? 'stdout'}${lostSummary(lost)}` +
+      `${named.unnamed ? `; ${named.unnamed} of ${named.frames} frames unnamed (stripped code, or no perf map: see --help)` : ''}` +
+      `${sym.stats().kernelRestricted ? '; kernel frames unnamed: /proc/kallsyms shows no addresses (kptr_restrict; run as root)' : ''}${failures ? `; ${failures} drains failed` : ''}${malformed ? `; ${malformed} malformed stacks` : ''}`);
     return 0;
   } finally {
     await session.stop().catch(() => {});

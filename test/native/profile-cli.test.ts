@@ -16,7 +16,7 @@
  * - --format svg: Python's xml.etree parses it; both names are in it.
  * - a Node.js program (fixtures/profile/hot.js, --perf-basic-prof, inlining
  *   off as in profile.test.ts) with hotA called 3x per hotB: both named as
- *   JIT frames.
+ *   JIT frames; in pprof with their script and line.
  * - --offcpu: block.c's known sleeps and pipe wait, in microseconds.
  * - SIGINT ends a run early and the profile is still written.
  * ~35 s.
@@ -168,7 +168,15 @@ test('ringflow profile: a Node.js program run with --perf-basic-prof has both ho
   const node = await spinning(process.execPath, ['--perf-basic-prof', '--no-turbo-inlining', '--no-maglev-inlining', path.join(FIXTURES, 'hot.js'), '30000']);
   // give V8 a moment to tier the functions up (and write their perf map lines)
   await new Promise((r) => setTimeout(r, 500));
-  const { stdout, stderr } = await profile(['--pid', String(node.pid), '--duration', '3s', '--hz', '99']);
+  const pb = path.join(dir, 'node.pb.gz');
+  const [{ stdout, stderr }] = await Promise.all([
+    profile(['--pid', String(node.pid), '--duration', '3s', '--hz', '99']),
+    profile(['--pid', String(node.pid), '--duration', '3s', '--hz', '99', '--format', 'pprof', '--output', pb]),
+  ]);
+  // pprof's locations carry the script and line the perf map names (hot.js:5 and :6)
+  const raw = execFileSync('go', ['tool', 'pprof', '-raw', pb], { encoding: 'utf8', env: { ...process.env, PPROF_TMPDIR: dir }, stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
+  assert.match(raw, /\shotA \S*hot\.js:5:/, raw.slice(0, 4000));
+  assert.match(raw, /\shotB \S*hot\.js:6:/, raw.slice(0, 4000));
   const c = foldedCounts(stdout, ['hotA_[j]', 'hotB_[j]']);
   const total = c.get('hotA_[j]')! + c.get('hotB_[j]')!;
   console.log(`# node: hotA ${total ? share(c, 'hotA_[j]', 'hotB_[j]').toFixed(1) : '-'}% of ${total} samples in hotA or hotB`);
