@@ -23,7 +23,7 @@ import { FatalError, EXIT } from '../common/errors.ts';
 import { DAY_NS, parseComm, parseDurationInRange, parseIntFlag, parsePid } from '../common/options.ts';
 import { objectPath } from '../collector/signals/registry.ts';
 import { encodeProfileSettings, encodeSettings, type Filters } from '../collector/signals/settings.ts';
-import { checkBtf, checkBuilt, checkPrivileges } from '../collector/preflight.ts';
+import { cgroupIdOf, checkBtf, checkBuilt, checkPrivileges } from '../collector/preflight.ts';
 import { procIdentities } from '../collector/process-identity.ts';
 import { decodeProfileDrain, PROF_LOST } from '../collector/profile/drain.ts';
 import { buildStackRecords, type ProfileStackRecord, type SymbolizedFrame } from '../collector/profile/records.ts';
@@ -59,6 +59,8 @@ Options:
   --pid N             only this process (tgid); repeat for several (one is filtered in the
                         kernel, several after the drain); ends early once all have exited
   --comm NAME         only tasks with this command name (exact, <= 15 bytes)
+  --uid N             only tasks of this user id
+  --cgroup DIR        only tasks in this cgroup v2 directory (a container, a systemd unit)
   --duration DUR      how long to sample (default 30s); Ctrl-C ends early and still writes
   --hz N              on-CPU samples per second per CPU (default ${DEFAULT_ONE_OFF_HZ}: more samples than the
                         collector's always-on 19 Hz for a short run, still a prime off the beat of
@@ -93,6 +95,8 @@ Which stacks stop early, and why:
 const OPTIONS = {
   pid: { type: 'string', multiple: true },
   comm: { type: 'string' },
+  uid: { type: 'string' },
+  cgroup: { type: 'string' },
   duration: { type: 'string' },
   hz: { type: 'string' },
   offcpu: { type: 'boolean' },
@@ -108,6 +112,9 @@ export type ProfileFormat = 'folded' | 'pprof' | 'svg';
 export interface ProfileConfig {
   pids: number[];
   comm?: string;
+  uid?: number;
+  /** cgroup v2 directory (its id is read when the run starts) */
+  cgroup?: string;
   durationMs: number;
   hz: number;
   offcpu: boolean;
@@ -130,6 +137,8 @@ export function parseProfileArgs(argv: string[], tgid?: (pid: number) => number 
   return {
     pids: [...new Set((v.pid ?? []).map((p) => parsePid('--pid', p, tgid)))],
     ...(v.comm !== undefined ? { comm: parseComm(v.comm) } : {}),
+    ...(v.uid !== undefined ? { uid: parseIntFlag('--uid', v.uid, 0, 0xfffffffe) } : {}),
+    ...(v.cgroup !== undefined ? { cgroup: v.cgroup } : {}),
     durationMs: Number(parseDurationInRange('--duration', v.duration ?? '30s', 100_000_000n, DAY_NS) / 1_000_000n),
     hz: v.hz === undefined ? DEFAULT_ONE_OFF_HZ : parseIntFlag('--hz', v.hz, 1, 1000),
     offcpu: v.offcpu ?? false,
@@ -263,6 +272,8 @@ export async function runProfile(cfg: ProfileConfig, hooks: { log?: (l: string) 
   const filters: Filters = {};
   if (cfg.pids.length === 1) filters.pid = cfg.pids[0]!;
   if (cfg.comm !== undefined) filters.comm = cfg.comm;
+  if (cfg.uid !== undefined) filters.uid = cfg.uid;
+  if (cfg.cgroup !== undefined) filters.cgroupId = cgroupIdOf(cfg.cgroup);
   const session = new native.Session({ ringBytes: 4096 * 16 });
   const records: ProfileStackRecord[] = [];
   let failures = 0;
@@ -301,7 +312,8 @@ export async function runProfile(cfg: ProfileConfig, hooks: { log?: (l: string) 
     }
     mappings.refresh(cfg.pids);
     const what = cfg.offcpu ? 'off-CPU time' : `on-CPU stacks at ${cfg.hz} Hz`;
-    const whom = cfg.pids.length ? `pid ${cfg.pids.join(',')}` : cfg.comm !== undefined ? `comm ${cfg.comm}` : 'every process';
+    const whom = [cfg.pids.length ? `pid ${cfg.pids.join(',')}` : '', cfg.comm !== undefined ? `comm ${cfg.comm}` : '', cfg.uid !== undefined ? `uid ${cfg.uid}` : '', cfg.cgroup !== undefined ? `cgroup ${cfg.cgroup}` : '']
+      .filter((x) => x !== '').join(', ') || 'every process';
     log(`ringflow profile: sampling ${what} of ${whom} for ${cfg.durationMs / 1000}s; Ctrl-C to stop early`);
     hooks.ready?.();
     let reason = 'duration';

@@ -26,6 +26,7 @@ test('profile args: table of good values', () => {
     [['--pid', '4242'], { pids: [4242] }],
     [['--pid', '4242', '--pid', '77', '--pid', '4242'], { pids: [4242, 77] }],
     [['--comm', 'postgres'], { comm: 'postgres' }],
+    [['--uid', '1000', '--cgroup', '/sys/fs/cgroup/system.slice'], { uid: 1000, cgroup: '/sys/fs/cgroup/system.slice' }],
     [['--duration', '3s', '--hz', '99'], { durationMs: 3000, hz: 99 }],
     [['--offcpu', '--offcpu-min', '10ms'], { offcpu: true, offcpuMinNs: 10_000_000n }],
     [['--threads'], { perThread: true }],
@@ -49,6 +50,7 @@ test('profile args: table of bad values, each a one-line usage error', () => {
     [['--duration', 'soon'], /--duration/],
     [['--comm', 'a-name-longer-than-15'], /comm/],
     [['--output', ''], /--output: empty/],
+    [['--uid', 'root'], /--uid/],
   ];
   for (const [argv, re] of t) {
     assert.throws(() => parseProfileArgs(argv, alive), (e: unknown) => e instanceof FatalError && e.exitCode === 2 && re.test(e.message), argv.join(' '));
