@@ -1267,15 +1267,35 @@ __noinline int rf_l7_h1_feed(struct rf_l7_call *c)
 	return 0;
 }
 
+/* The requests close() finds unanswered: [from, to) of conn_id. */
+struct rf_l7_h1_flush {
+	__u64 conn_id;
+	__u32 from;
+	__u32 to;
+};
+
+static long rf_l7_h1_flush_one(__u32 i, void *ctx)
+{
+	struct rf_l7_h1_flush *f = ctx;
+
+	if (f->from + i >= f->to)
+		return 1;
+	rf_l7_x_emit(f->conn_id, f->from + i, RF_L7_OUT_CLOSED);
+	return 0;
+}
+
 /*
  * close() of an HTTP1 connection: a response read until close is complete;
- * requests still waiting (at most 16 looked at) go out CLOSED.
+ * requests still waiting go out CLOSED (up to RF_L7_MAX_CLOSED of them, a
+ * bpf_loop; pipelining deeper than that is not seen in practice).
  */
+#define RF_L7_MAX_CLOSED 1024
 __noinline int rf_l7_h1_close(struct rf_l7_conn *st)
 {
+	struct rf_l7_h1_flush f;
 	struct rf_l7_pend *p;
 	struct rf_h1 *q, *r;
-	__u32 from, to;
+	__u32 n;
 
 	if (!st)
 		return 0;
@@ -1289,13 +1309,13 @@ __noinline int rf_l7_h1_close(struct rf_l7_conn *st)
 			rf_l7_x_emit(st->id, r->seq - 1, RF_L7_OUT_RESPONDED);
 		}
 	}
-	from = r->seq;
-	to = q->seq + (q->state != RF_H1_START && q->state != RF_H1_SEEK && q->state != RF_H1_TUNNEL);
-	for (int i = 0; i < 16; i++) {
-		if (from + i >= to)
-			break;
-		rf_l7_x_emit(st->id, from + i, RF_L7_OUT_CLOSED);
-	}
+	f.conn_id = st->id;
+	f.from = r->seq;
+	f.to = q->seq + (q->state != RF_H1_START && q->state != RF_H1_SEEK && q->state != RF_H1_TUNNEL);
+	if (f.to <= f.from)
+		return 0;
+	n = f.to - f.from;
+	bpf_loop(n < RF_L7_MAX_CLOSED ? n : RF_L7_MAX_CLOSED, rf_l7_h1_flush_one, &f, 0);
 	return 0;
 }
 

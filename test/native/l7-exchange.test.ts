@@ -348,6 +348,11 @@ ls2, c2, s2 = pair()
 three = b'GET /x HTTP/1.1\r\n\r\n' * 3
 c2.sendall(three); recv_until(s2, len(three))
 c2.close(); s2.close(); ls.close(); ls2.close()
+# deeper than a fixed loop would go: 20 unanswered
+ls3, c3, s3 = pair()
+many = b'GET /m HTTP/1.1\r\n\r\n' * 20
+c3.sendall(many); recv_until(s3, len(many))
+c3.close(); s3.close(); ls3.close()
 `]);
     assertClean(r);
     assert.equal(r.captures.length, 0);
@@ -359,7 +364,9 @@ c2.close(); s2.close(); ls.close(); ls2.close()
       assert.equal(x.resp_body_bytes, 11n);
       assertOrdered(x, 'until close');
     }
-    const closed = r.exchanges.filter((x) => x.outcome === OUT.CLOSED);
+    const deep = r.exchanges.filter((x) => x.outcome === OUT.CLOSED && x.req_head.startsWith('GET /m '));
+    assert.deepEqual(byRole(deep).map((xs) => xs.map((x) => x.seq)), [0, 1].map(() => [...Array(20).keys()]), '20 CLOSED per end');
+    const closed = r.exchanges.filter((x) => x.outcome === OUT.CLOSED && !x.req_head.startsWith('GET /m '));
     assert.equal(closed.length, 6, `3 CLOSED per end (${ids.length} connections)`);
     for (const x of closed) assert.deepEqual([x.status, x.resp_start_ns, x.resp_end_ns, x.req_head], [0, 0n, 0n, 'GET /x HTTP/1.1\r\n\r\n']);
     assert.deepEqual(byRole(closed).map((xs) => xs.map((x) => x.seq)), [[0, 1, 2], [0, 1, 2]]);
