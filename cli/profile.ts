@@ -227,6 +227,9 @@ export async function runProfile(cfg: ProfileConfig, hooks: { log?: (l: string) 
   checkPrivileges();
   checkBtf();
   checkBuilt([signal]);
+  if (cfg.format === 'pprof' && cfg.output === undefined && process.stdout.isTTY) {
+    throw new FatalError('--format pprof is gzipped binary: give --output FILE (or redirect stdout)', { exitCode: EXIT.usage });
+  }
   // fail on an unwritable --output now, not after the whole run
   if (cfg.output !== undefined) {
     try {
