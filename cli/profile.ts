@@ -284,7 +284,8 @@ export async function runProfile(cfg: ProfileConfig, hooks: { log?: (l: string) 
   const startWall = BigInt(Date.now()) * 1_000_000n;
   const startMono = process.hrtime.bigint();
   let windowStart = startMono;
-  const drain = (): void => {
+  /** one drain; false when it failed (counted and said) */
+  const drain = (): boolean => {
     try {
       const raw = session.profileDrain(prefix, { stackEpochDrains: STACK_EPOCH_DRAINS[signal] ?? 1 });
       const end = process.hrtime.bigint();
@@ -294,11 +295,13 @@ export async function runProfile(cfg: ProfileConfig, hooks: { log?: (l: string) 
       mappings.refresh(new Set(d.counts.map((c) => c.tgid)));
       for (const r of buildStackRecords(d, { windowStartNs: windowStart, windowEndNs: end, sampleHz: cfg.hz, processName: (t) => ids(t).serviceName, symbolize })) records.push(addSources(r));
       windowStart = end;
+      return true;
     } catch (err) {
       failures++;
       if (failures === 1 || Number.isInteger(Math.log10(failures))) {
         log(`ringflow profile: drain failed (${failures} so far; its counts stay in the kernel for the next one): ${(err as Error)?.message ?? String(err)}`);
       }
+      return false;
     }
   };
 
@@ -342,8 +345,8 @@ export async function runProfile(cfg: ProfileConfig, hooks: { log?: (l: string) 
         if (cfg.pids.length > 0 && cfg.pids.every((p) => !fs.existsSync(`/proc/${p}`))) done('every --pid exited');
       }, DRAIN_MS);
     });
-    // the last counts, while the maps still exist
-    drain();
+    // the last counts, while the maps still exist; if that fails they are lost with the session: written anyway, exit 1
+    const lastOk = drain();
     lost = session.mapCounters(`${prefix}_lost`);
     const secs = Number(process.hrtime.bigint() - startMono) / 1e9;
     const out = render(records, cfg, startWall, BigInt(Math.round(secs * 1e9)), mappings.mappingOf);
@@ -356,7 +359,8 @@ export async function runProfile(cfg: ProfileConfig, hooks: { log?: (l: string) 
       `wrote ${cfg.format} to ${cfg.output ?? 'stdout'}${lostSummary(lost)}` +
       `${named.unnamed ? `; ${named.unnamed} of ${named.frames} frames unnamed (stripped code, or no perf map: see --help)` : ''}` +
       `${sym.stats().kernelRestricted ? '; kernel frames unnamed: /proc/kallsyms shows no addresses (kptr_restrict; run as root)' : ''}${failures ? `; ${failures} drains failed` : ''}${malformed ? `; ${malformed} malformed stacks` : ''}`);
-    return 0;
+    if (!lastOk) log('ringflow profile: the last drain failed: the counts since the one before are not in the profile');
+    return lastOk ? 0 : 1;
   } finally {
     await session.stop().catch(() => {});
   }
