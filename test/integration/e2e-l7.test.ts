@@ -211,8 +211,11 @@ describe('L7 end to end: ringflow up --signals l7 -> OpenTelemetry Collector tra
           for (const m of sm.metrics) {
             if (m.name !== 'http.server.request.duration') continue;
             for (const dp of (m.exponentialHistogram ?? m.histogram)?.dataPoints ?? []) {
-              // this Collector hears only this run's exporter; the route tells HTTP server spans
+              // this Collector hears only this run's exporter; the route tells HTTP server spans, and
+              // the Resource those of the traffic's server (ringflow up observes every process on the
+              // host: other HTTP servers there, e.g. other tests', add their own requests)
               if (attrsOf(dp.attributes)['http.route'] === undefined) continue;
+              if (attrsOf(rm.resource.attributes)['service.name'] !== 'traffic') continue;
               red += Number(dp.count);
               const v = String(attrsOf(dp.attributes)['network.protocol.version']);
               redVersions[v] = (redVersions[v] ?? 0) + Number(dp.count);
