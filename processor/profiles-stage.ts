@@ -28,7 +28,10 @@
  * window is merged again; so every window goes out once, whole. Only records
  * at or past the metadata's `read` are judged late (counted, and a rejection
  * record tells stage 2's ringflow.dropped{reason=late}); records that do not
- * decode are dead-lettered once the same way.
+ * decode, or are dated beyond --max-clock-skew ahead of our clock (one would
+ * raise the partition's watermark and make every other host's records late),
+ * are dead-lettered once the same way. The per-partition logic is pure
+ * (ProfilePartition in processor/profiles.ts), its replay rule unit-tested.
  */
 import type { Kafka, Consumer, EachBatchPayload, Transaction } from 'kafkajs';
 import { CompressionTypes } from '../kafka/kafkajs.ts';
@@ -39,9 +42,8 @@ import { connectStageClients, isFenced, type TxProducer } from './stage-clients.
 import { FatalError } from '../common/errors.ts';
 import { decodeCurrent, encodeRecord, schemaRegistry } from '../schemas/index.ts';
 import { createSerial } from './serial.ts';
-import { WindowAssigner, type WindowAssignerState } from './window.ts';
-import { ProfileWindow, DEFAULT_TOP_STACKS, profileKey, recordTimeNs, type ProfileOut, type StackRecordIn } from './profiles.ts';
-import { deadLetter, oversizedDeadLetter, type OutMessage } from './repartition.ts';
+import { ProfilePartition, profileKey, recordTimeNs, type ProfileOut, type StackRecordIn } from './profiles.ts';
+import { DEFAULT_MAX_CLOCK_SKEW_MS, RejectedRecord, clockSkewError, deadLetter, oversizedDeadLetter, type OutMessage } from './repartition.ts';
 import { IDLE_GRACE_NS } from './partition.ts';
 import { FetchWatch } from './fetch-watch.ts';
 import { rejectionRecord } from './partial.ts';
@@ -59,6 +61,8 @@ export interface ProfilesStageCounters {
   /** Profiles alone over ringflow.profiles.v1's max.message.bytes: dead-lettered (first bytes). */
   oversized: number;
   checkpointsIgnored: number;
+  /** Records dated beyond the allowed clock skew: dead-lettered (in deadLetters too). */
+  clockSkew: number;
   txRetries: number;
 }
 
@@ -72,6 +76,12 @@ export interface ProfilesStageOptions {
   idleTickMs: number;
   /** A partition with no record for this long is closed by the clock (IDLE_GRACE behind it). */
   idleQuietMs: number;
+  /**
+   * Records dated further than this ahead of the processor's clock are
+   * dead-lettered (reason clock_skew): one would raise the partition's
+   * watermark and make every other host's records late (default 60 s).
+   */
+  maxClockSkewMs?: number;
   log: (l: string) => void;
   /** For tests: awaited in each transaction after its sends, before its offsets and commit. */
   beforeCommit?: (partition: number) => Promise<void>;
@@ -85,34 +95,19 @@ export interface ProfilesStage {
   stop(): Promise<void>;
 }
 
-interface Metadata {
-  v: 1;
-  /** Records below this were read (late ones counted, bad ones dead-lettered) before the commit. */
-  read: string;
-  windows: WindowAssignerState;
-}
-
-interface OpenProfiles {
-  acc: ProfileWindow;
-  /** The first offset merged into it: the commit may not pass it while it is open. */
-  minOffset: bigint;
-}
-
 interface PartitionProfiles {
-  assigner: WindowAssigner;
-  open: Map<bigint, OpenProfiles>;
-  next: bigint;
-  /** The metadata's read offset this state was restored from (0: none). */
-  readFrom: bigint;
+  p: ProfilePartition;
+  /** The offset last committed (null: none by this instance). */
   committed: bigint | null;
   lastEventAt: number;
 }
 
 export function createProfilesStage(opts: ProfilesStageOptions): ProfilesStage {
-  const counters: ProfilesStageCounters = { records: 0, profiles: 0, late: 0, deadLetters: 0, transactions: 0, oversized: 0, checkpointsIgnored: 0, txRetries: 0 };
+  const counters: ProfilesStageCounters = { records: 0, profiles: 0, late: 0, deadLetters: 0, transactions: 0, oversized: 0, checkpointsIgnored: 0, clockSkew: 0, txRetries: 0 };
+  const maxSkewNs = BigInt(opts.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS) * 1_000_000n;
+  const partitionOpts = { windowMs: opts.windowMs, latenessMs: opts.latenessMs, ...(opts.topStacks !== undefined ? { topStacks: opts.topStacks } : {}) };
   const failures = new FailureReporter({ what: 'processor: profiles', log: opts.log, ...(opts.onFatal ? { onFatal: opts.onFatal } : {}) });
   const schema = schemaRegistry().byTopic(PROFILES_TOPIC)!;
-  const topStacks = opts.topStacks ?? DEFAULT_TOP_STACKS;
   let fenced = false;
   const commitFailed = (err: unknown): void => {
     if (!isFenced(err)) return failures.failed('commit', err);
@@ -128,56 +123,32 @@ export function createProfilesStage(opts: ProfilesStageOptions): ProfilesStage {
   let tick: NodeJS.Timeout | undefined;
   const serial = createSerial();
   const fetches = new FetchWatch();
-  const newAssigner = (): WindowAssigner => new WindowAssigner({ sizeMs: opts.windowMs, latenessMs: opts.latenessMs });
 
   async function stateFor(partition: number): Promise<PartitionProfiles> {
     let s = states.get(partition);
     if (s) return s;
     const committed = await retrying(() => admin!.fetchOffsets({ groupId: PROFILES_GROUP, topics: [PROFILE_STACKS_TOPIC] }));
     const p = committed[0]?.partitions.find((x) => x.partition === partition);
-    let assigner: WindowAssigner | undefined;
-    let readFrom = 0n;
+    let part: ProfilePartition | undefined;
     if (p && p.offset !== '-1' && p.metadata) {
       try {
-        const meta = JSON.parse(p.metadata) as Metadata;
-        if (meta === null || typeof meta !== 'object' || meta.v !== 1) throw new Error(`unknown version ${String((meta as { v?: unknown } | null)?.v)}`);
-        if (!/^\d+$/.test(String(meta.read))) throw new Error('no read offset');
-        assigner = WindowAssigner.restore(meta.windows);
-        // another --window or --lateness since: the old windows cannot be continued
-        if (assigner.sizeNs !== newAssigner().sizeNs || assigner.latenessNs !== newAssigner().latenessNs) throw new Error('window size or lateness changed');
-        readFrom = BigInt(meta.read);
+        part = new ProfilePartition(partitionOpts, p.metadata);
       } catch (err) {
         // the committed offset alone is all we can use; throwing would re-read this batch forever
         counters.checkpointsIgnored++;
         opts.log(`processor: profiles: ${PROFILE_STACKS_TOPIC}[${partition}]: ignoring the commit's metadata (${(err as Error).message})`);
-        assigner = undefined;
-        readFrom = 0n;
       }
     }
-    s = { assigner: assigner ?? newAssigner(), open: new Map(), next: -1n, readFrom, committed: p && p.offset !== '-1' ? BigInt(p.offset) : null, lastEventAt: Date.now() };
+    s = { p: part ?? new ProfilePartition(partitionOpts), committed: p && p.offset !== '-1' ? BigInt(p.offset) : null, lastEventAt: Date.now() };
     states.set(partition, s);
     return s;
   }
 
-  /** The profiles of the windows the watermark closed, oldest first. */
-  function closed(s: PartitionProfiles, wallNs?: bigint): ProfileOut[] {
-    const out: ProfileOut[] = [];
-    for (const w of wallNs === undefined ? s.assigner.advance() : s.assigner.advanceTo(wallNs)) {
-      const o = s.open.get(w.startNs);
-      if (!o) continue;
-      s.open.delete(w.startNs);
-      out.push(...o.acc.finish(w.startNs, w.endNs, topStacks));
-    }
-    return out;
-  }
-
   /** One transaction: the profiles, dead letters and rejections, and the commit of what `s` still needs. */
   async function emit(partition: number, s: PartitionProfiles, profiles: readonly ProfileOut[], dead: readonly OutMessage[]): Promise<boolean> {
-    let commitOffset = s.next;
-    for (const o of s.open.values()) if (o.minOffset < commitOffset) commitOffset = o.minOffset;
+    const commitOffset = s.p.commitOffset();
     if (profiles.length === 0 && dead.length === 0 && commitOffset === s.committed) return false;
-    const read = s.next > s.readFrom ? s.next : s.readFrom;
-    const meta: Metadata = { v: 1, read: String(read), windows: s.assigner.state() };
+    const meta = s.p.checkpoint();
     let oversized = 0;
     let tx: Transaction | undefined;
     try {
@@ -197,7 +168,7 @@ export function createProfilesStage(opts: ProfilesStageOptions): ProfilesStage {
       await opts.beforeCommit?.(partition);
       await retryTxStep(() => t.sendOffsets({
         consumerGroupId: PROFILES_GROUP,
-        topics: [{ topic: PROFILE_STACKS_TOPIC, partitions: [{ partition, offset: String(commitOffset), metadata: JSON.stringify(meta) } as never] }],
+        topics: [{ topic: PROFILE_STACKS_TOPIC, partitions: [{ partition, offset: String(commitOffset), metadata: meta } as never] }],
       }), { onRetry: () => counters.txRetries++ });
       await t.commit();
     } catch (err) {
@@ -245,44 +216,44 @@ export function createProfilesStage(opts: ProfilesStageOptions): ProfilesStage {
             if (batch.messages.length === 0 || !isRunning() || isStale()) return;
             const s = await stateFor(batch.partition);
             const dead: OutMessage[] = [];
+            const nowNs = BigInt(Date.now()) * 1_000_000n;
             for (const m of batch.messages) {
               const offset = BigInt(m.offset);
               // at or past what the checkpoint read, and not read by this state yet: judged now
-              const fresh = offset >= s.readFrom && offset >= s.next;
-              if (offset + 1n > s.next) s.next = offset + 1n;
-              let rec: StackRecordIn;
+              const fresh = s.p.isFresh(offset);
+              let rec: StackRecordIn | undefined;
               try {
                 if (!m.value) throw new Error('record has no value');
                 const d = decodeCurrent(m.value);
                 if (d.schema.topic !== PROFILE_STACKS_TOPIC) throw new Error(`record of ${d.schema.topic} found on ${PROFILE_STACKS_TOPIC}`);
                 rec = d.value as unknown as StackRecordIn;
+                // judged against the clock when first read; a replay (not fresh) judges it the same unless a day passed
+                const skew = clockSkewError(recordTimeNs(rec), nowNs, maxSkewNs);
+                if (skew) throw skew;
               } catch (err) {
+                s.p.skip(offset);
                 if (fresh) {
                   const o = deadLetter(PROFILE_STACKS_TOPIC, batch.partition, m.offset, m.value, err);
-                  opts.log(`processor: ${PROFILE_STACKS_TOPIC}[${batch.partition}]@${m.offset} -> dead letter (${o.headers!['ringflow.error']})`);
+                  const isSkew = err instanceof RejectedRecord && err.reason === 'clock_skew';
+                  if (isSkew) counters.clockSkew++;
+                  const n = counters.clockSkew;
+                  if (!isSkew || n === 1 || /^10+$/.test(String(n))) opts.log(`processor: ${PROFILE_STACKS_TOPIC}[${batch.partition}]@${m.offset} -> dead letter (${o.headers!['ringflow.error']})${isSkew ? `; ${n} so far` : ''}`);
                   dead.push(o);
+                  if (err instanceof RejectedRecord && rec !== undefined) dead.push({ topic: REPARTITION_TOPIC, key: repartitionKey(PROFILE_STACKS_TOPIC, rec.host), value: rejectionRecord(PROFILE_STACKS_TOPIC, rec.host, nowNs, err.reason) });
                 }
                 continue;
               }
-              const w = s.assigner.observe(recordTimeNs(rec));
-              if (w === null) {
-                // closed: emitted before the checkpoint (a replay), or late now
-                if (fresh) {
-                  counters.late++;
-                  const n = counters.late;
-                  if (n === 1 || /^10+$/.test(String(n))) opts.log(`processor: profiles: ${PROFILE_STACKS_TOPIC}[${batch.partition}]@${m.offset}: its window had closed (late; ${n} so far): counted in ringflow.dropped{reason=late}, not merged`);
-                  dead.push({ topic: REPARTITION_TOPIC, key: repartitionKey(PROFILE_STACKS_TOPIC, rec.host), value: rejectionRecord(PROFILE_STACKS_TOPIC, rec.host, recordTimeNs(rec), 'late') });
-                }
-                continue;
+              if (s.p.add(rec, offset) === 'late') {
+                counters.late++;
+                const n = counters.late;
+                if (n === 1 || /^10+$/.test(String(n))) opts.log(`processor: profiles: ${PROFILE_STACKS_TOPIC}[${batch.partition}]@${m.offset}: its window had closed (late; ${n} so far): counted in ringflow.dropped{reason=late}, not merged`);
+                dead.push({ topic: REPARTITION_TOPIC, key: repartitionKey(PROFILE_STACKS_TOPIC, rec.host), value: rejectionRecord(PROFILE_STACKS_TOPIC, rec.host, recordTimeNs(rec), 'late') });
               }
-              let o = s.open.get(w.startNs);
-              if (!o) s.open.set(w.startNs, (o = { acc: new ProfileWindow(), minOffset: offset }));
-              o.acc.add(rec);
             }
             counters.records += batch.messages.length;
             s.lastEventAt = Date.now();
             try {
-              if (await emit(batch.partition, s, closed(s), dead)) failures.ok('commit');
+              if (await emit(batch.partition, s, s.p.closed(), dead)) failures.ok('commit');
             } catch (err) {
               commitFailed(err);
               return;
@@ -298,8 +269,8 @@ export function createProfilesStage(opts: ProfilesStageOptions): ProfilesStage {
           if (!fetches.answering(now)) return;
           let did = false;
           for (const [partition, s] of states) {
-            if (s.open.size === 0 || !fetches.quiet(now, s.lastEventAt, opts.idleQuietMs)) continue;
-            did = (await emit(partition, s, closed(s, BigInt(now) * 1_000_000n - IDLE_GRACE_NS), [])) || did;
+            if (s.p.openWindows === 0 || !fetches.quiet(now, s.lastEventAt, opts.idleQuietMs)) continue;
+            did = (await emit(partition, s, s.p.closed(BigInt(now) * 1_000_000n - IDLE_GRACE_NS), [])) || did;
           }
           if (did) failures.ok('commit');
         }).catch((err) => commitFailed(err));

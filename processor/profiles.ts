@@ -26,6 +26,8 @@
  * stay visible instead of passing for a short stack.
  */
 
+import { WindowAssigner, type WindowAssignerState } from './window.ts';
+
 export type ProfileKind = 'ONCPU' | 'OFFCPU';
 export type ProfileState = 'RUNNING' | 'PREEMPTED' | 'SLEEPING' | 'DISK' | 'OTHER';
 export type FrameKind = 'KERNEL' | 'USER' | 'JIT';
@@ -194,4 +196,106 @@ function finishSeries(s: SeriesAcc, startNs: bigint, endNs: bigint, topStacks: n
     window_start_ns: startNs, window_end_ns: endNs, host: s.host, service: s.service, kind: s.kind, state: s.state,
     sample_hz: s.kind === 'ONCPU' ? s.sampleHz : 0, processes: s.tgids.size, records: s.records, total, other_stacks: rest.length, frames, stacks,
   };
+}
+
+// ---- one partition's windows, with its checkpoint ----------------------------------
+
+
+/** Offset-commit metadata of a partition (JSON). */
+interface ProfileCheckpoint {
+  v: 1;
+  /** Records below this were read (late ones counted, bad ones dead-lettered) before the commit. */
+  read: string;
+  windows: WindowAssignerState;
+}
+
+export type AddOutcome = 'merged' | 'late' | 'replayed';
+
+/**
+ * One partition of the profiles stage, pure: records in by offset, closed
+ * windows' profiles out, and what to commit. Replay rule: a state restored
+ * from checkpoint() and fed again from commitOffset() makes the same
+ * decisions and emits nothing twice. The assigner's state is what carries
+ * that: a window closed by the idle clock (advanceTo) is closed for a record
+ * read after it, which a fresh assigner fed from the commit would not know.
+ */
+export class ProfilePartition {
+  private readonly assigner: WindowAssigner;
+  private readonly open = new Map<bigint, { acc: ProfileWindow; minOffset: bigint }>();
+  /** Offset after the last record read (-1: none yet). */
+  next = -1n;
+  /** The read offset of the checkpoint this state was restored from (0: none). */
+  readonly readFrom: bigint;
+
+  private readonly opts: { windowMs: number; latenessMs: number; topStacks?: number };
+
+  constructor(opts: { windowMs: number; latenessMs: number; topStacks?: number }, checkpoint?: string) {
+    this.opts = opts;
+    const fresh = new WindowAssigner({ sizeMs: opts.windowMs, latenessMs: opts.latenessMs });
+    if (checkpoint === undefined) {
+      this.assigner = fresh;
+      this.readFrom = 0n;
+      return;
+    }
+    // throws on anything not ours: the stage then starts from the committed offset alone
+    const c = JSON.parse(checkpoint) as ProfileCheckpoint;
+    if (c === null || typeof c !== 'object' || c.v !== 1) throw new Error(`unknown version ${String((c as { v?: unknown } | null)?.v)}`);
+    if (!/^\d+$/.test(String(c.read))) throw new Error('no read offset');
+    const a = WindowAssigner.restore(c.windows);
+    // another --window or --lateness since: the old windows cannot be continued
+    if (a.sizeNs !== fresh.sizeNs || a.latenessNs !== fresh.latenessNs) throw new Error('window size or lateness changed');
+    this.assigner = a;
+    this.readFrom = BigInt(c.read);
+  }
+
+  /** Whether the record at `offset` is judged now (not read before the checkpoint, nor by this state). */
+  isFresh(offset: bigint): boolean {
+    return offset >= this.readFrom && offset >= this.next;
+  }
+
+  /** Reads a record that does not take part (undecodable, skewed): only moves the read offset. */
+  skip(offset: bigint): void {
+    if (offset + 1n > this.next) this.next = offset + 1n;
+  }
+
+  add(r: StackRecordIn, offset: bigint): AddOutcome {
+    const fresh = this.isFresh(offset);
+    this.skip(offset);
+    const w = this.assigner.observe(recordTimeNs(r));
+    // closed: emitted before the checkpoint (a replay), or late now
+    if (w === null) return fresh ? 'late' : 'replayed';
+    let o = this.open.get(w.startNs);
+    if (!o) this.open.set(w.startNs, (o = { acc: new ProfileWindow(), minOffset: offset }));
+    o.acc.add(r);
+    return 'merged';
+  }
+
+  get openWindows(): number {
+    return this.open.size;
+  }
+
+  /** The profiles of the windows the watermark closed (by the idle clock at `wallNs` when given), oldest first. */
+  closed(wallNs?: bigint): ProfileOut[] {
+    const out: ProfileOut[] = [];
+    for (const w of wallNs === undefined ? this.assigner.advance() : this.assigner.advanceTo(wallNs)) {
+      const o = this.open.get(w.startNs);
+      if (!o) continue;
+      this.open.delete(w.startNs);
+      out.push(...o.acc.finish(w.startNs, w.endNs, this.opts.topStacks));
+    }
+    return out;
+  }
+
+  /** The offset to commit: the first record an open window still needs, else the next to read. */
+  commitOffset(): bigint {
+    let c = this.next < 0n ? this.readFrom : this.next;
+    for (const o of this.open.values()) if (o.minOffset < c) c = o.minOffset;
+    return c;
+  }
+
+  checkpoint(): string {
+    const read = this.next > this.readFrom ? this.next : this.readFrom;
+    const c: ProfileCheckpoint = { v: 1, read: String(read), windows: this.assigner.state() };
+    return JSON.stringify(c);
+  }
 }

@@ -95,6 +95,7 @@ export async function startProcessor(opts: ProcessorOptions): Promise<Processor>
     ...(opts.profileTopStacks !== undefined ? { topStacks: opts.profileTopStacks } : {}),
     idleTickMs: opts.idleTickMs ?? 1000,
     idleQuietMs,
+    ...(opts.maxClockSkewMs !== undefined ? { maxClockSkewMs: opts.maxClockSkewMs } : {}),
     log: opts.log,
     onFatal,
   });
