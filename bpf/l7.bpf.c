@@ -901,7 +901,13 @@ static __always_inline struct rf_l7_pend *rf_l7_pend_new(struct rf_l7_conn *st, 
 	x->rport = st->t.rport;
 	x->family = st->t.family;
 	x->app = RF_L7_APP_HTTP1;
-	x->role = st->role;
+	/*
+	 * No connect()/accept() seen (tracked from mid-stream): the side that
+	 * sends the requests is the client, as tracker.ts infers it from
+	 * capture records.
+	 */
+	x->role = st->role != RF_L7_ROLE_UNKNOWN ? st->role :
+		  st->req_dir == RF_L7_EGRESS ? RF_L7_ROLE_CLIENT : RF_L7_ROLE_SERVER;
 	x->protocol = st->t.protocol;
 	x->flags = (st->flags & RF_L7_F_MIDSTREAM) ? RF_L7_X_MIDSTREAM : 0;
 	p->method = RF_H1_M_NONE;

@@ -535,6 +535,28 @@ c.close(); s.close(); ls.close()
     }
   });
 
+  it('a connection set up before loading: MIDSTREAM, and the side that sends the requests is the CLIENT', async (t) => {
+    if (!rootOrSkip(t)) return;
+    const r = await run(t, PYTHON, ['-c', PY_PRELUDE + String.raw`
+ls, c, s = pair()
+def ex(path):
+    req = b'GET %s HTTP/1.1\r\n\r\n' % path
+    c.sendall(req); recv_until(s, len(req)); s.sendall(b'HTTP/1.1 204 No Content\r\n\r\n'); recv_until(c, 27)
+ex(b'/before')
+go()
+ex(b'/after/1'); ex(b'/after/2')
+c.close(); s.close(); ls.close()
+`]);
+    assertClean(r);
+    assert.equal(r.captures.length, 0);
+    const [client, server] = byRole(r.exchanges);
+    for (const [side, xs] of [['client', client], ['server', server]] as const) {
+      assert.deepEqual(xs.map((x) => [x.seq, x.status, x.flags & 16, x.req_head]),
+        [[0, 204, 16, 'GET /after/1 HTTP/1.1\r\n\r\n'], [1, 204, 16, 'GET /after/2 HTTP/1.1\r\n\r\n']], side);
+    }
+    assert.notEqual(client[0]!.fd, server[0]!.fd, 'the two ends');
+  });
+
   it('rf_l7_kernel_parse = 0: everything stays capture records, as before', async (t) => {
     if (!rootOrSkip(t)) return;
     const r = await run(t, PYTHON, ['-c', PY_PRELUDE + String.raw`
