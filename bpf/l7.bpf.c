@@ -1418,12 +1418,16 @@ __noinline int rf_l7_emit(struct rf_l7_call *c)
 	 * HTTP1 (without capture records): the bytes of a body are never read,
 	 * so the window starts after them: a call inside a known-length body
 	 * copies nothing, and a head that follows a body's end in the same call
-	 * is in the window whatever the body's size. A buffer, not iovecs (their
-	 * walk copies from the first byte).
+	 * is in the window whatever the body's size. Iovecs (walked from their
+	 * first byte) skip only a call that is all body.
 	 */
 	skip = 0;
-	if (st->app == RF_L7_APP_HTTP1 && !rf_l7_dual && !c->iovcnt)
+	if (st->app == RF_L7_APP_HTTP1 && !rf_l7_dual) {
 		skip = rf_l7_h1_skip_bytes(c->direction != st->req_dir ? &st->h1[1] : &st->h1[0], c->bytes);
+		/* iovecs are copied from their first byte: skipped only when the whole call is body */
+		if (c->iovcnt && skip < c->bytes)
+			skip = 0;
+	}
 	want = c->bytes - skip < limit ? c->bytes - skip : limit;
 	if (c->nocopy)
 		want = 0;
