@@ -9,7 +9,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PbWriter, toProfilesRequest } from '../../exporter/otlp-profiles.ts';
+import { PbWriter, partialSuccessOf, toProfilesRequest } from '../../exporter/otlp-profiles.ts';
 import { ProfileWindow, type StackRecordIn } from '../../processor/profiles.ts';
 
 type Field = { n: number; wire: number; v: bigint | Buffer };
@@ -127,4 +127,17 @@ test('a request: Resource per service and host, stacks resolve to their function
   // the shared frame main is one location; a location's address is the file offset
   assert.equal(locations.length, 1 + 4);
   assert.deepEqual(locations.slice(1).map((l) => int(l, 2)), [0x10, 0x20, 0x30, 0x40]);
+});
+
+test('partialSuccessOf: the ExportProfilesServiceResponse a backend answers', () => {
+  const reply = (rejected: number, message: string) => new PbWriter().message(1, new PbWriter().int(1, rejected).string(2, message)).finish();
+  const cases: [string, Buffer, ReturnType<typeof partialSuccessOf>][] = [
+    ['empty reply: full success', Buffer.alloc(0), null],
+    ['empty partial_success: full success', new PbWriter().message(1, new PbWriter(), true).finish(), null],
+    ['2 rejected with a reason', reply(2, 'bad stack'), { rejected: 2, message: 'bad stack' }],
+    ['a warning alone (0 rejected)', reply(0, 'deprecated field'), { rejected: 0, message: 'deprecated field' }],
+    ['unknown fields skipped', Buffer.concat([new PbWriter().int(9, 5).string(10, 'x').finish(), reply(1, '')]), { rejected: 1, message: '' }],
+    ['truncated: not a reason to resend', reply(3, 'cut').subarray(0, 4), null],
+  ];
+  for (const [name, b, want] of cases) assert.deepEqual(partialSuccessOf(b), want, name);
 });
