@@ -111,11 +111,11 @@ const volatile __u8 rf_l7_detect_records = 4;
  * In-kernel HTTP/1 (issue 10): a TCP connection the gate accepts by an HTTP/1
  * start line is framed and paired here and reported as one exchange record
  * per request (struct rf_l7_exchange) instead of a capture record per
- * syscall. 0: every connection stays RAW (capture records, as before). Off
- * by default until the collector decodes exchange records (issue 10, K2's
- * collector/l7/exchange.ts); the lead turns it on when both sides are in.
+ * syscall. On by default (the collector decodes them: collector/l7/exchange.ts);
+ * 0 (collect --l7-kernel-parse off): every connection stays RAW, capture
+ * records parsed in user space, as before.
  */
-const volatile __u8 rf_l7_kernel_parse = 0;
+const volatile __u8 rf_l7_kernel_parse = 1;
 /* 1: HTTP1 connections also emit today's capture records (differential tests). */
 const volatile __u8 rf_l7_dual = 0;
 /* Head bytes an exchange record carries per side (clamped to RF_L7_MAX_HEAD). */

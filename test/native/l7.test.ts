@@ -144,8 +144,15 @@ interface RunOptions {
   /** Runs once the programs are attached, before the child is released. */
   whileAttached?: () => Promise<void>;
   /** Runs once the child exited, before the programs are detached. */
-  afterChild?: () => void;
+  afterChild?: (session: Session) => void;
 }
+
+/**
+ * This file checks capture records (the syscall mechanics, the gate, filters):
+ * HTTP/1 framed in the kernel, the collector's default, would turn its HTTP
+ * connections into exchange records, which l7-exchange.test.ts checks.
+ */
+const CAPTURE: L7Settings = { kernelParse: false };
 
 /**
  * The globals the collector gives l7.bpf.o (cli/collect.ts), filtered on the
@@ -154,7 +161,7 @@ interface RunOptions {
  * tests (and the collector) use the default.
  */
 function settings(pid: number, l7: L7Settings = {}, filters: Filters = {}): Record<string, Buffer> {
-  return { ...encodeSettings({ pid, ...filters, selfTgid: process.pid }), ...encodeL7Settings({ detectRecords: 0, ...l7 }) };
+  return { ...encodeSettings({ pid, ...filters, selfTgid: process.pid }), ...encodeL7Settings({ ...CAPTURE, detectRecords: 0, ...l7 }) };
 }
 
 /** A deep copy: batch buffers return to a pool after the callback. */
@@ -194,7 +201,7 @@ async function runChild(t: TestContext, script: string, opts: RunOptions = {}): 
   await opts.whileAttached?.();
   child.stdin!.end('g');
   const [code] = await exited;
-  opts.afterChild?.();
+  opts.afterChild?.(session);
   await session.stop();
   assert.equal(code, 0, 'the child script succeeded');
   assert.equal(bad, '', 'only L7 records in the ring, each decodes');
@@ -625,7 +632,7 @@ recv_exact(c, 12)
 close(c)
 done()
 `.replace('PORT', String(port));
-    const unfiltered = (selfTgid: number) => () => ({ ...encodeSettings({ selfTgid }), ...encodeL7Settings({}) });
+    const unfiltered = (selfTgid: number) => () => ({ ...encodeSettings({ selfTgid }), ...encodeL7Settings(CAPTURE) });
     const run = await runChild(t, script, { globals: unfiltered(process.pid), whileAttached: selfExchange });
     assert.equal(run.records.filter((r) => r.tgid === process.pid).length, 0, 'nothing from the runner');
     assertMatchesLog({ ...run, records: run.records.filter((r) => r.tgid === run.pid) });
@@ -656,7 +663,7 @@ done()
     const byComm = await runChild(t, script, {
       globals: (pid) => {
         comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-        return { ...encodeSettings({ comm, selfTgid: process.pid }), ...encodeL7Settings({}) };
+        return { ...encodeSettings({ comm, selfTgid: process.pid }), ...encodeL7Settings(CAPTURE) };
       },
     });
     assert.ok(byComm.records.every((r) => r.comm === comm), `only ${comm}`);
@@ -687,19 +694,17 @@ done()
 
 /** The collector's L7 globals (the protocol gate at its default), filtered on the child's tgid. */
 const gated = (pid: number): Record<string, Buffer> =>
-  ({ ...encodeSettings({ pid, selfTgid: process.pid }), ...encodeL7Settings({}) });
+  ({ ...encodeSettings({ pid, selfTgid: process.pid }), ...encodeL7Settings(CAPTURE) });
 
-/** rf_l7_gate summed over CPUs, of the newest l7.bpf.o loaded (ours: tests run one at a time). */
-function gateCounters(): number[] {
-  const shown = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'show', 'name', 'rf_l7_gate'], { encoding: 'utf8' })) as
-    { id: number } | { id: number }[];
-  const maps = Array.isArray(shown) ? shown : [shown];
-  const id = Math.max(...maps.map((m) => m.id));
-  const dump = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'id', String(id)], { encoding: 'utf8' })) as
-    { formatted?: { key: number; values: { cpu: number; value: number }[] } }[];
-  const out = [0, 0, 0];
-  for (const e of dump) for (const v of e.formatted!.values) { const k = e.formatted!.key; out[k] = (out[k] ?? 0) + Number(v.value); }
-  return out;
+/**
+ * rf_l7_gate summed over CPUs, of this test's own session (by map name in a
+ * newest-id bpftool lookup it was whichever l7.bpf.o loaded last on the host:
+ * another test's collector made the gate count 0 once).
+ */
+function gateCounters(session: Session): number[] {
+  const v = session.mapCounters('rf_l7_gate');
+  assert.ok(v, 'rf_l7_gate is in the object');
+  return [0, 1, 2].map((i) => Number(v[i] ?? 0n));
 }
 
 /** Marks what the gate keeps out: a TCP fd's data calls after its first `n`, and its close. */
@@ -731,7 +736,7 @@ for i in range(10):
     recv_exact(c, 8)
 close(c); close(s); srv.close()
 done()
-`, { globals: gated, afterChild: () => { gate = gateCounters(); } });
+`, { globals: gated, afterChild: (session) => { gate = gateCounters(session); } });
     const fds = [...new Set(run.log.map((e) => e.fd))];
     assert.equal(fds.length, 2);
     const per = fds.map((fd) => run.records.filter((r) => r.fd === fd));
@@ -761,7 +766,7 @@ for i in range(4):
     recv_exact(c, len(resp)); recv_exact(c, 2)
 close(c); close(s); srv.close()
 done()
-`, { globals: gated, afterChild: () => { gate = gateCounters(); } });
+`, { globals: gated, afterChild: (session) => { gate = gateCounters(session); } });
     assert.ok(run.log.length > 30);
     assertMatchesLog(run);
     assert.equal(gate[L7_GATE.ACCEPTED_CONNS], 2);
@@ -793,7 +798,7 @@ for sid in (1, 3, 5):
     send(s, r); recv_exact(c, len(r))
 close(c); close(s); srv.close()
 done()
-`, { globals: gated, afterChild: () => { gate = gateCounters(); } });
+`, { globals: gated, afterChild: (session) => { gate = gateCounters(session); } });
     assertMatchesLog(run);
     assert.ok(run.records.filter((r) => r.kind === L7Kind.DATA).length >= 2 * 10);
     assert.equal(gate[L7_GATE.ACCEPTED_CONNS], 2, 'client at its preface write, server at its preface read');
@@ -842,7 +847,7 @@ for i in range(6):
     send(tc, b'\x00\x05zone' + bytes([i])); recv_exact(ts, 7)
 close(a); close(b); close(d53); close(c); close(tc); close(ts); t53.close()
 done()
-`, { globals: gated, afterChild: () => { gate = gateCounters(); } });
+`, { globals: gated, afterChild: (session) => { gate = gateCounters(session); } });
     assertMatchesLog(run);
     assert.ok(!run.records.some((r) => Buffer.from(r.payload).includes(Buffer.from('not dns')) && r.lport !== 53 && r.rport !== 53));
     assert.equal(gate[L7_GATE.UDP_SKIPPED], 6, '3 datagrams, each end');
