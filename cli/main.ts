@@ -14,7 +14,7 @@ Commands:
   profile   a one-off CPU (or --offcpu) profile of this host: folded stacks, pprof or an SVG flame graph
   tail      decode a topic's records to JSON lines
   process   aggregate events into windowed histograms, exactly once, on ringflow.metrics.v1
-  export    ship ringflow.metrics.v1 and ringflow.spans.v1 to an OTLP backend over gRPC
+  export    ship ringflow.metrics.v1 and ringflow.spans.v1 (and ringflow.profiles.v1 with --signals profiles) to an OTLP backend over gRPC
   kafka     run a local Apache Kafka broker: kafka start|stop|status
   otelcol   run a local OpenTelemetry Collector (OTLP in, JSON file out): otelcol start|stop|status|build
 

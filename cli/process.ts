@@ -18,6 +18,9 @@ ringflow.metrics.v1 (Kafka transactions; read it with read_committed).
 Pairs the L7 requests and responses of ringflow.l7.v1 into spans, written
 exactly once to ringflow.spans.v1, and aggregates those into RED metrics
 (http.server.request.duration, rpc.client.call.duration, dns.lookup.duration...).
+Merges the stacks of ringflow.profile.stacks.v1 per window and service into
+profiles (top 200 stacks, the rest as "[other]"), written exactly once to
+ringflow.profiles.v1 (export them with ringflow export --signals profiles).
 Run several instances to share the partitions.
 
 Options:
