@@ -203,6 +203,27 @@ export function toProfilesRequest(profiles: readonly ProfileOut[], resource: Rea
   return req.finish();
 }
 
+/**
+ * A gRPC server refuses a message over its limit (the Collector's OTLP
+ * receiver: 4 MiB by default) with RESOURCE_EXHAUSTED, which we retry: a
+ * request that is too large would be retried forever. Requests stay under
+ * this many bytes.
+ */
+export const MAX_REQUEST_BYTES = 2 * 1024 * 1024;
+
+/**
+ * Profiles -> requests of at most maxBytes each (halving the profiles until
+ * they fit; a single profile over it goes alone: a profile is bounded by
+ * its top-N, so that means an extraordinary frame table). items = profiles in it.
+ */
+export function toProfilesRequests(profiles: readonly ProfileOut[], resource: Readonly<Record<string, string>> = {}, maxBytes = MAX_REQUEST_BYTES): { items: number; payload: Buffer }[] {
+  if (profiles.length === 0) return [];
+  const payload = toProfilesRequest(profiles, resource);
+  if (payload.length <= maxBytes || profiles.length === 1) return [{ items: profiles.length, payload }];
+  const half = Math.ceil(profiles.length / 2);
+  return [...toProfilesRequests(profiles.slice(0, half), resource, maxBytes), ...toProfilesRequests(profiles.slice(half), resource, maxBytes)];
+}
+
 // ---- the response ---------------------------------------------------------------
 
 /**

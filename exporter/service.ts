@@ -40,7 +40,7 @@ import {
 } from './otlp.ts';
 import { createLogOnce } from './log-once.ts';
 import { toReadableSpans, createOtlpTraceExporter, type SpanRecord, type SpanExporterLike } from './traces.ts';
-import { toProfilesRequest, createOtlpProfilesExporter, PROFILES_TOPIC, DEFAULT_PROFILES_GROUP_ID } from './otlp-profiles.ts';
+import { toProfilesRequests, createOtlpProfilesExporter, PROFILES_TOPIC, DEFAULT_PROFILES_GROUP_ID } from './otlp-profiles.ts';
 import type { ProfileOut } from '../processor/profiles.ts';
 
 export const METRICS_TOPIC = 'ringflow.metrics.v1';
@@ -196,7 +196,7 @@ export function createProfilesExporter(opts: ServiceOptions<Buffer> & { maxProfi
     // a profile holds up to 200 stacks: 50 keep a request in the low MiB
     maxPerExport: opts.maxPerExport ?? opts.maxProfilesPerExport ?? 50,
     map(records) {
-      return { requests: records.length > 0 ? [{ items: records.length, payload: toProfilesRequest(records, extra) }] : [], invalid: [] };
+      return { requests: toProfilesRequests(records, extra), invalid: [] };
     },
     createExporter: createOtlpProfilesExporter,
   };

@@ -9,7 +9,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PbWriter, partialSuccessOf, toProfilesRequest } from '../../exporter/otlp-profiles.ts';
+import { PbWriter, partialSuccessOf, toProfilesRequest, toProfilesRequests } from '../../exporter/otlp-profiles.ts';
 import { ProfileWindow, type StackRecordIn } from '../../processor/profiles.ts';
 
 type Field = { n: number; wire: number; v: bigint | Buffer };
@@ -140,4 +140,21 @@ test('partialSuccessOf: the ExportProfilesServiceResponse a backend answers', ()
     ['truncated: not a reason to resend', reply(3, 'cut').subarray(0, 4), null],
   ];
   for (const [name, b, want] of cases) assert.deepEqual(partialSuccessOf(b), want, name);
+});
+
+test('toProfilesRequests: cut under the byte limit, every profile in exactly one request', () => {
+  const w = new ProfileWindow();
+  for (let i = 0; i < 40; i++) w.add({ ...base, process_name: `svc${i}`, value: BigInt(i + 1), frames: [fn(`f${i}`, 0x100 + i), fn('main', 0x20)] });
+  const profiles = w.finish(0n, 2_000_000_000n);
+  const whole = toProfilesRequest(profiles).length;
+  const cases: [string, number, number][] = [['fits: one request', whole, 1], ['a third of it', Math.ceil(whole / 3), 4], ['below one profile: one each', 10, 40]];
+  for (const [name, max, requests] of cases) {
+    const rs = toProfilesRequests(profiles, {}, max);
+    assert.equal(rs.length, requests, name);
+    assert.equal(rs.reduce((a, r) => a + r.items, 0), profiles.length, name);
+    if (requests < profiles.length) for (const r of rs) assert.ok(r.payload.length <= max, `${name}: ${r.payload.length} <= ${max}`);
+    // each request's Resources in order: every service once over all requests
+    const services = rs.flatMap((r) => msgs(r.payload, 1).map((rp) => msgs(one(rp, 1) as Buffer, 1).map((kv) => (one(one(kv, 2) as Buffer, 1) as Buffer).toString())[0]));
+    assert.deepEqual(services, profiles.map((p) => p.service), name);
+  }
 });
