@@ -219,7 +219,8 @@ export interface ProcIdentityOptions {
  * The /proc reader: identity by tgid, cached per (tgid, start time) with a
  * bound. A lookup costs a map read; once per recheckMs per process the start
  * time is read again, and a different one (the pid was reused) reads the
- * process anew. A process gone or unreadable gives '' (and is not cached).
+ * process anew. A process gone or unreadable gives '' (or the name it had),
+ * and is looked at again after recheckMs too.
  */
 export function procIdentities(o: ProcIdentityOptions = {}): (tgid: number) => ProcessIdentity {
   const root = o.procRoot ?? '/proc';
@@ -240,7 +241,17 @@ export function procIdentities(o: ProcIdentityOptions = {}): (tgid: number) => P
     const t = now();
     if (hit !== undefined && t - hit.checked < recheckMs) return hit.id;
     const start = startTimeOf(read(`${root}/${tgid}/stat`));
-    if (start === null) return hit?.id ?? NONE; // gone: its last records still name it
+    if (start === null) {
+      // gone: its last records still name it, and it is looked at again only
+      // after recheckMs (a busy process's last records arrive by the thousand)
+      if (hit !== undefined) {
+        hit.checked = t;
+        return hit.id;
+      }
+      if (cache.size >= max) cache.delete(cache.keys().next().value!);
+      cache.set(tgid, { start: '', checked: t, id: NONE });
+      return NONE;
+    }
     if (hit !== undefined && hit.start === start) {
       hit.checked = t;
       return hit.id;

@@ -99,6 +99,18 @@ test('process identity: the /proc reader caches per (tgid, start time), re-reads
     clock = 9000;
     assert.equal(ids(12).serviceName, 'y', 'a process gone keeps the name its last records had');
     assert.equal(ids(99).serviceName, '', 'never seen and gone');
+    // A gone process is checked again once per recheckMs, not at every record:
+    // its last records (thousands, from a busy process) each re-read /proc
+    // before. Seen through a pid that comes back within recheckMs: the
+    // answer stands until the recheck.
+    proc(12, 2, ['y2']);
+    proc(99, 1, ['z']);
+    clock = 9500;
+    assert.equal(ids(12).serviceName, 'y', 'gone, checked at 9000: not read again before 10000');
+    assert.equal(ids(99).serviceName, '', 'never seen and gone at 9000: not read again before 10000');
+    clock = 10_000;
+    assert.equal(ids(12).serviceName, 'y2');
+    assert.equal(ids(99).serviceName, 'z');
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }
