@@ -33,86 +33,11 @@
 import type { ProfileOut } from '../processor/profiles.ts';
 import type { CreatedOtlpExporter, OtlpOptions } from './otlp.ts';
 import { resolveEndpoint, resolveTimeoutMs } from './otlp.ts';
+import { PbWriter } from '../common/protobuf.ts';
 
 export const PROFILES_TOPIC = 'ringflow.profiles.v1';
 export const DEFAULT_PROFILES_GROUP_ID = 'ringflow-exporter-profiles';
 export const PROFILES_EXPORT_PATH = '/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export';
-
-// ---- a minimal protobuf writer ---------------------------------------------------
-
-/** Protobuf wire encoding: fields appended in order; a nested message is its own writer. */
-export class PbWriter {
-  private chunks: Buffer[] = [];
-  private len = 0;
-
-  private push(b: Buffer): void {
-    this.chunks.push(b);
-    this.len += b.length;
-  }
-
-  private varint(v: bigint): void {
-    // negative int64 are ten bytes of two's complement
-    let x = BigInt.asUintN(64, v);
-    const out: number[] = [];
-    while (x >= 0x80n) {
-      out.push(Number(x & 0x7fn) | 0x80);
-      x >>= 7n;
-    }
-    out.push(Number(x));
-    this.push(Buffer.from(out));
-  }
-
-  private tag(field: number, wire: number): void {
-    this.varint(BigInt((field << 3) | wire));
-  }
-
-  /** int32/int64/uint32/uint64/enum; zero is the default and is left out. */
-  int(field: number, v: number | bigint): this {
-    if (v === 0 || v === 0n) return this;
-    this.tag(field, 0);
-    this.varint(BigInt(v));
-    return this;
-  }
-
-  fixed64(field: number, v: bigint): this {
-    if (v === 0n) return this;
-    this.tag(field, 1);
-    const b = Buffer.alloc(8);
-    b.writeBigUInt64LE(BigInt.asUintN(64, v));
-    this.push(b);
-    return this;
-  }
-
-  bytes(field: number, b: Buffer): this {
-    this.tag(field, 2);
-    this.varint(BigInt(b.length));
-    this.push(b);
-    return this;
-  }
-
-  /** A string; `always` writes it even when empty (repeated string_table entries). */
-  string(field: number, s: string, always = false): this {
-    if (s === '' && !always) return this;
-    return this.bytes(field, Buffer.from(s, 'utf8'));
-  }
-
-  message(field: number, m: PbWriter, always = false): this {
-    if (m.len === 0 && !always) return this;
-    return this.bytes(field, m.finish());
-  }
-
-  /** A packed repeated varint field. */
-  packed(field: number, vs: readonly (number | bigint)[]): this {
-    if (vs.length === 0) return this;
-    const inner = new PbWriter();
-    for (const v of vs) inner.varint(BigInt(v));
-    return this.bytes(field, inner.finish());
-  }
-
-  finish(): Buffer {
-    return Buffer.concat(this.chunks, this.len);
-  }
-}
 
 // ---- mapping -------------------------------------------------------------------
 

@@ -27,7 +27,7 @@
  * kernel could not keep whole end (at the root) in a pseudo-frame saying so.
  */
 import { gzipSync } from 'node:zlib';
-import { ProtoWriter } from './proto.ts';
+import { PbWriter } from '../../common/protobuf.ts';
 import { frameName, type ProfileStackRecord } from './stacks.ts';
 
 export interface MappingInfo {
@@ -129,31 +129,31 @@ export function encodePprofMessage(records: readonly ProfileStackRecord[], opts:
     if (l.mapping === 0) l.mapping = pseudoMapping ||= mappingFor('p:', { start: 0n, limit: 0n, offset: 0n, file: '[ringflow]', buildId: '' });
   }
 
-  const w = new ProtoWriter();
-  for (const [t, u] of types) w.message(1, (m) => m.uint(1, str(t)).uint(2, str(u)));
+  const w = new PbWriter();
+  for (const [t, u] of types) w.message(1, (m) => m.int(1, str(t)).int(2, str(u)));
   for (const s of samples.values()) {
     w.message(2, (m) => {
       m.packed(1, s.locs).packed(2, s.values);
-      for (const [k, v] of s.labels) m.message(3, (l) => (typeof v === 'number' ? l.uint(1, str(k)).uint(3, v) : l.uint(1, str(k)).uint(2, str(v))));
+      for (const [k, v] of s.labels) m.message(3, (l) => (typeof v === 'number' ? l.int(1, str(k)).int(3, v) : l.int(1, str(k)).int(2, str(v))));
     });
   }
   for (const m of mappings.values()) {
-    w.message(3, (x) => x.uint(1, m.id).uint(2, m.start).uint(3, m.limit).uint(4, m.offset).uint(5, str(m.file)).uint(6, str(m.buildId)).bool(7, true));
+    w.message(3, (x) => x.int(1, m.id).int(2, m.start).int(3, m.limit).int(4, m.offset).int(5, str(m.file)).int(6, str(m.buildId)).bool(7, true));
   }
   for (const l of locations.values()) {
-    w.message(4, (x) => x.uint(1, l.id).uint(2, l.mapping).uint(3, l.address).message(4, (ln) => ln.uint(1, l.fn).uint(2, l.line)));
+    w.message(4, (x) => x.int(1, l.id).int(2, l.mapping).int(3, l.address).message(4, (ln) => ln.int(1, l.fn).int(2, l.line)));
   }
-  for (const f of functions.values()) w.message(5, (x) => x.uint(1, f.id).uint(2, str(f.name)).uint(3, str(f.system)).uint(4, str(f.file)));
+  for (const f of functions.values()) w.message(5, (x) => x.int(1, f.id).int(2, str(f.name)).int(3, str(f.system)).int(4, str(f.file)));
   const comments = (opts.comments ?? []).map(str);
   const defaultType = str(on || !off ? 'cpu' : 'offcpu');
   const periodType = on || !off ? [str('cpu'), str('nanoseconds')] : [str('offcpu'), str('nanoseconds')];
   // the string table last: every index above is taken by now
-  for (const s of strings.keys()) w.string(6, s);
-  w.uint(9, opts.timeNanos).uint(10, opts.durationNanos);
-  w.message(11, (m) => m.uint(1, periodType[0]!).uint(2, periodType[1]!));
-  w.uint(12, on || !off ? period : 1n);
+  for (const s of strings.keys()) w.string(6, s, true);
+  w.int(9, opts.timeNanos).int(10, opts.durationNanos);
+  w.message(11, (m) => m.int(1, periodType[0]!).int(2, periodType[1]!));
+  w.int(12, on || !off ? period : 1n);
   w.packed(13, comments);
-  w.uint(14, defaultType);
+  w.int(14, defaultType);
   return w.finish();
 }
 

@@ -9,7 +9,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PbWriter, partialSuccessOf, toProfilesRequest, toProfilesRequests } from '../../exporter/otlp-profiles.ts';
+import { partialSuccessOf, toProfilesRequest, toProfilesRequests } from '../../exporter/otlp-profiles.ts';
+import { PbWriter } from '../../common/protobuf.ts';
 import { ProfileWindow, type StackRecordIn } from '../../processor/profiles.ts';
 
 type Field = { n: number; wire: number; v: bigint | Buffer };

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { renderPprof, encodePprofMessage } from '../../exporter/profiles/pprof.ts';
-import { ProtoWriter } from '../../exporter/profiles/proto.ts';
+import { PbWriter as ProtoWriter } from '../../common/protobuf.ts';
 import { rec, u, k, j } from '../support/profile-cli-records.ts';
 
 // ---- a minimal protobuf reader: field -> list of (varint bigint | bytes)
@@ -101,7 +101,7 @@ test('pprof: ProtoWriter varints (table: the protobuf spec examples, negatives a
   const t: [bigint | number, string][] = [[0, '00'], [1, '01'], [127, '7f'], [128, '8001'], [150, '9601'], [300, 'ac02'], [-1n, 'ffffffffffffffffff01'], [(1n << 63n), '80808080808080808001']];
   for (const [v, hex] of t) assert.equal(new ProtoWriter().varint(v).finish().toString('hex'), hex, String(v));
   // field 1 = 150 is the spec's 08 96 01; zero scalars are left out; strings length-prefixed
-  assert.equal(new ProtoWriter().uint(1, 150).uint(2, 0).string(2, 'testing').finish().toString('hex'), '089601' + '120774657374696e67');
+  assert.equal(new ProtoWriter().int(1, 150).int(2, 0).string(2, 'testing').finish().toString('hex'), '089601' + '120774657374696e67');
   assert.equal(new ProtoWriter().packed(4, [3, 270, 86942]).finish().toString('hex'), '2206038e029ea705');
 });
 
