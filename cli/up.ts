@@ -17,6 +17,7 @@ import { parseDurationMs } from '../common/options.ts';
 import { summarizeWindow, CollectorLosses, type CollectorLossInput, type SummaryPoint } from './summary.ts';
 import { METRICS_TOPIC, STATS_TOPIC } from '../processor/topics.ts';
 import { ALERTS_TOPIC } from '../processor/alerts-stage.ts';
+import { DEFAULT_SIGNALS as EXPORT_DEFAULT_SIGNALS } from '../exporter/command.ts';
 
 interface AlertLine {
   rule: string;
@@ -45,6 +46,7 @@ latencies). OTLP goes to OTEL_EXPORTER_OTLP_ENDPOINT (default localhost:4317);
 when nothing listens there the exporter says so once and the points wait in
 Kafka. Ctrl-C stops everything, including the broker it started (its data
 stays). Each stage also runs alone: ringflow collect | process | export.
+With --signals profile or offcpu the exporter also sends OTLP profiles.
 
   --window DUR     processor window size (default 10s)
   --lateness DUR   processor allowed lateness (default 5s)
@@ -107,6 +109,17 @@ export function processorArgs(brokers: string, f: { window: string; lateness: st
     ...(f.rules ? ['--rules', f.rules] : []), ...(f.maxClockSkew ? ['--max-clock-skew', f.maxClockSkew] : [])];
 }
 
+/**
+ * The exporter child's command line. Profiles are opt-in for `ringflow export`
+ * (the OTLP signal is alpha), but when this collector makes stacks (profile,
+ * offcpu) the user asked for profiles: export them too, else the processor's
+ * ringflow.profiles.v1 would fill up unread.
+ */
+export function exporterArgs(brokers: string, collectSignals: readonly string[]): string[] {
+  const profiles = collectSignals.includes('profile') || collectSignals.includes('offcpu');
+  return ['export', '--brokers', brokers, ...(profiles ? ['--signals', [...EXPORT_DEFAULT_SIGNALS, 'profiles'].join(',')] : [])];
+}
+
 function child(name: string, args: string[]): ChildProcess {
   const c = spawn(path.join(REPO_ROOT, 'bin', 'ringflow'), args, { stdio: ['ignore', 'inherit', 'pipe'], detached: false });
   let buf = '';
@@ -150,7 +163,7 @@ export async function upCommand(argv: string[]): Promise<number> {
   // (bin/ringflow execs node, so these pids are theirs), else with --signals l7 the
   // exporter's own OTLP calls would come back as spans
   const processor = child('process', processorArgs(b, { window, lateness, rules, maxClockSkew }));
-  const exporter = child('export', ['export', '--brokers', b]);
+  const exporter = child('export', exporterArgs(b, cfg.signals));
   const own = [processor.pid, exporter.pid].filter((p): p is number => p !== undefined).join(',');
   const children = new Map<string, ChildProcess>([
     ['collect', child('collect', ['collect', '--brokers', b, '--quiet', ...(own ? ['--exclude-pid', own] : []), ...collect.filter((a, i) => !(a === '--brokers' || collect[i - 1] === '--brokers' || a.startsWith('--brokers=')))])],

@@ -2,7 +2,7 @@
 // (it used to be left to the collector's parser, which refuses it, so up always ran with 60s).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { splitUpArgs, processorArgs } from '../../cli/up.ts';
+import { splitUpArgs, processorArgs, exporterArgs } from '../../cli/up.ts';
 
 test('splitUpArgs takes --max-clock-skew in both spellings and leaves it out of the collector flags', () => {
   const cases: { argv: string[]; maxClockSkew: string | undefined; collect: string[] }[] = [
@@ -29,4 +29,18 @@ test('processorArgs passes --max-clock-skew through only when given (else the pr
     ['process', '--brokers', 'k:9092', '--window', '2s', '--lateness', '5s', '--rules', 'r.yaml', '--max-clock-skew', '90s']);
   assert.deepEqual(processorArgs('k:9092', splitUpArgs([])),
     ['process', '--brokers', 'k:9092', '--window', '10s', '--lateness', '5s']);
+});
+
+// `ringflow up --signals profile` collected stacks that the processor merged into
+// ringflow.profiles.v1 but the exporter it started never sent: profiles are opt-in
+// for `ringflow export`, so up asks for them when the collector makes them.
+test('exporterArgs: profiles exported exactly when the collector\'s signals include profile or offcpu', () => {
+  const cases: [string[], string[]][] = [
+    [['sched', 'tcp'], ['export', '--brokers', 'k:9092']],
+    [['profile'], ['export', '--brokers', 'k:9092', '--signals', 'metrics,traces,profiles']],
+    [['sched', 'offcpu'], ['export', '--brokers', 'k:9092', '--signals', 'metrics,traces,profiles']],
+    [['profile', 'offcpu', 'l7'], ['export', '--brokers', 'k:9092', '--signals', 'metrics,traces,profiles']],
+    [[], ['export', '--brokers', 'k:9092']],
+  ];
+  for (const [signals, want] of cases) assert.deepEqual(exporterArgs('k:9092', signals), want, signals.join(','));
 });
