@@ -38,6 +38,7 @@ import { WindowAggregator } from '../../processor/index.ts';
 import { createFastDecoder, eventTimeNs } from '../../processor/fast-decode.ts';
 import { startProcessor } from '../../processor/service.ts';
 import { l7Parse, httpOverhead, wakeupCost } from './l7.ts';
+import { l7ExchangePath } from './l7-exchange-path.ts';
 
 const { CompressionTypes } = kafkajs;
 const { createPartitioner } = await import('../../kafka/kafkajs.ts');
@@ -384,6 +385,10 @@ async function main() {
   if (want('l7parse')) {
     log('l7parse: HTTP/1, HTTP/2 (gRPC) and DNS messages through the collector\'s tracker, 2 s each');
     Object.assign(out, l7Parse());
+  }
+  if (want('l7exchange')) {
+    log('l7exchange: HTTP/1 exchange records (wrk GET, node:http 200) through decode, tracker.exchange, asExchangeRecord and the encoder, one core');
+    Object.assign(out, l7ExchangePath());
   }
   if (want('l7overhead')) {
     const seconds = Number(process.env.BENCH_L7_SECONDS ?? 10);
