@@ -955,6 +955,13 @@ static __always_inline void rf_l7_head_put(struct rf_l7_pend *p, int resp, const
  * Sends exchange seq of connection conn_id (its struct, then its request
  * head, then its response head) and deletes it. A global function: verified
  * once; called from the walk's callback and from close().
+ *
+ * The collector's sweep claims entries older than --l7-handover with
+ * bpf_map_lookup_and_delete_elem (design §2.7: REQ_ONLY), so the entry is
+ * copied into the ring record first, then deleted, and the record is
+ * submitted only if this delete succeeded: exactly one of the two reports it.
+ * A response that starts after the claim finds no entry and goes out
+ * RESP_ONLY with the same seq.
  */
 __noinline int rf_l7_x_emit(__u64 conn_id, __u32 seq, __u32 outcome)
 {
@@ -975,17 +982,25 @@ __noinline int rf_l7_x_emit(__u64 conn_id, __u32 seq, __u32 outcome)
 		rl = RF_L7_PEND_HEAD;
 	if (sl > RF_L7_PEND_HEAD)
 		sl = RF_L7_PEND_HEAD;
-	rf_l7_parse_count(RF_L7_P_EXCHANGES);
 	if (bpf_ringbuf_reserve_dynptr(&rf_events, sizeof(p->x) + rl + sl, 0, &dp)) {
 		bpf_ringbuf_discard_dynptr(&dp, BPF_RB_NO_WAKEUP);
-		rf_count_drop(RF_EV_L7_EXCHANGE);
-	} else {
-		bpf_dynptr_write(&dp, 0, &p->x, sizeof(p->x), 0);
-		bpf_dynptr_write(&dp, sizeof(p->x), p->head, rl, 0);
-		bpf_dynptr_write(&dp, sizeof(p->x) + rl, p->head + RF_L7_PEND_HEAD, sl, 0);
-		bpf_ringbuf_submit_dynptr(&dp, rf_wakeup_flags(sizeof(p->x) + rl + sl));
+		/* claimed by the sweep meanwhile: reported there, not a drop */
+		if (bpf_map_delete_elem(&rf_l7_pending, &k) == 0) {
+			rf_l7_parse_count(RF_L7_P_EXCHANGES);
+			rf_count_drop(RF_EV_L7_EXCHANGE);
+		}
+		return 0;
 	}
-	bpf_map_delete_elem(&rf_l7_pending, &k);
+	bpf_dynptr_write(&dp, 0, &p->x, sizeof(p->x), 0);
+	bpf_dynptr_write(&dp, sizeof(p->x), p->head, rl, 0);
+	bpf_dynptr_write(&dp, sizeof(p->x) + rl, p->head + RF_L7_PEND_HEAD, sl, 0);
+	/* copied, now ours only if the delete is: p is not read after it */
+	if (bpf_map_delete_elem(&rf_l7_pending, &k)) {
+		bpf_ringbuf_discard_dynptr(&dp, BPF_RB_NO_WAKEUP);
+		return 0;
+	}
+	rf_l7_parse_count(RF_L7_P_EXCHANGES);
+	bpf_ringbuf_submit_dynptr(&dp, rf_wakeup_flags(sizeof(p->x) + rl + sl));
 	return 0;
 }
 

@@ -46,6 +46,8 @@ ${SIGNALS.map((s) => `                          ${s.name}: ${s.summary}`).join('
   --l7-kernel-parse on|off
                         l7: frame and pair HTTP/1 in the kernel, one record per exchange
                           (default on); off: capture every syscall and parse here, as before
+  --l7-handover DUR     l7: a request the kernel holds with no response for DUR is reported alone
+                          (REQ_ONLY; its response, if it comes, goes out on its own) (default 2s)
   --profile-hz N        profile: samples per second per CPU (default 19: the OpenTelemetry eBPF profiler's and
                           Parca's choice, a prime off the beat of 10 ms/1 ms timers, well under 1% of a CPU)
   --profile-interval DUR
@@ -79,6 +81,7 @@ const OPTIONS = {
   headers: { type: 'string' },
   'keep-query': { type: 'boolean' },
   'l7-kernel-parse': { type: 'string' },
+  'l7-handover': { type: 'string' },
   'exclude-pid': { type: 'string' },
   'profile-hz': { type: 'string' },
   'profile-interval': { type: 'string' },
@@ -159,6 +162,8 @@ export function parseCollectArgs(argv: string[]): CollectConfig & { help: boolea
       ...(v.port === undefined ? {} : { port: parseIntFlag('--port', v.port, 1, 65535) }),
       ...(v['capture-bytes'] === undefined ? {} : { captureBytes: parseIntFlag('--capture-bytes', v['capture-bytes'], 0, L7_MAX_CAPTURE) }),
       ...(v['l7-kernel-parse'] === undefined ? {} : { kernelParse: parseOnOff('--l7-kernel-parse', v['l7-kernel-parse']) }),
+      // well under the spans stage's 30 s request timeout, which pairs the late response by ordinal
+      handoverNs: parseDurationInRange('--l7-handover', v['l7-handover'] ?? '2s', 100_000_000n, 20_000_000_000n),
     },
     profile: {
       hz: v['profile-hz'] === undefined ? DEFAULT_PROFILE_HZ : parseIntFlag('--profile-hz', v['profile-hz'], 1, 1000),
@@ -249,6 +254,15 @@ export function l7CountersSnapshot(c: L7Counters): L7CountersSnapshot {
   return { records: c.records, exchanges: c.exchanges, messages: c.messages, lostRecords: c.lostRecords, resyncs: c.resyncs, failed: [...c.failed.values()].reduce((a, n) => a + n, 0) };
 }
 
+/**
+ * The hand-over sweep's timing (docs/design/l7-in-kernel.md §2.7): once a
+ * second; a response under way is claimed only when idle for the spans
+ * stage's 30 s (its process exited without close()).
+ */
+export function l7HandoverOptions(handoverNs: bigint | undefined): { handoverNs: number; staleNs: number; sweepMs: number } {
+  return { handoverNs: Number(handoverNs ?? 2_000_000_000n), staleNs: 30_000_000_000, sweepMs: 1000 };
+}
+
 export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string) => void; ready?: () => void } = {}): Promise<number> {
   const log = hooks.log ?? ((l: string) => console.error(l));
   checkPrivileges();
@@ -335,6 +349,7 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
       ...(cfg.stdout ? {} : { encodeStats: (s: StatsSnapshot) => codec.encodeStats(s) }),
       run: { id: runId, previousId: previous?.runId ?? '', previousEndNs: previous?.endNs ?? 0n },
       onStatsAcked: (endNs) => stateFile?.write({ runId, endNs }),
+      ...(cfg.signals.includes('l7') ? { l7Handover: l7HandoverOptions(cfg.l7.handoverNs) } : {}),
       taskFiltered: cfg.filters.pid !== undefined || cfg.filters.uid !== undefined || cfg.filters.comm !== undefined || cfg.filters.cgroupId !== undefined,
       onStats: (s) => {
         const cpu = process.cpuUsage(cpuPrev);

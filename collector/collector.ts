@@ -86,6 +86,8 @@ export interface SessionLike {
   ringPending(): number;
   /** A loaded map's u64 counters (per-CPU summed); null when no loaded object has it. */
   mapCounters?(name: string): bigint[] | null;
+  /** In-kernel HTTP/1's hand-over claim (native/index.ts): a batch of REQ_ONLY exchange records; null: no such map. */
+  l7Claim?(handoverNs: number, staleNs: number): Buffer | null;
 }
 
 export interface TranscoderLike {
@@ -162,6 +164,14 @@ export interface CollectorOptions {
    * owner are then lost in the kernel (without one they are emitted), so they count as losses.
    */
   taskFiltered?: boolean;
+  /**
+   * In-kernel HTTP/1 (docs/design/l7-in-kernel.md §2.7): every sweepMs the
+   * requests BPF still holds with no response for handoverNs are claimed
+   * from its pending map and go through the transcoder like ring records
+   * (outcome REQ_ONLY); anything else pending is claimed once idle for
+   * staleNs (its process may have exited without close()).
+   */
+  l7Handover?: { handoverNs: number; staleNs: number; sweepMs: number };
 }
 
 /** Walks a native batch ([u32 len][u32 0][record][pad to 8])*, yielding each record's type byte. */
@@ -209,6 +219,9 @@ export class Collector {
   private readonly perType = new Uint32Array(256);
   private stopping = false;
   private timer: NodeJS.Timeout | undefined;
+  private claimTimer: NodeJS.Timeout | undefined;
+  /** Pending HTTP/1 requests claimed from the kernel by the hand-over sweep (REQ_ONLY and the like). */
+  l7Claimed = 0;
   /** the BPF maps' loss counters at the previous snapshot (cumulative, per reason) */
   private lastKernelLosses: KernelLossReading | null = null;
   private last: { time: bigint; read: Map<number, number>; user: Map<number, number>; produced: Map<number, number>; kernel: bigint[]; sendErrors: number; undecodable: number; drops: Map<string, number>; parse: Map<string, number>; clamped: number; sinkLost: Map<number, number> };
@@ -252,6 +265,27 @@ export class Collector {
       if (this.opts.encodeStats) this.guard('stats', () => this.publishStats(false, startNs));
       this.timer = setInterval(() => this.guard('stats', () => this.publishStats()), this.opts.statsIntervalMs);
     }
+    const h = this.opts.l7Handover;
+    if (h && this.opts.session.l7Claim) this.claimTimer = setInterval(() => this.guard('l7_claim', () => this.claimL7(h)), h.sweepMs);
+  }
+
+  /**
+   * One hand-over sweep. Skipped while paused (backpressure): what is
+   * pending stays in the kernel's map until the sink catches up, rather than
+   * being claimed only to be dropped here.
+   */
+  private claimL7(h: { handoverNs: number; staleNs: number }): void {
+    if (this.paused || this.stopping) return;
+    const batch = this.opts.session.l7Claim!(h.handoverNs, h.staleNs);
+    if (batch === null) {
+      // no object has the map (in-kernel parsing not loaded): nothing to sweep, ever
+      clearInterval(this.claimTimer);
+      this.claimTimer = undefined;
+      return;
+    }
+    if (batch.length === 0) return;
+    this.l7Claimed += countTypes(batch, new Map());
+    this.onBatch(batch);
   }
 
   /**
@@ -485,6 +519,7 @@ export class Collector {
    */
   async stop(flushTimeoutMs: number): Promise<{ flushed: boolean; final: StatsSnapshot }> {
     if (this.timer) clearInterval(this.timer);
+    if (this.claimTimer) clearInterval(this.claimTimer);
     this.stopping = true;
     if (this.paused) {
       this.paused = false;

@@ -98,6 +98,7 @@ interface NativeSession {
   stats(): SessionStats;
   attachPerfEvent(program: string, frequencyHz: number): number;
   profileDrain(prefix: string, epochDrains?: number): ProfileDrain;
+  l7Claim(handoverNs: number, staleNs: number): Buffer | null;
 }
 
 /**
@@ -231,6 +232,17 @@ export class Session {
    */
   profileDrain(prefix: string, opts: { stackEpochDrains?: number } = {}): ProfileDrain {
     return this.#n.profileDrain(prefix, opts.stackEpochDrains ?? 1);
+  }
+
+  /**
+   * The hand-over sweep of in-kernel HTTP/1 (docs/design/l7-in-kernel.md
+   * §2.7): claims each pending request without a response for handoverNs
+   * (and anything else idle for staleNs), as exchange records (outcome
+   * REQ_ONLY) in the ring batch format, for the same decoder as onBatch's.
+   * null when no loaded object has rf_l7_pending.
+   */
+  l7Claim(handoverNs: number, staleNs: number): Buffer | null {
+    return this.#n.l7Claim(handoverNs, staleNs);
   }
 
   /** Bytes in the ring not yet consumed (the collector's stats report it). */

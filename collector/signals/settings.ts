@@ -60,6 +60,11 @@ export interface L7Settings {
   dual?: boolean;
   /** Head bytes of each message an exchange record carries (rf_l7_head_bytes, default 512, at most RF_L7_MAX_HEAD). */
   headBytes?: number;
+  /**
+   * Not a BPF global: the collector's sweep claims a request BPF holds with
+   * no response for this long and reports it alone (REQ_ONLY; default 2 s).
+   */
+  handoverNs?: bigint;
 }
 
 /**

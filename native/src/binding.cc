@@ -56,6 +56,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
                            InstanceMethod<&SessionWrap::Stats>("stats"),
                            InstanceMethod<&SessionWrap::AttachPerfEvent>("attachPerfEvent"),
                            InstanceMethod<&SessionWrap::ProfileDrain>("profileDrain"),
+                           InstanceMethod<&SessionWrap::L7Claim>("l7Claim"),
                        });
   }
 
@@ -267,6 +268,36 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     Napi::Array a = Napi::Array::New(env, RF_CORE_EV_MAX);
     for (uint32_t i = 0; i < RF_CORE_EV_MAX; i++) a.Set(i, Napi::BigInt::New(env, v[i]));
     return a;
+  }
+
+  // The hand-over sweep (rf_session_l7_claim): claimed records as one batch; null when no object has the map.
+  Napi::Value L7Claim(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!s_) return Stopped(env, "l7Claim");
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+      ThrowType(env, "l7Claim(handoverNs, staleNs): two numbers");
+      return env.Undefined();
+    }
+    double h = info[0].As<Napi::Number>().DoubleValue(), st = info[1].As<Napi::Number>().DoubleValue();
+    if (!(h >= 0 && h < 9e15) || !(st >= 0 && st < 9e15)) {
+      ThrowType(env, "l7Claim: handoverNs and staleNs must be in 0..9e15");
+      return env.Undefined();
+    }
+    void* out = nullptr;
+    size_t len = 0;
+    rf_error err = {};
+    int n = rf_session_l7_claim(s_, static_cast<uint64_t>(h), static_cast<uint64_t>(st), &out, &len, &err);
+    if (n == -ENOENT && strcmp(err.op, "rf_session_l7_claim") == 0) {
+      rf_error_clear(&err);
+      return env.Null();
+    }
+    if (n < 0) {
+      ThrowRf(env, &err);
+      return env.Undefined();
+    }
+    Napi::Buffer<uint8_t> b = Napi::Buffer<uint8_t>::Copy(env, static_cast<uint8_t*>(out), len);
+    free(out);
+    return b;
   }
 
   // Per-index sums of a counter map (rf_session_map_counters); null when no object has it.

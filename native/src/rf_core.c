@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
@@ -1593,5 +1594,174 @@ fail:
 	free(vals);
 	free(dels);
 	rf_profile_drain_clear(out);
+	return r;
+}
+
+/*
+ * Pending HTTP/1 exchanges (bpf/l7.bpf.c rf_l7_pending): the same layout as
+ * struct rf_l7_pend there; the value size is checked against the map's.
+ */
+#define RF_L7_PEND_HEAD_U 512
+struct rf_l7_pkey_u {
+	uint64_t conn_id;
+	uint32_t seq;
+	uint32_t _pad;
+};
+struct rf_l7_pend_u {
+	struct rf_l7_exchange x;
+	uint8_t method;
+	uint8_t has_req;
+	uint8_t lost;
+	uint8_t _pad[5];
+	uint8_t head[3 * RF_L7_PEND_HEAD_U];
+};
+
+static uint64_t pend_last_ns(const struct rf_l7_exchange *x)
+{
+	uint64_t t = x->req_start_ns;
+
+	if (x->req_end_ns > t)
+		t = x->req_end_ns;
+	if (x->resp_start_ns > t)
+		t = x->resp_start_ns;
+	if (x->resp_end_ns > t)
+		t = x->resp_end_ns;
+	return t;
+}
+
+/* Room for one more record of the largest size, before its entry is claimed: nothing claimed is dropped. */
+static int claim_room(uint8_t **buf, size_t len, size_t *cap)
+{
+	size_t need = REC_HDR + ALIGN8(sizeof(struct rf_l7_exchange) + 2 * RF_L7_PEND_HEAD_U), nc;
+	uint8_t *o;
+
+	if (len + need <= *cap)
+		return 0;
+	nc = *cap ? *cap * 2 : 16384;
+	while (nc < len + need)
+		nc *= 2;
+	o = realloc(*buf, nc);
+	if (!o)
+		return -ENOMEM;
+	*buf = o;
+	*cap = nc;
+	return 0;
+}
+
+/* Appends one claimed entry as a ring-style record (u32 size, u32 0, record, padded to 8). */
+static int claim_append(uint8_t **buf, size_t *len, size_t *cap, const struct rf_l7_pend_u *p, uint64_t now)
+{
+	struct rf_l7_exchange x = p->x;
+	size_t rl = x.req_head_len > RF_L7_PEND_HEAD_U ? RF_L7_PEND_HEAD_U : x.req_head_len;
+	size_t sl = x.resp_head_len > RF_L7_PEND_HEAD_U ? RF_L7_PEND_HEAD_U : x.resp_head_len;
+	size_t size = sizeof(x) + rl + sl, need = REC_HDR + ALIGN8(size);
+	uint8_t *o;
+	char path[64];
+	FILE *f;
+
+	if (*len + need > *cap)
+		return -ENOMEM; /* claim_room was not called */
+	/* as rf_l7_x_emit would have: the task is the request's, the time the claim's */
+	memset(&x.hdr, 0, sizeof(x.hdr));
+	x.hdr.type = RF_EV_L7_EXCHANGE;
+	x.hdr.pid = x.req_pid;
+	x.hdr.tgid = x.req_tgid;
+	x.hdr.ts_ns = now;
+	snprintf(path, sizeof(path), "/proc/%u/comm", x.req_tgid);
+	f = x.req_tgid ? fopen(path, "re") : NULL;
+	if (f) {
+		if (fgets(x.hdr.comm, sizeof(x.hdr.comm), f))
+			x.hdr.comm[strcspn(x.hdr.comm, "\n")] = 0;
+		fclose(f);
+	}
+	x.req_head_len = (uint16_t)rl;
+	x.resp_head_len = (uint16_t)sl;
+	x.outcome = p->lost ? RF_L7_OUT_LOST : !p->has_req ? RF_L7_OUT_RESP_ONLY : RF_L7_OUT_REQ_ONLY;
+	o = *buf + *len;
+	((uint32_t *)o)[0] = (uint32_t)size;
+	((uint32_t *)o)[1] = 0;
+	memcpy(o + REC_HDR, &x, sizeof(x));
+	memcpy(o + REC_HDR + sizeof(x), p->head, rl);
+	memcpy(o + REC_HDR + sizeof(x) + rl, p->head + RF_L7_PEND_HEAD_U, sl);
+	memset(o + REC_HDR + size, 0, ALIGN8(size) - size);
+	*len += need;
+	return 0;
+}
+
+int rf_session_l7_claim(rf_session *s, uint64_t handover_ns, uint64_t stale_ns, void **out, size_t *out_len,
+			rf_error *err)
+{
+	const struct bpf_map *m = NULL;
+	struct rf_l7_pkey_u key, next, *keys = NULL;
+	struct rf_l7_pend_u *p = NULL;
+	size_t nkeys = 0, capkeys = 0, len = 0, cap = 0;
+	uint8_t *buf = NULL;
+	struct timespec ts;
+	uint64_t now;
+	int fd, r = 0, n = 0, first = 1;
+
+	*out = NULL;
+	*out_len = 0;
+	if (s->released)
+		return 0;
+	for (size_t i = 0; i < s->n_objs && !m; i++)
+		m = bpf_object__find_map_by_name(s->objs[i].obj, "rf_l7_pending");
+	if (!m)
+		return set_err(err, "rf_session_l7_claim", "rf_l7_pending", ENOENT, "no map rf_l7_pending in the session");
+	if (bpf_map__key_size(m) != sizeof(key) || bpf_map__value_size(m) != sizeof(*p))
+		return set_err(err, "rf_session_l7_claim", "rf_l7_pending", EINVAL,
+			       "rf_l7_pending's key/value sizes (%u/%u) are not this build's (%zu/%zu)",
+			       bpf_map__key_size(m), bpf_map__value_size(m), sizeof(key), sizeof(*p));
+	fd = bpf_map__fd(m);
+	p = malloc(sizeof(*p));
+	if (!p)
+		return set_err(err, "rf_session_l7_claim", NULL, ENOMEM, NULL);
+	/* the old ones' keys first: deleting while walking would restart the walk */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
+		uint64_t last;
+
+		first = 0;
+		key = next;
+		if (bpf_map_lookup_elem(fd, &key, p))
+			continue; /* gone meanwhile (BPF emitted it) */
+		last = pend_last_ns(&p->x);
+		/*
+		 * A request without a response after the hand-over time; anything
+		 * else (a response under way) only once stale: its process may
+		 * have exited without close().
+		 */
+		if (!(p->x.resp_start_ns == 0 ? last + handover_ns <= now : last + stale_ns <= now))
+			continue;
+		if (nkeys == capkeys) {
+			size_t nc = capkeys ? capkeys * 2 : 64;
+			struct rf_l7_pkey_u *k2 = realloc(keys, nc * sizeof(*keys));
+			if (!k2) {
+				r = set_err(err, "rf_session_l7_claim", NULL, ENOMEM, NULL);
+				goto out;
+			}
+			keys = k2;
+			capkeys = nc;
+		}
+		keys[nkeys++] = key;
+	}
+	for (size_t i = 0; i < nkeys; i++) {
+		if (claim_room(&buf, len, &cap))
+			break; /* the rest stay in the map for the next sweep */
+		/* exactly one of this and BPF's delete succeeds: the loser reports nothing */
+		if (bpf_map_lookup_and_delete_elem(fd, &keys[i], p))
+			continue;
+		claim_append(&buf, &len, &cap, p, now);
+		n++;
+	}
+	*out = buf;
+	*out_len = len;
+	buf = NULL;
+	r = n;
+out:
+	free(buf);
+	free(keys);
+	free(p);
 	return r;
 }

@@ -205,6 +205,18 @@ int rf_session_profile_drain(rf_session *s, const char *prefix, uint32_t epoch_d
 			     rf_error *err);
 void rf_profile_drain_clear(rf_profile_drain *d);
 
+/*
+ * The hand-over sweep of in-kernel HTTP/1 (docs/design/l7-in-kernel.md §2.7):
+ * claims (bpf_map_lookup_and_delete_elem) each rf_l7_pending entry whose
+ * request has had no response for handover_ns, and any other entry idle for
+ * stale_ns (a response under way in a process that exited without close()).
+ * *out: malloc'd records in the ring batch format (u32 size, u32 0, record,
+ * padded to 8) as rf_l7_x_emit would send them, outcome REQ_ONLY (RESP_ONLY
+ * or LOST as BPF would say). Count claimed, or -errno (-ENOENT: no such map).
+ */
+int rf_session_l7_claim(rf_session *s, uint64_t handover_ns, uint64_t stale_ns, void **out, size_t *out_len,
+			rf_error *err);
+
 #ifdef __cplusplus
 }
 #endif
