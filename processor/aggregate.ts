@@ -21,7 +21,7 @@
  */
 import { ExpHistogram, type ExpHistogramJSON, type ExpHistogramOptions } from './histogram.ts';
 import { WindowAssigner, type Window, type WindowAssignerOptions, type WindowAssignerState } from './window.ts';
-import { EVENT_TOPICS, SPANS_TOPIC } from './topics.ts';
+import { ACCOUNTED_TOPICS, SPANS_TOPIC } from './topics.ts';
 import { REJECTED_PREFIX } from './partial.ts';
 import { attributeAddress, grpcStatusName, rpcConventions, type RpcConventions } from './semconv.ts';
 
@@ -206,13 +206,13 @@ export function lossesRecord(o: { host: string; reason: string; location: LossLo
  * 1 hands the record to stage 2 once per event topic it lists (keyed by
  * topic|host, so possibly to different partitions and instances), and the
  * breakdown is per collector, so exactly one of those copies may count it.
- * The smallest listed topic stage 1 routes (EVENT_TOPICS): every copy can tell
+ * The smallest listed topic stage 1 routes (ACCOUNTED_TOPICS): every copy can tell
  * on its own whether it is the one, and the choice does not depend on the
  * order in which the collector lists its topics. null: no copy reaches stage 2.
  */
 export function lossesLeadTopic(events: readonly { event: string }[]): string | null {
   let lead: string | null = null;
-  for (const { event } of events) if ((EVENT_TOPICS as readonly string[]).includes(event) && (lead === null || event < lead)) lead = event;
+  for (const { event } of events) if (ACCOUNTED_TOPICS.includes(event) && (lead === null || event < lead)) lead = event;
   return lead;
 }
 

@@ -45,7 +45,7 @@
 import type { Kafka, Consumer, Producer, EachBatchPayload, IHeaders, Admin } from 'kafkajs';
 import { decodeCurrent } from '../schemas/index.ts';
 import { CompressionTypes, createPartitioner } from '../kafka/kafkajs.ts';
-import { DEADLETTER_TOPIC, EVENT_TOPICS, REPARTITION_GROUP, REPARTITION_TOPIC, SESSION_TIMEOUT_MS, SPANS_TOPIC, STATS_TOPIC, repartitionKey } from './topics.ts';
+import { ACCOUNTED_TOPICS, DEADLETTER_TOPIC, EVENT_TOPICS, REPARTITION_GROUP, REPARTITION_TOPIC, SESSION_TIMEOUT_MS, SPANS_TOPIC, STATS_TOPIC, repartitionKey } from './topics.ts';
 import { PartialAggregator, invalidValue, spanEvent, type EventBase } from './aggregate.ts';
 import { createFastDecoder, eventTimeNs, type FastDecoder } from './fast-decode.ts';
 import { encodePartial, rejectionRecord } from './partial.ts';
@@ -126,7 +126,7 @@ export function routeRecord(topic: string, partition: number, offset: string, va
     if (topic === STATS_TOPIC) {
       const events = v.events as { event: string }[];
       return events
-        .filter((e) => (EVENT_TOPICS as readonly string[]).includes(e.event))
+        .filter((e) => ACCOUNTED_TOPICS.includes(e.event))
         .map((e) => ({ topic: REPARTITION_TOPIC, key: repartitionKey(e.event, host), value }));
     }
     return [{ topic: REPARTITION_TOPIC, key: repartitionKey(topic, host), value }];

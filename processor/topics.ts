@@ -35,6 +35,18 @@ export const EVENT_TOPICS = [
 ] as const;
 
 /**
+ * Topics whose collector drops and losses stage 2 counts (ringflow.dropped,
+ * ringflow.collector.losses, coverage): every topic a collector writes. Stage
+ * 1 routes one copy of a stats record per listed topic among these; the L7
+ * and profile stacks topics are not aggregated by stage 2 (the spans and
+ * profiles stages read them), but their drops are counted there all the
+ * same, under their own names, as those stages' rejections already are.
+ * Without them a collector running only l7 or profile reached OTLP with none
+ * of its drops.
+ */
+export const ACCOUNTED_TOPICS: readonly string[] = [...EVENT_TOPICS, L7_TOPIC, PROFILE_STACKS_TOPIC];
+
+/**
  * Stage 2 keys: all events of one input topic from one host share a partition,
  * so every series (a metric of that topic + its dimensions, host.name among
  * them) and that host's drop counts for the topic are seen by one instance.

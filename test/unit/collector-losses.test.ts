@@ -19,6 +19,8 @@ import { REJECTED_PREFIX } from '../../processor/partial.ts';
 import { encodeRecord, decodeRecord, schemaRegistry } from '../../schemas/index.ts';
 import { toResourceMetrics, type MetricPoint } from '../../exporter/otlp.ts';
 import { replayWithCrashes } from '../support/replay.ts';
+import { routeRecord } from '../../processor/repartition.ts';
+import { REPARTITION_TOPIC, repartitionKey } from '../../processor/topics.ts';
 
 const RUNQ = 'ringflow.sched.runqlat.v1';
 const CSW = 'ringflow.sched.cswitch.v1';
@@ -49,7 +51,10 @@ test('lossesLeadTopic: the smallest listed topic stage 1 routes, whatever the or
     [[RUNQ], RUNQ],
     [[BLOCK, RUNQ, CSW], BLOCK],
     [['bench.getpid', RUNQ], RUNQ], // an event without a topic: stage 1 sends no copy for it
-    [['a.not.routed', 'ringflow.l7.v1'], null], // l7 goes to the spans stage, not stage 2
+    // l7 and profile stacks are read by the spans and profiles stages, but their drops are counted in stage 2
+    [['a.not.routed', 'ringflow.l7.v1'], 'ringflow.l7.v1'],
+    [['ringflow.profile.stacks.v1', RUNQ], 'ringflow.profile.stacks.v1'],
+    [['a.not.routed'], null],
     [[], null],
   ];
   for (const [events, want] of cases) assert.equal(lossesLeadTopic(events.map((event) => ({ event }))), want, events.join(','));
@@ -156,4 +161,25 @@ test('losses -> OTLP: a monotonic delta Sum of ints, unit {record}, location and
     [[1_732_590_000, 123_456_789], [1_732_590_002, 123_456_789], { location: 'user', reason: 'backpressure' }, 5],
     [[1_732_590_000, 123_456_789], [1_732_590_002, 123_456_789], { location: 'kernel', reason: 'block_orphaned' }, 3],
   ]);
+});
+
+test('stage 1 routes a stats record of a collector running only l7 or profile to stage 2, so its drops reach ringflow.dropped (they reached no metric before)', () => {
+  const only = (event: string) => encodeRecord(schemaRegistry().byTopic('ringflow.collector.stats.v1')!, {
+    host: 'h1', boot_time_ns: 0n, time_ns: T, interval_ns: S,
+    events: [{ event, read: 10n, kernel_drops: 7n, user_drops: 1n, produced: 2n }],
+    send_errors: 0n, pending: 0n, ring_bytes: 0n, drop_reasons: rc({ ring_full: 7 }), kernel_losses: [],
+  });
+  for (const event of ['ringflow.l7.v1', 'ringflow.profile.stacks.v1']) {
+    const value = only(event);
+    assert.deepEqual(routeRecord('ringflow.collector.stats.v1', 0, '1', value).map((o) => [o.topic, o.key]), [[REPARTITION_TOPIC, repartitionKey(event, 'h1')]], event);
+    // and stage 2 counts its drops under the topic's own name
+    const st = createPartitionState({ windowMs: 2000, latenessMs: 1000, idleQuietMs: 0, topK: 100, processorId: 'u' }, 0, undefined);
+    st.add(repartitionKey(event, 'h1'), value, 0n);
+    st.advanceIdle(T + 100n * S);
+    const points = st.takeClosed().map((p) => decodeRecord(p.value).value as { name: string; attributes: { key: string; value: string }[]; sum: bigint | null });
+    const attr = (p: (typeof points)[number], k: string) => p.attributes.find((a) => a.key === k)?.value;
+    const dropped = points.filter((p) => p.name === 'ringflow.dropped' && attr(p, 'signal') === event);
+    assert.deepEqual(dropped.map((p) => [attr(p, 'reason'), Number(p.sum)]).sort(), [['kernel', 7], ['user', 1]], event);
+    assert.deepEqual(lossLines(st.takeClosed().map((p) => p.value)), [], 'taken once');
+  }
 });
