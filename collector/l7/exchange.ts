@@ -211,7 +211,7 @@ export function decodeL7Exchange(buf: Uint8Array, offset: number, length: number
     uid: u32(buf, o + O.uid),
     ts_ns: u64(buf, o + O.ts_ns),
     cgroup_id: u64(buf, o + O.cgroup_id),
-    comm: comm(buf, o + O.comm),
+    comm: commOf(buf, o + O.comm),
     conn_id: u64(buf, o + O.conn_id),
     req_start_ns: u64(buf, o + O.req_start_ns),
     req_end_ns: u64(buf, o + O.req_end_ns),
@@ -237,6 +237,39 @@ export function decodeL7Exchange(buf: Uint8Array, offset: number, length: number
     req_head: view(heads, reqLen),
     resp_head: view(heads + reqLen, respLen),
   };
+}
+
+/**
+ * Command names by their 16 bytes, the last few seen: with both ends of a
+ * connection observed, records of two (or a few) processes alternate, and
+ * capture.ts's comm() remembers one. Compared as four u32 words; a miss
+ * decodes with comm().
+ */
+const COMM_SLOTS = 4;
+const commWords = new Uint32Array(COMM_SLOTS * 4);
+const commNames: string[] = new Array<string>(COMM_SLOTS).fill('');
+const commValid = new Uint8Array(COMM_SLOTS);
+let commNext = 0;
+
+function commOf(buf: Uint8Array, o: number): string {
+  const w0 = u32(buf, o);
+  const w1 = u32(buf, o + 4);
+  const w2 = u32(buf, o + 8);
+  const w3 = u32(buf, o + 12);
+  for (let k = 0; k < COMM_SLOTS; k++) {
+    const j = k * 4;
+    if (commValid[k] === 1 && commWords[j] === w0 && commWords[j + 1] === w1 && commWords[j + 2] === w2 && commWords[j + 3] === w3) return commNames[k]!;
+  }
+  const name = comm(buf, o);
+  const k = commNext;
+  commNext = (commNext + 1) % COMM_SLOTS;
+  commWords[k * 4] = w0;
+  commWords[k * 4 + 1] = w1;
+  commWords[k * 4 + 2] = w2;
+  commWords[k * 4 + 3] = w3;
+  commNames[k] = name;
+  commValid[k] = 1;
+  return name;
 }
 
 /** What an exchange record turns into: its messages, and what could not be reported, by a fixed reason. */
@@ -327,13 +360,32 @@ export function exchangeOutputs(x: L7Exchange, opts: L7ParseOptions, processName
     pid: x.pid, tgid: x.tgid, uid: x.uid, comm: x.comm, process_name: processName(x.tgid), cgroup_id: x.cgroup_id, conn_id: x.conn_id,
     role: L7_ROLE_NAME[x.role] ?? 'UNKNOWN',
     transport: x.protocol === IPPROTO_UDP ? 'UDP' : 'TCP',
-    local_addr: attributeAddress(formatInet(x.laddr, 0, x.family)),
+    local_addr: addressOf(x.laddr, x.family),
     local_port: x.lport,
-    remote_addr: attributeAddress(formatInet(x.raddr, 0, x.family)),
+    remote_addr: addressOf(x.raddr, x.family),
     remote_port: x.rport,
   };
   const reqTask = x.req_tgid === 0 || (x.req_pid === x.pid && x.req_tgid === x.tgid)
     ? base
     : { ...base, pid: x.req_pid, tgid: x.req_tgid, process_name: x.req_tgid === x.tgid ? base.process_name : processName(x.req_tgid) };
   return { outputs: messages.map((msg) => ({ msg, ctx: msg.kind === 'REQUEST' ? reqTask : base })), unreported };
+}
+
+/**
+ * IPv4 addresses as attributes, formatted once: a host talks with few
+ * addresses, and every exchange record names two. Bounded: emptied when full.
+ */
+const V4_CACHE_MAX = 4096;
+const v4Names = new Map<number, string>();
+
+function addressOf(a: Uint8Array, family: number): string {
+  if (family !== 2 || a.length !== 4) return attributeAddress(formatInet(a, 0, family));
+  const k = u32(a, 0);
+  let s = v4Names.get(k);
+  if (s === undefined) {
+    s = attributeAddress(formatInet(a, 0, family));
+    if (v4Names.size >= V4_CACHE_MAX) v4Names.clear();
+    v4Names.set(k, s);
+  }
+  return s;
 }

@@ -653,6 +653,7 @@ export function http1Message(kind: L7Kind, start: Http1StartLine, fields: readon
  * SP, HT) is ASCII, so no UTF-8 sequence spans one, and only kept values are decoded.
  */
 function parseFields(buf: Uint8Array, from: number, to: number, captured: ReadonlySet<string>): { fields: [string, string][]; end: number; wellFormed: boolean } {
+  const keptLengths = keptNameLengths(captured);
   const fields: [string, string][] = [];
   let wellFormed = true;
   let end = -1;
@@ -678,13 +679,8 @@ function parseFields(buf: Uint8Array, from: number, to: number, captured: Readon
       s = next;
       continue;
     }
-    let name = '';
     let colon = s;
-    for (; colon < e; colon++) {
-      const c = buf[colon]!;
-      if (IS_TOKEN[c] !== 1) break;
-      name += String.fromCharCode(c >= 0x41 && c <= 0x5a ? c | 0x20 : c);
-    }
+    while (colon < e && IS_TOKEN[buf[colon]!] === 1) colon++;
     if (colon === s || colon === e || buf[colon] !== COLON) {
       wellFormed = false;
       s = next;
@@ -692,13 +688,41 @@ function parseFields(buf: Uint8Array, from: number, to: number, captured: Readon
     }
     seenField = true;
     previous = null;
-    if (FRAMING_FIELDS.has(name) || captured.has(name)) {
+    // the name as a string only when its length is one a kept name has: most lines are not kept
+    const n = colon - s;
+    const name = n < keptLengths.length && keptLengths[n] === 1 ? lowerName(buf, s, colon) : '';
+    if (name !== '' && (FRAMING_FIELDS.has(name) || captured.has(name))) {
       previous = [name, decodeTrimmed(buf, colon + 1, e)];
       fields.push(previous);
     }
     s = next;
   }
   return { fields, end, wellFormed };
+}
+
+/** A token (ASCII) in lower case. */
+function lowerName(buf: Uint8Array, from: number, to: number): string {
+  let name = '';
+  for (let k = from; k < to; k++) {
+    const c = buf[k]!;
+    name += String.fromCharCode(c >= 0x41 && c <= 0x5a ? c | 0x20 : c);
+  }
+  return name;
+}
+
+const keptLengthsBySet = new WeakMap<ReadonlySet<string>, Uint8Array>();
+
+/** [n] = 1 when a framing field's or a captured header's name is n characters long (captured sets are few and long-lived: headers.ts caches them per options). */
+function keptNameLengths(captured: ReadonlySet<string>): Uint8Array {
+  let l = keptLengthsBySet.get(captured);
+  if (l === undefined) {
+    let max = 0;
+    for (const n of [...FRAMING_FIELDS, ...captured]) max = Math.max(max, n.length);
+    l = new Uint8Array(max + 1);
+    for (const n of [...FRAMING_FIELDS, ...captured]) l[n.length] = 1;
+    keptLengthsBySet.set(captured, l);
+  }
+  return l;
 }
 
 /** buf[from, to) as UTF-8 without leading or trailing SP and HT (OWS). */
