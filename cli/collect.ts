@@ -337,6 +337,7 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
     const previous = stateFile?.read() ?? null;
     let l7Prev: L7CountersSnapshot = { records: 0, exchanges: 0, messages: 0, lostRecords: 0, resyncs: 0, failed: 0 };
     let cpuPrev = process.cpuUsage();
+    let l7ClaimedPrev = 0;
     const collector = new Collector({
       session,
       transcoder: codec.transcoder,
@@ -358,7 +359,10 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
         const line = summaryLine(s) + cpuSummaryPart(cpu.user + cpu.system, s.interval_ns);
         const tracker = codec.l7?.tracker;
         if (!tracker) return log(line);
-        log(line + l7SummaryPart(tracker.counters, l7Prev));
+        // requests the kernel held with no response, handed over by the sweep (REQ_ONLY)
+        const handed = collector.l7Claimed - l7ClaimedPrev;
+        l7ClaimedPrev = collector.l7Claimed;
+        log(line + l7SummaryPart(tracker.counters, l7Prev) + `, handed over without a response ${handed}`);
         l7Prev = l7CountersSnapshot(tracker.counters);
       },
     });
