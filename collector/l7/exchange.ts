@@ -209,18 +209,18 @@ export function decodeL7Exchange(buf: Uint8Array, offset: number, length: number
     pid: u32(buf, o + O.pid),
     tgid: u32(buf, o + O.tgid),
     uid: u32(buf, o + O.uid),
-    ts_ns: u64(buf, o + O.ts_ns),
-    cgroup_id: u64(buf, o + O.cgroup_id),
+    ts_ns: u64b(buf, o + O.ts_ns),
+    cgroup_id: u64b(buf, o + O.cgroup_id),
     comm: commOf(buf, o + O.comm),
-    conn_id: u64(buf, o + O.conn_id),
-    req_start_ns: u64(buf, o + O.req_start_ns),
-    req_end_ns: u64(buf, o + O.req_end_ns),
-    resp_start_ns: u64(buf, o + O.resp_start_ns),
-    resp_end_ns: u64(buf, o + O.resp_end_ns),
+    conn_id: u64b(buf, o + O.conn_id),
+    req_start_ns: u64b(buf, o + O.req_start_ns),
+    req_end_ns: u64b(buf, o + O.req_end_ns),
+    resp_start_ns: u64b(buf, o + O.resp_start_ns),
+    resp_end_ns: u64b(buf, o + O.resp_end_ns),
     req_body_bytes: u64n(buf, o + O.req_body_bytes),
     resp_body_bytes: u64n(buf, o + O.resp_body_bytes),
-    laddr: buf.subarray(o + O.laddr, o + O.laddr + alen),
-    raddr: buf.subarray(o + O.raddr, o + O.raddr + alen),
+    laddr: view(o + O.laddr, alen),
+    raddr: view(o + O.raddr, alen),
     seq: u32(buf, o + O.seq),
     req_pid: u32(buf, o + O.req_pid),
     req_tgid: u32(buf, o + O.req_tgid),
@@ -270,6 +270,15 @@ function commOf(buf: Uint8Array, o: number): string {
   commNames[k] = name;
   commValid[k] = 1;
   return name;
+}
+
+/**
+ * A u64 as a BigInt: one BigInt made from a number when the value is below
+ * 2^53 (times and ids nearly always are), capture.ts's u64 (four BigInts) otherwise.
+ */
+function u64b(buf: Uint8Array, o: number): bigint {
+  const hi = u32(buf, o + 4);
+  return hi < 0x200000 ? BigInt(hi * 4294967296 + u32(buf, o)) : u64(buf, o);
 }
 
 /** What an exchange record turns into: its messages, and what could not be reported, by a fixed reason. */

@@ -585,7 +585,9 @@ export function parseHttp1Head(kind: L7Kind, buf: Uint8Array, len: number, captu
   }
   const s = start ?? parseStartLine(kind, buf, from, len);
   if (s === null) return null;
-  return { start: s, ...parseFields(buf, lf + 1, len, captured), startCut: false };
+  const f = parseFields(buf, lf + 1, len, captured);
+  // no spread: it copies property by property through a generic path (8% of the exchange path's samples)
+  return { start: s, fields: f.fields, end: f.end, wellFormed: f.wellFormed, startCut: false };
 }
 
 /** The start line at buf[from] (it ends at the next LF before `to`), null when there is none or it is malformed. */

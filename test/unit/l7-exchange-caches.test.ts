@@ -84,3 +84,15 @@ test('head fields: kept names by length, case and neighbours', () => {
     assert.equal(h.wellFormed, true);
   }
 });
+
+// times and ids below 2^53 take one BigInt from a number, the others four: both exact at the edges
+test('u64 fields: exact on both sides of 2^53 and at the top', () => {
+  const values = [0n, 1n, 0xffffffffn, 0x100000000n, (1n << 53n) - 1n, 1n << 53n, (1n << 53n) + 1n, 0x1fffff_ffffffffn + 2n, (1n << 64n) - 1n, 0x8000000000000001n];
+  for (const v of values) {
+    const b = record('node', 2, [1, 2, 3, 4], [5, 6, 7, 8]);
+    for (const f of ['ts_ns', 'cgroup_id', 'conn_id', 'req_start_ns', 'req_end_ns', 'resp_start_ns', 'resp_end_ns'] as const) b.writeBigUInt64LE(v, X[f]);
+    const x = decodeL7Exchange(b, 0, b.length);
+    assert.ok(x);
+    for (const f of ['ts_ns', 'cgroup_id', 'conn_id', 'req_start_ns', 'req_end_ns', 'resp_start_ns', 'resp_end_ns'] as const) assert.equal(x[f], v, `${f} ${v}`);
+  }
+});
