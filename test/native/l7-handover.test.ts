@@ -185,3 +185,67 @@ it('a request with no response is claimed once per end as REQ_ONLY, its late res
   clearInterval(sweep);
   await session.stop();
 });
+
+// Many exchanges answered at once while the sweep claims with a hand-over of 0: BPF's own emission
+// and the claim race on every entry, and exactly one of them may report each half.
+const RACE = String.raw`
+import socket, sys
+ls = socket.socket(); ls.bind(('127.0.0.1', 0)); ls.listen(8)
+c = socket.create_connection(ls.getsockname()); s, _ = ls.accept()
+for sock in (c, s): sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+sys.stdout.write('ready\n'); sys.stdout.flush(); sys.stdin.read(1)
+REQ = b'GET /r HTTP/1.1\r\nHost: x\r\n\r\n'
+RESP = b'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'
+for i in range(int(sys.argv[1])):
+    c.sendall(REQ)
+    got = b''
+    while len(got) < len(REQ): got += s.recv(4096)
+    s.sendall(RESP)
+    got = b''
+    while len(got) < len(RESP): got += c.recv(4096)
+sys.stdout.write('done\n'); sys.stdout.flush(); sys.stdin.read(1)
+`;
+
+it('the sweep and BPF racing for the same entries: each request and each response is reported once', async (t: TestContext) => {
+  if (process.getuid?.() !== 0) return t.skip('needs root (loads BPF programs)');
+  const N = 10000;
+  const child = spawn(PYTHON, ['-c', RACE, String(N)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.after(() => child.kill());
+  const said: string[] = [];
+  createInterface({ input: child.stdout! }).on('line', (l) => said.push(l));
+  await until('ready', () => said.includes('ready'));
+  const session = new Session({ ringBytes: 16 << 20 });
+  t.after(() => session.stop());
+  session.addObject(L7_OBJ, { ...encodeSettings({ pid: child.pid!, selfTgid: process.pid }), ...encodeL7Settings({ kernelParse: true }) });
+  const all: X[] = [];
+  const take = (batch: Buffer) => forEachRecord(batch, (off, len) => { all.push(decode(batch, off, len)); });
+  session.start(take);
+  child.stdin!.write('g');
+  let claims = 0;
+  while (!said.includes('done')) {
+    const b = session.l7Claim(0, 60_000_000_000)!;
+    const before = all.length;
+    take(b);
+    claims += all.length - before;
+    await new Promise((r) => setImmediate(r));
+  }
+  await sleep(300);
+  take(session.l7Claim(0, 0)!); // the last ones, response or not
+  const drops = session.drops();
+  const parse = session.mapCounters('rf_l7_parse') ?? [];
+  child.stdin!.write('g');
+  await session.stop();
+  assert.equal(drops[EXCHANGE_TYPE] ?? 0n, 0n, 'no exchange record dropped');
+  const reqs = new Map<string, number>();
+  const resps = new Map<string, number>();
+  for (const x of all) {
+    const k = `${x.conn_id}:${x.seq}`;
+    if (x.outcome !== OUT.RESP_ONLY) reqs.set(k, (reqs.get(k) ?? 0) + 1);
+    if (x.outcome === OUT.RESPONDED || x.outcome === OUT.RESP_ONLY) resps.set(k, (resps.get(k) ?? 0) + 1);
+  }
+  const twice = [...reqs].filter(([, n]) => n > 1);
+  assert.deepEqual(twice, [], `a request reported twice (${claims} claims, parse counters ${parse.join(',')})`);
+  assert.deepEqual([...resps].filter(([, n]) => n > 1), [], 'a response reported twice');
+  assert.equal(reqs.size, 2 * N, `every request of both ends reported (${claims} by the sweep)`);
+  assert.ok(claims > 0, 'the sweep claimed some');
+});
