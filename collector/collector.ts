@@ -283,7 +283,11 @@ export class Collector {
       this.claimTimer = undefined;
       return;
     }
-    if (batch.length === 0) return;
+    this.takeClaimed(batch);
+  }
+
+  private takeClaimed(batch: Buffer | null): void {
+    if (batch === null || batch.length === 0) return;
     this.l7Claimed += countTypes(batch, new Map());
     this.onBatch(batch);
   }
@@ -519,12 +523,15 @@ export class Collector {
    */
   async stop(flushTimeoutMs: number): Promise<{ flushed: boolean; final: StatsSnapshot }> {
     if (this.timer) clearInterval(this.timer);
+    const sweeping = this.claimTimer !== undefined;
     if (this.claimTimer) clearInterval(this.claimTimer);
     this.stopping = true;
     if (this.paused) {
       this.paused = false;
       this.opts.session.resume();
     }
+    // the pending map goes with the programs: what it still holds is reported (REQ_ONLY), not lost
+    if (sweeping) this.guard('l7_claim', () => this.takeClaimed(this.opts.session.l7Claim!(0, 0)));
     await this.opts.session.stop();
     const finish = this.opts.transcoder.finish;
     if (finish) {

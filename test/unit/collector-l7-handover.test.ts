@@ -55,8 +55,10 @@ class FakeSession implements SessionLike {
   async stop() {}
   drops() { return new Array<bigint>(16).fill(0n); }
   ringPending() { return 0; }
+  finalClaim: Buffer | undefined;
   l7Claim(handoverNs: number, staleNs: number): Buffer | null {
     this.asked++;
+    if (handoverNs === 0 && staleNs === 0) return this.finalClaim ?? Buffer.alloc(0);
     assert.equal(handoverNs, 2e9);
     assert.equal(staleNs, 30e9);
     return this.claims.shift() ?? Buffer.alloc(0);
@@ -140,4 +142,15 @@ test('--l7-handover: a duration, default 2s, within 100ms..20s (well under the s
     const h = l7HandoverOptions(parseCollectArgs(argv).l7.handoverNs);
     assert.deepEqual(h, { handoverNs: want, staleNs: 30e9, sweepMs: 1000 }, argv.join(' '));
   }
+});
+
+test('l7 hand-over: on stop, what the kernel still holds is claimed whatever its age (the map goes with the programs)', async () => {
+  const session = new FakeSession();
+  const sink = new FakeSink();
+  session.finalClaim = claimedBatch(3);
+  const c = collector(session, sink);
+  c.start();
+  await c.stop(100);
+  assert.equal(c.l7Claimed, 1);
+  assert.equal(sink.held.filter((r) => r.topic === L7_TOPIC).length, 1);
 });
