@@ -85,7 +85,7 @@ test('head fields: kept names by length, case and neighbours', () => {
   }
 });
 
-// times and ids below 2^53 take one BigInt from a number, the others four: both exact at the edges
+// the u64 fields are read through a DataView, not capture.ts's u64: exact at 2^32, around 2^53, at the top bit and 2^64-1
 test('u64 fields: exact on both sides of 2^53 and at the top', () => {
   const values = [0n, 1n, 0xffffffffn, 0x100000000n, (1n << 53n) - 1n, 1n << 53n, (1n << 53n) + 1n, 0x1fffff_ffffffffn + 2n, (1n << 64n) - 1n, 0x8000000000000001n];
   for (const v of values) {
