@@ -301,7 +301,7 @@ test('Node.js: two hot JavaScript functions named from V8\'s perf map, with file
   const script = path.join(FIXTURES, 'hot.js');
   // no inlining: an optimising tier that inlines hotA and hotB into their caller names the caller instead
   // (a property of the program, not of the profiler: perf shows the same)
-  const child = spawn(process.execPath, ['--perf-basic-prof', '--no-turbo-inlining', '--no-maglev-inlining', script, '12000'], { stdio: ['pipe', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, ['--perf-basic-prof', '--no-turbo-inlining', '--no-maglev-inlining', script, '12000'], { stdio: ['pipe', 'ignore', 'inherit'], cwd: dir }); // V8 writes an isolate-*.log into its cwd
   await once(child, 'spawn');
   const pid = child.pid!;
   const exited = once(child, 'exit');
