@@ -167,16 +167,16 @@ describe('verifier budget', () => {
     assert.deepEqual(overBudget(m.rows), [`budget-heavy.bpf.o: rf_fixture_heavy verified in ${m.rows[0]!.insns} insns, over the budget of ${BUDGET} (${KERNEL_LIMIT} / 4)`]);
   });
 
-  it('today\'s l7.bpf.c built with -mcpu=v3 is reported (refused at the 1 M limit in a data exit), not passed', async (t) => {
-    // design l7-in-kernel §4: v3 tracks 32-bit subregisters, and rf_l7_iov_step's
-    // bpf_loop callback states never converge. When they do (slice 0's fix), this
-    // fails: then turn -mcpu=v3 on in bpf/Makefile, say so in the design, and drop this case.
+  it('today\'s l7.bpf.c built with -mcpu=v3 loads within the budget too (what turning -mcpu=v3 on in bpf/Makefile needs)', async (t) => {
+    // design l7-in-kernel §4: v3 tracks 32-bit subregisters; the object of the
+    // seventh session never converged in rf_l7_iov_step's bpf_loop callback
+    // (refused at the 1 M limit). The in-kernel HTTP/1 rewrite (eighth session)
+    // loads with v3 under the budget: this keeps it so until bpf/Makefile
+    // turns v3 on (not yet: it would change every object the suite has run).
     const m = await measure('l7.bpf.o -mcpu=v3', build(`${ROOT}bpf/l7.bpf.c`, 'l7-v3.bpf.o', ['-mcpu=v3']), { ...encodeSettings({ selfTgid: process.pid }), ...encodeL7Settings({}) });
     printTable(t, m.rows);
-    const over = overBudget(m.rows);
-    assert.ok(over.length > 0, `v3 build now fits the budget: ${m.rows.map((r) => `${r.program} ${r.insns}`).join(', ')}`);
-    // the 1 M limit, as measured (design §4); another refusal (the stack, say) fails the first case too
-    assert.match(over.join('\n'), /rf_l7_exit_\w+ refused after 1000001 insns \(BPF program is too large/, `not the 1 M limit: ${over.join('; ')}`);
+    assert.ok(m.rows.some((r) => r.program === 'rf_l7_exit_read' && r.refused === undefined), 'the data exits load');
+    assert.deepEqual(overBudget(m.rows), []);
   });
 
   it('the kernel adds a bpf_loop callback\'s frame to its caller\'s (what test/unit/bpf-stack.test.ts counts): loop-callback.bpf.c is refused', async (t) => {
