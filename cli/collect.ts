@@ -221,7 +221,7 @@ export function lossesSummaryPart(s: Pick<StatsSnapshot, 'drop_reasons' | 'l7_pa
   let out = '';
   if (s.drop_reasons.length > 0) out += `; lost by reason: ${list(s.drop_reasons)}`;
   if (s.kernel_losses && s.kernel_losses.length > 0) out += `; lost in the kernel by reason: ${list(s.kernel_losses)}`;
-  if (s.l7_parse_failures.length > 0) out += `; l7 parsers stopped: ${list(s.l7_parse_failures)}`;
+  if (s.l7_parse_failures.length > 0) out += `; l7 parse losses and recoveries: ${list(s.l7_parse_failures)}`;
   if (s.clamped > 0) out += `; stats values clamped ${s.clamped}`;
   return out;
 }

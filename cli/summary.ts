@@ -148,7 +148,7 @@ export class CollectorLosses {
     const kernelReasons = list(this.kernelReasons);
     if (kernelReasons) parts.push(`lost in the kernel by reason: ${kernelReasons}`);
     const parse = list(this.parse);
-    if (parse) parts.push(`l7 parsers stopped: ${parse}`);
+    if (parse) parts.push(`l7 parse losses and recoveries: ${parse}`);
     if (this.clamped > 0) parts.push(`stats values clamped ${this.clamped}`);
     if (this.restarts.length > 0) parts.push(`restarted: ${this.restarts.join('; ')}${this.restartsMore ? ` and ${this.restartsMore} more` : ''}`);
     this.restarts = [];

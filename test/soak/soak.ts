@@ -511,13 +511,13 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       if (lateAtOtlp !== (lateOurs.get(signal) ?? 0)) {
         failures.push(`${signal}: ${lateOurs.get(signal) ?? 0} events counted late in ringflow.metrics.v1, ${lateAtOtlp} at OTLP (ringflow.dropped{reason=late})`);
       }
-      const counters = { late: lateOurs.get(signal) ?? 0, 'late at OTLP': lateAtOtlp, [`${topic} drops`]: drops(topic), ...(topic === 'ringflow.l7.v1' ? { 'l7 parsers stopped': parseFailed } : {}) };
+      const counters = { late: lateOurs.get(signal) ?? 0, 'late at OTLP': lateAtOtlp, [`${topic} drops`]: drops(topic), ...(topic === 'ringflow.l7.v1' ? { 'l7 parse losses and recoveries': parseFailed } : {}) };
       signals.push({ signal, expected: exp, seen: t.unique, duplicates: t.duplicates, conflicts: t.conflicts, counters, verdict: judge(exp, t.unique, t.conflicts, counters.late, drops(topic)) });
     }
     for (const [signal, exp] of Object.entries(expectedSpans)) {
       const t = { ...tally.span(signal), unique: spansOf(signal) };
       t.duplicates += tally.span(`${signal} missed`).duplicates + tally.span(`${signal} timeout`).duplicates;
-      const counters = { missed: tally.span(`${signal} missed`).unique, timeouts: tally.span(`${signal} timeout`).unique, 'ringflow.l7.v1 drops': drops('ringflow.l7.v1'), 'l7 parsers stopped': parseFailed };
+      const counters = { missed: tally.span(`${signal} missed`).unique, timeouts: tally.span(`${signal} timeout`).unique, 'ringflow.l7.v1 drops': drops('ringflow.l7.v1'), 'l7 parse losses and recoveries': parseFailed };
       signals.push({ signal: `${signal} spans`, expected: exp, seen: t.unique, duplicates: t.duplicates, conflicts: 0, counters, verdict: judge(exp, t.unique, 0, 0, drops('ringflow.l7.v1')) });
     }
     let badVerdicts = 0;

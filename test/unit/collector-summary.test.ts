@@ -18,11 +18,11 @@ test('summary line: losses by reason, L7 parser stops by reason, clamped values 
   const cases: [string, Partial<StatsSnapshot>, string][] = [
     ['nothing lost: nothing added', {}, ''],
     ['losses by reason', { drop_reasons: [{ reason: 'backpressure', count: 3 }, { reason: 'too_large_dead_lettered', count: 1 }] }, '; lost by reason: backpressure 3, too_large_dead_lettered 1'],
-    ['L7 parser stops', { l7_parse_failures: [{ reason: 'HTTP1: bad start line', count: 2 }] }, '; l7 parsers stopped: HTTP1: bad start line 2'],
+    ['L7 parse losses and recoveries', { l7_parse_failures: [{ reason: 'HTTP1: bad start line', count: 2 }] }, '; l7 parse losses and recoveries: HTTP1: bad start line 2'],
     ['clamped', { clamped: 1 }, '; stats values clamped 1'],
     ['kernel losses by reason', { kernel_losses: [{ reason: 'block_orphaned', count: 2 }, { reason: 'tcp_drop_unattributed', count: 1 }] }, '; lost in the kernel by reason: block_orphaned 2, tcp_drop_unattributed 1'],
     ['all', { drop_reasons: [{ reason: 'undecodable', count: 5 }], l7_parse_failures: [{ reason: 'DNS: not DNS', count: 1 }], clamped: 2 },
-      '; lost by reason: undecodable 5; l7 parsers stopped: DNS: not DNS 1; stats values clamped 2'],
+      '; lost by reason: undecodable 5; l7 parse losses and recoveries: DNS: not DNS 1; stats values clamped 2'],
   ];
   const head = 'ringflow: 5.0s: read 10 (tcp.connect 10), produced 7, kernel drops 2, user drops 3, send errors 1, pending 4';
   for (const [name, over, want] of cases) {
@@ -40,7 +40,7 @@ test('up: the collectors\' losses from their stats records, between two summary 
     ['summed over records and hosts', [
       { events: [{ kernel_drops: 1n, user_drops: 2n }, { kernel_drops: 0n, user_drops: 1n }], drop_reasons: [{ reason: 'backpressure', count: 2n }, { reason: 'too_large_dead_lettered', count: 1n }], l7_parse_failures: [{ reason: 'HTTP1: bad start line', count: 1n }], clamped: 0n },
       { events: [{ kernel_drops: 2n, user_drops: 0n }], drop_reasons: [{ reason: 'backpressure', count: 1n }], l7_parse_failures: [], clamped: 1n },
-    ], '; collectors: kernel drops 3, user drops 3; lost by reason: backpressure 3, too_large_dead_lettered 1; l7 parsers stopped: HTTP1: bad start line 1; stats values clamped 1'],
+    ], '; collectors: kernel drops 3, user drops 3; lost by reason: backpressure 3, too_large_dead_lettered 1; l7 parse losses and recoveries: HTTP1: bad start line 1; stats values clamped 1'],
     ['kernel losses by reason, summed', [
       { events: [{ kernel_drops: 0n, user_drops: 0n }], kernel_losses: [{ reason: 'block_orphaned', count: 1n }] },
       { events: [{ kernel_drops: 0n, user_drops: 0n }], kernel_losses: [{ reason: 'block_orphaned', count: 2n }, { reason: 'block_untracked', count: 1n }] },
