@@ -12,6 +12,8 @@
  *   cpu_us_per_event     collector process CPU (user+sys) per delivered event in the e2e run
  *   l7_parse_messages_per_s, http_overhead_ratio, http_added_p99_ms, BPF run time per hook
  *                        and the observer's cost per HTTP request: see test/bench/l7.ts
+ *   profile_overhead_ratio, offcpu_overhead_ratio, BPF run time per sample/switch and the
+ *                        collector's CPU per interval: see test/bench/profile.ts
  *
  * Needs root. Starts its own Kafka broker on free ports and stops it.
  */
@@ -39,6 +41,7 @@ import { createFastDecoder, eventTimeNs } from '../../processor/fast-decode.ts';
 import { startProcessor } from '../../processor/service.ts';
 import { l7Parse, httpOverhead, wakeupCost } from './l7.ts';
 import { l7ExchangePath } from './l7-exchange-path.ts';
+import { profileOverhead } from './profile.ts';
 
 const { CompressionTypes } = kafkajs;
 const { createPartitioner } = await import('../../kafka/kafkajs.ts');
@@ -397,6 +400,17 @@ async function main() {
     const k = await ownBroker();
     try {
       Object.assign(out, await httpOverhead(k.brokers, seconds));
+    } finally {
+      await k.stop();
+    }
+  }
+  if (want('profile')) {
+    const seconds = Number(process.env.BENCH_PROFILE_SECONDS ?? 10);
+    if (!Number.isInteger(seconds) || seconds < 1) throw new Error(`BENCH_PROFILE_SECONDS must be a whole number of seconds >= 1, not ${process.env.BENCH_PROFILE_SECONDS}`);
+    log(`profile: a CPU-bound workload and a pipe ping-pong, ${seconds} s each: alone, with ringflow collect --signals profile (19 Hz), alone, at 99 Hz, with --signals offcpu, alone; BPF run time per sample/switch from kernel.bpf_stats_enabled`);
+    const k = await ownBroker();
+    try {
+      Object.assign(out, await profileOverhead(k.brokers, seconds));
     } finally {
       await k.stop();
     }

@@ -161,7 +161,7 @@ const wrkArgs = (port: number, seconds: number) => ['-t1', '-c8', `-d${seconds}s
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
 /** CPU seconds (user + system, all threads) a live process has used. */
-function procCpuSeconds(pid: number): number {
+export function procCpuSeconds(pid: number): number {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   // after "pid (comm) ": state is field 3, utime 14, stime 15
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -183,7 +183,7 @@ const BPF_STATS_SYSCTL = '/proc/sys/kernel/bpf_stats_enabled';
  * the whole l7overhead part so the with-ringflow and capture-only runs pay
  * it alike; BENCH_L7_BPF_STATS=0 leaves it alone (no per-hook figures then).
  */
-function enableBpfStats(): () => void {
+export function enableBpfStats(): () => void {
   const old = fs.readFileSync(BPF_STATS_SYSCTL, 'utf8').trim();
   fs.writeFileSync(BPF_STATS_SYSCTL, '1');
   const restore = () => fs.writeFileSync(BPF_STATS_SYSCTL, old);
@@ -202,7 +202,7 @@ function enableBpfStats(): () => void {
 }
 
 /** The bpf_stats counters of every BPF program `pid` holds an fd of (the collector's own: other helpers' programs are not counted). */
-function progCounters(pid: number): ProgCounters[] {
+export function progCounters(pid: number): ProgCounters[] {
   const out = new Map<number, ProgCounters>();
   for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
     try {
@@ -217,7 +217,7 @@ function progCounters(pid: number): ProgCounters[] {
 }
 
 /** Program names by id (fdinfo has only ids); without bpftool the hooks are named by id. */
-function progNames(): Map<number, string> {
+export function progNames(): Map<number, string> {
   try {
     return parseBpftoolNames(execFileSync('bpftool', ['prog', 'show', '-j'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
   } catch (err) {
@@ -291,7 +291,7 @@ async function wrkAsync(port: number, seconds: number): Promise<WrkResult> {
 }
 
 /** Starts a child and waits for `ready` on its stderr; its stderr so far and on, for the figures. */
-async function startObserver(cmd: string, args: string[], ready: RegExp, what: string, env: NodeJS.ProcessEnv = process.env): Promise<{ child: ReturnType<typeof spawn>; err: () => string; out: () => string }> {
+export async function startObserver(cmd: string, args: string[], ready: RegExp, what: string, env: NodeJS.ProcessEnv = process.env): Promise<{ child: ReturnType<typeof spawn>; err: () => string; out: () => string }> {
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let err = '';
   let out = '';
@@ -305,7 +305,7 @@ async function startObserver(cmd: string, args: string[], ready: RegExp, what: s
   return { child, err: () => err, out: () => out };
 }
 
-async function stopObserver(child: ReturnType<typeof spawn>): Promise<void> {
+export async function stopObserver(child: ReturnType<typeof spawn>): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, 'exit');
   child.kill('SIGINT');
