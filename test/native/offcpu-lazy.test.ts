@@ -1,0 +1,90 @@
+/**
+ * bpf/offcpu.bpf.c walks a blocked task's stacks only once its block has
+ * turned out to last --offcpu-min (rf_offcpu_back, tp_btf/sched_exit_tp, in
+ * the task's own context), not at every switch-out: a pipe ping-pong (a switch
+ * per hop, each block a few microseconds) with a minimum no block reaches
+ * leaves the stack maps empty. Before, every switch-out walked its user and
+ * kernel stacks into them, whatever the block lasted (the ping-pong ran at
+ * 0.3-0.5x). That blocks past the minimum keep their stacks and times is
+ * test/native/profile.test.ts's off-CPU cases.
+ *
+ * The stack maps are this session's own, found by map id from this
+ * process's fds (another test's or helper's collector has maps of the same
+ * names). ~3 s.
+ */
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Session } from '../../native/index.ts';
+import { encodeProfileSettings, encodeSettings } from '../../collector/signals/settings.ts';
+import { decodeProfileDrain } from '../../collector/profile/drain.ts';
+import { objectPath } from '../../collector/signals/registry.ts';
+import { ROOT } from './helpers.ts';
+
+// RINGFLOW_BPF_DIR runs it against another build (as the collector would load it)
+const OFFCPU_OBJ = objectPath('offcpu');
+let bin = '';
+
+before(() => {
+  if (!existsSync(OFFCPU_OBJ)) execFileSync('make', ['-s', '-C', `${ROOT}bpf`], { stdio: 'inherit' });
+  const dir = mkdtempSync(path.join(tmpdir(), 'rf-offcpu-lazy-'));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  bin = path.join(dir, 'profile-work');
+  execFileSync('cc', ['-O2', '-fno-omit-frame-pointer', '-o', bin, `${ROOT}test/bench/profile-work.c`]);
+});
+
+/** Map ids of the BPF maps this process holds an fd of. */
+function ownMapIds(): Set<number> {
+  const ids = new Set<number>();
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) !== 'anon_inode:bpf-map') continue;
+      const id = /^map_id:\s*(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
+      if (id) ids.add(Number(id));
+    } catch {
+      // an fd closed meanwhile: not one of the session's maps
+    }
+  }
+  return ids;
+}
+
+/** Entries of each of this process's maps whose name starts with `prefix` (bpftool: the kernel keeps 15 characters of a name). */
+function entriesByMap(prefix: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const id of ownMapIds()) {
+    const info = JSON.parse(execFileSync('bpftool', ['map', 'show', 'id', String(id), '-j'], { encoding: 'utf8' })) as { name?: string };
+    if (!info.name?.startsWith(prefix)) continue;
+    const dump = JSON.parse(execFileSync('bpftool', ['map', 'dump', 'id', String(id), '-j'], { encoding: 'utf8' })) as unknown[];
+    out.set(`${info.name} (id ${id})`, dump.length);
+  }
+  return out;
+}
+
+test('off-CPU: a pipe ping-pong whose blocks never reach --offcpu-min walks no stack (the stack maps stay empty), counts nothing', async () => {
+  const child = spawn(bin, ['pingpong', '1'], { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, PROFILE_WORK_PARK: '1' } });
+  await once(child, 'spawn');
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = once(child, 'exit');
+  const session = new Session({ ringBytes: 1 << 16 });
+  try {
+    // a minimum no hop of the ping-pong reaches, however loaded the machine (a preempted hop waits for a CPU)
+    session.addObject(OFFCPU_OBJ, { ...encodeSettings({ selfTgid: process.pid, pid: child.pid! }), ...encodeProfileSettings({ offcpuMinNs: 60_000_000_000n }, true) });
+    child.stdin!.end('g');
+    const [code] = await exited;
+    assert.equal(code, 0);
+    const trips = (JSON.parse(out.trim()) as { work: number }).work;
+    assert.ok(trips >= 1000, `the ping-pong made ${trips} round trips: a switch-out each way`);
+    const stacks = entriesByMap('rf_offcpu_stack');
+    assert.equal(stacks.size, 3, `the session's three stack maps found: ${JSON.stringify([...stacks])}`);
+    assert.deepEqual([...stacks.values()], [0, 0, 0], `no stack walked for ${trips} round trips of short blocks: ${JSON.stringify([...stacks])}`);
+    assert.equal(decodeProfileDrain(session.profileDrain('rf_offcpu')).counts.length, 0, 'no block counted');
+  } finally {
+    child.kill('SIGKILL');
+    await session.stop();
+  }
+});
