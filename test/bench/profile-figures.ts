@@ -16,9 +16,11 @@ export interface WorkRun {
   /** units of work done (hashes of the buffer, round trips) */
   work: number;
   seconds: number;
+  /** CPU seconds the workload used (its processes, user + system); absent from older output */
+  cpu_s?: number;
 }
 
-/** The last line of profile-work's stdout: {"work":N,"unit":"...","seconds":S}. */
+/** The last line of profile-work's stdout: {"work":N,"unit":"...","seconds":S,"cpu_s":C}. */
 export function parseWork(stdout: string): WorkRun {
   const line = stdout.trim().split('\n').pop() ?? '';
   let v: unknown;
@@ -27,11 +29,11 @@ export function parseWork(stdout: string): WorkRun {
   } catch {
     throw new Error(`cannot read the workload's output: ${JSON.stringify(stdout)}`);
   }
-  const { work, seconds } = (v ?? {}) as { work?: unknown; seconds?: unknown };
-  if (typeof work !== 'number' || !(work >= 0) || typeof seconds !== 'number' || !(seconds > 0)) {
+  const { work, seconds, cpu_s } = (v ?? {}) as { work?: unknown; seconds?: unknown; cpu_s?: unknown };
+  if (typeof work !== 'number' || !(work >= 0) || typeof seconds !== 'number' || !(seconds > 0) || (cpu_s !== undefined && (typeof cpu_s !== 'number' || !(cpu_s >= 0)))) {
     throw new Error(`cannot read the workload's output: ${JSON.stringify(stdout)}`);
   }
-  return { work, seconds };
+  return cpu_s === undefined ? { work, seconds } : { work, seconds, cpu_s };
 }
 
 export const rate = (r: WorkRun): number => r.work / r.seconds;
@@ -45,6 +47,23 @@ export function workRatio(withRun: WorkRun, without: readonly WorkRun[], digits 
   if (without.length === 0) return null;
   const base = without.reduce((a, r) => a + rate(r), 0) / without.length;
   return base > 0 ? +(rate(withRun) / base).toFixed(digits) : null;
+}
+
+/**
+ * Work per CPU second of the workload with ringflow over the mean of the runs
+ * without it. Other load on a shared machine takes CPU from the workload and
+ * moves the wall-clock ratio by tens of percent; what each unit of work costs
+ * in CPU moves much less. The cost of BPF programs run in interrupts
+ * (profile's samples) may be accounted as IRQ time rather than the task's:
+ * bpf_ns_per_event says that part. null without CPU figures on every run.
+ */
+export function perCpuRatio(withRun: WorkRun, without: readonly WorkRun[], digits = 3): number | null {
+  const perCpu = (r: WorkRun) => (r.cpu_s !== undefined && r.cpu_s > 0 ? r.work / r.cpu_s : null);
+  const w = perCpu(withRun);
+  const refs = without.map(perCpu);
+  if (w === null || refs.length === 0 || refs.some((x) => x === null)) return null;
+  const base = (refs as number[]).reduce((a, x) => a + x, 0) / refs.length;
+  return base > 0 ? +(w / base).toFixed(digits) : null;
 }
 
 export interface EventCost {

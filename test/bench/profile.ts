@@ -12,6 +12,9 @@
  *                                (kernel.bpf_stats_enabled) per profiler sample /
  *                                per context switch seen
  *   *_collector_cpu_ms_per_interval  the collector's CPU per --profile-interval (10 s)
+ *   *_per_cpu_ratio              the same ratios per CPU second the workload used:
+ *                                other load on a shared machine moves the wall-clock
+ *                                ratios by tens of percent, these much less
  *
  * Every configuration runs both workloads (so profile's cost under switches and
  * offcpu's under a CPU-bound load show too, in `profile_runs`). Each workload is
@@ -30,7 +33,7 @@ import path from 'node:path';
 import { REPO_ROOT } from '../../collector/signals/registry.ts';
 import { enableBpfStats, progCounters, progNames, procCpuSeconds, startObserver, stopObserver } from './l7.ts';
 import { hookDeltas, type HookFigures } from './l7-figures.ts';
-import { parseWork, workRatio, eventCost, cpuMsPerInterval, rate, type WorkRun } from './profile-figures.ts';
+import { parseWork, workRatio, perCpuRatio, eventCost, cpuMsPerInterval, rate, type WorkRun } from './profile-figures.ts';
 
 const INTERVAL_MS = 10_000; // collect's default --profile-interval
 const SAMPLE_PROGRAM = 'rf_prof_sample';
@@ -98,9 +101,12 @@ export async function profileOverhead(brokers: string, seconds = 10): Promise<Re
       const cost = eventCost(m.hooks, eventProgram);
       return [w, {
         work_ratio: workRatio(m, ref(w)),
+        work_per_cpu_ratio: perCpuRatio(m, ref(w)),
         work_per_s: Math.round(rate(m)),
         events: cost?.events ?? null,
         bpf_ns_per_event: cost?.bpf_ns_per_event ?? null,
+        // the kernel side's whole cost over the run, in cores (noise of other load does not move it)
+        bpf_cores: cost ? +(cost.bpf_total_ns / 1e9 / m.seconds).toFixed(5) : null,
         collector_cpu_cores: +(m.collector_cpu_s / m.seconds).toFixed(3),
         collector_cpu_ms_per_interval: cpuMsPerInterval(m.collector_cpu_s, m.seconds, INTERVAL_MS),
         bpf_hooks: m.hooks,
@@ -115,11 +121,14 @@ export async function profileOverhead(brokers: string, seconds = 10): Promise<Re
     return {
       profile_overhead_ratio: workRatio(p19.cpu!, ref('cpu')),
       profile_overhead_ratio_99hz: workRatio(p99.cpu!, ref('cpu')),
+      profile_overhead_per_cpu_ratio: perCpuRatio(p19.cpu!, ref('cpu')),
+      profile_overhead_per_cpu_ratio_99hz: perCpuRatio(p99.cpu!, ref('cpu')),
       profile_bpf_ns_per_sample: perSample(p19),
       profile_bpf_ns_per_sample_99hz: perSample(p99),
       profile_collector_cpu_ms_per_interval: cpuMsPerInterval(p19.cpu!.collector_cpu_s, p19.cpu!.seconds, INTERVAL_MS),
       profile_collector_cpu_ms_per_interval_99hz: cpuMsPerInterval(p99.cpu!.collector_cpu_s, p99.cpu!.seconds, INTERVAL_MS),
       offcpu_overhead_ratio: workRatio(off.pingpong!, ref('pingpong')),
+      offcpu_overhead_per_cpu_ratio: perCpuRatio(off.pingpong!, ref('pingpong')),
       offcpu_bpf_ns_per_switch: eventCost(off.pingpong!.hooks, SWITCH_PROGRAM)?.bpf_ns_per_event ?? null,
       offcpu_collector_cpu_ms_per_interval: cpuMsPerInterval(off.pingpong!.collector_cpu_s, off.pingpong!.seconds, INTERVAL_MS),
       profile_without: Object.fromEntries(Object.keys(workloads).map((w) => [w, ref(w).map((m) => Math.round(rate(m)))])),

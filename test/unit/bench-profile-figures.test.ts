@@ -5,12 +5,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseWork, workRatio, eventCost, cpuMsPerInterval } from '../bench/profile-figures.ts';
+import { parseWork, workRatio, perCpuRatio, eventCost, cpuMsPerInterval } from '../bench/profile-figures.ts';
 
 test('parseWork: the last JSON line of the workload; anything else throws with the output', () => {
   assert.deepEqual(parseWork('{"work":20163,"unit":"64KiB hashes","seconds":2.000}\n'), { work: 20163, seconds: 2 });
   assert.deepEqual(parseWork('noise\n{"work":0,"unit":"round trips","seconds":1.5}'), { work: 0, seconds: 1.5 });
-  for (const bad of ['', 'Segmentation fault', '{"work":-1,"seconds":1}', '{"work":5,"seconds":0}', '{"work":"5","seconds":1}', 'null']) {
+  assert.deepEqual(parseWork('{"work":3584,"unit":"64KiB hashes","seconds":1.000,"cpu_s":0.328}'), { work: 3584, seconds: 1, cpu_s: 0.328 });
+  for (const bad of ['{"work":5,"seconds":1,"cpu_s":-1}', '{"work":5,"seconds":1,"cpu_s":"1"}', 'Segmentation fault', '{"work":-1,"seconds":1}', '{"work":5,"seconds":0}', '{"work":"5","seconds":1}', 'null']) {
     assert.throws(() => parseWork(bad), /cannot read the workload's output/, bad);
   }
 });
@@ -27,6 +28,19 @@ test('workRatio: rate with over the mean rate of the references; null without a 
     [{ work: 5, seconds: 1 }, [{ work: 0, seconds: 1 }], null],
   ];
   for (const [w, ref, want] of cases) assert.equal(workRatio(w, ref), want, JSON.stringify([w, ref]));
+});
+
+test('perCpuRatio: work per CPU second with over the references\' mean; null unless every run has CPU figures', () => {
+  const cases: [Parameters<typeof perCpuRatio>[0], Parameters<typeof perCpuRatio>[1], number | null][] = [
+    // the wall-clock rate halved by other load, the work per CPU second the same
+    [{ work: 50, seconds: 1, cpu_s: 0.5 }, [{ work: 100, seconds: 1, cpu_s: 1 }], 1],
+    [{ work: 90, seconds: 1, cpu_s: 1 }, [{ work: 100, seconds: 1, cpu_s: 1 }, { work: 50, seconds: 1, cpu_s: 0.5 }], 0.9],
+    [{ work: 90, seconds: 1 }, [{ work: 100, seconds: 1, cpu_s: 1 }], null],
+    [{ work: 90, seconds: 1, cpu_s: 1 }, [{ work: 100, seconds: 1 }], null],
+    [{ work: 90, seconds: 1, cpu_s: 0 }, [{ work: 100, seconds: 1, cpu_s: 1 }], null],
+    [{ work: 90, seconds: 1, cpu_s: 1 }, [], null],
+  ];
+  for (const [w, ref, want] of cases) assert.equal(perCpuRatio(w, ref), want, JSON.stringify([w, ref]));
 });
 
 test('eventCost: every program\'s run time over the event program\'s runs', () => {
