@@ -285,6 +285,7 @@ enum rf_l7_gate_counter {
 enum rf_l7_app {
 	RF_L7_APP_RAW   = 0, /* not parsed in BPF: capture records, as before (HTTP/2, DNS, undecided, kernel parsing off) */
 	RF_L7_APP_HTTP1 = 1, /* framed and paired in BPF: exchange records */
+	RF_L7_APP_DNS   = 2, /* a DNS/UDP datagram on port 53, paired in BPF by (conn, id, peer): exchange records (bpf/l7_dns.h) */
 };
 
 /* How an exchange ended. Lines up with L7Outcome in collector/l7/exchange.ts. */
@@ -314,18 +315,18 @@ struct rf_l7_exchange {
 	__u64 req_end_ns;       /* edge of the syscall that moved its last byte */
 	__u64 resp_start_ns;    /* the same for the response; 0 when there is none */
 	__u64 resp_end_ns;
-	__u64 req_body_bytes;   /* body bytes as framed (Content-Length, chunk sizes), copied or not */
+	__u64 req_body_bytes;   /* body bytes as framed (Content-Length, chunk sizes), copied or not; DNS: the datagram's size */
 	__u64 resp_body_bytes;
 	__u8  laddr[16];
 	__u8  raddr[16];
-	__u32 seq;              /* ordinal of the request on its connection from capture start (0, 1, 2...) */
+	__u32 seq;              /* ordinal of the request on its connection from capture start (0, 1, 2...); DNS: the message id */
 	__u32 req_pid;          /* thread / process that moved the request's first byte */
 	__u32 req_tgid;
 	__u32 fd;
 	__u16 lport;            /* host byte order */
 	__u16 rport;
 	__u16 family;           /* AF_INET (2) or AF_INET6 (10) */
-	__u16 status;           /* status code from the response's start line, 0 if none */
+	__u16 status;           /* status code from the response's start line, 0 if none; DNS: the header's RCODE */
 	__u16 req_head_len;     /* request head bytes that follow the struct */
 	__u16 resp_head_len;    /* response head bytes that follow those */
 	__u8  app;              /* enum rf_l7_app */
@@ -333,7 +334,8 @@ struct rf_l7_exchange {
 	__u8  protocol;         /* IPPROTO_TCP (6) or IPPROTO_UDP (17) */
 	__u8  outcome;          /* enum rf_l7_outcome */
 	__u8  flags;            /* enum rf_l7_xflag bits */
-	__u8  _pad[7];
+	__u8  retries;          /* DNS: queries sent again with the same key (saturating); the exchange starts at the first */
+	__u8  _pad[6];
 };
 
 /*
@@ -353,6 +355,7 @@ enum rf_l7_parse_counter {
 	RF_L7_P_PENDING_FULL    = 7,  /* requests not kept for pairing (pending table full): their response goes out RESP_ONLY (loss) */
 	RF_L7_P_RESP_ORPHAN     = 8,  /* responses with no request to pair and nothing to report (loss) */
 	RF_L7_P_CONCURRENT      = 9,  /* two threads moving bytes in one direction at once: framing dropped (loss) */
+	RF_L7_P_MMSG_OVER_LIMIT = 10, /* recvmmsg/sendmmsg messages past the first RF_L7_MAX_MMSG of a call: not seen (loss) */
 	RF_L7_P_NR              = 16,
 };
 

@@ -70,8 +70,13 @@
  * capture record (rf_l7_dual = 1: both). close() completes a response read
  * until close and sends the requests still waiting as CLOSED. Give-ups are
  * counted in rf_l7_parse (enum rf_l7_parse_counter) and the side looks for a
- * syscall that starts with a start line. HTTP/2, DNS and undecided
+ * syscall that starts with a start line. HTTP/2, DNS over TCP and undecided
  * connections stay RAW (capture records) as before.
+ *
+ * DNS over UDP in the kernel (same switch, bpf/l7_dns.h): a datagram with
+ * port 53 on either side and a plausible DNS header is paired by
+ * (conn_id, id, peer) in rf_l7_pending and reported as ONE exchange record
+ * (app RF_L7_APP_DNS) per lookup and observed end, retransmits counted in it.
  */
 #include "common.bpf.h"
 #include <bpf/bpf_endian.h>
@@ -760,10 +765,17 @@ static __always_inline void rf_l7_parse_count(__u32 which)
 		*n += 1;
 }
 
+/*
+ * HTTP/1: (conn_id, ordinal), the peer fields zero. DNS (l7_dns.h):
+ * (conn_id, message id, the datagram's peer), since one UDP socket talks to
+ * several resolvers or clients. Mirrored by native/src/rf_core.c (the sweep).
+ */
 struct rf_l7_pkey {
 	__u64 conn_id;
 	__u32 seq;
-	__u32 _pad;
+	__u16 rport;     /* DNS: the peer's port */
+	__u16 _pad;
+	__u8  raddr[16]; /* DNS: the peer's address */
 };
 
 /*
@@ -1340,6 +1352,8 @@ __noinline int rf_l7_h1_close(struct rf_l7_conn *st)
 	return 0;
 }
 
+#include "l7_dns.h"
+
 /* Bytes at the start of a call of n bytes that side d will not read: the rest of a body. */
 static __always_inline __u64 rf_l7_h1_skip_bytes(struct rf_h1 *d, __u64 n)
 {
@@ -1369,6 +1383,7 @@ __noinline int rf_l7_emit(struct rf_l7_call *c)
 	__u32 zero = 0;
 	__u32 limit = rf_l7_capture_bytes, want;
 	__u64 off, peer, captured, skip;
+	bool dns;
 
 	e = bpf_map_lookup_elem(&rf_l7_emit_scratch, &zero);
 	if (!c || !s || !e)
@@ -1489,8 +1504,11 @@ __noinline int rf_l7_emit(struct rf_l7_call *c)
 			rf_l7_gate_count(RF_L7_GATE_REJECTED_CONNS);
 		}
 	}
+	/* DNS on port 53 (l7_dns.h): paired here, one exchange record per lookup instead of these */
+	dns = rf_l7_kernel_parse && c->protocol == IPPROTO_UDP &&
+	      (r->lport == RF_L7_DNS_PORT || r->rport == RF_L7_DNS_PORT) && rf_l7_dns_plausible(s->data, captured);
 	/* HTTP1: one exchange record per request instead of this capture record (both with rf_l7_dual) */
-	if (st->app != RF_L7_APP_HTTP1 || rf_l7_dual) {
+	if ((st->app != RF_L7_APP_HTTP1 && !dns) || rf_l7_dual) {
 		/* the reservation must be released even when it failed */
 		if (bpf_ringbuf_reserve_dynptr(&rf_events, sizeof(*r) + captured, 0, &dp)) {
 			bpf_ringbuf_discard_dynptr(&dp, BPF_RB_NO_WAKEUP);
@@ -1501,6 +1519,11 @@ __noinline int rf_l7_emit(struct rf_l7_call *c)
 			/* wake-up batching as in rf_submit: once, as the pending data crosses rf_wakeup_bytes */
 			bpf_ringbuf_submit_dynptr(&dp, rf_wakeup_flags(sizeof(*r) + captured));
 		}
+	}
+	if (dns) {
+		c->captured = captured;
+		c->now = r->hdr.ts_ns;
+		return 2;
 	}
 	/*
 	 * Last, with nothing after it: the paths of the signature test below
@@ -1571,11 +1594,15 @@ static __always_inline void rf_l7_call_init(struct rf_l7_call *c, struct rf_l7_a
 	c->nocopy = a->nocopy;
 }
 
-/* One call's record (or, HTTP1, its bytes through the framing). */
+/* One call's record (or, HTTP1, its bytes through the framing; DNS, its datagram through the pairing). */
 static __always_inline void rf_l7_emit_feed(struct rf_l7_call *c)
 {
-	if (rf_l7_emit(c) == 1)
+	int kind = rf_l7_emit(c);
+
+	if (kind == 1)
 		rf_l7_h1_feed(c);
+	else if (kind == 2)
+		rf_l7_dns_feed(c);
 }
 
 /* read/write/recvfrom/sendto, readv/writev, recvmsg/sendmsg: one record. */
@@ -1649,9 +1676,11 @@ static __always_inline int rf_l7_exit(long ret, __u8 sys)
 
 /*
  * recvmmsg/sendmmsg: ret messages, one record each (the first RF_L7_MAX_MMSG);
- * the messages past them are not captured and are counted as kernel drops of
- * the L7 capture, never left out silently (glibc's resolver sends 2, DNS
- * servers batching replies may send more).
+ * the messages past them are not seen and are counted in rf_l7_parse
+ * (RF_L7_P_MMSG_OVER_LIMIT, a loss in kernel_losses), never left out silently
+ * (glibc's resolver sends 2, DNS servers batching replies may send more).
+ * Not as capture drops: a DNS message past the limit would have been an
+ * exchange record, not a capture record.
  */
 static __always_inline int rf_l7_exit_mmsg(long ret, __u8 sys)
 {
@@ -1661,8 +1690,13 @@ static __always_inline int rf_l7_exit_mmsg(long ret, __u8 sys)
 		return 0;
 	if (ret <= 0)
 		return 0;
-	if (ret > RF_L7_MAX_MMSG)
-		rf_count_drops(RF_EV_L7_CAPTURE, ret - RF_L7_MAX_MMSG);
+	if (ret > RF_L7_MAX_MMSG) {
+		__u32 over = RF_L7_P_MMSG_OVER_LIMIT;
+		__u64 *n = bpf_map_lookup_elem(&rf_l7_parse, &over);
+
+		if (n)
+			*n += ret - RF_L7_MAX_MMSG;
+	}
 	for (int i = 0; i < RF_L7_MAX_MMSG; i++) {
 		struct rf_ummsghdr m;
 		struct rf_l7_call *cp;

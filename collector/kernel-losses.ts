@@ -39,6 +39,7 @@ export const KERNEL_LOSS_COUNTERS: readonly { map: string; index: number; reason
   { map: 'rf_l7_parse', index: L7_PARSE.PENDING_FULL, reason: 'l7_pending_full' },
   { map: 'rf_l7_parse', index: L7_PARSE.RESP_ORPHAN, reason: 'l7_resp_orphan' },
   { map: 'rf_l7_parse', index: L7_PARSE.CONCURRENT, reason: 'l7_h1_concurrent' },
+  { map: 'rf_l7_parse', index: L7_PARSE.MMSG_OVER_LIMIT, reason: 'l7_mmsg_over_limit' },
   // enum rf_prof_lost_reason (bpf/events.h; PROF_LOST in collector/profile/drain.ts), one array per profile
   // signal. A stack lost keeps its sample or block (reported with stack LOST); a full count map loses it
   ...(['profile', 'offcpu'] as const).flatMap((sig) => {

@@ -10,6 +10,8 @@
  * (collector/codec.ts) then sends a request and its response as ONE
  * EXCHANGE record (encode.ts asExchangeRecord), a response whose request is
  * unknown as a RESPONSE record.
+ * DNS over UDP is paired in BPF the same way (app DNS, bpf/l7_dns.h): its
+ * heads are the query's and the answer's datagrams, parsed by dns.ts.
  *
  * Record grammar (little-endian, struct rf_l7_exchange in bpf/events.h; the
  * offsets below are pinned to it by test/unit/layout.test.ts):
@@ -19,7 +21,7 @@
  *   exchange = conn_id:u64 req_start_ns:u64 req_end_ns:u64 resp_start_ns:u64 resp_end_ns:u64
  *              req_body_bytes:u64 resp_body_bytes:u64 laddr:16 raddr:16
  *              seq:u32 req_pid:u32 req_tgid:u32 fd:u32 lport:u16 rport:u16 family:u16 status:u16
- *              req_head_len:u16 resp_head_len:u16 app:u8 role:u8 protocol:u8 outcome:u8 flags:u8 pad:7
+ *              req_head_len:u16 resp_head_len:u16 app:u8 role:u8 protocol:u8 outcome:u8 flags:u8 retries:u8 pad:6
  *   req_head = req_head_len bytes        ; the request's first bytes (start line, fields), at most rf_l7_head_bytes
  *   resp_head = resp_head_len bytes      ; the same for the response
  *
@@ -46,6 +48,7 @@
 import { comm, u16, u32, u64n, IPPROTO_UDP, L7_ROLE_NAME } from './capture.ts';
 import { capturedHeaders } from './headers.ts';
 import { http1Message, parseHttp1Head, type Http1Head } from './http1.ts';
+import { parseDnsMessage } from './dns.ts';
 import type { L7Message, L7ParseOptions } from './types.ts';
 import type { L7Context, L7Output } from './tracker.ts';
 import { formatInet } from '../events/inet.ts';
@@ -94,10 +97,11 @@ export const L7_EXCHANGE_OFFSETS = {
   protocol: 166,
   outcome: 167,
   flags: 168,
+  retries: 169,
 } as const;
 
 /** enum rf_l7_app: how BPF parses a connection's bytes. */
-export const L7App = { RAW: 0, HTTP1: 1 } as const;
+export const L7App = { RAW: 0, HTTP1: 1, DNS: 2 } as const;
 /** enum rf_l7_outcome: how an exchange ended. */
 export const L7Outcome = { RESPONDED: 0, CLOSED: 1, RESP_ONLY: 2, LOST: 3, REQ_ONLY: 4 } as const;
 /** enum rf_l7_xflag bits. */
@@ -134,6 +138,7 @@ export const L7_PARSE = {
   PENDING_FULL: 7,
   RESP_ORPHAN: 8,
   CONCURRENT: 9,
+  MMSG_OVER_LIMIT: 10,
 } as const;
 /** RF_L7_P_NR: slots of rf_l7_parse. */
 export const L7_PARSE_NR = 16;
@@ -180,6 +185,8 @@ export interface L7Exchange {
   outcome: number;
   /** L7_XFLAG bits */
   flags: number;
+  /** DNS: queries sent again with the same key (saturating at 255); the exchange starts at the first. */
+  retries: number;
   /** The request head's first bytes (a view into the record). */
   req_head: Uint8Array;
   /** The response head's first bytes (a view into the record). */
@@ -237,6 +244,7 @@ export function decodeL7Exchange(buf: Uint8Array, offset: number, length: number
     protocol: buf[o + O.protocol]!,
     outcome: buf[o + O.outcome]!,
     flags: buf[o + O.flags]!,
+    retries: buf[o + O.retries]!,
     req_head: view(heads, reqLen),
     resp_head: view(heads + reqLen, respLen),
   };
@@ -289,6 +297,7 @@ export interface ExchangeMessages {
  */
 export function exchangeMessages(x: L7Exchange, opts: L7ParseOptions): ExchangeMessages {
   const out: ExchangeMessages = { messages: [], unreported: [] };
+  if (x.app === L7App.DNS) return dnsExchangeMessages(x);
   if (x.app !== L7App.HTTP1) {
     out.unreported.push('not HTTP/1');
     return out;
@@ -320,6 +329,45 @@ export function exchangeMessages(x: L7Exchange, opts: L7ParseOptions): ExchangeM
       const m = http1Message('RESPONSE', start, head?.fields ?? [], opts, x.seq, x.resp_start_ns, x.resp_end_ns);
       m.body_bytes = x.resp_body_bytes;
       m.truncated = head === null || cut(head) || (x.flags & (L7_XFLAG.RESP_HEAD_CUT | L7_XFLAG.RESP_END_UNKNOWN)) !== 0 || copyFailed || lost;
+      out.messages.push(m);
+    }
+  }
+  return out;
+}
+
+/**
+ * The messages of a DNS exchange (app DNS, bpf/l7_dns.h): each head is its
+ * datagram's first bytes (header and question at least), parsed by dns.ts
+ * as the capture path parses a datagram, so both paths give the same fields;
+ * times, sizes and cuts come from the struct. A retransmitted query is one
+ * REQUEST from its first send (x.retries says how many followed). Pure.
+ *
+ *   RESPONDED            REQUEST + RESPONSE
+ *   REQ_ONLY / CLOSED    REQUEST (the sweep claimed it: no answer within the hand-over time)
+ *   RESP_ONLY            RESPONSE (its query is unknown, or was claimed by the sweep)
+ */
+function dnsExchangeMessages(x: L7Exchange): ExchangeMessages {
+  const out: ExchangeMessages = { messages: [], unreported: [] };
+  if (x.outcome !== L7Outcome.RESP_ONLY) {
+    const m = parseDnsMessage(x.req_head, x.req_start_ns);
+    if (m === null || m.kind !== 'REQUEST') {
+      out.unreported.push('DNS query unparsed');
+    } else {
+      m.end_ns = x.req_end_ns;
+      m.body_bytes = x.req_body_bytes;
+      if ((x.flags & L7_XFLAG.REQ_HEAD_CUT) !== 0) m.truncated = true;
+      out.messages.push(m);
+    }
+  }
+  if (x.outcome === L7Outcome.RESPONDED || x.outcome === L7Outcome.RESP_ONLY) {
+    const m = parseDnsMessage(x.resp_head, x.resp_start_ns);
+    if (m === null || m.kind !== 'RESPONSE') {
+      out.unreported.push('DNS answer unparsed');
+    } else {
+      m.end_ns = x.resp_end_ns;
+      m.body_bytes = x.resp_body_bytes;
+      // the head cap cut it: dns.ts already marks records that do not frame in the bytes given
+      if ((x.flags & L7_XFLAG.RESP_HEAD_CUT) !== 0) m.truncated = true;
       out.messages.push(m);
     }
   }

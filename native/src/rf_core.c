@@ -1605,7 +1605,9 @@ fail:
 struct rf_l7_pkey_u {
 	uint64_t conn_id;
 	uint32_t seq;
-	uint32_t _pad;
+	uint16_t rport; /* DNS: the peer (bpf/l7.bpf.c struct rf_l7_pkey) */
+	uint16_t _pad;
+	uint8_t raddr[16];
 };
 struct rf_l7_pend_u {
 	struct rf_l7_exchange x;

@@ -355,6 +355,7 @@ test('rf_l7_parse: each loss slot by its enum index; exchanges, upgrades, resync
   assert.deepEqual(got, {
     EXCHANGES: [], H1_HEAD_TOO_LONG: ['l7_h1_head_too_long'], H1_BAD_START: ['l7_h1_bad_start'], H1_BAD_FRAMING: ['l7_h1_bad_framing'],
     H1_UPGRADE: [], H1_RESYNCED: [], H1_END_UNKNOWN: [], PENDING_FULL: ['l7_pending_full'], RESP_ORPHAN: ['l7_resp_orphan'], CONCURRENT: ['l7_h1_concurrent'],
+    MMSG_OVER_LIMIT: ['l7_mmsg_over_limit'],
   });
 });
 
