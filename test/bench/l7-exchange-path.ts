@@ -6,7 +6,8 @@
  * connections as wrk -c8 has them, through what the codec's
  * L7_EXCHANGE_TYPE handler does: decodeL7Exchange -> tracker.exchange ->
  * asExchangeRecord -> encoder (Avro + key). One core, no Kafka. Prints one
- * JSON object: µs per exchange for the whole path and for its steps.
+ * JSON object: µs per exchange for the whole path and for its steps
+ * (encode_avsc: the encode step through avsc instead of the direct writer).
  *
  *   bash scripts/with-node.sh node test/bench/l7-exchange-path.ts
  *   (or BENCH_ONLY=l7exchange in test/bench/bench.ts)
@@ -104,6 +105,8 @@ export function l7ExchangePath(ms = Number(process.env.BENCH_MS ?? 1000), rounds
   const { buf, offs, lens } = batch(N);
   const tracker = new L7Tracker({ processName: (tgid) => `svc-${tgid}` });
   const enc = createL7Encoder({ host: 'bench-host', bootTimeNs: 1_700_000_000_000_000_000n, containerId: () => '' });
+  // the same records through avsc (encodeRecord): the direct writer's A/B in one run
+  const encAvsc = createL7Encoder({ host: 'bench-host', bootTimeNs: 1_700_000_000_000_000_000n, containerId: () => '', avsc: true });
   let sink = 0;
   const xs: L7Exchange[] = offs.map((o, i) => decodeL7Exchange(buf, o, lens[i]!)!);
   const outs: L7Output[][] = xs.map((x) => tracker.exchange(x));
@@ -126,6 +129,9 @@ export function l7ExchangePath(ms = Number(process.env.BENCH_MS ?? 1000), rounds
   const encode = time(N, ms, rounds, () => {
     for (let i = 0; i < N; i++) for (const o of recs[i]!) sink += enc.encode(o).value.length;
   });
+  const encodeAvsc = time(N, ms, rounds, () => {
+    for (let i = 0; i < N; i++) for (const o of recs[i]!) sink += encAvsc.encode(o).value.length;
+  });
   if (sink === 0) throw new Error('nothing encoded');
   const r = (v: number) => +v.toFixed(3);
   return {
@@ -135,6 +141,7 @@ export function l7ExchangePath(ms = Number(process.env.BENCH_MS ?? 1000), rounds
     l7_exchange_tracker_us: r(exchange),
     l7_exchange_pair_us: r(pair),
     l7_exchange_encode_us: r(encode),
+    l7_exchange_encode_avsc_us: r(encodeAvsc),
   };
 }
 

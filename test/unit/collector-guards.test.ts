@@ -187,7 +187,7 @@ test('L7: a message the encoder refuses is counted as l7_encode_error; the other
   assert.deepEqual(s.drop_reasons, [{ reason: 'l7_encode_error', count: 2 }]);
   assert.deepEqual(s.events, [{ event: 'ringflow.l7.v1', read: 2, kernel_drops: 0, user_drops: 0, produced: 0 }]);
   assert.equal(lines.length, 1, 'one line per kind');
-  assert.match(lines[0]!, /l7_encode_error: Error: invalid "string": 123/);
+  assert.match(lines[0]!, /l7_encode_error: AvroWriteError: invalid value for process_name: number 123/);
 });
 
 test('records the sink refused (dead-lettered or dropped) are user drops of their type and reasons in the stats, counted once at stop', async () => {
