@@ -5,7 +5,7 @@
  * the stacks are walked only for blocks that turn out long enough:
  *
  * - switch-out (tp_btf/sched_switch, prev == current): stamp the time and
- *   the task's state in rf_offcpu_tasks[pid], no stack;
+ *   the task's state in its rf_offcpu_tasks slot, no stack;
  * - back on the CPU (tp_btf/sched_exit_tp, the end of __schedule(), run by
  *   the task that was switched back in, so current is the blocked task
  *   again and its kernel and user stacks are still the ones it blocked
@@ -57,11 +57,17 @@ struct rf_offcpu_task {
 	__u8  _pad[6];
 };
 
-/* LRU: entries of tasks that exited while off-CPU go away by themselves (as sched.bpf.c's) */
+/*
+ * Task-local storage (as l7.bpf.c's rf_l7_args, and the kernel's runqslower in
+ * sched_switch): found through the task itself, no hashing and no bucket lock
+ * on every switch, no capacity (an LRU hash of 16384 dropped the oldest blocked
+ * tasks' entries unseen past that many), freed with the task. off_ts == 0:
+ * nothing pending.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct rf_offcpu_task);
 } rf_offcpu_tasks SEC(".maps");
 
@@ -73,7 +79,7 @@ struct {
  */
 volatile __u8 rf_offcpu_lazy = 0;
 
-/* A task leaving for good (do_task_dead) never comes back: no entry for it. */
+/* A task leaving for good (do_task_dead) never comes back: nothing to stamp. */
 #define TASK_DEAD 0x80
 
 /* Adds the block of `t` (tid pid) that ended at `now`, stacks from `s` or, without, from current. */
@@ -123,7 +129,8 @@ int BPF_PROG(rf_offcpu_switch, bool preempt, struct task_struct *prev,
 	if (prev_pid && !(prev_state & TASK_DEAD) && rf_current_passes()) {
 		struct rf_offcpu_task st = {};
 
-		st.off_ts = now;
+		/* never 0, which means nothing pending (1 ns off at most) */
+		st.off_ts = now | 1;
 		if (preempt || prev_state == TASK_RUNNING)
 			st.state = RF_PROF_ST_PREEMPTED;
 		else if (prev_state & TASK_NOLOAD)
@@ -143,19 +150,21 @@ int BPF_PROG(rf_offcpu_switch, bool preempt, struct task_struct *prev,
 			st.user_stack_id = rf_prof_stackid(ctx, epoch % 3, BPF_F_USER_STACK);
 			st.kernel_stack_id = rf_prof_stackid(ctx, epoch % 3, 0);
 		}
-		bpf_map_update_elem(&rf_offcpu_tasks, &prev_pid, &st, BPF_ANY);
+		s = bpf_task_storage_get(&rf_offcpu_tasks, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (s)
+			*s = st;
 	}
 
 	/* the block of next is counted by rf_offcpu_back, in next's own context */
 	if (lazy || !next_pid)
 		return 0;
 	/* next comes back: only tasks that passed the filters have an entry */
-	s = bpf_map_lookup_elem(&rf_offcpu_tasks, &next_pid);
-	if (!s || !s->has_stacks)
+	s = bpf_task_storage_get(&rf_offcpu_tasks, next, 0, 0);
+	if (!s || !s->off_ts || !s->has_stacks)
 		return 0;
 	if (now - s->off_ts >= rf_offcpu_min_ns)
 		rf_offcpu_count(ctx, next, next_pid, s, now);
-	bpf_map_delete_elem(&rf_offcpu_tasks, &next_pid);
+	s->off_ts = 0;
 	return 0;
 }
 
@@ -163,19 +172,23 @@ SEC("?tp_btf/sched_exit_tp")
 int BPF_PROG(rf_offcpu_back)
 {
 	__u32 pid = (__u32)bpf_get_current_pid_tgid();
-	__u64 now = bpf_ktime_get_ns();
 	struct rf_offcpu_task *s;
+	struct task_struct *t;
+	__u64 now;
 
 	if (!rf_offcpu_lazy)
 		rf_offcpu_lazy = 1;
 	/* every return from __schedule(): only tasks stamped at their switch-out have an entry */
 	if (!pid)
 		return 0;
-	s = bpf_map_lookup_elem(&rf_offcpu_tasks, &pid);
-	if (!s)
+	t = bpf_get_current_task_btf();
+	s = bpf_task_storage_get(&rf_offcpu_tasks, t, 0, 0);
+	if (!s || !s->off_ts)
 		return 0;
+	/* the clock only for a task stamped at its switch-out (runs at every __schedule() return) */
+	now = bpf_ktime_get_ns();
 	if (now - s->off_ts >= rf_offcpu_min_ns)
-		rf_offcpu_count(ctx, bpf_get_current_task_btf(), pid, s, now);
-	bpf_map_delete_elem(&rf_offcpu_tasks, &pid);
+		rf_offcpu_count(ctx, t, pid, s, now);
+	s->off_ts = 0;
 	return 0;
 }
