@@ -244,6 +244,42 @@ struct rf_l7_capture {
 	 * recv's exit (a recv blocks at its enter until they arrive). Close: = ts_ns.
 	 */
 	__u64 enter_ns;
+	/*
+	 * HTTP/2 framed in BPF (bpf/l7_h2.h): ncuts struct rf_l7_cut follow the
+	 * struct, then the captured_len kept bytes. A cut is a frame payload
+	 * (DATA, PING, WINDOW_UPDATE, PRIORITY) that did not leave the kernel;
+	 * the call's bytes are kept, cut, kept... in order, and what is past the
+	 * last cut and the kept bytes was not captured (as without cuts). 0 for
+	 * every other record.
+	 */
+	__u16 ncuts;
+	__u16 _pad2[3];
+};
+
+/* One cut of a capture record: len bytes from position at of the call's bytes (ascending, disjoint). */
+struct rf_l7_cut {
+	__u32 at;
+	__u32 len;
+};
+
+/* Most cuts per record (RF_L7_H2_CUT_LIMIT counts a call that had more: the rest is kept up to the capture size). */
+#define RF_L7_MAX_CUTS 256
+
+/*
+ * HTTP/2 framing in BPF (bpf/l7_h2.h): indexes of the per-CPU counter array
+ * rf_l7_h2 (__u64 per CPU). None is a loss by itself: a record whose framing
+ * was lost goes out uncut (as before), and what user space then misses it
+ * counts itself (collector/l7/http2.ts). Lines up with L7_H2 in
+ * collector/l7/capture.ts.
+ */
+enum rf_l7_h2_counter {
+	RF_L7_H2_RECORDS     = 0, /* capture records of framed HTTP/2 directions (with or without cuts) */
+	RF_L7_H2_CUT_BYTES   = 1, /* payload bytes that did not leave the kernel */
+	RF_L7_H2_CUT_LIMIT   = 2, /* calls with more than RF_L7_MAX_CUTS cuts: the rest kept up to the capture size */
+	RF_L7_H2_KEPT_OVER   = 3, /* calls whose kept bytes exceeded the capture size: the rest not captured */
+	RF_L7_H2_FRAME_LOST  = 4, /* a frame header failed the check (or the walk could not go on): the direction seeks */
+	RF_L7_H2_RESYNCED    = 5, /* a seeking direction found a chain of plausible frames at a call's start */
+	RF_L7_H2_NR          = 8,
 };
 
 /*

@@ -84,6 +84,7 @@
 /* l7_h1.h reads the copied window (rf_l7_scratch.data) through this: the mask keeps every index in it. */
 #define RF_H1_BYTE(buf, i) ((buf)[(i) & (2 * RF_L7_MAX_CAPTURE - 1)])
 #include "l7_h1.h"
+#include "l7_h2.h"
 
 #define AF_INET    2
 #define AF_INET6   10
@@ -250,6 +251,8 @@ struct rf_l7_conn {
 	__u8  xfl[2]; /* HTTP1, per h1[] side: enum rf_l7_xflag bits for that side's next message (RESYNCED) */
 	/* HTTP1: [0] the requests side, [1] the responses side (bpf/l7_h1.h) */
 	struct rf_h1 h1[2];
+	/* HTTP/2 frame state per direction (enum rf_l7_direction; bpf/l7_h2.h): RF_H2_NONE unless the gate saw a preface */
+	struct rf_h2dir h2[2];
 };
 
 /*
@@ -1354,6 +1357,8 @@ __noinline int rf_l7_h1_close(struct rf_l7_conn *st)
 
 #include "l7_dns.h"
 
+#include "l7_h2_walk.h"
+
 /* Bytes at the start of a call of n bytes that side d will not read: the rest of a body. */
 static __always_inline __u64 rf_l7_h1_skip_bytes(struct rf_h1 *d, __u64 n)
 {
@@ -1461,6 +1466,9 @@ __noinline int rf_l7_emit(struct rf_l7_call *c)
 	want = c->bytes - skip < limit ? c->bytes - skip : limit;
 	if (c->nocopy)
 		want = 0;
+	/* HTTP/2 with its frames known: rf_l7_h2_feed copies what is kept, nothing else is read */
+	if (st->h2[c->direction & 1].state == RF_H2_FRAMES)
+		want = 0;
 	/* MSG_TRUNC: a datagram's return value can exceed the buffer it was given */
 	if (!c->iovcnt && c->buflen < want)
 		want = c->buflen;
@@ -1497,6 +1505,8 @@ __noinline int rf_l7_emit(struct rf_l7_call *c)
 				} else if (rf_l7_h1_sig(h, 1)) {
 					st->app = RF_L7_APP_HTTP1;
 					st->req_dir = c->direction == RF_L7_EGRESS ? RF_L7_INGRESS : RF_L7_EGRESS;
+				} else if (RF_L7_PREFIX(h, "PRI * HTTP/2.0")) {
+					rf_l7_h2_start(st, c->direction);
 				}
 			}
 		} else if (++st->looked >= rf_l7_detect_records) {
@@ -1507,17 +1517,37 @@ __noinline int rf_l7_emit(struct rf_l7_call *c)
 	/* DNS on port 53 (l7_dns.h): paired here, one exchange record per lookup instead of these */
 	dns = rf_l7_kernel_parse && c->protocol == IPPROTO_UDP &&
 	      (r->lport == RF_L7_DNS_PORT || r->rport == RF_L7_DNS_PORT) && rf_l7_dns_plausible(s->data, captured);
+	/* HTTP/2 (l7_h2_walk.h): frame headers and the payloads user space parses go out, the rest as cuts */
+	r->ncuts = 0;
+	if (st->h2[c->direction & 1].state != RF_H2_NONE) {
+		r->captured_len = captured;
+		captured = (__u32)rf_l7_h2_feed(c, r, st, bpf_map_lookup_elem(&rf_l7_h2_walk, &zero));
+		barrier_var(captured);
+		if (captured > RF_L7_MAX_CAPTURE)
+			captured = RF_L7_MAX_CAPTURE;
+		r->captured_len = captured;
+	}
 	/* HTTP1: one exchange record per request instead of this capture record (both with rf_l7_dual) */
 	if ((st->app != RF_L7_APP_HTTP1 && !dns) || rf_l7_dual) {
+		struct rf_l7_h2_walk *hw = bpf_map_lookup_elem(&rf_l7_h2_walk, &zero);
+		__u32 cl = r->ncuts;
+
+		/* the cuts (HTTP/2) between the struct and the kept bytes */
+		if (cl > RF_L7_MAX_CUTS || !hw)
+			cl = 0;
+		r->ncuts = cl;
+		cl *= sizeof(struct rf_l7_cut);
 		/* the reservation must be released even when it failed */
-		if (bpf_ringbuf_reserve_dynptr(&rf_events, sizeof(*r) + captured, 0, &dp)) {
+		if (bpf_ringbuf_reserve_dynptr(&rf_events, sizeof(*r) + cl + captured, 0, &dp)) {
 			bpf_ringbuf_discard_dynptr(&dp, BPF_RB_NO_WAKEUP);
 			rf_count_drop(RF_EV_L7_CAPTURE);
 		} else {
 			bpf_dynptr_write(&dp, 0, r, sizeof(*r), 0);
-			bpf_dynptr_write(&dp, sizeof(*r), s->data, captured, 0);
+			if (cl && hw)
+				bpf_dynptr_write(&dp, sizeof(*r), hw->cuts, cl, 0);
+			bpf_dynptr_write(&dp, sizeof(*r) + cl, s->data, captured, 0);
 			/* wake-up batching as in rf_submit: once, as the pending data crosses rf_wakeup_bytes */
-			bpf_ringbuf_submit_dynptr(&dp, rf_wakeup_flags(sizeof(*r) + captured));
+			bpf_ringbuf_submit_dynptr(&dp, rf_wakeup_flags(sizeof(*r) + cl + captured));
 		}
 	}
 	if (dns) {
@@ -1940,6 +1970,13 @@ int rf_l7_enter_close(struct trace_event_raw_sys_enter *ctx)
 	/* a rejected connection's records stopped at its Nth: no close record either */
 	if (st->gate == RF_L7_GATE_REJECTED)
 		goto out;
+	/*
+	 * UDP: user space reads nothing from a close record (tracker.ts parses
+	 * datagrams one by one), and with DNS paired here it would be the one
+	 * record per lookup besides the exchange (glibc opens a socket per lookup)
+	 */
+	if (rf_l7_kernel_parse && st->t.protocol == IPPROTO_UDP && !rf_l7_dual)
+		goto out;
 	/* HTTP1: what close() completes or leaves unanswered goes out as exchanges */
 	if (st->app == RF_L7_APP_HTTP1) {
 		rf_l7_h1_close(st);
@@ -1963,6 +2000,7 @@ int rf_l7_enter_close(struct trace_event_raw_sys_enter *ctx)
 	r->kind = RF_L7_KIND_CLOSE;
 	r->flags = st->flags;
 	r->enter_ns = r->hdr.ts_ns;
+	r->ncuts = 0;
 	rf_submit(r);
 out:
 	bpf_map_delete_elem(&rf_l7_conns, &k);

@@ -6,16 +6,23 @@
  * Record grammar (little-endian, struct rf_l7_capture in bpf/events.h; the
  * offsets below are pinned to it by test/unit/layout.test.ts):
  *
- *   record  = header capture payload
+ *   record  = header capture cut* payload
  *   header  = struct rf_header                    ; 48 bytes, type = RF_EV_L7_CAPTURE, ts_ns = sys_exit time
  *   capture = conn_id:u64 offset:u64 peer_offset:u64 laddr:16 raddr:16
  *             fd:u32 total_len:u32 captured_len:u32 lport:u16 rport:u16 family:u16
  *             direction:u8 syscall:u8 role:u8 protocol:u8 kind:u8 flags:u8
- *             enter_ns:u64
- *   payload = captured_len bytes                  ; the first bytes the call moved
+ *             enter_ns:u64 ncuts:u16 pad:6
+ *   cut     = at:u32 len:u32                      ; ncuts of them (struct rf_l7_cut)
+ *   payload = captured_len bytes                  ; the kept bytes the call moved
  *
- * A data record's payload is the first min(total_len, limit) bytes of what
- * the call moved (fewer with L7_FLAG.COPY_FAILED or L7_FLAG.IOV_LIMIT).
+ * Without cuts, a data record's payload is the first min(total_len, limit)
+ * bytes of what the call moved (fewer with L7_FLAG.COPY_FAILED or
+ * L7_FLAG.IOV_LIMIT). An HTTP/2 direction framed in BPF (bpf/l7_h2.h) sends
+ * cuts: payloads of DATA, PING, WINDOW_UPDATE and PRIORITY frames that did
+ * not leave the kernel, each `len` bytes from position `at` of the call's
+ * bytes. The call's bytes are then: payload up to the first cut, the cut,
+ * payload up to the next... and what follows the payload's end was not
+ * captured (replayCapture says it in order).
  * `offset` is where those bytes start in the connection's byte stream in
  * their direction, so offset + total_len of one record is the next record's
  * offset unless a record was lost (counted in rf_drops[RF_EV_L7_CAPTURE]).
@@ -25,8 +32,12 @@
 
 /** RF_EV_L7_CAPTURE: the record's first byte. */
 export const L7_CAPTURE_TYPE = 9;
-/** sizeof(struct rf_l7_capture): the payload starts here. */
-export const L7_CAPTURE_SIZE = 136;
+/** sizeof(struct rf_l7_capture): the cuts, then the payload, start here. */
+export const L7_CAPTURE_SIZE = 144;
+/** sizeof(struct rf_l7_cut). */
+export const L7_CUT_SIZE = 8;
+/** RF_L7_MAX_CUTS: most cuts in one record. */
+export const L7_MAX_CUTS = 256;
 /** RF_L7_MAX_CAPTURE: hard maximum of rf_l7_capture_bytes. */
 export const L7_MAX_CAPTURE = 16384;
 /** RF_L7_DEFAULT_CAPTURE: rf_l7_capture_bytes when not set. */
@@ -60,6 +71,7 @@ export const L7_OFFSETS = {
   kind: 126,
   flags: 127,
   enter_ns: 128,
+  ncuts: 136,
 } as const;
 
 /** enum rf_l7_kind */
@@ -108,6 +120,29 @@ export const L7_GATE = {
   /** UDP datagrams neither on port 53 nor with a DNS-like header: not captured. */
   UDP_SKIPPED: 2,
 } as const;
+/**
+ * Indexes of bpf/l7.bpf.c's per-CPU counter array rf_l7_h2 (enum
+ * rf_l7_h2_counter): HTTP/2 framing in BPF. Not losses by themselves (a
+ * record whose framing was lost goes out uncut; what user space then misses
+ * http2.ts counts).
+ */
+export const L7_H2 = {
+  /** Capture records of framed HTTP/2 directions. */
+  RECORDS: 0,
+  /** Payload bytes that did not leave the kernel. */
+  CUT_BYTES: 1,
+  /** Calls with more than L7_MAX_CUTS cuts: the rest kept up to the capture size. */
+  CUT_LIMIT: 2,
+  /** Calls whose kept bytes exceeded the capture size: the rest not captured. */
+  KEPT_OVER: 3,
+  /** A frame header failed the check (or the walk could not go on): the direction seeks. */
+  FRAME_LOST: 4,
+  /** A seeking direction found a chain of plausible frames at a call's start. */
+  RESYNCED: 5,
+} as const;
+/** RF_L7_H2_NR: slots of rf_l7_h2. */
+export const L7_H2_NR = 8;
+
 /** rf_l7_detect_records default: data records a TCP connection gets to be recognised in. */
 export const L7_DEFAULT_DETECT_RECORDS = 4;
 
@@ -160,8 +195,61 @@ export interface L7Capture {
    * Which of the two edges stamps a message: see messageEdgeNs (tracker.ts).
    */
   enter_ns: bigint;
-  /** The captured bytes: a view into the record, not a copy. */
+  /** cuts.length / 2 (decoded records always say it). */
+  ncuts?: number;
+  /** Cuts (HTTP/2 payloads not captured): [at0, len0, at1, len1, ...], ascending and disjoint; empty (or absent) for most records. */
+  cuts?: readonly number[];
+  /** The captured (kept) bytes: a view into the record, not a copy. */
   payload: Uint8Array;
+}
+
+const NO_CUTS: readonly number[] = Object.freeze([]);
+
+/**
+ * The cuts of a record at `o` (ncuts of them, `captured` payload bytes
+ * after them, `total` bytes moved), checked: ascending, disjoint, within the
+ * call, and the payload bytes they leave between them no more than were
+ * captured. null when they are not (the record is not decoded).
+ */
+function readCuts(buf: Uint8Array, o: number, ncuts: number, captured: number, total: number): readonly number[] | null {
+  if (ncuts === 0) return NO_CUTS;
+  if (ncuts > L7_MAX_CUTS) return null;
+  const cuts = new Array<number>(2 * ncuts);
+  let end = 0;
+  let kept = 0;
+  for (let i = 0; i < ncuts; i++) {
+    const at = u32(buf, o + i * L7_CUT_SIZE);
+    const len = u32(buf, o + i * L7_CUT_SIZE + 4);
+    if (at < end || len === 0 || at + len > total) return null;
+    kept += at - end;
+    end = at + len;
+    cuts[2 * i] = at;
+    cuts[2 * i + 1] = len;
+  }
+  return kept <= captured ? cuts : null;
+}
+
+/**
+ * The call's bytes in order, as a parser is to see them: `push` the kept
+ * bytes, `cut` a payload not captured (a known-size hole inside a frame,
+ * not a loss), and `gap` what follows the captured bytes (not captured:
+ * past the capture size, a copy fault, an iovec limit). Subarrays of
+ * c.payload, no copies.
+ */
+export function replayCapture(c: L7Capture, push: (bytes: Uint8Array) => void, cut: (len: number) => void, gap: (len: number) => void): void {
+  const cuts = c.cuts ?? NO_CUTS;
+  let pos = 0; // in the call's bytes
+  let k = 0; // in the payload
+  for (let i = 0; i < cuts.length; i += 2) {
+    const at = cuts[i]!;
+    if (at > pos) push(c.payload.subarray(k, k + at - pos));
+    k += at - pos;
+    cut(cuts[i + 1]!);
+    pos = at + cuts[i + 1]!;
+  }
+  if (k < c.captured_len) push(c.payload.subarray(k));
+  pos += c.captured_len - k;
+  if (c.total_len > pos) gap(c.total_len - pos);
 }
 
 // Little-endian readers shared with collector/l7/exchange.ts (the exchange record is decoded the same way).
@@ -219,7 +307,12 @@ export function decodeL7Capture(buf: Uint8Array, offset: number, length: number)
   const o = offset;
   if (length < L7_CAPTURE_SIZE || o < 0 || o + length > buf.length || buf[o] !== L7_CAPTURE_TYPE) return null;
   const captured = u32(buf, o + L7_OFFSETS.captured_len);
-  if (captured > length - L7_CAPTURE_SIZE) return null;
+  const ncuts = u16(buf, o + L7_OFFSETS.ncuts);
+  const start = L7_CAPTURE_SIZE + ncuts * L7_CUT_SIZE; // the payload's
+  if (captured > length - start) return null;
+  const total = u32(buf, o + L7_OFFSETS.total_len);
+  const cuts = readCuts(buf, o + L7_CAPTURE_SIZE, ncuts, captured, total);
+  if (cuts === null) return null;
   const family = u16(buf, o + L7_OFFSETS.family);
   const alen = family === 2 ? 4 : 16;
   return {
@@ -236,7 +329,7 @@ export function decodeL7Capture(buf: Uint8Array, offset: number, length: number)
     laddr: buf.subarray(o + L7_OFFSETS.laddr, o + L7_OFFSETS.laddr + alen),
     raddr: buf.subarray(o + L7_OFFSETS.raddr, o + L7_OFFSETS.raddr + alen),
     fd: u32(buf, o + L7_OFFSETS.fd),
-    total_len: u32(buf, o + L7_OFFSETS.total_len),
+    total_len: total,
     captured_len: captured,
     lport: u16(buf, o + L7_OFFSETS.lport),
     rport: u16(buf, o + L7_OFFSETS.rport),
@@ -248,6 +341,8 @@ export function decodeL7Capture(buf: Uint8Array, offset: number, length: number)
     kind: buf[o + L7_OFFSETS.kind]!,
     flags: buf[o + L7_OFFSETS.flags]!,
     enter_ns: u64(buf, o + L7_OFFSETS.enter_ns),
-    payload: buf.subarray(o + L7_CAPTURE_SIZE, o + L7_CAPTURE_SIZE + captured),
+    ncuts,
+    cuts,
+    payload: buf.subarray(o + start, o + start + captured),
   };
 }

@@ -363,9 +363,15 @@ class Direction implements StreamParser {
     return this.run(() => this.consume(bytes, ts));
   }
 
-  gap(len: number, ts: bigint): L7Message[] {
+  /**
+   * `cut`: a payload BPF left in the kernel on purpose (DATA, PING,
+   * WINDOW_UPDATE, PRIORITY; bpf/l7_h2.h): its size is known and it holds
+   * nothing parsed, so a DATA frame cut whole is not `truncated`. A cut
+   * anywhere else is treated as the loss any gap is.
+   */
+  gap(len: number, ts: bigint, cut = false): L7Message[] {
     if (this.failed !== null || this.ended || !(len > 0) || this.seeking) return [];
-    return this.run(() => this.skip(len, ts));
+    return this.run(() => this.skip(len, ts, cut));
   }
 
   end(ts: bigint): L7Message[] {
@@ -433,7 +439,7 @@ class Direction implements StreamParser {
   }
 
   /** `len` octets went by uncaptured. Only the inside of a frame whose octets are not needed can be skipped. */
-  private skip(len: number, ts: bigint): void {
+  private skip(len: number, ts: bigint, cut = false): void {
     // Not a count of octets (Infinity, 1.5): where the stream resumes is unknown.
     if (!Number.isSafeInteger(len)) return this.fail('bad gap length');
     if (this.state === S_PREFACE) return this.fail('gap in connection preface');
@@ -447,8 +453,10 @@ class Direction implements StreamParser {
       if (this.block !== null) this.block.lost = true;
     }
     const remaining = this.fLen - this.fGot;
+    // A cut inside a frame whose payload is not read (none of it kept: fKeep is empty) loses nothing.
+    const harmless = cut && !blockFrame && len <= remaining && this.fKeep.length === 0;
     this.fGot += Math.min(len, remaining);
-    this.fGapped = true;
+    if (!harmless) this.fGapped = true;
     if (this.fGot === this.fLen) this.finishFrame(ts);
     // The gap ran past this frame: the frames it hid (maybe HEADERS) cannot be known.
     if (len > remaining && this.failed === null) this.loseFraming(blockFrame ? null : 'gap across frames', ts);

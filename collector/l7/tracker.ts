@@ -17,7 +17,7 @@
  */
 import type { L7Message, L7ParseOptions, StreamParser } from './types.ts';
 import { DEFAULT_L7_OPTIONS } from './types.ts';
-import { L7Direction, L7Kind, L7_FLAG, L7_ROLE_NAME, IPPROTO_TCP, IPPROTO_UDP, type L7Capture } from './capture.ts';
+import { L7Direction, L7Kind, L7_FLAG, L7_ROLE_NAME, IPPROTO_TCP, IPPROTO_UDP, replayCapture, type L7Capture } from './capture.ts';
 import { createHttp1Connection, looksLikeHttp1Request, looksLikeHttp1Response } from './http1.ts';
 import { createHttp2Connection, http2MidstreamSide, looksLikeHttp2Preface, takeHttp2Counts } from './http2.ts';
 import { exchangeOutputs, type L7Exchange } from './exchange.ts';
@@ -300,10 +300,18 @@ export class L7Tracker {
     if (expected >= 0 && c.offset < expected) return; // already fed (cannot happen unless ids repeat)
     if (p.failed !== null) this.noteLostRecord(conn, p.failed);
     const at = messageEdgeNs(c);
-    if (c.captured_len > 0) this.collect(conn, p.push(c.payload, at), out);
-    if (c.total_len > c.captured_len) {
-      this.counters.gapBytes += c.total_len - c.captured_len;
-      this.collect(conn, p.gap(c.total_len - c.captured_len, at), out);
+    if (c.cuts !== undefined && c.cuts.length > 0) {
+      // HTTP/2 framed in BPF (capture.ts replayCapture): a cut is a payload left in the kernel on purpose, not a loss
+      replayCapture(c, (b) => this.collect(conn, p.push(b, at), out), (n) => this.collect(conn, p.gap(n, at, true), out), (n) => {
+        this.counters.gapBytes += n;
+        this.collect(conn, p.gap(n, at), out);
+      });
+    } else {
+      if (c.captured_len > 0) this.collect(conn, p.push(c.payload, at), out);
+      if (c.total_len > c.captured_len) {
+        this.counters.gapBytes += c.total_len - c.captured_len;
+        this.collect(conn, p.gap(c.total_len - c.captured_len, at), out);
+      }
     }
     conn.next[dir] = c.offset + c.total_len;
     this.noteFailure(conn, dir);

@@ -76,7 +76,8 @@ export const DEFAULT_L7_OPTIONS: L7ParseOptions = { headers: DEFAULT_CAPTURED_HE
  */
 export interface StreamParser {
   push(bytes: Uint8Array, ts: bigint): L7Message[];
-  gap(len: number, ts: bigint): L7Message[];
+  /** `cut`: the bytes are a frame payload left out on purpose (HTTP/2 cuts in BPF), not a loss. */
+  gap(len: number, ts: bigint, cut?: boolean): L7Message[];
   end(ts: bigint): L7Message[];
   /** Why the parser stopped producing (null while it is in sync). */
   readonly failed: string | null;

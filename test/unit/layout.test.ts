@@ -238,6 +238,8 @@ function measureL7(): { out: Map<string, string>; record: Buffer; payload: Buffe
   lines.push('  b.r.hdr.ts_ns = 0xfedcba9876543210ULL;', '  b.r.conn_id = 0x8000000100000002ULL;');
   lines.push('  b.r.offset = 0x001fffffffffffffULL;', '  b.r.peer_offset = 4294967296ULL + 5;');
   lines.push('  b.r.family = 10;', '  b.r.captured_len = 5;', '  memcpy(b.payload, "hello", 5);');
+  // no cuts (HTTP/2 records with cuts: test/unit/l7-h2-cuts.test.ts); total_len bounds them
+  lines.push('  b.r.ncuts = 0;');
   for (const m of members) {
     lines.push(`  printf("field ${m.name} %zu %zu\\n", offsetof(struct rf_l7_capture, ${m.path}), sizeof(((struct rf_l7_capture *)0)->${m.path}));`);
   }
