@@ -155,4 +155,108 @@ describe('l7.bpf.o: HTTP/2 cuts', () => {
     }
     assert.deepEqual([...run.tracker.counters.failed], [], 'no parser loss or recovery');
   });
+
+  it('a client whose frames are split across write() calls at odd offsets, and an OTLP-sized request read several frames at a time: same spans, no frame lost', async (t) => {
+    if (!rootOrSkip(t)) return;
+    const run = await runChild(t, SPLIT_CHILD);
+    const { port, splits, status } = run.out as { port: number; splits: number; status: number[] };
+    assert.deepEqual(status, [200, 200]);
+    const conn = run.records.filter((r) => r.protocol === IPPROTO_TCP && r.kind === L7Kind.DATA && (r.lport === port || r.rport === port));
+    const clientWrites = conn.filter((r) => r.rport === port && r.direction === 0);
+    t.diagnostic(`records ${conn.length}, client writes ${clientWrites.length} (splits ${splits}), moved ${moved(conn)}, shipped ${shipped(conn)}; counters ${JSON.stringify(run.h2)}`);
+    assert.ok(clientWrites.length >= splits, 'each piece was its own write()');
+    // several frames over the 4 KiB capture in one call: the reads of the large request
+    assert.ok(conn.some((r) => r.lport === port && r.direction === 1 && r.total_len > 3 * 16393), 'the server read several DATA frames in one call');
+    assert.equal(run.h2[L7_H2.FRAME_LOST], 0, 'framing never lost');
+    assert.ok(shipped(conn) < 16384, `shipped ${shipped(conn)} of ${moved(conn)} bytes`);
+    const msgs = run.outputs.map((o) => o.msg).filter((m) => m.protocol === 'HTTP2');
+    const summary = (role: string, kind: string) => run.outputs.filter((o) => o.ctx.role === role && o.msg.kind === kind && o.msg.protocol === 'HTTP2')
+      .map((o) => [o.msg.method, o.msg.path, o.msg.status, o.msg.body_bytes, o.msg.truncated]);
+    assert.ok(msgs.length >= 4, JSON.stringify(msgs, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)));
+    t.diagnostic(`tracker: ${JSON.stringify([...run.tracker.counters.failed])}`);
+    assert.deepEqual(summary('CLIENT', 'REQUEST'), [['POST', '/odd', null, 3 * 10_000 + 7, false], ['POST', '/v1/traces', null, 300_000, false]]);
+    assert.deepEqual(summary('CLIENT', 'RESPONSE'), [[null, null, 200, 6, false], [null, null, 200, 6, false]]);
+    assert.deepEqual(summary('SERVER', 'REQUEST'), summary('CLIENT', 'REQUEST'));
+    assert.deepEqual(summary('SERVER', 'RESPONSE'), summary('CLIENT', 'RESPONSE'));
+    assert.deepEqual([...run.tracker.counters.failed], [], 'no parser loss or recovery (no "gap across frames")');
+  });
 });
+
+/*
+ * node:http2 server; the client is a raw socket writing a hand-encoded h2
+ * stream (hpack.js): request 1 split at odd offsets (inside the preface, a
+ * frame header, a HEADERS block, DATA payloads), one write() per piece;
+ * request 2 an OTLP-sized POST (300 000 bytes in 16 KiB DATA frames) in one
+ * write, which the server reads several frames at a time.
+ */
+const SPLIT_CHILD = String.raw`
+const http2 = require('node:http2');
+const net = require('node:net');
+const hpack = require('hpack.js');
+const frame = (type, flags, stream, payload = Buffer.alloc(0)) => {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3); h[3] = type; h[4] = flags; h.writeUInt32BE(stream, 5);
+  return Buffer.concat([h, payload]);
+};
+const comp = hpack.compressor.create({ table: { maxSize: 4096 } });
+const block = (fields) => { comp.write(fields.map(([name, value]) => ({ name, value }))); return Buffer.from(comp.read()); };
+const data = (stream, body, end) => {
+  const out = [];
+  for (let o = 0; o < body.length; o += 16384) out.push(frame(0, end && o + 16384 >= body.length ? 1 : 0, stream, body.subarray(o, o + 16384)));
+  return Buffer.concat(out);
+};
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+(async () => {
+  const server = http2.createServer();
+  server.on('stream', (st, headers) => {
+    let n = 0;
+    st.on('data', (d) => { n += d.length; });
+    st.on('end', () => { st.respond({ ':status': 200 }); st.end('ok ' + String(n % 1000).padStart(3, '0').slice(0, 3)); });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const port = server.address().port;
+  console.log('ready');
+  await new Promise((res) => process.stdin.once('data', res));
+  const sock = net.connect(port, '127.0.0.1');
+  sock.setNoDelay(true);
+  const got = [];
+  sock.on('data', (d) => got.push(d));
+  await new Promise((r) => sock.once('connect', r));
+  const hdr = (path) => block([[':method', 'POST'], [':scheme', 'http'], [':path', path], [':authority', 'localhost'], ['content-type', 'application/octet-stream']]);
+  const one = Buffer.concat([
+    Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(4, 0, 0), frame(8, 0, 0, Buffer.from([0, 0x10, 0, 0])),
+    frame(1, 4, 1, hdr('/odd')),
+    frame(0, 0, 1, Buffer.alloc(10000, 1)), frame(6, 0, 0, Buffer.alloc(8, 2)), frame(0, 0, 1, Buffer.alloc(10000, 3)),
+    frame(0, 1, 1, Buffer.alloc(10007, 4)),
+  ]);
+  // odd offsets: in the preface (past the 16 bytes the protocol gate reads), in a frame header, in HEADERS, in and across DATA payloads
+  const cuts = [19, 24 + 4, 24 + 9 + 3, 24 + 9 + 13 + 7, 24 + 9 + 13 + 9 + 5, 200, 4097, 10001, 10019, 16411, 20000, 20041, 25555];
+  let prev = 0;
+  for (const c of [...cuts, one.length]) {
+    await new Promise((r) => sock.write(one.subarray(prev, c), r));
+    prev = c;
+    await sleep(15);
+  }
+  await sleep(200);
+  const two = Buffer.concat([frame(1, 4, 3, hdr('/v1/traces')), data(3, Buffer.alloc(300000, 5), true)]);
+  await new Promise((r) => sock.write(two, r));
+  await sleep(500);
+  sock.end();
+  await sleep(100);
+  server.close();
+  // the responses' :status, decoded from what the client read
+  const all = Buffer.concat(got);
+  const dec = hpack.decompressor.create({ table: { maxSize: 4096 } });
+  const status = [];
+  for (let o = 0; o + 9 <= all.length;) {
+    const len = all.readUIntBE(o, 3), type = all[o + 3];
+    if (type === 1) {
+      dec.write(all.subarray(o + 9, o + 9 + len)); dec.execute();
+      let f; while ((f = dec.read())) if (f.name === ':status') status.push(Number(f.value));
+    }
+    o += 9 + len;
+  }
+  console.log(JSON.stringify({ port, splits: cuts.length + 1, status }));
+  process.exit(0);
+})().catch((e) => { console.error(e); process.exit(1); });
+`;
