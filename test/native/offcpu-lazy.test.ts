@@ -10,7 +10,11 @@
  *
  * The stack maps are this session's own, found by map id from this
  * process's fds (another test's or helper's collector has maps of the same
- * names). ~3 s.
+ * names).
+ *
+ * A block is pending in task-local storage from switch-out to its end: 18000
+ * threads blocked at once are all counted (an LRU hash of 16384 entries,
+ * before, dropped the oldest pending blocks unseen). ~6 s, ~150 MB.
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -28,6 +32,7 @@ import { ROOT } from './helpers.ts';
 // RINGFLOW_BPF_DIR runs it against another build (as the collector would load it)
 const OFFCPU_OBJ = objectPath('offcpu');
 let bin = '';
+let many = '';
 
 before(() => {
   if (!existsSync(OFFCPU_OBJ)) execFileSync('make', ['-s', '-C', `${ROOT}bpf`], { stdio: 'inherit' });
@@ -35,6 +40,8 @@ before(() => {
   process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
   bin = path.join(dir, 'profile-work');
   execFileSync('cc', ['-O2', '-fno-omit-frame-pointer', '-o', bin, `${ROOT}test/bench/profile-work.c`]);
+  many = path.join(dir, 'offcpu_many');
+  execFileSync('cc', ['-O2', '-pthread', '-o', many, `${ROOT}test/fixtures/profile/offcpu_many.c`]);
 });
 
 /** Map ids of the BPF maps this process holds an fd of. */
@@ -87,4 +94,46 @@ test('off-CPU: a pipe ping-pong whose blocks never reach --offcpu-min walks no s
     child.kill('SIGKILL');
     await session.stop();
   }
+});
+
+test('off-CPU: 18000 threads blocked at once each have their block counted, none dropped for room (per thread, state S, at least the hold)', async () => {
+  const threads = 18_000;
+  // woken 1000 at a time every 150 ms while this test drains every 100 ms: no drain holds more than a few batches' per-thread keys
+  const child = spawn(many, [String(threads), '300', '1000', '150'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  await once(child, 'spawn');
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  let done = false;
+  const exited = once(child, 'exit').then(([code]) => { done = true; return code as number | null; });
+  const session = new Session({ ringBytes: 1 << 16 });
+  const slept = new Map<number, bigint>();
+  let lost: bigint[] = [];
+  const drain = () => {
+    for (const c of decodeProfileDrain(session.profileDrain('rf_offcpu')).counts) {
+      if (c.tgid === child.pid && c.state === 'SLEEPING') slept.set(c.pid, (slept.get(c.pid) ?? 0n) + c.value);
+    }
+  };
+  try {
+    session.addObject(OFFCPU_OBJ, { ...encodeSettings({ selfTgid: process.pid, pid: child.pid! }), ...encodeProfileSettings({ offcpuMinNs: 1_000_000n, perThread: true }, true) });
+    child.stdin!.end('g');
+    while (!done) {
+      await new Promise((r) => setTimeout(r, 100));
+      drain();
+    }
+    assert.equal(await exited, 0);
+    drain();
+    drain(); // the slot the last drain flipped to
+    lost = session.mapCounters('rf_offcpu_lost') ?? [];
+  } finally {
+    child.kill('SIGKILL');
+    await session.stop();
+  }
+  const f = new Map(out.trim().split('\n').map((l) => l.split(' ') as [string, string]));
+  assert.equal(Number(f.get('threads')), threads);
+  const holdNs = BigInt(f.get('hold_ns')!);
+  assert.ok(holdNs >= 300_000_000n, `the hold lasted ${holdNs} ns`);
+  assert.equal(lost[3] ?? 0n, 0n, 'no count lost for room in the counts map (counts_full): the test drains too seldom');
+  // every thread blocked before the hold began and was woken after it ended (the main thread is one more)
+  const counted = [...slept.values()].filter((ns) => ns * 100n >= holdNs * 95n).length;
+  assert.ok(counted >= threads, `${counted} of ${threads} threads have at least the hold (${Number(holdNs) / 1e6} ms) of S time`);
 });
