@@ -77,6 +77,15 @@
  * port 53 on either side and a plausible DNS header is paired by
  * (conn_id, id, peer) in rf_l7_pending and reported as ONE exchange record
  * (app RF_L7_APP_DNS) per lookup and observed end, retransmits counted in it.
+ *
+ * HTTP/2 in the kernel (same switch, bpf/l7_h2.h, l7_h2_walk.h): a TCP
+ * connection the gate accepts by the client preface keeps capture records
+ * (streams are multiplexed; HPACK stays in user space), but each direction
+ * is framed here across syscalls and only frame headers and the payloads
+ * user space parses are copied: DATA, PING, WINDOW_UPDATE and PRIORITY
+ * payloads are listed as cuts in the record (struct rf_l7_cut), never read.
+ * Framing lost: the direction goes out uncut until a call starts a chain of
+ * plausible frames (counted in rf_l7_h2).
  */
 #include "common.bpf.h"
 #include <bpf/bpf_endian.h>

@@ -180,7 +180,69 @@ describe('l7.bpf.o: HTTP/2 cuts', () => {
     assert.deepEqual(summary('SERVER', 'RESPONSE'), summary('CLIENT', 'RESPONSE'));
     assert.deepEqual([...run.tracker.counters.failed], [], 'no parser loss or recovery (no "gap across frames")');
   });
+
+  it('framing lost at an implausible frame header: that call goes out uncut, the direction resyncs at a call whose frames chain, then cuts again', async (t) => {
+    if (!rootOrSkip(t)) return;
+    const run = await runChild(t, SEEK_CHILD);
+    const { port } = run.out as { port: number };
+    const sent = run.records.filter((r) => r.protocol === IPPROTO_TCP && r.kind === L7Kind.DATA && r.rport === port && r.direction === 0);
+    const brief = sent.map((r) => [r.total_len, r.captured_len, (r.cuts?.length ?? 0) / 2]);
+    t.diagnostic(`client writes [total, captured, cuts]: ${JSON.stringify(brief)}; counters ${JSON.stringify(run.h2)}`);
+    assert.deepEqual(brief, [
+      [24 + 9 + 9 + 20_000, 24 + 9 + 9, 1], // preface, SETTINGS, DATA header kept; its payload cut
+      [9 + 20_000, 9, 1], // the same, framed across calls
+      [20, 9, 0], // not a frame header: framing lost there; what came before it kept, the rest not captured
+      [9 + 20_000, 4096, 0], // seeking: one frame that goes on past the call is no chain yet; uncut, as before
+      [10_000, 4096, 0], // the rest of that frame: no frame header at its start; uncut
+      [9 + 6, 15, 0], // SETTINGS that ends with its call: framing found (the check walk), and kept
+      [9 + 20_000, 9, 1], // cut again
+    ]);
+    assert.ok(run.h2[L7_H2.FRAME_LOST]! >= 1, 'the loss is counted');
+    assert.ok(run.h2[L7_H2.RESYNCED]! >= 1, 'the resync is counted');
+  });
 });
+
+/*
+ * A plain TCP server that reads and discards; the client writes an HTTP/2
+ * stream with a broken frame header in the middle, one write() per step.
+ */
+const SEEK_CHILD = String.raw`
+const net = require('node:net');
+const frame = (type, flags, stream, payload = Buffer.alloc(0)) => {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3); h[3] = type; h[4] = flags; h.writeUInt32BE(stream, 5);
+  return Buffer.concat([h, payload]);
+};
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+(async () => {
+  const server = net.createServer((s) => { s.on('data', () => {}); s.on('error', () => {}); });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const port = server.address().port;
+  console.log('ready');
+  await new Promise((res) => process.stdin.once('data', res));
+  const sock = net.connect(port, '127.0.0.1');
+  sock.setNoDelay(true);
+  await new Promise((r) => sock.once('connect', r));
+  const steps = [
+    Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(4, 0, 0), frame(0, 0, 1, Buffer.alloc(20000, 1))]),
+    frame(0, 0, 1, Buffer.alloc(20000, 2)),
+    Buffer.alloc(20, 0xff), // reserved bit set, unknown type: no frame header
+    frame(0, 0, 1, Buffer.alloc(30000, 3)).subarray(0, 9 + 20000),
+    Buffer.alloc(10000, 3),
+    frame(4, 0, 0, Buffer.from([0, 3, 0, 0, 0, 100])),
+    frame(0, 0, 1, Buffer.alloc(20000, 4)),
+  ];
+  for (const b of steps) {
+    await new Promise((r) => sock.write(b, r));
+    await sleep(30);
+  }
+  sock.end();
+  await sleep(100);
+  server.close();
+  console.log(JSON.stringify({ port }));
+  process.exit(0);
+})().catch((e) => { console.error(e); process.exit(1); });
+`;
 
 /*
  * node:http2 server; the client is a raw socket writing a hand-encoded h2
