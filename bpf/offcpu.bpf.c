@@ -168,6 +168,8 @@ int BPF_PROG(rf_offcpu_switch, bool preempt, struct task_struct *prev,
 	return 0;
 }
 
+/* RF_OFFCPU_NO_BACK: built without it, as a kernel before 6.16 loads it (test/native/offcpu-lazy.test.ts) */
+#ifndef RF_OFFCPU_NO_BACK
 SEC("?tp_btf/sched_exit_tp")
 int BPF_PROG(rf_offcpu_back)
 {
@@ -192,3 +194,4 @@ int BPF_PROG(rf_offcpu_back)
 	s->off_ts = 0;
 	return 0;
 }
+#endif

@@ -14,7 +14,12 @@
  *
  * A block is pending in task-local storage from switch-out to its end: 18000
  * threads blocked at once are all counted (an LRU hash of 16384 entries,
- * before, dropped the oldest pending blocks unseen). ~6 s, ~150 MB.
+ * before, dropped the oldest pending blocks unseen). ~150 MB.
+ *
+ * On a kernel without sched_exit_tp (before 6.16) rf_offcpu_back is left out
+ * and every switch-out walks its stacks, the block counted at switch-in: that
+ * path runs here from a build without the program (-DRF_OFFCPU_NO_BACK).
+ * ~10 s in all.
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -33,6 +38,7 @@ import { ROOT } from './helpers.ts';
 const OFFCPU_OBJ = objectPath('offcpu');
 let bin = '';
 let many = '';
+let noBack = '';
 
 before(() => {
   if (!existsSync(OFFCPU_OBJ)) execFileSync('make', ['-s', '-C', `${ROOT}bpf`], { stdio: 'inherit' });
@@ -42,6 +48,11 @@ before(() => {
   execFileSync('cc', ['-O2', '-fno-omit-frame-pointer', '-o', bin, `${ROOT}test/bench/profile-work.c`]);
   many = path.join(dir, 'offcpu_many');
   execFileSync('cc', ['-O2', '-pthread', '-o', many, `${ROOT}test/fixtures/profile/offcpu_many.c`]);
+  // the flags of bpf/Makefile, and the macro that leaves rf_offcpu_back out
+  const arch = ({ x64: 'x86', arm64: 'arm64' } as Record<string, string>)[process.arch] ?? process.arch;
+  noBack = path.join(dir, 'offcpu-no-back.bpf.o');
+  execFileSync('clang', ['-g', '-O2', '-target', 'bpf', `-D__TARGET_ARCH_${arch}`, '-DRF_OFFCPU_NO_BACK', `-I${ROOT}bpf`, '-Wall', '-Werror',
+    '-c', `${ROOT}bpf/offcpu.bpf.c`, '-o', noBack]);
 });
 
 /** Map ids of the BPF maps this process holds an fd of. */
@@ -136,4 +147,34 @@ test('off-CPU: 18000 threads blocked at once each have their block counted, none
   // every thread blocked before the hold began and was woken after it ended (the main thread is one more)
   const counted = [...slept.values()].filter((ns) => ns * 100n >= holdNs * 95n).length;
   assert.ok(counted >= threads, `${counted} of ${threads} threads have at least the hold (${Number(holdNs) / 1e6} ms) of S time`);
+});
+
+test('off-CPU without sched_exit_tp (rf_offcpu_back left out): switch-outs walk their stacks and each blocked thread is counted at switch-in, with its kernel stack', async () => {
+  const threads = 50;
+  const child = spawn(many, [String(threads), '300'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  await once(child, 'spawn');
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = once(child, 'exit');
+  const session = new Session({ ringBytes: 1 << 16 });
+  const slept = new Map<number, bigint>();
+  let programs: string[] = [];
+  try {
+    const info = session.addObject(noBack, { ...encodeSettings({ selfTgid: process.pid, pid: child.pid! }), ...encodeProfileSettings({ offcpuMinNs: 1_000_000n, perThread: true }, true) });
+    programs = info.programs;
+    child.stdin!.end('g');
+    const [code] = await exited;
+    assert.equal(code, 0);
+    for (const c of decodeProfileDrain(session.profileDrain('rf_offcpu')).counts) {
+      // the futex wait's block: S, with the kernel stack walked at its switch-out
+      if (c.tgid === child.pid && c.state === 'SLEEPING' && c.kernel.status === 'ok') slept.set(c.pid, (slept.get(c.pid) ?? 0n) + c.value);
+    }
+  } finally {
+    child.kill('SIGKILL');
+    await session.stop();
+  }
+  assert.deepEqual(programs, ['rf_offcpu_switch'], 'the build has no rf_offcpu_back');
+  const holdNs = BigInt(new Map(out.trim().split('\n').map((l) => l.split(' ') as [string, string])).get('hold_ns')!);
+  const counted = [...slept.values()].filter((ns) => ns * 100n >= holdNs * 95n).length;
+  assert.ok(counted >= threads, `${counted} of ${threads} threads have at least the hold (${Number(holdNs) / 1e6} ms) of S time under a kernel stack`);
 });
