@@ -36,7 +36,7 @@ struct rf_l7_h2_walk {
 	__u64 n;         /* bytes the call moved */
 	__u64 cut_bytes;
 	__u32 kept;      /* bytes in the window */
-	__u32 limit;     /* most bytes kept (rf_l7_capture_bytes) */
+	__u32 limit;     /* most bytes kept (RF_L7_MAX_CAPTURE) */
 	__u32 ncuts;
 	__u32 frames;    /* frame headers completed */
 	__u8  fail;      /* 1: a header failed the check; 2: the call's bytes could not be walked to its end */
@@ -234,10 +234,14 @@ static long rf_l7_h2_step(__u32 i, void *ctx)
 static __always_inline void rf_l7_h2_walk_call(struct rf_l7_h2_walk *w, struct rf_l7_call *c,
 					       struct rf_h2dir *h, int check)
 {
-	__u32 limit = rf_l7_capture_bytes;
+	/*
+	 * Kept bytes are headers, never bodies: up to the hard maximum whatever
+	 * rf_l7_capture_bytes says (the design's 16 KiB per record), since a
+	 * header block cut short loses the connection's HPACK table (many
+	 * streams' HEADERS in one write pass 4 KiB).
+	 */
+	__u32 limit = RF_L7_MAX_CAPTURE;
 
-	if (limit > RF_L7_MAX_CAPTURE)
-		limit = RF_L7_MAX_CAPTURE;
 	w->iov = c->iovcnt ? c->iov : 0;
 	w->iovcnt = c->iovcnt;
 	w->idx = 0;

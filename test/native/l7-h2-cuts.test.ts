@@ -200,7 +200,67 @@ describe('l7.bpf.o: HTTP/2 cuts', () => {
     assert.ok(run.h2[L7_H2.FRAME_LOST]! >= 1, 'the loss is counted');
     assert.ok(run.h2[L7_H2.RESYNCED]! >= 1, 'the resync is counted');
   });
+
+  it('header blocks of many streams in one write, over the 4 KiB capture size: all kept (up to 16 KiB), every request decoded', async (t) => {
+    if (!rootOrSkip(t)) return;
+    const run = await runChild(t, HEADERS_CHILD);
+    const { port, streams, values } = run.out as { port: number; streams: number; values: string[] };
+    const sent = run.records.filter((r) => r.protocol === IPPROTO_TCP && r.kind === L7Kind.DATA && r.rport === port && r.direction === 0);
+    t.diagnostic(`client writes [total, captured, cuts]: ${JSON.stringify(sent.map((r) => [r.total_len, r.captured_len, (r.cuts?.length ?? 0) / 2]))}; counters ${JSON.stringify(run.h2)}`);
+    assert.ok(sent.some((r) => r.total_len > 4096 && r.captured_len === r.total_len), 'the large write went out whole');
+    assert.equal(run.h2[L7_H2.KEPT_OVER], 0, 'nothing over the window');
+    const reqs = run.outputs.filter((o) => o.ctx.role === 'CLIENT' && o.msg.kind === 'REQUEST');
+    assert.equal(reqs.length, streams);
+    assert.deepEqual(reqs.map((o) => [o.msg.path, o.msg.truncated]), values.map((_v, i) => [`/many/${i}`, false]));
+    assert.deepEqual([...run.tracker.counters.failed], [], 'no HPACK loss');
+  });
 });
+
+/*
+ * Many HTTP/2 requests' HEADERS in one write (a client starting many calls
+ * at once), each with a large literal header: a plain TCP server reads them.
+ */
+const HEADERS_CHILD = String.raw`
+const net = require('node:net');
+const crypto = require('node:crypto');
+const hpack = require('hpack.js');
+const frame = (type, flags, stream, payload = Buffer.alloc(0)) => {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3); h[3] = type; h[4] = flags; h.writeUInt32BE(stream, 5);
+  return Buffer.concat([h, payload]);
+};
+const comp = hpack.compressor.create({ table: { maxSize: 4096 } });
+const block = (fields) => { comp.write(fields); return Buffer.from(comp.read()); };
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+(async () => {
+  const server = net.createServer((s) => { s.on('data', () => {}); s.on('error', () => {}); });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const port = server.address().port;
+  console.log('ready');
+  await new Promise((res) => process.stdin.once('data', res));
+  const sock = net.connect(port, '127.0.0.1');
+  sock.setNoDelay(true);
+  await new Promise((r) => sock.once('connect', r));
+  const streams = 30;
+  const values = [];
+  const frames = [Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(4, 0, 0)];
+  for (let i = 0; i < streams; i++) {
+    const v = crypto.randomBytes(150).toString('base64');
+    values.push(v);
+    frames.push(frame(1, 4 | 1, 1 + 2 * i, block([
+      { name: ':method', value: 'GET' }, { name: ':scheme', value: 'http' }, { name: ':path', value: '/many/' + i },
+      { name: ':authority', value: 'localhost' }, { name: 'x-large', value: v, neverIndex: true, huffman: false },
+    ])));
+  }
+  await new Promise((r) => sock.write(Buffer.concat(frames), r));
+  await sleep(100);
+  sock.end();
+  await sleep(100);
+  server.close();
+  console.log(JSON.stringify({ port, streams, values }));
+  process.exit(0);
+})().catch((e) => { console.error(e); process.exit(1); });
+`;
 
 /*
  * A plain TCP server that reads and discards; the client writes an HTTP/2
