@@ -10,17 +10,23 @@ export const MAX_HEADER_VALUE = 512;
 export const MAX_PATH = 1024;
 
 const capturedByOpts = new WeakMap<L7ParseOptions, ReadonlySet<string>>();
+// A process has one options object in practice: the last one asked is answered without the WeakMap.
+let lastOpts: L7ParseOptions | null = null;
+let lastCaptured: ReadonlySet<string> | null = null;
 
 /**
  * The header names the options capture, lower-case, the secret ones taken out;
  * computed once per options object (every kept field of every message asks).
  */
 export function capturedHeaders(opts: L7ParseOptions): ReadonlySet<string> {
+  if (opts === lastOpts) return lastCaptured!;
   let c = capturedByOpts.get(opts);
   if (c === undefined) {
     c = new Set(opts.headers.map((h) => h.toLowerCase()).filter((h) => !NEVER_CAPTURED_HEADERS.has(h)));
     capturedByOpts.set(opts, c);
   }
+  lastOpts = opts;
+  lastCaptured = c;
   return c;
 }
 
@@ -28,10 +34,17 @@ export function capturedHeaders(opts: L7ParseOptions): ReadonlySet<string> {
  * Adds `name: value` to `out` when the options select it. Secret headers
  * (authorization, cookie, set-cookie...) are never kept, whatever the list says.
  * A repeated header keeps its values joined with ', ' (RFC 9110 5.3).
+ * Names come lower-case already from both parsers (http1.ts parseFields,
+ * HPACK): one found as it is in the (lower-case) set needs no lower-casing;
+ * only a miss is lower-cased and looked up again, unless that changes nothing.
  */
 export function keepHeader(out: Record<string, string>, name: string, value: string, opts: L7ParseOptions): void {
-  const n = name.toLowerCase();
-  if (!capturedHeaders(opts).has(n)) return;
+  const captured = capturedHeaders(opts);
+  let n = name;
+  if (!captured.has(n)) {
+    n = name.toLowerCase();
+    if (n === name || !captured.has(n)) return;
+  }
   const v = value.length > MAX_HEADER_VALUE ? value.slice(0, MAX_HEADER_VALUE) : value;
   out[n] = n in out ? `${out[n]}, ${v}`.slice(0, MAX_HEADER_VALUE) : v;
 }
