@@ -286,7 +286,7 @@ function commOf(buf: Uint8Array, o: number): string {
 /** What an exchange record turns into: its messages, and what could not be reported, by a fixed reason. */
 export interface ExchangeMessages {
   messages: L7Message[];
-  /** 'request head unparsed', 'response head unparsed', 'not HTTP/1': a message the record stands for and that is not reported. */
+  /** 'request head unparsed', 'response head unparsed', 'not HTTP/1'; DNS: 'query unparsed', 'answer unparsed': a message the record stands for and that is not reported. */
   unreported: string[];
 }
 
@@ -351,7 +351,7 @@ function dnsExchangeMessages(x: L7Exchange): ExchangeMessages {
   if (x.outcome !== L7Outcome.RESP_ONLY) {
     const m = parseDnsMessage(x.req_head, x.req_start_ns);
     if (m === null || m.kind !== 'REQUEST') {
-      out.unreported.push('DNS query unparsed');
+      out.unreported.push('query unparsed');
     } else {
       m.end_ns = x.req_end_ns;
       m.body_bytes = x.req_body_bytes;
@@ -362,7 +362,7 @@ function dnsExchangeMessages(x: L7Exchange): ExchangeMessages {
   if (x.outcome === L7Outcome.RESPONDED || x.outcome === L7Outcome.RESP_ONLY) {
     const m = parseDnsMessage(x.resp_head, x.resp_start_ns);
     if (m === null || m.kind !== 'RESPONSE') {
-      out.unreported.push('DNS answer unparsed');
+      out.unreported.push('answer unparsed');
     } else {
       m.end_ns = x.resp_end_ns;
       m.body_bytes = x.resp_body_bytes;

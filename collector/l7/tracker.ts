@@ -20,7 +20,7 @@ import { DEFAULT_L7_OPTIONS } from './types.ts';
 import { L7Direction, L7Kind, L7_FLAG, L7_ROLE_NAME, IPPROTO_TCP, IPPROTO_UDP, replayCapture, type L7Capture } from './capture.ts';
 import { createHttp1Connection, looksLikeHttp1Request, looksLikeHttp1Response } from './http1.ts';
 import { createHttp2Connection, http2MidstreamSide, looksLikeHttp2Preface, takeHttp2Counts } from './http2.ts';
-import { exchangeOutputs, type L7Exchange } from './exchange.ts';
+import { exchangeOutputs, L7App, type L7Exchange } from './exchange.ts';
 import { createDnsTcpParser, looksLikeDns, parseDnsMessage } from './dns.ts';
 import { formatInet } from '../events/inet.ts';
 import { attributeAddress } from '../../common/address.ts';
@@ -362,14 +362,15 @@ export class L7Tracker {
    * connection state is kept here; its messages come out with their context
    * (exchange.ts). A message it stands for that cannot be reported (head
    * bytes that are no start line) is counted in `failed` under
-   * 'HTTP1: exchange <why>', as a stopped direction's losses are.
+   * 'HTTP1: exchange <why>' ('DNS: exchange <why>' for a DNS one), as a
+   * stopped direction's losses are.
    */
   exchange(x: L7Exchange): L7Output[] {
     this.counters.exchanges++;
     if (this.ignore.has(x.tgid) || this.ignore.has(x.req_tgid)) return [];
     const { outputs, unreported } = exchangeOutputs(x, this.opts, this.processName);
     for (const why of unreported) {
-      const k = `HTTP1: exchange ${why}`;
+      const k = `${x.app === L7App.DNS ? 'DNS' : 'HTTP1'}: exchange ${why}`;
       this.counters.failed.set(k, (this.counters.failed.get(k) ?? 0) + 1);
     }
     this.counters.messages += outputs.length;

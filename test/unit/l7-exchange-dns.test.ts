@@ -136,7 +136,7 @@ test('DNS exchange records -> messages: one table case per outcome and flag', ()
       name: 'heads that are no DNS message (question cut before QTYPE): counted, not reported',
       rec: { seq: 1, outcome: L7Outcome.RESPONDED, role: L7Role.CLIENT, req: q.subarray(0, 14), resp: a.subarray(0, 12) },
       want: [],
-      unreported: ['DNS query unparsed', 'DNS answer unparsed'],
+      unreported: ['query unparsed', 'answer unparsed'],
     },
   ];
   for (const c of cases) {
@@ -145,6 +145,13 @@ test('DNS exchange records -> messages: one table case per outcome and flag', ()
     assert.deepEqual(messages.map((m, i) => pick(m, c.want[i] ?? {})), c.want, c.name);
     assert.deepEqual(unreported, c.unreported ?? [], `${c.name}: unreported`);
   }
+});
+
+test('tracker.exchange: a DNS exchange whose heads do not parse is counted under DNS, not HTTP1', () => {
+  const tracker = new L7Tracker({ processName: () => '' });
+  const q = query(1, 'a.b');
+  assert.deepEqual(tracker.exchange(decode({ seq: 1, outcome: L7Outcome.REQ_ONLY, role: L7Role.CLIENT, req: q.subarray(0, 13) })), []);
+  assert.deepEqual([...tracker.counters.failed], [['DNS: exchange query unparsed', 1]]);
 });
 
 test('DNS exchange record: retries and app decoded', () => {
