@@ -1618,6 +1618,16 @@ struct rf_l7_pend_u {
 	uint8_t head[3 * RF_L7_PEND_HEAD_U];
 };
 
+/*
+ * A DNS query is handed over later than an HTTP request: resolvers send it
+ * again after their timeout (glibc and dig: 5 s), and a retransmit folds into
+ * the waiting exchange (bpf/l7_dns.h: retries, from the first send) only while
+ * the entry is still in the map. 11 s covers two retransmits and stays well
+ * under the spans stage's 30 s. A hand-over of 0 (the collector stopping)
+ * still claims everything.
+ */
+#define RF_L7_DNS_HANDOVER_NS 11000000000ull
+
 static uint64_t pend_last_ns(const struct rf_l7_exchange *x)
 {
 	uint64_t t = x->req_start_ns;
@@ -1722,7 +1732,7 @@ int rf_session_l7_claim(rf_session *s, uint64_t handover_ns, uint64_t stale_ns, 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
-		uint64_t last;
+		uint64_t last, wait;
 
 		first = 0;
 		key = next;
@@ -1734,7 +1744,10 @@ int rf_session_l7_claim(rf_session *s, uint64_t handover_ns, uint64_t stale_ns, 
 		 * else (a response under way) only once stale: its process may
 		 * have exited without close().
 		 */
-		if (!(p->x.resp_start_ns == 0 ? last + handover_ns <= now : last + stale_ns <= now))
+		wait = handover_ns;
+		if (p->x.app == RF_L7_APP_DNS && wait && wait < RF_L7_DNS_HANDOVER_NS)
+			wait = RF_L7_DNS_HANDOVER_NS;
+		if (!(p->x.resp_start_ns == 0 ? last + wait <= now : last + stale_ns <= now))
 			continue;
 		if (nkeys == capkeys) {
 			size_t nc = capkeys ? capkeys * 2 : 64;

@@ -59,6 +59,8 @@ interface Run {
   drops: bigint[];
   printed: string[];
   session: Session;
+  /** what the sweep claimed (sweepHandoverNs) */
+  claimed: X[];
 }
 
 interface RunOptions {
@@ -67,6 +69,8 @@ interface RunOptions {
   kernelParse?: boolean;
   /** keep the session until the caller stops it (to sweep) */
   keep?: boolean;
+  /** sweep rf_l7_pending every 100 ms with this hand-over, as the collector does every second */
+  sweepHandoverNs?: number;
 }
 
 function globals(pid: number, o: RunOptions): Record<string, Buffer> {
@@ -134,14 +138,24 @@ async function run(t: TestContext, cmd: string, args: string[], o: RunOptions = 
       }
     });
   });
+  const claimed: X[] = [];
+  const sweep = o.sweepHandoverNs === undefined ? undefined : setInterval(() => {
+    const b = session.l7Claim(o.sweepHandoverNs!, 30_000_000_000);
+    if (b) forEachRecord(b, (off, len) => {
+      const x = copyExchange(b, off, len);
+      if (x) claimed.push(x);
+    });
+  }, 100);
+  t.after(() => clearInterval(sweep));
   child.stdin!.end('g');
   const [code] = await exited;
   await sleep(200); // the last records land
+  clearInterval(sweep);
   const parse = session.mapCounters('rf_l7_parse') ?? [];
   if (!o.keep) await session.stop();
   assert.equal(code, 0, 'the child succeeded');
   assert.equal(bad, '', 'every record decodes');
-  return { exchanges, captures, parse, drops: session.drops(), printed, session };
+  return { exchanges, captures, parse, drops: session.drops(), printed, session, claimed };
 }
 
 /** Starts dnsmasq on ip:53 answering svc.ringflow.test with 10.1.2.3 and nothing else in ringflow.test. */
@@ -269,6 +283,31 @@ c.close(); srv.close()
       assert.ok(x.resp_start_ns - x.req_start_ns >= 50_000_000n, `${side}: from the first send (${x.resp_start_ns - x.req_start_ns} ns)`);
     }
     assert.deepEqual(r.captures, [], 'no capture record, not even close records of the two sockets');
+  });
+
+  it('a retransmit after the HTTP hand-over time (resolvers wait 5 s) still folds into the exchange: the sweep waits longer for DNS', async (t) => {
+    if (!rootOrSkip(t)) return;
+    const ip = addr(6);
+    const r = await run(t, PYTHON, ['-c', String.raw`
+import socket, sys, struct, time
+q = struct.pack('>HHHHHH', 0x5151, 0x0100, 1, 0, 0, 0) + b'\x04slow\x08ringflow\x04test\x00' + struct.pack('>HH', 1, 1)
+srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); srv.bind(('${ip}', 53))
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.connect(('${ip}', 53))
+print('ready'); sys.stdout.flush(); sys.stdin.read(1)
+c.send(q)
+srv.recvfrom(512)
+time.sleep(1.6)                      # past the 1 s hand-over the sweep uses here
+c.send(q)
+got, peer = srv.recvfrom(512)
+ans = bytearray(got); ans[2] |= 0x80
+srv.sendto(bytes(ans), peer); c.recv(512)
+`], { sweepHandoverNs: 1_000_000_000 });
+    assert.deepEqual(ends(r.claimed, ip), [[], []], 'nothing claimed: the query was still within the DNS hand-over');
+    const [client, server] = ends(r.exchanges, ip);
+    for (const [side, xs] of [['client', client], ['server', server]] as const) {
+      assert.deepEqual(xs.map((x) => [x.outcome, x.retries, x.seq]), [[L7Outcome.RESPONDED, 1, 0x5151]], side);
+      assert.ok(xs[0]!.resp_start_ns - xs[0]!.req_start_ns >= 1_600_000_000n, `${side}: from the first send`);
+    }
   });
 
   it('an unanswered query stays pending and the sweep claims it REQ_ONLY (the DNS key through the native mirror); a late answer goes out RESP_ONLY', async (t) => {
