@@ -6,7 +6,8 @@
  *
  * Encoding (Avro spec, "Binary Encoding"), what each method writes:
  *
- *   long, int   = zigzag varint                 ; writeVarint of registry.ts
+ *   long, int   = zigzag varint                 ; writeVarint of registry.ts below 2^52,
+ *                                                ; writeLongHalves (here) beyond
  *   string      = long(byte length) UTF-8 bytes
  *   boolean     = %x00 / %x01
  *   enum        = int(symbol index)
@@ -27,7 +28,7 @@
  * advances `pos`; `end()` tells whether the record fit and the caller writes
  * it again after `grow()`. Only `Buffer.write` (non-ASCII strings) checks.
  */
-import { encodeLong, writeVarint } from './registry.ts';
+import { writeVarint } from './registry.ts';
 
 export class AvroWriteError extends Error {
   /** Writing the same value again cannot succeed. */
@@ -53,6 +54,29 @@ function describe(v: unknown): string {
 const TWO_52 = 4503599627370496;
 const BIG_TWO_52 = 1n << 52n;
 const BIG_TWO_63 = 1n << 63n;
+const BIG_TWO_64 = 1n << 64n;
+
+/**
+ * A 64-bit value given as 32-bit halves (two's complement: a u64 reads as
+ * the int64 of the same bits) as an Avro long: zigzag over the halves, then
+ * the varint, with no BigInt arithmetic. Shared with the collector's
+ * generated encoders (collector/events/transcode.ts).
+ */
+export function writeLongHalves(out: Uint8Array, pos: number, lo: number, hi: number): number {
+  const sign = -(hi >>> 31); // 0 or -1 (all ones)
+  let zlo = ((lo << 1) ^ sign) >>> 0;
+  let zhi = (((hi << 1) | (lo >>> 31)) ^ sign) >>> 0;
+  while (zhi !== 0 || zlo > 127) {
+    out[pos++] = (zlo & 127) | 128;
+    zlo = ((zlo >>> 7) | (zhi << 25)) >>> 0;
+    zhi >>>= 7;
+  }
+  out[pos++] = zlo;
+  return pos;
+}
+
+/** A BigInt's two halves: one DataView write and two reads (~20 ns) where shifts and masks make a BigInt each (~150 ns with encodeLong). */
+const HALVES = new DataView(new ArrayBuffer(8));
 
 export class AvroWriter {
   buf: Buffer;
@@ -90,7 +114,7 @@ export class AvroWriter {
         return;
       }
       if (!Number.isSafeInteger(v)) throw new AvroWriteError(field, v);
-      this.#bytes(encodeLong(v));
+      this.#halves(BigInt(v));
       return;
     }
     if (typeof v !== 'bigint') throw new AvroWriteError(field, v);
@@ -100,7 +124,29 @@ export class AvroWriter {
       return;
     }
     if (v < -BIG_TWO_63 || v >= BIG_TWO_63) throw new AvroWriteError(field, v);
-    this.#bytes(encodeLong(v)); // 2^52 and beyond: 64-bit halves (registry.ts)
+    this.#halves(v); // 2^52 and beyond (a connection id always, CLOCK_MONOTONIC ns after 52 days up)
+  }
+
+  /**
+   * A u64 (a kernel id) written as the int64 of the same bits: what
+   * long(BigInt.asIntN(64, v)) writes, without making that BigInt.
+   */
+  u64(v: bigint, field: string): void {
+    if (typeof v === 'bigint' && v >= 0n && v < BIG_TWO_64) {
+      if (v < BIG_TWO_52) {
+        this.pos = writeVarint(this.buf, this.pos, Number(v) * 2);
+        return;
+      }
+      HALVES.setBigUint64(0, v, true);
+      this.pos = writeLongHalves(this.buf, this.pos, HALVES.getUint32(0, true), HALVES.getUint32(4, true));
+      return;
+    }
+    this.long(BigInt.asIntN(64, v), field); // not a u64: as asIntN makes it (a TypeError for a non-BigInt)
+  }
+
+  #halves(v: bigint): void {
+    HALVES.setBigInt64(0, v, true);
+    this.pos = writeLongHalves(this.buf, this.pos, HALVES.getUint32(0, true), HALVES.getUint32(4, true));
   }
 
   /** Avro int (int32). */
@@ -211,7 +257,7 @@ export class AvroWriter {
     this.buf[this.pos++] = 0;
   }
 
-  /** Bytes written as they are (a varint from encodeLong, a pre-encoded envelope). */
+  /** Bytes written as they are (a pre-encoded envelope, constant bytes). */
   bytes(b: Uint8Array): void {
     this.#bytes(b);
   }

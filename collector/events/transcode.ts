@@ -24,6 +24,7 @@
  */
 import { schemaRegistry, writeVarint, type CAnnotation, type FieldSchema, type RegisteredSchema, type SchemaRegistry } from '../../schemas/registry.ts';
 import { singleObjectFormat, type WireFormat } from '../../schemas/wire.ts';
+import { writeLongHalves } from '../../schemas/avro-writer.ts';
 import { BATCH_RECORD_PREFIX } from './types.ts';
 import { formatEndpoint, formatInet } from './inet.ts';
 
@@ -85,19 +86,8 @@ const DROP_REASON_PREFIX = 'SKB_DROP_REASON_';
 
 // ---- encoding primitives shared by the generated encoders ----
 
-/** A u64 given as 32-bit halves, reinterpreted as a signed Avro long, as a zigzag varint. */
-function wU64(out: Buffer, pos: number, lo: number, hi: number): number {
-  const sign = -(hi >>> 31); // 0 or -1 (all ones)
-  let zlo = ((lo << 1) ^ sign) >>> 0;
-  let zhi = (((hi << 1) | (lo >>> 31)) ^ sign) >>> 0;
-  while (zhi !== 0 || zlo > 127) {
-    out[pos++] = (zlo & 127) | 128;
-    zlo = ((zlo >>> 7) | (zhi << 25)) >>> 0;
-    zhi >>>= 7;
-  }
-  out[pos++] = zlo;
-  return pos;
-}
+/** A u64 given as 32-bit halves, reinterpreted as a signed Avro long, as a zigzag varint (shared with schemas/avro-writer.ts). */
+const wU64 = writeLongHalves;
 
 /** char comm[16] as an Avro string: bytes up to the first NUL; non-UTF-8 bytes become U+FFFD. */
 function wComm(s: Buffer, o: number, out: Buffer, pos: number): number {

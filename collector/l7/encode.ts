@@ -192,7 +192,7 @@ export function createL7Encoder(opts: { host: string; bootTimeNs: bigint; format
     w.string(c.process_name === undefined ? '' : c.process_name, 'process_name');
     w.string(containerId, 'container_id');
     w.long(c.cgroup_id, 'cgroup_id');
-    w.long(BigInt.asIntN(64, c.conn_id), 'conn_id');
+    w.u64(c.conn_id, 'conn_id'); // BigInt.asIntN(64, c.conn_id), as viaAvsc
     w.enumOf(ROLE, c.role, 'role');
     w.enumOf(TRANSPORT, c.transport, 'transport');
     w.string(c.local_addr, 'local_addr');

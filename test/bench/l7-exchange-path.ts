@@ -36,7 +36,9 @@ function record(conn: number, seq: number, role: number): Buffer {
   b.writeBigUInt64LE(t + 50_000n, X.ts_ns);
   b.writeBigUInt64LE(4242n, X.cgroup_id);
   b.write(role === L7Role.SERVER ? 'node' : 'wrk', X.comm, 'latin1');
-  b.writeBigUInt64LE(0xabc000n + BigInt(conn) + (role === L7Role.SERVER ? 100n : 0n), X.conn_id);
+  // as bpf/l7.bpf.c rf_l7_new_id makes it: 32 random bits over a sequence number (a long of 9 or 10 varint bytes)
+  const id = BigInt(conn) + (role === L7Role.SERVER ? 100n : 0n);
+  b.writeBigUInt64LE((((0x9e3779b9n * (id + 1n)) & 0xffffffffn) << 32n) | id, X.conn_id);
   b.writeBigUInt64LE(t, X.req_start_ns);
   b.writeBigUInt64LE(t + 1000n, X.req_end_ns);
   b.writeBigUInt64LE(t + 30_000n, X.resp_start_ns);

@@ -51,7 +51,7 @@ const OUTCOMES: L7Outcome[] = ['RESPONDED', 'CLOSED', 'LOST', 'REQ_ONLY'];
  * Wraps a field's generator: sometimes undefined (the schema default, when
  * the field has one, else avsc throws) or a value of the wrong type.
  */
-const BAD = fc.oneof(fc.constant(undefined), fc.constant(null), fc.constantFrom<unknown>(1.5, Number.NaN, 'x', 7n, 2 ** 60, TWO_63, -TWO_63 - 1n, true, {}, [], 2 ** 31));
+const BAD = fc.oneof(fc.constant(undefined), fc.constant(null), fc.constantFrom<unknown>(1.5, Number.NaN, 'x', 7n, 2 ** 60, TWO_63, -TWO_63 - 1n, (1n << 64n) + 3n, true, {}, [], 2 ** 31));
 let badRate = 0;
 const f = <T>(a: fc.Arbitrary<T>): fc.Arbitrary<T> =>
   fc.tuple(fc.noBias(fc.integer({ min: 0, max: 9999 })), a, BAD).map(([p, v, bad]) => (p < badRate * 10000 ? bad as T : v)); // noBias: fast-check leans to 0
@@ -221,6 +221,18 @@ test('avro writer: long and int at every varint length and sign edge equal avsc 
     assert.throws(() => w.long(bad as bigint, 'f'), AvroWriteError, `long ${String(bad)}`);
   }
   for (const bad of [2 ** 31, -(2 ** 31) - 1, 1.5, Number.NaN, '1', null]) assert.throws(() => w.int(bad as number, 'f'), AvroWriteError, `int ${String(bad)}`);
+});
+
+test('avro writer: u64 writes what long(BigInt.asIntN(64, v)) writes, at the edges of 2^52, 2^63 and 2^64', () => {
+  const w = new AvroWriter(16);
+  const TWO_64 = 1n << 64n;
+  const u64s = [0n, 1n, 127n, 128n, ...edge(1n << 52n), ...edge(1n << 53n), TWO_63 - 1n, TWO_63, TWO_63 + 1n, TWO_64 - 1n, TWO_64, TWO_64 + 5n, -1n, -TWO_63, 0xdeadbeefn << 32n | 7n];
+  for (const v of u64s) {
+    w.start(0);
+    w.u64(v, 'x');
+    assert.equal(w.copy().toString('hex'), LONG.toBuffer(BigInt.asIntN(64, v)).toString('hex'), `u64 ${v}`);
+  }
+  assert.throws(() => w.u64(5 as unknown as bigint, 'x'), TypeError);
 });
 
 test('avro writer: a record larger than the scratch buffer is written whole after grow()', () => {
