@@ -125,6 +125,9 @@ static __always_inline int rf_l7_h2_cut(struct rf_l7_h2_walk *w, __u64 k)
 			return 1;
 		}
 	}
+	/* a cut costs its 8 bytes in the record: a piece that small is kept instead (WINDOW_UPDATE, PING) */
+	if (k <= sizeof(struct rf_l7_cut))
+		return 0;
 	if (i >= RF_L7_MAX_CUTS) {
 		w->cut_limit = 1;
 		return 0;

@@ -132,7 +132,9 @@ function kernelCall(st: DirState, bytes: Uint8Array, limit: number): { cuts: num
       pos += k;
     } else if (st.frameLeft > 0) {
       const k = Math.min(st.frameLeft, bytes.length - pos);
-      if (st.cut && !full && cuts.length < 2 * L7_MAX_CUTS) cuts.push(pos, k);
+      const last = cuts.length - 2;
+      if (st.cut && !full && last >= 0 && cuts[last]! + cuts[last + 1]! === pos) cuts[last + 1]! += k; // the same payload, next iovec
+      else if (st.cut && !full && k > L7_CUT_SIZE && cuts.length < 2 * L7_MAX_CUTS) cuts.push(pos, k); // a cut costs 8 bytes
       else keep(pos, pos + k);
       st.frameLeft -= k;
       pos += k;
