@@ -12,7 +12,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import hpack from 'hpack.js';
 import fc from 'fast-check';
@@ -345,4 +347,74 @@ test('h2 cuts property: any split of any conversation into calls parses to the w
       }
     },
   ), { numRuns: 60 });
+});
+
+/*
+ * bpf/l7_h2.h's frame check and cut rule, compiled for the host (it is pure
+ * C: no helpers, no maps) and run on a table of frame headers.
+ */
+test('h2 cuts: l7_h2.h rf_h2_plausible and rf_h2_cuts on a table of frame headers (host build)', () => {
+  const hdr = (len: number, type: number, flags: number, stream: number, reserved = false): string => {
+    const h = Buffer.alloc(9);
+    h.writeUIntBE(len, 0, 3);
+    h[3] = type;
+    h[4] = flags;
+    h.writeUInt32BE((stream | (reserved ? 0x80000000 : 0)) >>> 0, 5);
+    return h.toString('hex');
+  };
+  // [name, header, plausible (lenient), plausible (strict: a seeking direction's first), cut]
+  const table: [string, string, boolean, boolean, boolean][] = [
+    ['DATA', hdr(16384, DATA, 0, 1), true, true, true],
+    ['DATA padded: its pad length is read', hdr(100, DATA, PADDED, 1), true, true, false],
+    ['DATA on stream 0', hdr(10, DATA, 0, 0), false, false, true],
+    ['HEADERS', hdr(200, HEADERS, END_HEADERS, 3), true, true, false],
+    ['HEADERS on stream 0', hdr(200, HEADERS, END_HEADERS, 0), false, false, false],
+    ['PRIORITY', hdr(5, PRIORITY, 0, 3), true, true, true],
+    ['PRIORITY of 4 bytes', hdr(4, PRIORITY, 0, 3), false, false, true],
+    ['RST_STREAM', hdr(4, 3, 0, 3), true, true, false],
+    ['RST_STREAM of 8 bytes', hdr(8, 3, 0, 3), false, false, false],
+    ['SETTINGS', hdr(18, SETTINGS, 0, 0), true, true, false],
+    ['SETTINGS of 7 bytes', hdr(7, SETTINGS, 0, 0), false, false, false],
+    ['SETTINGS ACK', hdr(0, SETTINGS, 1, 0), true, true, false],
+    ['SETTINGS ACK with a payload', hdr(6, SETTINGS, 1, 0), false, false, false],
+    ['SETTINGS on a stream', hdr(6, SETTINGS, 0, 1), false, false, false],
+    ['PUSH_PROMISE', hdr(20, 5, END_HEADERS, 2), true, true, false],
+    ['PING', hdr(8, PING, 0, 0), true, true, true],
+    ['PING of 9 bytes', hdr(9, PING, 0, 0), false, false, true],
+    ['GOAWAY', hdr(8, 7, 0, 0), true, true, false],
+    ['GOAWAY too short', hdr(7, 7, 0, 0), false, false, false],
+    ['WINDOW_UPDATE', hdr(4, WINDOW_UPDATE, 0, 0), true, true, true],
+    ['WINDOW_UPDATE of 5 bytes', hdr(5, WINDOW_UPDATE, 0, 1), false, false, true],
+    ['CONTINUATION', hdr(100, 9, END_HEADERS, 1), true, true, false],
+    ['an extension type (ALTSVC): kept whole, not a resync point', hdr(30, 10, 0, 0), true, false, false],
+    ['reserved bit set', hdr(10, DATA, 0, 1, true), false, false, true],
+  ];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rf-l7-h2-'));
+  try {
+    const src = [
+      '#include <stdio.h>', '#include <stdlib.h>', '#include <linux/types.h>',
+      '#ifndef __always_inline', '#define __always_inline inline __attribute__((always_inline))', '#endif',
+      '#include "l7_h2.h"',
+      'int main(int argc, char **argv) {',
+      '  for (int a = 1; a < argc; a++) {',
+      '    __u8 h[9];',
+      '    for (int i = 0; i < 9; i++) { char b[3] = { argv[a][2 * i], argv[a][2 * i + 1], 0 }; h[i] = (__u8)strtoul(b, NULL, 16); }',
+      '    printf("%d %d %d\\n", rf_h2_plausible(h, 0), rf_h2_plausible(h, 1), rf_h2_cuts(h));',
+      '  }',
+      '  return 0;',
+      '}', '',
+    ].join('\n');
+    fs.writeFileSync(path.join(dir, 'h2.c'), src);
+    const cc = spawnSync('gcc', ['-std=gnu11', '-Wall', '-Werror', '-I', path.join(ROOT, 'bpf'), '-o', path.join(dir, 'h2'), path.join(dir, 'h2.c')], { encoding: 'utf8' });
+    if (cc.error) throw new Error(`gcc is needed for this test: ${cc.error.message}`);
+    assert.equal(cc.status, 0, cc.stderr);
+    const r = spawnSync(path.join(dir, 'h2'), table.map((x) => x[1]), { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const got = r.stdout.trim().split('\n');
+    table.forEach(([name, , lenient, strict, cut], i) => {
+      assert.equal(got[i], `${Number(lenient)} ${Number(strict)} ${Number(cut)}`, name);
+    });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
