@@ -18,6 +18,9 @@ import {
 import { L7Direction, L7Kind, L7Role, IPPROTO_UDP, type L7Capture } from '../../collector/l7/capture.ts';
 import { L7Tracker } from '../../collector/l7/tracker.ts';
 import { DEFAULT_L7_OPTIONS, type L7Message } from '../../collector/l7/types.ts';
+import { buildBatch } from '../../collector/events/index.ts';
+import { createCodec } from '../../collector/codec.ts';
+import { decodeRecord } from '../../schemas/index.ts';
 
 const encode = (p: Packet): Uint8Array => Uint8Array.from(dnsPacket.encode(p));
 const RCODES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'] as const;
@@ -205,4 +208,26 @@ test('differential: the capture path (tracker.ts) and the exchange path give the
       assert.deepEqual(got, oracle);
     },
   ), { numRuns: 300 });
+});
+
+test('the codec: a DNS exchange record is ONE Kafka EXCHANGE record on ringflow.l7.v1 with the query and answer fields', () => {
+  const codec = createCodec({ host: 'h1', bootTimeNs: 5n, dropReasonNames: {}, l7: { processName: () => 'svc' } });
+  const records = (s: Spec) => {
+    const out: { topic: string; key: string; v: Record<string, unknown> }[] = [];
+    const res = codec.transcoder.transcodeBatch(buildBatch([record(s)]), (topic, _type, key, value) => out.push({ topic, key, v: decodeRecord(value).value as Record<string, unknown> }));
+    assert.equal(res.unknown, 0);
+    return out;
+  };
+  const q = query(0x2a2a, 'svc.example.com', 'AAAA');
+  const a = answer(0x2a2a, 'svc.example.com', 3, 0, 'AAAA');
+  const got = records({ seq: 0x2a2a, outcome: L7Outcome.RESPONDED, role: L7Role.CLIENT, status: 3, req: q, resp: a, times: [10n, 10n, 20n, 20n] });
+  assert.equal(got.length, 1, 'one record per exchange');
+  assert.equal(got[0]!.topic, 'ringflow.l7.v1');
+  assert.equal(got[0]!.key, 'udp/127.0.0.1:40000-127.0.0.53:53');
+  const v = got[0]!.v;
+  assert.deepEqual([v.kind, v.outcome, v.protocol, v.transport, v.role, v.stream_id, v.dns_name, v.dns_type, v.dns_rcode, v.dns_answers, v.ts_ns, v.end_ns, v.resp_start_ns, v.resp_end_ns, v.body_bytes, v.resp_body_bytes],
+    ['EXCHANGE', 'RESPONDED', 'DNS', 'UDP', 'CLIENT', 0x2a2an, 'svc.example.com', 'AAAA', 'NXDOMAIN', 0, 10n, 10n, 20n, 20n, BigInt(q.length), BigInt(a.length)]);
+  // claimed by the sweep: an EXCHANGE without answer; an answer with no query: a RESPONSE record
+  assert.deepEqual(records({ seq: 1, outcome: L7Outcome.REQ_ONLY, role: L7Role.SERVER, req: query(1, 'x.y') }).map((o) => [o.v.kind, o.v.outcome, o.v.role]), [['EXCHANGE', 'REQ_ONLY', 'SERVER']]);
+  assert.deepEqual(records({ seq: 1, outcome: L7Outcome.RESP_ONLY, role: L7Role.CLIENT, resp: answer(1, 'x.y', 0, 1) }).map((o) => [o.v.kind, o.v.outcome, o.v.dns_answers]), [['RESPONSE', null, 1]]);
 });
