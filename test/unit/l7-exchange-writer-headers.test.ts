@@ -12,7 +12,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { capturedHeaders, keepHeader, MAX_HEADER_VALUE } from '../../collector/l7/headers.ts';
+import { capturedHeaders, keepHeader, redactTarget, MAX_HEADER_VALUE, MAX_PATH } from '../../collector/l7/headers.ts';
 import { parseHttp1Head } from '../../collector/l7/http1.ts';
 import { DEFAULT_L7_OPTIONS, type L7ParseOptions } from '../../collector/l7/types.ts';
 
@@ -103,5 +103,39 @@ test('parseHttp1Head: field lines of any case, near-miss names and any value byt
       assert.equal(got.end, head.length);
       assert.deepEqual(got.fields, reference(lines.map(([n, v]) => [n, v]), captured));
     }), { numRuns: 1500, seed: 1207 });
+  }
+});
+
+// ---- redactTarget against its old form ----
+
+/** redactTarget as it was (split, map, join): the reference. */
+function redactTargetOld(target: string, opts: L7ParseOptions): string {
+  let t = target;
+  const hash = t.indexOf('#');
+  if (hash >= 0) t = t.slice(0, hash);
+  const q = t.indexOf('?');
+  if (q >= 0 && !opts.keepQueryValues) {
+    const query = t.slice(q + 1);
+    const redacted = query === '' ? '' : query.split('&').map((kv) => {
+      const eq = kv.indexOf('=');
+      return eq < 0 ? kv : `${kv.slice(0, eq)}=REDACTED`;
+    }).join('&');
+    t = `${t.slice(0, q)}?${redacted}`;
+  }
+  return t.length > MAX_PATH ? t.slice(0, MAX_PATH) : t;
+}
+
+const TARGETS = ['/', '/a?', '/a?x', '/a?x=', '/a?=1', '/a?x=1&y=2', '/a?x=1&&y', '/a?&', '/a?x=1=2&y', '/a?x&y=1#f=2', '/a#?x=1', '?x=1', '/a?x=1?y=2&z',
+  `/p?${'k&'.repeat(2000)}v=1`, `/p?${'a=b&'.repeat(400)}`, '/ü?ä=ö&€'];
+
+test('redactTarget: the table and random targets give what the old split/map/join form gives', () => {
+  for (const keepQueryValues of [false, true]) {
+    const opts = { headers: [], keepQueryValues };
+    for (const t of TARGETS) assert.equal(redactTarget(t, opts), redactTargetOld(t, opts), t);
+    const part = fc.string({ unit: fc.constantFrom('a', 'b', '=', '&', '?', '#', '/', '%', 'é'), maxLength: 12 });
+    fc.assert(fc.property(fc.array(part, { maxLength: 8 }).map((ps) => ps.join('')), fc.string({ maxLength: 1200 }), (t, long) => {
+      assert.equal(redactTarget(t, opts), redactTargetOld(t, opts));
+      assert.equal(redactTarget(`/x?${long}`, opts), redactTargetOld(`/x?${long}`, opts));
+    }), { numRuns: 3000, seed: 45 });
   }
 });
