@@ -28,12 +28,12 @@
 import { createSerial } from './serial.ts';
 import type { Kafka, Consumer, Producer, EachBatchPayload } from 'kafkajs';
 import { CompressionTypes } from '../kafka/kafkajs.ts';
-import { MessageLimits, describeKafkaError, isTooLarge, retrying, sendWithinLimits } from '../kafka/client.ts';
+import { MessageLimits, isTooLarge, retrying, sendWithinLimits } from '../kafka/client.ts';
 import { retryTxStep } from '../kafka/transaction.ts';
 import { FailureReporter } from './failures.ts';
 import { oversizedDeadLetter } from './repartition.ts';
-import { connectStageClients, isFenced, type TxProducer } from './stage-clients.ts';
-import { FatalError } from '../common/errors.ts';
+import { commitFailureHandler, connectStageClients, type TxProducer } from './stage-clients.ts';
+import type { FatalError } from '../common/errors.ts';
 import { AGGREGATE_GROUP, DEADLETTER_TOPIC, METRICS_TOPIC, REPARTITION_TOPIC } from './topics.ts';
 import type { PartitionState } from './partition.ts';
 import { FetchWatch, IDLE_GRACE_MS } from './fetch-watch.ts';
@@ -90,14 +90,7 @@ export function createAggregateStage(opts: AggregateStageOptions): AggregateStag
     what: 'processor: aggregate', log: opts.log,
     ...(opts.onFatal ? { onFatal: opts.onFatal } : {}), ...(opts.failurePersistMs !== undefined ? { persistMs: opts.failurePersistMs } : {}),
   });
-  let fenced = false;
-  /** A transaction's failure: fencing ends the service at once (another instance owns our output now), the rest is counted and escalated if it persists. */
-  const commitFailed = (err: unknown): void => {
-    if (!isFenced(err)) return failures.failed('commit', err);
-    if (fenced) return;
-    fenced = true;
-    opts.onFatal?.(new FatalError(`processor stage 2 (aggregate): fenced: another processor runs as --instance ${opts.instanceId} (${describeKafkaError(err)}); this one stops`, { cause: err }));
-  };
+  const commitFailed = commitFailureHandler({ stage: 'processor stage 2 (aggregate)', instanceId: opts.instanceId, failures, ...(opts.onFatal ? { onFatal: opts.onFatal } : {}) });
   let limits: MessageLimits | undefined;
   const states = new Map<number, PartitionState>();
   /** Per partition, the offset last committed (or read back at restore): where a failed transaction rewinds to. */

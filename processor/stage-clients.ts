@@ -10,7 +10,8 @@
 import type { Kafka, Consumer, Producer, Admin, PartitionAssigner, Transaction } from 'kafkajs';
 import { createPartitioner } from '../kafka/kafkajs.ts';
 import { superviseConsumer, CONSUMER_METADATA_MAX_AGE_MS, describeKafkaError } from '../kafka/client.ts';
-import type { FatalError } from '../common/errors.ts';
+import { FatalError } from '../common/errors.ts';
+import type { FailureReporter } from './failures.ts';
 import { SESSION_TIMEOUT_MS } from './topics.ts';
 
 export interface StageClients {
@@ -23,6 +24,23 @@ export interface StageClients {
 export function isFenced(err: unknown): boolean {
   const e = err as { type?: string };
   return e?.type === 'INVALID_PRODUCER_EPOCH' || e?.type === 'PRODUCER_FENCED' || /INVALID_PRODUCER_EPOCH|PRODUCER_FENCED|old epoch/.test(describeKafkaError(err));
+}
+
+/**
+ * What a stage does with a failed transaction: fencing ends the service at
+ * once, said once (another instance with our transactional id owns the
+ * output now; going on would only fail again), any other failure is counted
+ * under 'commit' and escalated if it persists (FailureReporter).
+ * `stage` names it in the fatal error, e.g. 'processor spans stage'.
+ */
+export function commitFailureHandler(o: { stage: string; instanceId: string; failures: FailureReporter; onFatal?: (err: FatalError) => void }): (err: unknown) => void {
+  let fenced = false;
+  return (err) => {
+    if (!isFenced(err)) return o.failures.failed('commit', err);
+    if (fenced) return;
+    fenced = true;
+    o.onFatal?.(new FatalError(`${o.stage}: fenced: another processor runs as --instance ${o.instanceId} (${describeKafkaError(err)}); this one stops`, { cause: err }));
+  };
 }
 
 /**

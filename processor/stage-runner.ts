@@ -32,11 +32,11 @@
  */
 import type { Kafka, Consumer, EachBatchPayload, Transaction, KafkaMessage } from 'kafkajs';
 import { CompressionTypes } from '../kafka/kafkajs.ts';
-import { MessageLimits, describeKafkaError, isTooLarge, retrying, sendWithinLimits, type Oversized } from '../kafka/client.ts';
+import { MessageLimits, isTooLarge, retrying, sendWithinLimits, type Oversized } from '../kafka/client.ts';
 import { retryTxStep } from '../kafka/transaction.ts';
 import { FailureReporter } from './failures.ts';
-import { connectStageClients, isFenced, type TxProducer } from './stage-clients.ts';
-import { FatalError } from '../common/errors.ts';
+import { commitFailureHandler, connectStageClients, type TxProducer } from './stage-clients.ts';
+import type { FatalError } from '../common/errors.ts';
 import { createSerial } from './serial.ts';
 import { oversizedDeadLetter, type OutMessage } from './repartition.ts';
 import { IDLE_GRACE_NS } from './partition.ts';
@@ -133,14 +133,7 @@ export interface StageRunner<P> {
 export function createStageRunner<P, O>(opts: StageRunnerOptions<P, O>): StageRunner<P> {
   const { counters, inTopic, group } = opts;
   const failures = new FailureReporter({ what: `processor: ${opts.name}`, log: opts.log, ...(opts.onFatal ? { onFatal: opts.onFatal } : {}) });
-  let fenced = false;
-  /** A transaction's failure: fencing ends the service at once (another instance owns our output now), the rest is counted and escalated if it persists. */
-  const commitFailed = (err: unknown): void => {
-    if (!isFenced(err)) return failures.failed('commit', err);
-    if (fenced) return;
-    fenced = true;
-    opts.onFatal?.(new FatalError(`processor ${opts.name} stage: fenced: another processor runs as --instance ${opts.instanceId} (${describeKafkaError(err)}); this one stops`, { cause: err }));
-  };
+  const commitFailed = commitFailureHandler({ stage: `processor ${opts.name} stage`, instanceId: opts.instanceId, failures, ...(opts.onFatal ? { onFatal: opts.onFatal } : {}) });
   let limits: MessageLimits | undefined;
   const states = new Map<number, PartitionSlot<P>>();
   let consumer: Consumer | undefined;
