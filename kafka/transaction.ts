@@ -36,6 +36,11 @@ export const TX_RETRIABLE_TYPES: ReadonlySet<string> = new Set([
   'COORDINATOR_LOAD_IN_PROGRESS',
   'COORDINATOR_NOT_AVAILABLE',
   'NOT_COORDINATOR',
+  // what kafkajs 2.2.4 calls codes 14, 15, 16 (the names above are the Java client's):
+  // without these a coordinator moving was never retried, only aborted
+  'GROUP_LOAD_IN_PROGRESS',
+  'GROUP_COORDINATOR_NOT_AVAILABLE',
+  'NOT_COORDINATOR_FOR_GROUP',
 ]);
 
 /**
