@@ -462,6 +462,7 @@ enum rf_prof_lost_reason {
 	RF_PROF_L_STACK_MAP_FULL   = 2, /* bpf_get_stackid -ENOMEM (or any other error) */
 	RF_PROF_L_COUNTS_FULL      = 3, /* rf_prof_counts full: the sample or block lost */
 	RF_PROF_L_OFFCPU_EXPIRED   = 4, /* off-CPU time reported without its stack (RF_PROF_STACK_EXPIRED) */
+	RF_PROF_L_OFFCPU_UNTRACKED = 5, /* a switch-out whose task entry could not be made (task storage: no memory, or busy on this CPU): that block not counted */
 	RF_PROF_L_NR               = 8,
 };
 

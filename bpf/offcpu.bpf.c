@@ -153,6 +153,8 @@ int BPF_PROG(rf_offcpu_switch, bool preempt, struct task_struct *prev,
 		s = bpf_task_storage_get(&rf_offcpu_tasks, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 		if (s)
 			*s = st;
+		else
+			rf_prof_lose(RF_PROF_L_OFFCPU_UNTRACKED); /* never silent: its block goes uncounted */
 	}
 
 	/* the block of next is counted by rf_offcpu_back, in next's own context */

@@ -52,6 +52,7 @@ export const KERNEL_LOSS_COUNTERS: readonly { map: string; index: number; reason
     ];
   }),
   { map: 'rf_offcpu_lost', index: PROF_LOST.OFFCPU_EXPIRED, reason: 'offcpu_expired' },
+  { map: 'rf_offcpu_lost', index: PROF_LOST.OFFCPU_UNTRACKED, reason: 'offcpu_untracked' },
 ];
 
 /** Cumulative counts per reason since the objects were loaded. */

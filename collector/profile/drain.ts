@@ -23,7 +23,7 @@ export type ProfState = (typeof PROF_STATES)[number];
 export const PROF_STACK = { NONE: -1, LOST: -2, EXPIRED: -3 } as const;
 
 /** enum rf_prof_lost_reason: indexes of <prefix>_lost */
-export const PROF_LOST = { USTACK_COLLISION: 0, KSTACK_COLLISION: 1, STACK_MAP_FULL: 2, COUNTS_FULL: 3, OFFCPU_EXPIRED: 4 } as const;
+export const PROF_LOST = { USTACK_COLLISION: 0, KSTACK_COLLISION: 1, STACK_MAP_FULL: 2, COUNTS_FULL: 3, OFFCPU_EXPIRED: 4, OFFCPU_UNTRACKED: 5 } as const;
 
 export const PROF_KEY_SIZE = 24;
 export const PROF_COUNT_SIZE = 32;

@@ -67,7 +67,8 @@ test('profile --help says which stacks stop early and why', () => {
 test('profile summary: kernel losses by reason, nothing when none', () => {
   assert.equal(lostSummary(null), '');
   assert.equal(lostSummary([0n, 0n, 0n, 0n, 0n]), '');
-  assert.equal(lostSummary([2n, 0n, 0n, 5n, 0n, 1n]), '; not counted by the kernel: ustack_collision 2, counts_full 5, reason_5 1');
+  assert.equal(lostSummary([2n, 0n, 0n, 5n, 0n, 3n]), '; not counted by the kernel: ustack_collision 2, counts_full 5, offcpu_untracked 3');
+  assert.equal(lostSummary([0n, 0n, 0n, 0n, 0n, 0n, 1n]), '; not counted by the kernel: reason_6 1');
 });
 
 test('profile mapping table: a process gone names its frames from its last maps and the file\'s ELF symbols', () => {

@@ -53,7 +53,7 @@ test('profiling enums and stack id markers: values as drain.ts names them', () =
     ['RF_PROF_STACK_NONE', PROF_STACK.NONE], ['RF_PROF_STACK_LOST', PROF_STACK.LOST], ['RF_PROF_STACK_EXPIRED', PROF_STACK.EXPIRED],
     ['RF_PROF_L_USTACK_COLLISION', PROF_LOST.USTACK_COLLISION], ['RF_PROF_L_KSTACK_COLLISION', PROF_LOST.KSTACK_COLLISION],
     ['RF_PROF_L_STACK_MAP_FULL', PROF_LOST.STACK_MAP_FULL], ['RF_PROF_L_COUNTS_FULL', PROF_LOST.COUNTS_FULL],
-    ['RF_PROF_L_OFFCPU_EXPIRED', PROF_LOST.OFFCPU_EXPIRED],
+    ['RF_PROF_L_OFFCPU_EXPIRED', PROF_LOST.OFFCPU_EXPIRED], ['RF_PROF_L_OFFCPU_UNTRACKED', PROF_LOST.OFFCPU_UNTRACKED],
     ...PROF_STATES.map((s, i): [string, number] => [`RF_PROF_ST_${s}`, i]),
   ];
   const m = measure(consts.map(([c]) => `printf("${c} %d\\n", (int)(${c}));`));
