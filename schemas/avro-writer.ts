@@ -101,6 +101,12 @@ export class AvroWriter {
     this.buf = Buffer.allocUnsafe(Math.max(2 * this.buf.length, 2 * this.pos));
   }
 
+  /** A new buffer of `size` bytes to write into; the old one stays with whoever holds views of it. */
+  fresh(size: number): void {
+    this.buf = Buffer.allocUnsafe(size);
+    this.pos = 0;
+  }
+
   /** A copy of [0, pos): the scratch buffer is reused by the next record (kafkajs may hold values long after). */
   copy(): Buffer {
     return Buffer.from(this.buf.subarray(0, this.pos));
@@ -118,8 +124,9 @@ export class AvroWriter {
       return;
     }
     if (typeof v !== 'bigint') throw new AvroWriteError(field, v);
-    if (v >= -BIG_TWO_52 && v < BIG_TWO_52) {
-      const n = Number(v);
+    // Number() rounds monotonically and 2^52 is a double: |n| < 2^52 exactly when |v| is (no BigInt compares)
+    const n = Number(v);
+    if (n >= -TWO_52 && n < TWO_52) {
       this.pos = writeVarint(this.buf, this.pos, n >= 0 ? n * 2 : -n * 2 - 1);
       return;
     }

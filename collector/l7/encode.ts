@@ -31,6 +31,8 @@ import type { L7Message } from './types.ts';
 export const L7_SCHEMA_ID = 'l7';
 
 const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+/** Bytes of the buffer EXCHANGE and REQUEST/RESPONSE records are written into, one after another (~300 bytes each). */
+const SLAB = 16 * 1024;
 /** The response fields of a record without one: three nulls, an empty map, false, ''. */
 const NO_RESPONSE = Uint8Array.of(0, 0, 0, 0, 0, 0);
 
@@ -180,7 +182,7 @@ export function createL7Encoder(opts: { host: string; bootTimeNs: bigint; format
     e.long(opts.bootTimeNs, 'boot_time_ns');
     return e.copy();
   })();
-  const w = new AvroWriter();
+  const w = new AvroWriter(SLAB);
   const fields = (m: L7Message, r: L7Message | null, outcome: L7Outcome | null, c: L7Context, containerId: string): void => {
     const s = r ?? m;
     w.long(m.start_ns, 'ts_ns');
@@ -230,13 +232,31 @@ export function createL7Encoder(opts: { host: string; bootTimeNs: bigint; format
     w.nullableEnum(OUTCOME, outcome, 'outcome');
     w.bytes(envelope);
   };
+  // Records are written one after another into a slab and handed out as views
+  // of it, as transcode.ts hands out a batch's (kafkajs may hold them long
+  // after): no copy per record. A slab is left to the records that view it
+  // when the next one might not fit; a record larger than a slab gets one of its own.
+  const headerRoom = format.headerSize(schema) + 64;
+  let at = 0; // where the next record starts in w.buf
   const viaWriter = (m: L7Message, r: L7Message | null, outcome: L7Outcome | null, c: L7Context): Buffer => {
     const containerId = opts.containerId?.(c.tgid) ?? '';
-    for (;;) {
-      w.start(format.writeHeader(schema, w.buf, 0));
+    for (let tries = 1; ; tries++) {
+      if (w.buf.length - at < headerRoom) {
+        w.fresh(SLAB);
+        at = 0;
+      }
+      w.start(format.writeHeader(schema, w.buf, at));
       fields(m, r, outcome, c, containerId);
-      if (w.fits()) return w.copy();
-      w.grow(); // a record larger than any before: once more into a buffer that holds it
+      if (w.fits()) {
+        const value = w.buf.subarray(at, w.pos);
+        at = w.pos;
+        return value;
+      }
+      // it ran past the slab's end: once more at the start of a new one that holds it
+      // (a record's size does not change between tries: a third try would be a bug, not a retry)
+      if (tries === 2) throw new Error(`l7 record of ${w.pos - at} bytes did not fit ${w.buf.length}`);
+      w.fresh(Math.max(SLAB, 2 * (w.pos - at)));
+      at = 0;
     }
   };
 

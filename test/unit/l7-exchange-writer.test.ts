@@ -169,6 +169,18 @@ test('l7 writer: with a wrong value or undefined in any field, encodes what avsc
   }
 });
 
+test('l7 writer: records handed out earlier keep their bytes while later ones are written (views of a shared slab; some larger than it)', () => {
+  const direct = createL7Encoder({ host: 'h', bootTimeNs: BOOT, containerId: () => 'c' });
+  const avsc = createL7Encoder({ host: 'h', bootTimeNs: BOOT, containerId: () => 'c', avsc: true });
+  badRate = 0;
+  const big = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`h${i}`, 'v'.repeat(500)])); // ~20 KiB
+  const inputs = fc.sample(inputArb, { numRuns: 600, seed: 99 }).map((o, i) => (i % 97 === 50 ? { ...o, msg: { ...o.msg, headers: big } } : o));
+  const kept = inputs.map((o) => direct.encode(o).value);
+  assert.ok(kept.some((v) => v.length > 16 * 1024), 'a record larger than a slab');
+  assert.ok(kept.length > 200 && new Set(kept.map((v) => v.buffer)).size < kept.length / 10, 'records share slabs');
+  inputs.forEach((o, i) => assert.ok(kept[i]!.equals(avsc.encode(o).value), `record ${i} changed after it was handed out`));
+});
+
 test('l7 writer: what it writes decodes to the values given (one exchange, every field set)', () => {
   const enc = createL7Encoder({ host: 'höst', bootTimeNs: BOOT, containerId: () => 'c0ffee' });
   const req: L7Message = {
