@@ -93,7 +93,7 @@ export interface ExpHistogramRecord {
 /** Semantic-convention attributes whose values are integers (OTel semconv: server.port, the HTTP and gRPC status codes are ints). */
 export const INT_ATTRIBUTES: ReadonlySet<string> = new Set([
   'server.port', 'client.port', 'network.peer.port', 'network.local.port', 'source.port', 'destination.port',
-  'http.response.status_code', 'rpc.grpc.status_code',
+  'http.response.status_code', 'rpc.grpc.status_code', 'ringflow.dns.retries',
 ]);
 
 /**

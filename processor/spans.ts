@@ -123,6 +123,8 @@ export interface L7Record {
   readonly dns_name: string | null;
   readonly dns_type: string | null;
   readonly dns_rcode: string | null;
+  /** DNS paired in the kernel (EXCHANGE): sends of the query after the first, same id and peer (null or absent: not known). */
+  readonly dns_retries?: number | null;
   readonly body_bytes: bigint;
   readonly truncated: boolean;
   /** HTTP1: '1.0' or '1.1' from the start line ('' or absent: not HTTP/1, or a record from before the field). */
@@ -1158,6 +1160,8 @@ function buildSpan(req: L7Record, resp: L7Record | null, outcome: Outcome, timeo
     signature = `${req.dns_name} ${req.dns_type}`;
     set('dns.question.name', req.dns_name);
     set('dns.question.type', req.dns_type);
+    // no semantic convention for it: a resolver's retransmits, one span timed from the first send
+    if (req.dns_retries != null && req.dns_retries > 0) set('ringflow.dns.retries', req.dns_retries);
     if (resp) {
       set('dns.response_code', resp.dns_rcode);
       // NXDOMAIN counts as a failed lookup too (error.type NXDOMAIN): a search list's

@@ -94,7 +94,7 @@ export interface L7Encoder {
  * CRC-64-AVRO of the l7.avsc this file's writer follows (field order, types,
  * defaults). Another schema is encoded by avsc until the writer is updated.
  */
-export const L7_WRITER_FINGERPRINT = 0xb2f01e920cdaeb37n;
+export const L7_WRITER_FINGERPRINT = 0x0f6bae29a3a9db77n;
 
 function enumSymbols(schema: RegisteredSchema, field: string): ReadonlyMap<string, number> {
   const f = (schema.schema.fields as readonly { name: string; type: unknown }[]).find((x) => x.name === field);
@@ -160,6 +160,7 @@ export function createL7Encoder(opts: { host: string; bootTimeNs: bigint; format
       resp_truncated: r !== null && r.truncated,
       resp_protocol_version: r?.protocol_version ?? '',
       outcome,
+      dns_retries: m.dns_retries ?? null,
       host: opts.host,
       boot_time_ns: opts.bootTimeNs,
     };
@@ -230,6 +231,7 @@ export function createL7Encoder(opts: { host: string; bootTimeNs: bigint; format
       w.string(r.protocol_version ?? '', 'resp_protocol_version');
     }
     w.nullableEnum(OUTCOME, outcome, 'outcome');
+    w.nullableInt(m.dns_retries ?? null, 'dns_retries');
     w.bytes(envelope);
   };
   // Records are written one after another into a slab and handed out as views

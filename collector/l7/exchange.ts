@@ -355,6 +355,7 @@ function dnsExchangeMessages(x: L7Exchange): ExchangeMessages {
     } else {
       m.end_ns = x.req_end_ns;
       m.body_bytes = x.req_body_bytes;
+      m.dns_retries = x.retries;
       if ((x.flags & L7_XFLAG.REQ_HEAD_CUT) !== 0) m.truncated = true;
       out.messages.push(m);
     }

@@ -43,6 +43,8 @@ export interface L7Message {
   dns_type: string | null;
   dns_rcode: string | null;
   dns_answers: number | null;
+  /** DNS paired in the kernel: the query's sends after the first with the same id and peer (its REQUEST only); absent elsewhere. */
+  dns_retries?: number | null;
   /** Body bytes as the protocol declares or frames them (content-length, chunks, DATA frames), captured or not. */
   body_bytes: number;
   /** True when part of the message was not captured (a gap) or the parser gave up on it; what is known is still reported. */

@@ -106,7 +106,7 @@ test('exchange kind: encodeExchange round trip: request fields, response fields,
     body_bytes: 0n, truncated: false, protocol_version: '1.1',
     resp_start_ns: 10n * S + 3n * MS, resp_end_ns: 10n * S + 3n * MS, resp_body_bytes: 2n,
     resp_headers: { 'content-type': 'text/plain' }, // never set-cookie
-    resp_truncated: false, resp_protocol_version: '1.1', outcome: 'RESPONDED',
+    resp_truncated: false, resp_protocol_version: '1.1', outcome: 'RESPONDED', dns_retries: null,
     host: 'h1', boot_time_ns: BOOT,
   });
   // encode() of an output with `exchange` set is the same record (the tracker's path)
@@ -178,7 +178,7 @@ test('exchange kind: the version before is kept as history l7.v2; EXCHANGE is a 
   const added = current.schema.fields.filter((f) => !v2.schema.fields.some((o) => o.name === f.name));
   assert.deepEqual(added.map((f) => [f.name, f.default]), [
     ['resp_start_ns', null], ['resp_end_ns', null], ['resp_body_bytes', null], ['resp_headers', {}],
-    ['resp_truncated', false], ['resp_protocol_version', ''], ['outcome', null],
+    ['resp_truncated', false], ['resp_protocol_version', ''], ['outcome', null], ['dns_retries', null], // dns_retries: v4 (history l7.v3)
   ]);
   for (const f of added) assert.ok(typeof f.doc === 'string' && f.doc.length > 40, `${f.name} is documented for the data teams`);
   // the shared fields keep their order and types: old readers skip only the new ones
@@ -188,7 +188,7 @@ test('exchange kind: the version before is kept as history l7.v2; EXCHANGE is a 
 test('exchange kind: new readers read records of every older version (v0, v1, v2) as they were written, the exchange fields defaulted', () => {
   const [[q, r]] = conversation(CONVERSATIONS[0]![2], CONVERSATIONS[0]![3]) as [[L7Message, L7Message]];
   const now = [q, r].map((msg) => ({ ...decodeRecord(enc.encode({ msg, ctx: ctx('SERVER') }).value).value }));
-  for (const id of ['l7.v0', 'l7.v1', 'l7.v2']) {
+  for (const id of ['l7.v0', 'l7.v1', 'l7.v2', 'l7.v3']) {
     const old = registry.history.find((h) => h.id === id)!;
     assert.ok(old, `schemas/history/${id}.avsc`);
     const written = now.map((v) => encodeRecord(old, v));

@@ -83,6 +83,7 @@ function messageArb(kind: 'REQUEST' | 'RESPONSE', exchanged = false): fc.Arbitra
     dns_type: f(d(nullable(str))),
     dns_rcode: f(d(nullable(str))),
     dns_answers: f(d(nullable(intArb))),
+    dns_retries: f(d(nullable(intArb))),
     body_bytes: f(r(longArb)),
     truncated: f(r(fc.boolean())),
     protocol_version: f(d(fc.oneof(fc.constantFrom('1.0', '1.1', ''), str))),

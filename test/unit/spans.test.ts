@@ -1008,6 +1008,18 @@ function exchangesFrom(records: readonly L7Record[], which: (r: L7Record) => boo
   return { records: out, from };
 }
 
+test('spans: a DNS EXCHANGE whose query was sent again carries ringflow.dns.retries; one sent once does not', () => {
+  const q = rec(RESOLVER, { kind: 'REQUEST', protocol: 'DNS', id: 0x77, at: T0, dns: ['db.svc', 'A'] });
+  const a = rec(RESOLVER, { kind: 'RESPONSE', protocol: 'DNS', id: 0x77, at: T0 + 5n * S, rcode: 'NOERROR', dns: ['db.svc', 'A'] });
+  const x = exchangeOf(q, a);
+  for (const [retries, want] of [[2, '2'], [0, undefined], [null, undefined]] as const) {
+    const { spans } = run([{ ...x, dns_retries: retries } as L7Record]);
+    assert.equal(spans.length, 1);
+    assert.equal(spans[0]!.attributes['ringflow.dns.retries'], want, `dns_retries ${retries}`);
+    assert.equal(spans[0]!.start_ns, T0, 'timed from the first send');
+  }
+});
+
 test('spans: EXCHANGE records give the spans, links and counters of their REQUEST + RESPONSE pairs', () => {
   const tid = '4bf92f3577b34da6a3ce929d0e0e4736';
   const pid = '00f067aa0ba902b7';
