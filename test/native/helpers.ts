@@ -5,6 +5,8 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type Session, u32 } from '../../native/index.ts';
 import { ensureTracefs } from '../../collector/preflight.ts';
@@ -54,4 +56,35 @@ export function addBench(session: Session, pid: number): void {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A child started by startReady: its stdout lines so far (the "ready" line included) and its exit. */
+export interface ReadyChild {
+  readonly child: ChildProcess;
+  readonly exited: Promise<unknown[]>;
+  readonly lines: string[];
+}
+
+/**
+ * Spawns cmd (stdin a pipe, stdout read line by line, stderr inherited) and
+ * resolves once it prints the line "ready": the point where a test attaches
+ * its programs before releasing the child with a byte on stdin. Rejects if
+ * it exits first. The child is killed when the test ends.
+ */
+export async function startReady(t: TestContext, cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<ReadyChild> {
+  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'], ...opts });
+  const exited = once(child, 'exit');
+  const lines: string[] = [];
+  const rl = createInterface({ input: child.stdout! });
+  const ready = new Promise<void>((resolve, reject) => {
+    rl.on('line', (l) => {
+      lines.push(l);
+      if (l === 'ready') resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`child exited (${code}) before it was ready`)));
+  });
+  ready.catch(() => {});
+  t.after(() => child.kill());
+  await ready;
+  return { child, exited, lines };
 }

@@ -17,16 +17,14 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { createInterface } from 'node:readline';
+import { execFileSync, spawn } from 'node:child_process';
 import { Session, forEachRecord } from '../../native/index.ts';
 import { encodeSettings } from '../../collector/signals/settings.ts';
 import { ensureTracefs } from '../../collector/preflight.ts';
 import { L7Kind, L7_CAPTURE_TYPE, decodeL7Capture } from '../../collector/l7/capture.ts';
 import { L7App, L7Outcome, L7_EXCHANGE_TYPE, L7_PARSE, decodeL7Exchange, exchangeMessages, type L7Exchange } from '../../collector/l7/exchange.ts';
 import { formatInet } from '../../collector/events/inet.ts';
-import { ROOT, sleep } from './helpers.ts';
+import { ROOT, sleep, startReady } from './helpers.ts';
 
 /** RINGFLOW_TEST_L7_OBJ: an object built elsewhere (e.g. a private tree while the shared one is being edited). */
 const L7_OBJ = process.env.RINGFLOW_TEST_L7_OBJ ?? `${ROOT}bpf/.output/l7.bpf.o`;
@@ -104,20 +102,7 @@ function copyExchange(batch: Buffer, off: number, len: number): X | null {
  * (a byte on stdin) and collects every record until it exits.
  */
 async function run(t: TestContext, cmd: string, args: string[], o: RunOptions = {}): Promise<Run> {
-  const child: ChildProcess = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'] });
-  const exited = once(child, 'exit');
-  const printed: string[] = [];
-  const rl = createInterface({ input: child.stdout! });
-  const ready = new Promise<void>((resolve, reject) => {
-    rl.on('line', (l) => {
-      printed.push(l);
-      if (l === 'ready') resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`child exited (${code}) before it was ready`)));
-  });
-  ready.catch(() => {});
-  t.after(() => child.kill());
-  await ready;
+  const { child, exited, lines: printed } = await startReady(t, cmd, args);
   const session = new Session({ ringBytes: 16 << 20 });
   t.after(() => session.stop());
   session.addObject(L7_OBJ, globals(child.pid!, o));

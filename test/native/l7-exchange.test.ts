@@ -13,15 +13,13 @@
  */
 import { before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { createInterface } from 'node:readline';
+import { execFileSync } from 'node:child_process';
 import { Session, forEachRecord } from '../../native/index.ts';
 import { encodeSettings } from '../../collector/signals/settings.ts';
 import { ensureTracefs } from '../../collector/preflight.ts';
 import { L7_CAPTURE_TYPE, decodeL7Capture, type L7Capture } from '../../collector/l7/capture.ts';
 import { L7Tracker } from '../../collector/l7/tracker.ts';
-import { ROOT } from './helpers.ts';
+import { ROOT, startReady } from './helpers.ts';
 
 const L7_OBJ = `${ROOT}bpf/.output/l7.bpf.o`;
 /** RF_EV_L7_EXCHANGE */
@@ -143,20 +141,7 @@ function l7Globals(pid: number, o: RunOptions): Record<string, Buffer> {
  * (a byte on stdin) and collects every record until it exits.
  */
 async function run(t: TestContext, cmd: string, args: string[], o: RunOptions = {}): Promise<Run> {
-  const child: ChildProcess = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'] });
-  const exited = once(child, 'exit');
-  const printed: string[] = [];
-  const rl = createInterface({ input: child.stdout! });
-  const ready = new Promise<void>((resolve, reject) => {
-    rl.on('line', (l) => {
-      printed.push(l);
-      if (l === 'ready') resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`child exited (${code}) before it was ready`)));
-  });
-  ready.catch(() => {});
-  t.after(() => child.kill());
-  await ready;
+  const { child, exited, lines: printed } = await startReady(t, cmd, args);
   const session = new Session({ ringBytes: 16 << 20 });
   t.after(() => session.stop());
   session.addObject(L7_OBJ, l7Globals(child.pid!, o.portFromChild ? { ...o, port: Number(printed[0]) } : o));

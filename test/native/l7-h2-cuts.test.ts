@@ -18,7 +18,7 @@ import { encodeL7Settings, encodeSettings, type L7Settings } from '../../collect
 import { ensureTracefs } from '../../collector/preflight.ts';
 import { decodeL7Capture, IPPROTO_TCP, L7Kind, L7Syscall, L7_CUT_SIZE, L7_H2, type L7Capture } from '../../collector/l7/capture.ts';
 import { L7Tracker, type L7Output } from '../../collector/l7/tracker.ts';
-import { ROOT } from './helpers.ts';
+import { ROOT, startReady } from './helpers.ts';
 
 const L7_OBJ = `${ROOT}bpf/.output/l7.bpf.o`;
 
@@ -49,20 +49,7 @@ interface Run {
  * "ready", waits for a line on stdin, does its work and prints one JSON line.
  */
 async function runChild(t: TestContext, script: string, l7: L7Settings = {}): Promise<Run> {
-  const child = spawn(process.execPath, ['-e', script], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: '' } });
-  const exited = once(child, 'exit');
-  const lines: string[] = [];
-  const rl = createInterface({ input: child.stdout! });
-  const ready = new Promise<void>((resolve, reject) => {
-    rl.on('line', (l) => {
-      lines.push(l);
-      if (l === 'ready') resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`child exited (${code}) before it was ready`)));
-  });
-  ready.catch(() => {});
-  t.after(() => child.kill());
-  await ready;
+  const { child, exited, lines } = await startReady(t, process.execPath, ['-e', script], { cwd: ROOT, env: { ...process.env, NODE_OPTIONS: '' } });
   const session = new Session({ ringBytes: 64 << 20 });
   t.after(() => session.stop());
   session.addObject(L7_OBJ, { ...encodeSettings({ pid: child.pid!, selfTgid: process.pid }), ...encodeL7Settings(l7) });

@@ -9,11 +9,10 @@
  */
 import { before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { createInterface } from 'node:readline';
 import { Session, forEachRecord, type SessionOptions } from '../../native/index.ts';
 import { encodeL7Settings, encodeSettings, type Filters, type L7Settings } from '../../collector/signals/settings.ts';
 import { ensureTracefs } from '../../collector/preflight.ts';
@@ -22,7 +21,7 @@ import {
   decodeL7Capture, type L7Capture,
 } from '../../collector/l7/capture.ts';
 import { messageEdgeNs } from '../../collector/l7/tracker.ts';
-import { ROOT } from './helpers.ts';
+import { ROOT, startReady } from './helpers.ts';
 
 const L7_OBJ = `${ROOT}bpf/.output/l7.bpf.o`;
 let PYTHON = 'python3';
@@ -171,20 +170,7 @@ function copyRecord(r: L7Capture): L7Capture {
 
 /** Runs PRELUDE + script in python3 with l7.bpf.o attached; every L7 record of the run comes back. */
 async function runChild(t: TestContext, script: string, opts: RunOptions = {}): Promise<ChildRun> {
-  const child = spawn(PYTHON, ['-c', PRELUDE + script], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const exited = once(child, 'exit');
-  const lines: string[] = [];
-  const rl = createInterface({ input: child.stdout! });
-  const ready = new Promise<void>((resolve, reject) => {
-    rl.on('line', (l) => {
-      lines.push(l);
-      if (l === 'ready') resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`child exited (${code}) before it was ready`)));
-  });
-  ready.catch(() => {});
-  t.after(() => child.kill());
-  await ready;
+  const { child, exited, lines } = await startReady(t, PYTHON, ['-c', PRELUDE + script]);
 
   const session = new Session({ ringBytes: 16 << 20, ...opts.session });
   t.after(() => session.stop());
