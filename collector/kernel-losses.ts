@@ -20,6 +20,7 @@
  */
 
 import { L7_PARSE } from './l7/exchange.ts';
+import { L7_H2 } from './l7/capture.ts';
 import { PROF_LOST } from './profile/drain.ts';
 
 /** Where each reason is counted: index = the BPF enum value (bpf/block.bpf.c, bpf/tcp.bpf.c, bpf/events.h). */
@@ -40,6 +41,9 @@ export const KERNEL_LOSS_COUNTERS: readonly { map: string; index: number; reason
   { map: 'rf_l7_parse', index: L7_PARSE.RESP_ORPHAN, reason: 'l7_resp_orphan' },
   { map: 'rf_l7_parse', index: L7_PARSE.CONCURRENT, reason: 'l7_h1_concurrent' },
   { map: 'rf_l7_parse', index: L7_PARSE.MMSG_OVER_LIMIT, reason: 'l7_mmsg_over_limit' },
+  // enum rf_l7_h2_counter (L7_H2 in collector/l7/capture.ts): the one HTTP/2 framing count that is bytes
+  // not captured (a call whose kept header bytes exceeded the capture size); the others are not losses
+  { map: 'rf_l7_h2', index: L7_H2.KEPT_OVER, reason: 'l7_h2_kept_over' },
   // enum rf_prof_lost_reason (bpf/events.h; PROF_LOST in collector/profile/drain.ts), one array per profile
   // signal. A stack lost keeps its sample or block (reported with stack LOST); a full count map loses it
   ...(['profile', 'offcpu'] as const).flatMap((sig) => {

@@ -33,6 +33,12 @@ test('readKernelLosses: fixed names by map index, absent maps absent, tcp only w
 test('reason names are unique and each names its signal', () => {
   const names = KERNEL_LOSS_COUNTERS.map((c) => c.reason);
   assert.equal(new Set(names).size, names.length);
-  const prefix: Record<string, RegExp> = { rf_block_lost: /^block_/, rf_tcp_unattributed: /^tcp_/, rf_l7_parse: /^l7_/, rf_prof_lost: /^profile_/, rf_offcpu_lost: /^offcpu_/ };
+  const prefix: Record<string, RegExp> = { rf_block_lost: /^block_/, rf_tcp_unattributed: /^tcp_/, rf_l7_parse: /^l7_/, rf_l7_h2: /^l7_h2_/, rf_prof_lost: /^profile_/, rf_offcpu_lost: /^offcpu_/ };
   for (const c of KERNEL_LOSS_COUNTERS) assert.match(c.reason, prefix[c.map]!);
+});
+
+test('HTTP/2 framing counters: only the call whose header bytes overflowed the record is a loss (l7_h2_kept_over)', () => {
+  // enum rf_l7_h2_counter: records, cut bytes, cut limit, kept over, frame lost, resynced
+  const session = { mapCounters: (n: string) => (n === 'rf_l7_h2' ? [100n, 9000n, 1n, 2n, 3n, 4n, 0n, 0n] : null) };
+  assert.deepEqual(readKernelLosses(session, { taskFiltered: false }), { l7_h2_kept_over: 2n });
 });
