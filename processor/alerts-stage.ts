@@ -25,7 +25,7 @@ import { MessageLimits, ensureTopics, isTooLarge, retrying, sendWithinLimits } f
 import { retryTxStep } from '../kafka/transaction.ts';
 import { FailureReporter } from './failures.ts';
 import { oversizedDeadLetter } from './repartition.ts';
-import { connectStageClients, type TxProducer } from './stage-clients.ts';
+import { commitFailureHandler, connectStageClients, isFenced, type TxProducer } from './stage-clients.ts';
 import type { FatalError } from '../common/errors.ts';
 import { decodeCurrent, encodeRecord, schemaRegistry } from '../schemas/index.ts';
 import { AlertEvaluator, alertKey, type AlertRecord, type AlertRule, type EvaluatorJSON, type MetricPointValue } from './alerts.ts';
@@ -94,6 +94,8 @@ export const singleOwnerAssigner: PartitionAssigner = ({ cluster }) => ({
 export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
   const counters: AlertsCounters = { points: 0, undecodable: 0, alerts: 0, transactions: 0, oversized: 0, txRetries: 0 };
   const failures = new FailureReporter({ what: 'alerts', log: opts.log, ...(opts.onFatal ? { onFatal: opts.onFatal } : {}) });
+  // fenced: another instance with this --instance owns the output now; fatal at once, said once
+  const fencedFatal = commitFailureHandler({ stage: 'processor alerts stage', instanceId: opts.instanceId, failures, ...(opts.onFatal ? { onFatal: opts.onFatal } : {}) });
   let limits: MessageLimits | undefined;
   const evalOpts = { processor: opts.instanceId, graceWindows: opts.graceWindows ?? 1 };
   const maxBytes = opts.metadataMaxBytes ?? DEFAULT_METADATA_MAX_BYTES;
@@ -179,6 +181,10 @@ export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
         const e = err as { retriable?: boolean; type?: string; name?: string };
         const retriable = e.retriable === true || e.type === 'CONCURRENT_TRANSACTIONS' || e.name === 'KafkaJSNumberOfRetriesExceeded';
         if (!retriable || attempt >= 10) {
+          if (isFenced(err)) {
+            fencedFatal(err);
+            throw err;
+          }
           once(`tx:${(err as Error).name}`, `alerts: transaction failed (${(err as Error).message}); re-reading from the last commit`);
           evaluator = undefined; // restored from the last commit on the next batch
           rewind = true;
@@ -264,7 +270,13 @@ export function createAlertsStage(opts: AlertsStageOptions): AlertsStage {
               alerts.push(...e.add(value, { partition: batch.partition, offset: BigInt(m.offset) }));
             }
             positions.set(batch.partition, BigInt(batch.messages[batch.messages.length - 1]!.offset) + 1n);
-            await commit(e, alerts);
+            try {
+              await commit(e, alerts);
+            } catch (err) {
+              // fenced: already fatal (said once); thrown on, kafkajs would crash the consumer and say it again
+              if (isFenced(err)) return;
+              throw err;
+            }
             resolveOffset(batch.messages[batch.messages.length - 1]!.offset);
             await heartbeat();
           }),

@@ -1,7 +1,7 @@
 /**
  * The keyed stages' shared loop (processor/stage-runner.ts) when another
  * instance with the same --instance fences its transactional producer, on a
- * real broker: the spans and the profiles stage each say so through onFatal,
+ * real broker: the spans, profiles and alerts stages each say so through onFatal,
  * once, naming itself, with no unhandled rejection; batches and idle ticks
  * that fail after it are not reported again. Stage 1 has the same test in
  * processor-faults.test.ts; this path of the keyed stages had none.
@@ -13,11 +13,13 @@ import { Kafka, logLevel } from '../../kafka/kafkajs.ts';
 import { ensureTopics } from '../../kafka/client.ts';
 import { createSpansStage } from '../../processor/spans-stage.ts';
 import { createProfilesStage } from '../../processor/profiles-stage.ts';
+import { createAlertsStage } from '../../processor/alerts-stage.ts';
 import type { FatalError } from '../../common/errors.ts';
-import { DEADLETTER_TOPIC, L7_TOPIC, PROFILE_STACKS_TOPIC, PROFILES_TOPIC, REPARTITION_TOPIC, SPANS_TOPIC } from '../../processor/topics.ts';
+import { DEADLETTER_TOPIC, L7_TOPIC, METRICS_TOPIC, PROFILE_STACKS_TOPIC, PROFILES_TOPIC, REPARTITION_TOPIC, SPANS_TOPIC } from '../../processor/topics.ts';
+import { ALERTS_TOPIC } from '../../processor/alerts-stage.ts';
 
 interface Stage {
-  counters: { transactions: number; deadLetters: number };
+  counters: { transactions: number };
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -35,7 +37,7 @@ describe('processor: a keyed stage fenced by another instance', { timeout: 300_0
     kafka = new Kafka({ clientId: 'it-stage-runner-fence', brokers: [k.brokers], logLevel: logLevel.NOTHING });
     const admin = kafka.admin();
     await admin.connect();
-    await ensureTopics(admin, [L7_TOPIC, SPANS_TOPIC, PROFILE_STACKS_TOPIC, PROFILES_TOPIC, DEADLETTER_TOPIC, REPARTITION_TOPIC], 1);
+    await ensureTopics(admin, [L7_TOPIC, SPANS_TOPIC, PROFILE_STACKS_TOPIC, PROFILES_TOPIC, DEADLETTER_TOPIC, REPARTITION_TOPIC, METRICS_TOPIC, ALERTS_TOPIC], 1);
     await admin.disconnect();
   });
   after(async () => {
@@ -79,14 +81,23 @@ describe('processor: a keyed stage fenced by another instance', { timeout: 300_0
   test('the spans stage: one FatalError naming it, no unhandled rejection', async () => {
     const { fatal, log } = await fence('spans', L7_TOPIC, (l, f) => createSpansStage({ kafka, instanceId: 'it-fence', latenessNs: 0n, idleTickMs: 200, log: l, onFatal: f }));
     assert.deepEqual(rejections.map(String), [], 'no unhandled rejection');
-    assert.equal(fatal.length, 1, `one FatalError; the stage said:\n${log.join('\n')}`);
+    assert.equal(fatal.length, 1, `one FatalError (${fatal.map((e) => e.message).join(" | ")}); the stage said:\n${log.join("\n")}`);
     assert.match(fatal[0]!.message, /^processor spans stage: fenced: another processor runs as --instance it-fence/);
   });
 
   test('the profiles stage: one FatalError naming it, no unhandled rejection', async () => {
     const { fatal, log } = await fence('profiles', PROFILE_STACKS_TOPIC, (l, f) => createProfilesStage({ kafka, instanceId: 'it-fence', windowMs: 1000, latenessMs: 0, idleTickMs: 200, idleQuietMs: 200, log: l, onFatal: f }));
     assert.deepEqual(rejections.map(String), [], 'no unhandled rejection');
-    assert.equal(fatal.length, 1, `one FatalError; the stage said:\n${log.join('\n')}`);
+    assert.equal(fatal.length, 1, `one FatalError (${fatal.map((e) => e.message).join(" | ")}); the stage said:\n${log.join("\n")}`);
     assert.match(fatal[0]!.message, /^processor profiles stage: fenced: another processor runs as --instance it-fence/);
+  });
+
+  // the alerts stage keeps its own loop (one evaluator for all partitions); before, a fenced alerts
+  // stage only logged a failed transaction and went on failing: never fatal
+  test('the alerts stage: one FatalError naming it, no unhandled rejection', async () => {
+    const { fatal, log } = await fence('alerts', METRICS_TOPIC, (l, f) => createAlertsStage({ kafka, instanceId: 'it-fence', rules: [], partitions: 1, idleMs: 200, tickMs: 200, log: l, onFatal: f }));
+    assert.deepEqual(rejections.map(String), [], 'no unhandled rejection');
+    assert.equal(fatal.length, 1, `one FatalError (${fatal.map((e) => e.message).join(" | ")}); the stage said:\n${log.join("\n")}`);
+    assert.match(fatal[0]!.message, /^processor alerts stage: fenced: another processor runs as --instance it-fence/);
   });
 });
