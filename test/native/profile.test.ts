@@ -83,7 +83,10 @@ function busy(ms: number): void {
 
 test('on-CPU: this process is never sampled (rf_self_tgid), whatever else is', async () => {
   const session = new Session({ ringBytes: 1 << 16 });
-  let self = 0n, others = 0n;
+  let self = 0n, others = 0n, spinner = 0n;
+  // a known other process on a CPU: on a quiet host nothing else may be (CI saw no other sample at all)
+  const other = spawn('sh', ['-c', 'while :; do :; done'], { stdio: 'ignore' });
+  await once(other, 'spawn');
   try {
     session.addObject(PROFILE_OBJ, encodeSettings({ selfTgid: process.pid }));
     session.attachPerfEvent('rf_prof_sample', 99);
@@ -93,13 +96,15 @@ test('on-CPU: this process is never sampled (rf_self_tgid), whatever else is', a
       for (const c of decodeProfileDrain(session.profileDrain('rf_prof')).counts) {
         if (c.tgid === process.pid) self += c.value;
         else others += c.value;
+        if (c.tgid === other.pid) spinner += c.value;
       }
     }
   } finally {
+    other.kill('SIGKILL');
     await session.stop();
   }
   assert.equal(self, 0n, 'the collector itself is never sampled');
-  assert.ok(others > 0n, 'other processes are');
+  assert.ok(spinner > 0n && others >= spinner, `other processes are (the busy sh ${spinner} of ${others})`);
 });
 
 test('on-CPU: a 3:1 spin is sampled 75 % +- 5 points at 499 Hz, both functions framed', async () => {
