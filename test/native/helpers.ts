@@ -54,6 +54,14 @@ export function addBench(session: Session, pid: number): void {
   session.addObject(BENCH_OBJ, { bench_tgid: u32(pid) });
 }
 
+/** True as root; otherwise the test is skipped, except in CI, where BPF tests must run (CI runs as root). */
+export function rootOrSkip(t: TestContext): boolean {
+  if (process.getuid?.() === 0) return true;
+  if (process.env.CI) throw new Error('native tests need root in CI (CI runs as root)');
+  t.skip('needs root (loads BPF programs); run with sudo');
+  return false;
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }

@@ -24,20 +24,13 @@ import { ensureTracefs } from '../../collector/preflight.ts';
 import { L7Kind, L7_CAPTURE_TYPE, decodeL7Capture } from '../../collector/l7/capture.ts';
 import { L7App, L7Outcome, L7_EXCHANGE_TYPE, L7_PARSE, decodeL7Exchange, exchangeMessages, type L7Exchange } from '../../collector/l7/exchange.ts';
 import { formatInet } from '../../collector/events/inet.ts';
-import { ROOT, sleep, startReady } from './helpers.ts';
+import { ROOT, sleep, startReady, rootOrSkip } from './helpers.ts';
 
 /** RINGFLOW_TEST_L7_OBJ: an object built elsewhere (e.g. a private tree while the shared one is being edited). */
 const L7_OBJ = process.env.RINGFLOW_TEST_L7_OBJ ?? `${ROOT}bpf/.output/l7.bpf.o`;
 let PYTHON = 'python3';
 /** A loopback address of this test process: octet 3 picks the test, octet 4 the process. */
 const addr = (k: number): string => `127.${80 + k}.${(process.pid % 200) + 20}.${(process.pid >> 8) % 250 + 2}`;
-
-function rootOrSkip(t: TestContext): boolean {
-  if (process.getuid?.() === 0) return true;
-  if (process.env.CI) throw new Error('native tests need root in CI (CI runs as root)');
-  t.skip('needs root (loads BPF programs); run with sudo');
-  return false;
-}
 
 before(() => {
   if (process.getuid?.() !== 0) return;

@@ -19,7 +19,7 @@ import { encodeSettings } from '../../collector/signals/settings.ts';
 import { ensureTracefs } from '../../collector/preflight.ts';
 import { L7_CAPTURE_TYPE, decodeL7Capture, type L7Capture } from '../../collector/l7/capture.ts';
 import { L7Tracker } from '../../collector/l7/tracker.ts';
-import { ROOT, startReady } from './helpers.ts';
+import { ROOT, startReady, rootOrSkip } from './helpers.ts';
 
 const L7_OBJ = `${ROOT}bpf/.output/l7.bpf.o`;
 /** RF_EV_L7_EXCHANGE */
@@ -82,13 +82,6 @@ function decodeExchange(b: Buffer, off: number, len: number): Exchange {
     req_head: b.toString('latin1', off + EXCHANGE_SIZE, off + EXCHANGE_SIZE + reqLen),
     resp_head: b.toString('latin1', off + EXCHANGE_SIZE + reqLen, off + EXCHANGE_SIZE + reqLen + respLen),
   };
-}
-
-function rootOrSkip(t: TestContext): boolean {
-  if (process.getuid?.() === 0) return true;
-  if (process.env.CI) throw new Error('native tests need root in CI (CI runs as root)');
-  t.skip('needs root (loads BPF programs); run with sudo');
-  return false;
 }
 
 before(() => {

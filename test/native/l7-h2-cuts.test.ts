@@ -18,16 +18,9 @@ import { encodeL7Settings, encodeSettings, type L7Settings } from '../../collect
 import { ensureTracefs } from '../../collector/preflight.ts';
 import { decodeL7Capture, IPPROTO_TCP, L7Kind, L7Syscall, L7_CUT_SIZE, L7_H2, type L7Capture } from '../../collector/l7/capture.ts';
 import { L7Tracker, type L7Output } from '../../collector/l7/tracker.ts';
-import { ROOT, startReady } from './helpers.ts';
+import { ROOT, startReady, rootOrSkip } from './helpers.ts';
 
 const L7_OBJ = `${ROOT}bpf/.output/l7.bpf.o`;
-
-function rootOrSkip(t: TestContext): boolean {
-  if (process.getuid?.() === 0) return true;
-  if (process.env.CI) throw new Error('native tests need root in CI (CI runs as root)');
-  t.skip('needs root (loads BPF programs); run with sudo');
-  return false;
-}
 
 before(() => {
   if (process.getuid?.() !== 0) return;

@@ -21,17 +21,10 @@ import {
   decodeL7Capture, type L7Capture,
 } from '../../collector/l7/capture.ts';
 import { messageEdgeNs } from '../../collector/l7/tracker.ts';
-import { ROOT, startReady } from './helpers.ts';
+import { ROOT, startReady, rootOrSkip } from './helpers.ts';
 
 const L7_OBJ = `${ROOT}bpf/.output/l7.bpf.o`;
 let PYTHON = 'python3';
-
-function rootOrSkip(t: TestContext): boolean {
-  if (process.getuid?.() === 0) return true;
-  if (process.env.CI) throw new Error('native tests need root in CI (CI runs as root)');
-  t.skip('needs root (loads BPF programs); run with sudo');
-  return false;
-}
 
 before(() => {
   if (process.getuid?.() !== 0) return;
