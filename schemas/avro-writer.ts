@@ -28,7 +28,7 @@
  * advances `pos`; `end()` tells whether the record fit and the caller writes
  * it again after `grow()`. Only `Buffer.write` (non-ASCII strings) checks.
  */
-import { writeVarint } from './registry.ts';
+import { writeVarint, zigzag } from './registry.ts';
 
 export class AvroWriteError extends Error {
   /** Writing the same value again cannot succeed. */
@@ -116,7 +116,7 @@ export class AvroWriter {
   long(v: bigint | number, field: string): void {
     if (typeof v === 'number') {
       if (v >= -TWO_52 && v < TWO_52 && Number.isInteger(v)) {
-        this.pos = writeVarint(this.buf, this.pos, v >= 0 ? v * 2 : -v * 2 - 1);
+        this.pos = writeVarint(this.buf, this.pos, zigzag(v));
         return;
       }
       if (!Number.isSafeInteger(v)) throw new AvroWriteError(field, v);
@@ -127,7 +127,7 @@ export class AvroWriter {
     // Number() rounds monotonically and 2^52 is a double: |n| < 2^52 exactly when |v| is (no BigInt compares)
     const n = Number(v);
     if (n >= -TWO_52 && n < TWO_52) {
-      this.pos = writeVarint(this.buf, this.pos, n >= 0 ? n * 2 : -n * 2 - 1);
+      this.pos = writeVarint(this.buf, this.pos, zigzag(n));
       return;
     }
     if (v < -BIG_TWO_63 || v >= BIG_TWO_63) throw new AvroWriteError(field, v);
@@ -159,7 +159,7 @@ export class AvroWriter {
   /** Avro int (int32). */
   int(v: number, field: string): void {
     if (v !== (v | 0)) throw new AvroWriteError(field, v);
-    this.pos = writeVarint(this.buf, this.pos, v >= 0 ? v * 2 : -v * 2 - 1);
+    this.pos = writeVarint(this.buf, this.pos, zigzag(v));
   }
 
   bool(v: boolean, field: string): void {
@@ -193,7 +193,7 @@ export class AvroWriter {
     }
     if (v !== (v | 0)) throw new AvroWriteError(field, v);
     this.buf[this.pos++] = 2;
-    this.pos = writeVarint(this.buf, this.pos, v >= 0 ? v * 2 : -v * 2 - 1);
+    this.pos = writeVarint(this.buf, this.pos, zigzag(v));
   }
 
   /** ["null", long]. */

@@ -155,7 +155,12 @@ export function encodeLong(v: bigint | number): Buffer {
 
 /** |v| < 2^52: its zigzag value is < 2^53, exact in a double. */
 function encodeSmallLong(v: number): Buffer {
-  return LONG_VIEWS[writeVarint(LONG_SCRATCH, 0, v >= 0 ? v * 2 : -v * 2 - 1)]!;
+  return LONG_VIEWS[writeVarint(LONG_SCRATCH, 0, zigzag(v))]!;
+}
+
+/** Avro's zigzag of a long with |v| < 2^52 (exact in a double): 0, -1, 1, -2... -> 0, 1, 2, 3... */
+export function zigzag(v: number): number {
+  return v >= 0 ? v * 2 : -v * 2 - 1;
 }
 
 /**
