@@ -35,6 +35,7 @@ enum rf_event_type {
 	RF_EV_TCP_RETRANSMIT = 6, /* tcp: tcp:tcp_retransmit_skb */
 	RF_EV_TCP_DROP       = 7, /* tcp: skb:kfree_skb of a TCP segment */
 	RF_EV_BENCH          = 8, /* bench only: fixed-size record for drain benchmarks */
+	RF_EV_FS_IO          = 11, /* fs: one file syscall on a regular file, enter -> exit (9, 10: L7, below) */
 	RF_EV_MAX            = 16, /* size of the per-type drop counter array */
 };
 
@@ -150,6 +151,77 @@ struct rf_bench_event {
 	struct rf_header hdr;
 	__u64 seq;
 	__u64 _pad[1];
+};
+
+/*
+ * File-system calls on regular files (issue 12; bpf/fs.bpf.c; design:
+ * docs/design/fs.md). Syscall tracepoints only (no kprobes here): the enter
+ * program keeps a call only if its fd is a regular file (S_ISREG of the
+ * inode) and the task passes the filters; the exit program emits one record.
+ *
+ * Record = struct rf_fs_event + path_len bytes of the file's path (no NUL),
+ * resolved in BPF from the struct file: the dentry chain up to the mount's
+ * root, then across mounts up to the task's namespace root, last components
+ * kept when it is longer than the walk's bound (RF_FS_F_PATH_CUT,
+ * path_dropped components lost at the front; never silently).
+ */
+enum rf_fs_op {
+	RF_FS_READ            = 0,
+	RF_FS_WRITE           = 1,
+	RF_FS_PREAD           = 2,  /* pread64 */
+	RF_FS_PWRITE          = 3,  /* pwrite64 */
+	RF_FS_READV           = 4,
+	RF_FS_WRITEV          = 5,
+	RF_FS_PREADV          = 6,  /* preadv, preadv2 */
+	RF_FS_PWRITEV         = 7,  /* pwritev, pwritev2 */
+	RF_FS_FSYNC           = 8,
+	RF_FS_FDATASYNC       = 9,
+	RF_FS_SYNC_FILE_RANGE = 10,
+	RF_FS_OPEN            = 11, /* openat, openat2: the file is the returned fd's */
+	RF_FS_FTRUNCATE       = 12,
+	RF_FS_FALLOCATE       = 13,
+	RF_FS_RENAME          = 14, /* rename, renameat, renameat2 */
+	RF_FS_UNLINK          = 15, /* unlink, unlinkat */
+	RF_FS_OP_NR           = 16,
+};
+
+/* Whether the call was served without blocking: an estimate from the task's own counters (docs/design/fs.md section 4). */
+enum rf_fs_cache {
+	RF_FS_CACHE_UNKNOWN = 0, /* a counter it needs is missing on this kernel */
+	RF_FS_CACHED        = 1, /* never slept (nvcsw unchanged): page cache, or dirty page cache for writes */
+	RF_FS_BLOCKED_IO    = 2, /* slept and ioac.read_bytes grew: read from storage (storage_bytes) */
+	RF_FS_BLOCKED_OTHER = 3, /* slept without storage reads: a lock, writeback throttling, a sync */
+};
+
+enum rf_fs_flag {
+	RF_FS_F_PATH_CUT    = 1,  /* the path is longer than the walk's bound: its last components are kept */
+	RF_FS_F_DIRECT      = 2,  /* O_DIRECT on the file */
+	RF_FS_F_SYNC        = 4,  /* O_SYNC or O_DSYNC on the file */
+	RF_FS_F_DELETED     = 8,  /* the file was unlinked (d_unlinked): the path is its last name */
+	RF_FS_F_PATH_FAILED = 16, /* reading the dentry chain failed: path_len = 0 */
+};
+
+#define RF_FS_TYPE_LEN 16
+#define RF_FS_PATH_MAX 512 /* default and hard maximum of path bytes per record */
+
+/* Header describes the task that made the call; ts_ns = syscall exit. */
+struct rf_fs_event {
+	struct rf_header hdr;
+	__u64 latency_ns;      /* sys_enter -> sys_exit of the call */
+	__u64 offset;          /* file offset the call started at (p*: the argument; else f_pos at enter; 0 for sync/open/unlink) */
+	__u64 len;             /* bytes asked for (count, iovec sum when known, range length), 0 when none */
+	__s64 ret;             /* the syscall's return: bytes moved, the new fd, 0, or -errno */
+	__u64 ino;             /* the file's inode number */
+	__u64 storage_bytes;   /* growth of the task's ioac.read_bytes across the call (bytes read from storage) */
+	__u32 dev;             /* the file system's s_dev (kernel encoding: major << 20 | minor) */
+	__u32 fd;              /* the fd the call used (OPEN: the returned one) */
+	__u16 path_len;        /* path bytes that follow the struct */
+	__u16 mnt_len;         /* the path's first mnt_len bytes are its mount point ("/" = 1) */
+	__u8  op;              /* enum rf_fs_op */
+	__u8  cache;           /* enum rf_fs_cache */
+	__u8  flags;           /* enum rf_fs_flag bits */
+	__u8  path_dropped;    /* components dropped at the front when RF_FS_F_PATH_CUT (saturating) */
+	char  fs_type[RF_FS_TYPE_LEN]; /* s_type->name: ext4, xfs, tmpfs, overlay, fuse... NUL-padded */
 };
 
 /*
