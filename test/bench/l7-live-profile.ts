@@ -1,0 +1,72 @@
+/**
+ * The live collector's CPU per L7 record, for comparing collector builds in
+ * one run (part C of issue 10): one broker, one node:http server under
+ * `wrk -t1 -c8`, and `ringflow collect --signals l7` started from each tree in
+ * L7_PROFILE_TREES (comma-separated repo roots; default this one), alternated
+ * L7_PROFILE_ROUNDS times, L7_PROFILE_SECONDS each. Per run: wrk's rate, the
+ * collector's CPU (from /proc over the wrk run) per request and per exchange
+ * record. With L7_PROFILE_CPU_PROF=dir each collector writes a V8 CPU profile
+ * there (summarise with test/bench/cpuprofile-summary.ts). The machine is
+ * shared: compare trees within one run (ratios), never across runs.
+ *
+ * Needs root (BPF) and wrk. Run:
+ *   . scripts/node-env.sh && node test/bench/l7-live-profile.ts
+ */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { ownBroker } from '../support/integration.ts';
+import { startObserver, stopObserver, procCpuSeconds } from './l7.ts';
+import { parseWrk, collectorTotals } from './l7-figures.ts';
+import { REPO_ROOT } from '../../collector/signals/registry.ts';
+import { once } from 'node:events';
+
+const trees = (process.env.L7_PROFILE_TREES ?? REPO_ROOT).split(',').filter(Boolean);
+const rounds = Number(process.env.L7_PROFILE_ROUNDS ?? 2);
+const seconds = Number(process.env.L7_PROFILE_SECONDS ?? 5);
+const profDir = process.env.L7_PROFILE_CPU_PROF;
+
+function startServer() {
+  return spawn(process.execPath, ['-e', `
+    const http = require('node:http');
+    const s = http.createServer((req, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"id":42,"name":"x"}'); });
+    s.listen(0, '127.0.0.1', () => console.log(s.address().port));
+  `], { stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
+async function wrk(port: number, s: number) {
+  const child = spawn('wrk', ['-t1', '-c8', `-d${s}s`, '--latency', `http://127.0.0.1:${port}/users/42`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  await once(child, 'exit');
+  return parseWrk(out);
+}
+
+const k = await ownBroker();
+const server = startServer();
+try {
+  const [line] = (await once(server.stdout!, 'data')) as [Buffer];
+  const port = Number(line.toString().trim());
+  await wrk(port, 2);
+  for (let round = 0; round < rounds; round++) {
+    for (const tree of trees) {
+      const env = { ...process.env };
+      if (profDir) env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${profDir}/${path.basename(tree)}-${round}`;
+      const c = await startObserver(path.join(tree, 'bin/ringflow'), ['collect', '--signals', 'l7', '--brokers', k.brokers, '--stats-interval', '1s', '--host', 'bench-l7'], /collecting l7/, 'collector', env);
+      let r;
+      let cpu;
+      try {
+        const c0 = procCpuSeconds(c.child.pid!);
+        r = await wrk(port, seconds);
+        cpu = procCpuSeconds(c.child.pid!) - c0;
+      } finally {
+        await stopObserver(c.child);
+      }
+      const t = collectorTotals(c.err());
+      const perReq = (cpu * 1e6) / r.requests;
+      console.log(JSON.stringify({ tree: path.basename(tree), round, rps: Math.round(r.rps), cpu_cores: +(cpu / seconds).toFixed(2), cpu_us_per_request: +perReq.toFixed(2), cpu_us_per_record: +(perReq / 2).toFixed(2), read: t.read, kernel_drops: t.kernel_drops, records_per_request: +(t.read / r.requests).toFixed(2) }));
+    }
+  }
+} finally {
+  server.kill();
+  await k.stop();
+}
