@@ -1,0 +1,469 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * fs.bpf.c: file-system calls on regular files (RF_EV_FS_IO, struct
+ * rf_fs_event in events.h; design: docs/design/fs.md, slice 1).
+ *
+ * No kprobes or fentry on this kernel (shared/KERNEL.md): specific syscall
+ * tracepoints only. The enter program resolves fd -> struct file and keeps
+ * the call only when the task passes the filters and the file is a regular
+ * one (S_ISREG of its inode): sockets, pipes and ttys return there. A kept
+ * call waits in rf_fs_inflight (per thread) until its exit, which emits one
+ * record with the latency, the cache estimate (design section 4) and the
+ * file's path, walked in BPF from the struct file (design section 3).
+ *
+ * Nothing is lost silently: a full in-flight map, an unfinished call found
+ * by the thread's next enter and a missing scratch buffer are counted in
+ * rf_fs_lost (per-CPU u64 by enum rf_fs_lost_reason, read like
+ * rf_block_lost); a full ring is rf_drops[RF_EV_FS_IO], as for every signal.
+ */
+#include "common.bpf.h"
+
+#define S_IFMT   00170000
+#define S_IFREG  0100000
+/* x86/arm64 open flags (asm-generic/fcntl.h) */
+#define RF_O_DIRECT 00040000
+#define RF_O_DSYNC  00010000 /* O_SYNC = __O_SYNC | O_DSYNC: this bit covers both */
+
+/* Walk bounds (design section 3); the collector may lower them (--fs-path-depth, --fs-path-bytes). */
+const volatile __u32 rf_fs_path_depth = 32;
+const volatile __u32 rf_fs_path_bytes = RF_FS_PATH_MAX;
+
+/*
+ * Steps of one walk: a step copies one component or crosses one mount. Past
+ * the depth or byte bound the walk goes on without copying, only to count
+ * the components dropped (path_dropped); a path deeper than this is still
+ * flagged cut, its dropped count then being a lower bound (saturating).
+ */
+#define RF_FS_WALK_STEPS 160
+#define RF_FS_NAME_MAX   255
+/* The walk writes the path backwards from RF_FS_BUF_END; every write stays inside buf (checked for the verifier). */
+#define RF_FS_BUF        1024
+#define RF_FS_BUF_END    768
+#define RF_FS_NOT_CROSSED 0xffffffff
+
+enum rf_fs_lost_reason {
+	RF_FS_LOST_INFLIGHT_FULL = 0, /* rf_fs_inflight full at enter: the call is not reported */
+	RF_FS_LOST_UNFINISHED    = 1, /* a thread's enter found its previous call unfinished (its exit was missed) */
+	RF_FS_LOST_NO_SCRATCH    = 2, /* the per-CPU record buffer could not be looked up (never expected) */
+	RF_FS_LOST_NR            = 4,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RF_FS_LOST_NR);
+	__type(key, __u32);
+	__type(value, __u64);
+} rf_fs_lost SEC(".maps");
+
+/* A kept call between its enter and its exit. */
+struct rf_fs_inflight {
+	__u64 enter_ns;
+	__u64 file;        /* struct file *: referenced by the syscall until it returns */
+	__u64 offset;
+	__u64 len;
+	__u64 nvcsw;       /* task->nvcsw at enter */
+	__u64 read_bytes;  /* task->ioac.read_bytes at enter */
+	__u32 fd;
+	__u8  op;
+	__u8  _pad[3];
+};
+
+struct {
+	/* HASH, not LRU: an entry must never be evicted by others' calls (design section 2) */
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32); /* thread id */
+	__type(value, struct rf_fs_inflight);
+} rf_fs_inflight SEC(".maps");
+
+/* One record under construction (the event then its path, contiguous) and the walk's state. */
+struct rf_fs_scratch {
+	struct rf_fs_event ev;
+	char path[RF_FS_PATH_MAX];
+	char buf[RF_FS_BUF];
+	struct dentry *dentry;
+	struct mount *mnt;
+	struct dentry *root_dentry; /* the task's root (chroot, container): the walk stops there */
+	struct vfsmount *root_mnt;
+	__u64 pos;     /* the path so far is buf[pos, RF_FS_BUF_END) */
+	__u32 depth;   /* bounds of this walk */
+	__u32 bytes;
+	__u32 comps;   /* components kept */
+	__u32 dropped; /* components seen past the bounds */
+	__u32 below;   /* path bytes below the first mount crossed, RF_FS_NOT_CROSSED before */
+	__u8  cut;
+	__u8  failed;
+	__u8  done;
+	__u8  _pad[1];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rf_fs_scratch);
+} rf_fs_scratch SEC(".maps");
+
+static __always_inline void rf_fs_count_lost(__u32 reason)
+{
+	__u64 *n = bpf_map_lookup_elem(&rf_fs_lost, &reason);
+	if (n)
+		*n += 1; /* per-CPU slot: no atomics needed */
+}
+
+/*
+ * rf_current_passes with the uid and comm helpers called only when their
+ * filter is on: this runs on every read/write of the host.
+ */
+static __always_inline bool rf_fs_current_passes(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 uid = rf_filter_uid != 0xffffffff ? (__u32)bpf_get_current_uid_gid() : 0;
+	__u64 cg = rf_filter_cgroup_id ? bpf_get_current_cgroup_id() : 0;
+	char comm[RF_COMM_LEN];
+
+	if (!rf_ids_pass(tgid, uid, cg))
+		return false;
+	if (!rf_filter_comm[0])
+		return true;
+	bpf_get_current_comm(comm, sizeof(comm));
+	return rf_comm_matches(comm);
+}
+
+/* The struct file of a regular-file fd of the current task, else NULL (sockets, pipes, ttys, bad fds). */
+static __always_inline struct file *rf_fs_fd_regular(struct task_struct *task, __u32 fd)
+{
+	struct fdtable *fdt = task->files->fdt;
+	struct file **fds, *file;
+	umode_t mode;
+
+	if (!fdt || fd >= fdt->max_fds)
+		return NULL;
+	fds = fdt->fd;
+	if (bpf_core_read(&file, sizeof(file), &fds[fd]) || !file)
+		return NULL;
+	mode = BPF_CORE_READ(file, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFREG)
+		return NULL;
+	return file;
+}
+
+static __always_inline __u64 rf_fs_read_bytes(struct task_struct *task)
+{
+	if (!bpf_core_field_exists(task->ioac))
+		return 0;
+	return BPF_CORE_READ(task, ioac.read_bytes);
+}
+
+/* Enter: filters, the S_ISREG gate, then the call waits for its exit. use_pos: offset = f_pos. */
+static __always_inline int rf_fs_enter(__u64 fd, __u8 op, __u64 len, __u64 offset, bool use_pos)
+{
+	struct task_struct *task;
+	struct rf_fs_inflight in = {};
+	struct file *file;
+	__u32 tid;
+	long err;
+
+	if (!rf_fs_current_passes())
+		return 0;
+	task = bpf_get_current_task_btf();
+	file = rf_fs_fd_regular(task, (__u32)fd);
+	if (!file)
+		return 0;
+	tid = (__u32)bpf_get_current_pid_tgid();
+	in.file = (__u64)file;
+	in.offset = use_pos ? BPF_CORE_READ(file, f_pos) : offset;
+	in.len = len;
+	in.nvcsw = task->nvcsw;
+	in.read_bytes = rf_fs_read_bytes(task);
+	in.fd = (__u32)fd;
+	in.op = op;
+	in.enter_ns = bpf_ktime_get_ns(); /* last: the latency is the call's, not this program's */
+	err = bpf_map_update_elem(&rf_fs_inflight, &tid, &in, BPF_NOEXIST);
+	if (err == -17 /* EEXIST: the thread's previous call never reached its exit */) {
+		rf_fs_count_lost(RF_FS_LOST_UNFINISHED);
+		err = bpf_map_update_elem(&rf_fs_inflight, &tid, &in, BPF_EXIST);
+	}
+	if (err)
+		rf_fs_count_lost(RF_FS_LOST_INFLIGHT_FULL);
+	return 0;
+}
+
+/*
+ * One step of the path walk (a bpf_loop callback): at a mount's root, cross
+ * to its mount point in the parent mount; else prepend "/" + the dentry's
+ * name and go up. Stops at the task's root or the namespace's root mount.
+ */
+static long rf_fs_walk_step(__u32 i, void *ctx)
+{
+	__u32 zero = 0;
+	struct rf_fs_scratch *w = bpf_map_lookup_elem(&rf_fs_scratch, &zero);
+	struct dentry *d, *parent, *mnt_root;
+	struct mount *m, *mp;
+	const unsigned char *name;
+	__u64 len, off;
+
+	if (!w)
+		return 1;
+	d = w->dentry;
+	m = w->mnt;
+	if (!d || !m) {
+		w->failed = 1;
+		return 1;
+	}
+	if (d == w->root_dentry && &m->mnt == w->root_mnt) {
+		w->done = 1;
+		return 1;
+	}
+	mnt_root = BPF_CORE_READ(m, mnt.mnt_root);
+	parent = BPF_CORE_READ(d, d_parent);
+	if (d == mnt_root || d == parent) {
+		mp = BPF_CORE_READ(m, mnt_parent);
+		if (!mp || mp == m) { /* the namespace's root mount */
+			w->done = 1;
+			return 1;
+		}
+		if (w->below == RF_FS_NOT_CROSSED)
+			w->below = RF_FS_BUF_END - w->pos;
+		w->dentry = BPF_CORE_READ(m, mnt_mountpoint);
+		w->mnt = mp;
+		return 0;
+	}
+	len = BPF_CORE_READ(d, d_name.len);
+	name = BPF_CORE_READ(d, d_name.name);
+	w->dentry = parent;
+	if (w->cut || w->comps >= w->depth || (RF_FS_BUF_END - w->pos) + len + 1 > w->bytes) {
+		/* past a bound: the last components are kept, the ones above only counted */
+		w->cut = 1;
+		w->dropped++;
+		return 0;
+	}
+	if (len > RF_FS_NAME_MAX || !name) {
+		w->failed = 1;
+		return 1;
+	}
+	off = w->pos - len;
+	if (off < 1 || off > RF_FS_BUF - RF_FS_NAME_MAX - 1) { /* never, by the byte bound: for the verifier */
+		w->failed = 1;
+		return 1;
+	}
+	if (bpf_probe_read_kernel(&w->buf[off], len & RF_FS_NAME_MAX, name)) {
+		w->failed = 1;
+		return 1;
+	}
+	w->buf[off - 1] = '/';
+	w->pos = off - 1;
+	w->comps++;
+	return 0;
+}
+
+/* Walks the file's path into w->path; sets ev's path_len, mnt_len, path_dropped and path flags. */
+static __always_inline void rf_fs_walk(struct rf_fs_scratch *w, struct file *file, struct task_struct *task)
+{
+	struct rf_fs_event *ev = &w->ev;
+	struct vfsmount *vm = BPF_CORE_READ(file, f_path.mnt);
+	__u64 plen;
+
+	w->dentry = BPF_CORE_READ(file, f_path.dentry);
+	w->mnt = (struct mount *)((void *)vm - bpf_core_field_offset(struct mount, mnt));
+	w->root_dentry = BPF_CORE_READ(task, fs, root.dentry);
+	w->root_mnt = BPF_CORE_READ(task, fs, root.mnt);
+	w->pos = RF_FS_BUF_END;
+	w->depth = rf_fs_path_depth;
+	w->bytes = rf_fs_path_bytes < RF_FS_PATH_MAX ? rf_fs_path_bytes : RF_FS_PATH_MAX;
+	w->comps = 0;
+	w->dropped = 0;
+	w->below = RF_FS_NOT_CROSSED;
+	w->cut = 0;
+	w->failed = 0;
+	w->done = 0;
+	if (!vm || !w->dentry) {
+		w->failed = 1;
+	} else {
+		bpf_loop(RF_FS_WALK_STEPS, rf_fs_walk_step, NULL, 0);
+		if (!w->done && !w->failed) { /* deeper than the walk's steps: cut, dropped a lower bound */
+			w->cut = 1;
+			w->dropped++;
+		}
+	}
+	if (w->failed) {
+		ev->flags |= RF_FS_F_PATH_FAILED;
+		ev->path_len = 0;
+		ev->mnt_len = 0;
+		return;
+	}
+	plen = RF_FS_BUF_END - w->pos;
+	if (plen == 0) { /* the root itself */
+		w->path[0] = '/';
+		plen = 1;
+	} else {
+		if (plen > RF_FS_PATH_MAX || w->pos > RF_FS_BUF_END) /* never: for the verifier */
+			plen = 0;
+		if (bpf_probe_read_kernel(w->path, plen & (RF_FS_BUF - 1), &w->buf[w->pos & (RF_FS_BUF - 1)])) {
+			ev->flags |= RF_FS_F_PATH_FAILED;
+			plen = 0;
+		}
+	}
+	ev->path_len = plen;
+	if (w->below == RF_FS_NOT_CROSSED)
+		ev->mnt_len = w->cut ? 0 : 1; /* on the root mount: "/" (unknown when cut) */
+	else if (plen > w->below)
+		ev->mnt_len = plen - w->below;
+	else
+		ev->mnt_len = w->cut ? 0 : 1; /* mounted on "/" (or its prefix cut away) */
+	if (w->cut) {
+		ev->flags |= RF_FS_F_PATH_CUT;
+		ev->path_dropped = w->dropped > 255 ? 255 : w->dropped;
+	}
+}
+
+/* Exit: one record for a kept call. */
+static __always_inline int rf_fs_exit(long ret)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct rf_fs_inflight *inp = bpf_map_lookup_elem(&rf_fs_inflight, &tid);
+	struct rf_fs_inflight in;
+	struct task_struct *task;
+	struct rf_fs_scratch *w;
+	struct rf_fs_event *ev;
+	struct file *file;
+	struct inode *inode;
+	__u64 now, storage = 0, size;
+	__u32 zero = 0, fl;
+	bool slept;
+
+	if (!inp)
+		return 0;
+	now = bpf_ktime_get_ns();
+	in = *inp;
+	bpf_map_delete_elem(&rf_fs_inflight, &tid);
+	if (now - in.enter_ns < rf_min_latency_ns)
+		return 0;
+	w = bpf_map_lookup_elem(&rf_fs_scratch, &zero);
+	if (!w) {
+		rf_fs_count_lost(RF_FS_LOST_NO_SCRATCH);
+		return 0;
+	}
+	task = bpf_get_current_task_btf();
+	file = (struct file *)in.file;
+	ev = &w->ev;
+	rf_fill_current(&ev->hdr, RF_EV_FS_IO, now);
+	ev->latency_ns = now - in.enter_ns;
+	ev->offset = in.offset;
+	ev->len = in.len;
+	ev->ret = ret;
+	ev->fd = in.fd;
+	ev->op = in.op;
+	ev->flags = 0;
+	ev->path_dropped = 0;
+
+	/* the cache estimate (design section 4): storage reads first, then whether the call slept */
+	slept = task->nvcsw != in.nvcsw;
+	if (bpf_core_field_exists(task->ioac)) {
+		storage = rf_fs_read_bytes(task) - in.read_bytes;
+		ev->cache = storage ? RF_FS_BLOCKED_IO : slept ? RF_FS_BLOCKED_OTHER : RF_FS_CACHED;
+	} else {
+		ev->cache = RF_FS_CACHE_UNKNOWN;
+	}
+	ev->storage_bytes = storage;
+
+	inode = BPF_CORE_READ(file, f_inode);
+	ev->ino = BPF_CORE_READ(inode, i_ino);
+	ev->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	__builtin_memset(ev->fs_type, 0, sizeof(ev->fs_type));
+	bpf_probe_read_kernel_str(ev->fs_type, sizeof(ev->fs_type), BPF_CORE_READ(inode, i_sb, s_type, name));
+	fl = BPF_CORE_READ(file, f_flags);
+	if (fl & RF_O_DIRECT)
+		ev->flags |= RF_FS_F_DIRECT;
+	if (fl & RF_O_DSYNC)
+		ev->flags |= RF_FS_F_SYNC;
+	{
+		/* d_unlinked(): unhashed and not a root */
+		struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
+		if (d && !BPF_CORE_READ(d, d_hash.pprev) && BPF_CORE_READ(d, d_parent) != d)
+			ev->flags |= RF_FS_F_DELETED;
+	}
+
+	rf_fs_walk(w, file, task);
+
+	size = sizeof(*ev) + ev->path_len;
+	if (size > sizeof(*ev) + RF_FS_PATH_MAX) /* never: for the verifier */
+		size = sizeof(*ev);
+	if (bpf_ringbuf_output(&rf_events, ev, size, rf_wakeup_flags(size)))
+		rf_count_drop(RF_EV_FS_IO);
+	return 0;
+}
+
+/* ---- the syscalls (specific tracepoints, never raw_syscalls) ---- */
+
+SEC("tracepoint/syscalls/sys_enter_read")
+int rf_fs_enter_read(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_fs_enter(ctx->args[0], RF_FS_READ, ctx->args[2], 0, true);
+}
+
+SEC("tracepoint/syscalls/sys_exit_read")
+int rf_fs_exit_read(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int rf_fs_enter_write(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_fs_enter(ctx->args[0], RF_FS_WRITE, ctx->args[2], 0, true);
+}
+
+SEC("tracepoint/syscalls/sys_exit_write")
+int rf_fs_exit_write(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_pread64")
+int rf_fs_enter_pread64(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_fs_enter(ctx->args[0], RF_FS_PREAD, ctx->args[2], ctx->args[3], false);
+}
+
+SEC("tracepoint/syscalls/sys_exit_pread64")
+int rf_fs_exit_pread64(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_pwrite64")
+int rf_fs_enter_pwrite64(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_fs_enter(ctx->args[0], RF_FS_PWRITE, ctx->args[2], ctx->args[3], false);
+}
+
+SEC("tracepoint/syscalls/sys_exit_pwrite64")
+int rf_fs_exit_pwrite64(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_fsync")
+int rf_fs_enter_fsync(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_fs_enter(ctx->args[0], RF_FS_FSYNC, 0, 0, false);
+}
+
+SEC("tracepoint/syscalls/sys_exit_fsync")
+int rf_fs_exit_fsync(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_fdatasync")
+int rf_fs_enter_fdatasync(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_fs_enter(ctx->args[0], RF_FS_FDATASYNC, 0, 0, false);
+}
+
+SEC("tracepoint/syscalls/sys_exit_fdatasync")
+int rf_fs_exit_fdatasync(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit(ctx->ret);
+}

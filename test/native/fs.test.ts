@@ -1,0 +1,300 @@
+/**
+ * bpf/fs.bpf.c against the real kernel (root): known file work done by a
+ * child (test/native/fs/fs_work.c, built here, exact syscalls) in a tmpfs and
+ * an ext4 loop image, both mounted by this test, must come back as exactly
+ * one record per call on a regular file, with the file's absolute path
+ * walked in BPF, its fs type, dev and ino as stat sees them, bytes and
+ * offsets; the same child's socket and pipe reads as none; a path deeper
+ * than the walk's bound cut with its last components kept and counted.
+ *
+ * Records are decoded by offset (struct rf_fs_event in bpf/events.h): the
+ * collector's decoder is another part's; the offsets are pinned here too.
+ */
+import { after, before, describe, it, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { Session, forEachRecord, u32 } from '../../native/index.ts';
+import { encodeSettings } from '../../collector/signals/settings.ts';
+import { ensureTracefs } from '../../collector/preflight.ts';
+import { ROOT, startReady } from './helpers.ts';
+
+/** Where make puts it; RINGFLOW_BPF_DIR can point at another build (a deliberately broken one, to see these fail). */
+const FS_OBJ = join(process.env.RINGFLOW_BPF_DIR ?? `${ROOT}bpf/.output`, 'fs.bpf.o');
+const RF_EV_FS_IO = 11;
+/** enum rf_fs_op */
+const OP = { READ: 0, WRITE: 1, PREAD: 2, PWRITE: 3, FSYNC: 8, FDATASYNC: 9 } as const;
+/** enum rf_fs_cache */
+const CACHE = { UNKNOWN: 0, CACHED: 1, BLOCKED_IO: 2, BLOCKED_OTHER: 3 } as const;
+/** enum rf_fs_flag */
+const F = { PATH_CUT: 1, DIRECT: 2, SYNC: 4, DELETED: 8, PATH_FAILED: 16 } as const;
+const HEADER = 48;
+const EVENT = 128;
+const BS = 4096;
+
+interface FsRecord {
+  tgid: number; comm: string; latencyNs: bigint; offset: bigint; len: bigint; ret: bigint; ino: bigint;
+  storageBytes: bigint; dev: number; fd: number; pathLen: number; mntLen: number; op: number; cache: number;
+  flags: number; pathDropped: number; fsType: string; path: string; length: number;
+}
+
+/** struct rf_fs_event (bpf/events.h) + path_len path bytes. */
+function decode(batch: Buffer, out: FsRecord[]): void {
+  forEachRecord(batch, (o, length) => {
+    if (batch[o] !== RF_EV_FS_IO) return;
+    const pathLen = batch.readUInt16LE(o + HEADER + 56);
+    out.push({
+      tgid: batch.readUInt32LE(o + 8),
+      comm: batch.subarray(o + 32, o + 48).toString('latin1').replace(/\0.*$/s, ''),
+      latencyNs: batch.readBigUInt64LE(o + HEADER),
+      offset: batch.readBigUInt64LE(o + HEADER + 8),
+      len: batch.readBigUInt64LE(o + HEADER + 16),
+      ret: batch.readBigInt64LE(o + HEADER + 24),
+      ino: batch.readBigUInt64LE(o + HEADER + 32),
+      storageBytes: batch.readBigUInt64LE(o + HEADER + 40),
+      dev: batch.readUInt32LE(o + HEADER + 48),
+      fd: batch.readUInt32LE(o + HEADER + 52),
+      pathLen,
+      mntLen: batch.readUInt16LE(o + HEADER + 58),
+      op: batch[o + HEADER + 60]!,
+      cache: batch[o + HEADER + 61]!,
+      flags: batch[o + HEADER + 62]!,
+      pathDropped: batch[o + HEADER + 63]!,
+      fsType: batch.subarray(o + HEADER + 64, o + EVENT).toString('latin1').replace(/\0.*$/s, ''),
+      path: batch.subarray(o + EVENT, o + EVENT + pathLen).toString('latin1'),
+      length,
+    });
+  });
+}
+
+/** The kernel's dev_t (major << 20 | minor) of a user-space st_dev (glibc's encoding). */
+function kernelDev(st: bigint): number {
+  const major = Number(((st >> 8n) & 0xfffn) | ((st >> 32n) & ~0xfffn));
+  const minor = Number((st & 0xffn) | ((st >> 12n) & ~0xffn));
+  return ((major << 20) | minor) >>> 0;
+}
+
+/** What the walk keeps of an absolute path: its longest suffix of whole components within the bounds, and how many it drops. */
+function expectedCut(abs: string, depth = 32, bytes = 512): { path: string; dropped: number } {
+  const comps = abs.split('/').filter(Boolean);
+  let kept = 0;
+  let used = 0;
+  while (kept < comps.length && kept < depth && used + comps[comps.length - 1 - kept]!.length + 1 <= bytes) {
+    used += comps[comps.length - 1 - kept]!.length + 1;
+    kept++;
+  }
+  return { path: '/' + comps.slice(comps.length - kept).join('/'), dropped: comps.length - kept };
+}
+
+let dir = '';
+let work = '';
+let tmpfsDir = '';
+let ext4Dir = '';
+const mounted: string[] = [];
+let loopImage = '';
+
+before(() => {
+  if (process.getuid?.() !== 0) return;
+  ensureTracefs(); // classic syscall tracepoints
+  execFileSync('make', ['-s', '-C', `${ROOT}bpf`], { stdio: 'inherit' });
+  // on the root disk (the ext4 image's file, and the build), not in a tmpfs
+  dir = realpathSync(mkdtempSync('/var/tmp/ringflow-fs-'));
+  work = join(dir, 'fs_work');
+  execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', work, `${ROOT}test/native/fs/fs_work.c`]);
+  tmpfsDir = join(dir, 'tmpfs');
+  mkdirSync(tmpfsDir);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'ringflow-fs-test', tmpfsDir]);
+  mounted.push(tmpfsDir);
+  ext4Dir = join(dir, 'ext4');
+  mkdirSync(ext4Dir);
+  loopImage = join(dir, 'ext4.img');
+  execFileSync('truncate', ['-s', '64M', loopImage]);
+  execFileSync('mkfs.ext4', ['-q', '-F', loopImage]);
+  execFileSync('mount', ['-o', 'loop', loopImage, ext4Dir]);
+  mounted.push(ext4Dir);
+});
+
+after(() => {
+  // even after a failure: a mount left behind would outlive the test run
+  for (const m of mounted.reverse()) {
+    try {
+      execFileSync('umount', [m]);
+    } catch {
+      try { execFileSync('umount', ['-l', m]); } catch { /* reported by the rm below failing to remove it */ }
+    }
+  }
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/**
+ * Runs fs_work with jobs under fs.bpf.o filtered to its pid; resolves with
+ * its records once it exited and the session drained the ring, plus the
+ * counters of the kernel side.
+ */
+async function run(t: TestContext, jobs: string[], globals: Record<string, Buffer> = {}) {
+  const child = await startReady(t, work, jobs);
+  const session = new Session();
+  t.after(() => session.stop());
+  const records: FsRecord[] = [];
+  session.addObject(FS_OBJ, { ...encodeSettings({ selfTgid: process.pid, pid: child.child.pid! }), ...globals });
+  session.start((batch) => decode(batch, records));
+  child.child.stdin!.end('g');
+  const [code] = await child.exited;
+  assert.equal(code, 0, 'fs_work did its jobs');
+  const lost = session.mapCounters('rf_fs_lost'); // final: the child is gone (after stop() it would be null, never read)
+  await session.stop();
+  const drops = session.drops()[RF_EV_FS_IO];
+  return { pid: child.child.pid!, records, lost, drops };
+}
+
+/** The records of one file and op, in order. */
+const of = (records: FsRecord[], path: string, op: number) => records.filter((r) => r.path === path && r.op === op);
+
+function assertFile(r: FsRecord, path: string, fsType: string, mountPoint: string): void {
+  const st = statSync(path, { bigint: true });
+  assert.equal(r.path, path, 'absolute path');
+  assert.equal(r.pathLen, Buffer.byteLength(path), 'path_len');
+  assert.equal(r.length, EVENT + r.pathLen, 'record = event + path bytes');
+  assert.equal(r.mntLen, mountPoint.length, `mnt_len: the mount point ${mountPoint}`);
+  assert.equal(r.fsType, fsType, 'fs type');
+  assert.equal(r.ino, st.ino, 'ino = stat');
+  assert.equal(r.dev, kernelDev(st.dev), 'dev = stat');
+  assert.equal(r.flags & (F.PATH_CUT | F.PATH_FAILED | F.DELETED), 0, 'whole path, file not deleted');
+  assert.equal(r.comm, 'fs_work');
+}
+
+describe('fs.bpf.o on the real kernel', { skip: process.getuid?.() !== 0 ? 'needs root (loads BPF programs, mounts)' : false }, () => {
+  it('tmpfs: N pwrite+fsync, N pwrite+fdatasync, M cached preads, read/write at f_pos -> exactly those records; socket and pipe reads none', async (t) => {
+    const N = 5;
+    const M = 7;
+    const w = join(tmpfsDir, 'w.dat');
+    const y = join(tmpfsDir, 'y.dat');
+    const r = join(tmpfsDir, 'sub', 'r.dat');
+    const rw = join(tmpfsDir, 'rw.dat');
+    mkdirSync(join(tmpfsDir, 'sub'), { recursive: true });
+    const res = await run(t, [`w:${w}:${N}`, `y:${y}:${N}`, `r:${r}:${M}`, `R:${rw}:2`, `W:${rw}:3`, 's:-:4', 'p:-:4']);
+    const mine = res.records.filter((x) => x.tgid === res.pid);
+    t.diagnostic(`records ${mine.length}, lost ${res.lost?.join(',')}, ring drops ${res.drops}`);
+
+    const pw = of(mine, w, OP.PWRITE);
+    const fs = of(mine, w, OP.FSYNC);
+    assert.equal(pw.length, N, 'N pwrite records');
+    assert.equal(fs.length, N, 'N fsync records');
+    pw.forEach((x, i) => {
+      assertFile(x, w, 'tmpfs', tmpfsDir);
+      assert.equal(x.ret, BigInt(BS), 'bytes written');
+      assert.equal(x.len, BigInt(BS), 'bytes asked');
+      assert.equal(x.offset, BigInt(i * BS), 'pwrite offset');
+      assert.notEqual(x.cache, CACHE.BLOCKED_IO, 'a tmpfs write never reads storage');
+      assert.notEqual(x.cache, CACHE.UNKNOWN);
+    });
+    for (const x of fs) {
+      assertFile(x, w, 'tmpfs', tmpfsDir);
+      assert.equal(x.ret, 0n);
+      assert.equal(x.offset, 0n);
+    }
+    assert.equal(of(mine, y, OP.PWRITE).length, N, 'N pwrite records (fdatasync file)');
+    assert.equal(of(mine, y, OP.FDATASYNC).length, N, 'N fdatasync records');
+
+    const pr = of(mine, r, OP.PREAD);
+    assert.equal(pr.length, M, 'M pread records');
+    pr.forEach((x, i) => {
+      assertFile(x, r, 'tmpfs', tmpfsDir);
+      assert.equal(x.ret, BigInt(BS), 'bytes read');
+      assert.equal(x.offset, BigInt(i * BS), 'pread offset');
+      assert.equal(x.cache, CACHE.CACHED, 'a cached read');
+      assert.equal(x.storageBytes, 0n);
+      assert.equal(x.flags & F.DIRECT, 0);
+    });
+
+    // read/write without an offset: the file position at enter
+    const rd = of(mine, rw, OP.READ);
+    const wr = of(mine, rw, OP.WRITE);
+    assert.deepEqual(rd.map((x) => x.offset), [BigInt(BS), BigInt(2 * BS)], 'read offsets: f_pos after lseek(4096)');
+    assert.deepEqual(wr.map((x) => x.offset), [2n * BigInt(BS), 3n * BigInt(BS), 4n * BigInt(BS)], 'write offsets: f_pos after lseek(8192)');
+    for (const x of [...rd, ...wr]) assertFile(x, rw, 'tmpfs', tmpfsDir);
+
+    // nothing else: the 4 socket and 4 pipe reads (and the stdin read) are not regular files
+    assert.equal(mine.length, 2 * N + 2 * N + M + 2 + 3, `only the regular-file calls: ${mine.filter((x) => ![w, y, r, rw].includes(x.path)).map((x) => `${x.op}:${x.path}`).join(' ')}`);
+    assert.ok(mine.every((x) => x.latencyNs > 0n && x.latencyNs < 5_000_000_000n), 'latencies');
+    assert.deepEqual(res.lost, [0n, 0n, 0n, 0n], 'nothing lost in the kernel');
+    assert.equal(res.drops, 0n);
+  });
+
+  it('a path deeper than the walk\'s bound: PATH_CUT, its last components kept, the dropped ones counted', async (t) => {
+    const deep = join(tmpfsDir, ...Array.from({ length: 40 }, (_, i) => `d${String(i).padStart(2, '0')}`));
+    mkdirSync(deep, { recursive: true });
+    const f = join(deep, 'f.dat');
+    // and a bytes bound: 4 components of 200 bytes are past 512
+    const long = join(tmpfsDir, ...Array.from({ length: 4 }, (_, i) => `${i}`.repeat(200)));
+    mkdirSync(long, { recursive: true });
+    const g = join(long, 'g.dat');
+    const res = await run(t, [`r:${f}:1`, `r:${g}:1`]);
+    const mine = res.records.filter((x) => x.tgid === res.pid);
+    assert.equal(mine.length, 2, mine.map((x) => x.path).join(' '));
+    for (const [x, abs] of [[mine[0]!, f], [mine[1]!, g]] as const) {
+      const want = expectedCut(abs);
+      assert.ok(want.dropped > 0, 'the test path is past a bound');
+      assert.equal(x.path, want.path, 'the last components');
+      assert.equal(x.flags & F.PATH_CUT, F.PATH_CUT, 'flagged cut');
+      assert.equal(x.pathDropped, want.dropped, 'components dropped at the front');
+      assert.equal(x.mntLen, 0, 'mount point cut away');
+      assert.equal(x.fsType, 'tmpfs');
+      assert.equal(x.ino, statSync(abs, { bigint: true }).ino);
+    }
+    // a lower bound from the collector: 4 components
+    const res4 = await run(t, [`r:${f}:1`], { rf_fs_path_depth: u32(4) });
+    const cut = res4.records.filter((x) => x.tgid === res4.pid);
+    assert.deepEqual(cut.map((x) => x.path), [expectedCut(f, 4).path]);
+  });
+
+  it('ext4 loop image: N pwrite+fsync, M cached preads, K O_DIRECT preads (BLOCKED_IO, storage bytes) -> exactly those records', async (t) => {
+    const N = 4;
+    const M = 6;
+    const K = 5;
+    const w = join(ext4Dir, 'w.dat');
+    const r = join(ext4Dir, 'r.dat');
+    const d = join(ext4Dir, 'dir', 'd.dat');
+    mkdirSync(join(ext4Dir, 'dir'), { recursive: true });
+    const res = await run(t, [`w:${w}:${N}`, `r:${r}:${M}`, `d:${d}:${K}`, 's:-:2', 'p:-:2']);
+    const mine = res.records.filter((x) => x.tgid === res.pid);
+    const pw = of(mine, w, OP.PWRITE);
+    const fs = of(mine, w, OP.FSYNC);
+    const pr = of(mine, r, OP.PREAD);
+    const dr = of(mine, d, OP.PREAD);
+    assert.equal(pw.length, N, 'N pwrite records');
+    assert.equal(fs.length, N, 'N fsync records');
+    assert.equal(pr.length, M, 'M cached pread records');
+    assert.equal(dr.length, K, 'K direct pread records');
+    assert.equal(mine.length, N + N + M + K, 'nothing else');
+    pw.forEach((x, i) => {
+      assertFile(x, w, 'ext4', ext4Dir);
+      assert.equal(x.offset, BigInt(i * BS));
+      assert.equal(x.ret, BigInt(BS));
+    });
+    for (const x of fs) {
+      assertFile(x, w, 'ext4', ext4Dir);
+      assert.equal(x.ret, 0n);
+    }
+    pr.forEach((x, i) => {
+      assertFile(x, r, 'ext4', ext4Dir);
+      assert.equal(x.offset, BigInt(i * BS));
+      assert.equal(x.ret, BigInt(BS));
+      assert.equal(x.cache, CACHE.CACHED, 'served from the page cache');
+      assert.equal(x.storageBytes, 0n);
+      assert.equal(x.flags & F.DIRECT, 0);
+    });
+    dr.forEach((x, i) => {
+      assertFile(x, d, 'ext4', ext4Dir);
+      assert.equal(x.offset, BigInt(i * BS));
+      assert.equal(x.ret, BigInt(BS));
+      assert.equal(x.flags & F.DIRECT, F.DIRECT, 'O_DIRECT');
+      assert.equal(x.cache, CACHE.BLOCKED_IO, 'read from storage');
+      assert.ok(x.storageBytes > 0n, `storage bytes ${x.storageBytes}`);
+    });
+    t.diagnostic(`ext4 latencies (us): fsync ${fs.map((x) => Number(x.latencyNs / 1000n)).join(',')}; direct ${dr.map((x) => Number(x.latencyNs / 1000n)).join(',')}; cached ${pr.map((x) => Number(x.latencyNs / 1000n)).join(',')}`);
+    assert.deepEqual(res.lost, [0n, 0n, 0n, 0n], 'nothing lost in the kernel');
+    assert.equal(res.drops, 0n);
+  });
+});

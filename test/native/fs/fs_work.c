@@ -1,0 +1,131 @@
+/*
+ * fs_work: known file work for test/native/fs.test.ts, with exact syscalls
+ * (libc's pread/pwrite/fsync are the syscalls of the same name). Each
+ * argument is one job "<kind>:<path>:<count>"; every file is made and primed
+ * first, then the program prints "ready" and waits for a byte on stdin (the
+ * test attaches its programs meanwhile), then does the jobs and exits 0.
+ *
+ *   w:P:N  N pwrite(4 KiB at i*4096) + fsync pairs on P (created)
+ *   y:P:N  N pwrite(4 KiB at i*4096) + fdatasync pairs on P
+ *   r:P:N  N pread(4 KiB at i*4096) of P, read once before (page cache)
+ *   d:P:N  N pread(4 KiB at i*4096) of P opened O_DIRECT (4 KiB aligned buffer)
+ *   R:P:N  lseek(P, 4096), then N read(4 KiB) (offset = f_pos)
+ *   W:P:N  lseek(P, 8192), then N write(4 KiB)
+ *   s:-:N  N read()s of a socketpair (1 byte each)
+ *   p:-:N  N read()s of a pipe (1 byte each)
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define BS 4096
+#define MAXJ 32
+
+struct job { char kind; int fd; int wfd; int n; };
+
+static void die(const char *what, const char *path)
+{
+	perror(what);
+	fprintf(stderr, "fs_work: %s %s\n", what, path);
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	struct job jobs[MAXJ];
+	int nj = 0;
+	char *buf;
+	char c;
+
+	if (posix_memalign((void **)&buf, BS, BS))
+		die("posix_memalign", "");
+	memset(buf, 'x', BS);
+	for (int a = 1; a < argc && nj < MAXJ; a++) {
+		char *spec = strdup(argv[a]);
+		char kind = spec[0];
+		char *path = spec + 2;
+		char *n = strrchr(spec, ':');
+		struct job *j = &jobs[nj++];
+		*n = 0;
+		j->kind = kind;
+		j->n = atoi(n + 1);
+		j->fd = j->wfd = -1;
+		if (kind == 's' || kind == 'p') {
+			int sv[2];
+			if (kind == 's' ? socketpair(AF_UNIX, SOCK_STREAM, 0, sv) : pipe(sv))
+				die("socketpair/pipe", path);
+			j->fd = sv[0];
+			j->wfd = sv[1];
+			for (int i = 0; i < j->n; i++)
+				if (write(j->wfd, "z", 1) != 1)
+					die("write", "socket/pipe");
+			continue;
+		}
+		int fd = open(path, O_RDWR | O_CREAT, 0644);
+		if (fd < 0)
+			die("open", path);
+		if (kind != 'w' && kind != 'y') { /* files read back: their bytes exist and are on disk */
+			for (int i = 0; i < (j->n > 0 ? j->n : 1) + 2; i++)
+				if (pwrite(fd, buf, BS, (off_t)i * BS) != BS)
+					die("pwrite", path);
+			if (fsync(fd))
+				die("fsync", path);
+			for (int i = 0; i < j->n + 2; i++) /* primes the page cache */
+				if (pread(fd, buf, BS, (off_t)i * BS) != BS)
+					die("pread", path);
+		}
+		if (kind == 'd') {
+			close(fd);
+			fd = open(path, O_RDONLY | O_DIRECT);
+			if (fd < 0)
+				die("open O_DIRECT", path);
+		}
+		if (kind == 'R' && lseek(fd, BS, SEEK_SET) != BS)
+			die("lseek", path);
+		if (kind == 'W' && lseek(fd, 2 * BS, SEEK_SET) != 2 * BS)
+			die("lseek", path);
+		j->fd = fd;
+	}
+	printf("ready\n");
+	fflush(stdout);
+	if (read(0, &c, 1) != 1)
+		return 3;
+	for (int k = 0; k < nj; k++) {
+		struct job *j = &jobs[k];
+		for (int i = 0; i < j->n; i++) {
+			off_t off = (off_t)i * BS;
+			switch (j->kind) {
+			case 'w':
+			case 'y':
+				if (pwrite(j->fd, buf, BS, off) != BS)
+					die("pwrite", "w");
+				if (j->kind == 'w' ? fsync(j->fd) : fdatasync(j->fd))
+					die("fsync", "w");
+				break;
+			case 'r':
+			case 'd':
+				if (pread(j->fd, buf, BS, off) != BS)
+					die("pread", "r/d");
+				break;
+			case 'R':
+				if (read(j->fd, buf, BS) != BS)
+					die("read", "R");
+				break;
+			case 'W':
+				if (write(j->fd, buf, BS) != BS)
+					die("write", "W");
+				break;
+			case 's':
+			case 'p':
+				if (read(j->fd, &c, 1) != 1)
+					die("read", "s/p");
+				break;
+			}
+		}
+	}
+	return 0;
+}
