@@ -17,10 +17,10 @@ import path from 'node:path';
 import avro from 'avsc';
 import { fingerprint64, fingerprintBytes, parsingCanonicalForm } from './rabin.ts';
 
-export type KeyKind = 'process' | 'device' | 'connection' | 'host' | 'series' | 'rule';
+export type KeyKind = 'process' | 'device' | 'connection' | 'host' | 'series' | 'rule' | 'file';
 
 /** C field kinds of the "c" annotation; "u8" with an "enum" map is an enum-backed u8. */
-export type CKind = 'u8' | 'u16' | 'u32' | 's32' | 'u64' | 'comm' | 'inet';
+export type CKind = 'u8' | 'u16' | 'u32' | 's32' | 'u64' | 's64' | 'comm' | 'inet';
 
 export interface CAnnotation {
   readonly offset: number;
@@ -43,6 +43,21 @@ export interface FieldSchema {
   readonly derived?: { readonly kind: string; readonly from: string };
   /** Appended by the collector (host, boot_time_ns). */
   readonly envelope?: boolean;
+  /** A string made of the bytes that follow the C struct in the ring record (see TrailerAnnotation). */
+  readonly trailer?: TrailerAnnotation;
+}
+
+/**
+ * A variable-length string after the struct: the record is sizeof(struct) +
+ * the value of the u16 C field `len` bytes long, at most `max` (the C
+ * constant `cmax`, checked by the layout test). At most one per schema, after
+ * every "c" field. A record shorter than that, or whose length field exceeds
+ * `max`, is not transcoded (counted as undecodable).
+ */
+export interface TrailerAnnotation {
+  readonly len: string;
+  readonly max: number;
+  readonly cmax?: string;
 }
 
 export interface RecordSchema {

@@ -8,7 +8,9 @@
  *   entry  = length zero record pad
  *   length = u32 LE          ; bytes of record
  *   zero   = u32             ; reserved, ignored
- *   record = struct rf_*_event, first byte enum rf_event_type
+ *   record = struct rf_*_event [trailer], first byte enum rf_event_type
+ *   trailer = bytes            ; schemas with a "trailer" field only (fs.io:
+ *                              ; path_len path bytes); sizeof + len <= length
  *   pad    = 0-7 zero bytes  ; next entry starts 8-aligned
  *
  * Output per record: wire header (e.g. single-object 0xC3 0x01 + fingerprint)
@@ -57,7 +59,11 @@ export type RecordSink = (schema: RegisteredSchema, key: string, value: Buffer) 
 export interface BatchResult {
   /** Records transcoded and handed to the sink. */
   readonly records: number;
-  /** Records skipped: unknown event type, shorter than their struct, or cut off at the batch end. */
+  /**
+   * Records skipped: unknown event type, shorter than their struct (or than
+   * struct + trailer), a trailer length over its schema's max, or cut off at
+   * the batch end. Each is skipped alone: the batch framing gives the next.
+   */
   readonly unknown: number;
   /** Bytes of all values handed to the sink. */
   readonly bytes: number;
@@ -110,6 +116,31 @@ function wComm(s: Buffer, o: number, out: Buffer, pos: number): number {
   return pos + text.length;
 }
 
+/**
+ * n bytes at s[o] (a trailer, n <= its schema's max) as an Avro string; bytes
+ * that are not UTF-8 become U+FFFD (as comm).
+ */
+function wBytesString(s: Buffer, o: number, n: number, out: Buffer, pos: number): number {
+  let high = 0;
+  for (let i = 0; i < n; i++) high |= s[o + i]!;
+  if (high < 128) {
+    pos = writeVarint(out, pos, n * 2);
+    s.copy(out, pos, o, o + n);
+    return pos + n;
+  }
+  const text = Buffer.from(s.toString('utf8', o, o + n), 'utf8'); // at most 3 bytes per input byte
+  pos = writeVarint(out, pos, text.length * 2);
+  text.copy(out, pos);
+  return pos + text.length;
+}
+
+/** A u64 at s[o] as decimal text (an inode number in a key): exact past 2^53 too. */
+function u64Text(s: Buffer, o: number): string {
+  const lo = s.readUInt32LE(o);
+  const hi = s.readUInt32LE(o + 4);
+  return hi < 2097152 ? String(hi * 4294967296 + lo) : s.readBigUInt64LE(o).toString();
+}
+
 /** An ASCII string of at most 63 chars (addresses) as an Avro string. */
 function wAscii(out: Buffer, pos: number, str: string): number {
   const n = str.length;
@@ -146,9 +177,11 @@ function connectionKey(prefix: string, s: Buffer, os: number, od: number, sport:
 
 // ---- per-schema compilation ----
 
-const C_SIZE: Record<string, number> = { u8: 1, u16: 2, u32: 4, s32: 4, u64: 8, comm: 16, inet: 16 };
+const C_SIZE: Record<string, number> = { u8: 1, u16: 2, u32: 4, s32: 4, u64: 8, s64: 8, comm: 16, inet: 16 };
 /** Worst-case Avro bytes per C kind. */
-const MAX_OUT: Record<string, number> = { u8: 2, u16: 3, u32: 5, s32: 5, u64: 10, comm: 1 + 48, inet: 1 + 39 };
+const MAX_OUT: Record<string, number> = { u8: 2, u16: 3, u32: 5, s32: 5, u64: 10, s64: 10, comm: 1 + 48, inet: 1 + 39 };
+/** Derived fields computed from a u32 C field, as an Avro long: the kernel's dev_t encoding split (MAJOR/MINOR of kdev_t.h). */
+const DERIVED_U32: Record<string, string> = { dev_major: '>>> 20', dev_minor: '& 1048575' };
 
 function readExpr(c: CAnnotation): string {
   const k = c.offset;
@@ -170,6 +203,16 @@ interface Compiled {
   readonly maxOut: number;
   readonly encode: (s: Buffer, o: number, out: Buffer, pos: number) => number;
   readonly decodeRaw: (s: Buffer) => Record<string, unknown>;
+  /** Offset of the trailer's u16 length field, or -1 when the schema has no trailer. */
+  readonly trailerLenAt: number;
+  /** Largest trailer length a valid record has. */
+  readonly trailerMax: number;
+}
+
+/** Whether record s[o, o + len) holds its whole trailer and that trailer is within its max (len >= size already checked). */
+function trailerFits(enc: Compiled, s: Buffer, o: number, len: number): boolean {
+  const n = s[o + enc.trailerLenAt]! | s[o + enc.trailerLenAt + 1]! << 8;
+  return n <= enc.trailerMax && len - enc.size >= n;
 }
 
 interface Shared {
@@ -219,6 +262,16 @@ function compile(schema: RegisteredSchema, sh: Shared): Compiled {
   for (const f of fields) {
     if (f.c?.type === 'inet') locals.add(cField(f.c.family ?? '', `${f.name} (inet)`).name);
     if (f.derived) locals.add(cField(f.derived.from, f.name).name);
+    if (f.trailer) locals.add(cField(f.trailer.len, `${f.name} (trailer)`).name);
+  }
+  const trailers = fields.filter((f) => f.trailer);
+  if (trailers.length > 1) throw new Error(`${schema.id}: at most one trailer field`);
+  const trailer = trailers[0];
+  if (trailer) {
+    const t = trailer.trailer!;
+    if (byName.get(t.len)!.c!.type !== 'u16') throw new Error(`${schema.id}: trailer length ${t.len} must be a u16`);
+    if (!Number.isInteger(t.max) || t.max < 0 || t.max > 65535) throw new Error(`${schema.id}: trailer max ${t.max}`);
+    if (fields.indexOf(trailer) < Math.max(...fields.map((f, i) => (f.c ? i : -1)))) throw new Error(`${schema.id}: the trailer must follow every C field`);
   }
   switch (schema.key) {
     case 'process': locals.add(cField('tgid', 'key process').name); break;
@@ -227,6 +280,7 @@ function compile(schema: RegisteredSchema, sh: Shared): Compiled {
       for (const n of ['sport', 'dport', 'family']) locals.add(cField(n, 'key connection').name);
       for (const n of ['saddr', 'daddr']) strings.add(cField(n, 'key connection').name);
       break;
+    case 'file': locals.add(cField('dev', 'key file').name); cField('ino', 'key file'); break;
     case 'host': break;
     default: throw new Error(`${schema.id}: unknown key kind ${String(schema.key)}`);
   }
@@ -252,6 +306,18 @@ function compile(schema: RegisteredSchema, sh: Shared): Compiled {
       continue;
     }
     if (seenEnvelope) throw new Error(`${schema.id}: envelope fields must come last (${f.name})`);
+    if (f.derived && DERIVED_U32[f.derived.kind] !== undefined) {
+      if (byName.get(f.derived.from)!.c!.type !== 'u32') throw new Error(`${schema.id}: ${f.name} needs a u32 field, ${f.derived.from} is not`);
+      body.push(`v = (f_${f.derived.from} ${DERIVED_U32[f.derived.kind]}) * 2; if (v < 4294967296) { ${VARINT_V} } else pos = wNum(out, pos, v);`);
+      maxOut += 5;
+      continue;
+    }
+    if (f.trailer) {
+      // after the struct; its length was checked against the record (trailerFits) before encode is called
+      body.push(`pos = wBytes(s, o + ${schema.size}, f_${f.trailer.len}, out, pos);`);
+      maxOut += 3 + 3 * f.trailer.max;
+      continue;
+    }
     if (f.derived) {
       if (f.derived.kind !== 'drop_reason_name') throw new Error(`${schema.id}: unknown derived kind ${f.derived.kind}`);
       body.push(`{ const b = reasonBytes(f_${f.derived.from}); for (let i = 0; i < b.length; i++) out[pos + i] = b[i]; pos += b.length; }`);
@@ -282,6 +348,7 @@ function compile(schema: RegisteredSchema, sh: Shared): Compiled {
         body.push(`v = ${local ?? readExpr(c)}; v = ((v << 1) ^ (v >> 31)) >>> 0; ${VARINT_V}`);
         break;
       case 'u64':
+      case 's64': // the same bits: a u64 of 2^63 or more is a negative long anyway
         body.push(
           `lo = ${readExpr({ offset: k, type: 'u32' })}; hi = ${readExpr({ offset: k + 4, type: 'u32' })};`,
           `if (hi === 0 && lo < 2147483648) { v = lo * 2; ${VARINT_V} }`,
@@ -309,12 +376,15 @@ function compile(schema: RegisteredSchema, sh: Shared): Compiled {
       body.push(`st.key = connKey(PFX, s, o + ${os}, o + ${od}, f_sport, f_dport, f_family, a_saddr, a_daddr);`);
       break;
     }
+    case 'file': // host/major:minor/ino: one file's events on one partition, in order
+      body.push(`st.key = PFX + (f_dev >>> 20) + ":" + (f_dev & 1048575) + "/" + u64Text(s, o + ${byName.get('ino')!.c!.offset});`);
+      break;
     case 'host': body.push('st.key = HOST;'); break;
   }
   body.push('return pos;');
 
   const helpers: Record<string, unknown> = {
-    wNum: writeVarint, wU64, wComm, wAscii, inet: formatInet, connKey: connectionKey, reasonBytes: sh.reasonBytes,
+    wNum: writeVarint, wU64, wComm, wAscii, wBytes: wBytesString, u64Text, inet: formatInet, connKey: connectionKey, reasonBytes: sh.reasonBytes,
     st: sh.state, HDR: hdr, ENV: envBytes, PFX: `${sh.host}/`, HOST: sh.host,
   };
   for (const [name, table] of Object.entries(enums)) helpers[`E_${name}`] = table;
@@ -339,10 +409,13 @@ function compile(schema: RegisteredSchema, sh: Shared): Compiled {
     for (const f of fields) {
       const c = f.c;
       if (f.envelope) value[f.name] = f.name === 'host' ? sh.host : sh.bootTimeNs;
+      else if (f.trailer) value[f.name] = s.toString('utf8', schema.size, schema.size + num(byName.get(f.trailer.len)!));
+      else if (f.derived?.kind === 'dev_major') value[f.name] = BigInt(num(byName.get(f.derived.from)!) >>> 20);
+      else if (f.derived?.kind === 'dev_minor') value[f.name] = BigInt(num(byName.get(f.derived.from)!) & 0xfffff);
       else if (f.derived) value[f.name] = sh.reasonName(num(byName.get(f.derived.from)!));
       else if (!c) throw new Error('unreachable');
       else if (c.enum) value[f.name] = enumInfo(f).symbols[enumInfo(f).table[s[c.offset]!]!];
-      else if (c.type === 'u64') value[f.name] = BigInt.asIntN(64, s.readBigUInt64LE(c.offset));
+      else if (c.type === 'u64' || c.type === 's64') value[f.name] = BigInt.asIntN(64, s.readBigUInt64LE(c.offset));
       else if (c.type === 'comm') {
         const end = s.subarray(c.offset, c.offset + 16).indexOf(0);
         value[f.name] = s.toString('utf8', c.offset, c.offset + (end < 0 ? 16 : end));
@@ -352,7 +425,8 @@ function compile(schema: RegisteredSchema, sh: Shared): Compiled {
     return value;
   };
 
-  return { schema, size: schema.size, maxOut, encode, decodeRaw };
+  const trailerLenAt = trailer ? byName.get(trailer.trailer!.len)!.c!.offset : -1;
+  return { schema, size: schema.size, maxOut, encode, decodeRaw, trailerLenAt, trailerMax: trailer?.trailer!.max ?? 0 };
 }
 
 function reasonTable(names: DropReasonNames | undefined): (v: number) => string | undefined {
@@ -425,7 +499,7 @@ export function createTranscoder(opts: TranscoderOptions): Transcoder {
       }
       off = rec + ((len + 7) & ~7);
       const enc = len > 0 ? byType[batch[rec]!] : undefined;
-      if (enc === undefined || len < enc.size) {
+      if (enc === undefined || len < enc.size || (enc.trailerLenAt >= 0 && !trailerFits(enc, batch, rec, len))) {
         const h = enc === undefined && len > 0 ? opts.raw?.get(batch[rec]!) : undefined;
         if (h === undefined || !h(batch, rec, len)) unknown++;
         continue;
@@ -458,7 +532,7 @@ export function createTranscoder(opts: TranscoderOptions): Transcoder {
 
   const transcodeRecord = (record: Buffer): TranscodedRecord | null => {
     const enc = record.length > 0 ? byType[record[0]!] : undefined;
-    if (enc === undefined || record.length < enc.size) return null;
+    if (enc === undefined || record.length < enc.size || (enc.trailerLenAt >= 0 && !trailerFits(enc, record, 0, record.length))) return null;
     const out = Buffer.allocUnsafe(enc.maxOut);
     const len = enc.encode(record, 0, out, 0);
     return { schema: enc.schema, key: state.key, value: out.subarray(0, len) };
@@ -466,7 +540,7 @@ export function createTranscoder(opts: TranscoderOptions): Transcoder {
 
   const decodeRaw = (record: Buffer): { schema: RegisteredSchema; value: Record<string, unknown> } | null => {
     const enc = record.length > 0 ? byType[record[0]!] : undefined;
-    if (enc === undefined || record.length < enc.size) return null;
+    if (enc === undefined || record.length < enc.size || (enc.trailerLenAt >= 0 && !trailerFits(enc, record, 0, record.length))) return null;
     return { schema: enc.schema, value: enc.decodeRaw(record) };
   };
 

@@ -12,6 +12,8 @@ export const EventType = {
   TCP_DROP: 7,
   /** Drain benchmarks only: has no schema, so the transcoder counts it as unknown. */
   BENCH: 8,
+  /** fs: one file syscall on a regular file (struct rf_fs_event + path bytes; 9 and 10 are L7's, outside this table). */
+  FS_IO: 11,
   /** Size of the per-type drop counter array. */
   MAX: 16,
 } as const;

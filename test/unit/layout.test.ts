@@ -63,7 +63,9 @@ const C_TYPES: Record<CKind, (m: CMember) => boolean> = {
   u32: (m) => m.ctype === '__u32' && !m.array,
   s32: (m) => m.ctype === '__s32' && !m.array,
   u64: (m) => m.ctype === '__u64' && !m.array,
-  comm: (m) => m.ctype === 'char' && m.array === 'RF_COMM_LEN',
+  s64: (m) => m.ctype === '__s64' && !m.array,
+  // a NUL-padded char[16] name: comm, fs_type (sizeof is checked against SIZE below)
+  comm: (m) => m.ctype === 'char' && (m.array === 'RF_COMM_LEN' || m.array === 'RF_FS_TYPE_LEN'),
   inet: (m) => m.ctype === '__u8' && m.array === '16',
 };
 
@@ -89,6 +91,7 @@ function measure(): Measured {
       lines.push(`  printf("field %s %s %zu %zu\\n", "${s.id}", "${f.name}", offsetof(struct ${s.struct}, ${m.path}), sizeof(((struct ${s.struct} *)0)->${m.path}));`);
       if (f.c.cprefix) for (const sym of Object.keys(f.c.enum ?? {})) consts.add(`${f.c.cprefix}${sym}`);
     }
+    for (const f of s.schema.fields) if (f.trailer?.cmax) consts.add(f.trailer.cmax);
   }
   for (const c of consts) lines.push(`  printf("const %s %d\\n", "${c}", (int)${c});`);
   lines.push('  return 0;', '}', '');
@@ -115,7 +118,7 @@ function measure(): Measured {
 }
 
 const measured = measure();
-const SIZE: Record<CKind, number> = { u8: 1, u16: 2, u32: 4, s32: 4, u64: 8, comm: 16, inet: 16 };
+const SIZE: Record<CKind, number> = { u8: 1, u16: 2, u32: 4, s32: 4, u64: 8, s64: 8, comm: 16, inet: 16 };
 
 test('every event type in enum rf_event_type has a schema, and every event struct too', () => {
   const consts = enums.get('rf_event_type');
@@ -167,7 +170,9 @@ for (const s of events) {
     const fields = s.schema.fields;
     for (const f of fields) {
       assert.ok(f.doc && f.doc.length > 3, `${f.name} has no doc`);
-      if (!f.c) assert.ok(f.derived || f.envelope, `${f.name}: neither "c", "derived" nor "envelope"`);
+      if (!f.c) assert.ok(f.derived || f.envelope || f.trailer, `${f.name}: neither "c", "derived", "trailer" nor "envelope"`);
+      // the trailer's bound is the C constant the BPF side writes to
+      if (f.trailer) assert.equal(f.trailer.max, measured.consts.get(f.trailer.cmax ?? ''), `${f.name}: trailer max = ${f.trailer.cmax}`);
     }
     assert.deepEqual(fields.slice(-2).map((f) => [f.name, f.type, f.envelope]), [['host', 'string', true], ['boot_time_ns', 'long', true]]);
   });
@@ -192,7 +197,7 @@ test('topics, namespaces and keys follow the naming scheme', () => {
     'sched.runqlat': 'process', 'sched.cswitch': 'process', 'block.io': 'device',
     'tcp.connect': 'connection', 'tcp.accept': 'connection', 'tcp.retransmit': 'connection', 'tcp.drop': 'connection',
     'collector.stats': 'host', 'bench.getpid': 'process', metrics: 'series', alerts: 'rule', l7: 'connection',
-    spans: 'connection', 'processor.repartition': 'host', 'profile.stacks': 'process', profiles: 'series',
+    spans: 'connection', 'processor.repartition': 'host', 'profile.stacks': 'process', profiles: 'series', 'fs.io': 'file',
   };
   assert.deepEqual(registry.all.map((s) => s.id).sort(), Object.keys(expected).sort());
   for (const s of registry.all) {
