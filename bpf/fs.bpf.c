@@ -3,6 +3,9 @@
  * fs.bpf.c: file-system calls on regular files (RF_EV_FS_IO, struct
  * rf_fs_event in events.h; design: docs/design/fs.md, slice 1).
  *
+ * Calls: read, write, pread64, pwrite64, readv, writev, preadv(2),
+ * pwritev(2), fsync, fdatasync (the rest of design section 2: later slices).
+ *
  * No kprobes or fentry on this kernel (shared/KERNEL.md): specific syscall
  * tracepoints only. The enter program resolves fd -> struct file and keeps
  * the call only when the task passes the filters and the file is a regular
@@ -464,6 +467,86 @@ int rf_fs_enter_fdatasync(struct trace_event_raw_sys_enter *ctx)
 
 SEC("tracepoint/syscalls/sys_exit_fdatasync")
 int rf_fs_exit_fdatasync(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit(ctx->ret);
+}
+
+/*
+ * Vectored calls: len is 0 (the iovec sum is not read: the exit's return is
+ * the bytes moved). preadv/pwritev's offset is pos_l (64-bit: pos_h is
+ * shifted out by the kernel's pos_from_hilo); preadv2/pwritev2 take -1 as
+ * "at the file position", which is then read from f_pos as for readv.
+ */
+SEC("tracepoint/syscalls/sys_enter_readv")
+int rf_fs_enter_readv(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_fs_enter(ctx->args[0], RF_FS_READV, 0, 0, true);
+}
+
+SEC("tracepoint/syscalls/sys_exit_readv")
+int rf_fs_exit_readv(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_writev")
+int rf_fs_enter_writev(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_fs_enter(ctx->args[0], RF_FS_WRITEV, 0, 0, true);
+}
+
+SEC("tracepoint/syscalls/sys_exit_writev")
+int rf_fs_exit_writev(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_preadv")
+int rf_fs_enter_preadv(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_fs_enter(ctx->args[0], RF_FS_PREADV, 0, ctx->args[3], false);
+}
+
+SEC("tracepoint/syscalls/sys_exit_preadv")
+int rf_fs_exit_preadv(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_pwritev")
+int rf_fs_enter_pwritev(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_fs_enter(ctx->args[0], RF_FS_PWRITEV, 0, ctx->args[3], false);
+}
+
+SEC("tracepoint/syscalls/sys_exit_pwritev")
+int rf_fs_exit_pwritev(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_preadv2")
+int rf_fs_enter_preadv2(struct trace_event_raw_sys_enter *ctx)
+{
+	__s64 pos = (__s64)ctx->args[3];
+	return rf_fs_enter(ctx->args[0], RF_FS_PREADV, 0, pos, pos == -1);
+}
+
+SEC("tracepoint/syscalls/sys_exit_preadv2")
+int rf_fs_exit_preadv2(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_pwritev2")
+int rf_fs_enter_pwritev2(struct trace_event_raw_sys_enter *ctx)
+{
+	__s64 pos = (__s64)ctx->args[3];
+	return rf_fs_enter(ctx->args[0], RF_FS_PWRITEV, 0, pos, pos == -1);
+}
+
+SEC("tracepoint/syscalls/sys_exit_pwritev2")
+int rf_fs_exit_pwritev2(struct trace_event_raw_sys_exit *ctx)
 {
 	return rf_fs_exit(ctx->ret);
 }

@@ -13,7 +13,7 @@
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Session, forEachRecord, u32 } from '../../native/index.ts';
 import { encodeSettings } from '../../collector/signals/settings.ts';
@@ -24,7 +24,7 @@ import { ROOT, startReady } from './helpers.ts';
 const FS_OBJ = join(process.env.RINGFLOW_BPF_DIR ?? `${ROOT}bpf/.output`, 'fs.bpf.o');
 const RF_EV_FS_IO = 11;
 /** enum rf_fs_op */
-const OP = { READ: 0, WRITE: 1, PREAD: 2, PWRITE: 3, FSYNC: 8, FDATASYNC: 9 } as const;
+const OP = { READ: 0, WRITE: 1, PREAD: 2, PWRITE: 3, READV: 4, WRITEV: 5, PREADV: 6, PWRITEV: 7, FSYNC: 8, FDATASYNC: 9 } as const;
 /** enum rf_fs_cache */
 const CACHE = { UNKNOWN: 0, CACHED: 1, BLOCKED_IO: 2, BLOCKED_OTHER: 3 } as const;
 /** enum rf_fs_flag */
@@ -220,6 +220,46 @@ describe('fs.bpf.o on the real kernel', { skip: process.getuid?.() !== 0 ? 'need
     assert.ok(mine.every((x) => x.latencyNs > 0n && x.latencyNs < 5_000_000_000n), 'latencies');
     assert.deepEqual(res.lost, [0n, 0n, 0n, 0n], 'nothing lost in the kernel');
     assert.equal(res.drops, 0n);
+  });
+
+  it('tmpfs: vectored calls (readv, writev, preadv, pwritev, preadv2 at f_pos, pwritev2), O_SYNC writes, reads of an unlinked file', async (t) => {
+    const N = 3;
+    const f = (n: string) => join(tmpfsDir, 'vec', n);
+    mkdirSync(join(tmpfsDir, 'vec'), { recursive: true });
+    const gone = f('gone.dat');
+    writeFileSync(gone, '');
+    const goneStat = statSync(gone, { bigint: true }); // the child opens this inode, then unlinks it
+    const res = await run(t, [`v:${f('v')}:${N}`, `V:${f('V')}:${N}`, `u:${f('u')}:${N}`, `U:${f('U')}:${N}`, `x:${f('x')}:${N}`,
+      `X:${f('X')}:${N}`, `S:${f('S')}:${N}`, `D:${gone}:${N}`, 's:-:2']);
+    const mine = res.records.filter((x) => x.tgid === res.pid);
+    const at = (from: number) => Array.from({ length: N }, (_, i) => BigInt((from + i) * BS));
+    const check = (path: string, op: number, offsets: bigint[]) => {
+      const rs = of(mine, path, op);
+      assert.deepEqual(rs.map((x) => x.offset), offsets, `offsets of op ${op} on ${path}`);
+      for (const x of rs) {
+        assertFile(x, path, 'tmpfs', tmpfsDir);
+        assert.equal(x.ret, BigInt(BS), 'bytes moved');
+      }
+      return rs;
+    };
+    check(f('v'), OP.PREADV, at(0));
+    check(f('V'), OP.PWRITEV, at(0));
+    check(f('u'), OP.PREADV, at(1)); // offset -1: the file position (lseek 4096)
+    check(f('U'), OP.PWRITEV, at(0));
+    check(f('x'), OP.READV, at(1));
+    check(f('X'), OP.WRITEV, at(2));
+    for (const x of check(f('S'), OP.PWRITE, at(0))) assert.equal(x.flags & F.SYNC, F.SYNC, 'O_SYNC');
+    assert.ok(mine.filter((x) => x.path !== f('S')).every((x) => (x.flags & F.SYNC) === 0), 'O_SYNC only where opened so');
+    const del = mine.filter((x) => x.op === OP.PREAD);
+    assert.equal(del.length, N, 'the unlinked file\'s reads');
+    for (const x of del) {
+      assert.equal(x.flags & F.DELETED, F.DELETED, 'flagged deleted');
+      assert.equal(x.path, gone, 'its last path (as d_path, without " (deleted)")');
+      assert.equal(x.ino, goneStat.ino);
+      assert.equal(x.dev, kernelDev(goneStat.dev));
+    }
+    assert.equal(mine.length, 8 * N, 'nothing else (the socket reads none)');
+    assert.deepEqual(res.lost, [0n, 0n, 0n, 0n]);
   });
 
   it('a path deeper than the walk\'s bound: PATH_CUT, its last components kept, the dropped ones counted', async (t) => {

@@ -11,6 +11,12 @@
  *   d:P:N  N pread(4 KiB at i*4096) of P opened O_DIRECT (4 KiB aligned buffer)
  *   R:P:N  lseek(P, 4096), then N read(4 KiB) (offset = f_pos)
  *   W:P:N  lseek(P, 8192), then N write(4 KiB)
+ *   v:P:N  N preadv(2 x 2 KiB at i*4096)        V:P:N  N pwritev(2 x 2 KiB at i*4096)
+ *   u:P:N  lseek(P, 4096), N preadv2(offset -1: at f_pos)
+ *   U:P:N  N pwritev2(2 x 2 KiB at i*4096, flags 0)
+ *   x:P:N  lseek(P, 4096), N readv            X:P:N  lseek(P, 8192), N writev
+ *   S:P:N  N pwrite(4 KiB at i*4096) on P opened O_SYNC
+ *   D:P:N  N pread(4 KiB at i*4096) of P unlinked after it was opened
  *   s:-:N  N read()s of a socketpair (1 byte each)
  *   p:-:N  N read()s of a pipe (1 byte each)
  */
@@ -20,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define BS 4096
@@ -68,7 +75,7 @@ int main(int argc, char **argv)
 		int fd = open(path, O_RDWR | O_CREAT, 0644);
 		if (fd < 0)
 			die("open", path);
-		if (kind != 'w' && kind != 'y') { /* files read back: their bytes exist and are on disk */
+		if (kind != 'w' && kind != 'y' && kind != 'S' && kind != 'V' && kind != 'U') { /* files read back: their bytes exist and are on disk */
 			for (int i = 0; i < (j->n > 0 ? j->n : 1) + 2; i++)
 				if (pwrite(fd, buf, BS, (off_t)i * BS) != BS)
 					die("pwrite", path);
@@ -84,6 +91,18 @@ int main(int argc, char **argv)
 			if (fd < 0)
 				die("open O_DIRECT", path);
 		}
+		if (kind == 'S') {
+			close(fd);
+			fd = open(path, O_WRONLY | O_SYNC);
+			if (fd < 0)
+				die("open O_SYNC", path);
+		}
+		if (kind == 'D' && unlink(path))
+			die("unlink", path);
+		if ((kind == 'u' || kind == 'x') && lseek(fd, BS, SEEK_SET) != BS)
+			die("lseek", path);
+		if (kind == 'X' && lseek(fd, 2 * BS, SEEK_SET) != 2 * BS)
+			die("lseek", path);
 		if (kind == 'R' && lseek(fd, BS, SEEK_SET) != BS)
 			die("lseek", path);
 		if (kind == 'W' && lseek(fd, 2 * BS, SEEK_SET) != 2 * BS)
@@ -98,7 +117,36 @@ int main(int argc, char **argv)
 		struct job *j = &jobs[k];
 		for (int i = 0; i < j->n; i++) {
 			off_t off = (off_t)i * BS;
+			struct iovec iov[2] = { { buf, BS / 2 }, { buf + BS / 2, BS / 2 } };
 			switch (j->kind) {
+			case 'v':
+				if (preadv(j->fd, iov, 2, off) != BS)
+					die("preadv", "v");
+				break;
+			case 'V':
+				if (pwritev(j->fd, iov, 2, off) != BS)
+					die("pwritev", "V");
+				break;
+			case 'u':
+				if (preadv2(j->fd, iov, 2, -1, 0) != BS)
+					die("preadv2", "u");
+				break;
+			case 'U':
+				if (pwritev2(j->fd, iov, 2, off, 0) != BS)
+					die("pwritev2", "U");
+				break;
+			case 'x':
+				if (readv(j->fd, iov, 2) != BS)
+					die("readv", "x");
+				break;
+			case 'X':
+				if (writev(j->fd, iov, 2) != BS)
+					die("writev", "X");
+				break;
+			case 'S':
+				if (pwrite(j->fd, buf, BS, off) != BS)
+					die("pwrite", "S");
+				break;
 			case 'w':
 			case 'y':
 				if (pwrite(j->fd, buf, BS, off) != BS)
@@ -108,6 +156,7 @@ int main(int argc, char **argv)
 				break;
 			case 'r':
 			case 'd':
+			case 'D':
 				if (pread(j->fd, buf, BS, off) != BS)
 					die("pread", "r/d");
 				break;
