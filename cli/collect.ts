@@ -267,7 +267,7 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
   const log = hooks.log ?? ((l: string) => console.error(l));
   checkPrivileges();
   checkBtf();
-  if (cfg.signals.includes('tcp') || cfg.signals.includes('l7')) ensureTracefs({ log });
+  if (cfg.signals.some((s) => signalByName(s).classicTracepoints)) ensureTracefs({ log });
   checkBuilt(cfg.signals);
 
   // imported here so --help and flag errors work before the addon is built

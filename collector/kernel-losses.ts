@@ -5,7 +5,8 @@
  * bad start lines or framing, requests the pending table could not hold,
  * responses with no request, two threads in one direction) and the profile
  * signals' bpf_get_stackid failures and full count maps (rf_prof_lost,
- * rf_offcpu_lost: bpf/prof_maps.bpf.h),
+ * rf_offcpu_lost: bpf/prof_maps.bpf.h) and bpf/fs.bpf.c's file calls not
+ * reported (rf_fs_lost: in-flight table full, exit missed),
  * read through the addon (Session.mapCounters sums the per-CPU slots), turned
  * into deltas per stats interval for the stats record's drop_reasons.
  *
@@ -22,6 +23,13 @@
 import { L7_PARSE } from './l7/exchange.ts';
 import { L7_H2 } from './l7/capture.ts';
 import { PROF_LOST } from './profile/drain.ts';
+
+/**
+ * enum rf_fs_lost_reason of bpf/fs.bpf.c (RF_FS_LOST_<name> = value; the enum
+ * lives in the .bpf.c, not events.h: only the loss counts leave the kernel).
+ * test/unit/fs-kernel-losses.test.ts parses the C enum and checks this.
+ */
+export const FS_LOST = { INFLIGHT_FULL: 0, UNFINISHED: 1, NO_SCRATCH: 2 } as const;
 
 /** Where each reason is counted: index = the BPF enum value (bpf/block.bpf.c, bpf/tcp.bpf.c, bpf/events.h). */
 export const KERNEL_LOSS_COUNTERS: readonly { map: string; index: number; reason: string; onlyFiltered?: boolean }[] = [
@@ -57,6 +65,11 @@ export const KERNEL_LOSS_COUNTERS: readonly { map: string; index: number; reason
   }),
   { map: 'rf_offcpu_lost', index: PROF_LOST.OFFCPU_EXPIRED, reason: 'offcpu_expired' },
   { map: 'rf_offcpu_lost', index: PROF_LOST.OFFCPU_UNTRACKED, reason: 'offcpu_untracked' },
+  // enum rf_fs_lost_reason (bpf/fs.bpf.c; FS_LOST below, checked against the C enum by test/unit/fs-kernel-losses):
+  // each a file call that is not reported. A full ring is rf_drops[RF_EV_FS_IO], as for every signal
+  { map: 'rf_fs_lost', index: FS_LOST.INFLIGHT_FULL, reason: 'fs_inflight_full' },
+  { map: 'rf_fs_lost', index: FS_LOST.UNFINISHED, reason: 'fs_unfinished' },
+  { map: 'rf_fs_lost', index: FS_LOST.NO_SCRATCH, reason: 'fs_no_scratch' },
 ];
 
 /** Cumulative counts per reason since the objects were loaded. */

@@ -29,6 +29,8 @@ export interface SignalDef {
    * no ring records (eventTypes empty), ringflow.profile.stacks.v1 records instead.
    */
   readonly drained?: boolean;
+  /** Attaches classic tracepoints (tracepoint/<category>/<name>), which need tracefs mounted (preflight mounts it). */
+  readonly classicTracepoints?: boolean;
 }
 
 export const SIGNALS: readonly SignalDef[] = [
@@ -50,10 +52,11 @@ export const SIGNALS: readonly SignalDef[] = [
       'with --pid/--uid/--comm/--cgroup, those of sockets set up before the collector started or with no socket ' +
       '(e.g. NO_SOCKET drops) are left out and counted (rf_tcp_unattributed)',
     eventTypes: [4, 5, 6, 7],
+    classicTracepoints: true,
   },
   // 9: capture records (HTTP/2, DNS, undecided, kernel parsing off), 10: HTTP/1 exchanges framed and paired in BPF
   { name: 'l7', summary: 'HTTP/1.x, HTTP/2 + gRPC and DNS requests and responses parsed from socket syscalls (opt-in); ' +
-      'HTTP/1.x is framed and paired in the kernel, one record per exchange (--l7-kernel-parse off: parsed here)', eventTypes: [9, 10], optIn: true },
+      'HTTP/1.x is framed and paired in the kernel, one record per exchange (--l7-kernel-parse off: parsed here)', eventTypes: [9, 10], optIn: true, classicTracepoints: true },
   // issue 11: counted in the kernel and drained every --profile-interval (collector/profile), no ring records.
   // Opt-in until their cost is measured (issue 11's bench: profile_overhead_ratio, collector CPU)
   {
@@ -75,6 +78,21 @@ export const SIGNALS: readonly SignalDef[] = [
     eventTypes: [],
     optIn: true,
     drained: true,
+  },
+  // issue 12 (docs/design/fs.md): opt-in until its cost is benchmarked (fs_overhead_ratio, design slice 6)
+  {
+    name: 'fs',
+    summary: 'file syscalls on regular files (read, write, pread64, pwrite64, fsync, fdatasync; sockets, pipes and ' +
+      'ttys are left out in the kernel): latency, bytes, offset, errno, fs type, dev/inode and the path, walked in BPF ' +
+      '(32 components / 512 bytes; a longer path keeps its last components, flagged), one ringflow.fs.io.v1 record ' +
+      'per call keyed by file. Its page-cache state is an ESTIMATE from the task\'s own counters (never slept: ' +
+      'CACHED; slept and read from storage: BLOCKED_IO; slept otherwise: BLOCKED_OTHER): readahead issued by an ' +
+      'earlier call, or another task\'s I/O, is not counted to this one. Not covered: io_uring, sendfile/splice/' +
+      "copy_file_range, mmap'd access (page faults), aio (io_submit), direct block-device access (the block " +
+      'signal), NFS server side (opt-in until its cost is benchmarked)',
+    eventTypes: [11],
+    optIn: true,
+    classicTracepoints: true, // tracepoint/syscalls/sys_{enter,exit}_*
   },
 ];
 

@@ -33,7 +33,7 @@ test('readKernelLosses: fixed names by map index, absent maps absent, tcp only w
 test('reason names are unique and each names its signal', () => {
   const names = KERNEL_LOSS_COUNTERS.map((c) => c.reason);
   assert.equal(new Set(names).size, names.length);
-  const prefix: Record<string, RegExp> = { rf_block_lost: /^block_/, rf_tcp_unattributed: /^tcp_/, rf_l7_parse: /^l7_/, rf_l7_h2: /^l7_h2_/, rf_prof_lost: /^profile_/, rf_offcpu_lost: /^offcpu_/ };
+  const prefix: Record<string, RegExp> = { rf_block_lost: /^block_/, rf_tcp_unattributed: /^tcp_/, rf_l7_parse: /^l7_/, rf_l7_h2: /^l7_h2_/, rf_prof_lost: /^profile_/, rf_offcpu_lost: /^offcpu_/, rf_fs_lost: /^fs_/ };
   for (const c of KERNEL_LOSS_COUNTERS) assert.match(c.reason, prefix[c.map]!);
 });
 
