@@ -128,15 +128,19 @@ static __always_inline __s32 rf_prof_stackid(void *ctx, __u32 m, __u64 flags)
 	return RF_PROF_STACK_LOST;
 }
 
-/* counts[key] += delta, creating the entry; a full map is counted. */
-static __always_inline void rf_prof_add(struct rf_prof_key *key, __u64 delta)
+/*
+ * counts[key] += delta, creating the entry; a full map is counted. True when
+ * this call created the entry (the first of its key in this generation):
+ * what needs doing once per key, not per sample, hangs on it.
+ */
+static __always_inline bool rf_prof_add(struct rf_prof_key *key, __u64 delta)
 {
 	__u64 *v = bpf_map_lookup_elem(&RF_PM(_counts), key);
 	long err;
 
 	if (v) {
 		__sync_fetch_and_add(v, delta);
-		return;
+		return false;
 	}
 	err = bpf_map_update_elem(&RF_PM(_counts), key, &delta, BPF_NOEXIST);
 	if (err == -EEXIST) {
@@ -144,11 +148,12 @@ static __always_inline void rf_prof_add(struct rf_prof_key *key, __u64 delta)
 		v = bpf_map_lookup_elem(&RF_PM(_counts), key);
 		if (v) {
 			__sync_fetch_and_add(v, delta);
-			return;
+			return false;
 		}
 	}
 	if (err)
 		rf_prof_lose(RF_PROF_L_COUNTS_FULL);
+	return err == 0;
 }
 
 /* The process's command (its group leader's comm), kept once per tgid. */

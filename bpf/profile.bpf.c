@@ -10,6 +10,19 @@
  * Frame pointers only: bpf_get_stackid walks the user stack by frame
  * pointers, so code built without them (Debian's libc, most distro libraries)
  * ends its user stack early (shared/KERNEL.md).
+ *
+ * Cost (measured on the 2-vCPU VM, kernel 6.18, bpf_stats and per-part
+ * bpf_ktime_get_ns histograms in a scratch build): 7-22 us per sample at
+ * 19-99 Hz, 3.9 us for the same program at 9999 Hz: at low rates every
+ * sample starts with cold caches. Of that, the user stack walk is 1-16 us:
+ * the kernel's frame-pointer walker reads one frame past the last one
+ * (fp = NULL for a clean chain, libc's unrelated rbp otherwise) and takes a
+ * page fault in kernel mode on every sample (perf stat
+ * exceptions:page_fault_kernel == samples, also for a libc-free binary);
+ * one such fault costs 0.5-2 us here. A sample in kernel mode (5-10 % of a
+ * CPU-bound load) walks the kernel stack by ORC: 4-32 us. Neither is ours
+ * to cut without our own unwinder; what is: no kernel stack asked for a
+ * user-mode sample, and the comm noted once per key and drain.
  */
 #define RF_PROF_PREFIX rf_prof
 #define RF_PROF_STACK_ENTRIES 4096
@@ -36,8 +49,15 @@ int rf_prof_sample(struct bpf_perf_event_data *ctx)
 	key.stack_map = epoch % 3;
 	key.state = RF_PROF_ST_RUNNING;
 	key.user_stack_id = rf_prof_stackid(ctx, key.stack_map, BPF_F_USER_STACK);
-	key.kernel_stack_id = rf_prof_stackid(ctx, key.stack_map, 0);
-	rf_prof_add(&key, 1);
-	rf_prof_note_comm(key.tgid, (struct task_struct *)bpf_get_current_task());
+	/*
+	 * A sample taken in user mode has no kernel stack (bpf_get_stackid
+	 * would say -EFAULT): not asking saves its cold callchain buffer.
+	 * Kernel addresses are the top half on x86-64 and arm64; regs.cs is
+	 * refused by the verifier (shared/KERNEL.md).
+	 */
+	key.kernel_stack_id = ctx->regs.ip >> 63 ? rf_prof_stackid(ctx, key.stack_map, 0) : RF_PROF_STACK_NONE;
+	/* the comm is wanted once per tgid and drain: noted when a count is created, not per sample */
+	if (rf_prof_add(&key, 1))
+		rf_prof_note_comm(key.tgid, (struct task_struct *)bpf_get_current_task());
 	return 0;
 }
