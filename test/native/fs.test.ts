@@ -13,7 +13,7 @@
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Session, forEachRecord, u32 } from '../../native/index.ts';
 import { encodeSettings } from '../../collector/signals/settings.ts';
@@ -89,6 +89,7 @@ function expectedCut(abs: string, depth = 32, bytes = 512): { path: string; drop
 
 let dir = '';
 let work = '';
+let slowfuse = '';
 let tmpfsDir = '';
 let ext4Dir = '';
 const mounted: string[] = [];
@@ -102,6 +103,8 @@ before(() => {
   dir = realpathSync(mkdtempSync('/var/tmp/ringflow-fs-'));
   work = join(dir, 'fs_work');
   execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', work, `${ROOT}test/native/fs/fs_work.c`]);
+  slowfuse = join(dir, 'slowfuse');
+  execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', slowfuse, `${ROOT}test/native/fs/slowfuse.c`]);
   tmpfsDir = join(dir, 'tmpfs');
   mkdirSync(tmpfsDir);
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'ringflow-fs-test', tmpfsDir]);
@@ -117,11 +120,12 @@ before(() => {
 
 after(() => {
   // even after a failure: a mount left behind would outlive the test run
-  for (const m of mounted.reverse()) {
+  const isMounted = (m: string) => readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === m);
+  for (const m of mounted.reverse().filter(isMounted)) {
     try {
       execFileSync('umount', [m]);
     } catch {
-      try { execFileSync('umount', ['-l', m]); } catch { /* reported by the rm below failing to remove it */ }
+      execFileSync('umount', ['-l', m]); // busy: detached now, freed when the last user goes
     }
   }
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -287,6 +291,37 @@ describe('fs.bpf.o on the real kernel', { skip: process.getuid?.() !== 0 ? 'need
     const res4 = await run(t, [`r:${f}:1`], { rf_fs_path_depth: u32(4) });
     const cut = res4.records.filter((x) => x.tgid === res4.pid);
     assert.deepEqual(cut.map((x) => x.path), [expectedCut(f, 4).path]);
+  });
+
+  it('FUSE with a known delay (slowfuse: 40 ms in each READ and FSYNC): the latencies contain it, fs type fuse', async (t) => {
+    const N = 3;
+    const DELAY_MS = 40;
+    const fuseDir = join(dir, 'fuse');
+    mkdirSync(fuseDir);
+    mounted.push(fuseDir); // after() unmounts it if this test could not
+    await startReady(t, slowfuse, [fuseDir, String(DELAY_MS)]);
+    t.after(() => { try { execFileSync('umount', [fuseDir], { stdio: 'ignore' }); } catch { /* after() tries again, lazily */ } });
+    const file = join(fuseDir, 'slow.dat');
+    const res = await run(t, [`F:${file}:${N}`]);
+    const mine = res.records.filter((x) => x.tgid === res.pid);
+    const reads = of(mine, file, OP.PREAD);
+    const syncs = of(mine, file, OP.FSYNC);
+    t.diagnostic(`fuse latencies (ms): pread ${reads.map((x) => (Number(x.latencyNs) / 1e6).toFixed(1)).join(',')}; fsync ${syncs.map((x) => (Number(x.latencyNs) / 1e6).toFixed(1)).join(',')}`);
+    assert.equal(reads.length, N, 'N pread records');
+    assert.equal(syncs.length, N, 'N fsync records');
+    assert.equal(mine.length, 2 * N, 'nothing else');
+    reads.forEach((x, i) => {
+      assertFile(x, file, 'fuse', fuseDir);
+      assert.equal(x.offset, BigInt(i * BS));
+      assert.equal(x.ret, BigInt(BS));
+      assert.equal(x.cache, CACHE.BLOCKED_OTHER, 'slept, and not on a block device');
+      assert.equal(x.storageBytes, 0n);
+    });
+    for (const x of syncs) {
+      assertFile(x, file, 'fuse', fuseDir);
+      assert.equal(x.ret, 0n);
+    }
+    for (const x of [...reads, ...syncs]) assert.ok(x.latencyNs >= BigInt(DELAY_MS * 1e6), `latency ${x.latencyNs} ns contains the server's ${DELAY_MS} ms`);
   });
 
   it('ext4 loop image: N pwrite+fsync, M cached preads, K O_DIRECT preads (BLOCKED_IO, storage bytes) -> exactly those records', async (t) => {

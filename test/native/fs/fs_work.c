@@ -17,6 +17,7 @@
  *   x:P:N  lseek(P, 4096), N readv            X:P:N  lseek(P, 8192), N writev
  *   S:P:N  N pwrite(4 KiB at i*4096) on P opened O_SYNC
  *   D:P:N  N pread(4 KiB at i*4096) of P unlinked after it was opened
+ *   F:P:N  N pread(4 KiB at i*4096) + fsync pairs on P, an existing file opened read-only (slowfuse)
  *   s:-:N  N read()s of a socketpair (1 byte each)
  *   p:-:N  N read()s of a pipe (1 byte each)
  */
@@ -72,10 +73,10 @@ int main(int argc, char **argv)
 					die("write", "socket/pipe");
 			continue;
 		}
-		int fd = open(path, O_RDWR | O_CREAT, 0644);
+		int fd = kind == 'F' ? open(path, O_RDONLY) : open(path, O_RDWR | O_CREAT, 0644);
 		if (fd < 0)
 			die("open", path);
-		if (kind != 'w' && kind != 'y' && kind != 'S' && kind != 'V' && kind != 'U') { /* files read back: their bytes exist and are on disk */
+		if (kind != 'w' && kind != 'y' && kind != 'S' && kind != 'V' && kind != 'U' && kind != 'F') { /* files read back: their bytes exist and are on disk */
 			for (int i = 0; i < (j->n > 0 ? j->n : 1) + 2; i++)
 				if (pwrite(fd, buf, BS, (off_t)i * BS) != BS)
 					die("pwrite", path);
@@ -159,6 +160,12 @@ int main(int argc, char **argv)
 			case 'D':
 				if (pread(j->fd, buf, BS, off) != BS)
 					die("pread", "r/d");
+				break;
+			case 'F':
+				if (pread(j->fd, buf, BS, off) != BS)
+					die("pread", "F");
+				if (fsync(j->fd))
+					die("fsync", "F");
 				break;
 			case 'R':
 				if (read(j->fd, buf, BS) != BS)
