@@ -82,8 +82,8 @@ export const SIGNALS: readonly SignalDef[] = [
   // issue 12 (docs/design/fs.md): opt-in until its cost is benchmarked (fs_overhead_ratio, design slice 6)
   {
     name: 'fs',
-    summary: 'file syscalls on regular files (read, write, pread64, pwrite64, fsync, fdatasync; sockets, pipes and ' +
-      'ttys are left out in the kernel): latency, bytes, offset, errno, fs type, dev/inode and the path, walked in BPF ' +
+    summary: 'file syscalls on regular files (read, write, pread64, pwrite64, readv, writev, preadv, pwritev, preadv2, ' +
+      'pwritev2, fsync, fdatasync; sockets, pipes and ttys are left out in the kernel): latency, bytes, offset, errno, fs type, dev/inode and the path, walked in BPF ' +
       '(32 components / 512 bytes; a longer path keeps its last components, flagged), one ringflow.fs.io.v1 record ' +
       'per call keyed by file. Its page-cache state is an ESTIMATE from the task\'s own counters (never slept: ' +
       'CACHED; slept and read from storage: BLOCKED_IO; slept otherwise: BLOCKED_OTHER): readahead issued by an ' +

@@ -33,6 +33,14 @@ test('fs: --help says the cache state is an estimate and what is not covered', (
   }
 });
 
+test('fs: --help names every syscall bpf/fs.bpf.c times, and no other', () => {
+  const src = fs.readFileSync(path.join(REPO_ROOT, 'bpf', 'fs.bpf.c'), 'utf8');
+  const hooked = [...src.matchAll(/SEC\("tracepoint\/syscalls\/sys_exit_(\w+)"\)/g)].map((m) => m[1]!);
+  assert.ok(hooked.length > 0);
+  const listed = /^file syscalls on regular files \(([^;]*);/.exec(signalByName('fs').summary)?.[1]?.split(', ');
+  assert.deepEqual([...(listed ?? [])].sort(), [...new Set(hooked)].sort());
+});
+
 test('classicTracepoints is set exactly for the signals whose BPF source attaches tracepoint/ sections', () => {
   for (const s of SIGNALS) {
     const src = fs.readFileSync(path.join(REPO_ROOT, 'bpf', `${s.name}.bpf.c`), 'utf8');
