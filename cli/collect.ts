@@ -21,6 +21,7 @@ import { RunStateFile, newRunId, stateDir, statePath } from '../collector/run-st
 import type { EventSink } from '../collector/sink.ts';
 import type { L7Counters } from '../collector/l7/tracker.ts';
 import { DEFAULT_OFFCPU_MIN_NS, DEFAULT_PROFILE_HZ, PROFILE_PREFIX, PROFILE_PROGRAM, PROFILE_RECORD_TYPE, PROFILE_TOPIC, ProfileSource } from '../collector/profile/source.ts';
+import { mapSizesFor } from '../collector/profile/sizing.ts';
 
 export const COLLECT_HELP = `Usage: ringflow collect [options]
 
@@ -321,7 +322,7 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
     for (const s of cfg.signals) {
       try {
         const own = s === 'l7' ? encodeL7Settings(cfg.l7) : PROFILE_PREFIX[s] ? encodeProfileSettings({ offcpuMinNs: cfg.profile.offcpuMinNs, perThread: cfg.profile.perThread }, s === 'offcpu') : {};
-        const info = session.addObject(objectPath(s), { ...globals, ...own });
+        const info = session.addObject(objectPath(s), { ...globals, ...own }, mapSizesFor(s, cfg.profile.hz, cfg.profile.intervalMs));
         // perf_event programs are not auto-attached: the cpu-clock event of every online CPU
         if (s === 'profile') session.attachPerfEvent(PROFILE_PROGRAM, cfg.profile.hz);
         // an optional program whose hook this kernel lacks was left out: said once, by name

@@ -28,6 +28,7 @@ import { procIdentities } from '../collector/process-identity.ts';
 import { decodeProfileDrain, PROF_LOST } from '../collector/profile/drain.ts';
 import { buildStackRecords, type ProfileStackRecord, type SymbolizedFrame } from '../collector/profile/records.ts';
 import { DEFAULT_OFFCPU_MIN_NS, PROFILE_PREFIX, PROFILE_PROGRAM, STACK_EPOCH_DRAINS } from '../collector/profile/source.ts';
+import { mapSizesFor } from '../collector/profile/sizing.ts';
 import { parseMaps, type Mapping } from '../collector/symbols/maps.ts';
 import { openElf, type ElfFile } from '../collector/symbols/elf.ts';
 import { renderFolded } from '../exporter/profiles/folded.ts';
@@ -311,7 +312,7 @@ export async function runProfile(cfg: ProfileConfig, hooks: { log?: (l: string) 
       session.addObject(objectPath(signal), {
         ...encodeSettings({ ...filters, selfTgid: process.pid }),
         ...encodeProfileSettings({ perThread: cfg.perThread, offcpuMinNs: cfg.offcpuMinNs }, cfg.offcpu),
-      });
+      }, mapSizesFor(signal, cfg.hz, DRAIN_MS));
       if (!cfg.offcpu) session.attachPerfEvent(PROFILE_PROGRAM, cfg.hz);
     } catch (err) {
       throw loadError(signal, err);

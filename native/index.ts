@@ -88,7 +88,7 @@ export function isNativeError(e: unknown): e is NativeError {
 }
 
 interface NativeSession {
-  addObject(path: string, globals: Record<string, Buffer>): ObjectInfo;
+  addObject(path: string, globals: Record<string, Buffer>, maxEntries?: Record<string, number>): ObjectInfo;
   start(onBatch: (batch: Buffer) => void): void;
   pause(): void;
   resume(): void;
@@ -159,10 +159,12 @@ export class Session {
   /**
    * Opens, configures, loads and attaches a BPF object. Its rf_events/rf_drops
    * maps are replaced by the session's; `globals` sets `const volatile` globals by
-   * name (each Buffer exactly the variable's size; see u32/u64/cstr below).
+   * name (each Buffer exactly the variable's size; see u32/u64/cstr below);
+   * `maxEntries` sets maps' sizes by name before the load (sized per host, e.g.
+   * the profile stack maps: collector/profile/sizing.ts); an unknown map throws.
    */
-  addObject(path: string, globals: Record<string, Buffer> = {}): ObjectInfo {
-    return this.#n.addObject(path, globals);
+  addObject(path: string, globals: Record<string, Buffer> = {}, maxEntries?: Record<string, number>): ObjectInfo {
+    return this.#n.addObject(path, globals, maxEntries);
   }
 
   /**

@@ -176,8 +176,31 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
         auto u8 = v.As<Napi::Uint8Array>();
         globals.push_back({nullptr, u8.Data(), u8.ByteLength()});
       }
-      for (size_t i = 0; i < names.size(); i++) globals[i].name = names[i].c_str();
     }
+    // addObject(path, globals, maxEntries): { map: entries } sized before the load (rf_core.h RF_MAX_ENTRIES_PREFIX)
+    std::vector<uint32_t> sizes;
+    if (info.Length() > 2 && !info[2].IsUndefined()) {
+      if (!info[2].IsObject()) {
+        ThrowType(env, "addObject(path, globals, maxEntries): maxEntries must be an object of numbers");
+        return env.Undefined();
+      }
+      Napi::Object m = info[2].As<Napi::Object>();
+      Napi::Array keys = m.GetPropertyNames();
+      sizes.reserve(keys.Length());  // stable addresses: globals point into it
+      for (uint32_t i = 0; i < keys.Length(); i++) {
+        std::string map = keys.Get(i).ToString();
+        Napi::Value v = m.Get(map);
+        double n = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+        if (!(n >= 1 && n <= 4294967295.0) || n != static_cast<double>(static_cast<uint32_t>(n))) {
+          ThrowType(env, "addObject: maxEntries of '" + map + "' must be an integer in 1..2^32-1");
+          return env.Undefined();
+        }
+        names.push_back(RF_MAX_ENTRIES_PREFIX + map);
+        sizes.push_back(static_cast<uint32_t>(n));
+        globals.push_back({nullptr, &sizes.back(), sizeof(uint32_t)});
+      }
+    }
+    for (size_t i = 0; i < names.size(); i++) globals[i].name = names[i].c_str();
     rf_object_info oi = {};
     rf_error err = {};
     if (rf_session_add_object(s_, path.c_str(), globals.data(), globals.size(), &oi, &err)) {

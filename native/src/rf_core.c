@@ -641,6 +641,28 @@ static int is_optional(const struct optional_set *o, const struct bpf_program *p
 	return 0;
 }
 
+/* A map's size set by the caller before the load (RF_MAX_ENTRIES_PREFIX in rf_core.h). */
+static int set_max_entries(struct bpf_object *obj, const char *file, const char *map_name, const rf_global *g,
+			   rf_error *err)
+{
+	struct bpf_map *m = bpf_object__find_map_by_name(obj, map_name);
+	uint32_t n;
+	int r;
+
+	if (!m)
+		return set_err(err, "set_max_entries", file, ENOENT, "no map '%s' to size", map_name);
+	if (g->size != sizeof(n))
+		return set_err(err, "set_max_entries", file, EINVAL, "max_entries of '%s' must be 4 bytes, got %zu",
+			       map_name, g->size);
+	memcpy(&n, g->data, sizeof(n));
+	if (n == 0)
+		return set_err(err, "set_max_entries", file, EINVAL, "max_entries of '%s' must be > 0", map_name);
+	r = bpf_map__set_max_entries(m, n);
+	if (r)
+		return set_err(err, "bpf_map__set_max_entries", file, r, "%s = %u", map_name, n);
+	return 0;
+}
+
 int rf_session_add_object(rf_session *s, const char *path, const rf_global *globals,
 			  size_t n_globals, rf_object_info *info, rf_error *err)
 {
@@ -688,10 +710,17 @@ int rf_session_add_object(rf_session *s, const char *path, const rf_global *glob
 		 */
 		uint64_t wake = s->o.ring_bytes / 4 < (1u << 20) ? s->o.ring_bytes / 4 : (1u << 20);
 		rf_global all[n_globals + 1];
-		size_t n = n_globals;
+		size_t n = 0;
 		int have = 0;
+		const size_t pl = strlen(RF_MAX_ENTRIES_PREFIX);
 		for (size_t i = 0; i < n_globals; i++) {
-			all[i] = globals[i];
+			if (strncmp(globals[i].name, RF_MAX_ENTRIES_PREFIX, pl) == 0) {
+				r = set_max_entries(o.obj, o.file, globals[i].name + pl, &globals[i], err);
+				if (r)
+					goto fail;
+				continue;
+			}
+			all[n++] = globals[i];
 			have |= strcmp(globals[i].name, "rf_wakeup_bytes") == 0;
 		}
 		if (!have && rodata_has(o.obj, "rf_wakeup_bytes", sizeof(wake)))

@@ -97,6 +97,14 @@ typedef struct rf_global {
 } rf_global;
 
 /*
+ * A "global" named RF_MAX_ENTRIES_PREFIX "<map>" with a 4-byte value is no
+ * .rodata variable: it sets that map's max_entries before the load (sized per
+ * host by the caller, e.g. the profile stack maps). An unknown map fails the
+ * object (ENOENT), as an unknown global does.
+ */
+#define RF_MAX_ENTRIES_PREFIX "max_entries:"
+
+/*
  * A program left out because it is optional and its hook is missing on this
  * kernel. A program is optional when its section starts with '?' (libbpf's
  * own "not loaded unless asked" mark, e.g. SEC("?tp_btf/block_io_start")):
