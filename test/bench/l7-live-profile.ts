@@ -6,7 +6,9 @@
  * L7_PROFILE_ROUNDS times, L7_PROFILE_SECONDS each. Per run: wrk's rate, the
  * collector's CPU (from /proc over the wrk run) per request and per exchange
  * record. With L7_PROFILE_CPU_PROF=dir each collector writes a V8 CPU profile
- * there (summarise with test/bench/cpuprofile-summary.ts). The machine is
+ * there (summarise with test/bench/cpuprofile-summary.ts). L7_PROFILE_ARGS:
+ * extra collector arguments per tree (';' between trees; a tree may be listed
+ * twice to compare arguments). The machine is
  * shared: compare trees within one run (ratios), never across runs.
  *
  * Needs root (BPF) and wrk. Run:
@@ -24,6 +26,8 @@ const trees = (process.env.L7_PROFILE_TREES ?? REPO_ROOT).split(',').filter(Bool
 const rounds = Number(process.env.L7_PROFILE_ROUNDS ?? 2);
 const seconds = Number(process.env.L7_PROFILE_SECONDS ?? 5);
 const profDir = process.env.L7_PROFILE_CPU_PROF;
+/** Per tree, extra collector arguments (L7_PROFILE_ARGS: one list per tree, ';' between trees, e.g. '--compression none;'). */
+const extraArgs = (process.env.L7_PROFILE_ARGS ?? '').split(';').map((a) => a.split(' ').filter(Boolean));
 
 function startServer() {
   return spawn(process.execPath, ['-e', `
@@ -48,10 +52,10 @@ try {
   const port = Number(line.toString().trim());
   await wrk(port, 2);
   for (let round = 0; round < rounds; round++) {
-    for (const tree of trees) {
+    for (const [ti, tree] of trees.entries()) {
       const env = { ...process.env };
       if (profDir) env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${profDir}/${path.basename(tree)}-${round}`;
-      const c = await startObserver(path.join(tree, 'bin/ringflow'), ['collect', '--signals', 'l7', '--brokers', k.brokers, '--stats-interval', '1s', '--host', 'bench-l7'], /collecting l7/, 'collector', env);
+      const c = await startObserver(path.join(tree, 'bin/ringflow'), ['collect', '--signals', 'l7', '--brokers', k.brokers, '--stats-interval', '1s', '--host', 'bench-l7', ...(extraArgs[ti] ?? [])], /collecting l7/, 'collector', env);
       let r;
       let cpu;
       try {
@@ -63,7 +67,8 @@ try {
       }
       const t = collectorTotals(c.err());
       const perReq = (cpu * 1e6) / r.requests;
-      console.log(JSON.stringify({ tree: path.basename(tree), round, rps: Math.round(r.rps), cpu_cores: +(cpu / seconds).toFixed(2), cpu_us_per_request: +perReq.toFixed(2), cpu_us_per_record: +(perReq / 2).toFixed(2), read: t.read, kernel_drops: t.kernel_drops, records_per_request: +(t.read / r.requests).toFixed(2) }));
+      if (round === 0 && process.env.L7_PROFILE_STDERR) console.error(c.err());
+      console.log(JSON.stringify({ tree: path.basename(tree), args: (extraArgs[ti] ?? []).join(' '), round, rps: Math.round(r.rps), cpu_cores: +(cpu / seconds).toFixed(2), cpu_us_per_request: +perReq.toFixed(2), cpu_us_per_record: +(perReq / 2).toFixed(2), read: t.read, kernel_drops: t.kernel_drops, records_per_request: +(t.read / r.requests).toFixed(2) }));
     }
   }
 } finally {

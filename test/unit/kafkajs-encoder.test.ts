@@ -7,6 +7,30 @@ const require = createRequire(import.meta.url);
 const Record = require('kafkajs/src/protocol/recordBatch/record/v0/index.js') as (r: { offsetDelta?: number; timestampDelta?: number; key: unknown; value: unknown; headers?: Record<string, unknown> }) => { buffer: Buffer };
 const { RecordBatch } = require('kafkajs/src/protocol/recordBatch/v0/index.js') as { RecordBatch: (a: Record<string, unknown>) => Promise<{ buffer: Buffer }> };
 
+test("kafkajs's source still sizes buffers only where kafka/kafkajs-encoder.ts expects (its first-buffer change relies on it)", () => {
+  const fs = require('node:fs') as typeof import('node:fs');
+  const path = require('node:path') as typeof import('node:path');
+  const root = path.dirname(require.resolve('kafkajs/src/protocol/encoder.js', {})).replace(/protocol$/, '');
+  const files: string[] = [];
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      if (e.isDirectory()) walk(path.join(d, e.name));
+      else if (e.name.endsWith('.js') && !e.name.endsWith('.spec.js')) files.push(path.join(d, e.name));
+    }
+  };
+  walk(root);
+  const uses: string[] = [];
+  for (const f of files) {
+    const src = fs.readFileSync(f, 'utf8');
+    for (const m of src.matchAll(/.*nextPowerOfTwo\(.*|.*new Encoder\([^)].*/g)) uses.push(`${path.relative(root, f)}: ${m[0].trim()}`);
+  }
+  assert.deepEqual(uses, [
+    'protocol/encoder.js: static nextPowerOfTwo(value) {',
+    'protocol/encoder.js: this.buf = Buffer.alloc(Encoder.nextPowerOfTwo(initialSize))',
+    'protocol/encoder.js: const newLength = Encoder.nextPowerOfTwo(this.offset + length)',
+  ]);
+});
+
 /** A small deterministic PRNG (xorshift32): the same cases on every run. */
 function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;

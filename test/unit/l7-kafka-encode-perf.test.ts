@@ -22,3 +22,9 @@ test('a record is encoded without a Buffer per varint (kafkajs made 4-5 per reco
   assert.equal(calls, 0);
 });
 
+
+test("a record's Encoder takes its buffer from Node's pool (kafkajs zero-filled 512 bytes of its own per record)", () => {
+  const rec = Record({ offsetDelta: 1, timestampDelta: 5, key: 'bench-l7/42', value: Buffer.alloc(300, 1), headers: {} }) as unknown as { buf: Buffer };
+  assert.equal(rec.buf.length, 512);
+  assert.equal(rec.buf.buffer.byteLength, Buffer.poolSize);
+});
