@@ -65,7 +65,7 @@ export function ensureTracefs(env: PreflightEnv & { mount?: (dir: string) => voi
   } catch (err) {
     const why = ((err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message).split('\n')[0];
     throw new FatalError(
-      `tracefs is not mounted and mounting it failed (${why}); the tcp signal's classic tracepoints need it: sudo mount -t tracefs nodev ${dir}`,
+      `tracefs is not mounted and mounting it failed (${why}); the classic tracepoints of the tcp, l7 and fs signals need it: sudo mount -t tracefs nodev ${dir}`,
       { exitCode: EXIT.kernel, cause: err },
     );
   }
