@@ -381,6 +381,7 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
       emit: (records) => collector.emitRecords(records),
       onLost: (n) => collector.countLost('profile_encode_error', PROFILE_RECORD_TYPE, n),
       log,
+      reattach: () => session.attachPerfEvent(PROFILE_PROGRAM, cfg.profile.hz),
     });
     profile?.start();
     if (!cfg.quiet && !cfg.stdout) {

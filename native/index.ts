@@ -219,6 +219,10 @@ export class Session {
    * Attaches a loaded perf_event program (left unattached by addObject) to the
    * software cpu-clock event of every online CPU, sampling at frequencyHz.
    * Returns the number of CPUs; detached with the other programs on stop().
+   * Called again, it keeps the events that run and attaches CPUs online now
+   * without one (hot-plugged after the start, or offline and back: the kernel
+   * never restarts an event whose CPU went offline); returns how many it
+   * attached then, 0 when nothing changed.
    */
   attachPerfEvent(program: string, frequencyHz: number): number {
     return this.#n.attachPerfEvent(program, frequencyHz);

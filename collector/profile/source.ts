@@ -67,6 +67,13 @@ export interface ProfileSourceOptions {
   /** records that could not be built or encoded (Collector.countLost 'profile_encode_error') */
   onLost?: (n: number) => void;
   log: (line: string) => void;
+  /**
+   * Re-attaches the on-CPU program (native Session.attachPerfEvent called
+   * again): CPUs online now without a running perf event (hot-plugged after
+   * the start, or offline and back) are attached; returns how many. Called
+   * before each drain when the profile signal runs.
+   */
+  reattach?: () => number;
   /** CLOCK_MONOTONIC ns (the kernel's bpf_ktime_get_ns clock); default process.hrtime.bigint */
   monotonicNs?: () => bigint;
 }
@@ -80,6 +87,10 @@ export class ProfileSource {
   encodeErrors = 0;
   /** stack or count buffers the decoder found cut */
   malformed = 0;
+  /** CPUs attached after the start (reattach): hot-plugged, or back online */
+  cpusAttachedLate = 0;
+  /** reattach calls that threw */
+  reattachFailures = 0;
   private readonly opts: ProfileSourceOptions;
   private readonly schema: RegisteredSchema;
   private readonly windowStart = new Map<string, bigint>();
@@ -109,6 +120,7 @@ export class ProfileSource {
 
   /** One drain of every signal; never throws. */
   drainAll(): void {
+    if (this.opts.reattach && this.opts.signals.includes('profile')) this.reattach(this.opts.reattach);
     for (const signal of this.opts.signals) {
       const prefix = PROFILE_PREFIX[signal];
       if (!prefix) continue;
@@ -121,6 +133,26 @@ export class ProfileSource {
           const e = err as { message?: string };
           this.opts.log(`ringflow: ${signal}: drain failed (${n} so far; its counts stay in the kernel for the next one): ${e?.message ?? String(err)}`);
         }
+      }
+    }
+  }
+
+  /**
+   * A CPU that came online after the start has no perf event, and one that
+   * went offline lost its own for good: without this its samples would be
+   * missing without a word. Each such CPU is said once, when attached.
+   */
+  private reattach(attach: () => number): void {
+    try {
+      const n = attach();
+      if (n > 0) {
+        this.cpusAttachedLate += n;
+        this.opts.log(`ringflow: profile: ${n} CPU(s) online without a running perf event (hot-plugged or back online) now sampled (${this.cpusAttachedLate} so far); their samples since they came online until now are missing`);
+      }
+    } catch (err) {
+      this.reattachFailures++;
+      if (this.reattachFailures === 1 || Number.isInteger(Math.log10(this.reattachFailures))) {
+        this.opts.log(`ringflow: profile: re-attaching hot-plugged CPUs failed (${this.reattachFailures} so far; the CPUs attached keep sampling): ${(err as Error)?.message ?? String(err)}`);
       }
     }
   }

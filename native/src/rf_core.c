@@ -16,6 +16,7 @@
 #include "rf_core.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -309,6 +310,23 @@ struct rf_obj {
 	char file[128];
 };
 
+/*
+ * One CPU's cpu-clock event of a perf_event program (rf_session_attach_perf_event).
+ * An event whose CPU goes offline stops for good: the kernel does not restart
+ * it when the CPU comes back (seen on 6.18: its count and time enabled
+ * freeze), so a later call tells a live event, enabled all the time since the
+ * last call, from one that stopped in between.
+ */
+struct rf_perf_cpu {
+	const struct bpf_program *prog;
+	size_t obj;             /* index in s->objs (which may move) */
+	int cpu;
+	struct bpf_link *link;  /* also in objs[obj].links (destroyed with them on stop) */
+	int fd;                 /* a dup of the event's fd (the link owns the other), read for its enabled time */
+	uint64_t enabled;       /* its time enabled (ns) at the last call */
+	uint64_t at;            /* CLOCK_MONOTONIC (ns) then */
+};
+
 struct rf_session {
 	rf_options o;
 	int ring_fd;
@@ -340,6 +358,9 @@ struct rf_session {
 	rf_batch *cur;
 	uint64_t cur_records;
 	int closed;
+
+	struct rf_perf_cpu *perf; /* owner thread only */
+	size_t n_perf;
 
 	rf_stats st; /* written by the thread with relaxed atomics */
 	uint64_t last_drops[RF_CORE_EV_MAX];
@@ -1177,6 +1198,9 @@ void rf_session_free(rf_session *s)
 	if (!s)
 		return;
 	rf_session_abort(s);
+	for (size_t i = 0; i < s->n_perf; i++)
+		close(s->perf[i].fd);
+	free(s->perf);
 	free(s->counters);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
@@ -1311,13 +1335,50 @@ static int online_cpus(int ncpus, char *on)
 	return 0;
 }
 
+/* The event's time enabled (ns; PERF_FORMAT_TOTAL_TIME_ENABLED); 0 when it cannot be read. */
+static uint64_t perf_enabled_ns(int fd)
+{
+	uint64_t v[2] = { 0, 0 }; /* value, time enabled */
+
+	if (read(fd, v, sizeof(v)) != (ssize_t)sizeof(v))
+		return 0;
+	return v[1];
+}
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Forgets s->perf[i]: its link destroyed (and taken out of its object's), its fd closed. */
+static void perf_cpu_drop(rf_session *s, size_t i)
+{
+	struct rf_perf_cpu *p = &s->perf[i];
+	struct rf_obj *o = &s->objs[p->obj];
+
+	for (size_t k = 0; k < o->n_links; k++) {
+		if (o->links[k] == p->link) {
+			o->links[k] = o->links[--o->n_links];
+			break;
+		}
+	}
+	bpf_link__destroy(p->link);
+	close(p->fd);
+	s->perf[i] = s->perf[--s->n_perf];
+}
+
 int rf_session_attach_perf_event(rf_session *s, const char *program, uint64_t freq_hz, rf_error *err)
 {
 	uint64_t mark = log_mark();
 	struct rf_obj *o = NULL;
 	struct bpf_program *prog;
 	char on[s->ncpus > 0 ? s->ncpus : 1];
+	char have[s->ncpus > 0 ? s->ncpus : 1];
 	char target[256];
+	size_t oi;
 	int attached = 0, r;
 
 	if (s->released || LOAD(s->stopping))
@@ -1333,7 +1394,36 @@ int rf_session_attach_perf_event(rf_session *s, const char *program, uint64_t fr
 	r = online_cpus(s->ncpus, on);
 	if (r)
 		return set_err(err, "attachPerfEvent", "/sys/devices/system/cpu/online", -r, NULL);
+	oi = (size_t)(o - s->objs);
 	snprintf(target, sizeof(target), "%s/%s", o->file, program);
+	/*
+	 * Called again (the collector does, every interval), the events already
+	 * open are kept while they run; one whose CPU is offline, or went offline
+	 * since (its count stands still), is dropped and, its CPU online again,
+	 * opened anew below: a CPU that came online after the start is sampled.
+	 */
+	memset(have, 0, sizeof(have));
+	for (size_t i = 0; i < s->n_perf;) {
+		struct rf_perf_cpu *p = &s->perf[i];
+		uint64_t en, now, wall;
+
+		if (p->prog != prog) {
+			i++;
+			continue;
+		}
+		en = perf_enabled_ns(p->fd);
+		now = monotonic_ns();
+		wall = now - p->at;
+		/* enabled all along (within 1 ms + 1 %: the two clocks differ a little) */
+		if (on[p->cpu] && en > p->enabled && en - p->enabled + 1000000 + wall / 100 >= wall) {
+			p->enabled = en;
+			p->at = now;
+			have[p->cpu] = 1;
+			i++;
+			continue;
+		}
+		perf_cpu_drop(s, i);
+	}
 	for (int cpu = 0; cpu < s->ncpus; cpu++) {
 		/*
 		 * The software cpu-clock event: the one sampling clock this kind of
@@ -1346,11 +1436,13 @@ int rf_session_attach_perf_event(rf_session *s, const char *program, uint64_t fr
 			.size = sizeof(attr),
 			.freq = 1,
 			.sample_freq = freq_hz,
+			.read_format = PERF_FORMAT_TOTAL_TIME_ENABLED,
 		};
 		struct bpf_link *link, **nl;
-		int fd;
+		struct rf_perf_cpu *np;
+		int fd, keep;
 
-		if (!on[cpu])
+		if (!on[cpu] || have[cpu])
 			continue;
 		fd = (int)syscall(__NR_perf_event_open, &attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC);
 		if (fd < 0) {
@@ -1360,22 +1452,36 @@ int rf_session_attach_perf_event(rf_session *s, const char *program, uint64_t fr
 			set_err(err, "perf_event_open", target, r, "cpu-clock on CPU %d: %s", cpu, strerror(r));
 			goto fail;
 		}
+		keep = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		if (keep < 0) {
+			r = errno;
+			close(fd);
+			set_err(err, "attachPerfEvent", target, r, "dup of the CPU %d event: %s", cpu, strerror(r));
+			goto fail;
+		}
 		link = bpf_program__attach_perf_event(prog, fd); /* takes the fd: closed with the link */
 		if (!link) {
 			r = errno;
 			close(fd);
+			close(keep);
 			set_err(err, "bpf_program__attach_perf_event", target, r, NULL);
 			log_attach(err, mark);
 			goto fail;
 		}
 		nl = realloc(o->links, sizeof(*nl) * (o->n_links + 1));
-		if (!nl) {
+		np = nl ? realloc(s->perf, sizeof(*np) * (s->n_perf + 1)) : NULL;
+		if (nl)
+			o->links = nl;
+		if (np)
+			s->perf = np;
+		if (!nl || !np) {
 			bpf_link__destroy(link);
+			close(keep);
 			set_err(err, "attachPerfEvent", target, ENOMEM, NULL);
 			goto fail;
 		}
-		o->links = nl;
 		o->links[o->n_links++] = link;
+		s->perf[s->n_perf++] = (struct rf_perf_cpu){ prog, oi, cpu, link, keep, perf_enabled_ns(keep), monotonic_ns() };
 		attached++;
 	}
 	return attached;

@@ -182,6 +182,10 @@ int rf_kernel_enum(const char *name, rf_enum_entry **out, rf_error *err);
  * every online CPU at freq_hz (frequency mode) and attaches the perf_event
  * program `program` of a loaded object to each (rf_session_add_object leaves
  * perf_event programs unattached). Count of CPUs attached, or -errno.
+ * Called again, it keeps the events that run and (re)opens those of CPUs
+ * online now without a running one (came online after the last call, or
+ * went offline and back: the kernel never restarts such an event); the
+ * count is of the CPUs attached by this call, 0 when nothing changed.
  */
 int rf_session_attach_perf_event(rf_session *s, const char *program, uint64_t freq_hz, rf_error *err);
 
