@@ -1140,6 +1140,10 @@ static void release_all(rf_session *s)
 		ring_buffer__free(s->rb);
 	s->rb = NULL;
 	detach_all(s);
+	/* the events' dups: open, they would keep each event's timer firing until the session is freed */
+	for (size_t i = 0; i < s->n_perf; i++)
+		close(s->perf[i].fd);
+	s->n_perf = 0;
 	read_drops(s, s->last_drops, &e);
 	/* the counters' last values, for reads after stop (as drops) */
 	for (size_t i = 0; i < s->n_counters; i++) {
@@ -1399,7 +1403,7 @@ int rf_session_attach_perf_event(rf_session *s, const char *program, uint64_t fr
 	/*
 	 * Called again (the collector does, every interval), the events already
 	 * open are kept while they run; one whose CPU is offline, or went offline
-	 * since (its count stands still), is dropped and, its CPU online again,
+	 * since (its time enabled fell behind the clock), is dropped and, its CPU online again,
 	 * opened anew below: a CPU that came online after the start is sampled.
 	 */
 	memset(have, 0, sizeof(have));

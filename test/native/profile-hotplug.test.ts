@@ -14,7 +14,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { accessSync, constants, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { Session } from '../../native/index.ts';
 import { encodeSettings } from '../../collector/signals/settings.ts';
 import { decodeProfileDrain } from '../../collector/profile/drain.ts';
@@ -65,6 +65,23 @@ function load(): Session {
   session.addObject(PROFILE_OBJ, encodeSettings({ selfTgid: process.pid }));
   return session;
 }
+
+const perfFds = () => readdirSync('/proc/self/fd').filter((fd) => {
+  try { return readlinkSync(`/proc/self/fd/${fd}`) === 'anon_inode:[perf_event]'; } catch { return false; }
+}).length;
+
+test('stop() closes every perf event of the session (the fds kept to tell live events from stopped ones too)', async () => {
+  const before = perfFds();
+  const session = load();
+  try {
+    assert.ok(session.attachPerfEvent('rf_prof_sample', HZ) >= 1);
+    assert.ok(perfFds() > before);
+  } finally {
+    await session.stop();
+  }
+  // an event left open keeps its CPU's timer firing at HZ until the session is garbage collected
+  assert.equal(perfFds(), before);
+});
 
 test('a CPU online after the attach is not sampled until attachPerfEvent is called again, which attaches it alone', { skip }, async () => {
   setCpu1(false);
