@@ -92,6 +92,28 @@
 
 /* l7_h1.h reads the copied window (rf_l7_scratch.data) through this: the mask keeps every index in it. */
 #define RF_H1_BYTE(buf, i) ((buf)[(i) & (2 * RF_L7_MAX_CAPTURE - 1)])
+/*
+ * Eight bytes at i: the window's bytes are below RF_L7_MAX_CAPTURE, so a word
+ * that starts there is in the buffer (2 * MAX) whole; one that would start
+ * past it holds no window byte, and the mask only keeps it in bounds.
+ */
+#define RF_H1_U64(buf, i) (*(const __u64 *)((buf) + ((i) & (RF_L7_MAX_CAPTURE - 1))))
+/*
+ * l7_h1.h's line scans as open-coded iterators (kernel 6.4+; design §4:
+ * they converge in a few passes where a bounded loop is walked step by step).
+ * The iterator is destroyed however the loop is left (cleanup attribute).
+ */
+extern int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end) __weak __ksym;
+extern int *bpf_iter_num_next(struct bpf_iter_num *it) __weak __ksym;
+extern void bpf_iter_num_destroy(struct bpf_iter_num *it) __weak __ksym;
+#define RF_H1_FOR(j, end)                                                                          \
+	for (struct bpf_iter_num ___it __attribute__((aligned(8), cleanup(bpf_iter_num_destroy))), \
+	     *___p __attribute__((unused)) = (bpf_iter_num_new(&___it, 0, (end)),                  \
+					      (void)bpf_iter_num_destroy, (void *)0);               \
+	     ({                                                                                    \
+		     int *___t = bpf_iter_num_next(&___it);                                        \
+		     (___t && ((j) = *___t, (j) >= 0 && (j) < (end)));                             \
+	     });)
 #include "l7_h1.h"
 #include "l7_h2.h"
 
