@@ -15,24 +15,9 @@ import { encodeSettings } from '../../collector/signals/settings.ts';
 import { objectPath } from '../../collector/signals/registry.ts';
 import { ensureTracefs } from '../../collector/preflight.ts';
 import { FS_LOST, readKernelLosses } from '../../collector/kernel-losses.ts';
-import { ROOT } from './helpers.ts';
+import { ROOT, bpftoolSums, mapIdsNamed } from './helpers.ts';
 
 const NAME = 'rf_fs_lost'; // 10 characters: bpftool shows it whole
-
-const mapIds = (): Set<number> =>
-  new Set((JSON.parse(execFileSync('bpftool', ['-j', 'map', 'show'], { encoding: 'utf8' })) as { id: number; name: string }[])
-    .filter((m) => m.name === NAME).map((m) => m.id));
-
-/** Per-CPU __u64 slots of our (new) rf_fs_lost, summed per index, by bpftool. */
-function bpftoolSums(notIn: Set<number>): bigint[] {
-  const ids = [...mapIds()].filter((id) => !notIn.has(id));
-  assert.equal(ids.length, 1, `one new ${NAME} map (ours)`);
-  const out = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'id', String(ids[0])], { encoding: 'utf8' })) as
-    { formatted: { key: number; values: { value: number }[] } }[];
-  const sums: bigint[] = [];
-  for (const e of out) sums[e.formatted.key] = e.formatted.values.reduce((a, v) => a + BigInt(v.value), 0n);
-  return sums;
-}
 
 before(() => {
   if (process.getuid?.() !== 0) return;
@@ -41,14 +26,14 @@ before(() => {
 });
 
 test('fs.bpf.o: rf_fs_lost is read by name, as bpftool sums it, and every slot reaches kernel_losses as fs_*', { skip: process.getuid?.() !== 0 ? 'needs root (loads BPF programs)' : false, timeout: 60_000 }, async (t) => {
-  const before = mapIds();
+  const before = mapIdsNamed(NAME);
   const session = new Session({ ringBytes: 1 << 20 });
   t.after(() => session.stop());
   session.addObject(objectPath('fs'), encodeSettings({ selfTgid: process.pid, pid: process.pid }));
   session.start(() => {});
   const counters = session.mapCounters(NAME);
   assert.ok(counters, 'the loaded fs object has rf_fs_lost');
-  assert.deepEqual(counters, bpftoolSums(before));
+  assert.deepEqual(counters, bpftoolSums(NAME, before));
   assert.ok(Object.values(FS_LOST).every((i) => i < counters.length), `every reason indexes the map (${counters.length} slots)`);
   const reading = readKernelLosses(session, { taskFiltered: true });
   const fsReasons = Object.keys(reading).filter((r) => r.startsWith('fs_')).sort();

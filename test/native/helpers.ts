@@ -96,3 +96,20 @@ export async function startReady(t: TestContext, cmd: string, args: string[], op
   await ready;
   return { child, exited, lines };
 }
+
+/** Ids of the BPF maps named `name` (bpftool shows the first 15 characters): take them before loading, to tell ours apart. */
+export function mapIdsNamed(name: string): Set<number> {
+  return new Set((JSON.parse(execFileSync('bpftool', ['-j', 'map', 'show'], { encoding: 'utf8' })) as { id: number; name: string }[])
+    .filter((m) => m.name === name).map((m) => m.id));
+}
+
+/** Per-CPU __u64 counters of the one map of that (15-character) name not in `notIn`, summed per index, by bpftool. */
+export function bpftoolSums(name: string, notIn: Set<number>): bigint[] {
+  const ids = [...mapIdsNamed(name)].filter((id) => !notIn.has(id));
+  if (ids.length !== 1) throw new Error(`expected one new ${name} map (ours), found ${ids.length}`);
+  const out = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'id', String(ids[0])], { encoding: 'utf8' })) as
+    { formatted: { key: number; values: { value: number }[] } }[];
+  const sums: bigint[] = [];
+  for (const e of out) sums[e.formatted.key] = e.formatted.values.reduce((a, v) => a + BigInt(v.value), 0n);
+  return sums;
+}

@@ -19,7 +19,7 @@ import { encodeSettings } from '../../collector/signals/settings.ts';
 import { objectPath } from '../../collector/signals/registry.ts';
 import { ensureTracefs } from '../../collector/preflight.ts';
 import { kernelLossDeltas, readKernelLosses } from '../../collector/kernel-losses.ts';
-import { ROOT, sleep } from './helpers.ts';
+import { ROOT, bpftoolSums, mapIdsNamed, sleep } from './helpers.ts';
 
 const NS = `rf-klosses-${process.pid}`;
 const DPORT = 20000 + ((process.pid + 7) % 40000);
@@ -30,21 +30,6 @@ s = socket.socket(); s.setblocking(False)
 s.connect_ex(('127.0.0.1', int(sys.argv[1])))
 time.sleep(float(sys.argv[2]))
 `;
-
-/** Per-CPU __u64 counters of the newest BPF array map of that (15-character) name, summed per index, by bpftool. */
-function bpftoolSums(name: string, notIn: Set<number>): bigint[] {
-  const ids = (JSON.parse(execFileSync('bpftool', ['-j', 'map', 'show'], { encoding: 'utf8' })) as { id: number; name: string }[])
-    .filter((m) => m.name === name && !notIn.has(m.id)).map((m) => m.id);
-  assert.equal(ids.length, 1, `one new ${name} map (ours)`);
-  const out = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'id', String(ids[0])], { encoding: 'utf8' })) as
-    { formatted: { key: number; values: { value: number }[] } }[];
-  const sums: bigint[] = [];
-  for (const e of out) sums[e.formatted.key] = e.formatted.values.reduce((a, v) => a + BigInt(v.value), 0n);
-  return sums;
-}
-const mapIdsNamed = (name: string): Set<number> =>
-  new Set((JSON.parse(execFileSync('bpftool', ['-j', 'map', 'show'], { encoding: 'utf8' })) as { id: number; name: string }[])
-    .filter((m) => m.name === name).map((m) => m.id));
 
 before(() => {
   ensureTracefs();
