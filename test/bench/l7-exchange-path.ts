@@ -66,7 +66,7 @@ function record(conn: number, seq: number, role: number): Buffer {
 }
 
 /** A batch as the ring gives it: records back to back (both ends observed: client and server records alternate). */
-function batch(n: number): { buf: Buffer; offs: number[]; lens: number[] } {
+export function batch(n: number): { buf: Buffer; offs: number[]; lens: number[] } {
   const recs: Buffer[] = [];
   for (let i = 0; i < n; i++) recs.push(record(i % CONNS, i >> 1, i % 2 === 0 ? L7Role.CLIENT : L7Role.SERVER));
   const offs: number[] = [];

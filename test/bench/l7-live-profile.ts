@@ -10,6 +10,10 @@
  * extra collector arguments per tree (';' between trees; a tree may be listed
  * twice to compare arguments). The machine is
  * shared: compare trees within one run (ratios), never across runs.
+ * L7_PROFILE_PERF=dir: perf record -g of the collector over each wrk run
+ * (`perf report -i FILE --no-children --sort dso,sym`): on-CPU time of every
+ * thread, kernel included, where the V8 profile counts wall time of the main
+ * thread only (a socket write that wakes the broker looks expensive there).
  *
  * Needs root (BPF) and wrk. Run:
  *   . scripts/node-env.sh && node test/bench/l7-live-profile.ts
@@ -26,6 +30,8 @@ const trees = (process.env.L7_PROFILE_TREES ?? REPO_ROOT).split(',').filter(Bool
 const rounds = Number(process.env.L7_PROFILE_ROUNDS ?? 2);
 const seconds = Number(process.env.L7_PROFILE_SECONDS ?? 5);
 const profDir = process.env.L7_PROFILE_CPU_PROF;
+/** With L7_PROFILE_PERF=dir: `perf record -g` of the collector (all its threads, kernel included) over each wrk run, JIT symbols from --perf-basic-prof. */
+const perfDir = process.env.L7_PROFILE_PERF;
 /** Per tree, extra collector arguments (L7_PROFILE_ARGS: one list per tree, ';' between trees, e.g. '--compression none;'). */
 const extraArgs = (process.env.L7_PROFILE_ARGS ?? '').split(';').map((a) => a.split(' ').filter(Boolean));
 
@@ -54,13 +60,16 @@ try {
   for (let round = 0; round < rounds; round++) {
     for (const [ti, tree] of trees.entries()) {
       const env = { ...process.env };
+      if (perfDir) env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --perf-basic-prof`;
       if (profDir) env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${profDir}/${path.basename(tree)}-${round}`;
       const c = await startObserver(path.join(tree, 'bin/ringflow'), ['collect', '--signals', 'l7', '--brokers', k.brokers, '--stats-interval', '1s', '--host', 'bench-l7', ...(extraArgs[ti] ?? [])], /collecting l7/, 'collector', env);
       let r;
       let cpu;
       try {
         const c0 = procCpuSeconds(c.child.pid!);
+        const perf = perfDir ? spawn('perf', ['record', '-q', '-F', '499', '-g', '-p', String(c.child.pid), '-o', `${perfDir}/${path.basename(tree)}-${round}.data`, '--', 'sleep', String(seconds)], { stdio: 'inherit' }) : null;
         r = await wrk(port, seconds);
+        if (perf && perf.exitCode === null) await once(perf, 'exit');
         cpu = procCpuSeconds(c.child.pid!) - c0;
       } finally {
         await stopObserver(c.child);
