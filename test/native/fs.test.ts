@@ -13,7 +13,7 @@
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Session, forEachRecord, u32 } from '../../native/index.ts';
 import { encodeSettings } from '../../collector/signals/settings.ts';
@@ -90,6 +90,7 @@ function expectedCut(abs: string, depth = 32, bytes = 512): { path: string; drop
 let dir = '';
 let work = '';
 let slowfuse = '';
+let statsHold = '';
 let tmpfsDir = '';
 let ext4Dir = '';
 const mounted: string[] = [];
@@ -105,6 +106,8 @@ before(() => {
   execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', work, `${ROOT}test/native/fs/fs_work.c`]);
   slowfuse = join(dir, 'slowfuse');
   execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', slowfuse, `${ROOT}test/native/fs/slowfuse.c`]);
+  statsHold = join(dir, 'bpf_stats_hold');
+  execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', statsHold, `${ROOT}test/native/fs/bpf_stats_hold.c`]);
   tmpfsDir = join(dir, 'tmpfs');
   mkdirSync(tmpfsDir);
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'ringflow-fs-test', tmpfsDir]);
@@ -131,25 +134,50 @@ after(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
+/** run_cnt and run_time_ns of every BPF program fd this process holds, by program id (0 while statistics are off). */
+function ownProgramStats(): Map<number, { cnt: bigint; ns: bigint }> {
+  const out = new Map<number, { cnt: bigint; ns: bigint }>();
+  for (const fd of readdirSync('/proc/self/fdinfo')) {
+    let info: string;
+    try {
+      info = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+    } catch {
+      continue; // the directory listing's own fd, closed by now
+    }
+    const id = /^prog_id:\s+(\d+)$/m.exec(info);
+    const cnt = /^run_cnt:\s+(\d+)$/m.exec(info);
+    const ns = /^run_time_ns:\s+(\d+)$/m.exec(info);
+    if (id && cnt && ns) out.set(Number(id[1]), { cnt: BigInt(cnt[1]!), ns: BigInt(ns[1]!) }); // link fds name a prog_id too, without these
+  }
+  return out;
+}
+
 /**
  * Runs fs_work with jobs under fs.bpf.o filtered to its pid; resolves with
- * its records once it exited and the session drained the ring, plus the
- * counters of the kernel side.
+ * its records once it exited and the session drained the ring, the counters
+ * of the kernel side, and each program's runs and run time during the jobs
+ * (by name; zero unless BPF statistics are on).
  */
 async function run(t: TestContext, jobs: string[], globals: Record<string, Buffer> = {}) {
   const child = await startReady(t, work, jobs);
   const session = new Session();
   t.after(() => session.stop());
   const records: FsRecord[] = [];
+  const before = new Set(ownProgramStats().keys());
   session.addObject(FS_OBJ, { ...encodeSettings({ selfTgid: process.pid, pid: child.child.pid! }), ...globals });
   session.start((batch) => decode(batch, records));
+  const start = new Map([...ownProgramStats()].filter(([id]) => !before.has(id)));
   child.child.stdin!.end('g');
   const [code] = await child.exited;
   assert.equal(code, 0, 'fs_work did its jobs');
+  const end = ownProgramStats();
   const lost = session.mapCounters('rf_fs_lost'); // final: the child is gone (after stop() it would be null, never read)
+  const names = new Map((JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'show'], { encoding: 'utf8', maxBuffer: 64 << 20 })) as { id: number; name?: string }[])
+    .filter((p) => start.has(p.id)).map((p) => [p.id, p.name ?? `id ${p.id}`]));
+  const progs = new Map([...start].map(([id, s0]) => [names.get(id) ?? `id ${id}`, { cnt: end.get(id)!.cnt - s0.cnt, ns: end.get(id)!.ns - s0.ns }]));
   await session.stop();
   const drops = session.drops()[RF_EV_FS_IO];
-  return { pid: child.child.pid!, records, lost, drops };
+  return { pid: child.child.pid!, records, lost, drops, progs };
 }
 
 /** The records of one file and op, in order. */
@@ -371,5 +399,25 @@ describe('fs.bpf.o on the real kernel', { skip: process.getuid?.() !== 0 ? 'need
     t.diagnostic(`ext4 latencies (us): fsync ${fs.map((x) => Number(x.latencyNs / 1000n)).join(',')}; direct ${dr.map((x) => Number(x.latencyNs / 1000n)).join(',')}; cached ${pr.map((x) => Number(x.latencyNs / 1000n)).join(',')}`);
     assert.deepEqual(res.lost, [0n, 0n, 0n, 0n], 'nothing lost in the kernel');
     assert.equal(res.drops, 0n);
+  });
+  it('BPF run time per kept call (cached pread on tmpfs) and per rejected one (socket read), from bpf_stats: printed, not asserted', async (t) => {
+    const CALLS = 5000; // 20 MiB of tmpfs for the reads
+    const hold = await startReady(t, statsHold, []); // BPF_ENABLE_STATS while it runs (the kernel counts holders)
+    t.after(() => hold.child.stdin!.end());
+    const f = join(tmpfsDir, 'stats.dat');
+    const kept = await run(t, [`r:${f}:${CALLS}`]);
+    const rejected = await run(t, [`s:-:${CALLS}`]);
+    assert.equal(kept.records.filter((x) => x.tgid === kept.pid).length, CALLS, 'every kept call reported');
+    assert.equal(rejected.records.filter((x) => x.tgid === rejected.pid).length, 0, 'no socket read reported');
+    // the hooks run for every process's calls: the host's others (rejected by the pid filter, cheaply) are in these sums too
+    const line = (label: string, progs: Map<string, { cnt: bigint; ns: bigint }>, enter: string, exit: string) => {
+      const e = progs.get(enter) ?? { cnt: 0n, ns: 0n };
+      const x = progs.get(exit) ?? { cnt: 0n, ns: 0n };
+      const per = (p: { cnt: bigint; ns: bigint }) => (p.cnt ? Number(p.ns / p.cnt) : NaN);
+      t.diagnostic(`${label}: enter ${per(e)} ns/run (${e.cnt} runs), exit ${per(x)} ns/run (${x.cnt} runs); ` +
+        `(enter + exit) / the child's ${CALLS} calls = ${Number((e.ns + x.ns) / BigInt(CALLS))} ns`);
+    };
+    line('kept (pread64 on tmpfs, record + path walk)', kept.progs, 'rf_fs_enter_pread64', 'rf_fs_exit_pread64');
+    line('rejected (read on a socket: S_ISREG gate)', rejected.progs, 'rf_fs_enter_read', 'rf_fs_exit_read');
   });
 });
