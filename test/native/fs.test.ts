@@ -13,7 +13,7 @@
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Session, forEachRecord, u32 } from '../../native/index.ts';
 import { encodeSettings } from '../../collector/signals/settings.ts';
@@ -91,6 +91,7 @@ let dir = '';
 let work = '';
 let slowfuse = '';
 let statsHold = '';
+let workStatic = '';
 let tmpfsDir = '';
 let ext4Dir = '';
 const mounted: string[] = [];
@@ -106,6 +107,8 @@ before(() => {
   execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', work, `${ROOT}test/native/fs/fs_work.c`]);
   slowfuse = join(dir, 'slowfuse');
   execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', slowfuse, `${ROOT}test/native/fs/slowfuse.c`]);
+  workStatic = join(dir, 'fs_work_static'); // runs in a chroot with nothing else in it
+  execFileSync('gcc', ['-static', '-O2', '-Wall', '-Werror', '-o', workStatic, `${ROOT}test/native/fs/fs_work.c`]);
   statsHold = join(dir, 'bpf_stats_hold');
   execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', statsHold, `${ROOT}test/native/fs/bpf_stats_hold.c`]);
   tmpfsDir = join(dir, 'tmpfs');
@@ -158,8 +161,9 @@ function ownProgramStats(): Map<number, { cnt: bigint; ns: bigint }> {
  * of the kernel side, and each program's runs and run time during the jobs
  * (by name; zero unless BPF statistics are on).
  */
-async function run(t: TestContext, jobs: string[], globals: Record<string, Buffer> = {}) {
-  const child = await startReady(t, work, jobs);
+async function run(t: TestContext, jobs: string[], globals: Record<string, Buffer> = {}, wrap: { cmd: string; args: string[] } | null = null) {
+  // wrap: a command that execs fs_work (chroot, unshare): exec keeps the pid the filter is set to
+  const child = wrap ? await startReady(t, wrap.cmd, [...wrap.args, ...jobs]) : await startReady(t, work, jobs);
   const session = new Session();
   t.after(() => session.stop());
   const records: FsRecord[] = [];
@@ -292,6 +296,27 @@ describe('fs.bpf.o on the real kernel', { skip: process.getuid?.() !== 0 ? 'need
     }
     assert.equal(mine.length, 8 * N, 'nothing else (the socket reads none)');
     assert.deepEqual(res.lost, [0n, 0n, 0n, 0n]);
+  });
+
+  it('the path as the task sees it: in a chroot, from its root (the walk stops there, mid-mount); in a new mount namespace, the same as outside', async (t) => {
+    const jail = join(tmpfsDir, 'jail');
+    mkdirSync(jail, { recursive: true });
+    copyFileSync(workStatic, join(jail, 'fs_work'));
+    chmodSync(join(jail, 'fs_work'), 0o755);
+    const inJail = await run(t, ['r:/in-jail.dat:2'], {}, { cmd: 'chroot', args: [jail, '/fs_work'] });
+    const jr = inJail.records.filter((x) => x.tgid === inJail.pid);
+    assert.deepEqual(jr.map((x) => x.path), ['/in-jail.dat', '/in-jail.dat'], 'the chroot\'s path');
+    for (const x of jr) {
+      assert.equal(x.mntLen, 1, 'the mount point is outside the chroot: "/"');
+      assert.equal(x.ino, statSync(join(jail, 'in-jail.dat'), { bigint: true }).ino);
+      assert.equal(x.fsType, 'tmpfs');
+      assert.equal(x.flags & (F.PATH_CUT | F.PATH_FAILED), 0);
+    }
+    const f = join(tmpfsDir, 'ns.dat');
+    const inNs = await run(t, [`r:${f}:2`], {}, { cmd: 'unshare', args: ['-m', '--propagation', 'private', work] });
+    const nr = inNs.records.filter((x) => x.tgid === inNs.pid);
+    assert.equal(nr.length, 2);
+    for (const x of nr) assertFile(x, f, 'tmpfs', tmpfsDir);
   });
 
   it('a path deeper than the walk\'s bound: PATH_CUT, its last components kept, the dropped ones counted', async (t) => {
