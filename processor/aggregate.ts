@@ -21,7 +21,7 @@
  */
 import { ExpHistogram, type ExpHistogramJSON, type ExpHistogramOptions } from './histogram.ts';
 import { WindowAssigner, type Window, type WindowAssignerOptions, type WindowAssignerState } from './window.ts';
-import { ACCOUNTED_TOPICS, SPANS_TOPIC } from './topics.ts';
+import { ACCOUNTED_TOPICS, FS_IO_TOPIC, SPANS_TOPIC } from './topics.ts';
 import { REJECTED_PREFIX } from './partial.ts';
 import { attributeAddress, grpcStatusName, rpcConventions, type RpcConventions } from './semconv.ts';
 
@@ -69,6 +69,19 @@ export interface TcpRetransmitEvent extends EventBase {
 }
 export interface TcpDropEvent extends EventBase {
   readonly reason_name: string;
+}
+/** A ringflow.fs.io.v1 record (schemas/fs.io.avsc): one file syscall on a regular file. */
+export interface FsIoEvent extends EventBase {
+  readonly comm: string;
+  readonly latency_ns: bigint;
+  /** Bytes moved (read/write family), the new fd (open), 0, or -errno. */
+  readonly ret: bigint;
+  /** FsOp symbol: READ, PREAD, FSYNC, OPEN, ... */
+  readonly op: string;
+  readonly fs_type: string;
+  readonly path: string;
+  /** enum rf_fs_flag bits: 1 PATH_CUT, 16 PATH_FAILED matter here. */
+  readonly flags: number;
 }
 
 /**
@@ -269,6 +282,10 @@ const DAY_NS = 24n * HOUR_NS;
  *                           (the end is ts_ns, CLOCK_MONOTONIC: the time since boot)
  *   span duration   1 day   a span ends at its response or at --span-timeout; a response a day
  *                           after its request is a pairing error
+ *   file syscall    1 day   an fsync of gigabytes of dirty pages on a slow or network file system
+ *                           takes minutes, and a call on a hard-mounted NFS export whose server is
+ *                           away waits for it (hours are real); a day is beyond any such wait, and
+ *                           is what a stale in-flight entry (a missed sys_exit) would look like
  * Pure; table-tested (test/unit/drops-values.test.ts).
  */
 export const VALUE_RANGES: readonly { topic: string; field: string; maxNs: bigint | 'uptime'; duration(e: Record<string, unknown>): bigint | number }[] = [
@@ -276,6 +293,7 @@ export const VALUE_RANGES: readonly { topic: string; field: string; maxNs: bigin
   { topic: 'ringflow.sched.cswitch.v1', field: 'off_cpu_ns', maxNs: 'uptime', duration: (e) => e.off_cpu_ns as bigint },
   { topic: 'ringflow.block.io.v1', field: 'latency_ns', maxNs: HOUR_NS, duration: (e) => e.latency_ns as bigint },
   { topic: 'ringflow.tcp.connect.v1', field: 'latency_ns', maxNs: HOUR_NS, duration: (e) => e.latency_ns as bigint },
+  { topic: FS_IO_TOPIC, field: 'latency_ns', maxNs: DAY_NS, duration: (e) => e.latency_ns as bigint },
   { topic: SPANS_TOPIC, field: 'end_ns - start_ns', maxNs: DAY_NS, duration: (e) => BigInt(e.end_ns as bigint) - BigInt(e.start_ns as bigint) },
 ];
 const rangeOf = new Map(VALUE_RANGES.map((r) => [r.topic, r]));
@@ -295,6 +313,9 @@ export function invalidValue(topic: string, e: EventBase): string | null {
   if (v > max) return `${r.field} ${v} is over ${r.maxNs === 'uptime' ? `the time since boot (ts_ns ${max})` : `${max / 1_000_000_000n} s`}`;
   return null;
 }
+
+/** Path components of ringflow.fs.path.prefix by default (the processor's --fs-metric-depth). */
+export const DEFAULT_FS_METRIC_DEPTH = 3;
 
 export const METRICS: readonly MetricDef[] = [
   metric<RunqlatEvent>({
@@ -375,6 +396,7 @@ export const METRICS: readonly MetricDef[] = [
     value: () => 1,
     dimensions: [hostName, { key: 'ringflow.tcp.drop.reason', get: (e) => e.reason_name }],
   }),
+  ...fsMetrics(DEFAULT_FS_METRIC_DEPTH),
   // RED metrics from spans: one duration histogram per kind of exchange. Its
   // count is the Requests, its count where error.type is set the Errors, its
   // buckets the Duration (as the semantic conventions intend: no separate counters).
@@ -487,6 +509,120 @@ function blockDimensions(): DimensionDef<BlockIoEvent>[] {
     command,
     { key: 'ringflow.block.op', get: (e) => (BLOCK_DIRECTION[e.op] === undefined ? e.op.toLowerCase() : undefined) },
     { key: 'system.device', get: (e) => `${e.dev_major}:${e.dev_minor}` }, // semconv; major:minor as /proc/diskstats and lsblk
+  ];
+}
+
+// ---- fs (issue 12, docs/design/fs.md section 6) ----
+
+/** FsOp symbol -> ringflow.fs.op, the class of the call (the syscall itself is ringflow.fs.syscall). */
+const FS_OP_CLASS: Readonly<Record<string, string>> = {
+  READ: 'read', PREAD: 'read', READV: 'read', PREADV: 'read',
+  WRITE: 'write', PWRITE: 'write', WRITEV: 'write', PWRITEV: 'write',
+  FSYNC: 'sync', FDATASYNC: 'sync', SYNC_FILE_RANGE: 'sync',
+  OPEN: 'open',
+};
+
+/** Pure: read | write | sync | open | other (ftruncate, fallocate, rename, unlink, a symbol this code does not know). */
+export function fsOpClass(op: string): string {
+  return FS_OP_CLASS[op] ?? 'other';
+}
+
+/** rf_fs_flag bits the prefix reads (schemas/fs.io.avsc flags). */
+const FS_PATH_CUT = 1;
+const FS_PATH_FAILED = 16;
+/** Prefix values that are not paths (a path starts with "/", so they cannot clash with one). */
+export const FS_PREFIX_UNKNOWN = 'unknown';
+export const FS_PREFIX_CUT = 'cut';
+
+/**
+ * Pure: ringflow.fs.path.prefix of a path, the directory a file's series is
+ * counted under: its first `depth` directory components ("/var/lib/postgresql"
+ * for /var/lib/postgresql/16/main/base/5/1259 at depth 3). The file's own name
+ * is never part of it (/etc/passwd -> "/etc", /x -> "/"): a prefix that could
+ * be a file name would make a series per temporary file. Empty components
+ * ("//", a trailing "/") are skipped. A path the kernel could not walk
+ * (PATH_FAILED, or empty) is "unknown"; a path cut at the front (PATH_CUT:
+ * its first components are lost, so its start is not a prefix) is "cut".
+ * Table-tested (test/unit/fs-metrics.test.ts).
+ */
+export function fsPathPrefix(path: string, flags: number, depth: number): string {
+  if ((flags & FS_PATH_FAILED) !== 0 || path === '' || path[0] !== '/') return FS_PREFIX_UNKNOWN;
+  if ((flags & FS_PATH_CUT) !== 0) return FS_PREFIX_CUT;
+  const last = path.lastIndexOf('/');
+  let out = '';
+  let n = 0;
+  let i = 1;
+  while (n < depth && i < last) {
+    let j = path.indexOf('/', i);
+    if (j < 0 || j > last) j = last;
+    if (j > i) {
+      out += path.slice(i - 1, j);
+      n++;
+    }
+    i = j + 1;
+  }
+  return out === '' ? '/' : out;
+}
+
+/**
+ * The fs metrics' dimensions. The path prefix of consecutive events is
+ * usually the same file's (the topic is keyed by file), so the last one is
+ * remembered: one string scan per file change, not per event and metric.
+ */
+function fsDimensions(depth: number): DimensionDef<FsIoEvent>[] {
+  let lastPath = '';
+  let lastFlags = -1;
+  let lastPrefix = '';
+  const prefix = (e: FsIoEvent): string => {
+    const flags = Number(e.flags);
+    if (e.path !== lastPath || flags !== lastFlags) {
+      lastPath = e.path;
+      lastFlags = flags;
+      lastPrefix = fsPathPrefix(e.path, flags, depth);
+    }
+    return lastPrefix;
+  };
+  return [
+    hostName,
+    command,
+    { key: 'ringflow.fs.op', get: (e) => fsOpClass(e.op) },
+    { key: 'ringflow.fs.path.prefix', get: prefix },
+    { key: 'ringflow.fs.syscall', get: (e) => e.op.toLowerCase() }, // pread, fsync, sync_file_range ...: the FsOp symbol
+    { key: 'system.filesystem.type', get: (e) => e.fs_type }, // semconv (ext4, tmpfs, overlay, fuse ...)
+  ];
+}
+
+/**
+ * The metrics of ringflow.fs.io.v1 with the path prefix `depth` components
+ * deep. Slow calls are not counted apart: the histogram's buckets count the
+ * calls over any threshold a query picks (a fixed --slow setting would only
+ * repeat one of them). Failed calls (ret < 0) are timed like the others.
+ * The path prefixes are capped per window (processor/cardinality.ts
+ * DEFAULT_VALUE_CAPS: the top 100, the rest folded into "other").
+ */
+export function fsMetrics(depth: number): MetricDef<FsIoEvent>[] {
+  if (!Number.isInteger(depth) || depth < 1) throw new RangeError(`fs metric depth must be an integer >= 1, got ${depth}`);
+  const dims = fsDimensions(depth);
+  return [
+    metric<FsIoEvent>({
+      topic: FS_IO_TOPIC,
+      name: 'ringflow.fs.io.duration',
+      unit: 's',
+      kind: 'histogram',
+      description: 'Duration of file syscalls on regular files (read/write/sync/open/other families), sys_enter to sys_exit, as the calling task waited for them.',
+      value: (e) => ns(e.latency_ns),
+      dimensions: dims,
+    }),
+    metric<FsIoEvent>({
+      topic: FS_IO_TOPIC,
+      name: 'ringflow.fs.io.size',
+      unit: 'By',
+      kind: 'sum',
+      description: 'Bytes moved by file read and write syscalls on regular files (their return values; failed calls move none).',
+      value: (e) => Number(e.ret),
+      accept: (e) => Number(e.ret) > 0 && (FS_OP_CLASS[e.op] === 'read' || FS_OP_CLASS[e.op] === 'write'),
+      dimensions: dims,
+    }),
   ];
 }
 

@@ -8,6 +8,8 @@ export { DEADLETTER_TOPIC } from '../kafka/client.ts';
 export const L7_TOPIC = 'ringflow.l7.v1';
 /** Spans built from them (schemas/spans.avsc, processor/spans.ts): the spans stage's output, read_committed. */
 export const SPANS_TOPIC = 'ringflow.spans.v1';
+/** File syscalls (schemas/fs.io.avsc): aggregated into ringflow.fs.io.* (processor/aggregate.ts fsMetrics). */
+export const FS_IO_TOPIC = 'ringflow.fs.io.v1';
 
 /** Stacks with counts per collector interval and process (schemas/profile.stacks.avsc): the profiles stage's input. */
 export const PROFILE_STACKS_TOPIC = 'ringflow.profile.stacks.v1';
@@ -31,6 +33,7 @@ export const EVENT_TOPICS = [
   'ringflow.tcp.connect.v1',
   'ringflow.tcp.retransmit.v1',
   'ringflow.tcp.drop.v1',
+  FS_IO_TOPIC,
   SPANS_TOPIC,
 ] as const;
 

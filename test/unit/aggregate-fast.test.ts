@@ -112,7 +112,7 @@ function fastPath(recs: { topic: string; buf: Buffer }[], fast: FastDecoder): { 
 }
 
 test('every event schema of METRICS and its history versions have a fast decoder', () => {
-  assert.deepEqual(EVENT_TOPICS.sort(), ['ringflow.block.io.v1', 'ringflow.sched.cswitch.v1', 'ringflow.sched.runqlat.v1', 'ringflow.tcp.connect.v1', 'ringflow.tcp.drop.v1', 'ringflow.tcp.retransmit.v1']);
+  assert.deepEqual(EVENT_TOPICS.sort(), ['ringflow.block.io.v1', 'ringflow.fs.io.v1', 'ringflow.sched.cswitch.v1', 'ringflow.sched.runqlat.v1', 'ringflow.tcp.connect.v1', 'ringflow.tcp.drop.v1', 'ringflow.tcp.retransmit.v1']);
   assert.ok(WRITERS.length > CURRENT.length, 'a history version is exercised');
   const fast = createFastDecoder();
   const r = rng(7);

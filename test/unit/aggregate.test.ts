@@ -119,6 +119,8 @@ test('aggregate: the METRICS table (names, units, kinds, sorted dimensions per t
     ['ringflow.tcp.connect.v1', 'ringflow.tcp.connect.duration', 's', 'histogram', ['host.name', 'process.command', 'server.address', 'server.port']],
     ['ringflow.tcp.retransmit.v1', 'ringflow.tcp.retransmits', '{segment}', 'sum', ['host.name', 'ringflow.tcp.state']],
     ['ringflow.tcp.drop.v1', 'ringflow.tcp.drops', '{segment}', 'sum', ['host.name', 'ringflow.tcp.drop.reason']],
+    ['ringflow.fs.io.v1', 'ringflow.fs.io.duration', 's', 'histogram', ['host.name', 'process.command', 'ringflow.fs.op', 'ringflow.fs.path.prefix', 'ringflow.fs.syscall', 'system.filesystem.type']],
+    ['ringflow.fs.io.v1', 'ringflow.fs.io.size', 'By', 'sum', ['host.name', 'process.command', 'ringflow.fs.op', 'ringflow.fs.path.prefix', 'ringflow.fs.syscall', 'system.filesystem.type']],
     ['ringflow.spans.v1', 'http.server.request.duration', 's', 'histogram', ['container.id', 'error.type', 'host.name', 'http.request.method', 'http.response.status_code', 'http.route', 'network.protocol.version', 'service.name', 'url.scheme']],
     ['ringflow.spans.v1', 'http.client.request.duration', 's', 'histogram', ['container.id', 'error.type', 'host.name', 'http.request.method', 'http.response.status_code', 'network.protocol.version', 'server.address', 'server.port', 'service.name', 'url.template']],
     ['ringflow.spans.v1', 'rpc.server.call.duration', 's', 'histogram', ['container.id', 'error.type', 'host.name', 'rpc.method', 'rpc.response.status_code', 'rpc.system.name', 'server.address', 'server.port', 'service.name']],
