@@ -46,7 +46,14 @@ const volatile __u32 rf_fs_path_bytes = RF_FS_PATH_MAX;
 
 enum rf_fs_lost_reason {
 	RF_FS_LOST_INFLIGHT_FULL = 0, /* rf_fs_inflight full at enter: the call is not reported */
-	RF_FS_LOST_UNFINISHED    = 1, /* a thread's enter found its previous call unfinished (its exit was missed) */
+	/*
+	 * A call whose exit was missed: the loader attaches the programs one by
+	 * one (libbpf sorts them by section name: every sys_enter_* first), so a
+	 * call entered between its enter's and its exit's attach leaves an entry
+	 * no exit takes. Found by the thread's next kept enter (overwritten) or by
+	 * an exit that is not its own (another syscall or fd: dropped).
+	 */
+	RF_FS_LOST_UNFINISHED    = 1,
 	RF_FS_LOST_NO_SCRATCH    = 2, /* the per-CPU record buffer could not be looked up (never expected) */
 	RF_FS_LOST_NR            = 4,
 };
@@ -67,8 +74,9 @@ struct rf_fs_inflight {
 	__u64 nvcsw;       /* task->nvcsw at enter */
 	__u64 read_bytes;  /* task->ioac.read_bytes at enter */
 	__u32 fd;
+	__s32 nr;          /* the syscall's number: an exit takes only an entry of its own syscall and fd */
 	__u8  op;
-	__u8  _pad[3];
+	__u8  _pad[7];
 };
 
 struct {
@@ -159,11 +167,12 @@ static __always_inline __u64 rf_fs_read_bytes(struct task_struct *task)
 }
 
 /* Enter: filters, the S_ISREG gate, then the call waits for its exit. use_pos: offset = f_pos. */
-static __always_inline int rf_fs_enter(__u64 fd, __u8 op, __u64 len, __u64 offset, bool use_pos)
+static __always_inline int rf_fs_enter(struct trace_event_raw_sys_enter *ctx, __u8 op, __u64 len, __u64 offset, bool use_pos)
 {
 	struct task_struct *task;
 	struct rf_fs_inflight in = {};
 	struct file *file;
+	__u64 fd = ctx->args[0];
 	__u32 tid;
 	long err;
 
@@ -180,6 +189,7 @@ static __always_inline int rf_fs_enter(__u64 fd, __u8 op, __u64 len, __u64 offse
 	in.nvcsw = task->nvcsw;
 	in.read_bytes = rf_fs_read_bytes(task);
 	in.fd = (__u32)fd;
+	in.nr = ctx->id;
 	in.op = op;
 	in.enter_ns = bpf_ktime_get_ns(); /* last: the latency is the call's, not this program's */
 	err = bpf_map_update_elem(&rf_fs_inflight, &tid, &in, BPF_NOEXIST);
@@ -321,8 +331,9 @@ static __always_inline void rf_fs_walk(struct rf_fs_scratch *w, struct file *fil
 }
 
 /* Exit: one record for a kept call. */
-static __always_inline int rf_fs_exit(long ret)
+static __always_inline int rf_fs_exit(struct trace_event_raw_sys_exit *ctx)
 {
+	long ret = ctx->ret;
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct rf_fs_inflight *inp = bpf_map_lookup_elem(&rf_fs_inflight, &tid);
 	struct rf_fs_inflight in;
@@ -340,6 +351,18 @@ static __always_inline int rf_fs_exit(long ret)
 	now = bpf_ktime_get_ns();
 	in = *inp;
 	bpf_map_delete_elem(&rf_fs_inflight, &tid);
+	task = bpf_get_current_task_btf();
+	/*
+	 * Only this call's own entry: an entry left by a call whose exit was
+	 * missed (see RF_FS_LOST_UNFINISHED) must not become a record with
+	 * another call's return. The syscall's number is the tracepoint's; its
+	 * fd is read back from the registers the syscall was entered with.
+	 */
+	if (in.nr != ctx->id ||
+	    in.fd != (__u32)PT_REGS_PARM1_CORE_SYSCALL((struct pt_regs *)bpf_task_pt_regs(task))) {
+		rf_fs_count_lost(RF_FS_LOST_UNFINISHED);
+		return 0;
+	}
 	if (now - in.enter_ns < rf_min_latency_ns)
 		return 0;
 	w = bpf_map_lookup_elem(&rf_fs_scratch, &zero);
@@ -347,7 +370,6 @@ static __always_inline int rf_fs_exit(long ret)
 		rf_fs_count_lost(RF_FS_LOST_NO_SCRATCH);
 		return 0;
 	}
-	task = bpf_get_current_task_btf();
 	file = (struct file *)in.file;
 	ev = &w->ev;
 	rf_fill_current(&ev->hdr, RF_EV_FS_IO, now);
@@ -402,73 +424,73 @@ static __always_inline int rf_fs_exit(long ret)
 SEC("tracepoint/syscalls/sys_enter_read")
 int rf_fs_enter_read(struct trace_event_raw_sys_enter *ctx)
 {
-	return rf_fs_enter(ctx->args[0], RF_FS_READ, ctx->args[2], 0, true);
+	return rf_fs_enter(ctx, RF_FS_READ, ctx->args[2], 0, true);
 }
 
 SEC("tracepoint/syscalls/sys_exit_read")
 int rf_fs_exit_read(struct trace_event_raw_sys_exit *ctx)
 {
-	return rf_fs_exit(ctx->ret);
+	return rf_fs_exit(ctx);
 }
 
 SEC("tracepoint/syscalls/sys_enter_write")
 int rf_fs_enter_write(struct trace_event_raw_sys_enter *ctx)
 {
-	return rf_fs_enter(ctx->args[0], RF_FS_WRITE, ctx->args[2], 0, true);
+	return rf_fs_enter(ctx, RF_FS_WRITE, ctx->args[2], 0, true);
 }
 
 SEC("tracepoint/syscalls/sys_exit_write")
 int rf_fs_exit_write(struct trace_event_raw_sys_exit *ctx)
 {
-	return rf_fs_exit(ctx->ret);
+	return rf_fs_exit(ctx);
 }
 
 SEC("tracepoint/syscalls/sys_enter_pread64")
 int rf_fs_enter_pread64(struct trace_event_raw_sys_enter *ctx)
 {
-	return rf_fs_enter(ctx->args[0], RF_FS_PREAD, ctx->args[2], ctx->args[3], false);
+	return rf_fs_enter(ctx, RF_FS_PREAD, ctx->args[2], ctx->args[3], false);
 }
 
 SEC("tracepoint/syscalls/sys_exit_pread64")
 int rf_fs_exit_pread64(struct trace_event_raw_sys_exit *ctx)
 {
-	return rf_fs_exit(ctx->ret);
+	return rf_fs_exit(ctx);
 }
 
 SEC("tracepoint/syscalls/sys_enter_pwrite64")
 int rf_fs_enter_pwrite64(struct trace_event_raw_sys_enter *ctx)
 {
-	return rf_fs_enter(ctx->args[0], RF_FS_PWRITE, ctx->args[2], ctx->args[3], false);
+	return rf_fs_enter(ctx, RF_FS_PWRITE, ctx->args[2], ctx->args[3], false);
 }
 
 SEC("tracepoint/syscalls/sys_exit_pwrite64")
 int rf_fs_exit_pwrite64(struct trace_event_raw_sys_exit *ctx)
 {
-	return rf_fs_exit(ctx->ret);
+	return rf_fs_exit(ctx);
 }
 
 SEC("tracepoint/syscalls/sys_enter_fsync")
 int rf_fs_enter_fsync(struct trace_event_raw_sys_enter *ctx)
 {
-	return rf_fs_enter(ctx->args[0], RF_FS_FSYNC, 0, 0, false);
+	return rf_fs_enter(ctx, RF_FS_FSYNC, 0, 0, false);
 }
 
 SEC("tracepoint/syscalls/sys_exit_fsync")
 int rf_fs_exit_fsync(struct trace_event_raw_sys_exit *ctx)
 {
-	return rf_fs_exit(ctx->ret);
+	return rf_fs_exit(ctx);
 }
 
 SEC("tracepoint/syscalls/sys_enter_fdatasync")
 int rf_fs_enter_fdatasync(struct trace_event_raw_sys_enter *ctx)
 {
-	return rf_fs_enter(ctx->args[0], RF_FS_FDATASYNC, 0, 0, false);
+	return rf_fs_enter(ctx, RF_FS_FDATASYNC, 0, 0, false);
 }
 
 SEC("tracepoint/syscalls/sys_exit_fdatasync")
 int rf_fs_exit_fdatasync(struct trace_event_raw_sys_exit *ctx)
 {
-	return rf_fs_exit(ctx->ret);
+	return rf_fs_exit(ctx);
 }
 
 /*
@@ -480,73 +502,73 @@ int rf_fs_exit_fdatasync(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_readv")
 int rf_fs_enter_readv(struct trace_event_raw_sys_enter *ctx)
 {
-	return rf_fs_enter(ctx->args[0], RF_FS_READV, 0, 0, true);
+	return rf_fs_enter(ctx, RF_FS_READV, 0, 0, true);
 }
 
 SEC("tracepoint/syscalls/sys_exit_readv")
 int rf_fs_exit_readv(struct trace_event_raw_sys_exit *ctx)
 {
-	return rf_fs_exit(ctx->ret);
+	return rf_fs_exit(ctx);
 }
 
 SEC("tracepoint/syscalls/sys_enter_writev")
 int rf_fs_enter_writev(struct trace_event_raw_sys_enter *ctx)
 {
-	return rf_fs_enter(ctx->args[0], RF_FS_WRITEV, 0, 0, true);
+	return rf_fs_enter(ctx, RF_FS_WRITEV, 0, 0, true);
 }
 
 SEC("tracepoint/syscalls/sys_exit_writev")
 int rf_fs_exit_writev(struct trace_event_raw_sys_exit *ctx)
 {
-	return rf_fs_exit(ctx->ret);
+	return rf_fs_exit(ctx);
 }
 
 SEC("tracepoint/syscalls/sys_enter_preadv")
 int rf_fs_enter_preadv(struct trace_event_raw_sys_enter *ctx)
 {
-	return rf_fs_enter(ctx->args[0], RF_FS_PREADV, 0, ctx->args[3], false);
+	return rf_fs_enter(ctx, RF_FS_PREADV, 0, ctx->args[3], false);
 }
 
 SEC("tracepoint/syscalls/sys_exit_preadv")
 int rf_fs_exit_preadv(struct trace_event_raw_sys_exit *ctx)
 {
-	return rf_fs_exit(ctx->ret);
+	return rf_fs_exit(ctx);
 }
 
 SEC("tracepoint/syscalls/sys_enter_pwritev")
 int rf_fs_enter_pwritev(struct trace_event_raw_sys_enter *ctx)
 {
-	return rf_fs_enter(ctx->args[0], RF_FS_PWRITEV, 0, ctx->args[3], false);
+	return rf_fs_enter(ctx, RF_FS_PWRITEV, 0, ctx->args[3], false);
 }
 
 SEC("tracepoint/syscalls/sys_exit_pwritev")
 int rf_fs_exit_pwritev(struct trace_event_raw_sys_exit *ctx)
 {
-	return rf_fs_exit(ctx->ret);
+	return rf_fs_exit(ctx);
 }
 
 SEC("tracepoint/syscalls/sys_enter_preadv2")
 int rf_fs_enter_preadv2(struct trace_event_raw_sys_enter *ctx)
 {
 	__s64 pos = (__s64)ctx->args[3];
-	return rf_fs_enter(ctx->args[0], RF_FS_PREADV, 0, pos, pos == -1);
+	return rf_fs_enter(ctx, RF_FS_PREADV, 0, pos, pos == -1);
 }
 
 SEC("tracepoint/syscalls/sys_exit_preadv2")
 int rf_fs_exit_preadv2(struct trace_event_raw_sys_exit *ctx)
 {
-	return rf_fs_exit(ctx->ret);
+	return rf_fs_exit(ctx);
 }
 
 SEC("tracepoint/syscalls/sys_enter_pwritev2")
 int rf_fs_enter_pwritev2(struct trace_event_raw_sys_enter *ctx)
 {
 	__s64 pos = (__s64)ctx->args[3];
-	return rf_fs_enter(ctx->args[0], RF_FS_PWRITEV, 0, pos, pos == -1);
+	return rf_fs_enter(ctx, RF_FS_PWRITEV, 0, pos, pos == -1);
 }
 
 SEC("tracepoint/syscalls/sys_exit_pwritev2")
 int rf_fs_exit_pwritev2(struct trace_event_raw_sys_exit *ctx)
 {
-	return rf_fs_exit(ctx->ret);
+	return rf_fs_exit(ctx);
 }

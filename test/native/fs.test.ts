@@ -184,6 +184,11 @@ async function run(t: TestContext, jobs: string[], globals: Record<string, Buffe
   return { pid: child.child.pid!, records, lost, drops, progs };
 }
 
+const hex2 = (b: number) => b.toString(16).padStart(2, '0');
+/** Maps of that name on the host (other tests may have their own): id and value size. */
+const mapsNamed = (name: string) => (JSON.parse(execFileSync('bpftool', ['-j', 'map', 'show'], { encoding: 'utf8', maxBuffer: 64 << 20 })) as { id: number; name: string; bytes_value: number }[])
+  .filter((m) => m.name === name);
+
 /** The records of one file and op, in order. */
 const of = (records: FsRecord[], path: string, op: number) => records.filter((r) => r.path === path && r.op === op);
 
@@ -317,6 +322,59 @@ describe('fs.bpf.o on the real kernel', { skip: process.getuid?.() !== 0 ? 'need
     const nr = inNs.records.filter((x) => x.tgid === inNs.pid);
     assert.equal(nr.length, 2);
     for (const x of nr) assertFile(x, f, 'tmpfs', tmpfsDir);
+  });
+
+  it('programs attached while a thread is mid-call: no record from an enter whose exit was not yet attached (stale entry)', async (t) => {
+    // The loader attaches the programs one by one (libbpf sorts them by section: every sys_enter_* first). A
+    // thread that enters write() on a file after enter_write is attached and returns before exit_write is
+    // leaves an entry that no exit takes; its next socket read (rejected at enter) must not turn it into a record.
+    const f = join(tmpfsDir, 'attach-race.dat');
+    const ROUNDS = 300000;
+    const child = await startReady(t, work, ['--now', `L:${f}:${ROUNDS}`]); // already looping when we attach
+    const session = new Session();
+    t.after(() => session.stop());
+    const records: FsRecord[] = [];
+    session.addObject(FS_OBJ, encodeSettings({ selfTgid: process.pid, pid: child.child.pid! }));
+    session.start((batch) => decode(batch, records));
+    const [code] = await child.exited;
+    assert.equal(code, 0);
+    const lost = session.mapCounters('rf_fs_lost');
+    await session.stop();
+    const mine = records.filter((x) => x.tgid === child.child.pid);
+    t.diagnostic(`records ${mine.length} of ${ROUNDS} rounds; lost ${lost?.join(',')}`);
+    assert.ok(mine.length > 0, 'attached while it ran');
+    const bad = mine.filter((x) => x.op !== OP.WRITE || x.ret !== BigInt(BS) || x.path !== f);
+    assert.deepEqual(bad.slice(0, 3).map((x) => `op ${x.op} ret ${x.ret} ${x.path} ${x.latencyNs} ns`), [], 'only the file writes, each with its own return');
+  });
+
+  it('an entry whose exit was missed (written into rf_fs_inflight) is never taken by another call\'s exit: dropped and counted', async (t) => {
+    // what the attach window above leaves, made deterministic: an entry for the child's thread of a read()
+    // on fd 12345 (never open); the child's one pipe read() exits with it in the map
+    const child = await startReady(t, work, ['p:-:1']);
+    const session = new Session();
+    t.after(() => session.stop());
+    const records: FsRecord[] = [];
+    const before = new Set(mapsNamed('rf_fs_inflight').map((m) => m.id));
+    session.addObject(FS_OBJ, encodeSettings({ selfTgid: process.pid, pid: child.child.pid! }));
+    session.start((batch) => decode(batch, records));
+    const ours = mapsNamed('rf_fs_inflight').filter((m) => !before.has(m.id));
+    assert.equal(ours.length, 1, 'our rf_fs_inflight');
+    // struct rf_fs_inflight: enter_ns, file, offset, len, nvcsw, read_bytes (u64 each), fd u32, nr s32, op u8
+    const value = Buffer.alloc(ours[0]!.bytes_value);
+    value.writeBigUInt64LE(1n, 0); // entered long ago
+    value.writeUInt32LE(12345, 48);
+    if (value.length >= 64) value.writeInt32LE(process.arch === 'arm64' ? 63 : 0, 52); // read's number
+    const key = Buffer.alloc(4);
+    key.writeUInt32LE(child.child.pid!);
+    execFileSync('bpftool', ['map', 'update', 'id', String(ours[0]!.id), 'key', 'hex', ...[...key].map(hex2), 'value', 'hex', ...[...value].map(hex2)]);
+    child.child.stdin!.end('g');
+    const [code] = await child.exited;
+    assert.equal(code, 0);
+    const lost = session.mapCounters('rf_fs_lost');
+    await session.stop();
+    const mine = records.filter((x) => x.tgid === child.child.pid);
+    assert.deepEqual(mine.map((x) => `op ${x.op} ret ${x.ret} fd ${x.fd}`), [], 'no record from the stale entry');
+    assert.equal(lost?.[1], 1n, 'counted: rf_fs_lost[RF_FS_LOST_UNFINISHED]');
   });
 
   it('a path deeper than the walk\'s bound: PATH_CUT, its last components kept, the dropped ones counted', async (t) => {

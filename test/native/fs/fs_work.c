@@ -4,6 +4,7 @@
  * argument is one job "<kind>:<path>:<count>"; every file is made and primed
  * first, then the program prints "ready" and waits for a byte on stdin (the
  * test attaches its programs meanwhile), then does the jobs and exits 0.
+ * With --now first, it does not wait: the jobs run while the test attaches.
  *
  *   w:P:N  N pwrite(4 KiB at i*4096) + fsync pairs on P (created)
  *   y:P:N  N pwrite(4 KiB at i*4096) + fdatasync pairs on P
@@ -18,6 +19,7 @@
  *   S:P:N  N pwrite(4 KiB at i*4096) on P opened O_SYNC
  *   D:P:N  N pread(4 KiB at i*4096) of P unlinked after it was opened
  *   F:P:N  N pread(4 KiB at i*4096) + fsync pairs on P, an existing file opened read-only (slowfuse)
+ *   L:P:N  N rounds of lseek(P, 0) + write(4 KiB) and a socketpair's write + read of 1 byte
  *   s:-:N  N read()s of a socketpair (1 byte each)
  *   p:-:N  N read()s of a pipe (1 byte each)
  */
@@ -33,7 +35,7 @@
 #define BS 4096
 #define MAXJ 32
 
-struct job { char kind; int fd; int wfd; int n; };
+struct job { char kind; int fd; int wfd; int sock; int n; };
 
 static void die(const char *what, const char *path)
 {
@@ -52,7 +54,8 @@ int main(int argc, char **argv)
 	if (posix_memalign((void **)&buf, BS, BS))
 		die("posix_memalign", "");
 	memset(buf, 'x', BS);
-	for (int a = 1; a < argc && nj < MAXJ; a++) {
+	int now = argc > 1 && !strcmp(argv[1], "--now");
+	for (int a = 1 + now; a < argc && nj < MAXJ; a++) {
 		char *spec = strdup(argv[a]);
 		char kind = spec[0];
 		char *path = spec + 2;
@@ -62,6 +65,17 @@ int main(int argc, char **argv)
 		j->kind = kind;
 		j->n = atoi(n + 1);
 		j->fd = j->wfd = -1;
+		if (kind == 'L') {
+			int sv[2];
+			if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+				die("socketpair", path);
+			j->fd = open(path, O_RDWR | O_CREAT, 0644);
+			if (j->fd < 0)
+				die("open", path);
+			j->wfd = sv[0];
+			j->sock = sv[1];
+			continue;
+		}
 		if (kind == 's' || kind == 'p') {
 			int sv[2];
 			if (kind == 's' ? socketpair(AF_UNIX, SOCK_STREAM, 0, sv) : pipe(sv))
@@ -117,7 +131,7 @@ int main(int argc, char **argv)
 	}
 	printf("ready\n");
 	fflush(stdout);
-	if (read(0, &c, 1) != 1)
+	if (!now && read(0, &c, 1) != 1)
 		return 3;
 	for (int k = 0; k < nj; k++) {
 		struct job *j = &jobs[k];
@@ -171,6 +185,12 @@ int main(int argc, char **argv)
 					die("pread", "F");
 				if (fsync(j->fd))
 					die("fsync", "F");
+				break;
+			case 'L':
+				if (lseek(j->fd, 0, SEEK_SET) != 0 || write(j->fd, buf, BS) != BS)
+					die("write", "L");
+				if (write(j->wfd, "z", 1) != 1 || read(j->sock, &c, 1) != 1)
+					die("socket", "L");
 				break;
 			case 'R':
 				if (read(j->fd, buf, BS) != BS)
