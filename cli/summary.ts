@@ -1,6 +1,7 @@
 /**
  * The live summary `ringflow up` prints: per closed window, the worst p99
- * run-queue, disk and connect latencies with their series and event counts.
+ * run-queue, disk and connect latencies with their series and event counts,
+ * and with the fs signal the slowest file syscalls (slowestFiles).
  * Pure: points in, lines out.
  */
 import { ExpHistogram, type ExpHistogramJSON } from '../processor/index.ts';
@@ -50,6 +51,57 @@ function clock(ns: bigint): string {
   return new Date(Number(ns / 1_000_000n)).toISOString().slice(11, 19);
 }
 
+const FS_DURATION_METRIC = 'ringflow.fs.io.duration';
+/** How many of the window's slowest file series the line names. */
+export const SLOWEST_FILES = 3;
+
+export interface SlowFile {
+  /** ringflow.fs.path.prefix: a directory (the processor keeps no whole paths), "other", "cut" or "unknown". */
+  prefix: string;
+  /** ringflow.fs.syscall (pread, fsync, ...). */
+  syscall: string;
+  /** The slowest call of the series in the window, s (the histogram's max: exact, not a bucket bound). */
+  maxS: number;
+  /** process.command of the calling task. */
+  command: string;
+  host: string;
+  /** Calls of the series in the window. */
+  calls: number;
+}
+
+/**
+ * Pure: the `n` slowest file series of a window's points, like fileslower's
+ * list but per series: the ringflow.fs.io.duration points ranked by their
+ * slowest call (the histogram's max), ties by prefix, syscall, command, host
+ * so the pick does not depend on the points' order. A file is named by its
+ * path prefix: the metrics carry no whole paths (their cardinality), the
+ * records in ringflow.fs.io.v1 do (ringflow tail).
+ */
+export function slowestFiles(points: readonly SummaryPoint[], n = SLOWEST_FILES): SlowFile[] {
+  const all: SlowFile[] = [];
+  for (const p of points) {
+    if (p.name !== FS_DURATION_METRIC || !p.histogram || p.histogram.count === 0n) continue;
+    const a = new Map(p.attributes.map((x) => [x.key, x.value]));
+    all.push({
+      prefix: a.get('ringflow.fs.path.prefix') ?? '?',
+      syscall: a.get('ringflow.fs.syscall') ?? '?',
+      maxS: p.histogram.max,
+      command: a.get('process.command') ?? '?',
+      host: a.get('host.name') ?? '',
+      calls: Number(p.histogram.count),
+    });
+  }
+  const key = (f: SlowFile): string => `${f.prefix}\u0000${f.syscall}\u0000${f.command}\u0000${f.host}`;
+  all.sort((x, y) => y.maxS - x.maxS || (key(x) < key(y) ? -1 : key(x) > key(y) ? 1 : 0));
+  return all.slice(0, n);
+}
+
+/** Pure: the slowest files as a clause of the summary line, '' when the window has none. */
+export function slowestFilesClause(files: readonly SlowFile[]): string {
+  if (files.length === 0) return '';
+  return `slowest files: ${files.map((f) => `${f.prefix} ${f.syscall} ${formatSeconds(f.maxS)} (${f.command}${f.host ? ` on ${f.host}` : ''}, ${f.calls} call${f.calls === 1 ? '' : 's'})`).join(', ')}`;
+}
+
 /** One line for one window's points. */
 export function summarizeWindow(all: readonly SummaryPoint[]): string {
   // coverage is settled well after its window's points: it usually comes alone, and says
@@ -84,7 +136,9 @@ export function summarizeWindow(all: readonly SummaryPoint[]): string {
     if (worst) parts.push(`${label} p99 ${formatSeconds(worst.p99)} (${worst.who}, ${worst.n} events)`);
   }
   const head = `window ${clock(first.window_start_ns)}-${clock(first.window_end_ns)}: ${points.length} series, ${events} latency events${dropped ? `, ${dropped} dropped by collectors` : ''}`;
-  const line = parts.length ? `${head}; worst ${parts.join('; ')}` : head;
+  const files = slowestFilesClause(slowestFiles(points));
+  const worst = parts.length ? `${head}; worst ${parts.join('; ')}` : head;
+  const line = files ? `${worst}; ${files}` : worst;
   return coverage ? `${line}; ${coverage}` : line;
 }
 

@@ -42,7 +42,7 @@ const UP_HELP = `Usage: ringflow up [collect options] [--window DUR] [--lateness
 Runs the whole pipeline on this machine: the local Apache Kafka broker (unless
 --brokers is given), then the collector, the processor and the exporter, and
 prints a summary of each closed window (worst p99 run-queue, disk and connect
-latencies). OTLP goes to OTEL_EXPORTER_OTLP_ENDPOINT (default localhost:4317);
+latencies; with --signals fs the slowest file syscalls by path prefix). OTLP goes to OTEL_EXPORTER_OTLP_ENDPOINT (default localhost:4317);
 when nothing listens there the exporter says so once and the points wait in
 Kafka. Ctrl-C stops everything, including the broker it started (its data
 stays). Each stage also runs alone: ringflow collect | process | export.
