@@ -14,6 +14,8 @@
  *                        and the observer's cost per HTTP request: see test/bench/l7.ts
  *   profile_overhead_ratio, offcpu_overhead_ratio, BPF run time per sample/switch and the
  *                        collector's CPU per interval: see test/bench/profile.ts
+ *   fs_overhead_ratio, fs_pipe_overhead_ratio, BPF run time per kept/rejected call, the
+ *                        collector's CPU per record: see test/bench/fs.ts
  *
  * Needs root. Starts its own Kafka broker on free ports and stops it.
  */
@@ -42,6 +44,7 @@ import { startProcessor } from '../../processor/service.ts';
 import { l7Parse, httpOverhead, wakeupCost } from './l7.ts';
 import { l7ExchangePath } from './l7-exchange-path.ts';
 import { profileOverhead } from './profile.ts';
+import { fsOverhead } from './fs.ts';
 
 const { CompressionTypes } = kafkajs;
 const { createPartitioner } = await import('../../kafka/kafkajs.ts');
@@ -411,6 +414,17 @@ async function main() {
     const k = await ownBroker();
     try {
       Object.assign(out, await profileOverhead(k.brokers, seconds));
+    } finally {
+      await k.stop();
+    }
+  }
+  if (want('fs')) {
+    const seconds = Number(process.env.BENCH_FS_SECONDS ?? 10);
+    if (!Number.isInteger(seconds) || seconds < 1) throw new Error(`BENCH_FS_SECONDS must be a whole number of seconds >= 1, not ${process.env.BENCH_FS_SECONDS}`);
+    log(`fs: pread/pwrite on a cached tmpfs file, write/read on a pipe, pwrite+fsync on /var/tmp, ${seconds} s each: alone, with ringflow collect --signals fs --comm fs-work, alone, with, alone; BPF run time per call from kernel.bpf_stats_enabled`);
+    const k = await ownBroker();
+    try {
+      Object.assign(out, await fsOverhead(k.brokers, seconds));
     } finally {
       await k.stop();
     }
