@@ -109,6 +109,46 @@ function enumSymbols(schema: RegisteredSchema, field: string): ReadonlyMap<strin
  * containerId: container.id of a process by tgid (collector/process-identity.ts); '' when none.
  * avsc: encode with avsc (encodeRecord) instead of the direct writer (tests compare the two).
  */
+/**
+ * The Kafka key of a record's connection (tracker.ts l7Key), built once per
+ * connection instead of once per record: the same string object for every
+ * record of a connection, so its hash (taken by the sink's partitioner and
+ * kafkajs's, both Map lookups by key) is computed once, and no key string per
+ * record to collect. Both ends of a connection share a key (l7Key orders
+ * the two ends), so either orientation hits. Direct-mapped by the ports;
+ * the address strings come from exchange.ts's and tracker.ts's caches (the
+ * same objects for one address), so a hit is a few compares.
+ */
+export interface KeyMemo {
+  key(c: L7Context): string;
+  /** Keys built (misses), for tests. */
+  readonly built: number;
+}
+
+const KEY_SLOTS = 256;
+
+export function createKeyMemo(): KeyMemo {
+  const slots: ({ t: string; a: string; pa: number; b: string; pb: number; key: string } | undefined)[] = new Array(KEY_SLOTS);
+  let built = 0;
+  return {
+    key(c) {
+      const i = (c.local_port ^ c.remote_port) & (KEY_SLOTS - 1);
+      const s = slots[i];
+      if (s !== undefined && s.t === c.transport) {
+        if (s.pa === c.local_port && s.pb === c.remote_port && s.a === c.local_addr && s.b === c.remote_addr) return s.key;
+        if (s.pa === c.remote_port && s.pb === c.local_port && s.a === c.remote_addr && s.b === c.local_addr) return s.key;
+      }
+      built++;
+      const key = l7Key(c.transport, c.local_addr, c.local_port, c.remote_addr, c.remote_port);
+      slots[i] = { t: c.transport, a: c.local_addr, pa: c.local_port, b: c.remote_addr, pb: c.remote_port, key };
+      return key;
+    },
+    get built() {
+      return built;
+    },
+  };
+}
+
 export function createL7Encoder(opts: { host: string; bootTimeNs: bigint; format?: WireFormat; containerId?: (tgid: number) => string; avsc?: boolean }): L7Encoder & { readonly direct: boolean } {
   const schema = schemaRegistry().byId(L7_SCHEMA_ID);
   if (!schema) throw new Error(`schemas/${L7_SCHEMA_ID}.avsc is missing`);
@@ -262,8 +302,9 @@ export function createL7Encoder(opts: { host: string; bootTimeNs: bigint; format
     }
   };
 
+  const keys = createKeyMemo();
   const record = (m: L7Message, r: L7Message | null, outcome: L7Outcome | null, c: L7Context): { key: string; value: Buffer } => ({
-    key: l7Key(c.transport, c.local_addr, c.local_port, c.remote_addr, c.remote_port),
+    key: keys.key(c),
     value: direct ? viaWriter(m, r, outcome, c) : viaAvsc(m, r, outcome, c),
   });
 
