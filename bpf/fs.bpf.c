@@ -47,11 +47,12 @@ const volatile __u32 rf_fs_path_bytes = RF_FS_PATH_MAX;
 enum rf_fs_lost_reason {
 	RF_FS_LOST_INFLIGHT_FULL = 0, /* rf_fs_inflight full at enter: the call is not reported */
 	/*
-	 * A call whose exit was missed: the loader attaches the programs one by
-	 * one (libbpf sorts them by section name: every sys_enter_* first), so a
-	 * call entered between its enter's and its exit's attach leaves an entry
-	 * no exit takes. Found by the thread's next kept enter (overwritten) or by
-	 * an exit that is not its own (another syscall or fd: dropped).
+	 * A call whose exit was missed, leaving an entry no exit takes: found by
+	 * the thread's next kept enter (overwritten) or by an exit that is not
+	 * its own (another syscall or fd: dropped, never a record). The loader
+	 * attaches programs one by one in the object's order; with each enter
+	 * before its exit, a call entered in between left one (seen), so the
+	 * exits come first below. Kept for whatever else could miss an exit.
 	 */
 	RF_FS_LOST_UNFINISHED    = 1,
 	RF_FS_LOST_NO_SCRATCH    = 2, /* the per-CPU record buffer could not be looked up (never expected) */
@@ -354,8 +355,8 @@ static __always_inline int rf_fs_exit(struct trace_event_raw_sys_exit *ctx)
 	task = bpf_get_current_task_btf();
 	/*
 	 * Only this call's own entry: an entry left by a call whose exit was
-	 * missed (see RF_FS_LOST_UNFINISHED) must not become a record with
-	 * another call's return. The syscall's number is the tracepoint's; its
+	 * missed (RF_FS_LOST_UNFINISHED) must not become a record with another
+	 * call's return (seen: a socket read's exit took a file write's entry). The syscall's number is the tracepoint's; its
 	 * fd is read back from the registers the syscall was entered with.
 	 */
 	if (in.nr != ctx->id ||
@@ -419,24 +420,20 @@ static __always_inline int rf_fs_exit(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-/* ---- the syscalls (specific tracepoints, never raw_syscalls) ---- */
-
-SEC("tracepoint/syscalls/sys_enter_read")
-int rf_fs_enter_read(struct trace_event_raw_sys_enter *ctx)
-{
-	return rf_fs_enter(ctx, RF_FS_READ, ctx->args[2], 0, true);
-}
+/*
+ * ---- the syscalls (specific tracepoints, never raw_syscalls) ----
+ *
+ * Every exit is defined before every enter: the loader attaches programs in
+ * the object's order, one by one, so each exit is live before its enter and
+ * no call can be entered without its exit (RF_FS_LOST_UNFINISHED stays for
+ * what else could leave one). Detaching goes in the same order; the entries
+ * left then die with the session's maps.
+ */
 
 SEC("tracepoint/syscalls/sys_exit_read")
 int rf_fs_exit_read(struct trace_event_raw_sys_exit *ctx)
 {
 	return rf_fs_exit(ctx);
-}
-
-SEC("tracepoint/syscalls/sys_enter_write")
-int rf_fs_enter_write(struct trace_event_raw_sys_enter *ctx)
-{
-	return rf_fs_enter(ctx, RF_FS_WRITE, ctx->args[2], 0, true);
 }
 
 SEC("tracepoint/syscalls/sys_exit_write")
@@ -445,22 +442,10 @@ int rf_fs_exit_write(struct trace_event_raw_sys_exit *ctx)
 	return rf_fs_exit(ctx);
 }
 
-SEC("tracepoint/syscalls/sys_enter_pread64")
-int rf_fs_enter_pread64(struct trace_event_raw_sys_enter *ctx)
-{
-	return rf_fs_enter(ctx, RF_FS_PREAD, ctx->args[2], ctx->args[3], false);
-}
-
 SEC("tracepoint/syscalls/sys_exit_pread64")
 int rf_fs_exit_pread64(struct trace_event_raw_sys_exit *ctx)
 {
 	return rf_fs_exit(ctx);
-}
-
-SEC("tracepoint/syscalls/sys_enter_pwrite64")
-int rf_fs_enter_pwrite64(struct trace_event_raw_sys_enter *ctx)
-{
-	return rf_fs_enter(ctx, RF_FS_PWRITE, ctx->args[2], ctx->args[3], false);
 }
 
 SEC("tracepoint/syscalls/sys_exit_pwrite64")
@@ -469,26 +454,50 @@ int rf_fs_exit_pwrite64(struct trace_event_raw_sys_exit *ctx)
 	return rf_fs_exit(ctx);
 }
 
-SEC("tracepoint/syscalls/sys_enter_fsync")
-int rf_fs_enter_fsync(struct trace_event_raw_sys_enter *ctx)
-{
-	return rf_fs_enter(ctx, RF_FS_FSYNC, 0, 0, false);
-}
-
 SEC("tracepoint/syscalls/sys_exit_fsync")
 int rf_fs_exit_fsync(struct trace_event_raw_sys_exit *ctx)
 {
 	return rf_fs_exit(ctx);
 }
 
-SEC("tracepoint/syscalls/sys_enter_fdatasync")
-int rf_fs_enter_fdatasync(struct trace_event_raw_sys_enter *ctx)
-{
-	return rf_fs_enter(ctx, RF_FS_FDATASYNC, 0, 0, false);
-}
-
 SEC("tracepoint/syscalls/sys_exit_fdatasync")
 int rf_fs_exit_fdatasync(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_readv")
+int rf_fs_exit_readv(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_writev")
+int rf_fs_exit_writev(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_preadv")
+int rf_fs_exit_preadv(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_pwritev")
+int rf_fs_exit_pwritev(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_preadv2")
+int rf_fs_exit_preadv2(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_pwritev2")
+int rf_fs_exit_pwritev2(struct trace_event_raw_sys_exit *ctx)
 {
 	return rf_fs_exit(ctx);
 }
@@ -499,16 +508,46 @@ int rf_fs_exit_fdatasync(struct trace_event_raw_sys_exit *ctx)
  * shifted out by the kernel's pos_from_hilo); preadv2/pwritev2 take -1 as
  * "at the file position", which is then read from f_pos as for readv.
  */
+SEC("tracepoint/syscalls/sys_enter_read")
+int rf_fs_enter_read(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_fs_enter(ctx, RF_FS_READ, ctx->args[2], 0, true);
+}
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int rf_fs_enter_write(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_fs_enter(ctx, RF_FS_WRITE, ctx->args[2], 0, true);
+}
+
+SEC("tracepoint/syscalls/sys_enter_pread64")
+int rf_fs_enter_pread64(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_fs_enter(ctx, RF_FS_PREAD, ctx->args[2], ctx->args[3], false);
+}
+
+SEC("tracepoint/syscalls/sys_enter_pwrite64")
+int rf_fs_enter_pwrite64(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_fs_enter(ctx, RF_FS_PWRITE, ctx->args[2], ctx->args[3], false);
+}
+
+SEC("tracepoint/syscalls/sys_enter_fsync")
+int rf_fs_enter_fsync(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_fs_enter(ctx, RF_FS_FSYNC, 0, 0, false);
+}
+
+SEC("tracepoint/syscalls/sys_enter_fdatasync")
+int rf_fs_enter_fdatasync(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_fs_enter(ctx, RF_FS_FDATASYNC, 0, 0, false);
+}
+
 SEC("tracepoint/syscalls/sys_enter_readv")
 int rf_fs_enter_readv(struct trace_event_raw_sys_enter *ctx)
 {
 	return rf_fs_enter(ctx, RF_FS_READV, 0, 0, true);
-}
-
-SEC("tracepoint/syscalls/sys_exit_readv")
-int rf_fs_exit_readv(struct trace_event_raw_sys_exit *ctx)
-{
-	return rf_fs_exit(ctx);
 }
 
 SEC("tracepoint/syscalls/sys_enter_writev")
@@ -517,34 +556,16 @@ int rf_fs_enter_writev(struct trace_event_raw_sys_enter *ctx)
 	return rf_fs_enter(ctx, RF_FS_WRITEV, 0, 0, true);
 }
 
-SEC("tracepoint/syscalls/sys_exit_writev")
-int rf_fs_exit_writev(struct trace_event_raw_sys_exit *ctx)
-{
-	return rf_fs_exit(ctx);
-}
-
 SEC("tracepoint/syscalls/sys_enter_preadv")
 int rf_fs_enter_preadv(struct trace_event_raw_sys_enter *ctx)
 {
 	return rf_fs_enter(ctx, RF_FS_PREADV, 0, ctx->args[3], false);
 }
 
-SEC("tracepoint/syscalls/sys_exit_preadv")
-int rf_fs_exit_preadv(struct trace_event_raw_sys_exit *ctx)
-{
-	return rf_fs_exit(ctx);
-}
-
 SEC("tracepoint/syscalls/sys_enter_pwritev")
 int rf_fs_enter_pwritev(struct trace_event_raw_sys_enter *ctx)
 {
 	return rf_fs_enter(ctx, RF_FS_PWRITEV, 0, ctx->args[3], false);
-}
-
-SEC("tracepoint/syscalls/sys_exit_pwritev")
-int rf_fs_exit_pwritev(struct trace_event_raw_sys_exit *ctx)
-{
-	return rf_fs_exit(ctx);
 }
 
 SEC("tracepoint/syscalls/sys_enter_preadv2")
@@ -554,21 +575,9 @@ int rf_fs_enter_preadv2(struct trace_event_raw_sys_enter *ctx)
 	return rf_fs_enter(ctx, RF_FS_PREADV, 0, pos, pos == -1);
 }
 
-SEC("tracepoint/syscalls/sys_exit_preadv2")
-int rf_fs_exit_preadv2(struct trace_event_raw_sys_exit *ctx)
-{
-	return rf_fs_exit(ctx);
-}
-
 SEC("tracepoint/syscalls/sys_enter_pwritev2")
 int rf_fs_enter_pwritev2(struct trace_event_raw_sys_enter *ctx)
 {
 	__s64 pos = (__s64)ctx->args[3];
 	return rf_fs_enter(ctx, RF_FS_PWRITEV, 0, pos, pos == -1);
-}
-
-SEC("tracepoint/syscalls/sys_exit_pwritev2")
-int rf_fs_exit_pwritev2(struct trace_event_raw_sys_exit *ctx)
-{
-	return rf_fs_exit(ctx);
 }
