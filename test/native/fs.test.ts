@@ -324,6 +324,21 @@ describe('fs.bpf.o on the real kernel', { skip: process.getuid?.() !== 0 ? 'need
     for (const x of nr) assertFile(x, f, 'tmpfs', tmpfsDir);
   });
 
+  it('through a bind mount of a subdirectory: the path the process used (the walk stops at the mount\'s root dentry, not the file system\'s)', async (t) => {
+    const src = join(tmpfsDir, 'bind-src', 'inner');
+    mkdirSync(src, { recursive: true });
+    const target = join(dir, 'bind');
+    mkdirSync(target);
+    mounted.push(target);
+    execFileSync('mount', ['--bind', join(tmpfsDir, 'bind-src'), target]);
+    t.after(() => { try { execFileSync('umount', [target], { stdio: 'ignore' }); } catch { /* after() tries again */ } });
+    const f = join(target, 'inner', 'b.dat');
+    const res = await run(t, [`r:${f}:2`]);
+    const mine = res.records.filter((x) => x.tgid === res.pid);
+    assert.equal(mine.length, 2);
+    for (const x of mine) assertFile(x, f, 'tmpfs', target);
+  });
+
   it('programs attached while a thread is mid-call: no record from an enter whose exit was not yet attached (stale entry)', async (t) => {
     // The loader attaches the programs one by one, in the object's order. With enter_write before exit_write,
     // a write() on a file entered in between left an entry no exit took, and the thread's next socket read
