@@ -120,11 +120,23 @@ const stats = readFileSync('/proc/sys/kernel/bpf_stats_enabled', 'utf8').trim();
 writeFileSync('/proc/sys/kernel/bpf_stats_enabled', '1');
 try {
   execFileSync('wrk', ['-t1', '-c8', '-d1s', `http://127.0.0.1:${port}/`]); // warm-up
+  const runs: Record<string, unknown>[] = [];
   for (let i = 0; i < pairs; i++) {
     for (const obj of OBJS) {
-      for (const kp of KPS) process.stdout.write(`${JSON.stringify(await measure(obj, port, kp))}\n`);
+      for (const kp of KPS) {
+        const r = await measure(obj, port, kp);
+        runs.push(r);
+        process.stdout.write(`${JSON.stringify(r)}\n`);
+      }
     }
   }
+  /* last line: per object and setting, the median over its runs (each run's figure above stays the one to compare in pairs) */
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+  const summary = OBJS.flatMap((obj) => KPS.map((kp) => {
+    const mine = runs.filter((r) => r.obj === obj && r.kernel_parse === kp);
+    return { obj, kernel_parse: kp, runs: mine.length, median_bpf_ns_per_request: median(mine.map((r) => r.bpf_ns_per_request as number)) };
+  }));
+  process.stdout.write(`${JSON.stringify({ summary })}\n`);
 } finally {
   writeFileSync('/proc/sys/kernel/bpf_stats_enabled', stats);
   server.kill();
