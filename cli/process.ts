@@ -29,6 +29,9 @@ Options:
   --window DUR         tumbling window size (default 10s)
   --lateness DUR       allowed lateness: a window closes when event time passes its end by this (default 5s)
   --top-k N            series kept per metric, host and window before folding into "other" (default 100)
+  --fs-metric-depth N  directory components of ringflow.fs.path.prefix in the fs metrics
+                       (default 3: /var/lib/postgresql); the top 100 prefixes per window stay,
+                       the rest is "other"
   --span-timeout DUR   a request with no response this long (event time) becomes an
                        ERROR span, error.type=timeout (default 30s)
   --partitions N       partitions of topics the processor creates (default 6)
@@ -54,6 +57,7 @@ export async function processCommand(argv: string[]): Promise<number> {
       window: { type: 'string' },
       lateness: { type: 'string' },
       'top-k': { type: 'string' },
+      'fs-metric-depth': { type: 'string' },
       partitions: { type: 'string' },
       'span-timeout': { type: 'string' },
       'max-clock-skew': { type: 'string' },
@@ -70,6 +74,7 @@ export async function processCommand(argv: string[]): Promise<number> {
   const latenessMs = parseLatenessMs(v.lateness ?? '5s');
   const topK = v['top-k'] === undefined ? 100 : parseIntFlag('--top-k', v['top-k'], 1, 100000);
   const partitions = v.partitions === undefined ? 6 : parseIntFlag('--partitions', v.partitions, 1, 1000);
+  const fsDepth = v['fs-metric-depth'] === undefined ? undefined : parseIntFlag('--fs-metric-depth', v['fs-metric-depth'], 1, 32);
   const spanTimeoutNs = parseDurationInRange('--span-timeout', v['span-timeout'] ?? '30s', 1_000_000n, BigInt(DAY_MS) * 1_000_000n);
   const maxClockSkewMs = parseDurationMs('--max-clock-skew', v['max-clock-skew'] ?? '60s', 0, DAY_MS);
   // part of transactional ids: fencing a zombie instance relies on it being stable and non-empty
@@ -84,6 +89,8 @@ export async function processCommand(argv: string[]): Promise<number> {
       throw err;
     }
   }
+  // before the stages start: both read the METRICS table's fs rows
+  if (fsDepth !== undefined) (await import('../processor/aggregate.ts')).setFsMetricDepth(fsDepth);
   const { startProcessor } = await import('../processor/service.ts');
   const log = (l: string) => console.error(l);
   const p = await startProcessor({ kafka: createKafkaClient(brokers, `ringflow-processor-${instanceId}`), brokers, instanceId, windowMs, latenessMs, topK, partitions, spanTimeoutNs, maxClockSkewMs, rules, log });

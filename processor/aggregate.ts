@@ -316,6 +316,24 @@ export function invalidValue(topic: string, e: EventBase): string | null {
 
 /** Path components of ringflow.fs.path.prefix by default (the processor's --fs-metric-depth). */
 export const DEFAULT_FS_METRIC_DEPTH = 3;
+export const MAX_FS_METRIC_DEPTH = 32; // the BPF path walk's component bound (schemas/fs.io.avsc path)
+let fsMetricDepth = DEFAULT_FS_METRIC_DEPTH;
+
+/**
+ * The processor's --fs-metric-depth, for the fs rows of METRICS: set once at
+ * start, before any event (both stages of a processor read METRICS, so they
+ * agree; instances should be given the same depth, else a window's series of
+ * one host are cut at two depths, which merge without error but do not add up
+ * per prefix).
+ */
+export function setFsMetricDepth(depth: number): void {
+  checkFsDepth(depth);
+  fsMetricDepth = depth;
+}
+
+function checkFsDepth(depth: number): void {
+  if (!Number.isInteger(depth) || depth < 1 || depth > MAX_FS_METRIC_DEPTH) throw new RangeError(`fs metric depth must be an integer in [1, ${MAX_FS_METRIC_DEPTH}], got ${depth}`);
+}
 
 export const METRICS: readonly MetricDef[] = [
   metric<RunqlatEvent>({
@@ -396,7 +414,7 @@ export const METRICS: readonly MetricDef[] = [
     value: () => 1,
     dimensions: [hostName, { key: 'ringflow.tcp.drop.reason', get: (e) => e.reason_name }],
   }),
-  ...fsMetrics(DEFAULT_FS_METRIC_DEPTH),
+  ...fsMetrics(() => fsMetricDepth),
   // RED metrics from spans: one duration histogram per kind of exchange. Its
   // count is the Requests, its count where error.type is set the Errors, its
   // buckets the Duration (as the semantic conventions intend: no separate counters).
@@ -569,15 +587,18 @@ export function fsPathPrefix(path: string, flags: number, depth: number): string
  * usually the same file's (the topic is keyed by file), so the last one is
  * remembered: one string scan per file change, not per event and metric.
  */
-function fsDimensions(depth: number): DimensionDef<FsIoEvent>[] {
+function fsDimensions(depthOf: () => number): DimensionDef<FsIoEvent>[] {
   let lastPath = '';
   let lastFlags = -1;
+  let lastDepth = -1;
   let lastPrefix = '';
   const prefix = (e: FsIoEvent): string => {
     const flags = Number(e.flags);
-    if (e.path !== lastPath || flags !== lastFlags) {
+    const depth = depthOf();
+    if (e.path !== lastPath || flags !== lastFlags || depth !== lastDepth) {
       lastPath = e.path;
       lastFlags = flags;
+      lastDepth = depth;
       lastPrefix = fsPathPrefix(e.path, flags, depth);
     }
     return lastPrefix;
@@ -594,15 +615,15 @@ function fsDimensions(depth: number): DimensionDef<FsIoEvent>[] {
 
 /**
  * The metrics of ringflow.fs.io.v1 with the path prefix `depth` components
- * deep. Slow calls are not counted apart: the histogram's buckets count the
+ * deep (a function: METRICS reads setFsMetricDepth's). Slow calls are not counted apart: the histogram's buckets count the
  * calls over any threshold a query picks (a fixed --slow setting would only
  * repeat one of them). Failed calls (ret < 0) are timed like the others.
  * The path prefixes are capped per window (processor/cardinality.ts
  * DEFAULT_VALUE_CAPS: the top 100, the rest folded into "other").
  */
-export function fsMetrics(depth: number): MetricDef<FsIoEvent>[] {
-  if (!Number.isInteger(depth) || depth < 1) throw new RangeError(`fs metric depth must be an integer >= 1, got ${depth}`);
-  const dims = fsDimensions(depth);
+export function fsMetrics(depth: number | (() => number)): MetricDef<FsIoEvent>[] {
+  if (typeof depth === 'number') checkFsDepth(depth);
+  const dims = fsDimensions(typeof depth === 'number' ? () => depth : depth);
   return [
     metric<FsIoEvent>({
       topic: FS_IO_TOPIC,

@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  DEFAULT_FS_METRIC_DEPTH, FS_PREFIX_CUT, FS_PREFIX_UNKNOWN, METRICS, WindowAggregator, fsMetrics, fsOpClass, fsPathPrefix, invalidValue,
+  DEFAULT_FS_METRIC_DEPTH, FS_PREFIX_CUT, setFsMetricDepth, FS_PREFIX_UNKNOWN, METRICS, WindowAggregator, fsMetrics, fsOpClass, fsPathPrefix, invalidValue,
   type EventBase, type SeriesPoint,
 } from '../../processor/aggregate.ts';
 import { DEFAULT_VALUE_CAPS, OTHER, capCardinality, foldValues } from '../../processor/cardinality.ts';
@@ -15,6 +15,9 @@ import { ExpHistogram } from '../../processor/histogram.ts';
 import { FS_IO_TOPIC } from '../../processor/topics.ts';
 import { createFastDecoder, eventTimeNs } from '../../processor/fast-decode.ts';
 import { decodeCurrent, encodeRecord, schemaRegistry } from '../../schemas/index.ts';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { REPO_ROOT } from '../../collector/signals/registry.ts';
 
 test('fsOpClass: every FsOp symbol of the schema has its class', () => {
   const schema = schemaRegistry().byTopic(FS_IO_TOPIC)!;
@@ -187,4 +190,30 @@ test('capCardinality folds path prefixes beyond the top 100 by default, before i
   assert.deepEqual(capCardinality(pts, { topK: 1000, valueCaps: [] }).length, 150, 'valueCaps [] turns it off');
   // the default table has the metrics the cap names
   assert.ok(METRICS.some((m) => m.topic === FS_IO_TOPIC && m.dimensions.some((d) => d.key === DEFAULT_VALUE_CAPS[0]!.key)));
+});
+
+test('--fs-metric-depth: METRICS cuts prefixes at the set depth (both stages read it); out of range is a usage error before anything connects', () => {
+  const prefixes = (): string[] => {
+    const agg = new WindowAggregator({ sizeMs: 10_000, latenessMs: 0 });
+    agg.add({ topic: FS_IO_TOPIC, value: fsRecord({ op: 'PREAD', path: '/var/lib/pg/base/1/2', latencyNs: 1000n, ret: 1n }) as unknown as EventBase });
+    return agg.advanceTo(1n << 70n).map((p) => p.attributes.find(([k]) => k === 'ringflow.fs.path.prefix')![1]);
+  };
+  try {
+    assert.deepEqual(prefixes(), ['/var/lib/pg', '/var/lib/pg']);
+    setFsMetricDepth(1);
+    assert.deepEqual(prefixes(), ['/var', '/var']);
+    setFsMetricDepth(5);
+    assert.deepEqual(prefixes(), ['/var/lib/pg/base/1', '/var/lib/pg/base/1']);
+    assert.throws(() => setFsMetricDepth(0), /depth/);
+    assert.throws(() => setFsMetricDepth(33), /depth/);
+  } finally {
+    setFsMetricDepth(DEFAULT_FS_METRIC_DEPTH);
+  }
+  for (const bad of ['0', '33', 'x']) {
+    const r = spawnSync(path.join(REPO_ROOT, 'bin', 'ringflow'), ['process', '--brokers', '127.0.0.1:1', '--fs-metric-depth', bad], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.status, 2, `${bad}: ${r.stderr}`);
+    assert.match(r.stderr, /--fs-metric-depth/);
+  }
+  const help = spawnSync(path.join(REPO_ROOT, 'bin', 'ringflow'), ['process', '--help'], { encoding: 'utf8', timeout: 30_000 });
+  assert.match(help.stdout, /--fs-metric-depth N/);
 });
