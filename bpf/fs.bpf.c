@@ -69,7 +69,13 @@ struct {
 /* A kept call between its enter and its exit. */
 struct rf_fs_inflight {
 	__u64 enter_ns;
-	__u64 file;        /* struct file *: referenced by the syscall until it returns */
+	/*
+	 * struct file *, valid at the exit: the syscall holds it, and a close by
+	 * another thread during the call only drops the fd (fdget took a
+	 * reference when the table is shared; the last fput's __fput runs as
+	 * task work on the way back to user space, after sys_exit).
+	 */
+	__u64 file;
 	__u64 offset;
 	__u64 len;
 	__u64 nvcsw;       /* task->nvcsw at enter */
