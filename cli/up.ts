@@ -13,7 +13,7 @@ import { createKafkaClient, connectAdmin, ensureTopics } from '../kafka/client.t
 import { decodeRecord } from '../schemas/index.ts';
 import { parseCollectArgs, COLLECT_HELP } from './collect.ts';
 import { DAY_MS, parseLatenessMs, parseWindowMs } from './process.ts';
-import { parseDurationMs } from '../common/options.ts';
+import { parseDurationMs, parseIntFlag } from '../common/options.ts';
 import { summarizeWindow, CollectorLosses, type CollectorLossInput, type SummaryPoint } from './summary.ts';
 import { METRICS_TOPIC, STATS_TOPIC } from '../processor/topics.ts';
 import { ALERTS_TOPIC } from '../processor/alerts-stage.ts';
@@ -53,6 +53,8 @@ With --signals profile or offcpu the exporter also sends OTLP profiles.
   --max-clock-skew DUR
                    events dated further ahead of this machine's clock are
                    dead-lettered by the processor (reason clock_skew; default 60s)
+  --fs-metric-depth N
+                   directory components of the fs metrics' path prefix (default 3)
   --rules FILE     alert rules (YAML, docs/alerts.md): the processor writes
                    FIRING/RESOLVED records to ringflow.alerts.v1 and each
                    transition is printed here as it happens
@@ -67,13 +69,14 @@ ${COLLECT_HELP.split('\n').slice(COLLECT_HELP.split('\n').findIndex((l) => l.sta
 const SUMMARY_DELAY_MS = 4000;
 
 /** Splits up's own flags from the collector's. */
-export function splitUpArgs(argv: string[]): { window: string; lateness: string; rules?: string; maxClockSkew?: string; collect: string[] } {
+export function splitUpArgs(argv: string[]): { window: string; lateness: string; rules?: string; maxClockSkew?: string; fsMetricDepth?: string; collect: string[] } {
   const collect: string[] = [];
   let window = '10s';
   let lateness = '5s';
   let rules: string | undefined;
   // absent unless given: the processor's own default (60s) then applies, stated in one place
   let maxClockSkew: string | undefined;
+  let fsMetricDepth: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const eq = a.indexOf('=');
@@ -87,6 +90,11 @@ export function splitUpArgs(argv: string[]): { window: string; lateness: string;
       // the same bounds as process's flag, checked before anything starts
       parseDurationMs('--max-clock-skew', val, 0, DAY_MS);
       maxClockSkew = val;
+    } else if (flag === '--fs-metric-depth') {
+      const val = eq > 0 ? a.slice(eq + 1) : argv[++i];
+      if (val === undefined) throw new FatalError('--fs-metric-depth: missing value', { exitCode: EXIT.usage });
+      parseIntFlag('--fs-metric-depth', val, 1, 32); // process's bounds, before anything starts
+      fsMetricDepth = val;
     } else if (flag === '--window' || flag === '--lateness') {
       const val = eq > 0 ? a.slice(eq + 1) : argv[++i];
       if (val === undefined) throw new FatalError(`${flag}: missing value`, { exitCode: EXIT.usage });
@@ -100,13 +108,13 @@ export function splitUpArgs(argv: string[]): { window: string; lateness: string;
       }
     } else collect.push(a);
   }
-  return { window, lateness, ...(rules === undefined ? {} : { rules }), ...(maxClockSkew === undefined ? {} : { maxClockSkew }), collect };
+  return { window, lateness, ...(rules === undefined ? {} : { rules }), ...(maxClockSkew === undefined ? {} : { maxClockSkew }), ...(fsMetricDepth === undefined ? {} : { fsMetricDepth }), collect };
 }
 
 /** The processor child's command line from up's own flags. */
-export function processorArgs(brokers: string, f: { window: string; lateness: string; rules?: string | undefined; maxClockSkew?: string | undefined }): string[] {
+export function processorArgs(brokers: string, f: { window: string; lateness: string; rules?: string | undefined; maxClockSkew?: string | undefined; fsMetricDepth?: string | undefined }): string[] {
   return ['process', '--brokers', brokers, '--window', f.window, '--lateness', f.lateness,
-    ...(f.rules ? ['--rules', f.rules] : []), ...(f.maxClockSkew ? ['--max-clock-skew', f.maxClockSkew] : [])];
+    ...(f.rules ? ['--rules', f.rules] : []), ...(f.maxClockSkew ? ['--max-clock-skew', f.maxClockSkew] : []), ...(f.fsMetricDepth ? ['--fs-metric-depth', f.fsMetricDepth] : [])];
 }
 
 /**
@@ -136,7 +144,7 @@ function child(name: string, args: string[]): ChildProcess {
 }
 
 export async function upCommand(argv: string[]): Promise<number> {
-  const { window, lateness, rules, maxClockSkew, collect } = splitUpArgs(argv);
+  const { window, lateness, rules, maxClockSkew, fsMetricDepth, collect } = splitUpArgs(argv);
   const cfg = parseCollectArgs(collect); // validates the collector's flags before anything starts
   if (cfg.help) {
     console.log(UP_HELP);
@@ -162,7 +170,7 @@ export async function upCommand(argv: string[]): Promise<number> {
   // the processor and the exporter first: the collector leaves their traffic out
   // (bin/ringflow execs node, so these pids are theirs), else with --signals l7 the
   // exporter's own OTLP calls would come back as spans
-  const processor = child('process', processorArgs(b, { window, lateness, rules, maxClockSkew }));
+  const processor = child('process', processorArgs(b, { window, lateness, rules, maxClockSkew, fsMetricDepth }));
   const exporter = child('export', exporterArgs(b, cfg.signals));
   const own = [processor.pid, exporter.pid].filter((p): p is number => p !== undefined).join(',');
   const children = new Map<string, ChildProcess>([

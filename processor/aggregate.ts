@@ -545,6 +545,18 @@ export function fsOpClass(op: string): string {
   return FS_OP_CLASS[op] ?? 'other';
 }
 
+/** FsOp symbol -> ringflow.fs.syscall, lower-cased once per symbol (not a fresh string per event: the series lookup hashes it). */
+const FS_SYSCALL = new Map<string, string>();
+function fsSyscall(op: string): string {
+  let v = FS_SYSCALL.get(op);
+  if (v === undefined) {
+    v = op.toLowerCase();
+    // symbols are a fixed set (schemas/fs.io.avsc FsOp); the bound is for a schema that grows
+    if (FS_SYSCALL.size < 64) FS_SYSCALL.set(op, v);
+  }
+  return v;
+}
+
 /** rf_fs_flag bits the prefix reads (schemas/fs.io.avsc flags). */
 const FS_PATH_CUT = 1;
 const FS_PATH_FAILED = 16;
@@ -608,7 +620,7 @@ function fsDimensions(depthOf: () => number): DimensionDef<FsIoEvent>[] {
     command,
     { key: 'ringflow.fs.op', get: (e) => fsOpClass(e.op) },
     { key: 'ringflow.fs.path.prefix', get: prefix },
-    { key: 'ringflow.fs.syscall', get: (e) => e.op.toLowerCase() }, // pread, fsync, sync_file_range ...: the FsOp symbol
+    { key: 'ringflow.fs.syscall', get: (e) => fsSyscall(e.op) }, // pread, fsync, sync_file_range ...: the FsOp symbol
     { key: 'system.filesystem.type', get: (e) => e.fs_type }, // semconv (ext4, tmpfs, overlay, fuse ...)
   ];
 }

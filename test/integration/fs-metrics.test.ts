@@ -4,7 +4,7 @@
  * doing known file work (N pwrite + fsync pairs, M preads on one file in
  * /var/tmp/<dir>/a/b). In the Collector's output: ringflow.fs.io.duration
  * with exactly N pwrite, N fsync and M pread calls under the path prefix
- * /var/tmp/<dir> (depth 3), system.filesystem.type of the root file system,
+ * /var/tmp/<dir>/a (up --fs-metric-depth 4), system.filesystem.type of the root file system,
  * process.command python3, and ringflow.fs.io.size with exactly the bytes
  * written and read; up's summary line names the slowest file series. Real
  * kernel, broker, processor, exporter and Collector: nothing mocked.
@@ -89,7 +89,7 @@ test('up --signals fs: exact fs.io.duration calls and fs.io.size bytes per sysca
     while (httpPort === grpcPort) httpPort = await freePort();
     const { outputFile } = await startOtelcol({ stateDir, grpcPort, httpPort });
     const host = `it-fs-metrics-${process.pid}`;
-    up = runCli(['up', '--brokers', k.brokers, '--host', host, '--signals', 'fs', '--pid', String(child.pid), '--window', '2s', '--lateness', '3s', '--stats-interval', '1s'], {
+    up = runCli(['up', '--brokers', k.brokers, '--host', host, '--signals', 'fs', '--fs-metric-depth', '4', '--pid', String(child.pid), '--window', '2s', '--lateness', '3s', '--stats-interval', '1s'], {
       env: { OTEL_EXPORTER_OTLP_ENDPOINT: `localhost:${grpcPort}` },
     });
     const cli = up;
@@ -99,7 +99,8 @@ test('up --signals fs: exact fs.io.duration calls and fs.io.size bytes per sysca
     const [code] = await exited;
     assert.equal(code, 0, 'the work child');
 
-    const mine = (ps: Dp[], metric: string) => ps.filter((p) => p.metric === metric && p.host === host && p.attrs['ringflow.fs.path.prefix'] === dir);
+    const prefix = `${dir}/a`; // --fs-metric-depth 4: /var/tmp/<dir>/a, passed by up to the processor
+    const mine = (ps: Dp[], metric: string) => ps.filter((p) => p.metric === metric && p.host === host && p.attrs['ringflow.fs.path.prefix'] === prefix);
     const calls = (ps: Dp[], syscall: string) => mine(ps, 'ringflow.fs.io.duration').filter((p) => p.attrs['ringflow.fs.syscall'] === syscall).reduce((n, p) => n + p.count, 0);
     const done = (ps: Dp[]) => calls(ps, 'pwrite') >= N && calls(ps, 'fsync') >= N && calls(ps, 'pread') >= M;
     const deadline = Date.now() + 120_000;
@@ -129,7 +130,7 @@ test('up --signals fs: exact fs.io.duration calls and fs.io.size bytes per sysca
     assert.deepEqual(bytes('fsync'), [], 'a sync moves no bytes');
     for (const p of [...bytes('pwrite'), ...bytes('pread')]) assert.deepEqual([p.unit, p.kind, p.temporality], ['By', 'sum', 1]);
     // up's live summary names the slowest file series of a window with the child's calls
-    const slowLine = new RegExp(`slowest files: [^;]*${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} (pwrite|fsync|pread) [\\d.]+(s|ms|µs) \\(python3 on ${host}`);
+    const slowLine = new RegExp(`slowest files: [^;]*${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} (pwrite|fsync|pread) [\\d.]+(s|ms|µs) \\(python3 on ${host}`);
     // (printed on stdout, SUMMARY_DELAY_MS after a window's last point)
     const until = Date.now() + 30_000;
     while (!slowLine.test(cli.stdout()) && Date.now() < until) await sleep(500);

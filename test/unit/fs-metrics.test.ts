@@ -217,3 +217,14 @@ test('--fs-metric-depth: METRICS cuts prefixes at the set depth (both stages rea
   const help = spawnSync(path.join(REPO_ROOT, 'bin', 'ringflow'), ['process', '--help'], { encoding: 'utf8', timeout: 30_000 });
   assert.match(help.stdout, /--fs-metric-depth N/);
 });
+
+test('up --fs-metric-depth: checked before anything starts, passed to the processor child', async () => {
+  const { splitUpArgs, processorArgs } = await import('../../cli/up.ts');
+  const f = splitUpArgs(['--signals', 'fs', '--fs-metric-depth', '4', '--pid', '1']);
+  assert.deepEqual(f, { window: '10s', lateness: '5s', fsMetricDepth: '4', collect: ['--signals', 'fs', '--pid', '1'] });
+  assert.deepEqual(processorArgs('b:1', f), ['process', '--brokers', 'b:1', '--window', '10s', '--lateness', '5s', '--fs-metric-depth', '4']);
+  assert.deepEqual(splitUpArgs(['--fs-metric-depth=2']).fsMetricDepth, '2');
+  assert.throws(() => splitUpArgs(['--fs-metric-depth', '0']), /--fs-metric-depth: 0 is out of range/);
+  assert.throws(() => splitUpArgs(['--fs-metric-depth']), /missing value/);
+  assert.deepEqual(processorArgs('b:1', splitUpArgs([])), ['process', '--brokers', 'b:1', '--window', '10s', '--lateness', '5s'], 'absent: the processor\'s default');
+});
