@@ -197,7 +197,7 @@ enum rf_fs_flag {
 	RF_FS_F_PATH_CUT    = 1,  /* the path is longer than the walk's bound: its last components are kept */
 	RF_FS_F_DIRECT      = 2,  /* O_DIRECT on the file */
 	RF_FS_F_SYNC        = 4,  /* O_SYNC or O_DSYNC on the file */
-	RF_FS_F_DELETED     = 8,  /* the file was unlinked (d_unlinked): the path is its last name */
+	RF_FS_F_DELETED     = 8,  /* the file was unlinked (d_unlinked): the path is the one it had (d_path would add " (deleted)") */
 	RF_FS_F_PATH_FAILED = 16, /* reading the dentry chain failed: path_len = 0 */
 };
 
