@@ -124,10 +124,10 @@ export function foldValues(points: readonly SeriesPoint[], cap: ValueCap, opts: 
   if (kept.size === 0) return [...points];
   const out = new Map<string, SeriesPoint>();
   for (const p of points) {
-    const keepSet = kept.get(groupOf(p));
     const i = p.attributes.findIndex(([a]) => a === cap.key);
+    const keepSet = i >= 0 ? kept.get(groupOf(p)) : undefined;
     let q = p;
-    if (keepSet !== undefined && i >= 0 && !keepSet.has(p.attributes[i]![1])) {
+    if (keepSet !== undefined && !keepSet.has(p.attributes[i]![1])) {
       q = { ...p, attributes: p.attributes.map(([k, v], j): Attribute => [k, j === i ? OTHER : v]) };
     }
     const key = seriesKey(q);
