@@ -30,7 +30,11 @@
  * measured); the runs without ringflow come before, between and after.
  * Timings are printed, never asserted.
  *
- * BENCH_FS_SECONDS (default 10) sets each run's length.
+ * BENCH_FS_SECONDS (default 10) sets each run's length. kernel.bpf_stats_enabled
+ * is on for the whole part (runs with and without ringflow alike); it costs
+ * every program run two clock reads, 4 per kept or rejected call here:
+ * BENCH_FS_BPF_STATS=0 leaves it alone (the ratios without that cost, no BPF
+ * figures).
  */
 import { spawn, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -91,7 +95,8 @@ export async function fsOverhead(brokers: string, seconds = 10): Promise<Record<
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ringflow-bench-fs-'));
   const shm = fs.mkdtempSync('/dev/shm/ringflow-bench-fs-'); // tmpfs
   const ext = fs.mkdtempSync('/var/tmp/ringflow-bench-fs-'); // the root fs (ext4 here)
-  const restoreStats = enableBpfStats();
+  const withStats = process.env.BENCH_FS_BPF_STATS !== '0';
+  const restoreStats = withStats ? enableBpfStats() : () => {};
   try {
     const bin = buildWorkload(dir);
     const runFor = (s: number): Record<string, string[]> => ({
@@ -117,7 +122,7 @@ export async function fsOverhead(brokers: string, seconds = 10): Promise<Record<
           const p0 = progCounters(pid);
           const c0 = procCpuSeconds(pid);
           const run = await runWork(bin, args);
-          const hooks = hookDeltas(p0, progCounters(pid), names);
+          const hooks = withStats ? hookDeltas(p0, progCounters(pid), names) : null;
           // the records of the run's last moments are still being sent: let them go, then read the CPU
           await new Promise((res) => setTimeout(res, 1000));
           const c1 = procCpuSeconds(pid);
@@ -181,6 +186,7 @@ export async function fsOverhead(brokers: string, seconds = 10): Promise<Record<
       fs_without: Object.fromEntries(Object.keys(workloads).map((w) => [w, ref(w).map((m) => Math.round(rate(m)))])),
       fs_runs: runs,
       fs_run_seconds: seconds,
+      fs_bpf_stats: withStats ? 'kernel.bpf_stats_enabled=1 during this part (restored after)' : 'off (BENCH_FS_BPF_STATS=0)',
       fs_workloads: `rw: pread+pwrite 4 KiB on a cached 1 MiB tmpfs file (calls/s); pipe: 1-byte write+read on a pipe, one thread (calls/s); fsync: pwrite 4 KiB + fsync on ${path.dirname(ext)} (calls/s); test/bench/fs-work.c, collector --comm ${COMM}`,
     };
   } finally {
