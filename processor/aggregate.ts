@@ -570,7 +570,8 @@ export const FS_PREFIX_CUT = 'cut';
  * for /var/lib/postgresql/16/main/base/5/1259 at depth 3). The file's own name
  * is never part of it (/etc/passwd -> "/etc", /x -> "/"): a prefix that could
  * be a file name would make a series per temporary file. Empty components
- * ("//", a trailing "/") are skipped. A path the kernel could not walk
+ * ("//", a trailing "/") are skipped; a NUL (no Linux name has one) becomes
+ * U+FFFD, as series keys separate values with NUL. A path the kernel could not walk
  * (PATH_FAILED, or empty) is "unknown"; a path cut at the front (PATH_CUT:
  * its first components are lost, so its start is not a prefix) is "cut".
  * Table-tested (test/unit/fs-metrics.test.ts).
@@ -591,7 +592,9 @@ export function fsPathPrefix(path: string, flags: number, depth: number): string
     }
     i = j + 1;
   }
-  return out === '' ? '/' : out;
+  if (out === '') return '/';
+  // series keys use NUL as their separator; Linux names never hold one, a broken record might
+  return out.includes('\u0000') ? out.replaceAll('\u0000', '\ufffd') : out;
 }
 
 /**
@@ -627,9 +630,11 @@ function fsDimensions(depthOf: () => number): DimensionDef<FsIoEvent>[] {
 
 /**
  * The metrics of ringflow.fs.io.v1 with the path prefix `depth` components
- * deep (a function: METRICS reads setFsMetricDepth's). Slow calls are not counted apart: the histogram's buckets count the
- * calls over any threshold a query picks (a fixed --slow setting would only
- * repeat one of them). Failed calls (ret < 0) are timed like the others.
+ * deep (a function: METRICS reads setFsMetricDepth's). Slow calls are not
+ * counted apart: the histogram's buckets count the calls over any threshold
+ * a query picks (a fixed --slow setting would only repeat one of them).
+ * Failed calls (ret < 0) are timed like the others, with no error attribute
+ * (yet: the errno is in the record).
  * The path prefixes are capped per window (processor/cardinality.ts
  * DEFAULT_VALUE_CAPS: the top 100, the rest folded into "other").
  */

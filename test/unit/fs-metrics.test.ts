@@ -45,7 +45,8 @@ test('fsPathPrefix: the first depth directory components, never the file name', 
     ['/', 0, 3, '/'],
     ['//a//b///c/f', 0, 3, '/a/b/c'],
     ['/a/b/', 0, 3, '/a/b'],
-    ['/tmp/x (deleted)', 8, 3, '/tmp'], // DELETED: its last name, still a path
+    ['/tmp/x', 8, 3, '/tmp'], // DELETED: the path it had, still a path
+    ['/a\u0000b/c/f', 0, 3, '/a\ufffdb/c'], // a NUL would split a series key
     ['', 0, 3, FS_PREFIX_UNKNOWN],
     ['/var/log/syslog', 16, 3, FS_PREFIX_UNKNOWN], // PATH_FAILED
     ['relative/not/a/path', 0, 3, FS_PREFIX_UNKNOWN],
