@@ -122,6 +122,21 @@ struct {
 	__type(value, struct rf_fs_scratch);
 } rf_fs_scratch SEC(".maps");
 
+/*
+ * Calls under --min-latency (rf_min_latency_ns), per enum rf_fs_op: not a
+ * loss (the user asked for them to go), but counted so that "how many fast
+ * calls" is never silent. Per-CPU u64, read by name like rf_fs_lost (the
+ * collector's summed mapCounters); the design's per-(tgid, op, fs type)
+ * counts and bytes (section 6) are a later slice.
+ */
+#define RF_FS_OP_SLOTS 16
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RF_FS_OP_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} rf_fs_below SEC(".maps");
+
 static __always_inline void rf_fs_count_lost(__u32 reason)
 {
 	__u64 *n = bpf_map_lookup_elem(&rf_fs_lost, &reason);
@@ -370,8 +385,14 @@ static __always_inline int rf_fs_exit(struct trace_event_raw_sys_exit *ctx)
 		rf_fs_count_lost(RF_FS_LOST_UNFINISHED);
 		return 0;
 	}
-	if (now - in.enter_ns < rf_min_latency_ns)
+	if (now - in.enter_ns < rf_min_latency_ns) {
+		/* under the threshold: counted, never walked nor emitted */
+		__u32 op = in.op;
+		__u64 *n = bpf_map_lookup_elem(&rf_fs_below, &op);
+		if (n)
+			*n += 1; /* per-CPU slot */
 		return 0;
+	}
 	w = bpf_map_lookup_elem(&rf_fs_scratch, &zero);
 	if (!w) {
 		rf_fs_count_lost(RF_FS_LOST_NO_SCRATCH);

@@ -1,0 +1,123 @@
+/**
+ * The fs signal's in-kernel filters (docs/design/fs.md section 5) against the
+ * real kernel (root): bpf/fs.bpf.o loaded with the globals the collector
+ * writes, a child (test/native/fs/fs_work.c) doing known file work, and
+ * slowfuse (test/native/fs/slowfuse.c: 40 ms in each READ and FSYNC) for
+ * calls slow by construction.
+ *
+ *  --min-latency: calls under it are not emitted, and are counted per op in
+ *  rf_fs_below (so the fast ones are never silent).
+ *
+ * Records are decoded by offset only as far as the filters need (the whole
+ * layout is pinned by test/native/fs.test.ts).
+ */
+import { after, before, describe, it, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { Session, forEachRecord } from '../../native/index.ts';
+import { encodeSettings, type LoadSettings } from '../../collector/signals/settings.ts';
+import { ensureTracefs } from '../../collector/preflight.ts';
+import { ROOT, startReady } from './helpers.ts';
+
+const FS_OBJ = join(process.env.RINGFLOW_BPF_DIR ?? `${ROOT}bpf/.output`, 'fs.bpf.o');
+const RF_EV_FS_IO = 11;
+const OP = { READ: 0, WRITE: 1, PREAD: 2, PWRITE: 3, FSYNC: 8 } as const;
+const HEADER = 48;
+const EVENT = 128;
+
+interface Rec { tgid: number; latencyNs: bigint; op: number; fsType: string; path: string }
+
+function decode(batch: Buffer, out: Rec[]): void {
+  forEachRecord(batch, (o) => {
+    if (batch[o] !== RF_EV_FS_IO) return;
+    const pathLen = batch.readUInt16LE(o + HEADER + 56);
+    out.push({
+      tgid: batch.readUInt32LE(o + 8),
+      latencyNs: batch.readBigUInt64LE(o + HEADER),
+      op: batch[o + HEADER + 60]!,
+      fsType: batch.subarray(o + HEADER + 64, o + EVENT).toString('latin1').replace(/\0.*$/s, ''),
+      path: batch.subarray(o + EVENT, o + EVENT + pathLen).toString('latin1'),
+    });
+  });
+}
+
+let dir = '';
+let work = '';
+let slowfuse = '';
+let tmpfsDir = '';
+const mounted: string[] = [];
+
+before(() => {
+  if (process.getuid?.() !== 0) return;
+  ensureTracefs();
+  execFileSync('make', ['-s', '-C', `${ROOT}bpf`], { stdio: 'inherit' });
+  dir = realpathSync(mkdtempSync('/var/tmp/ringflow-fsf-'));
+  work = join(dir, 'fs_work');
+  execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', work, `${ROOT}test/native/fs/fs_work.c`]);
+  slowfuse = join(dir, 'slowfuse');
+  execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', slowfuse, `${ROOT}test/native/fs/slowfuse.c`]);
+  tmpfsDir = join(dir, 'tmpfs');
+  mkdirSync(tmpfsDir);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'ringflow-fsf-test', tmpfsDir]);
+  mounted.push(tmpfsDir);
+});
+
+after(() => {
+  const isMounted = (m: string) => readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === m);
+  for (const m of mounted.reverse().filter(isMounted)) {
+    try {
+      execFileSync('umount', [m]);
+    } catch {
+      execFileSync('umount', ['-l', m]);
+    }
+  }
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** fs_work's jobs under the object loaded with these settings (pid: the child's) and extra globals: the child's records and rf_fs_below. */
+async function run(t: TestContext, jobs: string[], settings: Partial<LoadSettings> = {}, globals: Record<string, Buffer> = {}) {
+  const child = await startReady(t, work, jobs);
+  const session = new Session();
+  t.after(() => session.stop());
+  const records: Rec[] = [];
+  session.addObject(FS_OBJ, { ...encodeSettings({ selfTgid: process.pid, pid: child.child.pid!, ...settings }), ...globals });
+  session.start((batch) => decode(batch, records));
+  child.child.stdin!.end('g');
+  const [code] = await child.exited;
+  assert.equal(code, 0, 'fs_work did its jobs');
+  const below = session.mapCounters('rf_fs_below');
+  await session.stop();
+  return { pid: child.child.pid!, records: records.filter((r) => r.tgid === child.child.pid), below };
+}
+
+async function mountSlowfuse(t: TestContext, delayMs: number): Promise<string> {
+  const fuseDir = join(dir, `fuse-${mounted.length}`);
+  mkdirSync(fuseDir);
+  mounted.push(fuseDir);
+  await startReady(t, slowfuse, [fuseDir, String(delayMs)]);
+  t.after(() => { try { execFileSync('umount', [fuseDir], { stdio: 'ignore' }); } catch { /* after() tries again */ } });
+  return fuseDir;
+}
+
+describe('fs.bpf.o filters on the real kernel', { skip: process.getuid?.() !== 0 ? 'needs root (loads BPF programs, mounts)' : false }, () => {
+  it('--min-latency 10ms: only the slow calls (FUSE, 40 ms) come; the fast cached preads are counted per op in rf_fs_below', async (t) => {
+    const N = 3;
+    const M = 20;
+    const fuseDir = await mountSlowfuse(t, 40);
+    const slow = join(fuseDir, 'slow.dat');
+    const fast = join(tmpfsDir, 'fast.dat');
+    const res = await run(t, [`r:${fast}:${M}`, `F:${slow}:${N}`], { minLatencyNs: 10_000_000n });
+    assert.deepEqual(res.records.map((r) => `${r.op} ${r.path}`).sort(),
+      [...Array(N).fill(`${OP.PREAD} ${slow}`), ...Array(N).fill(`${OP.FSYNC} ${slow}`)].sort(), 'only the FUSE calls');
+    for (const r of res.records) assert.ok(r.latencyNs >= 10_000_000n, `latency ${r.latencyNs} ns is over the threshold`);
+    assert.ok(res.below, 'the object has rf_fs_below');
+    assert.equal(res.below[OP.PREAD], BigInt(M), 'the M fast preads counted as under the threshold');
+    assert.equal(res.below.reduce((a, b) => a + b, 0n), BigInt(M), 'nothing else was under it');
+
+    const all = await run(t, [`r:${fast}:${M}`], {});
+    assert.equal(all.records.length, M, 'without the threshold, every call comes');
+    assert.equal(all.below!.reduce((a, b) => a + b, 0n), 0n, 'and none is counted under it');
+  });
+});
