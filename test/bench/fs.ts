@@ -30,7 +30,7 @@
  * measured); the runs without ringflow come before, between and after.
  * Timings are printed, never asserted.
  *
- * What a kept call's cost is made of (scratch builds of fs.bpf.c at 7fc03c7
+ * What a kept call's cost is made of (scratch builds of fs.bpf.c at 724d597
  * loaded through RINGFLOW_BPF_DIR, same run, alternating, rw workload, 2
  * loaded CPUs; the workload's CPU per call alone 0.41-0.45 us):
  *   programs attached but returning at once   ~80 ns BPF, 0.59-0.60 us per call:
