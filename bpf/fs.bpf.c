@@ -20,6 +20,7 @@
  * rf_block_lost); a full ring is rf_drops[RF_EV_FS_IO], as for every signal.
  */
 #include "common.bpf.h"
+#include "fs_filter.h"
 
 #define S_IFMT   00170000
 #define S_IFREG  0100000
@@ -202,7 +203,7 @@ static __always_inline int rf_fs_enter(struct trace_event_raw_sys_enter *ctx, __
 		return 0;
 	task = bpf_get_current_task_btf();
 	file = rf_fs_fd_regular(task, (__u32)fd);
-	if (!file)
+	if (!file || !rf_fs_type_passes(file) || !rf_fs_path_passes(file)) /* --fs, --path (fs_filter.h) */
 		return 0;
 	tid = (__u32)bpf_get_current_pid_tgid();
 	in.file = (__u64)file;

@@ -9,6 +9,7 @@ import { FatalError, EXIT } from '../common/errors.ts';
 import { DAY_NS, MAX_TIMER_MS, parseBrokers, parseComm, parseDurationInRange, parseHost, parseIntFlag, parseList, parsePid } from '../common/options.ts';
 import { SIGNALS, SIGNAL_NAMES, DEFAULT_SIGNALS, objectPath, signalByName, skippedProgramsLine } from '../collector/signals/registry.ts';
 import { encodeSettings, encodeL7Settings, encodeProfileSettings, type Filters, type L7Settings } from '../collector/signals/settings.ts';
+import { encodeFsFilterSettings, parseFsTypes, resolveFsPrefixes, type FsFilterSettings } from '../collector/signals/fs-filter.ts';
 import { DEFAULT_CAPTURED_HEADERS, NEVER_CAPTURED_HEADERS, type L7ParseOptions } from '../collector/l7/types.ts';
 import { L7_MAX_CAPTURE } from '../collector/l7/capture.ts';
 import { checkBtf, checkBuilt, checkPrivileges, ensureTracefs, cgroupIdOf } from '../collector/preflight.ts';
@@ -38,7 +39,13 @@ ${SIGNALS.map((s) => `                          ${s.name}: ${s.summary}`).join('
   --uid N               only this user id
   --comm NAME           only tasks with this command name (exact, <= 15 bytes)
   --cgroup DIR          only tasks in this cgroup v2 directory
-  --min-latency DUR     omit latency events shorter than DUR (e.g. 1ms, 500us)
+  --min-latency DUR     omit latency events shorter than DUR (e.g. 1ms, 500us); fs: the calls under it
+                          are counted per op in the kernel (rf_fs_below), never walked nor sent
+  --path DIR            fs: only files under DIR (repeatable, up to 64): DIR is resolved at start
+                          (symlinks followed; it must exist) and a file is under it when DIR's inode
+                          is an ancestor of the file's, however reached (bind mounts, relative paths)
+  --fs TYPE             fs: only file systems of this type, as /proc/filesystems names it (ext4,
+                          xfs, tmpfs, fuse...; repeatable or a comma list, up to 8)
   --port N              l7: only sockets with this local or remote port
   --capture-bytes N     l7: payload bytes copied per syscall (default 4096, max ${L7_MAX_CAPTURE})
   --headers LIST        l7: header names kept (default ${DEFAULT_CAPTURED_HEADERS.join(',')});
@@ -77,6 +84,8 @@ const OPTIONS = {
   comm: { type: 'string' },
   cgroup: { type: 'string' },
   'min-latency': { type: 'string' },
+  path: { type: 'string', multiple: true },
+  fs: { type: 'string', multiple: true },
   port: { type: 'string' },
   'capture-bytes': { type: 'string' },
   headers: { type: 'string' },
@@ -114,6 +123,8 @@ export interface CollectConfig {
   l7: L7Settings;
   l7Parse: L7ParseOptions;
   l7Exclude: number[];
+  /** the fs signal's own filters (--fs, --path) */
+  fs: FsFilterSettings;
   /** the profile and offcpu signals (collector/profile) */
   profile: { hz: number; intervalMs: number; offcpuMinNs: bigint; perThread: boolean };
 }
@@ -171,6 +182,10 @@ export function parseCollectArgs(argv: string[]): CollectConfig & { help: boolea
       intervalMs: Number(parseDurationInRange('--profile-interval', v['profile-interval'] ?? '10s', 100_000_000n, 3_600_000_000_000n) / 1_000_000n),
       offcpuMinNs: v['offcpu-min'] === undefined ? DEFAULT_OFFCPU_MIN_NS : parseDurationInRange('--offcpu-min', v['offcpu-min'], 0n, DAY_NS),
       perThread: v['profile-threads'] ?? false,
+    },
+    fs: {
+      ...(v.fs === undefined ? {} : { types: parseFsTypes(v.fs) }),
+      ...(v.path === undefined ? {} : { prefixes: resolveFsPrefixes(v.path) }),
     },
     l7Exclude: v['exclude-pid'] === undefined ? [] : v['exclude-pid'].split(',').map((p) => parseIntFlag('--exclude-pid', p.trim(), 1, 4194304)),
     l7Parse: {
@@ -321,7 +336,7 @@ export async function runCollector(cfg: CollectConfig, hooks: { log?: (l: string
     const globals = encodeSettings({ ...cfg.filters, selfTgid: process.pid });
     for (const s of cfg.signals) {
       try {
-        const own = s === 'l7' ? encodeL7Settings(cfg.l7) : PROFILE_PREFIX[s] ? encodeProfileSettings({ offcpuMinNs: cfg.profile.offcpuMinNs, perThread: cfg.profile.perThread }, s === 'offcpu') : {};
+        const own = s === 'l7' ? encodeL7Settings(cfg.l7) : s === 'fs' ? encodeFsFilterSettings(cfg.fs) : PROFILE_PREFIX[s] ? encodeProfileSettings({ offcpuMinNs: cfg.profile.offcpuMinNs, perThread: cfg.profile.perThread }, s === 'offcpu') : {};
         const info = session.addObject(objectPath(s), { ...globals, ...own }, mapSizesFor(s, cfg.profile.hz, cfg.profile.intervalMs));
         // perf_event programs are not auto-attached: the cpu-clock event of every online CPU
         if (s === 'profile') session.attachPerfEvent(PROFILE_PROGRAM, cfg.profile.hz);

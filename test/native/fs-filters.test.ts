@@ -7,6 +7,10 @@
  *
  *  --min-latency: calls under it are not emitted, and are counted per op in
  *  rf_fs_below (so the fast ones are never silent).
+ *  --fs TYPE: by s_type->name (tmpfs vs an ext4 loop image).
+ *  --path DIR: files whose dentry has DIR's inode as an ancestor, however
+ *  they were reached (a symlinked prefix, a bind mount of the prefix or of a
+ *  subdirectory of it, a path relative to the working directory).
  *
  * Records are decoded by offset only as far as the filters need (the whole
  * layout is pinned by test/native/fs.test.ts).
@@ -14,11 +18,12 @@
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { Session, forEachRecord } from '../../native/index.ts';
 import { encodeSettings, type LoadSettings } from '../../collector/signals/settings.ts';
 import { ensureTracefs } from '../../collector/preflight.ts';
+import { encodeFsFilterSettings, parseFsTypes, resolveFsPrefixes } from '../../collector/signals/fs-filter.ts';
 import { ROOT, startReady } from './helpers.ts';
 
 const FS_OBJ = join(process.env.RINGFLOW_BPF_DIR ?? `${ROOT}bpf/.output`, 'fs.bpf.o');
@@ -47,6 +52,7 @@ let dir = '';
 let work = '';
 let slowfuse = '';
 let tmpfsDir = '';
+let ext4Dir = '';
 const mounted: string[] = [];
 
 before(() => {
@@ -62,6 +68,13 @@ before(() => {
   mkdirSync(tmpfsDir);
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'ringflow-fsf-test', tmpfsDir]);
   mounted.push(tmpfsDir);
+  ext4Dir = join(dir, 'ext4');
+  mkdirSync(ext4Dir);
+  const image = join(dir, 'ext4.img');
+  execFileSync('truncate', ['-s', '32M', image]);
+  execFileSync('mkfs.ext4', ['-q', '-F', image]);
+  execFileSync('mount', ['-o', 'loop', image, ext4Dir]);
+  mounted.push(ext4Dir);
 });
 
 after(() => {
@@ -77,8 +90,8 @@ after(() => {
 });
 
 /** fs_work's jobs under the object loaded with these settings (pid: the child's) and extra globals: the child's records and rf_fs_below. */
-async function run(t: TestContext, jobs: string[], settings: Partial<LoadSettings> = {}, globals: Record<string, Buffer> = {}) {
-  const child = await startReady(t, work, jobs);
+async function run(t: TestContext, jobs: string[], settings: Partial<LoadSettings> = {}, globals: Record<string, Buffer> = {}, cwd?: string) {
+  const child = await startReady(t, work, jobs, cwd ? { cwd } : {});
   const session = new Session();
   t.after(() => session.stop());
   const records: Rec[] = [];
@@ -119,5 +132,41 @@ describe('fs.bpf.o filters on the real kernel', { skip: process.getuid?.() !== 0
     const all = await run(t, [`r:${fast}:${M}`], {});
     assert.equal(all.records.length, M, 'without the threshold, every call comes');
     assert.equal(all.below!.reduce((a, b) => a + b, 0n), 0n, 'and none is counted under it');
+  });
+
+  it('--fs: only the file systems named (s_type->name): ext4 alone, tmpfs and ext4, a type with no file none', async (t) => {
+    const M = 3;
+    const onTmpfs = join(tmpfsDir, 'type.dat');
+    const onExt4 = join(ext4Dir, 'type.dat');
+    const jobs = [`r:${onTmpfs}:${M}`, `r:${onExt4}:${M}`];
+    const paths = async (types: string[]) => (await run(t, jobs, {}, encodeFsFilterSettings({ types: parseFsTypes(types) }))).records.map((r) => `${r.fsType} ${r.path}`).sort();
+    assert.deepEqual(await paths(['ext4']), Array(M).fill(`ext4 ${onExt4}`));
+    assert.deepEqual(await paths(['tmpfs', 'ext4']), [...Array(M).fill(`ext4 ${onExt4}`), ...Array(M).fill(`tmpfs ${onTmpfs}`)]);
+    assert.deepEqual(await paths(['xfs']), []);
+    assert.equal((await run(t, jobs)).records.length, 2 * M, 'no --fs: both');
+  });
+
+  it('--path: files under two prefixes (one given through a symlink) are kept, however reached (bind mount of the prefix, of a subdirectory, a relative path); the others not', async (t) => {
+    const base = join(tmpfsDir, 'paths');
+    for (const d of ['a/in/deep', 'b', 'out', 'ab']) mkdirSync(join(base, d), { recursive: true });
+    const link = join(dir, 'link-to-a');
+    symlinkSync(join(base, 'a'), link);
+    const bindB = join(dir, 'bind-b');
+    const bindSub = join(dir, 'bind-a-in');
+    for (const [src, dst] of [[join(base, 'b'), bindB], [join(base, 'a', 'in'), bindSub]] as const) {
+      mkdirSync(dst);
+      execFileSync('mount', ['--bind', src, dst]);
+      mounted.push(dst);
+      t.after(() => { try { execFileSync('umount', [dst], { stdio: 'ignore' }); } catch { /* after() tries again */ } });
+    }
+    const kept = [join(base, 'a', 'f1'), join(base, 'a', 'in', 'deep', 'f2'), join(base, 'b', 'f3'), join(bindB, 'f4'), join(bindSub, 'f5'), join(ext4Dir, 'lost+found', 'f6')];
+    const dropped = [join(base, 'out', 'g1'), join(base, 'ab', 'g2'), join(base, 'g3'), join(dir, 'g5')]; // ext4Dir: a prefix that is a mount point (the mounted root's inode);
+    const prefixes = resolveFsPrefixes([link, join(base, 'b'), ext4Dir]);
+    assert.equal(prefixes[0]!.path, join(base, 'a'), 'the symlink resolved at start');
+    const res = await run(t, [...kept, ...dropped].map((f) => `r:${f}:1`).concat(['r:rel.dat:1']), {}, encodeFsFilterSettings({ prefixes }), join(base, 'b'));
+    assert.deepEqual(res.records.map((r) => r.path).sort(), [...kept, join(base, 'b', 'rel.dat')].sort(), 'the files under a prefix, by the path the process used');
+
+    const all = await run(t, [...kept, ...dropped].map((f) => `r:${f}:1`));
+    assert.equal(all.records.length, kept.length + dropped.length, 'no --path: every file');
   });
 });
