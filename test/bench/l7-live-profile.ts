@@ -51,6 +51,9 @@ async function wrk(port: number, s: number) {
   return parseWrk(out);
 }
 
+// --perf-basic-prof also writes V8's isolate-*.log into the collector's working directory: keep them with the perf data
+if (perfDir) process.chdir(perfDir);
+
 const k = await ownBroker();
 const server = startServer();
 try {
