@@ -156,11 +156,16 @@ export function parseCollectArgs(argv: string[]): CollectConfig & { help: boolea
   const durationNs = v.duration === undefined ? undefined : parseDurationInRange('--duration', v.duration, 1_000_000n, BigInt(MAX_TIMER_MS) * 1_000_000n);
   // a timer: beyond 2^31-1 ms Node fires it every 1 ms instead
   const statsNs = parseDurationInRange('--stats-interval', v['stats-interval'] ?? '5s', 100_000_000n, 3_600_000_000_000n);
+  const signals = v.signals === undefined ? [...DEFAULT_SIGNALS] : parseList('--signals', v.signals, SIGNAL_NAMES);
+  // the fs signal's own filters: given without it they would filter nothing, silently
+  for (const flag of ['path', 'fs'] as const) {
+    if (v[flag] !== undefined && !signals.includes('fs')) throw new FatalError(`--${flag} filters the fs signal only; add fs to --signals`, { exitCode: EXIT.usage });
+  }
   return {
     help: v.help ?? false,
     brokersGiven: v.brokers !== undefined,
     brokers: v.brokers === undefined ? DEFAULT_BROKERS : parseBrokers(v.brokers),
-    signals: v.signals === undefined ? [...DEFAULT_SIGNALS] : parseList('--signals', v.signals, SIGNAL_NAMES),
+    signals,
     filters,
     ...(durationNs === undefined ? {} : { durationMs: Number(durationNs / 1_000_000n) }),
     stdout: v.stdout ?? false,

@@ -18,12 +18,12 @@
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { Session, forEachRecord } from '../../native/index.ts';
 import { encodeSettings, type LoadSettings } from '../../collector/signals/settings.ts';
 import { ensureTracefs } from '../../collector/preflight.ts';
-import { encodeFsFilterSettings, parseFsTypes, resolveFsPrefixes } from '../../collector/signals/fs-filter.ts';
+import { FS_MAX_PREFIXES, FS_MAX_TYPES, encodeFsFilterSettings, parseFsTypes, resolveFsPrefixes } from '../../collector/signals/fs-filter.ts';
 import { ROOT, startReady } from './helpers.ts';
 
 const FS_OBJ = join(process.env.RINGFLOW_BPF_DIR ?? `${ROOT}bpf/.output`, 'fs.bpf.o');
@@ -168,5 +168,26 @@ describe('fs.bpf.o filters on the real kernel', { skip: process.getuid?.() !== 0
 
     const all = await run(t, [...kept, ...dropped].map((f) => `r:${f}:1`));
     assert.equal(all.records.length, kept.length + dropped.length, 'no --path: every file');
+  });
+
+  it('every filter at its maximum (64 prefixes, 8 types, a threshold): every program verifies under a quarter of the 1 M limit', async (t) => {
+    // verifier-budget.test.ts loads the object without --fs/--path: their code is dead there (const volatile 0)
+    const insns = () => new Map(readdirSync('/proc/self/fdinfo').flatMap((fd) => {
+      let info = '';
+      try { info = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'); } catch { return []; }
+      const id = /^prog_id:\s+(\d+)$/m.exec(info);
+      const n = /^verified_insns:\s+(\d+)$/m.exec(info);
+      return id && n ? [[Number(id[1]), Number(n[1])] as const] : [];
+    }));
+    const before = new Set(insns().keys());
+    const session = new Session();
+    t.after(() => session.stop());
+    const prefixes = Array.from({ length: FS_MAX_PREFIXES }, (_, i) => ({ given: `/p${i}`, path: `/p${i}`, dev: i + 1, ino: BigInt(i + 100) }));
+    const types = Array.from({ length: FS_MAX_TYPES }, (_, i) => `type${i}`);
+    session.addObject(FS_OBJ, { ...encodeSettings({ selfTgid: process.pid, pid: 1, minLatencyNs: 1000n }), ...encodeFsFilterSettings({ types, prefixes }) });
+    const mine = [...insns()].filter(([id]) => !before.has(id));
+    t.diagnostic(`fs.bpf.o, filters at max: verified_insns ${mine.map(([, n]) => n).join(',')}`);
+    assert.ok(mine.length >= 24, `the 24 fs programs loaded (${mine.length})`);
+    for (const [id, n] of mine) assert.ok(n < 250_000, `program ${id}: ${n} verified insns`);
   });
 });

@@ -97,7 +97,9 @@ test('collect: --fs and --path reach the config; a missing --path exits 2 with o
   assert.deepEqual(c.fs.types, ['ext4', 'tmpfs']);
   assert.deepEqual(c.fs.prefixes!.map((p) => p.path), ['/', fs.realpathSync(os.tmpdir())]);
   assert.deepEqual(parseCollectArgs([]).fs, {});
-  assert.throws(() => parseCollectArgs(['--path', '/nonexistent-ringflow-prefix']), usage(/^--path: \/nonexistent-ringflow-prefix: no such directory$/));
+  assert.throws(() => parseCollectArgs(['--signals', 'fs', '--path', '/nonexistent-ringflow-prefix']), usage(/^--path: \/nonexistent-ringflow-prefix: no such directory$/));
+  assert.throws(() => parseCollectArgs(['--path', '/']), usage(/^--path filters the fs signal only; add fs to --signals$/));
+  assert.throws(() => parseCollectArgs(['--signals', 'tcp', '--fs', 'ext4']), usage(/^--fs filters the fs signal only; add fs to --signals$/));
   for (const flag of ['--path DIR', '--fs TYPE', '--min-latency DUR']) assert.ok(COLLECT_HELP.includes(flag), flag);
   const r = spawnSync(path.join(REPO_ROOT, 'bin', 'ringflow'), ['collect', '--stdout', '--signals', 'fs', '--path', '/nonexistent-ringflow-prefix'], { encoding: 'utf8', timeout: 60_000 });
   assert.equal(r.status, 2, r.stderr);
