@@ -42,6 +42,14 @@
  *   the whole record                          810-1440 ns BPF, 1.40-2.3 us per call:
  *       the path walk ~500 ns of it (exit 1060 -> 556 without it), the ring
  *       output 130-360 ns, the other fields ~100-250 ns
+ * Cuts measured the same way (not applied: bpf/ is F1's):
+ *   the walk step's reads as direct loads through bpf_rdonly_cast (as
+ *       l7.bpf.c does) rather than BPF_CORE_READ's probe-read helper calls:
+ *       exit 747/653/979/694 -> 629/523/592/492 ns over 4 alternating pairs
+ *       (kept call ~-20%), same paths on tmpfs, ext4 and across the /dev/shm mount
+ *   the in-flight entry in task storage rather than the tid-keyed HASH
+ *       (bucket lock + freelist at enter and exit): ~100 ns per kept call
+ *       (enter + exit without the record 331/462 -> 238/342 ns)
  *
  * BENCH_FS_SECONDS (default 10) sets each run's length. kernel.bpf_stats_enabled
  * is on for the whole part (runs with and without ringflow alike); it costs
