@@ -51,6 +51,7 @@ function decode(batch: Buffer, out: Rec[]): void {
 let dir = '';
 let work = '';
 let slowfuse = '';
+let statsHold = '';
 let tmpfsDir = '';
 let ext4Dir = '';
 const mounted: string[] = [];
@@ -64,6 +65,8 @@ before(() => {
   execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', work, `${ROOT}test/native/fs/fs_work.c`]);
   slowfuse = join(dir, 'slowfuse');
   execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', slowfuse, `${ROOT}test/native/fs/slowfuse.c`]);
+  statsHold = join(dir, 'bpf_stats_hold');
+  execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', statsHold, `${ROOT}test/native/fs/bpf_stats_hold.c`]);
   tmpfsDir = join(dir, 'tmpfs');
   mkdirSync(tmpfsDir);
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'ringflow-fsf-test', tmpfsDir]);
@@ -95,14 +98,38 @@ async function run(t: TestContext, jobs: string[], settings: Partial<LoadSetting
   const session = new Session();
   t.after(() => session.stop());
   const records: Rec[] = [];
+  const before = new Set(runStats(new Set()).keys());
   session.addObject(FS_OBJ, { ...encodeSettings({ selfTgid: process.pid, pid: child.child.pid!, ...settings }), ...globals });
   session.start((batch) => decode(batch, records));
+  const start = runStats(before);
   child.child.stdin!.end('g');
   const [code] = await child.exited;
   assert.equal(code, 0, 'fs_work did its jobs');
+  const end = runStats(before);
   const below = session.mapCounters('rf_fs_below');
   await session.stop();
-  return { pid: child.child.pid!, records: records.filter((r) => r.tgid === child.child.pid), below };
+  /** run_cnt and run_time_ns of this session's programs over the jobs, summed (0 unless BPF statistics are on) */
+  let cnt = 0n;
+  let ns = 0n;
+  for (const [id, s0] of start) {
+    cnt += end.get(id)!.cnt - s0.cnt;
+    ns += end.get(id)!.ns - s0.ns;
+  }
+  return { pid: child.child.pid!, records: records.filter((r) => r.tgid === child.child.pid), below, cnt, ns };
+}
+
+/** run_cnt and run_time_ns of every BPF program fd this process holds, but those in `old`, by program id. */
+function runStats(old: Set<number>): Map<number, { cnt: bigint; ns: bigint }> {
+  const out = new Map<number, { cnt: bigint; ns: bigint }>();
+  for (const fd of readdirSync('/proc/self/fdinfo')) {
+    let info = '';
+    try { info = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'); } catch { continue; }
+    const id = /^prog_id:\s+(\d+)$/m.exec(info);
+    const cnt = /^run_cnt:\s+(\d+)$/m.exec(info);
+    const ns = /^run_time_ns:\s+(\d+)$/m.exec(info);
+    if (id && cnt && ns && !old.has(Number(id[1]))) out.set(Number(id[1]), { cnt: BigInt(cnt[1]!), ns: BigInt(ns[1]!) });
+  }
+  return out;
 }
 
 async function mountSlowfuse(t: TestContext, delayMs: number): Promise<string> {
@@ -189,5 +216,26 @@ describe('fs.bpf.o filters on the real kernel', { skip: process.getuid?.() !== 0
     t.diagnostic(`fs.bpf.o, filters at max: verified_insns ${mine.map(([, n]) => n).join(',')}`);
     assert.ok(mine.length >= 24, `the 24 fs programs loaded (${mine.length})`);
     for (const [id, n] of mine) assert.ok(n < 250_000, `program ${id}: ${n} verified insns`);
+  });
+
+  it('BPF run time per call with --path (64 prefixes: one matching, or none: the whole ancestry walked) and --fs, against none: printed, not asserted', async (t) => {
+    const CALLS = 3000;
+    const hold = await startReady(t, statsHold, []); // BPF_ENABLE_STATS while it runs
+    t.after(() => hold.child.stdin!.end());
+    const deep = join(tmpfsDir, 'cost', 'a', 'b', 'c');
+    mkdirSync(deep, { recursive: true });
+    const f = join(deep, 'cost.dat');
+    const fake = Array.from({ length: FS_MAX_PREFIXES - 1 }, (_, i) => ({ given: `/p${i}`, path: `/p${i}`, dev: 0xfff00000 + i, ino: BigInt(i + 1) }));
+    const cases: [string, Record<string, Buffer>, number][] = [
+      ['no fs filter', {}, CALLS],
+      ['--fs tmpfs (8 names)', encodeFsFilterSettings({ types: ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'tmpfs'] }), CALLS],
+      ['--path: 64 prefixes, the last the tmpfs mount', encodeFsFilterSettings({ prefixes: [...fake, ...resolveFsPrefixes([tmpfsDir])] }), CALLS],
+      ['--path: 64 prefixes, none an ancestor', encodeFsFilterSettings({ prefixes: [...fake, ...resolveFsPrefixes([join(tmpfsDir, 'elsewhere-' + Date.now())].map((d) => (mkdirSync(d), d)))] }), 0],
+    ];
+    for (const [label, globals, want] of cases) {
+      const r = await run(t, [`r:${f}:${CALLS}`], {}, globals);
+      assert.equal(r.records.length, want, label);
+      t.diagnostic(`${label}: ${r.cnt ? Number(r.ns / BigInt(CALLS)) : NaN} ns of BPF per call of the child (enter + exit; the host's other calls, rejected by --pid, are in the sum too; depth of ${f})`);
+    }
   });
 });
