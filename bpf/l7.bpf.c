@@ -887,8 +887,6 @@ struct rf_l7_h1_walk {
 	__u64 buf;     /* the call's user buffer, to copy a later window from (0: iovecs, or a copy failed) */
 	__u32 seq0;    /* the side's seq before the current step */
 	__u32 fd;
-	__u32 emit_seq; /* rf_l7_h1_on returned 1: send this exchange ... */
-	__u32 emit_out; /* ... with this outcome */
 	__u8  resp;    /* 1: the responses side */
 	__u8  _pad[7];
 	__u8  h[16];   /* the syscall's first bytes, zero-padded (gate and resync), off the stack */
@@ -925,11 +923,13 @@ static __always_inline struct rf_l7_pend *rf_l7_pend_get(__u64 conn_id, __u32 se
 
 /*
  * A new pending entry for message seq of the connection: the request half
- * when has_req, else a response whose request is unknown. NULL when the
- * table is full (counted).
+ * when has_req, else a response whose request is unknown; xfl its first
+ * flags. Everything the start of a message sets is set in the staged copy,
+ * so the entry is not looked up again after the insert (a lookup saved per
+ * exchange). Non-zero when the table is full (counted).
  */
-static __always_inline struct rf_l7_pend *rf_l7_pend_new(struct rf_l7_conn *st, __u32 seq, __u32 fd,
-							 __u8 has_req, __u64 start_ns)
+static __always_inline int rf_l7_pend_new(struct rf_l7_conn *st, __u32 seq, __u32 fd,
+					  __u8 has_req, __u64 start_ns, __u8 xfl)
 {
 	struct rf_l7_pkey k = { .conn_id = st->id, .seq = seq };
 	struct rf_l7_pend *p;
@@ -939,7 +939,7 @@ static __always_inline struct rf_l7_pend *rf_l7_pend_new(struct rf_l7_conn *st, 
 
 	p = bpf_map_lookup_elem(&rf_l7_pend_stage, &zero);
 	if (!p)
-		return NULL;
+		return 1;
 	x = &p->x;
 	__builtin_memset(x, 0, sizeof(*x));
 	x->hdr.type = RF_EV_L7_EXCHANGE;
@@ -967,15 +967,15 @@ static __always_inline struct rf_l7_pend *rf_l7_pend_new(struct rf_l7_conn *st, 
 	x->role = st->role != RF_L7_ROLE_UNKNOWN ? st->role :
 		  st->req_dir == RF_L7_EGRESS ? RF_L7_ROLE_CLIENT : RF_L7_ROLE_SERVER;
 	x->protocol = st->t.protocol;
-	x->flags = (st->flags & RF_L7_F_MIDSTREAM) ? RF_L7_X_MIDSTREAM : 0;
+	x->flags = ((st->flags & RF_L7_F_MIDSTREAM) ? RF_L7_X_MIDSTREAM : 0) | xfl;
 	p->method = RF_H1_M_NONE;
 	p->has_req = has_req;
 	p->lost = 0;
 	if (bpf_map_update_elem(&rf_l7_pending, &k, p, BPF_ANY)) {
 		rf_l7_parse_count(has_req ? RF_L7_P_PENDING_FULL : RF_L7_P_RESP_ORPHAN);
-		return NULL;
+		return 1;
 	}
-	return bpf_map_lookup_elem(&rf_l7_pending, &k);
+	return 0;
 }
 
 /* Appends window bytes [from, to) to a head of p, up to the head cap; past it, flags the cut. */
@@ -1010,9 +1010,10 @@ static __always_inline void rf_l7_head_put(struct rf_l7_pend *p, int resp, const
 }
 
 /*
- * Sends exchange seq of connection conn_id (its struct, then its request
- * head, then its response head) and deletes it. A global function: verified
- * once; called from the walk's callback and from close().
+ * Sends exchange seq of connection conn_id, entry p (its struct, then its
+ * request head, then its response head) and deletes it. Inlined in
+ * rf_l7_h1_on, which has just looked p up (no second lookup per exchange),
+ * and in rf_l7_x_emit (close()).
  *
  * The collector's sweep claims entries older than --l7-handover with
  * bpf_map_lookup_and_delete_elem (design §2.7: REQ_ONLY), so the entry is
@@ -1021,15 +1022,12 @@ static __always_inline void rf_l7_head_put(struct rf_l7_pend *p, int resp, const
  * A response that starts after the claim finds no entry and goes out
  * RESP_ONLY with the same seq.
  */
-__noinline int rf_l7_x_emit(__u64 conn_id, __u32 seq, __u32 outcome)
+static __always_inline int rf_l7_x_send(struct rf_l7_pend *p, __u64 conn_id, __u32 seq, __u32 outcome)
 {
 	struct rf_l7_pkey k = { .conn_id = conn_id, .seq = seq };
-	struct rf_l7_pend *p = bpf_map_lookup_elem(&rf_l7_pending, &k);
 	struct bpf_dynptr dp;
 	__u64 rl, sl;
 
-	if (!p)
-		return 0;
 	rf_fill_current(&p->x.hdr, RF_EV_L7_EXCHANGE, bpf_ktime_get_ns());
 	p->x.outcome = p->lost ? RF_L7_OUT_LOST : !p->has_req ? RF_L7_OUT_RESP_ONLY : outcome;
 	rl = p->x.req_head_len;
@@ -1062,50 +1060,52 @@ __noinline int rf_l7_x_emit(__u64 conn_id, __u32 seq, __u32 outcome)
 	return 0;
 }
 
-/* rf_l7_h1_on's answer: exchange seq is complete, to be sent with outcome out. */
-static __always_inline int rf_l7_x_ready(struct rf_l7_h1_walk *w, __u32 seq, __u32 out)
+/* rf_l7_x_send by key: a global function, verified once; close()'s requests still waiting. */
+__noinline int rf_l7_x_emit(__u64 conn_id, __u32 seq, __u32 outcome)
 {
-	w->emit_seq = seq;
-	w->emit_out = out;
-	return 1;
+	struct rf_l7_pkey k = { .conn_id = conn_id, .seq = seq };
+	struct rf_l7_pend *p = bpf_map_lookup_elem(&rf_l7_pending, &k);
+
+	if (!p)
+		return 0;
+	return rf_l7_x_send(p, conn_id, seq, outcome);
 }
+
+/* rf_l7_h1_event's answer: exchange seq, entry p, is complete, to be sent with outcome out. */
+#define RF_L7_X_READY(p_, seq_, out_) ({ *xp = (p_); *xseq = (seq_); *xout = (out_); 1; })
 
 /*
  * One framing event of the walk w on side w->resp of connection st
- * (window in s). Returns 1 when an exchange is complete (rf_l7_x_ready):
- * the caller sends it, so that the call chain stays within the stack. A
- * global function: verified once, not at every step of the callback.
+ * (window in s). Returns 1 when an exchange is complete (RF_L7_X_READY:
+ * its entry, as looked up here, in *xp): rf_l7_h1_on sends it once, at
+ * its one exit.
  */
-__noinline int rf_l7_h1_on(struct rf_l7_h1_walk *w, struct rf_l7_conn *st, struct rf_l7_scratch *s, int ev)
+static __always_inline int rf_l7_h1_event(struct rf_l7_h1_walk *w, struct rf_l7_conn *st, struct rf_l7_scratch *s,
+					  int ev, struct rf_l7_pend **xp, __u32 *xseq, __u32 *xout)
 {
 	struct rf_l7_pend *p;
 	struct rf_h1 *d;
 	int resp;
 
-	if (!w || !st || !s)
-		return 0;
 	resp = w->resp;
 	d = resp ? &st->h1[1] : &st->h1[0];
 
 	if (ev == RF_H1_EV_START) {
 		w->hstart = w->upos;
 		if (!resp) {
-			p = rf_l7_pend_new(st, d->seq, w->fd, 1, d->first_ns);
-			if (p) {
-				p->x.flags |= st->xfl[0];
+			if (!rf_l7_pend_new(st, d->seq, w->fd, 1, d->first_ns, st->xfl[0]))
 				st->xfl[0] = 0;
-			}
 			return 0;
 		}
 		p = rf_l7_pend_get(st->id, d->seq);
-		if (!p)
-			p = rf_l7_pend_new(st, d->seq, w->fd, 0, d->first_ns);
 		if (p) {
 			/* a 1xx before it: the final response starts here */
 			p->x.resp_start_ns = d->first_ns;
 			p->x.resp_head_len = 0;
 			p->x.flags &= ~RF_L7_X_RESP_HEAD_CUT;
 			p->x.flags |= st->xfl[1];
+			st->xfl[1] = 0;
+		} else if (!rf_l7_pend_new(st, d->seq, w->fd, 0, d->first_ns, st->xfl[1])) {
 			st->xfl[1] = 0;
 		}
 		return 0;
@@ -1134,7 +1134,7 @@ __noinline int rf_l7_h1_on(struct rf_l7_h1_walk *w, struct rf_l7_conn *st, struc
 			}
 			if (p && resp) {
 				p->x.resp_end_ns = d->last_ns;
-				return rf_l7_x_ready(w, seq, RF_L7_OUT_LOST);
+				return RF_L7_X_READY(p, seq, RF_L7_OUT_LOST);
 			}
 			return 0;
 		}
@@ -1154,7 +1154,7 @@ __noinline int rf_l7_h1_on(struct rf_l7_h1_walk *w, struct rf_l7_conn *st, struc
 			return 0;
 		}
 		p->x.resp_end_ns = d->last_ns;
-		return rf_l7_x_ready(w, seq, RF_L7_OUT_RESPONDED);
+		return RF_L7_X_READY(p, seq, RF_L7_OUT_RESPONDED);
 	}
 
 	if (ev == RF_H1_EV_END) {
@@ -1171,7 +1171,7 @@ __noinline int rf_l7_h1_on(struct rf_l7_h1_walk *w, struct rf_l7_conn *st, struc
 		}
 		p->x.resp_end_ns = d->last_ns;
 		p->x.resp_body_bytes = d->body;
-		return rf_l7_x_ready(w, d->seq - 1, RF_L7_OUT_RESPONDED);
+		return RF_L7_X_READY(p, d->seq - 1, RF_L7_OUT_RESPONDED);
 	}
 
 	if (ev == RF_H1_EV_GIVEUP) {
@@ -1190,9 +1190,26 @@ __noinline int rf_l7_h1_on(struct rf_l7_h1_walk *w, struct rf_l7_conn *st, struc
 		}
 		rf_l7_head_put(p, 1, s->data, w->hstart - w->base, (w->pos < w->have ? w->pos : w->have) - w->base);
 		p->x.resp_end_ns = d->last_ns;
-		return rf_l7_x_ready(w, w->seq0, RF_L7_OUT_LOST);
+		return RF_L7_X_READY(p, w->seq0, RF_L7_OUT_LOST);
 	}
 	return 0;
+}
+
+/*
+ * One framing event (rf_l7_h1_event), and the exchange it completes sent
+ * with the entry it looked up. A global function: verified once, not at
+ * every step of the callback.
+ */
+__noinline int rf_l7_h1_on(struct rf_l7_h1_walk *w, struct rf_l7_conn *st, struct rf_l7_scratch *s, int ev)
+{
+	struct rf_l7_pend *p = NULL;
+	__u32 seq = 0, out = 0;
+
+	if (!w || !st || !s)
+		return 0;
+	if (!rf_l7_h1_event(w, st, s, ev, &p, &seq, &out) || !p)
+		return 0;
+	return rf_l7_x_send(p, st->id, seq, out);
 }
 
 /*
@@ -1276,8 +1293,8 @@ static long rf_l7_h1_step(__u32 i, void *ctx)
 		rf_l7_h1_refill(w, st, x->s);
 		return 0;
 	}
-	if (ev != RF_H1_EV_NONE && rf_l7_h1_on(w, st, x->s, ev))
-		rf_l7_x_emit(st->id, w->emit_seq, w->emit_out);
+	if (ev != RF_H1_EV_NONE)
+		rf_l7_h1_on(w, st, x->s, ev);
 	return 0;
 }
 
