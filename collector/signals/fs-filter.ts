@@ -47,7 +47,10 @@ export function parseFsTypes(values: readonly string[]): string[] {
   const out: string[] = [];
   for (const raw of values.flatMap((v) => v.split(','))) {
     const t = raw.trim();
-    if (!/^[a-z0-9][a-z0-9._-]*$/.test(t) || Buffer.byteLength(t) >= TYPE_BYTES) {
+    // /proc/mounts says fuse.sshfs, but the kernel's type is fuse (the subtype is the superblock's s_subtype): never matched
+    const dot = /^([a-z0-9][a-z0-9_-]*)\.[a-z0-9._-]+$/.exec(t);
+    if (dot) throw usage(`--fs: "${raw}" is a subtype as /proc/mounts shows it; the filter sees the kernel's type, ${dot[1]}`);
+    if (!/^[a-z0-9][a-z0-9_-]*$/.test(t) || Buffer.byteLength(t) >= TYPE_BYTES) {
       throw usage(`--fs: "${raw}" is not a file system type name (as in /proc/filesystems: e.g. ext4, xfs, tmpfs, fuse; under ${TYPE_BYTES} bytes)`);
     }
     if (!out.includes(t)) out.push(t);

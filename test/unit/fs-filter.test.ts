@@ -42,10 +42,12 @@ test('parseFsTypes: names as /proc/filesystems has them, repeated or comma lists
     [['ext4'], ['ext4']],
     [['tmpfs,ext4', 'ext4'], ['tmpfs', 'ext4']],
     [[' xfs '], ['xfs']],
-    [['fuse.sshfs'], ['fuse.sshfs']],
+    [['fuseblk'], ['fuseblk']],
   ] as const) {
     assert.deepEqual(parseFsTypes(given), want, given.join(' '));
   }
+  // s_type->name is fuse for every FUSE file system: a subtype would never match, silently
+  assert.throws(() => parseFsTypes(['fuse.sshfs']), usage(/^--fs: "fuse\.sshfs" is a subtype as \/proc\/mounts shows it; the filter sees the kernel's type, fuse$/));
   for (const bad of [[''], ['Ext4'], ['ext 4'], ['a'.repeat(16)], ['x/y']]) {
     assert.throws(() => parseFsTypes(bad), usage(/^--fs: ".*" is not a file system type name/), JSON.stringify(bad));
   }
