@@ -9,7 +9,7 @@ import { FatalError, EXIT } from '../common/errors.ts';
 import { DAY_NS, MAX_TIMER_MS, parseBrokers, parseComm, parseDurationInRange, parseHost, parseIntFlag, parseList, parsePid } from '../common/options.ts';
 import { SIGNALS, SIGNAL_NAMES, DEFAULT_SIGNALS, objectPath, signalByName, skippedProgramsLine } from '../collector/signals/registry.ts';
 import { encodeSettings, encodeL7Settings, encodeProfileSettings, type Filters, type L7Settings } from '../collector/signals/settings.ts';
-import { encodeFsFilterSettings, parseFsTypes, resolveFsPrefixes, type FsFilterSettings } from '../collector/signals/fs-filter.ts';
+import { encodeFsFilterSettings, kernelFsTypes, parseFsTypes, resolveFsPrefixes, type FsFilterSettings } from '../collector/signals/fs-filter.ts';
 import { DEFAULT_CAPTURED_HEADERS, NEVER_CAPTURED_HEADERS, type L7ParseOptions } from '../collector/l7/types.ts';
 import { L7_MAX_CAPTURE } from '../collector/l7/capture.ts';
 import { checkBtf, checkBuilt, checkPrivileges, ensureTracefs, cgroupIdOf } from '../collector/preflight.ts';
@@ -189,7 +189,7 @@ export function parseCollectArgs(argv: string[]): CollectConfig & { help: boolea
       perThread: v['profile-threads'] ?? false,
     },
     fs: {
-      ...(v.fs === undefined ? {} : { types: parseFsTypes(v.fs) }),
+      ...(v.fs === undefined ? {} : { types: parseFsTypes(v.fs, kernelFsTypes()) }),
       ...(v.path === undefined ? {} : { prefixes: resolveFsPrefixes(v.path) }),
     },
     l7Exclude: v['exclude-pid'] === undefined ? [] : v['exclude-pid'].split(',').map((p) => parseIntFlag('--exclude-pid', p.trim(), 1, 4194304)),

@@ -8,7 +8,7 @@
  * BPF compares with each ancestor of a file's dentry. Re-resolving a prefix
  * made or replaced after start (design: every 10 s) is not done yet.
  */
-import { realpathSync, statSync } from 'node:fs';
+import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { FatalError, EXIT } from '../../common/errors.ts';
 
 export const FS_MAX_TYPES = 8; // RF_FS_MAX_TYPES
@@ -42,8 +42,21 @@ export function kernelDevOf(st: bigint): number {
 
 const usage = (msg: string) => new FatalError(msg, { exitCode: EXIT.usage });
 
-/** --fs values: file system type names as the kernel spells them (/proc/filesystems), at most 8, each under 16 bytes. Pure. */
-export function parseFsTypes(values: readonly string[]): string[] {
+/** The types /proc/filesystems lists (its second column); null when it cannot be read. */
+export function kernelFsTypes(text?: string): string[] | null {
+  try {
+    return (text ?? readFileSync('/proc/filesystems', 'utf8')).split('\n').map((l) => l.split('\t').at(-1)!.trim()).filter(Boolean);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * --fs values: file system type names as the kernel spells them
+ * (/proc/filesystems), at most 8, each under 16 bytes. A name the kernel does
+ * not list (`known`, when given) would match nothing, silently: refused. Pure.
+ */
+export function parseFsTypes(values: readonly string[], known: readonly string[] | null = null): string[] {
   const out: string[] = [];
   for (const raw of values.flatMap((v) => v.split(','))) {
     const t = raw.trim();
@@ -53,6 +66,7 @@ export function parseFsTypes(values: readonly string[]): string[] {
     if (!/^[a-z0-9][a-z0-9_-]*$/.test(t) || Buffer.byteLength(t) >= TYPE_BYTES) {
       throw usage(`--fs: "${raw}" is not a file system type name (as in /proc/filesystems: e.g. ext4, xfs, tmpfs, fuse; under ${TYPE_BYTES} bytes)`);
     }
+    if (known && !known.includes(t)) throw usage(`--fs: "${t}" is not a file system type this kernel knows (/proc/filesystems: ${known.join(', ')})`);
     if (!out.includes(t)) out.push(t);
   }
   if (out.length > FS_MAX_TYPES) throw usage(`--fs: ${out.length} types given; at most ${FS_MAX_TYPES}`);

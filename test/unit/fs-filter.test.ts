@@ -12,7 +12,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { FatalError } from '../../common/errors.ts';
 import { COLLECT_HELP, parseCollectArgs } from '../../cli/collect.ts';
-import { FS_MAX_PREFIXES, FS_MAX_TYPES, encodeFsFilterSettings, kernelDevOf, parseFsTypes, resolveFsPrefixes } from '../../collector/signals/fs-filter.ts';
+import { FS_MAX_PREFIXES, FS_MAX_TYPES, encodeFsFilterSettings, kernelDevOf, kernelFsTypes, parseFsTypes, resolveFsPrefixes } from '../../collector/signals/fs-filter.ts';
 import { REPO_ROOT } from '../../collector/signals/registry.ts';
 
 const usage = (re: RegExp) => (e: unknown) => e instanceof FatalError && e.exitCode === 2 && re.test(e.message);
@@ -51,6 +51,12 @@ test('parseFsTypes: names as /proc/filesystems has them, repeated or comma lists
   for (const bad of [[''], ['Ext4'], ['ext 4'], ['a'.repeat(16)], ['x/y']]) {
     assert.throws(() => parseFsTypes(bad), usage(/^--fs: ".*" is not a file system type name/), JSON.stringify(bad));
   }
+  // a name this kernel does not know would match nothing: refused, naming the ones it knows
+  const known = kernelFsTypes('nodev\tsysfs\nnodev\ttmpfs\n\text4\nnodev\tfuse\n\tfuseblk\n');
+  assert.deepEqual(known, ['sysfs', 'tmpfs', 'ext4', 'fuse', 'fuseblk']);
+  assert.deepEqual(parseFsTypes(['ext4,tmpfs'], known), ['ext4', 'tmpfs']);
+  assert.throws(() => parseFsTypes(['ext5'], known), usage(/^--fs: "ext5" is not a file system type this kernel knows \(\/proc\/filesystems: sysfs, tmpfs, ext4, fuse, fuseblk\)$/));
+  assert.ok(kernelFsTypes()!.includes('tmpfs'), 'this kernel lists tmpfs');
   assert.throws(() => parseFsTypes([Array.from({ length: FS_MAX_TYPES + 1 }, (_, i) => `t${i}`).join(',')]), usage(/at most 8/));
 });
 
@@ -95,6 +101,7 @@ test('the globals\' names and table sizes are the ones bpf/fs_filter.h declares'
 });
 
 test('collect: --fs and --path reach the config; a missing --path exits 2 with one line; --help names both', () => {
+  assert.throws(() => parseCollectArgs(['--signals', 'fs', '--fs', 'ext5']), usage(/^--fs: "ext5" is not a file system type this kernel knows/));
   const c = parseCollectArgs(['--signals', 'fs', '--fs', 'ext4', '--fs', 'tmpfs', '--path', '/', '--path', os.tmpdir()]);
   assert.deepEqual(c.fs.types, ['ext4', 'tmpfs']);
   assert.deepEqual(c.fs.prefixes!.map((p) => p.path), ['/', fs.realpathSync(os.tmpdir())]);
