@@ -827,9 +827,10 @@ struct rf_l7_pkey {
 /*
  * An exchange being built, from its request's first byte (or its response's,
  * when the request is unknown) to its emission. The heads are appended as
- * their bytes go by (a head may be split over syscalls); the third
- * RF_L7_MAX_HEAD is slack, so that "offset < MAX, length <= MAX" is provably
- * inside the value for the verifier.
+ * their bytes go by (a head may be split over syscalls), through a dynptr
+ * over head[] (rf_l7_head_put): its bounds are checked when it runs, so the
+ * value needs no slack for the verifier to prove "offset < H, length <= H"
+ * inside it (a third RF_L7_PEND_HEAD it had, copied in at every insert).
  */
 /*
  * Head bytes kept per side in a pending entry: rf_l7_head_bytes is clamped
@@ -846,7 +847,7 @@ struct rf_l7_pend {
 	__u8 has_req;  /* the request was seen (else the exchange is RESP_ONLY) */
 	__u8 lost;     /* framing was lost during it: LOST */
 	__u8 _pad[5];
-	__u8 head[3 * RF_L7_PEND_HEAD]; /* [0, H): request head; [H, 2 H): response head; the rest slack */
+	__u8 head[2 * RF_L7_PEND_HEAD]; /* [0, H): request head; [H, 2 H): response head */
 };
 
 /*
@@ -983,6 +984,7 @@ static __always_inline void rf_l7_head_put(struct rf_l7_pend *p, int resp, const
 {
 	__u32 cap = rf_l7_head_cap();
 	__u32 cur = resp ? p->x.resp_head_len : p->x.req_head_len;
+	struct bpf_dynptr hd;
 	__u64 n, off;
 
 	if (to <= from)
@@ -996,12 +998,13 @@ static __always_inline void rf_l7_head_put(struct rf_l7_pend *p, int resp, const
 		n = cap - cur;
 		p->x.flags |= resp ? RF_L7_X_RESP_HEAD_CUT : RF_L7_X_REQ_HEAD_CUT;
 	}
-	/* bounds for the verifier: cur < H, n <= H, from < 2 * MAX_CAPTURE (the window) */
+	/* the source's bounds for the verifier: n <= H, from < 2 * MAX_CAPTURE (the window); the head's: the dynptr's */
 	off = (cur & (RF_L7_PEND_HEAD - 1)) + (resp ? RF_L7_PEND_HEAD : 0);
 	barrier_var(n);
 	if (n > RF_L7_PEND_HEAD)
 		n = RF_L7_PEND_HEAD;
-	if (bpf_probe_read_kernel(p->head + off, n, data + (from & (RF_L7_MAX_CAPTURE - 1))))
+	if (bpf_dynptr_from_mem(p->head, sizeof(p->head), 0, &hd) ||
+	    bpf_dynptr_write(&hd, off, (void *)(data + (from & (RF_L7_MAX_CAPTURE - 1))), n, 0))
 		return;
 	if (resp)
 		p->x.resp_head_len = cur + n;

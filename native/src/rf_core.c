@@ -1754,7 +1754,7 @@ struct rf_l7_pend_u {
 	uint8_t has_req;
 	uint8_t lost;
 	uint8_t _pad[5];
-	uint8_t head[3 * RF_L7_PEND_HEAD_U];
+	uint8_t head[2 * RF_L7_PEND_HEAD_U];
 };
 
 /*

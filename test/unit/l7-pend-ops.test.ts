@@ -83,3 +83,24 @@ test('HTTP/1 framing events: one lookup of rf_l7_pending per event that needs th
   assert.ok(!on.calls.includes('rf_l7_x_emit'), 'rf_l7_h1_on sends through rf_l7_x_emit (a second lookup)');
   assert.ok(!step.calls.includes('rf_l7_x_emit'), 'the walk callback sends through rf_l7_x_emit (a second lookup)');
 });
+
+/** Sizes of the named structs in an object's BTF (bpftool's raw dump). */
+export function btfStructSizes(raw: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const m of raw.matchAll(/^\[\d+\] STRUCT '(\w+)' size=(\d+)/gm)) out.set(m[1] ?? '', Number(m[2]));
+  return out;
+}
+
+test('btfStructSizes reads a raw BTF dump', () => {
+  const raw = "[19] STRUCT 'rf_l7_pend' size=1208 vlen=6\n\t'x' type_id=20 bits_offset=0\n[20] STRUCT 'rf_l7_exchange' size=176 vlen=27\n";
+  assert.deepEqual([...btfStructSizes(raw)], [['rf_l7_pend', 1208], ['rf_l7_exchange', 176]]);
+});
+
+test('a pending entry is its exchange, 8 bytes of state and the two heads: no slack copied in at every insert', () => {
+  const raw = execFileSync('bpftool', ['btf', 'dump', 'file', OBJ, 'format', 'raw'], { encoding: 'utf8', maxBuffer: 256 << 20 });
+  const sizes = btfStructSizes(raw);
+  const x = sizes.get('rf_l7_exchange');
+  assert.ok(x !== undefined, 'struct rf_l7_exchange in l7.bpf.o');
+  // RF_L7_PEND_HEAD (512) per side; native/src/rf_core.c's rf_l7_pend_u mirrors it (its sweep checks the map's value size)
+  assert.equal(sizes.get('rf_l7_pend'), x + 8 + 2 * 512);
+});
