@@ -225,17 +225,24 @@ static __always_inline int rf_fs_enter(struct trace_event_raw_sys_enter *ctx, __
 	return 0;
 }
 
+/* kfunc (6.2+): an untrusted pointer whose field loads the verifier turns into fault-safe direct loads */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
 /*
  * One step of the path walk (a bpf_loop callback): at a mount's root, cross
  * to its mount point in the parent mount; else prepend "/" + the dentry's
  * name and go up. Stops at the task's root or the namespace's root mount.
+ * The dentry's and mount's fields are read by direct loads through
+ * bpf_rdonly_cast, not one BPF_CORE_READ helper call each: a recorded call's
+ * exit went from ~650-980 to ~490-630 ns (F4's scratch build, same run).
  */
+
 static long rf_fs_walk_step(__u32 i, void *ctx)
 {
 	__u32 zero = 0;
 	struct rf_fs_scratch *w = bpf_map_lookup_elem(&rf_fs_scratch, &zero);
-	struct dentry *d, *parent, *mnt_root;
-	struct mount *m, *mp;
+	struct dentry *d, *parent, *mnt_root, *dd;
+	struct mount *m, *mp, *mm;
 	const unsigned char *name;
 	__u64 len, off;
 
@@ -251,22 +258,24 @@ static long rf_fs_walk_step(__u32 i, void *ctx)
 		w->done = 1;
 		return 1;
 	}
-	mnt_root = BPF_CORE_READ(m, mnt.mnt_root);
-	parent = BPF_CORE_READ(d, d_parent);
+	dd = bpf_rdonly_cast(d, bpf_core_type_id_kernel(struct dentry));
+	mm = bpf_rdonly_cast(m, bpf_core_type_id_kernel(struct mount));
+	mnt_root = mm->mnt.mnt_root;
+	parent = dd->d_parent;
+	mp = mm->mnt_parent;
+	len = dd->d_name.len;
+	name = dd->d_name.name;
 	if (d == mnt_root || d == parent) {
-		mp = BPF_CORE_READ(m, mnt_parent);
 		if (!mp || mp == m) { /* the namespace's root mount */
 			w->done = 1;
 			return 1;
 		}
 		if (w->below == RF_FS_NOT_CROSSED)
 			w->below = RF_FS_BUF_END - w->pos;
-		w->dentry = BPF_CORE_READ(m, mnt_mountpoint);
+		w->dentry = mm->mnt_mountpoint;
 		w->mnt = mp;
 		return 0;
 	}
-	len = BPF_CORE_READ(d, d_name.len);
-	name = BPF_CORE_READ(d, d_name.name);
 	w->dentry = parent;
 	if (w->cut || w->comps >= w->depth || (RF_FS_BUF_END - w->pos) + len + 1 > w->bytes) {
 		/* past a bound: the last components are kept, the ones above only counted */
