@@ -4,7 +4,8 @@
  * rf_fs_event in events.h; design: docs/design/fs.md, slice 1).
  *
  * Calls: read, write, pread64, pwrite64, readv, writev, preadv(2),
- * pwritev(2), fsync, fdatasync (the rest of design section 2: later slices).
+ * pwritev(2), fsync, fdatasync, ftruncate, fallocate, sync_file_range (the
+ * rest of design section 2: later slices).
  *
  * No kprobes or fentry on this kernel (shared/KERNEL.md): specific syscall
  * tracepoints only. The enter program resolves fd -> struct file and keeps
@@ -539,6 +540,24 @@ int rf_fs_exit_pwritev2(struct trace_event_raw_sys_exit *ctx)
 	return rf_fs_exit(ctx);
 }
 
+SEC("tracepoint/syscalls/sys_exit_ftruncate")
+int rf_fs_exit_ftruncate(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_fallocate")
+int rf_fs_exit_fallocate(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sync_file_range")
+int rf_fs_exit_sync_file_range(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit(ctx);
+}
+
 /*
  * Vectored calls: len is 0 (the iovec sum is not read: the exit's return is
  * the bytes moved). preadv/pwritev's offset is pos_l (64-bit: pos_h is
@@ -617,4 +636,29 @@ int rf_fs_enter_pwritev2(struct trace_event_raw_sys_enter *ctx)
 {
 	__s64 pos = (__s64)ctx->args[3];
 	return rf_fs_enter(ctx, RF_FS_PWRITEV, 0, pos, pos == -1);
+}
+
+/*
+ * Calls on an fd that move no bytes: len and offset are their arguments'.
+ * ftruncate(fd, length): len = the new length, offset 0 (it has none).
+ * fallocate(fd, mode, offset, len): the range (the mode is not kept).
+ * sync_file_range(fd, offset, nbytes, flags): the range (nbytes 0 = to the
+ * end of the file, as the caller passed it).
+ */
+SEC("tracepoint/syscalls/sys_enter_ftruncate")
+int rf_fs_enter_ftruncate(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_fs_enter(ctx, RF_FS_FTRUNCATE, ctx->args[1], 0, false);
+}
+
+SEC("tracepoint/syscalls/sys_enter_fallocate")
+int rf_fs_enter_fallocate(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_fs_enter(ctx, RF_FS_FALLOCATE, ctx->args[3], ctx->args[2], false);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sync_file_range")
+int rf_fs_enter_sync_file_range(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_fs_enter(ctx, RF_FS_SYNC_FILE_RANGE, ctx->args[2], ctx->args[1], false);
 }

@@ -1,0 +1,166 @@
+/**
+ * bpf/fs.bpf.c's calls other than reads and writes (docs/design/fs.md
+ * section 2), against the real kernel (root): known calls made by a child
+ * (test/native/fs/fs_calls.c, built here, exact syscalls) in a tmpfs and an
+ * ext4 loop image mounted by this test must come back as exactly one record
+ * per call with its op, return, len/offset and the file's path; a call that
+ * fails on a regular file is a record with ret < 0.
+ *
+ * RINGFLOW_BPF_DIR can point at another build (an older object, to see
+ * these fail). Records are decoded by offset (struct rf_fs_event in
+ * bpf/events.h), as test/native/fs.test.ts does.
+ */
+import { after, before, describe, it, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { Session, forEachRecord } from '../../native/index.ts';
+import { encodeSettings } from '../../collector/signals/settings.ts';
+import { ensureTracefs } from '../../collector/preflight.ts';
+import { ROOT, startReady } from './helpers.ts';
+
+const FS_OBJ = join(process.env.RINGFLOW_BPF_DIR ?? `${ROOT}bpf/.output`, 'fs.bpf.o');
+const RF_EV_FS_IO = 11;
+/** enum rf_fs_op */
+const OP = { SYNC_FILE_RANGE: 10, OPEN: 11, FTRUNCATE: 12, FALLOCATE: 13 } as const;
+/** enum rf_fs_flag */
+const F = { PATH_CUT: 1, DIRECT: 2, SYNC: 4, DELETED: 8, PATH_FAILED: 16 } as const;
+const HEADER = 48;
+const EVENT = 128;
+const BS = 4096;
+const EINVAL = 22;
+
+interface FsRecord {
+  tgid: number; comm: string; latencyNs: bigint; offset: bigint; len: bigint; ret: bigint; ino: bigint;
+  dev: number; fd: number; pathLen: number; mntLen: number; op: number; flags: number; fsType: string; path: string; length: number;
+}
+
+function decode(batch: Buffer, out: FsRecord[]): void {
+  forEachRecord(batch, (o, length) => {
+    if (batch[o] !== RF_EV_FS_IO) return;
+    const pathLen = batch.readUInt16LE(o + HEADER + 56);
+    out.push({
+      tgid: batch.readUInt32LE(o + 8),
+      comm: batch.subarray(o + 32, o + 48).toString('latin1').replace(/\0.*$/s, ''),
+      latencyNs: batch.readBigUInt64LE(o + HEADER),
+      offset: batch.readBigUInt64LE(o + HEADER + 8),
+      len: batch.readBigUInt64LE(o + HEADER + 16),
+      ret: batch.readBigInt64LE(o + HEADER + 24),
+      ino: batch.readBigUInt64LE(o + HEADER + 32),
+      dev: batch.readUInt32LE(o + HEADER + 48),
+      fd: batch.readUInt32LE(o + HEADER + 52),
+      pathLen,
+      mntLen: batch.readUInt16LE(o + HEADER + 58),
+      op: batch[o + HEADER + 60]!,
+      flags: batch[o + HEADER + 62]!,
+      fsType: batch.subarray(o + HEADER + 64, o + EVENT).toString('latin1').replace(/\0.*$/s, ''),
+      path: batch.subarray(o + EVENT, o + EVENT + pathLen).toString('latin1'),
+      length,
+    });
+  });
+}
+
+/** The kernel's dev_t (major << 20 | minor) of a user-space st_dev (glibc's encoding). */
+function kernelDev(st: bigint): number {
+  const major = Number(((st >> 8n) & 0xfffn) | ((st >> 32n) & ~0xfffn));
+  const minor = Number((st & 0xffn) | ((st >> 12n) & ~0xffn));
+  return ((major << 20) | minor) >>> 0;
+}
+
+let dir = '';
+let calls = '';
+let tmpfsDir = '';
+let ext4Dir = '';
+const mounted: string[] = [];
+
+before(() => {
+  if (process.getuid?.() !== 0) return;
+  ensureTracefs(); // classic syscall tracepoints
+  execFileSync('make', ['-s', '-C', `${ROOT}bpf`], { stdio: 'inherit' });
+  dir = realpathSync(mkdtempSync('/var/tmp/ringflow-fs-calls-'));
+  calls = join(dir, 'fs_calls');
+  execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', calls, `${ROOT}test/native/fs/fs_calls.c`]);
+  tmpfsDir = join(dir, 'tmpfs');
+  mkdirSync(tmpfsDir);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'ringflow-fs-calls-test', tmpfsDir]);
+  mounted.push(tmpfsDir);
+  ext4Dir = join(dir, 'ext4');
+  mkdirSync(ext4Dir);
+  const image = join(dir, 'ext4.img');
+  execFileSync('truncate', ['-s', '64M', image]);
+  execFileSync('mkfs.ext4', ['-q', '-F', image]);
+  execFileSync('mount', ['-o', 'loop', image, ext4Dir]);
+  mounted.push(ext4Dir);
+});
+
+after(() => {
+  // even after a failure: a mount left behind would outlive the test run
+  const isMounted = (m: string) => readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === m);
+  for (const m of mounted.reverse().filter(isMounted)) {
+    try {
+      execFileSync('umount', [m]);
+    } catch {
+      execFileSync('umount', ['-l', m]); // busy: detached now, freed when the last user goes
+    }
+  }
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** Runs fs_calls with jobs under fs.bpf.o filtered to its pid; its records once it exited and the ring drained, and the kernel side's counters. */
+async function run(t: TestContext, jobs: string[]) {
+  const child = await startReady(t, calls, jobs);
+  const session = new Session();
+  t.after(() => session.stop());
+  const records: FsRecord[] = [];
+  session.addObject(FS_OBJ, encodeSettings({ selfTgid: process.pid, pid: child.child.pid! }));
+  session.start((batch) => decode(batch, records));
+  child.child.stdin!.end('g');
+  const [code] = await child.exited;
+  assert.equal(code, 0, 'fs_calls did its jobs');
+  const lost = session.mapCounters('rf_fs_lost');
+  await session.stop();
+  return { pid: child.child.pid!, records: records.filter((r) => r.tgid === child.child.pid), lost, drops: session.drops()[RF_EV_FS_IO] };
+}
+
+function assertFile(r: FsRecord, path: string, fsType: string, mountPoint: string): void {
+  const st = statSync(path, { bigint: true });
+  assert.equal(r.path, path, 'absolute path');
+  assert.equal(r.length, EVENT + Buffer.byteLength(path), 'record = event + path bytes');
+  assert.equal(r.mntLen, mountPoint.length, `mnt_len: the mount point ${mountPoint}`);
+  assert.equal(r.fsType, fsType, 'fs type');
+  assert.equal(r.ino, st.ino, 'ino = stat');
+  assert.equal(r.dev, kernelDev(st.dev), 'dev = stat');
+  assert.equal(r.flags & (F.PATH_CUT | F.PATH_FAILED | F.DELETED), 0, 'whole path, file not deleted');
+  assert.equal(r.comm, 'fs_calls');
+  assert.ok(r.latencyNs > 0n && r.latencyNs < 5_000_000_000n, 'latency');
+}
+
+const opsOf = (records: FsRecord[], path: string, op: number) => records.filter((r) => r.path === path && r.op === op);
+
+describe('fs.bpf.o: ftruncate, fallocate, sync_file_range', { skip: process.getuid?.() !== 0 ? 'needs root (loads BPF programs, mounts)' : false }, () => {
+  for (const [fsType, mnt] of [['tmpfs', () => tmpfsDir], ['ext4', () => ext4Dir]] as const) {
+    it(`${fsType}: one record per call with its length or range; ftruncate of a read-only fd is one record with -EINVAL`, async (t) => {
+      const N = 3;
+      const f = (n: string) => join(mnt(), 'calls', n);
+      mkdirSync(join(mnt(), 'calls'), { recursive: true });
+      const res = await run(t, [`t:${f('t')}:${N}`, `T:${f('T')}:${N}`, `a:${f('a')}:${N}`, `s:${f('s')}:${N}`]);
+      const mine = res.records;
+      t.diagnostic(`records ${mine.length}, lost ${res.lost?.join(',')}, ring drops ${res.drops}`);
+      const idx = Array.from({ length: N }, (_, i) => i);
+
+      const tr = opsOf(mine, f('t'), OP.FTRUNCATE);
+      assert.deepEqual(tr.map((x) => [x.ret, x.len, x.offset]), idx.map((i) => [0n, BigInt((i + 1) * BS), 0n]), 'ftruncate: ret 0, len = the new length, no offset');
+      const bad = opsOf(mine, f('T'), OP.FTRUNCATE);
+      assert.deepEqual(bad.map((x) => [x.ret, x.len]), idx.map(() => [BigInt(-EINVAL), BigInt(BS)]), 'ftruncate of a read-only fd: ret -EINVAL');
+      const fa = opsOf(mine, f('a'), OP.FALLOCATE);
+      assert.deepEqual(fa.map((x) => [x.ret, x.len, x.offset]), idx.map((i) => [0n, BigInt(BS), BigInt((i + 4) * BS)]), 'fallocate: the range');
+      const sr = opsOf(mine, f('s'), OP.SYNC_FILE_RANGE);
+      assert.deepEqual(sr.map((x) => [x.ret, x.len, x.offset]), idx.map((i) => [0n, BigInt(BS), BigInt(i * BS)]), 'sync_file_range: the range');
+      for (const [rs, p] of [[tr, f('t')], [bad, f('T')], [fa, f('a')], [sr, f('s')]] as const) for (const x of rs) assertFile(x, p, fsType, mnt());
+      assert.equal(mine.length, 4 * N, `only those calls: ${mine.map((x) => `${x.op}:${x.path}`).join(' ')}`);
+      assert.deepEqual(res.lost, [0n, 0n, 0n, 0n], 'nothing lost in the kernel');
+      assert.equal(res.drops, 0n);
+    });
+  }
+});
