@@ -4,8 +4,8 @@
  * rf_fs_event in events.h; design: docs/design/fs.md, slice 1).
  *
  * Calls: read, write, pread64, pwrite64, readv, writev, preadv(2),
- * pwritev(2), fsync, fdatasync, ftruncate, fallocate, sync_file_range (the
- * rest of design section 2: later slices).
+ * pwritev(2), fsync, fdatasync, ftruncate, fallocate, sync_file_range,
+ * openat, openat2 (rename, unlink: a later slice).
  *
  * No kprobes or fentry on this kernel (shared/KERNEL.md): specific syscall
  * tracepoints only. The enter program resolves fd -> struct file and keeps
@@ -139,6 +139,28 @@ struct {
 	__type(value, __u64);
 } rf_fs_below SEC(".maps");
 
+/*
+ * Calls that failed with no file to report, per enum rf_fs_op: an open
+ * that returned an error (-ENOENT, -EACCES...) opened nothing, so there is
+ * no inode, dev or path walked in BPF to put in a record (design section 2's
+ * dirfd-relative user string would be a path of another kind: not in the
+ * schema). Counted, not emitted, errno not kept; per-CPU u64, read by name
+ * like rf_fs_below. Not subject to --path/--fs (there is no file to test).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RF_FS_OP_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} rf_fs_failed SEC(".maps");
+
+static __always_inline void rf_fs_count_op(void *map, __u32 op)
+{
+	__u64 *n = bpf_map_lookup_elem(map, &op);
+	if (n)
+		*n += 1; /* per-CPU slot */
+}
+
 static __always_inline void rf_fs_count_lost(__u32 reason)
 {
 	__u64 *n = bpf_map_lookup_elem(&rf_fs_lost, &reason);
@@ -190,29 +212,24 @@ static __always_inline __u64 rf_fs_read_bytes(struct task_struct *task)
 	return BPF_CORE_READ(task, ioac.read_bytes);
 }
 
-/* Enter: filters, the S_ISREG gate, then the call waits for its exit. use_pos: offset = f_pos. */
-static __always_inline int rf_fs_enter(struct trace_event_raw_sys_enter *ctx, __u8 op, __u64 len, __u64 offset, bool use_pos)
+/*
+ * The call waits for its exit in rf_fs_inflight. fd is the syscall's first
+ * argument (the exit checks it is its own call's); file is NULL for an open,
+ * whose file is the returned fd's, resolved at its exit.
+ */
+static __always_inline void rf_fs_keep(struct trace_event_raw_sys_enter *ctx, struct task_struct *task, struct file *file,
+				       __u8 op, __u64 len, __u64 offset)
 {
-	struct task_struct *task;
 	struct rf_fs_inflight in = {};
-	struct file *file;
-	__u64 fd = ctx->args[0];
-	__u32 tid;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	long err;
 
-	if (!rf_fs_current_passes())
-		return 0;
-	task = bpf_get_current_task_btf();
-	file = rf_fs_fd_regular(task, (__u32)fd);
-	if (!file || !rf_fs_type_passes(file) || !rf_fs_path_passes(file)) /* --fs, --path (fs_filter.h) */
-		return 0;
-	tid = (__u32)bpf_get_current_pid_tgid();
 	in.file = (__u64)file;
-	in.offset = use_pos ? BPF_CORE_READ(file, f_pos) : offset;
+	in.offset = offset;
 	in.len = len;
 	in.nvcsw = task->nvcsw;
 	in.read_bytes = rf_fs_read_bytes(task);
-	in.fd = (__u32)fd;
+	in.fd = (__u32)ctx->args[0];
 	in.nr = ctx->id;
 	in.op = op;
 	in.enter_ns = bpf_ktime_get_ns(); /* last: the latency is the call's, not this program's */
@@ -223,6 +240,29 @@ static __always_inline int rf_fs_enter(struct trace_event_raw_sys_enter *ctx, __
 	}
 	if (err)
 		rf_fs_count_lost(RF_FS_LOST_INFLIGHT_FULL);
+}
+
+/* Enter of a call on an fd: filters, the S_ISREG gate, then the call waits for its exit. use_pos: offset = f_pos. */
+static __always_inline int rf_fs_enter(struct trace_event_raw_sys_enter *ctx, __u8 op, __u64 len, __u64 offset, bool use_pos)
+{
+	struct task_struct *task;
+	struct file *file;
+
+	if (!rf_fs_current_passes())
+		return 0;
+	task = bpf_get_current_task_btf();
+	file = rf_fs_fd_regular(task, (__u32)ctx->args[0]);
+	if (!file || !rf_fs_type_passes(file) || !rf_fs_path_passes(file)) /* --fs, --path (fs_filter.h) */
+		return 0;
+	rf_fs_keep(ctx, task, file, op, len, use_pos ? BPF_CORE_READ(file, f_pos) : offset);
+	return 0;
+}
+
+/* Enter of an open: only the task's filters (the file exists at the exit, if at all). */
+static __always_inline int rf_fs_enter_open(struct trace_event_raw_sys_enter *ctx)
+{
+	if (rf_fs_current_passes())
+		rf_fs_keep(ctx, bpf_get_current_task_btf(), NULL, RF_FS_OPEN, 0, 0);
 	return 0;
 }
 
@@ -363,45 +403,47 @@ static __always_inline void rf_fs_walk(struct rf_fs_scratch *w, struct file *fil
 	}
 }
 
-/* Exit: one record for a kept call. */
-static __always_inline int rf_fs_exit(struct trace_event_raw_sys_exit *ctx)
+/* Takes the thread's kept call into *in, if there is one and it is this exit's own call; *now = its exit time. */
+static __always_inline bool rf_fs_take(struct trace_event_raw_sys_exit *ctx, struct task_struct *task, struct rf_fs_inflight *in, __u64 *now)
 {
-	long ret = ctx->ret;
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct rf_fs_inflight *inp = bpf_map_lookup_elem(&rf_fs_inflight, &tid);
-	struct rf_fs_inflight in;
-	struct task_struct *task;
-	struct rf_fs_scratch *w;
-	struct rf_fs_event *ev;
-	struct file *file;
-	struct inode *inode;
-	__u64 now, storage = 0, size;
-	__u32 zero = 0, fl;
-	bool slept;
 
 	if (!inp)
-		return 0;
-	now = bpf_ktime_get_ns();
-	in = *inp;
+		return false;
+	*now = bpf_ktime_get_ns();
+	*in = *inp;
 	bpf_map_delete_elem(&rf_fs_inflight, &tid);
-	task = bpf_get_current_task_btf();
 	/*
 	 * Only this call's own entry: an entry left by a call whose exit was
 	 * missed (RF_FS_LOST_UNFINISHED) must not become a record with another
 	 * call's return (seen: a socket read's exit took a file write's entry). The syscall's number is the tracepoint's; its
 	 * fd is read back from the registers the syscall was entered with.
 	 */
-	if (in.nr != ctx->id ||
-	    in.fd != (__u32)PT_REGS_PARM1_CORE_SYSCALL((struct pt_regs *)bpf_task_pt_regs(task))) {
+	if (in->nr != ctx->id ||
+	    in->fd != (__u32)PT_REGS_PARM1_CORE_SYSCALL((struct pt_regs *)bpf_task_pt_regs(task))) {
 		rf_fs_count_lost(RF_FS_LOST_UNFINISHED);
-		return 0;
+		return false;
 	}
+	return true;
+}
+
+/* One record for a kept call on file (fd: the record's), unless it is under --min-latency. */
+static __always_inline int rf_fs_emit(struct trace_event_raw_sys_exit *ctx, struct task_struct *task, struct rf_fs_inflight *inp,
+				      struct file *file, __u32 fd, __u64 now)
+{
+	struct rf_fs_inflight in = *inp;
+	long ret = ctx->ret;
+	struct rf_fs_scratch *w;
+	struct rf_fs_event *ev;
+	struct inode *inode;
+	__u64 storage = 0, size;
+	__u32 zero = 0, fl;
+	bool slept;
+
 	if (now - in.enter_ns < rf_min_latency_ns) {
 		/* under the threshold: counted, never walked nor emitted */
-		__u32 op = in.op;
-		__u64 *n = bpf_map_lookup_elem(&rf_fs_below, &op);
-		if (n)
-			*n += 1; /* per-CPU slot */
+		rf_fs_count_op(&rf_fs_below, in.op);
 		return 0;
 	}
 	w = bpf_map_lookup_elem(&rf_fs_scratch, &zero);
@@ -409,14 +451,13 @@ static __always_inline int rf_fs_exit(struct trace_event_raw_sys_exit *ctx)
 		rf_fs_count_lost(RF_FS_LOST_NO_SCRATCH);
 		return 0;
 	}
-	file = (struct file *)in.file;
 	ev = &w->ev;
 	rf_fill_current(&ev->hdr, RF_EV_FS_IO, now);
 	ev->latency_ns = now - in.enter_ns;
 	ev->offset = in.offset;
 	ev->len = in.len;
 	ev->ret = ret;
-	ev->fd = in.fd;
+	ev->fd = fd;
 	ev->op = in.op;
 	ev->flags = 0;
 	ev->path_dropped = 0;
@@ -456,6 +497,46 @@ static __always_inline int rf_fs_exit(struct trace_event_raw_sys_exit *ctx)
 	if (bpf_ringbuf_output(&rf_events, ev, size, rf_wakeup_flags(size)))
 		rf_count_drop(RF_EV_FS_IO);
 	return 0;
+}
+
+/* Exit of a call on an fd: one record for a kept call. */
+static __always_inline int rf_fs_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct rf_fs_inflight in;
+	__u64 now;
+
+	if (!rf_fs_take(ctx, task, &in, &now))
+		return 0;
+	return rf_fs_emit(ctx, task, &in, (struct file *)in.file, in.fd, now);
+}
+
+/*
+ * Exit of an open: the file is the returned fd's, and gets the enter's
+ * gates here (S_ISREG, --fs, --path): opens of directories, devices,
+ * FIFOs are left out, uncounted, as other calls on them are. A failed open
+ * opened no file: counted in rf_fs_failed, not emitted. The open's flags
+ * (O_DIRECT, O_SYNC) are the file's f_flags, as for every record; O_CREAT
+ * and O_TRUNC are not kept in f_flags by the kernel (not reported).
+ */
+static __always_inline int rf_fs_exit_open(struct trace_event_raw_sys_exit *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct rf_fs_inflight in;
+	struct file *file;
+	long ret = ctx->ret;
+	__u64 now;
+
+	if (!rf_fs_take(ctx, task, &in, &now))
+		return 0;
+	if (ret < 0) {
+		rf_fs_count_op(&rf_fs_failed, RF_FS_OPEN);
+		return 0;
+	}
+	file = rf_fs_fd_regular(task, (__u32)ret);
+	if (!file || !rf_fs_type_passes(file) || !rf_fs_path_passes(file))
+		return 0;
+	return rf_fs_emit(ctx, task, &in, file, (__u32)ret, now);
 }
 
 /*
@@ -556,6 +637,18 @@ SEC("tracepoint/syscalls/sys_exit_sync_file_range")
 int rf_fs_exit_sync_file_range(struct trace_event_raw_sys_exit *ctx)
 {
 	return rf_fs_exit(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat")
+int rf_fs_exit_openat(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit_open(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat2")
+int rf_fs_exit_openat2(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_fs_exit_open(ctx);
 }
 
 /*
@@ -661,4 +754,17 @@ SEC("tracepoint/syscalls/sys_enter_sync_file_range")
 int rf_fs_enter_sync_file_range(struct trace_event_raw_sys_enter *ctx)
 {
 	return rf_fs_enter(ctx, RF_FS_SYNC_FILE_RANGE, ctx->args[2], ctx->args[1], false);
+}
+
+/* openat(dirfd, path, flags, mode), openat2(dirfd, path, how, size): len and offset 0; the fd is the returned one. */
+SEC("tracepoint/syscalls/sys_enter_openat")
+int rf_fs_enter_openat(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_fs_enter_open(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_enter_openat2")
+int rf_fs_enter_openat2(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_fs_enter_open(ctx);
 }

@@ -83,7 +83,7 @@ export const SIGNALS: readonly SignalDef[] = [
   {
     name: 'fs',
     summary: 'file syscalls on regular files (read, write, pread64, pwrite64, readv, writev, preadv, pwritev, preadv2, ' +
-      'pwritev2, fsync, fdatasync, ftruncate, fallocate, sync_file_range; sockets, pipes and ttys are left out in the kernel): latency, bytes, offset, errno, fs type, dev/inode and the path, walked in BPF ' +
+      'pwritev2, fsync, fdatasync, ftruncate, fallocate, sync_file_range, openat, openat2; sockets, pipes and ttys are left out in the kernel): latency, bytes, offset, errno, fs type, dev/inode and the path, walked in BPF ' +
       '(32 components / 512 bytes; a longer path keeps its last components, flagged), one ringflow.fs.io.v1 record ' +
       'per call keyed by file. Its page-cache state is an ESTIMATE from the task\'s own counters (never slept: ' +
       'CACHED; slept and read from storage: BLOCKED_IO; slept otherwise: BLOCKED_OTHER): readahead issued by an ' +

@@ -119,8 +119,9 @@ async function run(t: TestContext, jobs: string[]) {
   const [code] = await child.exited;
   assert.equal(code, 0, 'fs_calls did its jobs');
   const lost = session.mapCounters('rf_fs_lost');
+  const failed = session.mapCounters('rf_fs_failed');
   await session.stop();
-  return { pid: child.child.pid!, records: records.filter((r) => r.tgid === child.child.pid), lost, drops: session.drops()[RF_EV_FS_IO] };
+  return { pid: child.child.pid!, records: records.filter((r) => r.tgid === child.child.pid), lost, failed, drops: session.drops()[RF_EV_FS_IO] };
 }
 
 function assertFile(r: FsRecord, path: string, fsType: string, mountPoint: string): void {
@@ -159,6 +160,36 @@ describe('fs.bpf.o: ftruncate, fallocate, sync_file_range', { skip: process.getu
       assert.deepEqual(sr.map((x) => [x.ret, x.len, x.offset]), idx.map((i) => [0n, BigInt(BS), BigInt(i * BS)]), 'sync_file_range: the range');
       for (const [rs, p] of [[tr, f('t')], [bad, f('T')], [fa, f('a')], [sr, f('s')]] as const) for (const x of rs) assertFile(x, p, fsType, mnt());
       assert.equal(mine.length, 4 * N, `only those calls: ${mine.map((x) => `${x.op}:${x.path}`).join(' ')}`);
+      assert.deepEqual(res.lost, [0n, 0n, 0n, 0n], 'nothing lost in the kernel');
+      assert.equal(res.drops, 0n);
+    });
+  }
+});
+
+describe('fs.bpf.o: openat, openat2', { skip: process.getuid?.() !== 0 ? 'needs root (loads BPF programs, mounts)' : false }, () => {
+  for (const [fsType, mnt] of [['tmpfs', () => tmpfsDir], ['ext4', () => ext4Dir]] as const) {
+    it(`${fsType}: one record per open, the file the returned fd's (path, flags); a failed open is counted in rf_fs_failed, not emitted; a pipe's open none`, async (t) => {
+      const N = 3;
+      const f = (n: string) => join(mnt(), 'opens', n);
+      mkdirSync(join(mnt(), 'opens'), { recursive: true });
+      const res = await run(t, [`o:${f('o')}:${N}`, `q:${f('q')}:${N}`, `d:${f('d')}:${N}`, `O:${f('missing')}:${N}`, 'p:-:2']);
+      const mine = res.records;
+      t.diagnostic(`records ${mine.length}, lost ${res.lost?.join(',')}, failed ${res.failed?.join(',')}, ring drops ${res.drops}`);
+      for (const [name, flags] of [['o', 0], ['q', 0], ['d', F.DIRECT | F.SYNC]] as const) {
+        const rs = opsOf(mine, f(name), OP.OPEN);
+        assert.equal(rs.length, N, `${N} open records of ${name}`);
+        for (const x of rs) {
+          assertFile(x, f(name), fsType, mnt());
+          assert.ok(x.ret > 2n, 'ret: the new fd');
+          assert.equal(BigInt(x.fd), x.ret, 'fd: the returned one');
+          assert.deepEqual([x.len, x.offset], [0n, 0n]);
+          assert.equal(x.flags & (F.DIRECT | F.SYNC), flags, `flags of ${name}`);
+        }
+      }
+      assert.equal(mine.length, 3 * N, `only the opens of regular files: ${mine.map((x) => `${x.op}:${x.path}`).join(' ')}`);
+      assert.ok(res.failed, 'the object has rf_fs_failed');
+      assert.equal(res.failed[OP.OPEN], BigInt(N), 'the failed opens, counted');
+      assert.equal(res.failed.reduce((a, b) => a + b, 0n), BigInt(N), 'nothing else counted failed');
       assert.deepEqual(res.lost, [0n, 0n, 0n, 0n], 'nothing lost in the kernel');
       assert.equal(res.drops, 0n);
     });

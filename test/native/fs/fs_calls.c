@@ -12,6 +12,7 @@
  *   o:P:N  N openat(AT_FDCWD, P, O_RDONLY) + close
  *   O:P:N  N openat(AT_FDCWD, P, O_RDONLY) of P, which does not exist: each fails (-ENOENT)
  *   q:P:N  N openat2(AT_FDCWD, P, {O_RDONLY}) + close
+ *   d:P:N  N openat(AT_FDCWD, P, O_RDONLY | O_DIRECT | O_SYNC) + close
  *   p:-:N  N openat of a pipe's /proc/self/fd link + close (not a regular file)
  */
 #define _GNU_SOURCE
@@ -78,7 +79,7 @@ int main(int argc, char **argv)
 			if (fd < 0)
 				die("open O_RDONLY", j->path);
 		}
-		if (j->kind == 'o' || j->kind == 'q')
+		if (j->kind == 'o' || j->kind == 'q' || j->kind == 'd')
 			close(fd);
 		else
 			j->fd = fd;
@@ -115,6 +116,12 @@ int main(int argc, char **argv)
 				r = syscall(SYS_openat, AT_FDCWD, j->path, O_RDONLY);
 				if (r < 0)
 					die("openat", j->path);
+				close((int)r);
+				break;
+			case 'd':
+				r = syscall(SYS_openat, AT_FDCWD, j->path, O_RDONLY | O_DIRECT | O_SYNC);
+				if (r < 0)
+					die("openat O_DIRECT|O_SYNC", j->path);
 				close((int)r);
 				break;
 			case 'O':
