@@ -75,7 +75,7 @@ async function collectWork(name: string, args: string[]): Promise<{ work: Work; 
 /** Exactly the child's calls, in order, with the fields that identify them. */
 function assertExactly(recs: Rec[], w: Work): void {
   const mine = recs.filter((r) => Number(r.tgid) === w.pid);
-  const want: [string, number, number, number][] = [];
+  const want: [string, number, number, number][] = [['OPEN', 0, 0, w.fd]]; // its openat: the file of the fd it returned
   for (let i = 0; i < N; i++) want.push(['PWRITE', i * BLOCK, BLOCK, BLOCK], ['FSYNC', 0, 0, 0]);
   for (let i = 0; i < M; i++) want.push(['PREAD', i * BLOCK, BLOCK, BLOCK]);
   mine.sort((a, b) => (BigInt(a.ts_ns as bigint) < BigInt(b.ts_ns as bigint) ? -1 : 1));
