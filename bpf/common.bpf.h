@@ -75,20 +75,25 @@ static __always_inline bool rf_ids_pass(__u32 tgid, __u32 uid, __u64 cgroup_id)
 	return true;
 }
 
-/* Filters for the current task. */
+/*
+ * Filters for the current task. The uid and cgroup helpers are called only
+ * when their filter is on: bpf_get_current_uid_gid measured ~40 ns on the test
+ * VM (it goes through the task's credentials), and l7 and fs call this on
+ * every read/write of the host.
+ */
 static __always_inline bool rf_current_passes(void)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 uid = (__u32)bpf_get_current_uid_gid();
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 uid = rf_filter_uid != 0xffffffff ? (__u32)bpf_get_current_uid_gid() : 0;
 	__u64 cg = rf_filter_cgroup_id ? bpf_get_current_cgroup_id() : 0;
-	if (!rf_ids_pass(id >> 32, uid, rf_filter_cgroup_id ? cg : 0))
+	char comm[RF_COMM_LEN];
+
+	if (!rf_ids_pass(tgid, uid, cg))
 		return false;
-	if (rf_filter_comm[0]) {
-		char comm[RF_COMM_LEN];
-		bpf_get_current_comm(comm, sizeof(comm));
-		return rf_comm_matches(comm);
-	}
-	return true;
+	if (!rf_filter_comm[0])
+		return true;
+	bpf_get_current_comm(comm, sizeof(comm));
+	return rf_comm_matches(comm);
 }
 
 /* Fill a header from the current task. */

@@ -168,25 +168,6 @@ static __always_inline void rf_fs_count_lost(__u32 reason)
 		*n += 1; /* per-CPU slot: no atomics needed */
 }
 
-/*
- * rf_current_passes with the uid and comm helpers called only when their
- * filter is on: this runs on every read/write of the host.
- */
-static __always_inline bool rf_fs_current_passes(void)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u32 uid = rf_filter_uid != 0xffffffff ? (__u32)bpf_get_current_uid_gid() : 0;
-	__u64 cg = rf_filter_cgroup_id ? bpf_get_current_cgroup_id() : 0;
-	char comm[RF_COMM_LEN];
-
-	if (!rf_ids_pass(tgid, uid, cg))
-		return false;
-	if (!rf_filter_comm[0])
-		return true;
-	bpf_get_current_comm(comm, sizeof(comm));
-	return rf_comm_matches(comm);
-}
-
 /* The struct file of a regular-file fd of the current task, else NULL (sockets, pipes, ttys, bad fds). */
 static __always_inline struct file *rf_fs_fd_regular(struct task_struct *task, __u32 fd)
 {
@@ -248,7 +229,7 @@ static __always_inline int rf_fs_enter(struct trace_event_raw_sys_enter *ctx, __
 	struct task_struct *task;
 	struct file *file;
 
-	if (!rf_fs_current_passes())
+	if (!rf_current_passes())
 		return 0;
 	task = bpf_get_current_task_btf();
 	file = rf_fs_fd_regular(task, (__u32)ctx->args[0]);
@@ -261,7 +242,7 @@ static __always_inline int rf_fs_enter(struct trace_event_raw_sys_enter *ctx, __
 /* Enter of an open: only the task's filters (the file exists at the exit, if at all). */
 static __always_inline int rf_fs_enter_open(struct trace_event_raw_sys_enter *ctx)
 {
-	if (rf_fs_current_passes())
+	if (rf_current_passes())
 		rf_fs_keep(ctx, bpf_get_current_task_btf(), NULL, RF_FS_OPEN, 0, 0);
 	return 0;
 }

@@ -411,27 +411,6 @@ static __always_inline struct sock *rf_l7_fd_sock(__u32 fd, __u8 *protocol)
 	return sk;
 }
 
-/*
- * rf_current_passes with the uid helper called only when the uid filter is on:
- * bpf_get_current_uid_gid measured ~40 ns on the test VM (it goes through the
- * task's credentials), twice per syscall, for every process when nothing
- * filters on uid.
- */
-static __always_inline bool rf_l7_current_passes(void)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u32 uid = rf_filter_uid != 0xffffffff ? (__u32)bpf_get_current_uid_gid() : 0;
-	__u64 cg = rf_filter_cgroup_id ? bpf_get_current_cgroup_id() : 0;
-	char comm[RF_COMM_LEN];
-
-	if (!rf_ids_pass(tgid, uid, cg))
-		return false;
-	if (!rf_filter_comm[0])
-		return true;
-	bpf_get_current_comm(comm, sizeof(comm));
-	return rf_comm_matches(comm);
-}
-
 static __always_inline bool rf_l7_port_ok(__u16 lport, __u16 rport)
 {
 	return !rf_filter_port || lport == rf_filter_port || rport == rf_filter_port;
@@ -464,7 +443,7 @@ static __always_inline int rf_l7_enter(__u32 fd, __u8 sys, __u64 buf, __u64 coun
 	__u8 protocol = 0;
 
 	/* ids and comm first: the cheapest rejection for untraced processes */
-	if (!rf_l7_current_passes())
+	if (!rf_current_passes())
 		return 0;
 	sk = rf_l7_fd_sock(fd, &protocol);
 	/* connect(): the ports are known at exit, where they are checked */
@@ -510,7 +489,7 @@ static __always_inline bool rf_l7_take(struct rf_l7_args *a, __u8 sys)
 	struct rf_l7_args *p;
 
 	/* a filtered-out process parked nothing: skip the lookup */
-	if (!rf_l7_current_passes())
+	if (!rf_current_passes())
 		return false;
 	p = bpf_task_storage_get(&rf_l7_args, bpf_get_current_task_btf(), 0, 0);
 	if (!p || !p->sys)
@@ -1989,7 +1968,7 @@ static __always_inline int rf_l7_accepted(long ret)
 	struct sock *sk;
 	__u8 protocol;
 
-	if (ret < 0 || !rf_l7_current_passes())
+	if (ret < 0 || !rf_current_passes())
 		return 0;
 	sk = rf_l7_fd_sock(ret, &protocol);
 	if (!sk)
@@ -2025,7 +2004,7 @@ int rf_l7_enter_close(struct trace_event_raw_sys_enter *ctx)
 	struct rf_l7_conn *st;
 	struct rf_l7_capture *r;
 
-	if (!rf_l7_current_passes())
+	if (!rf_current_passes())
 		return 0;
 	k.tgid = bpf_get_current_pid_tgid() >> 32;
 	k.fd = ctx->args[0];
