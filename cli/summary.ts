@@ -5,6 +5,7 @@
  * Pure: points in, lines out.
  */
 import { ExpHistogram, type ExpHistogramJSON } from '../processor/index.ts';
+import { FS_FAILED_PREFIX, belowMinLatency } from '../collector/kernel-counts.ts';
 
 export interface SummaryPoint {
   name: string;
@@ -147,6 +148,8 @@ export interface CollectorLossInput {
   events: { kernel_drops: bigint | number; user_drops: bigint | number }[];
   drop_reasons?: { reason: string; count: bigint | number }[];
   kernel_losses?: { reason: string; count: bigint | number }[];
+  /** Calls counted in the kernel, not reported, not losses (collector/kernel-counts.ts). */
+  kernel_counts?: { reason: string; count: bigint | number }[];
   l7_parse_failures?: { reason: string; count: bigint | number }[];
   clamped?: bigint | number;
   host?: string;
@@ -168,6 +171,9 @@ export class CollectorLosses {
   private kernel = 0;
   private user = 0;
   private clamped = 0;
+  /** File calls under --min-latency, and failed ones with no file (kernel_counts): not losses, but never unsaid. */
+  private fsBelow = 0;
+  private fsFailed = 0;
   private readonly reasons = new Map<string, number>();
   private readonly kernelReasons = new Map<string, number>();
   private readonly parse = new Map<string, number>();
@@ -190,6 +196,8 @@ export class CollectorLosses {
     for (const r of s.kernel_losses ?? []) this.kernelReasons.set(r.reason, (this.kernelReasons.get(r.reason) ?? 0) + Number(r.count));
     for (const r of s.l7_parse_failures ?? []) this.parse.set(r.reason, (this.parse.get(r.reason) ?? 0) + Number(r.count));
     this.clamped += Number(s.clamped ?? 0);
+    this.fsBelow += belowMinLatency(s.kernel_counts);
+    for (const r of s.kernel_counts ?? []) if (r.reason.startsWith(FS_FAILED_PREFIX)) this.fsFailed += Number(r.count);
   }
 
   /** A clause for the summary line covering everything added since the last take(), then starts again; '' when nothing was lost. */
@@ -204,10 +212,13 @@ export class CollectorLosses {
     const parse = list(this.parse);
     if (parse) parts.push(`l7 parse losses and recoveries: ${parse}`);
     if (this.clamped > 0) parts.push(`stats values clamped ${this.clamped}`);
+    if (this.fsBelow > 0 || this.fsFailed > 0) {
+      parts.push([this.fsBelow > 0 ? `${this.fsBelow} file calls under --min-latency` : '', this.fsFailed > 0 ? `${this.fsFailed} failed file calls with no file to report` : ''].filter(Boolean).join(', '));
+    }
     if (this.restarts.length > 0) parts.push(`restarted: ${this.restarts.join('; ')}${this.restartsMore ? ` and ${this.restartsMore} more` : ''}`);
     this.restarts = [];
     this.restartsMore = 0;
-    this.kernel = this.user = this.clamped = 0;
+    this.kernel = this.user = this.clamped = this.fsBelow = this.fsFailed = 0;
     this.reasons.clear();
     this.kernelReasons.clear();
     this.parse.clear();

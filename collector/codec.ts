@@ -171,6 +171,7 @@ export function createCodec(opts: CodecOptions): Codec {
         l7_parse_failures: s.l7_parse_failures,
         clamped: s.clamped,
         kernel_losses: s.kernel_losses ?? [],
+        kernel_counts: s.kernel_counts ?? [],
         run_id: s.run?.id ?? '',
         run_start_ns: s.run?.startNs ?? 0n,
         previous_run_id: s.run?.previousId ?? '',

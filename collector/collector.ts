@@ -33,6 +33,7 @@
  */
 import type { EventSink, OutRecord } from './sink.ts';
 import { kernelLossDeltas, readKernelLosses, type KernelLossReading } from './kernel-losses.ts';
+import { KERNEL_COUNT_COUNTERS } from './kernel-counts.ts';
 
 /**
  * Why records were lost in user space: a fixed set, so the stats record and
@@ -126,6 +127,8 @@ export interface StatsSnapshot {
   clamped: number;
   /** Losses the BPF programs counted by reason in their maps over the interval (collector/kernel-losses.ts). */
   kernel_losses: ReasonCount[];
+  /** Calls the BPF programs counted but did not report, not losses (collector/kernel-counts.ts): under --min-latency, failed opens. */
+  kernel_counts?: ReasonCount[];
   /** The run these stats belong to (absent: the collector was given no run identity). */
   run?: RunInfo;
 }
@@ -224,6 +227,7 @@ export class Collector {
   l7Claimed = 0;
   /** the BPF maps' loss counters at the previous snapshot (cumulative, per reason) */
   private lastKernelLosses: KernelLossReading | null = null;
+  private lastKernelCounts: KernelLossReading | null = null;
   private last: { time: bigint; read: Map<number, number>; user: Map<number, number>; produced: Map<number, number>; kernel: bigint[]; sendErrors: number; undecodable: number; drops: Map<string, number>; parse: Map<string, number>; clamped: number; sinkLost: Map<number, number> };
   private readonly opts: CollectorOptions;
   private readonly lowWater: number;
@@ -251,6 +255,7 @@ export class Collector {
   start(): void {
     this.last.kernel = this.opts.session.drops();
     this.lastKernelLosses = this.readKernelLosses();
+    this.lastKernelCounts = this.readKernelLosses(true);
     // the run starts as its ring starts being read: the first stats record covers from here
     const startNs = this.now();
     this.last.time = startNs;
@@ -481,6 +486,9 @@ export class Collector {
     const losses = kernelLossDeltas(this.lastKernelLosses, this.readKernelLosses());
     this.lastKernelLosses = losses.reading;
     for (const [reason, n] of Object.entries(losses.deltas)) snap.kernel_losses.push({ reason, count: c(n) });
+    const counts = kernelLossDeltas(this.lastKernelCounts, this.readKernelLosses(true));
+    this.lastKernelCounts = counts.reading;
+    snap.kernel_counts = Object.entries(counts.deltas).map(([reason, n]) => ({ reason, count: c(n) }));
     if (this.run) snap.run = this.run;
     if (snap.interval_ns < 0n) {
       // the wall clock stepped back: an interval cannot be negative
@@ -492,13 +500,14 @@ export class Collector {
     return snap;
   }
 
-  /** The BPF maps' per-reason loss counters now (cumulative); a failed read is said once, never thrown. */
-  private readKernelLosses(): KernelLossReading {
+  /** The BPF maps' per-reason loss counters now (cumulative), or with `counts` the non-loss ones (kernel_counts); a failed read is said once, never thrown. */
+  private readKernelLosses(counts = false): KernelLossReading {
     const session = this.opts.session;
     if (!session.mapCounters) return {};
     return readKernelLosses({ mapCounters: (name) => session.mapCounters!(name) }, {
       taskFiltered: this.opts.taskFiltered ?? false,
-      onError: (map, err) => this.guard('kernel_losses', () => {
+      ...(counts ? { counters: KERNEL_COUNT_COUNTERS } : {}),
+      onError: (map, err) => this.guard(counts ? 'kernel_counts' : 'kernel_losses', () => {
         throw new Error(`reading ${map}: ${(err as Error)?.message ?? String(err)}`);
       }),
     });

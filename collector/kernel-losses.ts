@@ -31,8 +31,11 @@ import { PROF_LOST } from './profile/drain.ts';
  */
 export const FS_LOST = { INFLIGHT_FULL: 0, UNFINISHED: 1, NO_SCRATCH: 2 } as const;
 
+/** One per-reason counter: slot `index` (a BPF enum value) of per-CPU array `map`, named `reason`. */
+export interface KernelLossCounter { map: string; index: number; reason: string; onlyFiltered?: boolean }
+
 /** Where each reason is counted: index = the BPF enum value (bpf/block.bpf.c, bpf/tcp.bpf.c, bpf/events.h). */
-export const KERNEL_LOSS_COUNTERS: readonly { map: string; index: number; reason: string; onlyFiltered?: boolean }[] = [
+export const KERNEL_LOSS_COUNTERS: readonly KernelLossCounter[] = [
   // enum rf_block_lost_reason
   { map: 'rf_block_lost', index: 0, reason: 'block_orphaned' },
   { map: 'rf_block_lost', index: 1, reason: 'block_untracked' },
@@ -85,11 +88,12 @@ export interface CounterMaps {
  * loaded has none: its reasons are absent). A map that cannot be read is
  * reported through onError and its reasons are absent from this reading
  * (kernelLossDeltas carries their previous values over). Never throws.
+ * `counters`: another fixed set read the same way (collector/kernel-counts.ts).
  */
-export function readKernelLosses(session: CounterMaps, opts: { taskFiltered: boolean; onError?: (map: string, err: unknown) => void }): KernelLossReading {
+export function readKernelLosses(session: CounterMaps, opts: { taskFiltered: boolean; onError?: (map: string, err: unknown) => void; counters?: readonly KernelLossCounter[] }): KernelLossReading {
   const out: Record<string, bigint> = {};
   const maps = new Map<string, bigint[] | null>();
-  for (const c of KERNEL_LOSS_COUNTERS) {
+  for (const c of opts.counters ?? KERNEL_LOSS_COUNTERS) {
     if (c.onlyFiltered && !opts.taskFiltered) continue;
     if (!maps.has(c.map)) {
       try {

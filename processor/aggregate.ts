@@ -207,7 +207,49 @@ function accountingPoint(name: string, unit: string, attributes: [string, string
  */
 export const LOSSES_METRIC = 'ringflow.collector.losses';
 export const LOSSES_UNIT = '{record}';
-export type LossLocation = 'user' | 'kernel';
+/** "counted": the stats record's kernel_counts, not losses: they become FS_UNREPORTED_METRIC, not LOSSES_METRIC (collectorPoint). */
+export type LossLocation = 'user' | 'kernel' | 'counted';
+
+/**
+ * File calls a collector counted in the kernel but did not report, on
+ * purpose (the stats record's kernel_counts, collector/kernel-counts.ts), per
+ * (host, reason, ringflow.fs.syscall) and window: a SUM. reason
+ * below_min_latency: faster than --min-latency; failed: failed with no file
+ * to report (a failed open). Not losses, so not in ringflow.collector.losses
+ * nor ringflow.dropped: what the fs.io metrics leave out by the user's choice.
+ */
+export const FS_UNREPORTED_METRIC = 'ringflow.fs.calls.unreported';
+export const FS_UNREPORTED_UNIT = '{call}';
+
+/**
+ * Pure: a kernel_counts name -> [reason, syscall] of FS_UNREPORTED_METRIC
+ * (fs_below_min_latency_pread -> below_min_latency, pread). A name this
+ * processor does not know (a newer collector's) is kept whole as the reason,
+ * syscall "other": counted, never dropped.
+ */
+export function fsUnreportedOf(name: string): [string, string] {
+  const m = /^fs_(below_min_latency|failed)_([a-z_0-9]+)$/.exec(name);
+  return m ? [m[1]!, m[2]!] : [name, 'other'];
+}
+
+/** Pure: one count of file calls not reported -> a schemas/metrics.avsc record (attributes sorted by key). */
+export function fsUnreportedRecord(o: { host: string; name: string; startNs: bigint; endNs: bigint; count: number; processor: string }): Record<string, unknown> {
+  const [reason, syscall] = fsUnreportedOf(o.name);
+  return accountingPoint(FS_UNREPORTED_METRIC, FS_UNREPORTED_UNIT, [['host.name', o.host], ['reason', reason], ['ringflow.fs.syscall', syscall]], o, { sum: BigInt(o.count) });
+}
+
+/**
+ * One [location, reason, count] of collectorLossesOf -> its point and key:
+ * ringflow.collector.losses for user and kernel, ringflow.fs.calls.unreported
+ * for counted.
+ */
+export function collectorPoint(o: { host: string; reason: string; location: LossLocation; startNs: bigint; endNs: bigint; count: number; processor: string }): { key: string; record: Record<string, unknown> } {
+  if (o.location === 'counted') {
+    const [reason, syscall] = fsUnreportedOf(o.reason);
+    return { key: `${FS_UNREPORTED_METRIC}|host.name=${o.host},reason=${reason},ringflow.fs.syscall=${syscall}`, record: fsUnreportedRecord({ ...o, name: o.reason }) };
+  }
+  return { key: `${LOSSES_METRIC}|host.name=${o.host},location=${o.location},reason=${o.reason}`, record: lossesRecord(o) };
+}
 
 /** Pure: one loss count -> a schemas/metrics.avsc record (attributes sorted by key). */
 export function lossesRecord(o: { host: string; reason: string; location: LossLocation; startNs: bigint; endNs: bigint; count: number; processor: string }): Record<string, unknown> {
@@ -231,7 +273,8 @@ export function lossesLeadTopic(events: readonly { event: string }[]): string | 
 
 /**
  * Pure: what one copy of a stats record, routed for event topic `topic`,
- * counts of the collector's losses: [location, reason, count], only reasons
+ * counts of the collector's losses: [location, reason, count] (and, location
+ * counted, its kernel_counts: not losses, see collectorPoint), only reasons
  * with a count, and nothing unless `topic` is the record's lead topic.
  * drop_reasons prefixed REJECTED_PREFIX are stage 1's rejections, not the
  * collector's: those are ringflow.dropped reasons of their own. Table-tested
@@ -248,6 +291,7 @@ export function collectorLossesOf(stats: Record<string, unknown>, topic: string)
   };
   take('user', stats.drop_reasons);
   take('kernel', stats.kernel_losses);
+  take('counted', stats.kernel_counts);
   return out;
 }
 

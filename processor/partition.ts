@@ -44,7 +44,7 @@
  */
 import { decodeCurrent, encodeRecord, schemaRegistry } from '../schemas/index.ts';
 import { METRICS, WindowAggregator, capCardinality, type SeriesPoint, type WindowAssignerState, type EventBase } from './index.ts';
-import { COVERAGE_METRIC, DROPPED_METRIC, LOSSES_METRIC, collectorLossesOf, coverageRecord, droppedRecord, lossesRecord, spanEvent, type LossLocation, type PartialWindow } from './aggregate.ts';
+import { COVERAGE_METRIC, DROPPED_METRIC, collectorLossesOf, collectorPoint, coverageRecord, droppedRecord, spanEvent, type LossLocation, type PartialWindow } from './aggregate.ts';
 import { addInterval, coverageFraction, coveredNs, runCoverageOf, windowStartsOf, type Interval } from './coverage.ts';
 import { isPartial, partialOf, rejectionsOf } from './partial.ts';
 import { createFastDecoder, eventTimeNs } from './fast-decode.ts';
@@ -319,8 +319,8 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
         const i = lr.indexOf('|');
         const location = lr.slice(0, i) as LossLocation;
         const reason = lr.slice(i + 1);
-        const rec = lossesRecord({ host: d.host, reason, location, startNs: d.startNs, endNs, count, processor: cfg.processorId });
-        out.push({ key: `${LOSSES_METRIC}|host.name=${d.host},location=${location},reason=${reason}`, value: encodeRecord(metrics, rec) });
+        const p = collectorPoint({ host: d.host, reason, location, startNs: d.startNs, endNs, count, processor: cfg.processorId });
+        out.push({ key: p.key, value: encodeRecord(metrics, p.record) });
       }
     }
     return out;

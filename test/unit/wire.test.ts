@@ -83,7 +83,7 @@ const stats = {
   events: [{ event: 'ringflow.tcp.drop.v1', read: 5n, kernel_drops: 0n, user_drops: 1n, produced: 4n }],
   send_errors: 0n, pending: 3n, ring_bytes: 2n ** 40n,
   undecodable: 0n, drop_reasons: [], l7_parse_failures: [], clamped: 0n,
-  run_id: '', run_start_ns: 0n, previous_run_id: '', previous_run_end_ns: 0n, kernel_losses: [],
+  run_id: '', run_start_ns: 0n, previous_run_id: '', previous_run_end_ns: 0n, kernel_losses: [], kernel_counts: [],
 };
 
 test('wire: single-object round trip (avsc encoder and the transcoder)', () => {
