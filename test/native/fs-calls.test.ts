@@ -13,12 +13,13 @@
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Session, forEachRecord } from '../../native/index.ts';
 import { encodeSettings } from '../../collector/signals/settings.ts';
 import { ensureTracefs } from '../../collector/preflight.ts';
 import { ROOT, startReady } from './helpers.ts';
+import { buildFsProgram, makeFsScratch, unmountAll, type FsScratch } from './fs/scratch.ts';
 
 const FS_OBJ = join(process.env.RINGFLOW_BPF_DIR ?? `${ROOT}bpf/.output`, 'fs.bpf.o');
 const RF_EV_FS_IO = 11;
@@ -72,40 +73,19 @@ let dir = '';
 let calls = '';
 let tmpfsDir = '';
 let ext4Dir = '';
-const mounted: string[] = [];
+let mounted: string[] = [];
+let scratch: FsScratch | null = null;
 
 before(() => {
   if (process.getuid?.() !== 0) return;
   ensureTracefs(); // classic syscall tracepoints
   execFileSync('make', ['-s', '-C', `${ROOT}bpf`], { stdio: 'inherit' });
-  dir = realpathSync(mkdtempSync('/var/tmp/ringflow-fs-calls-'));
-  calls = join(dir, 'fs_calls');
-  execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', calls, `${ROOT}test/native/fs/fs_calls.c`]);
-  tmpfsDir = join(dir, 'tmpfs');
-  mkdirSync(tmpfsDir);
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'ringflow-fs-calls-test', tmpfsDir]);
-  mounted.push(tmpfsDir);
-  ext4Dir = join(dir, 'ext4');
-  mkdirSync(ext4Dir);
-  const image = join(dir, 'ext4.img');
-  execFileSync('truncate', ['-s', '64M', image]);
-  execFileSync('mkfs.ext4', ['-q', '-F', image]);
-  execFileSync('mount', ['-o', 'loop', image, ext4Dir]);
-  mounted.push(ext4Dir);
+  scratch = makeFsScratch('/var/tmp/ringflow-fs-calls-', 'ringflow-fs-calls-test', 64, 64);
+  ({ dir, tmpfsDir, ext4Dir, mounted } = scratch);
+  calls = buildFsProgram(ROOT, scratch, 'fs_calls.c', 'fs_calls');
 });
 
-after(() => {
-  // even after a failure: a mount left behind would outlive the test run
-  const isMounted = (m: string) => readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === m);
-  for (const m of mounted.reverse().filter(isMounted)) {
-    try {
-      execFileSync('umount', [m]);
-    } catch {
-      execFileSync('umount', ['-l', m]); // busy: detached now, freed when the last user goes
-    }
-  }
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(() => unmountAll(scratch));
 
 /** Runs fs_calls with jobs under fs.bpf.o filtered to its pid; its records once it exited and the ring drained, and the kernel side's counters. */
 async function run(t: TestContext, jobs: string[]) {

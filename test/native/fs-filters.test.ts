@@ -18,13 +18,14 @@
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { Session, forEachRecord } from '../../native/index.ts';
 import { encodeSettings, type LoadSettings } from '../../collector/signals/settings.ts';
 import { ensureTracefs } from '../../collector/preflight.ts';
 import { FS_MAX_PREFIXES, FS_MAX_TYPES, encodeFsFilterSettings, parseFsTypes, resolveFsPrefixes } from '../../collector/signals/fs-filter.ts';
 import { ROOT, startReady } from './helpers.ts';
+import { buildFsProgram, makeFsScratch, unmountAll, type FsScratch } from './fs/scratch.ts';
 
 const FS_OBJ = join(process.env.RINGFLOW_BPF_DIR ?? `${ROOT}bpf/.output`, 'fs.bpf.o');
 const RF_EV_FS_IO = 11;
@@ -54,43 +55,21 @@ let slowfuse = '';
 let statsHold = '';
 let tmpfsDir = '';
 let ext4Dir = '';
-const mounted: string[] = [];
+let mounted: string[] = [];
+let scratch: FsScratch | null = null;
 
 before(() => {
   if (process.getuid?.() !== 0) return;
   ensureTracefs();
   execFileSync('make', ['-s', '-C', `${ROOT}bpf`], { stdio: 'inherit' });
-  dir = realpathSync(mkdtempSync('/var/tmp/ringflow-fsf-'));
-  work = join(dir, 'fs_work');
-  execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', work, `${ROOT}test/native/fs/fs_work.c`]);
-  slowfuse = join(dir, 'slowfuse');
-  execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', slowfuse, `${ROOT}test/native/fs/slowfuse.c`]);
-  statsHold = join(dir, 'bpf_stats_hold');
-  execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', statsHold, `${ROOT}test/native/fs/bpf_stats_hold.c`]);
-  tmpfsDir = join(dir, 'tmpfs');
-  mkdirSync(tmpfsDir);
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'ringflow-fsf-test', tmpfsDir]);
-  mounted.push(tmpfsDir);
-  ext4Dir = join(dir, 'ext4');
-  mkdirSync(ext4Dir);
-  const image = join(dir, 'ext4.img');
-  execFileSync('truncate', ['-s', '32M', image]);
-  execFileSync('mkfs.ext4', ['-q', '-F', image]);
-  execFileSync('mount', ['-o', 'loop', image, ext4Dir]);
-  mounted.push(ext4Dir);
+  scratch = makeFsScratch('/var/tmp/ringflow-fsf-', 'ringflow-fsf-test', 16, 32);
+  ({ dir, tmpfsDir, ext4Dir, mounted } = scratch);
+  work = buildFsProgram(ROOT, scratch, 'fs_work.c', 'fs_work');
+  slowfuse = buildFsProgram(ROOT, scratch, 'slowfuse.c', 'slowfuse');
+  statsHold = buildFsProgram(ROOT, scratch, 'bpf_stats_hold.c', 'bpf_stats_hold');
 });
 
-after(() => {
-  const isMounted = (m: string) => readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === m);
-  for (const m of mounted.reverse().filter(isMounted)) {
-    try {
-      execFileSync('umount', [m]);
-    } catch {
-      execFileSync('umount', ['-l', m]);
-    }
-  }
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(() => unmountAll(scratch));
 
 /** fs_work's jobs under the object loaded with these settings (pid: the child's) and extra globals: the child's records and rf_fs_below. */
 async function run(t: TestContext, jobs: string[], settings: Partial<LoadSettings> = {}, globals: Record<string, Buffer> = {}, cwd?: string) {

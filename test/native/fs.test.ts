@@ -13,12 +13,13 @@
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Session, forEachRecord, u32 } from '../../native/index.ts';
 import { encodeSettings } from '../../collector/signals/settings.ts';
 import { ensureTracefs } from '../../collector/preflight.ts';
 import { ROOT, startReady } from './helpers.ts';
+import { buildFsProgram, makeFsScratch, unmountAll, type FsScratch } from './fs/scratch.ts';
 
 /** Where make puts it; RINGFLOW_BPF_DIR can point at another build (a deliberately broken one, to see these fail). */
 const FS_OBJ = join(process.env.RINGFLOW_BPF_DIR ?? `${ROOT}bpf/.output`, 'fs.bpf.o');
@@ -94,48 +95,22 @@ let statsHold = '';
 let workStatic = '';
 let tmpfsDir = '';
 let ext4Dir = '';
-const mounted: string[] = [];
-let loopImage = '';
+let mounted: string[] = [];
+let scratch: FsScratch | null = null;
 
 before(() => {
   if (process.getuid?.() !== 0) return;
   ensureTracefs(); // classic syscall tracepoints
   execFileSync('make', ['-s', '-C', `${ROOT}bpf`], { stdio: 'inherit' });
-  // on the root disk (the ext4 image's file, and the build), not in a tmpfs
-  dir = realpathSync(mkdtempSync('/var/tmp/ringflow-fs-'));
-  work = join(dir, 'fs_work');
-  execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', work, `${ROOT}test/native/fs/fs_work.c`]);
-  slowfuse = join(dir, 'slowfuse');
-  execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', slowfuse, `${ROOT}test/native/fs/slowfuse.c`]);
-  workStatic = join(dir, 'fs_work_static'); // runs in a chroot with nothing else in it
-  execFileSync('gcc', ['-static', '-O2', '-Wall', '-Werror', '-o', workStatic, `${ROOT}test/native/fs/fs_work.c`]);
-  statsHold = join(dir, 'bpf_stats_hold');
-  execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', statsHold, `${ROOT}test/native/fs/bpf_stats_hold.c`]);
-  tmpfsDir = join(dir, 'tmpfs');
-  mkdirSync(tmpfsDir);
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'ringflow-fs-test', tmpfsDir]);
-  mounted.push(tmpfsDir);
-  ext4Dir = join(dir, 'ext4');
-  mkdirSync(ext4Dir);
-  loopImage = join(dir, 'ext4.img');
-  execFileSync('truncate', ['-s', '64M', loopImage]);
-  execFileSync('mkfs.ext4', ['-q', '-F', loopImage]);
-  execFileSync('mount', ['-o', 'loop', loopImage, ext4Dir]);
-  mounted.push(ext4Dir);
+  scratch = makeFsScratch('/var/tmp/ringflow-fs-', 'ringflow-fs-test', 64, 64);
+  ({ dir, tmpfsDir, ext4Dir, mounted } = scratch);
+  work = buildFsProgram(ROOT, scratch, 'fs_work.c', 'fs_work');
+  slowfuse = buildFsProgram(ROOT, scratch, 'slowfuse.c', 'slowfuse');
+  workStatic = buildFsProgram(ROOT, scratch, 'fs_work.c', 'fs_work_static', ['-static']); // runs in a chroot with nothing else in it
+  statsHold = buildFsProgram(ROOT, scratch, 'bpf_stats_hold.c', 'bpf_stats_hold');
 });
 
-after(() => {
-  // even after a failure: a mount left behind would outlive the test run
-  const isMounted = (m: string) => readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === m);
-  for (const m of mounted.reverse().filter(isMounted)) {
-    try {
-      execFileSync('umount', [m]);
-    } catch {
-      execFileSync('umount', ['-l', m]); // busy: detached now, freed when the last user goes
-    }
-  }
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(() => unmountAll(scratch));
 
 /** run_cnt and run_time_ns of every BPF program fd this process holds, by program id (0 while statistics are off). */
 function ownProgramStats(): Map<number, { cnt: bigint; ns: bigint }> {
