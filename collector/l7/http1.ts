@@ -590,10 +590,58 @@ export function parseHttp1Head(kind: L7Kind, buf: Uint8Array, len: number, captu
   return { start: s, fields: f.fields, end: f.end, wellFormed: f.wellFormed, startCut: false };
 }
 
-/** The start line at buf[from] (it ends at the next LF before `to`), null when there is none or it is malformed. */
+/** 'x.y' for the digit y after 'HTTP/1.': shared strings, none built per head. */
+const HTTP1_VERSIONS = Array.from({ length: 10 }, (_, d) => `1.${d}`);
+
+/**
+ * The start line at buf[from] (it ends at the next LF before `to`), null when there is none or it is malformed.
+ * An ASCII line (nearly all) is matched on its bytes, REQUEST_LINE's and STATUS_LINE's rules spelled out,
+ * and only method and target become strings (the line's string and the regex were ~1/3 of a head's parse).
+ * A line with any other byte goes through the regex on its decoded text: there U+2028/U+2029 are line
+ * terminators to the regex's `.`, and invalid UTF-8 is U+FFFD, which the byte rules would have to copy.
+ */
 function parseStartLine(kind: L7Kind, buf: Uint8Array, from: number, to: number): Http1StartLine | null {
   const lf = buf.indexOf(LF, from);
   if (lf < 0 || lf >= to) return null;
+  let e = lf;
+  if (e > from && buf[e - 1] === CR) e--;
+  for (let k = from; k < e; k++) if (buf[k]! >= 0x80) return parseStartLineText(kind, buf, from, lf);
+  if (kind === 'REQUEST') {
+    // method SP request-target SP "HTTP/1." DIGIT: the target holds no SP, so each part ends at the first byte not its own
+    let k = from;
+    while (k < e && IS_TOKEN[buf[k]!] === 1) k++;
+    if (k === from || k === e || buf[k] !== SP) return null;
+    const methodEnd = k++;
+    const targetStart = k;
+    while (k < e && buf[k]! > SP && buf[k] !== 0x7f) k++;
+    if (k === targetStart || e - k !== 9 || buf[k] !== SP || !isHttp1Version(buf, k + 1)) return null;
+    return { method: text(buf, from, methodEnd, utf8), target: text(buf, targetStart, k, utf8), status: null, version: HTTP1_VERSIONS[buf[k + 8]! - 0x30]! };
+  }
+  // "HTTP/1." DIGIT SP [1-9] DIGIT DIGIT [ SP reason ]: in ASCII the regex's `.` takes any byte but CR (LF ended the line)
+  if (e - from < 12 || !isHttp1Version(buf, from) || buf[from + 8] !== SP) return null;
+  const c0 = buf[from + 9]!;
+  const c1 = buf[from + 10]!;
+  const c2 = buf[from + 11]!;
+  if (c0 < 0x31 || c0 > 0x39 || !isDigit(c1) || !isDigit(c2)) return null;
+  if (e > from + 12) {
+    if (buf[from + 12] !== SP) return null;
+    for (let k = from + 13; k < e; k++) if (buf[k] === CR) return null;
+  }
+  return { method: null, target: null, status: (c0 - 0x30) * 100 + (c1 - 0x30) * 10 + (c2 - 0x30), version: HTTP1_VERSIONS[buf[from + 7]! - 0x30]! };
+}
+
+function isDigit(c: number): boolean {
+  return c >= 0x30 && c <= 0x39;
+}
+
+/** buf[at, at + 8) is 'HTTP/1.' and a digit. */
+function isHttp1Version(buf: Uint8Array, at: number): boolean {
+  for (let k = 0; k < HTTP1_PREFIX.length; k++) if (buf[at + k] !== HTTP1_PREFIX[k]) return false;
+  return isDigit(buf[at + 7]!);
+}
+
+/** parseStartLine for a line with non-ASCII bytes: REQUEST_LINE or STATUS_LINE on its decoded text (buf[lf] is its LF). */
+function parseStartLineText(kind: L7Kind, buf: Uint8Array, from: number, lf: number): Http1StartLine | null {
   const line = stripEol(text(buf, from, lf + 1, utf8));
   if (kind === 'REQUEST') {
     const m = REQUEST_LINE.exec(line);

@@ -8,6 +8,10 @@
  * asExchangeRecord -> encoder (Avro + key). One core, no Kafka. Prints one
  * JSON object: µs per exchange for the whole path and for its steps
  * (encode_avsc: the encode step through avsc instead of the direct writer).
+ * head_us / head_ref_us: the A/B of the head parser alone, µs per exchange
+ * (request + response head): collector/l7/http1.ts parseHttp1Head against
+ * the b9062a8 parser kept in test/unit/l7-head-reference.ts, rounds alternating
+ * in one run so both see the same load.
  *
  *   bash scripts/with-node.sh node test/bench/l7-exchange-path.ts
  *   (or BENCH_ONLY=l7exchange in test/bench/bench.ts)
@@ -16,6 +20,10 @@ import { decodeL7Exchange, L7_EXCHANGE_OFFSETS as X, L7_EXCHANGE_SIZE, L7_EXCHAN
 import { L7Role, IPPROTO_TCP } from '../../collector/l7/capture.ts';
 import { L7Tracker, type L7Output } from '../../collector/l7/tracker.ts';
 import { asExchangeRecord, createL7Encoder } from '../../collector/l7/encode.ts';
+import { parseHttp1Head } from '../../collector/l7/http1.ts';
+import { capturedHeaders } from '../../collector/l7/headers.ts';
+import { DEFAULT_L7_OPTIONS } from '../../collector/l7/types.ts';
+import { referenceParseHttp1Head } from '../unit/l7-head-reference.ts';
 
 const REQ = 'GET /api/items/42?limit=10 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk/4.2\r\nAccept: */*\r\n' +
   'Accept-Encoding: gzip\r\nConnection: keep-alive\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\r\n';
@@ -134,6 +142,10 @@ export function l7ExchangePath(ms = Number(process.env.BENCH_MS ?? 1000), rounds
   const encodeAvsc = time(N, ms, rounds, () => {
     for (let i = 0; i < N; i++) for (const o of recs[i]!) sink += encAvsc.encode(o).value.length;
   });
+  const captured = capturedHeaders(DEFAULT_L7_OPTIONS);
+  const heads = headAB(xs, captured, ms, rounds, (n) => {
+    sink += n;
+  });
   if (sink === 0) throw new Error('nothing encoded');
   const r = (v: number) => +v.toFixed(3);
   return {
@@ -144,7 +156,28 @@ export function l7ExchangePath(ms = Number(process.env.BENCH_MS ?? 1000), rounds
     l7_exchange_pair_us: r(pair),
     l7_exchange_encode_us: r(encode),
     l7_exchange_encode_avsc_us: r(encodeAvsc),
+    l7_exchange_head_us: r(heads.cur),
+    l7_exchange_head_ref_us: r(heads.ref),
   };
+}
+
+/** Best µs per exchange of the current and the reference head parser, one round of each in turn. */
+function headAB(xs: readonly L7Exchange[], captured: ReadonlySet<string>, ms: number, rounds: number, use: (n: number) => void): { cur: number; ref: number } {
+  const run = (parse: typeof parseHttp1Head) => () => {
+    let n = 0;
+    for (const x of xs) {
+      n += parse('REQUEST', x.req_head, x.req_head.length, captured)!.fields.length;
+      n += parse('RESPONSE', x.resp_head, x.resp_head.length, captured)!.fields.length;
+    }
+    use(n);
+  };
+  const cur = run(parseHttp1Head);
+  const ref = run(referenceParseHttp1Head);
+  let best = { cur: Infinity, ref: Infinity };
+  for (let r = 0; r < rounds; r++) {
+    best = { ref: Math.min(best.ref, time(xs.length, ms, 1, ref)), cur: Math.min(best.cur, time(xs.length, ms, 1, cur)) };
+  }
+  return best;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
