@@ -11,7 +11,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
-import { REPO_ROOT, rootOrSkip, runCli } from '../support/integration.ts';
+import { readTopic, REPO_ROOT, rootOrSkip, runCli, testBrokers } from '../support/integration.ts';
 
 const TOPIC = 'ringflow.fs.io.v1';
 
@@ -38,13 +38,23 @@ after(() => { if (dir) fs.rmSync(dir, { recursive: true, force: true }); });
 
 const FILES = () => [path.join(dir, 'in', 'a.dat'), path.join(dir, 'in', 'sub', 'b.dat'), path.join(dir, 'out', 'c.dat'), path.join(dir, 'd.dat')];
 
+/** WORK, then FAILED_OPENS opens of a path that does not exist (ENOENT: no file, counted in rf_fs_failed). */
+const FAILED_OPENS = 3;
+const WORK_AND_FAIL = `${WORK}
+for i in range(${FAILED_OPENS}):
+    try:
+        os.open(os.path.join(os.path.dirname(sys.argv[1]), 'missing', 'x'), os.O_RDONLY)
+    except FileNotFoundError:
+        pass
+`;
+
 /** The paths of the child's fs records (sorted, one per call) under collect with these args; the fs type of the last. */
 let lastFsType = '';
-async function pathsSeen(args: string[]): Promise<string[]> {
-  const child = spawn('python3', ['-c', WORK, ...FILES()], { stdio: ['pipe', 'inherit', 'inherit'] });
+async function pathsSeen(args: string[], opts: { stdout?: boolean; work?: string } = {}): Promise<string[]> {
+  const child = spawn('python3', ['-c', opts.work ?? WORK, ...FILES()], { stdio: ['pipe', 'inherit', 'inherit'] });
   await once(child, 'spawn');
   const exited = once(child, 'exit');
-  const cli = runCli(['collect', '--signals', 'fs', '--pid', String(child.pid), '--stdout', ...args]);
+  const cli = runCli(['collect', '--signals', 'fs', '--pid', String(child.pid), ...(opts.stdout === false ? [] : ['--stdout']), ...args]);
   try {
     await cli.waitFor(/collecting fs/);
     child.stdin!.end('go\n');
@@ -73,4 +83,31 @@ test('collect --signals fs: --path (through a symlink) keeps the files under it,
   assert.deepEqual(await pathsSeen(['--fs', 'tmpfs,fuse']), [], '--fs of other types: none');
   assert.deepEqual(await pathsSeen(['--fs', `tmpfs,${type}`]), perFile(FILES()), `--fs tmpfs,${type}: every file`);
   assert.deepEqual(await pathsSeen(['--min-latency', '10s']), [], '--min-latency 10s: none of these cached calls');
+});
+
+test('collect --signals fs --min-latency 10s into Kafka: the stats records\' kernel_counts carry every call the child made under it (an openat, a pwrite and a pread per file) and its failed opens', { timeout: 240_000 }, async (t) => {
+  if (!rootOrSkip(t)) return;
+  const { brokers, stop } = await testBrokers();
+  try {
+    const host = `fs-filters-${process.pid}`;
+    const seen = await pathsSeen(['--brokers', brokers, '--host', host, '--stats-interval', '1s', '--min-latency', '10s'], { stdout: false, work: WORK_AND_FAIL });
+    assert.deepEqual(seen, [], 'stdout: nothing (Kafka)');
+    const recs = (await readTopic(brokers, TOPIC)).filter((r) => r.value.host === host);
+    assert.deepEqual(recs.map((r) => r.value.path), [], 'no record: every call was under 10 s');
+    const stats = (await readTopic(brokers, 'ringflow.collector.stats.v1')).filter((r) => r.value.host === host);
+    assert.ok(stats.length >= 2, `${stats.length} stats records (one at start, one at stop)`);
+    const counts: Record<string, number> = {};
+    for (const r of stats) for (const c of (r.value.kernel_counts as { reason: string; count: bigint }[])) counts[c.reason] = (counts[c.reason] ?? 0) + Number(c.count);
+    const n = FILES().length;
+    assert.deepEqual(counts, {
+      fs_below_min_latency_open: n,
+      fs_below_min_latency_pwrite: n,
+      fs_below_min_latency_pread: n,
+      fs_failed_open: FAILED_OPENS,
+    });
+    // not losses
+    assert.deepEqual(stats.flatMap((r) => (r.value.kernel_losses as { reason: string }[]).map((l) => l.reason)).filter((x) => x.startsWith('fs_')), []);
+  } finally {
+    await stop();
+  }
 });
