@@ -248,6 +248,7 @@ export function createPartitionState(cfg: PartitionConfig & { processorId: strin
   /**
    * the same drops per reason, until their window closes: then written as ringflow.dropped points;
    * with the collector's losses by cause (`${location}|${reason}`), written as ringflow.collector.losses
+   * (location counted: its kernel_counts, written as ringflow.fs.calls.unreported; collectorPoint)
    */
   const dropsBy = new Map<string, { topic: string; host: string; startNs: bigint; counts: Map<string, number>; losses: Map<string, number> }>();
   let closed: SeriesPoint[] = [];

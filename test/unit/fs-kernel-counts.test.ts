@@ -22,6 +22,9 @@ import { createPartitionState } from '../../processor/partition.ts';
 import { FS_UNREPORTED_METRIC, LOSSES_METRIC, collectorLossesOf, collectorPoint, fsUnreportedOf } from '../../processor/aggregate.ts';
 import { decodeCurrent, decodeRecord, encodeRecord, schemaRegistry } from '../../schemas/index.ts';
 import { CollectorLosses } from '../../cli/summary.ts';
+import { ValueType } from '@opentelemetry/api';
+import { AggregationTemporality, DataPointType, type SumMetricData } from '@opentelemetry/sdk-metrics';
+import { toResourceMetrics, type MetricPoint } from '../../exporter/otlp.ts';
 
 const S = 1_000_000_000n;
 const T = 1_800_000_000n * S; // window-aligned (2 s)
@@ -200,4 +203,22 @@ test('up: the summary says how many file calls ran under --min-latency (and fail
     assert.equal(t.take(), '', `${name}: take() starts again`);
   }
   assert.equal(belowMinLatency([{ reason: 'fs_failed_open', count: 3n }, { reason: 'fs_below_min_latency_fsync', count: 2 }]), 2);
+});
+
+test('OTLP: ringflow.fs.calls.unreported goes out as a monotonic delta Sum of ints, unit {call}, with reason and ringflow.fs.syscall', () => {
+  const metrics = schemaRegistry().byTopic('ringflow.metrics.v1')!;
+  const point = (name: string, count: number) =>
+    decodeRecord(encodeRecord(metrics, collectorPoint({ host: 'h1', location: 'counted', reason: name, startNs: T, endNs: T + 2n * S, count, processor: 'p' }).record)).value as unknown as MetricPoint;
+  const out = toResourceMetrics([point('fs_below_min_latency_pread', 40), point('fs_failed_open', 2)], { histogramMode: 'exponential', resource: { 'service.name': 'ringflow' } });
+  assert.deepEqual(out.invalid, []);
+  const ms = out.resources[0]!.metrics.scopeMetrics[0]!.metrics;
+  assert.equal(ms.length, 1);
+  const m = ms[0] as SumMetricData;
+  assert.deepEqual([m.descriptor.name, m.descriptor.unit, m.descriptor.valueType, m.dataPointType, m.isMonotonic, m.aggregationTemporality], [
+    FS_UNREPORTED_METRIC, '{call}', ValueType.INT, DataPointType.SUM, true, AggregationTemporality.DELTA,
+  ]);
+  assert.deepEqual(m.dataPoints.map((p) => [p.attributes, p.value]), [
+    [{ reason: 'below_min_latency', 'ringflow.fs.syscall': 'pread' }, 40],
+    [{ reason: 'failed', 'ringflow.fs.syscall': 'open' }, 2],
+  ]);
 });
