@@ -578,8 +578,8 @@ export interface Http1Head {
 export function parseHttp1Head(kind: L7Kind, buf: Uint8Array, len: number, captured: ReadonlySet<string>, start?: Http1StartLine): Http1Head | null {
   let from = 0;
   while (from < len && (buf[from] === CR || buf[from] === LF)) from++;
-  const lf = buf.indexOf(LF, from);
-  if (lf < 0 || lf >= len) {
+  const lf = indexOfLF(buf, from, len);
+  if (lf < 0) {
     const cut = parseCutStartLine(kind, buf, from, len);
     return cut === null ? null : { start: cut, fields: [], end: -1, wellFormed: true, startCut: true };
   }
@@ -601,8 +601,8 @@ const HTTP1_VERSIONS = Array.from({ length: 10 }, (_, d) => `1.${d}`);
  * terminators to the regex's `.`, and invalid UTF-8 is U+FFFD, which the byte rules would have to copy.
  */
 function parseStartLine(kind: L7Kind, buf: Uint8Array, from: number, to: number): Http1StartLine | null {
-  const lf = buf.indexOf(LF, from);
-  if (lf < 0 || lf >= to) return null;
+  const lf = indexOfLF(buf, from, to);
+  if (lf < 0) return null;
   let e = lf;
   if (e > from && buf[e - 1] === CR) e--;
   for (let k = from; k < e; k++) if (buf[k]! >= 0x80) return parseStartLineText(kind, buf, from, lf);
@@ -711,8 +711,8 @@ function parseFields(buf: Uint8Array, from: number, to: number, captured: Readon
   let previous: [string, string] | null = null;
   let seenField = false;
   for (let s = from; s < to;) {
-    let e = buf.indexOf(LF, s);
-    if (e < 0 || e >= to) break;
+    let e = indexOfLF(buf, s, to);
+    if (e < 0) break;
     const next = e + 1;
     if (e > s && buf[e - 1] === CR) e--;
     if (e === s) {
@@ -782,6 +782,16 @@ function keptNamesByLength(captured: ReadonlySet<string>): readonly (readonly st
     keptByLengthBySet.set(captured, l);
   }
   return l;
+}
+
+/**
+ * The first LF in buf[from, to), -1 when there is none. A loop, not buf.indexOf: the heads are
+ * Buffers, whose indexOf goes through JS argument checks into C++ per call, for lines of some 20 bytes.
+ */
+function indexOfLF(buf: Uint8Array, from: number, to: number): number {
+  const end = Math.min(to, buf.length);
+  for (let k = from; k < end; k++) if (buf[k] === LF) return k;
+  return -1;
 }
 
 /** buf[from, to) as UTF-8 without leading or trailing SP and HT (OWS). */
