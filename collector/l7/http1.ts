@@ -808,14 +808,34 @@ function decodeTrimmed(buf: Uint8Array, from: number, to: number): string {
  * TextDecoder, anything else through `decoder` (UTF-8, invalid bytes as U+FFFD).
  */
 function text(buf: Uint8Array, from: number, to: number, decoder: { decode(b: Uint8Array): string }): string {
-  if (to - from > 256) return decoder.decode(buf.subarray(from, to));
+  const n = to - from;
+  if (n > 256) return decoder.decode(buf.subarray(from, to));
   for (let k = from; k < to; k++) if (buf[k]! >= 0x80) return decoder.decode(buf.subarray(from, to));
+  if (n === 0) return '';
+  // Most of what is kept repeats from head to head (method, host, user-agent, connection, content-type):
+  // the string built last time for the same bytes is reused when they match, instead of a new one to collect.
+  const slot = (n * 31 + buf[from]! * 7 + buf[to - 1]! * 3 + buf[from + (n >> 1)]!) & (ASCII_SLOTS - 1);
+  const cached = asciiCache[slot]!;
+  if (cached.length === n) {
+    let k = 0;
+    while (k < n && cached.charCodeAt(k) === buf[from + k]) k++;
+    if (k === n) return cached;
+  }
+  let s: string;
   // ASCII: latin1 is the same string; one native copy where `s += char` made a string per char (~10x for a traceparent)
-  if (to - from > 8) return latin1Slice.call(buf, from, to);
-  let s = '';
-  for (let k = from; k < to; k++) s += String.fromCharCode(buf[k]!);
+  if (n > 8) {
+    s = latin1Slice.call(buf, from, to);
+  } else {
+    s = '';
+    for (let k = from; k < to; k++) s += String.fromCharCode(buf[k]!);
+  }
+  asciiCache[slot] = s;
   return s;
 }
+
+/** text()'s strings by a hash of their bytes, one per slot (at most 512 x 256 chars held). */
+const ASCII_SLOTS = 512;
+const asciiCache: string[] = new Array<string>(ASCII_SLOTS).fill('');
 
 /** Buffer's latin1 decoder, on any Uint8Array (the heads are plain views). */
 const latin1Slice = (Buffer.prototype as unknown as { latin1Slice(this: Uint8Array, from: number, to: number): string }).latin1Slice;

@@ -101,3 +101,14 @@ test('parseHttp1Head matches the reference on the edge start lines', () => {
     }
   }
 });
+
+test('parseHttp1Head: values whose hashed bytes agree are still told apart (text() reuses strings by a hash of first, middle and last byte)', () => {
+  const captured = capturedSets[2]!;
+  // same length, first, middle and last byte: one cache slot; the other bytes differ
+  for (const v of ['a1m2z', 'a3m4z', 'a1m2z', 'aXmXz', 'traceparent-00-aaaa-01', 'traceparent-00-bbbb-01']) {
+    const b = bytes(`GET /${v} HTTP/1.1\r\nX-Request-Id: ${v}\r\n\r\n`);
+    const h = parseHttp1Head('REQUEST', b, b.length, captured)!;
+    assert.equal(h.start.target, `/${v}`);
+    assert.deepEqual(h.fields, [['x-request-id', v]]);
+  }
+});
