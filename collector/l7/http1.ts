@@ -576,6 +576,7 @@ export interface Http1Head {
  * the bytes start no start line. `start`: the start line the caller parsed already.
  */
 export function parseHttp1Head(kind: L7Kind, buf: Uint8Array, len: number, captured: ReadonlySet<string>, start?: Http1StartLine): Http1Head | null {
+  len = Math.min(len, buf.length);
   let from = 0;
   while (from < len && (buf[from] === CR || buf[from] === LF)) from++;
   const lf = indexOfLF(buf, from, len);
@@ -789,8 +790,8 @@ function keptNamesByLength(captured: ReadonlySet<string>): readonly (readonly st
  * Buffers, whose indexOf goes through JS argument checks into C++ per call, for lines of some 20 bytes.
  */
 function indexOfLF(buf: Uint8Array, from: number, to: number): number {
-  const end = Math.min(to, buf.length);
-  for (let k = from; k < end; k++) if (buf[k] === LF) return k;
+  // to <= buf.length: parseHttp1Head clamps its len, the stream parser's bufLen is within its buffer
+  for (let k = from; k < to; k++) if (buf[k] === LF) return k;
   return -1;
 }
 
@@ -809,18 +810,20 @@ function decodeTrimmed(buf: Uint8Array, from: number, to: number): string {
  */
 function text(buf: Uint8Array, from: number, to: number, decoder: { decode(b: Uint8Array): string }): string {
   const n = to - from;
-  if (n > 256) return decoder.decode(buf.subarray(from, to));
-  for (let k = from; k < to; k++) if (buf[k]! >= 0x80) return decoder.decode(buf.subarray(from, to));
+  if (n > ASCII_MAX) return decoder.decode(buf.subarray(from, to));
   if (n === 0) return '';
   // Most of what is kept repeats from head to head (method, host, user-agent, connection, content-type):
   // the string built last time for the same bytes is reused when they match, instead of a new one to collect.
+  // The slot's bytes are kept beside it (a byte compare, not charCodeAt); only ASCII is stored, so a hit is ASCII.
   const slot = (n * 31 + buf[from]! * 7 + buf[to - 1]! * 3 + buf[from + (n >> 1)]!) & (ASCII_SLOTS - 1);
-  const cached = asciiCache[slot]!;
-  if (cached.length === n) {
+  const base = slot * ASCII_MAX;
+  if (asciiCache[slot]!.length === n) {
     let k = 0;
-    while (k < n && cached.charCodeAt(k) === buf[from + k]) k++;
-    if (k === n) return cached;
+    while (k < n && asciiBytes[base + k] === buf[from + k]) k++;
+    if (k === n) return asciiCache[slot]!;
   }
+  for (let k = from; k < to; k++) if (buf[k]! >= 0x80) return decoder.decode(buf.subarray(from, to));
+  for (let k = 0; k < n; k++) asciiBytes[base + k] = buf[from + k]!;
   let s: string;
   // ASCII: latin1 is the same string; one native copy where `s += char` made a string per char (~10x for a traceparent)
   if (n > 8) {
@@ -835,7 +838,11 @@ function text(buf: Uint8Array, from: number, to: number, decoder: { decode(b: Ui
 
 /** text()'s strings by a hash of their bytes, one per slot (at most 512 x 256 chars held). */
 const ASCII_SLOTS = 512;
+/** Longest string text() builds itself (longer ones go to the decoder) and so the most a slot holds. */
+const ASCII_MAX = 256;
 const asciiCache: string[] = new Array<string>(ASCII_SLOTS).fill('');
+/** Slot i's bytes at [i * ASCII_MAX, i * ASCII_MAX + asciiCache[i].length). */
+const asciiBytes = new Uint8Array(ASCII_SLOTS * ASCII_MAX);
 
 /** Buffer's latin1 decoder, on any Uint8Array (the heads are plain views). */
 const latin1Slice = (Buffer.prototype as unknown as { latin1Slice(this: Uint8Array, from: number, to: number): string }).latin1Slice;
