@@ -606,7 +606,9 @@ function parseStartLine(kind: L7Kind, buf: Uint8Array, from: number, to: number)
   if (lf < 0) return null;
   let e = lf;
   if (e > from && buf[e - 1] === CR) e--;
-  for (let k = from; k < e; k++) if (buf[k]! >= 0x80) return parseStartLineText(kind, buf, from, lf);
+  // Non-ASCII matters only where the regex would take it (target, reason phrase) and at the start (the
+  // decoder drops a leading BOM): elsewhere a byte >= 0x80 fails the byte rules as its character fails the regex's.
+  if (buf[from]! >= 0x80) return parseStartLineText(kind, buf, from, lf);
   if (kind === 'REQUEST') {
     // method SP request-target SP "HTTP/1." DIGIT: the target holds no SP, so each part ends at the first byte not its own
     let k = from;
@@ -615,6 +617,7 @@ function parseStartLine(kind: L7Kind, buf: Uint8Array, from: number, to: number)
     const methodEnd = k++;
     const targetStart = k;
     while (k < e && buf[k]! > SP && buf[k] !== 0x7f) k++;
+    for (let j = targetStart; j < k; j++) if (buf[j]! >= 0x80) return parseStartLineText(kind, buf, from, lf);
     if (k === targetStart || e - k !== 9 || buf[k] !== SP || !isHttp1Version(buf, k + 1)) return null;
     return { method: text(buf, from, methodEnd, utf8), target: text(buf, targetStart, k, utf8), status: null, version: HTTP1_VERSIONS[buf[k + 8]! - 0x30]! };
   }
@@ -626,7 +629,10 @@ function parseStartLine(kind: L7Kind, buf: Uint8Array, from: number, to: number)
   if (c0 < 0x31 || c0 > 0x39 || !isDigit(c1) || !isDigit(c2)) return null;
   if (e > from + 12) {
     if (buf[from + 12] !== SP) return null;
-    for (let k = from + 13; k < e; k++) if (buf[k] === CR) return null;
+    for (let k = from + 13; k < e; k++) {
+      if (buf[k]! >= 0x80) return parseStartLineText(kind, buf, from, lf);
+      if (buf[k] === CR) return null;
+    }
   }
   return { method: null, target: null, status: (c0 - 0x30) * 100 + (c1 - 0x30) * 10 + (c2 - 0x30), version: HTTP1_VERSIONS[buf[from + 7]! - 0x30]! };
 }

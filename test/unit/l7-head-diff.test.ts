@@ -92,6 +92,7 @@ test('parseHttp1Head matches the reference on the edge start lines', () => {
     'HTTP/1.1 200 OK', 'HTTP/1.1 200', 'HTTP/1.1 200 ', 'HTTP/1.1 200 OK\r', 'HTTP/1.1 200 O\rK', 'HTTP/1.1 200 \xe2\x80\xa8',
     'HTTP/1.1 200 \xe2\x80\xa9x', 'HTTP/1.1 200 caf\xc3\xa9', 'HTTP/1.1 200 \xff', 'HTTP/1.1 2000', 'HTTP/1.1 099 x', 'HTTP/1.1 200x',
     'HTTP/1.1  200', 'HTTP/1.0 404 Not Found', 'HTTP/2.0 200 OK', 'HTTP/1.1 200 \x00\x7f',
+    '\xef\xbb\xbfGET / HTTP/1.1', '\xef\xbb\xbfHTTP/1.1 200 OK', '\xef\xbb\xbf\xef\xbb\xbfGET / HTTP/1.1', 'GET\xef\xbb\xbf / HTTP/1.1', 'GET / HTTP/1.1\xef\xbb\xbf',
     'GET /\x7f HTTP/1.1', 'GET /\x00 HTTP/1.1', 'GET /\x1f HTTP/1.1', 'GET /~! HTTP/1.1', 'GET / HTTP/1.1\x00', 'GET / HTTP/1.1\r\x00',
   ];
   for (const l of lines) {
