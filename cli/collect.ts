@@ -234,14 +234,16 @@ export function summaryLine(s: StatsSnapshot): string {
 /**
  * What the stats record says was lost or set aside besides the per-type
  * counts: user-space losses by reason (dead-lettered ones included), losses
- * the BPF programs counted by reason (kernel_losses), L7
+ * the BPF programs counted by reason (kernel_losses), calls they counted and
+ * did not send (kernel_counts: fs calls under --min-latency, failed opens), L7
  * parser directions stopped by reason, clamped counters. Empty when none.
  */
-export function lossesSummaryPart(s: Pick<StatsSnapshot, 'drop_reasons' | 'l7_parse_failures' | 'clamped'> & Partial<Pick<StatsSnapshot, 'kernel_losses'>>): string {
+export function lossesSummaryPart(s: Pick<StatsSnapshot, 'drop_reasons' | 'l7_parse_failures' | 'clamped'> & Partial<Pick<StatsSnapshot, 'kernel_losses' | 'kernel_counts'>>): string {
   const list = (rs: readonly { reason: string; count: number }[]) => rs.map((r) => `${r.reason} ${r.count}`).join(', ');
   let out = '';
   if (s.drop_reasons.length > 0) out += `; lost by reason: ${list(s.drop_reasons)}`;
   if (s.kernel_losses && s.kernel_losses.length > 0) out += `; lost in the kernel by reason: ${list(s.kernel_losses)}`;
+  if (s.kernel_counts && s.kernel_counts.length > 0) out += `; counted in the kernel, not sent: ${list(s.kernel_counts)}`;
   if (s.l7_parse_failures.length > 0) out += `; l7 parse losses and recoveries: ${list(s.l7_parse_failures)}`;
   if (s.clamped > 0) out += `; stats values clamped ${s.clamped}`;
   return out;

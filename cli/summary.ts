@@ -213,7 +213,7 @@ export class CollectorLosses {
     if (parse) parts.push(`l7 parse losses and recoveries: ${parse}`);
     if (this.clamped > 0) parts.push(`stats values clamped ${this.clamped}`);
     if (this.fsBelow > 0 || this.fsFailed > 0) {
-      parts.push([this.fsBelow > 0 ? `${this.fsBelow} file calls under --min-latency` : '', this.fsFailed > 0 ? `${this.fsFailed} failed file calls with no file to report` : ''].filter(Boolean).join(', '));
+      parts.push([this.fsBelow > 0 ? `${this.fsBelow} file calls under --min-latency` : '', this.fsFailed > 0 ? `${this.fsFailed} failed opens (no file: --path/--fs not applied)` : ''].filter(Boolean).join(', '));
     }
     if (this.restarts.length > 0) parts.push(`restarted: ${this.restarts.join('; ')}${this.restartsMore ? ` and ${this.restartsMore} more` : ''}`);
     this.restarts = [];

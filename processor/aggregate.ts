@@ -215,7 +215,8 @@ export type LossLocation = 'user' | 'kernel' | 'counted';
  * purpose (the stats record's kernel_counts, collector/kernel-counts.ts), per
  * (host, reason, ringflow.fs.syscall) and window: a SUM. reason
  * below_min_latency: faster than --min-latency; failed: failed with no file
- * to report (a failed open). Not losses, so not in ringflow.collector.losses
+ * to report (a failed open of any task the task filters pass: --path and --fs
+ * cannot apply without a file, so the count is host-wide for those tasks). Not losses, so not in ringflow.collector.losses
  * nor ringflow.dropped: what the fs.io metrics leave out by the user's choice.
  */
 export const FS_UNREPORTED_METRIC = 'ringflow.fs.calls.unreported';

@@ -14,13 +14,15 @@ const base: StatsSnapshot = {
   send_errors: 1, pending: 4, ring_bytes: 0, undecodable: 0, drop_reasons: [], l7_parse_failures: [], clamped: 0, kernel_losses: [],
 };
 
-test('summary line: losses by reason, L7 parser stops by reason, clamped values (table)', () => {
+test('summary line: losses by reason, kernel counts, L7 parser stops by reason, clamped values (table)', () => {
   const cases: [string, Partial<StatsSnapshot>, string][] = [
     ['nothing lost: nothing added', {}, ''],
     ['losses by reason', { drop_reasons: [{ reason: 'backpressure', count: 3 }, { reason: 'too_large_dead_lettered', count: 1 }] }, '; lost by reason: backpressure 3, too_large_dead_lettered 1'],
     ['L7 parse losses and recoveries', { l7_parse_failures: [{ reason: 'HTTP1: bad start line', count: 2 }] }, '; l7 parse losses and recoveries: HTTP1: bad start line 2'],
     ['clamped', { clamped: 1 }, '; stats values clamped 1'],
     ['kernel losses by reason', { kernel_losses: [{ reason: 'block_orphaned', count: 2 }, { reason: 'tcp_drop_unattributed', count: 1 }] }, '; lost in the kernel by reason: block_orphaned 2, tcp_drop_unattributed 1'],
+    ['calls the kernel counted and did not send (fs)', { kernel_counts: [{ reason: 'fs_below_min_latency_pread', count: 3 }, { reason: 'fs_failed_open', count: 1 }] },
+      '; counted in the kernel, not sent: fs_below_min_latency_pread 3, fs_failed_open 1'],
     ['all', { drop_reasons: [{ reason: 'undecodable', count: 5 }], l7_parse_failures: [{ reason: 'DNS: not DNS', count: 1 }], clamped: 2 },
       '; lost by reason: undecodable 5; l7 parse losses and recoveries: DNS: not DNS 1; stats values clamped 2'],
   ];

@@ -193,7 +193,7 @@ test('up: the summary says how many file calls ran under --min-latency (and fail
     ['none', [[]], ''],
     ['an older record', [], ''],
     ['summed over records', [[{ reason: 'fs_below_min_latency_pread', count: 40n }], [{ reason: 'fs_below_min_latency_read', count: 2n }]], '; collectors: 42 file calls under --min-latency'],
-    ['with failed opens', [[{ reason: 'fs_below_min_latency_pread', count: 1n }, { reason: 'fs_failed_open', count: 3n }]], '; collectors: 1 file calls under --min-latency, 3 failed file calls with no file to report'],
+    ['with failed opens', [[{ reason: 'fs_below_min_latency_pread', count: 1n }, { reason: 'fs_failed_open', count: 3n }]], '; collectors: 1 file calls under --min-latency, 3 failed opens (no file: --path/--fs not applied)'],
   ];
   for (const [name, recs, want] of cases) {
     const t = new CollectorLosses();
