@@ -1418,8 +1418,16 @@ int rf_session_attach_perf_event(rf_session *s, const char *program, uint64_t fr
 		en = perf_enabled_ns(p->fd);
 		now = monotonic_ns();
 		wall = now - p->at;
-		/* enabled all along (within 1 ms + 1 %: the two clocks differ a little) */
-		if (on[p->cpu] && en > p->enabled && en - p->enabled + 1000000 + wall / 100 >= wall) {
+		/*
+		 * Enabled all along, within 5 ms + 10 %: the two reads of each call
+		 * (the event's time, then the clock) can be apart by a preemption of
+		 * this thread on a busy host, and a live event must not be dropped
+		 * and opened again for it (a false hot-plug line). A dead event's
+		 * time never moves again, so one that slips through this bound
+		 * (its CPU offline briefly late in the interval) fails en > enabled
+		 * at the next call.
+		 */
+		if (on[p->cpu] && en > p->enabled && en - p->enabled + 5000000 + wall / 10 >= wall) {
 			p->enabled = en;
 			p->at = now;
 			have[p->cpu] = 1;
