@@ -25,8 +25,12 @@
 
 #define S_IFMT   00170000
 #define S_IFREG  0100000
-/* x86/arm64 open flags (asm-generic/fcntl.h) */
+/* open flags: asm-generic/fcntl.h (x86); arm64 moves O_DIRECT (its 040000 is O_DIRECTORY) */
+#ifdef __TARGET_ARCH_arm64
+#define RF_O_DIRECT 00200000
+#else
 #define RF_O_DIRECT 00040000
+#endif
 #define RF_O_DSYNC  00010000 /* O_SYNC = __O_SYNC | O_DSYNC: this bit covers both */
 
 /* Walk bounds (design section 3); the collector may lower them (--fs-path-depth, --fs-path-bytes). */
@@ -287,6 +291,16 @@ static long rf_fs_walk_step(__u32 i, void *ctx)
 	mp = mm->mnt_parent;
 	len = dd->d_name.len;
 	name = dd->d_name.name;
+	if (d == parent && d != mnt_root) {
+		/*
+		 * A disconnected dentry, its own parent but no mount's root: a
+		 * memfd_create file, shmem the kernel set up. No tree above it:
+		 * its name alone ("/memfd:x", as d_path gives it, without
+		 * " (deleted)"), and the walk ends after it.
+		 */
+		w->done = 1;
+		goto name;
+	}
 	if (d == mnt_root || d == parent) {
 		if (!mp || mp == m) { /* the namespace's root mount */
 			w->done = 1;
@@ -298,12 +312,13 @@ static long rf_fs_walk_step(__u32 i, void *ctx)
 		w->mnt = mp;
 		return 0;
 	}
+name:
 	w->dentry = parent;
 	if (w->cut || w->comps >= w->depth || (RF_FS_BUF_END - w->pos) + len + 1 > w->bytes) {
 		/* past a bound: the last components are kept, the ones above only counted */
 		w->cut = 1;
 		w->dropped++;
-		return 0;
+		return w->done ? 1 : 0; /* 1: that was the disconnected dentry's name, the last */
 	}
 	if (len > RF_FS_NAME_MAX || !name) {
 		w->failed = 1;
@@ -321,7 +336,7 @@ static long rf_fs_walk_step(__u32 i, void *ctx)
 	w->buf[off - 1] = '/';
 	w->pos = off - 1;
 	w->comps++;
-	return 0;
+	return w->done ? 1 : 0;
 }
 
 /* Walks the file's path into w->path; sets ev's path_len, mnt_len, path_dropped and path flags. */

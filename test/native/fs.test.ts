@@ -278,6 +278,17 @@ describe('fs.bpf.o on the real kernel', { skip: process.getuid?.() !== 0 ? 'need
     assert.deepEqual(res.lost, [0n, 0n, 0n, 0n]);
   });
 
+  it('a memfd (a file of no mount\'s tree): its name as d_path gives it, "/memfd:<name>", not "/"', async (t) => {
+    const res = await run(t, ['M:rf-memfd:2']);
+    const mine = res.records.filter((x) => x.tgid === res.pid && x.op === OP.PWRITE);
+    assert.equal(mine.length, 2, 'the two pwrites');
+    for (const x of mine) {
+      assert.equal(x.path, '/memfd:rf-memfd');
+      assert.equal(x.flags & (F.PATH_CUT | F.PATH_FAILED), 0);
+      assert.equal(x.ret, BigInt(BS));
+    }
+  });
+
   it('the path as the task sees it: in a chroot, from its root (the walk stops there, mid-mount); in a new mount namespace, the same as outside', async (t) => {
     const jail = join(tmpfsDir, 'jail');
     mkdirSync(jail, { recursive: true });

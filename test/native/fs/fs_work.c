@@ -20,6 +20,7 @@
  *   D:P:N  N pread(4 KiB at i*4096) of P unlinked after it was opened
  *   F:P:N  N pread(4 KiB at i*4096) + fsync pairs on P, an existing file opened read-only (slowfuse)
  *   L:P:N  N rounds of lseek(P, 0) + write(4 KiB) and a socketpair's write + read of 1 byte
+ *   M:NAME:N  N pwrite(4 KiB at i*4096) on memfd_create(NAME): a file of no mount's tree
  *   s:-:N  N read()s of a socketpair (1 byte each)
  *   p:-:N  N read()s of a pipe (1 byte each)
  */
@@ -28,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -74,6 +76,12 @@ int main(int argc, char **argv)
 				die("open", path);
 			j->wfd = sv[0];
 			j->sock = sv[1];
+			continue;
+		}
+		if (kind == 'M') {
+			j->fd = memfd_create(path, 0);
+			if (j->fd < 0)
+				die("memfd_create", path);
 			continue;
 		}
 		if (kind == 's' || kind == 'p') {
@@ -164,8 +172,9 @@ int main(int argc, char **argv)
 					die("writev", "X");
 				break;
 			case 'S':
+			case 'M':
 				if (pwrite(j->fd, buf, BS, off) != BS)
-					die("pwrite", "S");
+					die("pwrite", "S/M");
 				break;
 			case 'w':
 			case 'y':
