@@ -20,34 +20,18 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { Session, forEachRecord } from '../../native/index.ts';
+import { Session } from '../../native/index.ts';
 import { encodeSettings, type LoadSettings } from '../../collector/signals/settings.ts';
 import { ensureTracefs } from '../../collector/preflight.ts';
 import { FS_MAX_PREFIXES, FS_MAX_TYPES, encodeFsFilterSettings, parseFsTypes, resolveFsPrefixes } from '../../collector/signals/fs-filter.ts';
 import { ROOT, startReady } from './helpers.ts';
+import { decodeFsRecords as decode, type FsRecord } from './fs/records.ts';
 import { buildFsProgram, makeFsScratch, unmountAll, type FsScratch } from './fs/scratch.ts';
 
 const FS_OBJ = join(process.env.RINGFLOW_BPF_DIR ?? `${ROOT}bpf/.output`, 'fs.bpf.o');
-const RF_EV_FS_IO = 11;
 const OP = { READ: 0, WRITE: 1, PREAD: 2, PWRITE: 3, FSYNC: 8 } as const;
-const HEADER = 48;
-const EVENT = 128;
 
-interface Rec { tgid: number; latencyNs: bigint; op: number; fsType: string; path: string }
-
-function decode(batch: Buffer, out: Rec[]): void {
-  forEachRecord(batch, (o) => {
-    if (batch[o] !== RF_EV_FS_IO) return;
-    const pathLen = batch.readUInt16LE(o + HEADER + 56);
-    out.push({
-      tgid: batch.readUInt32LE(o + 8),
-      latencyNs: batch.readBigUInt64LE(o + HEADER),
-      op: batch[o + HEADER + 60]!,
-      fsType: batch.subarray(o + HEADER + 64, o + EVENT).toString('latin1').replace(/\0.*$/s, ''),
-      path: batch.subarray(o + EVENT, o + EVENT + pathLen).toString('latin1'),
-    });
-  });
-}
+type Rec = FsRecord;
 
 let dir = '';
 let work = '';

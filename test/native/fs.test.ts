@@ -15,66 +15,21 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Session, forEachRecord, u32 } from '../../native/index.ts';
+import { Session, u32 } from '../../native/index.ts';
 import { encodeSettings } from '../../collector/signals/settings.ts';
 import { ensureTracefs } from '../../collector/preflight.ts';
 import { ROOT, startReady } from './helpers.ts';
+import { decodeFsRecords as decode, EVENT, F, RF_EV_FS_IO, type FsRecord } from './fs/records.ts';
+import { kernelDevOf as kernelDev } from '../../collector/signals/fs-filter.ts';
 import { buildFsProgram, makeFsScratch, unmountAll, type FsScratch } from './fs/scratch.ts';
 
 /** Where make puts it; RINGFLOW_BPF_DIR can point at another build (a deliberately broken one, to see these fail). */
 const FS_OBJ = join(process.env.RINGFLOW_BPF_DIR ?? `${ROOT}bpf/.output`, 'fs.bpf.o');
-const RF_EV_FS_IO = 11;
 /** enum rf_fs_op */
 const OP = { READ: 0, WRITE: 1, PREAD: 2, PWRITE: 3, READV: 4, WRITEV: 5, PREADV: 6, PWRITEV: 7, FSYNC: 8, FDATASYNC: 9 } as const;
 /** enum rf_fs_cache */
 const CACHE = { UNKNOWN: 0, CACHED: 1, BLOCKED_IO: 2, BLOCKED_OTHER: 3 } as const;
-/** enum rf_fs_flag */
-const F = { PATH_CUT: 1, DIRECT: 2, SYNC: 4, DELETED: 8, PATH_FAILED: 16 } as const;
-const HEADER = 48;
-const EVENT = 128;
 const BS = 4096;
-
-interface FsRecord {
-  tgid: number; comm: string; latencyNs: bigint; offset: bigint; len: bigint; ret: bigint; ino: bigint;
-  storageBytes: bigint; dev: number; fd: number; pathLen: number; mntLen: number; op: number; cache: number;
-  flags: number; pathDropped: number; fsType: string; path: string; length: number;
-}
-
-/** struct rf_fs_event (bpf/events.h) + path_len path bytes. */
-function decode(batch: Buffer, out: FsRecord[]): void {
-  forEachRecord(batch, (o, length) => {
-    if (batch[o] !== RF_EV_FS_IO) return;
-    const pathLen = batch.readUInt16LE(o + HEADER + 56);
-    out.push({
-      tgid: batch.readUInt32LE(o + 8),
-      comm: batch.subarray(o + 32, o + 48).toString('latin1').replace(/\0.*$/s, ''),
-      latencyNs: batch.readBigUInt64LE(o + HEADER),
-      offset: batch.readBigUInt64LE(o + HEADER + 8),
-      len: batch.readBigUInt64LE(o + HEADER + 16),
-      ret: batch.readBigInt64LE(o + HEADER + 24),
-      ino: batch.readBigUInt64LE(o + HEADER + 32),
-      storageBytes: batch.readBigUInt64LE(o + HEADER + 40),
-      dev: batch.readUInt32LE(o + HEADER + 48),
-      fd: batch.readUInt32LE(o + HEADER + 52),
-      pathLen,
-      mntLen: batch.readUInt16LE(o + HEADER + 58),
-      op: batch[o + HEADER + 60]!,
-      cache: batch[o + HEADER + 61]!,
-      flags: batch[o + HEADER + 62]!,
-      pathDropped: batch[o + HEADER + 63]!,
-      fsType: batch.subarray(o + HEADER + 64, o + EVENT).toString('latin1').replace(/\0.*$/s, ''),
-      path: batch.subarray(o + EVENT, o + EVENT + pathLen).toString('latin1'),
-      length,
-    });
-  });
-}
-
-/** The kernel's dev_t (major << 20 | minor) of a user-space st_dev (glibc's encoding). */
-function kernelDev(st: bigint): number {
-  const major = Number(((st >> 8n) & 0xfffn) | ((st >> 32n) & ~0xfffn));
-  const minor = Number((st & 0xffn) | ((st >> 12n) & ~0xffn));
-  return ((major << 20) | minor) >>> 0;
-}
 
 /** What the walk keeps of an absolute path: its longest suffix of whole components within the bounds, and how many it drops. */
 function expectedCut(abs: string, depth = 32, bytes = 512): { path: string; dropped: number } {
